@@ -1,0 +1,135 @@
+#include "actors/runtime.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstdio>
+#include <exception>
+
+#include <boost/asio/post.hpp>
+
+#include "actors/process.hpp"
+#include "actors/runtime_impl.hpp"
+
+namespace prov::actors {
+
+namespace {
+
+thread_local Runtime::Impl* workerRuntime = nullptr;
+
+std::size_t cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Runtime::Options resolve(Runtime::Options options) {
+  if (options.workerThreads == 0) options.workerThreads = cores();
+  if (options.blockingThreads == 0) options.blockingThreads = std::max<std::size_t>(4, 2 * cores());
+  return options;
+}
+
+}  // namespace
+
+namespace detail {
+Runtime::Impl* currentWorkerRuntime() { return workerRuntime; }
+}  // namespace detail
+
+Runtime::Impl::Impl(Options o)
+    : options(o), io(static_cast<int>(o.workerThreads)), blocking(o.blockingThreads) {}
+
+void Runtime::Impl::eventPosted() {
+  std::lock_guard lock(pendingMutex);
+  ++pending;
+}
+
+void Runtime::Impl::eventDone() {
+  std::lock_guard lock(pendingMutex);
+  if (--pending == 0) pendingCv.notify_all();
+}
+
+void Runtime::Impl::settle() {
+  std::unique_lock lock(pendingMutex);
+  pendingCv.wait(lock, [this] { return pending == 0; });
+}
+
+Runtime::Runtime() : Runtime(Options{}) {}
+
+Runtime::Runtime(Options options) : impl_(std::make_unique<Impl>(resolve(options))) {
+  impl_->clock = std::make_unique<Clock>(*this);
+  impl_->guard.emplace(impl_->io.get_executor());
+  for (std::size_t i = 0; i < impl_->options.workerThreads; ++i) {
+    impl_->workers.emplace_back([impl = impl_.get()] {
+      workerRuntime = impl;
+      for (;;) {
+        try {
+          impl->io.run();
+          return;
+        } catch (const std::exception& e) {
+          // Handlers in this project do not throw; one that does is a bug,
+          // but it must not take the worker down with it.
+          std::fprintf(stderr, "runtime: unexpected exception in a handler: %s\n", e.what());
+        }
+      }
+    });
+  }
+}
+
+Runtime::~Runtime() { shutdown(); }
+
+void Runtime::shutdown() {
+  if (impl_->stopped.load()) return;
+  assert(!onWorkerThread() && "Runtime::shutdown() on one of its own worker threads");
+  {
+    std::lock_guard lock(impl_->submitMutex);
+    impl_->accepting.store(false);
+  }
+
+  // Processes first: their finalize() may still use timers and handlers.
+  std::vector<std::shared_ptr<detail::ProcessContext>> live;
+  {
+    std::lock_guard lock(impl_->processesMutex);
+    for (auto& [raw, weak] : impl_->processes) {
+      if (auto context = weak.lock()) live.push_back(std::move(context));
+    }
+  }
+  for (auto& context : live) detail::terminate(context, true);
+  for (auto& context : live) detail::wait(context, std::chrono::nanoseconds::max());
+
+  impl_->clock->cancelAll();
+  impl_->blocking.join();
+  impl_->settle();
+
+  impl_->guard.reset();
+  impl_->io.stop();
+  for (auto& worker : impl_->workers) worker.join();
+  impl_->workers.clear();
+  impl_->stopped.store(true);
+}
+
+bool Runtime::accepting() const { return impl_->accepting.load(); }
+Clock& Runtime::clock() { return *impl_->clock; }
+boost::asio::io_context& Runtime::ioContext() { return impl_->io; }
+std::size_t Runtime::workerThreads() const { return impl_->options.workerThreads; }
+std::size_t Runtime::blockingThreads() const { return impl_->options.blockingThreads; }
+bool Runtime::onWorkerThread() const { return workerRuntime == impl_.get(); }
+void Runtime::settle() { impl_->settle(); }
+
+namespace detail {
+
+bool submitBlocking(Runtime& runtime, std::function<void()> task) {
+  Runtime::Impl& impl = runtime.impl();
+  std::lock_guard lock(impl.submitMutex);
+  if (!impl.accepting.load()) return false;
+  impl.eventPosted();
+  boost::asio::post(impl.blocking, [&impl, task = std::move(task)] {
+    try {
+      task();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "runtime: unexpected exception in a blocking task: %s\n", e.what());
+    }
+    impl.eventDone();
+  });
+  return true;
+}
+
+}  // namespace detail
+
+}  // namespace prov::actors

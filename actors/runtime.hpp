@@ -1,0 +1,76 @@
+#pragma once
+
+// Runtime: the threads everything else runs on. There is no global runtime:
+// the host creates one and passes it (by reference) to whatever needs it.
+//
+//   - an io_context run by `workerThreads` threads: process strands, network
+//     I/O (ioContext() is what Beast sockets are built on) and timers;
+//   - a separate blocking pool of `blockingThreads` threads for file-system
+//     work (async() in async.hpp), so no strand is ever blocked by it;
+//   - a Clock (clock.hpp) that tests can pause and advance.
+//
+// shutdown() (also run by the destructor) stops accepting work (spawn makes
+// already-terminated processes, async() and dispatch fail), terminates every
+// live process and waits for their finalize(), cancels timers, drains the
+// blocking pool, waits for handlers already posted, then joins the threads.
+// It is idempotent and must not be called from a runtime thread.
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace prov::actors {
+
+class Clock;
+
+class Runtime {
+ public:
+  struct Options {
+    std::size_t workerThreads = 0;    // 0: one per core
+    std::size_t blockingThreads = 0;  // 0: max(4, 2 * cores)
+  };
+
+  Runtime();
+  explicit Runtime(Options options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  void shutdown();
+
+  // False once shutdown() has begun.
+  bool accepting() const;
+
+  Clock& clock();
+  boost::asio::io_context& ioContext();
+
+  std::size_t workerThreads() const;
+  std::size_t blockingThreads() const;
+
+  // True on one of this runtime's worker threads.
+  bool onWorkerThread() const;
+
+  // Blocks until every event posted through this runtime (dispatches, timer
+  // callbacks, blocking-pool tasks) has run, including the ones those events
+  // post in turn. Not for runtime threads.
+  void settle();
+
+  // Internal plumbing for process.cpp, clock.cpp and async.hpp.
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+namespace detail {
+// Runs `task` on the blocking pool. False (and `task` is dropped unrun) once
+// the runtime no longer accepts work.
+bool submitBlocking(Runtime& runtime, std::function<void()> task);
+}  // namespace detail
+
+}  // namespace prov::actors
