@@ -107,9 +107,10 @@ Future<Nothing> Clock::sleep(Duration duration) {
   Timer timer = this->timer(duration, [promise] { promise->set(Nothing{}); });
   std::weak_ptr<Promise<Nothing>> weak = promise;
   future.onDiscard([this, timer, weak] {
-    if (cancel(timer)) {
-      if (auto p = weak.lock()) p->discard();
-    }
+    // Hold the promise: cancelling destroys the timer's callback, the other
+    // owner of the promise.
+    auto p = weak.lock();
+    if (p && cancel(timer)) p->discard();
   });
   return future;
 }

@@ -81,7 +81,7 @@ template <typename R>
 using UnwrapT = typename detail::Unwrap<std::decay_t<R>>::type;
 
 template <typename T>
-class [[nodiscard]] Future {
+class Future {
  public:
   using value_type = T;
 

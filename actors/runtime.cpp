@@ -33,7 +33,11 @@ Runtime::Impl* currentWorkerRuntime() { return workerRuntime; }
 }  // namespace detail
 
 Runtime::Impl::Impl(Options o)
-    : options(o), io(static_cast<int>(o.workerThreads)), blocking(o.blockingThreads) {}
+    // The io_context keeps the default concurrency hint even with one worker:
+    // with hint 1, Asio keeps events posted from inside a handler in a
+    // thread-private queue until that handler returns, which a wait() that
+    // runs other events meanwhile (process.cpp) would never see.
+    : options(o), blocking(o.blockingThreads) {}
 
 void Runtime::Impl::eventPosted() {
   std::lock_guard lock(pendingMutex);

@@ -1,0 +1,127 @@
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "tests/support/await.hpp"
+
+namespace prov::actors {
+namespace {
+
+class Tally : public Process<Tally> {
+ public:
+  // No lock and no atomic: the strand serialises these.
+  void add(int from) {
+    ++count_;
+    ++perSender_[from];
+  }
+  long count() const { return count_; }
+  std::vector<long> perSender() const { return perSender_; }
+  explicit Tally(int senders) : perSender_(senders, 0) {}
+
+ private:
+  long count_ = 0;
+  std::vector<long> perSender_;
+};
+
+TEST(RuntimeTest, MillionDispatchesFromSeveralThreadsIntoEightProcesses) {
+  constexpr int kProcesses = 8;
+  constexpr int kSenders = 4;
+  constexpr long kTotal = 1000000;
+  constexpr long kPerSender = kTotal / kSenders;
+  Runtime runtime;
+  std::vector<std::unique_ptr<Tally>> tallies;
+  std::vector<PID<Tally>> pids;
+  for (int i = 0; i < kProcesses; ++i) {
+    tallies.push_back(std::make_unique<Tally>(kSenders));
+    pids.push_back(spawn(runtime, *tallies.back()));
+  }
+  std::vector<std::thread> senders;
+  for (int s = 0; s < kSenders; ++s) {
+    senders.emplace_back([&, s] {
+      for (long i = 0; i < kPerSender; ++i) {
+        // The futures are dropped: one-way dispatches.
+        (void)dispatch(pids[i % kProcesses], &Tally::add, s);
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+
+  long total = 0;
+  for (int p = 0; p < kProcesses; ++p) {
+    Future<long> count = dispatch(pids[p], &Tally::count);
+    AWAIT_READY_FOR(count, std::chrono::seconds(300));
+    EXPECT_EQ(kTotal / kProcesses, count.get()) << "process " << p;
+    total += count.get();
+    Future<std::vector<long>> per = dispatch(pids[p], &Tally::perSender);
+    AWAIT_READY(per);
+    for (int s = 0; s < kSenders; ++s) EXPECT_EQ(kPerSender / kProcesses, per.get()[s]);
+  }
+  EXPECT_EQ(kTotal, total);
+  for (auto& pid : pids) terminate(pid);
+  for (auto& pid : pids) wait(pid);
+}
+
+TEST(RuntimeTest, SettleWaitsForChainsOfEvents) {
+  Runtime runtime;
+  Tally tally(1);
+  PID<Tally> pid = spawn(runtime, tally);
+  // Each event posts the next one, 1,000 deep.
+  std::function<void(int)> chain = [&](int n) {
+    if (n == 0) return;
+    (void)dispatch(pid, [&, n] {
+      tally.add(0);
+      chain(n - 1);
+    });
+  };
+  chain(1000);
+  runtime.settle();
+  EXPECT_EQ(1000, tally.count());
+  terminate(pid);
+  wait(pid);
+}
+
+TEST(RuntimeTest, ShutdownTerminatesLiveProcessesAndDropsTimers) {
+  std::atomic<bool> finalized{false};
+  struct Lingering : Process<Lingering> {
+    explicit Lingering(std::atomic<bool>* f) : flag(f) {}
+    void finalize() override { *flag = true; }
+    std::atomic<bool>* flag;
+  } lingering(&finalized);
+  Future<Nothing> timer;
+  Future<int> blocked;
+  {
+    Runtime runtime(Runtime::Options{.workerThreads = 2, .blockingThreads = 2});
+    PID<Lingering> pid = spawn(runtime, lingering);
+    timer = runtime.clock().sleep(std::chrono::hours(1));
+    blocked = async(runtime, [] { return 3; });
+    // The runtime goes away with the process still running and a timer set.
+  }
+  EXPECT_TRUE(finalized);
+  EXPECT_TRUE(timer.isAbandoned());  // the timer will never fire
+  EXPECT_TRUE(blocked.isReady());    // queued blocking work was drained
+}
+
+TEST(RuntimeTest, ShutdownIsIdempotent) {
+  Runtime runtime;
+  runtime.shutdown();
+  runtime.shutdown();
+  EXPECT_FALSE(runtime.accepting());
+}
+
+TEST(RuntimeTest, ThreadCounts) {
+  Runtime runtime(Runtime::Options{.workerThreads = 3, .blockingThreads = 5});
+  EXPECT_EQ(3u, runtime.workerThreads());
+  EXPECT_EQ(5u, runtime.blockingThreads());
+  EXPECT_FALSE(runtime.onWorkerThread());
+  Tally tally(1);
+  PID<Tally> pid = spawn(runtime, tally);
+  AWAIT_EXPECT_EQ(true, dispatch(pid, [&] { return runtime.onWorkerThread(); }));
+  terminate(pid);
+  wait(pid);
+}
+
+}  // namespace
+}  // namespace prov::actors
