@@ -95,28 +95,30 @@ class Loop : public std::enable_shared_from_this<Loop<P, I, V, Iterate, Body>> {
   }
 
   // Each step returns true when the loop may go on in place.
+  // Pending is tested first: a future may complete between two queries,
+  // and only a completed one answers the same way twice.
   bool stepIterate(const Future<I>& next) {
-    if (next.isReady()) return stepBody(callAsFuture(body_, next.get()));
     if (next.isPending()) {
       waitFor(next, [](const std::shared_ptr<Loop>& self, const Future<I>& f) {
         if (self->stepIterate(f)) self->run();
       });
       return false;
     }
+    if (next.isReady()) return stepBody(callAsFuture(body_, next.get()));
     finishUnready(next);
     return false;
   }
 
   bool stepBody(const Future<ControlFlow<V>>& flow) {
-    if (flow.isReady()) {
-      if (!flow.get().isBreak()) return true;
-      promise_.set(flow.get().value());
-      return false;
-    }
     if (flow.isPending()) {
       waitFor(flow, [](const std::shared_ptr<Loop>& self, const Future<ControlFlow<V>>& f) {
         if (self->stepBody(f)) self->run();
       });
+      return false;
+    }
+    if (flow.isReady()) {
+      if (!flow.get().isBreak()) return true;
+      promise_.set(flow.get().value());
       return false;
     }
     finishUnready(flow);

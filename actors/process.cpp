@@ -13,8 +13,9 @@ namespace detail {
 struct ProcessContext {
   enum class State { Running, Terminating, Terminated };
 
-  ProcessContext(Runtime::Impl& i, std::string name, ProcessBase* p)
-      : impl(i), id(std::move(name)), strand(boost::asio::make_strand(i.io)), process(p),
+  ProcessContext(std::shared_ptr<Runtime::Impl> i, std::string name, ProcessBase* p)
+      : owner(std::move(i)), impl(*owner), id(std::move(name)),
+        strand(boost::asio::make_strand(impl.io)), process(p),
         exited(exitedPromise.future()) {}
 
   // Runs the last event of the process: finalize(), then the bookkeeping
@@ -22,6 +23,7 @@ struct ProcessContext {
   static void finalizeNow(const std::shared_ptr<ProcessContext>& context);
   void markTerminated();
 
+  std::shared_ptr<Runtime::Impl> owner;  // keeps the io_context alive for `strand`
   Runtime::Impl& impl;
   const std::string id;
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
@@ -114,7 +116,7 @@ std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process,
   Runtime::Impl& impl = runtime.impl();
   assert(!process.context_ && "a process can be spawned once");
   std::string id = process.name_ + "(" + std::to_string(++impl.nextProcessNumber) + ")";
-  auto context = std::make_shared<ProcessContext>(impl, std::move(id), &process);
+  auto context = std::make_shared<ProcessContext>(runtime.sharedImpl(), std::move(id), &process);
   process.runtime_ = &runtime;
   process.context_ = context;
 

@@ -56,7 +56,7 @@ void Runtime::Impl::settle() {
 
 Runtime::Runtime() : Runtime(Options{}) {}
 
-Runtime::Runtime(Options options) : impl_(std::make_unique<Impl>(resolve(options))) {
+Runtime::Runtime(Options options) : impl_(std::make_shared<Impl>(resolve(options))) {
   impl_->clock = std::make_unique<Clock>(*this);
   impl_->guard.emplace(impl_->io.get_executor());
   for (std::size_t i = 0; i < impl_->options.workerThreads; ++i) {
@@ -76,7 +76,12 @@ Runtime::Runtime(Options options) : impl_(std::make_unique<Impl>(resolve(options
   }
 }
 
-Runtime::~Runtime() { shutdown(); }
+Runtime::~Runtime() {
+  shutdown();
+  // The clock refers to this Runtime; the rest of Impl may live on in
+  // processes that outlive it.
+  impl_->clock.reset();
+}
 
 void Runtime::shutdown() {
   if (impl_->stopped.load()) return;

@@ -59,12 +59,15 @@ class Runtime {
   // post in turn. Not for runtime threads.
   void settle();
 
-  // Internal plumbing for process.cpp, clock.cpp and async.hpp.
+  // Internal plumbing for process.cpp, clock.cpp and async.hpp. Processes
+  // share ownership of it: a process object (or a PID) may outlive the
+  // Runtime, and its strand needs the io_context's memory until then.
   struct Impl;
   Impl& impl() { return *impl_; }
+  const std::shared_ptr<Impl>& sharedImpl() const { return impl_; }
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
 
 namespace detail {

@@ -84,6 +84,8 @@ TEST_F(LoopTest, DiscardReachesTheInflightFuture) {
   bool requested = false;
   gate->future().onDiscard([&] { requested = true; });
   Future<Nothing> f = dispatch(pid_, &Counter::forever, gate);
+  // forever() queues the loop's first step; two round trips later it has run.
+  AWAIT_READY(dispatch(pid_, [] {}));
   AWAIT_READY(dispatch(pid_, [] {}));
   f.discard();
   EXPECT_TRUE(requested);

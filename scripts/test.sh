@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine:
+#   1. scripts/setup.sh installs any missing Debian package;
+#   2. build/          (RelWithDebInfo) builds everything and runs every test;
+#   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
+#                      checks: the runtime's tests (actors.*);
+#   4. build-thread/   ThreadSanitizer: the runtime's tests (actors.*).
+# Prints ctest's summary for each, then one total line; exits non-zero when
+# anything failed to build or any test failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh || { echo "error: scripts/setup.sh failed" >&2; exit 1; }
+
+jobs=$(nproc)
+total_passed=0
+total_failed=0
+status=0
+
+# run_suite LABEL BUILD_DIR TEST_REGEX TARGET [cmake args...]
+run_suite() {
+  local label=$1 dir=$2 regex=$3 target=$4
+  shift 4
+  echo "== $label: configure and build ($dir)"
+  mkdir -p "$dir"
+  if ! cmake -S . -B "$dir" -G Ninja "$@" >"$dir/cmake.log" 2>&1; then
+    cat "$dir/cmake.log" >&2
+    echo "error: $label: cmake failed" >&2
+    status=1
+    return
+  fi
+  if ! cmake --build "$dir" --target "$target" -- -j"$jobs" >"$dir/build.log" 2>&1; then
+    tail -n 60 "$dir/build.log" >&2
+    echo "error: $label: build failed (full log: $dir/build.log)" >&2
+    status=1
+    return
+  fi
+  echo "== $label: test"
+  local out
+  out=$(ctest --test-dir "$dir" --output-on-failure -j"$jobs" ${regex:+-R "$regex"} 2>&1)
+  local rc=$?
+  echo "$out" | grep -E -A200 '^[0-9]+% tests passed|^The following tests FAILED' || echo "$out" | tail -n 40
+  local line passed failed
+  line=$(echo "$out" | grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -n 1)
+  if [[ -n $line ]]; then
+    failed=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    passed=$(( $(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/') - failed ))
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+  else
+    echo "error: $label: ctest ran no test" >&2
+    status=1
+  fi
+  [[ $rc -eq 0 ]] || status=1
+}
+
+run_suite "main" build "" all \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE= -DPROV_BUILD_BENCH=ON
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+run_suite "address sanitizer" build-address '^actors\.' actors_tests \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
+run_suite "thread sanitizer" build-thread '^actors\.' actors_tests \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=thread -DPROV_BUILD_BENCH=OFF
+
+echo "== total"
+echo "$total_passed passed, $total_failed failed"
+[[ $total_failed -eq 0 ]] || status=1
+exit $status
