@@ -1,0 +1,86 @@
+// The aufs backend, where the kernel has aufs: a rw branch
+// backendDir/scratch/<rootfs name>/workdir over the layers, linked through
+// short symlinks (MESOS-6001) and mounted with aufsMountOptions().
+//
+// Limitation: aufs reads whiteouts in its own form (.wh.<name> files), while
+// the store keeps layers in overlay form (0/0 character devices and the
+// trusted.overlay.opaque xattr). Images whose layers delete files need the
+// overlay or copy backend; this kernel family has no aufs to test against.
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "actors/async.hpp"
+#include "actors/fs.hpp"
+#include "actors/process.hpp"
+#include "backend/backends.hpp"
+#include "backend/mount.hpp"
+#include "backend/process_backend.hpp"
+
+namespace prov::backend {
+
+namespace {
+
+Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
+                                     const std::string& backendDir) {
+  const std::string scratch = scratchDir(backendDir, rootfs);
+  const std::string work = scratch + "/workdir";
+  if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
+  Try<Nothing> mounted = actors::fs::makeDirectories(work);
+  if (mounted.isSome()) {
+    auto links = linkLayers(layers);
+    if (links.isError()) {
+      mounted = links.error();
+    } else {
+      const std::string options = aufsMountOptions(work, *links, layers.size());
+      if (::mount("aufs", rootfs.c_str(), "aufs", 0, options.c_str()) != 0) {
+        mounted = actors::errnoError(ErrorKind::IO, "Failed to mount aufs at '" + rootfs + "'", errno);
+      }
+      (void)actors::fs::removeTree(*links);
+    }
+  }
+  if (mounted.isSome()) mounted = mount::makeSharedSlave(rootfs);
+  if (mounted.isError()) {
+    (void)mount::unmountLazily(rootfs);
+    (void)removeMountPoint(rootfs);
+    (void)actors::fs::removeTree(scratch);
+    return mounted.error();
+  }
+  return ProvisionInfo{{work}};
+}
+
+class AufsBackendProcess : public actors::Process<AufsBackendProcess> {
+ public:
+  AufsBackendProcess() : Process("aufs-provisioner-backend") {}
+
+  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+                                  const std::string& rootfs, const std::string& backendDir) {
+    if (layers.empty()) {
+      return Error(ErrorKind::InvalidArgument,
+                   "Failed to provision '" + rootfs + "': no filesystem layers were given");
+    }
+    return actors::async(runtime(), [layers, rootfs, backendDir] {
+      return provisionBlocking(layers, rootfs, backendDir);
+    });
+  }
+
+  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
+    return actors::async(runtime(), [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+  }
+};
+
+}  // namespace
+
+Try<std::unique_ptr<Backend>> makeAufsBackend(actors::Runtime& runtime) {
+  if (::geteuid() != 0) return Error(ErrorKind::Unsupported, "The aufs backend requires root privileges");
+  if (!mount::kernelSupports("aufs")) {
+    return Error(ErrorKind::Unsupported,
+                 "The aufs backend needs aufs, which this kernel does not have (/proc/filesystems "
+                 "does not list it); use overlay or copy");
+  }
+  return std::unique_ptr<Backend>(std::make_unique<ProcessBackend<AufsBackendProcess>>(runtime, kAufs));
+}
+
+}  // namespace prov::backend

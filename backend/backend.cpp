@@ -1,0 +1,163 @@
+#include "backend/backend.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "actors/fs.hpp"
+#include "backend/backends.hpp"
+#include "backend/mount.hpp"
+
+namespace prov::backend {
+
+namespace {
+
+// statfs magics of file systems that cannot host overlay or aufs branches.
+constexpr long kOverlayMagic = 0x794c7630;
+constexpr long kBtrfsMagic = 0x9123683e;
+constexpr long kZfsMagic = 0x2fc12fc1;
+constexpr long kEcryptfsMagic = 0xf15f;
+constexpr long kAufsMagic = 0x61756673;
+
+bool unsuitableForLayers(long fsType) {
+  return fsType == kOverlayMagic || fsType == kBtrfsMagic || fsType == kZfsMagic ||
+         fsType == kEcryptfsMagic || fsType == kAufsMagic;
+}
+
+// The nearest existing directory at or above `path`.
+std::string existingAncestor(std::string path) {
+  while (!path.empty() && !actors::fs::exists(path)) {
+    path = std::filesystem::path(path).parent_path().string();
+    if (path == "/") break;
+  }
+  return path.empty() ? "/" : path;
+}
+
+}  // namespace
+
+Try<std::unique_ptr<Backend>> createBackend(actors::Runtime& runtime, const std::string& name,
+                                            const BackendOptions& options) {
+  if (name == kCopy) {
+    std::size_t parallelism = options.copyParallelism;
+    if (parallelism == 0) parallelism = std::min<std::size_t>(8, runtime.blockingThreads());
+    return makeCopyBackend(runtime, parallelism);
+  }
+  if (name == kBind) return makeBindBackend(runtime);
+  if (name == kOverlay) return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus);
+  if (name == kAufs) return makeAufsBackend(runtime);
+  return Error(ErrorKind::InvalidArgument,
+               "Unknown backend '" + name + "': expected one of copy, bind, overlay, aufs");
+}
+
+std::map<std::string, std::unique_ptr<Backend>> createBackends(actors::Runtime& runtime,
+                                                              const BackendOptions& options) {
+  std::map<std::string, std::unique_ptr<Backend>> backends;
+  for (const char* name : {kCopy, kBind, kOverlay, kAufs}) {
+    auto backend = createBackend(runtime, name, options);
+    if (backend.isSome()) backends.emplace(name, std::move(*backend));
+  }
+  return backends;
+}
+
+std::string chooseBackend(const HostSupport& host) {
+  if (host.root && !unsuitableForLayers(host.workDirFsType)) {
+    if (host.overlay && host.workDirDType) return kOverlay;
+    if (host.aufs) return kAufs;
+  }
+  return kCopy;
+}
+
+std::string defaultBackend(const std::string& workDir) {
+  HostSupport host;
+  host.root = ::geteuid() == 0;
+  host.overlay = mount::kernelSupports("overlay");
+  host.aufs = mount::kernelSupports("aufs");
+  const std::string dir = existingAncestor(workDir);
+  auto type = mount::fileSystemType(dir);
+  host.workDirFsType = type.isSome() ? *type : 0;
+  auto dtype = mount::supportsDType(dir);
+  host.workDirDType = dtype.isSome() && *dtype;
+  return chooseBackend(host);
+}
+
+std::string scratchDir(const std::string& backendDir, const std::string& rootfs) {
+  return backendDir + "/scratch/" + std::filesystem::path(rootfs).filename().string();
+}
+
+Try<Nothing> createMountPoint(const std::string& rootfs) {
+  if (::mkdir(rootfs.c_str(), 0755) != 0) {
+    if (errno == EEXIST) {
+      return Error(ErrorKind::AlreadyExists,
+                   "Failed to provision '" + rootfs + "': it is already provisioned");
+    }
+    return actors::errnoError(ErrorKind::IO, "Failed to create rootfs '" + rootfs + "'", errno);
+  }
+  return Nothing{};
+}
+
+Try<Nothing> removeMountPoint(const std::string& rootfs) {
+  if (::rmdir(rootfs.c_str()) == 0 || errno == ENOENT) return Nothing{};
+  if (errno == EBUSY) {
+    std::fprintf(stderr, "backend: rootfs '%s' is still busy; leaving its mount point\n",
+                 rootfs.c_str());
+    return Nothing{};
+  }
+  return actors::errnoError(ErrorKind::IO, "Failed to remove rootfs '" + rootfs + "'", errno);
+}
+
+Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scratch) {
+  bool found = false;
+  if (actors::fs::exists(rootfs)) {
+    found = true;
+    auto mounted = mount::isMountPoint(rootfs);
+    if (mounted.isError()) return mounted.error();
+    if (*mounted) {
+      if (auto unmounted = mount::unmountLazily(rootfs); unmounted.isError()) return unmounted.error();
+    }
+    if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
+  }
+  if (scratch.empty()) return found;
+  auto removed = actors::fs::removeTree(scratch);
+  if (removed.isError()) return removed.error();
+  return found || *removed;
+}
+
+Try<std::string> linkLayers(const std::vector<std::string>& layers) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) {
+    return actors::errnoError(ErrorKind::IO, "Failed to create a directory for layer links", errno);
+  }
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string link = dir + "/" + std::to_string(i);
+    if (::symlink(layers[i].c_str(), link.c_str()) != 0) {
+      auto error = actors::errnoError(ErrorKind::IO, "Failed to link layer '" + layers[i] + "'", errno);
+      (void)actors::fs::removeTree(dir);
+      return error;
+    }
+  }
+  return dir;
+}
+
+std::string overlayMountOptions(const std::string& links, std::size_t layerCount,
+                                const std::string& upperdir, const std::string& workdir) {
+  std::string options = "lowerdir=";
+  for (std::size_t i = layerCount; i-- > 0;) {
+    options += links + "/" + std::to_string(i);
+    if (i != 0) options += ":";
+  }
+  return options + ",upperdir=" + upperdir + ",workdir=" + workdir;
+}
+
+std::string aufsMountOptions(const std::string& workdir, const std::string& links,
+                             std::size_t layerCount) {
+  std::string options = "dirs=" + workdir + "=rw";
+  for (std::size_t i = layerCount; i-- > 0;) options += ":" + links + "/" + std::to_string(i) + "=ro+wh";
+  return options;
+}
+
+}  // namespace prov::backend

@@ -1,0 +1,60 @@
+#pragma once
+
+// Constructors of the individual backends (backend.cpp picks among them).
+// Each checks what it needs and fails with ErrorKind::Unsupported when this
+// machine cannot run it.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+
+namespace prov::backend {
+
+Try<std::unique_ptr<Backend>> makeCopyBackend(actors::Runtime& runtime, std::size_t parallelism);
+Try<std::unique_ptr<Backend>> makeBindBackend(actors::Runtime& runtime);
+Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus);
+Try<std::unique_ptr<Backend>> makeAufsBackend(actors::Runtime& runtime);
+
+// The aufs mount data for a rw branch `workdir` over `layerCount` layers
+// linked as <links>/0 (base) .. <links>/<n-1> (top): the top layer first.
+std::string aufsMountOptions(const std::string& workdir, const std::string& links,
+                             std::size_t layerCount);
+
+// The overlay mount data for layers linked as <links>/0 .. <links>/<n-1>,
+// used where the kernel has no `lowerdir+`.
+std::string overlayMountOptions(const std::string& links, std::size_t layerCount,
+                                const std::string& upperdir, const std::string& workdir);
+
+// Short links to the layers: makes a fresh directory under $TMPDIR (or
+// /tmp) holding symlinks 0..n-1 to `layers`, so that mount data stays under
+// the kernel's one-page limit whatever the layer paths' length (MESOS-6000).
+Try<std::string> linkLayers(const std::vector<std::string>& layers);
+
+// Creates the rootfs mount point: AlreadyExists if `rootfs` exists.
+Try<Nothing> createMountPoint(const std::string& rootfs);
+
+// Removes the mount point of a destroyed rootfs; EBUSY (a lazily detached
+// mount still in use) is reported on stderr and not an error.
+Try<Nothing> removeMountPoint(const std::string& rootfs);
+
+// Destroys a mounted rootfs: lazy unmount if mounted, removal of the mount
+// point, then of `scratch` (if not empty). True when any of it existed.
+Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scratch);
+
+// Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>.
+std::string scratchDir(const std::string& backendDir, const std::string& rootfs);
+
+struct HostSupport {
+  bool root = false;
+  bool overlay = false;     // /proc/filesystems
+  bool aufs = false;        // /proc/filesystems
+  long workDirFsType = 0;   // statfs magic of the work dir's file system
+  bool workDirDType = true; // readdir gives d_type there
+};
+
+// Mesos's order: overlay, then aufs, then copy.
+std::string chooseBackend(const HostSupport& host);
+
+}  // namespace prov::backend

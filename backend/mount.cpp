@@ -1,0 +1,148 @@
+#include "backend/mount.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "actors/fs.hpp"
+
+namespace prov::backend::mount {
+
+namespace {
+
+std::string unescape(const std::string& field) {
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() && isdigit(field[i + 1]) &&
+        isdigit(field[i + 2]) && isdigit(field[i + 3])) {
+      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
+                                      (field[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(field[i]);
+    }
+  }
+  return out;
+}
+
+std::string canonical(const std::string& path) {
+  // The mount point may be gone (detached); canonicalise what exists.
+  char buffer[PATH_MAX];
+  if (::realpath(path.c_str(), buffer) != nullptr) return buffer;
+  return path;
+}
+
+}  // namespace
+
+Try<std::vector<MountInfo>> parseTable(const std::string& text) {
+  std::vector<MountInfo> mounts;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    // id parent major:minor root target options [optional...] - fstype source superoptions
+    std::istringstream fields(line);
+    MountInfo info;
+    std::string devices, root, target, options, field;
+    if (!(fields >> info.id >> info.parent >> devices >> root >> target >> options)) {
+      return Error(actors::ErrorKind::Corruption, "Failed to parse mountinfo line '" + line + "'");
+    }
+    while (fields >> field && field != "-") {
+    }
+    std::string fsType, source;
+    if (field != "-" || !(fields >> fsType >> source)) {
+      return Error(actors::ErrorKind::Corruption, "Failed to parse mountinfo line '" + line + "'");
+    }
+    info.root = unescape(root);
+    info.target = unescape(target);
+    info.fsType = fsType;
+    info.source = unescape(source);
+    mounts.push_back(std::move(info));
+  }
+  return mounts;
+}
+
+Try<std::vector<MountInfo>> table() {
+  std::ifstream in("/proc/self/mountinfo");
+  if (!in) return Error(actors::ErrorKind::IO, "Failed to read /proc/self/mountinfo");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parseTable(text.str());
+}
+
+Try<bool> isMountPoint(const std::string& path) {
+  auto mounts = table();
+  if (mounts.isError()) return mounts.error();
+  const std::string target = canonical(path);
+  for (const auto& m : *mounts) {
+    if (m.target == target) return true;
+  }
+  return false;
+}
+
+Try<Nothing> unmountLazily(const std::string& path) {
+  if (::umount2(path.c_str(), MNT_DETACH) != 0) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to unmount '" + path + "'", errno);
+  }
+  return Nothing{};
+}
+
+Try<Nothing> makeSharedSlave(const std::string& path) {
+  if (::mount(nullptr, path.c_str(), nullptr, MS_SLAVE, nullptr) != 0) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as a slave mount",
+                              errno);
+  }
+  if (::mount(nullptr, path.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as shared",
+                              errno);
+  }
+  return Nothing{};
+}
+
+bool kernelSupports(const std::string& fsType) {
+  std::ifstream in("/proc/filesystems");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto tab = line.find('\t');
+    const std::string name = tab == std::string::npos ? line : line.substr(tab + 1);
+    if (name == fsType || (fsType == "overlay" && name == "overlayfs")) return true;
+  }
+  return false;
+}
+
+Try<long> fileSystemType(const std::string& path) {
+  struct statfs st;
+  if (::statfs(path.c_str(), &st) != 0) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to statfs '" + path + "'", errno);
+  }
+  return static_cast<long>(st.f_type);
+}
+
+Try<bool> supportsDType(const std::string& path) {
+  std::string probe = path + "/.dtype-probe-XXXXXX";
+  if (::mkdtemp(probe.data()) == nullptr) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to create a probe directory in '" + path + "'",
+                              errno);
+  }
+  bool known = true;
+  if (::mkdir((probe + "/d").c_str(), 0700) != 0) known = false;
+  if (DIR* dir = ::opendir(probe.c_str())) {
+    while (struct dirent* entry = ::readdir(dir)) {
+      if (std::string(entry->d_name) == "d" && entry->d_type == DT_UNKNOWN) known = false;
+    }
+    ::closedir(dir);
+  }
+  auto removed = actors::fs::removeTree(probe);
+  if (removed.isError()) return removed.error();
+  return known;
+}
+
+}  // namespace prov::backend::mount

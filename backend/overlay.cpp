@@ -1,0 +1,180 @@
+// The overlay backend: an overlayfs over the layers (top layer first), with
+// a per-rootfs upperdir and workdir under backendDir/scratch/<rootfs name>.
+//
+// Mount data is limited to one page, which long layer paths exceed at a few
+// dozen layers. Kernels from 6.8 take each lower dir as its own `lowerdir+`
+// parameter through the new mount API, with no such limit; older ones get
+// short symlinks to the layers, as Mesos does (MESOS-6000). overlayfs
+// resolves lower dirs when mounting, so the symlinks are removed right after.
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "actors/async.hpp"
+#include "actors/fs.hpp"
+#include "actors/process.hpp"
+#include "backend/backends.hpp"
+#include "backend/mount.hpp"
+#include "backend/process_backend.hpp"
+
+namespace prov::backend {
+
+namespace {
+
+constexpr std::size_t kMaxLayers = 500;  // the kernel's OVL_MAX_STACK
+
+// The kernel's own explanation of a failed fsconfig, if it left one.
+std::string kernelMessage(int fsFd) {
+  char buffer[512];
+  ssize_t n = ::read(fsFd, buffer, sizeof(buffer) - 1);
+  if (n <= 2) return "";
+  buffer[n] = '\0';
+  std::string message(buffer + 2);  // "e overlayfs: ..."
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  return " (" + message + ")";
+}
+
+Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const std::string& upper,
+                                   const std::string& work, const std::string& rootfs) {
+  int fsFd = ::fsopen("overlay", FSOPEN_CLOEXEC);
+  if (fsFd < 0) {
+    if (errno == ENOSYS) return Error(ErrorKind::Unsupported, "no new mount API");
+    return actors::errnoError(ErrorKind::IO, "Failed to open an overlay file system context", errno);
+  }
+  auto fail = [&](const std::string& what) -> Error {
+    int err = errno;
+    std::string detail = kernelMessage(fsFd);
+    ::close(fsFd);
+    return actors::errnoError(ErrorKind::IO, "Failed to " + what + detail, err);
+  };
+  for (std::size_t i = layers.size(); i-- > 0;) {
+    if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "lowerdir+", layers[i].c_str(), 0) != 0) {
+      if (i + 1 == layers.size() && errno == EINVAL) {
+        ::close(fsFd);  // a kernel without lowerdir+
+        return Error(ErrorKind::Unsupported, "no lowerdir+");
+      }
+      return fail("add layer '" + layers[i] + "' to the overlay");
+    }
+  }
+  if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "upperdir", upper.c_str(), 0) != 0) {
+    return fail("set the overlay upperdir '" + upper + "'");
+  }
+  if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "workdir", work.c_str(), 0) != 0) {
+    return fail("set the overlay workdir '" + work + "'");
+  }
+  if (::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return fail("create the overlay for '" + rootfs + "'");
+  }
+  int mountFd = ::fsmount(fsFd, FSMOUNT_CLOEXEC, 0);
+  if (mountFd < 0) return fail("mount the overlay for '" + rootfs + "'");
+  ::close(fsFd);
+  int moved = ::move_mount(mountFd, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+  int err = errno;
+  ::close(mountFd);
+  if (moved != 0) return actors::errnoError(ErrorKind::IO, "Failed to attach the overlay at '" + rootfs + "'", err);
+  return Nothing{};
+}
+
+Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::string& upper,
+                            const std::string& work, const std::string& rootfs) {
+  auto links = linkLayers(layers);
+  if (links.isError()) return links.error();
+  const std::string options = overlayMountOptions(*links, layers.size(), upper, work);
+  int rc = ::mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
+  int err = errno;
+  (void)actors::fs::removeTree(*links);
+  if (rc != 0) {
+    return actors::errnoError(ErrorKind::IO, "Failed to mount the overlay of " + std::to_string(layers.size()) +
+                                                 " layers at '" + rootfs + "'", err);
+  }
+  return Nothing{};
+}
+
+Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
+                                     const std::string& backendDir, bool useLowerdirPlus) {
+  const std::string scratch = scratchDir(backendDir, rootfs);
+  const std::string upper = scratch + "/upperdir";
+  const std::string work = scratch + "/workdir";
+  for (const auto& layer : layers) {
+    struct stat st;
+    if (::stat(layer.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Error(ErrorKind::NotFound,
+                   "Failed to provision '" + rootfs + "': layer '" + layer + "' is not a directory");
+    }
+  }
+  if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
+
+  Try<Nothing> mounted = Nothing{};
+  auto stale = actors::fs::removeTree(scratch);  // a crashed provision may have left one
+  if (stale.isError()) mounted = stale.error();
+  if (mounted.isSome()) mounted = actors::fs::makeDirectories(upper);
+  if (mounted.isSome()) mounted = actors::fs::makeDirectories(work);
+  if (mounted.isSome()) {
+    mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs)
+                              : Try<Nothing>(Error(ErrorKind::Unsupported, "lowerdir+ disabled"));
+    if (mounted.isError() && mounted.error().kind == ErrorKind::Unsupported) {
+      mounted = mountWithLinks(layers, upper, work, rootfs);
+    }
+    if (mounted.isSome()) {
+      mounted = mount::makeSharedSlave(rootfs);
+      if (mounted.isError()) (void)mount::unmountLazily(rootfs);
+    }
+  }
+  if (mounted.isError()) {
+    (void)removeMountPoint(rootfs);
+    (void)actors::fs::removeTree(scratch);
+    return mounted.error();
+  }
+  return ProvisionInfo{{upper, work}};
+}
+
+class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
+ public:
+  explicit OverlayBackendProcess(bool useLowerdirPlus)
+      : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus) {}
+
+  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+                                  const std::string& rootfs, const std::string& backendDir) {
+    if (layers.empty()) {
+      return Error(ErrorKind::InvalidArgument,
+                   "Failed to provision '" + rootfs + "': no filesystem layers were given");
+    }
+    if (layers.size() > kMaxLayers) {
+      return Error(ErrorKind::InvalidArgument,
+                   "Failed to provision '" + rootfs + "': " + std::to_string(layers.size()) +
+                       " layers exceed overlayfs's limit of " + std::to_string(kMaxLayers));
+    }
+    return actors::async(runtime(), [layers, rootfs, backendDir, plus = useLowerdirPlus_] {
+      return provisionBlocking(layers, rootfs, backendDir, plus);
+    });
+  }
+
+  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
+    return actors::async(runtime(), [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+  }
+
+ private:
+  bool useLowerdirPlus_;
+};
+
+}  // namespace
+
+Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus) {
+  if (::geteuid() != 0) {
+    return Error(ErrorKind::Unsupported, "The overlay backend requires root privileges");
+  }
+  if (!mount::kernelSupports("overlay")) {
+    return Error(ErrorKind::Unsupported,
+                 "The overlay backend needs overlayfs, which /proc/filesystems does not list "
+                 "(try 'modprobe overlay')");
+  }
+  return std::unique_ptr<Backend>(
+      std::make_unique<ProcessBackend<OverlayBackendProcess>>(runtime, kOverlay, useLowerdirPlus));
+}
+
+}  // namespace prov::backend

@@ -1,0 +1,182 @@
+// Cases particular to one backend, and the helpers behind them.
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "backend/backend.hpp"
+#include "backend/backends.hpp"
+#include "backend/mount.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace prov::backend {
+namespace {
+
+namespace fs = std::filesystem;
+using prov::testing::readFile;
+using prov::testing::writeFile;
+
+class BackendTest : public prov::testing::TemporaryDirectoryTest {
+ protected:
+  void TearDown() override {
+    auto leftovers = prov::testing::mountsUnder(sandbox());
+    EXPECT_TRUE(leftovers.empty()) << "mount left behind: " << leftovers.front();
+    for (auto it = leftovers.rbegin(); it != leftovers.rend(); ++it) (void)mount::unmountLazily(*it);
+    TemporaryDirectoryTest::TearDown();
+  }
+
+  std::unique_ptr<Backend> make(const std::string& name, BackendOptions options = {}) {
+    auto created = createBackend(runtime_, name, options);
+    EXPECT_TRUE(created.isSome()) << created.error().message;
+    return created.isSome() ? std::move(*created) : nullptr;
+  }
+
+  std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
+
+  actors::Runtime runtime_;
+};
+
+TEST_F(BackendTest, BindIsReadOnly) {
+  // Mesos BindBackend.
+  auto bind = make(kBind);
+  ASSERT_TRUE(bind);
+  prov::testing::makeDirectory(path("source/tmp"));
+  AWAIT_READY(bind->provision({path("source")}, path("target"), path("backend")));
+  EXPECT_TRUE(fs::is_directory(path("target/tmp")));
+  struct stat st;
+  ASSERT_EQ(0, ::stat(path("target/tmp").c_str(), &st));
+  EXPECT_TRUE(st.st_mode & S_IWUSR);  // the mode allows it ...
+  int fd = ::open(path("target/tmp/test").c_str(), O_WRONLY | O_CREAT, 0644);
+  EXPECT_EQ(-1, fd);  // ... the read-only mount does not
+  EXPECT_EQ(EROFS, errno);
+  EXPECT_FALSE(fs::exists(path("source/tmp/test")));
+  AWAIT_EXPECT_EQ(true, bind->destroy(path("target"), path("backend")));
+  EXPECT_FALSE(fs::exists(path("target")));
+}
+
+TEST_F(BackendTest, BindIsReadOnlyRecursively) {
+  auto bind = make(kBind);
+  ASSERT_TRUE(bind);
+  prov::testing::makeDirectory(path("source/sub"));
+  prov::testing::makeDirectory(path("elsewhere"));
+  ASSERT_EQ(0, ::mount(path("elsewhere").c_str(), path("source/sub").c_str(), nullptr, MS_BIND, nullptr))
+      << std::strerror(errno);
+  AWAIT_READY(bind->provision({path("source")}, path("target"), path("backend")));
+  int fd = ::open(path("target/sub/file").c_str(), O_WRONLY | O_CREAT, 0644);
+  EXPECT_EQ(-1, fd);
+  EXPECT_EQ(EROFS, errno);
+  AWAIT_EXPECT_EQ(true, bind->destroy(path("target"), path("backend")));
+  ASSERT_EQ(0, ::umount2(path("source/sub").c_str(), MNT_DETACH));
+}
+
+TEST_F(BackendTest, BindRejectsMoreThanOneLayer) {
+  auto bind = make(kBind);
+  ASSERT_TRUE(bind);
+  prov::testing::makeDirectory(path("a"));
+  prov::testing::makeDirectory(path("b"));
+  auto f = bind->provision({path("a"), path("b")}, path("target"), path("backend"));
+  AWAIT_EXPECT_ERROR(actors::ErrorKind::InvalidArgument, f);
+  EXPECT_NE(std::string::npos, f.failure().message.find("exactly one layer")) << f.failure().message;
+  EXPECT_FALSE(fs::exists(path("target")));
+}
+
+TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
+  auto overlay = make(kOverlay);
+  ASSERT_TRUE(overlay);
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  auto info = overlay->provision({path("layer")}, path("rootfses/abc"), path("backend"));
+  AWAIT_READY(info);
+  const std::string upper = path("backend/scratch/abc/upperdir");
+  const std::string work = path("backend/scratch/abc/workdir");
+  EXPECT_EQ((std::vector<std::string>{upper, work}), info.get().ephemeralVolumes);
+  writeFile(path("rootfses/abc/file"), "changed");
+  EXPECT_EQ("changed", readFile(upper + "/file"));
+  EXPECT_EQ("lower", readFile(path("layer/file")));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(path("rootfses/abc"), path("backend")));
+  EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+}
+
+TEST_F(BackendTest, OverlayRejectsMoreLayersThanTheKernelStacks) {
+  auto overlay = make(kOverlay);
+  ASSERT_TRUE(overlay);
+  std::vector<std::string> layers(501, path("layer"));
+  auto f = overlay->provision(layers, path("rootfs"), path("backend"));
+  AWAIT_EXPECT_ERROR(actors::ErrorKind::InvalidArgument, f);
+  EXPECT_NE(std::string::npos, f.failure().message.find("limit of 500")) << f.failure().message;
+}
+
+TEST_F(BackendTest, AufsIsUnsupportedWhereTheKernelLacksIt) {
+  auto aufs = createBackend(runtime_, kAufs);
+  if (mount::kernelSupports("aufs")) {
+    EXPECT_TRUE(aufs.isSome());
+  } else {
+    ASSERT_TRUE(aufs.isError());
+    EXPECT_EQ(actors::ErrorKind::Unsupported, aufs.error().kind);
+    EXPECT_NE(std::string::npos, aufs.error().message.find("/proc/filesystems"));
+  }
+}
+
+TEST(BackendOptionsTest, AufsAndOverlayMountData) {
+  EXPECT_EQ("dirs=/s/workdir=rw:/tmp/L/2=ro+wh:/tmp/L/1=ro+wh:/tmp/L/0=ro+wh",
+            aufsMountOptions("/s/workdir", "/tmp/L", 3));
+  EXPECT_EQ("lowerdir=/tmp/L/1:/tmp/L/0,upperdir=/u,workdir=/w",
+            overlayMountOptions("/tmp/L", 2, "/u", "/w"));
+}
+
+TEST(BackendOptionsTest, UnknownBackendIsAnError) {
+  actors::Runtime runtime;
+  auto b = createBackend(runtime, "zfs");
+  ASSERT_TRUE(b.isError());
+  EXPECT_EQ(actors::ErrorKind::InvalidArgument, b.error().kind);
+}
+
+TEST(DefaultBackendTest, MesosOrder) {
+  HostSupport host{.root = true, .overlay = true, .aufs = true, .workDirFsType = 0xef53, .workDirDType = true};
+  EXPECT_EQ(kOverlay, chooseBackend(host));
+  host.workDirDType = false;  // overlay needs d_type
+  EXPECT_EQ(kAufs, chooseBackend(host));
+  host.aufs = false;
+  EXPECT_EQ(kCopy, chooseBackend(host));
+  host = {.root = true, .overlay = true, .aufs = true, .workDirFsType = 0x794c7630, .workDirDType = true};
+  EXPECT_EQ(kCopy, chooseBackend(host));  // work dir on overlay
+  host.workDirFsType = 0x9123683e;        // btrfs
+  EXPECT_EQ(kCopy, chooseBackend(host));
+  host = {.root = false, .overlay = true, .aufs = true, .workDirFsType = 0xef53, .workDirDType = true};
+  EXPECT_EQ(kCopy, chooseBackend(host));
+}
+
+TEST_F(BackendTest, DefaultBackendOnThisMachine) {
+  // Root, overlayfs in the kernel, and a sandbox on a d_type file system.
+  ASSERT_EQ(0u, ::geteuid());
+  ASSERT_TRUE(mount::kernelSupports("overlay"));
+  EXPECT_EQ(kOverlay, defaultBackend(path("not/yet/created")));
+  auto dtype = mount::supportsDType(sandbox().string());
+  ASSERT_TRUE(dtype.isSome());
+  EXPECT_TRUE(*dtype);
+}
+
+TEST(MountTableTest, ParsesAndUnescapes) {
+  auto table = mount::parseTable(
+      "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n"
+      "95 22 0:50 / /mnt/with\\040space rw master:1 - overlay overlay rw,lowerdir=/a\n");
+  ASSERT_TRUE(table.isSome()) << table.error().message;
+  ASSERT_EQ(2u, table->size());
+  EXPECT_EQ("/mnt/with space", (*table)[1].target);
+  EXPECT_EQ("overlay", (*table)[1].fsType);
+  EXPECT_EQ(22, (*table)[1].parent);
+  EXPECT_TRUE(mount::parseTable("garbage\n").isError());
+}
+
+}  // namespace
+}  // namespace prov::backend

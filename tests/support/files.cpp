@@ -1,0 +1,77 @@
+#include "tests/support/files.hpp"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace prov::testing {
+
+void writeFile(const std::filesystem::path& path, const std::string& content) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  if (!out) ADD_FAILURE() << "Failed to write '" << path.string() << "'";
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ADD_FAILURE() << "Failed to read '" << path.string() << "': " << std::strerror(errno);
+    return "<error: unreadable>";
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void makeDirectory(const std::filesystem::path& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) ADD_FAILURE() << "Failed to create '" << path.string() << "': " << ec.message();
+}
+
+void makeWhiteout(const std::filesystem::path& path) {
+  makeDirectory(path.parent_path());
+  if (::mknod(path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+    ADD_FAILURE() << "Failed to make whiteout '" << path.string() << "': " << std::strerror(errno);
+  }
+}
+
+void makeOpaque(const std::filesystem::path& dir) {
+  makeDirectory(dir);
+  if (::setxattr(dir.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+    ADD_FAILURE() << "Failed to mark '" << dir.string() << "' opaque: " << std::strerror(errno);
+  }
+}
+
+void makeSymlink(const std::string& target, const std::filesystem::path& link) {
+  makeDirectory(link.parent_path());
+  if (::symlink(target.c_str(), link.c_str()) != 0) {
+    ADD_FAILURE() << "Failed to link '" << link.string() << "': " << std::strerror(errno);
+  }
+}
+
+std::vector<std::string> mountsUnder(const std::filesystem::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::vector<std::string> found;
+  const std::string prefix = dir.string();
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devices, root, target;
+    fields >> id >> parent >> devices >> root >> target;
+    if (target == prefix || target.rfind(prefix + "/", 0) == 0) found.push_back(target);
+  }
+  return found;
+}
+
+}  // namespace prov::testing

@@ -1,0 +1,26 @@
+#pragma once
+
+// Small file helpers for tests; each records a test failure (naming the path
+// and errno) when the operation fails.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace prov::testing {
+
+// Writes `content` to `path`, creating missing parent directories.
+void writeFile(const std::filesystem::path& path, const std::string& content);
+// The file's content, or "<error: ...>" (and a test failure) if unreadable.
+std::string readFile(const std::filesystem::path& path);
+void makeDirectory(const std::filesystem::path& path);
+// An overlay whiteout: a 0/0 character device.
+void makeWhiteout(const std::filesystem::path& path);
+// Marks `dir` opaque for overlay (trusted.overlay.opaque=y).
+void makeOpaque(const std::filesystem::path& dir);
+void makeSymlink(const std::string& target, const std::filesystem::path& link);
+
+// Mount points at or below `dir`, from /proc/self/mountinfo.
+std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
+
+}  // namespace prov::testing
