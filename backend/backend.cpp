@@ -1,5 +1,6 @@
 #include "backend/backend.hpp"
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -113,10 +114,10 @@ Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scr
   bool found = false;
   if (actors::fs::exists(rootfs)) {
     found = true;
-    auto mounted = mount::isMountPoint(rootfs);
-    if (mounted.isError()) return mounted.error();
-    if (*mounted) {
-      if (auto unmounted = mount::unmountLazily(rootfs); unmounted.isError()) return unmounted.error();
+    // Unmounting is the test: EINVAL means it was not a mount point, which
+    // saves reading the mount table on every destroy.
+    if (::umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
+      return actors::errnoError(ErrorKind::IO, "Failed to unmount '" + rootfs + "'", errno);
     }
     if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
   }

@@ -51,26 +51,39 @@ bool isOpaque(const std::string& dir) {
   return n == 1 && value[0] == 'y';
 }
 
-Try<Nothing> copyXattrs(const std::string& source, const std::string& target) {
-  ssize_t size = ::llistxattr(source.c_str(), nullptr, 0);
+// Copies extended attributes but overlay's own. With fds (regular files)
+// the f* calls are used, else the l* calls on the paths.
+Try<Nothing> copyXattrs(const std::string& source, const std::string& target, int in = -1,
+                        int out = -1) {
+  auto list = [&](char* buffer, std::size_t size) {
+    return in >= 0 ? ::flistxattr(in, buffer, size) : ::llistxattr(source.c_str(), buffer, size);
+  };
+  auto get = [&](const char* name, void* buffer, std::size_t size) {
+    return in >= 0 ? ::fgetxattr(in, name, buffer, size) : ::lgetxattr(source.c_str(), name, buffer, size);
+  };
+  auto set = [&](const char* name, const void* value, std::size_t size) {
+    return out >= 0 ? ::fsetxattr(out, name, value, size, 0)
+                    : ::lsetxattr(target.c_str(), name, value, size, 0);
+  };
+  ssize_t size = list(nullptr, 0);
   if (size < 0) {
     if (errno == ENOTSUP) return Nothing{};
     return ioError("list extended attributes of", source);
   }
   if (size == 0) return Nothing{};
   std::string names(static_cast<std::size_t>(size), '\0');
-  size = ::llistxattr(source.c_str(), names.data(), names.size());
+  size = list(names.data(), names.size());
   if (size < 0) return ioError("list extended attributes of", source);
   for (std::size_t at = 0; at < static_cast<std::size_t>(size);) {
     const char* name = names.data() + at;
     at += std::strlen(name) + 1;
     if (std::strncmp(name, kOverlayPrefix, std::strlen(kOverlayPrefix)) == 0) continue;
-    ssize_t length = ::lgetxattr(source.c_str(), name, nullptr, 0);
+    ssize_t length = get(name, nullptr, 0);
     if (length < 0) return ioError(std::string("read extended attribute ") + name + " of", source);
     std::string value(static_cast<std::size_t>(length), '\0');
-    length = ::lgetxattr(source.c_str(), name, value.data(), value.size());
+    length = get(name, value.data(), value.size());
     if (length < 0) return ioError(std::string("read extended attribute ") + name + " of", source);
-    if (::lsetxattr(target.c_str(), name, value.data(), static_cast<std::size_t>(length), 0) != 0) {
+    if (set(name, value.data(), static_cast<std::size_t>(length)) != 0) {
       return ioError(std::string("set extended attribute ") + name + " on", target);
     }
   }
@@ -168,14 +181,10 @@ Try<Nothing> Walker::applyEntry(int sourceFd, int targetFd, const char* name,
     if (st.st_nlink > 1) {
       auto [it, first] = linked_.emplace(std::make_pair(st.st_dev, st.st_ino), target);
       if (!first) {
-        if (::linkat(AT_FDCWD, it->second.c_str(), targetFd, name, 0) != 0) {
-          return ioError("link '" + it->second + "' as", target);
-        }
+        plan.links.push_back(LinkJob{it->second, target});
         return Nothing{};
       }
     }
-    Fd created(::openat(targetFd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (created.get() < 0) return ioError("create", target);
     plan.files.push_back(CopyJob{source, target, st});
     return Nothing{};
   }
@@ -291,18 +300,23 @@ Try<LayerPlan> prepareLayer(const std::string& layer, const std::string& rootfs)
 Try<Nothing> copyFile(const CopyJob& job, std::atomic<bool>& reflink) {
   Fd in(::open(job.source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (in.get() < 0) return ioError("open", job.source);
-  Fd out(::open(job.target.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (out.get() < 0) return ioError("open", job.target);
+  Fd out(::open(job.target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (out.get() < 0) return ioError("create", job.target);
   if (auto copied = copyContents(in.get(), out.get(), job, reflink); copied.isError()) return copied;
   if (::fchown(out.get(), job.st.st_uid, job.st.st_gid) != 0) return ioError("change the owner of", job.target);
   if (::fchmod(out.get(), job.st.st_mode & 07777) != 0) return ioError("change the mode of", job.target);
-  if (auto x = copyXattrs(job.source, job.target); x.isError()) return x;
+  if (auto x = copyXattrs(job.source, job.target, in.get(), out.get()); x.isError()) return x;
   const struct timespec times[2] = {job.st.st_atim, job.st.st_mtim};
   if (::futimens(out.get(), times) != 0) return ioError("set the times of", job.target);
   return Nothing{};
 }
 
 Try<Nothing> finishLayer(const LayerPlan& plan) {
+  for (const auto& link : plan.links) {
+    if (::link(link.existing.c_str(), link.target.c_str()) != 0) {
+      return ioError("link '" + link.existing + "' as", link.target);
+    }
+  }
   for (auto it = plan.directories.rbegin(); it != plan.directories.rend(); ++it) {
     auto applied = applyMetadataAt(AT_FDCWD, it->target.c_str(), it->source, it->target, it->st);
     if (applied.isError()) return applied;

@@ -10,14 +10,18 @@
 //      (trusted.overlay.opaque=y) replaces the directory below; a path whose
 //      type changes is removed first, so nothing is written through a
 //      symlink a lower layer left; directories, symlinks, devices and fifos
-//      are made, hardlinks inside the layer are linked, and each regular file
-//      is created empty and listed as a CopyJob. Every operation is relative
-//      to a directory fd opened with O_NOFOLLOW.
-//   2. copyFile fills a created file (reflink, else copy_file_range, keeping
-//      holes of sparse files) and sets owner, mode (setuid after chown),
-//      xattrs and times. Jobs are independent: run them in parallel.
-//   3. finishLayer sets the directories' owner, mode, xattrs and times,
-//      deepest first, once their contents are in place.
+//      are made, and each regular file is listed as a CopyJob (a second name
+//      of a file hardlinked inside the layer as a LinkJob). Every operation
+//      is relative to a directory fd opened with O_NOFOLLOW; the directories
+//      the jobs will write into are real directories this walk made or
+//      checked.
+//   2. copyFile creates a listed file (O_EXCL, O_NOFOLLOW), fills it
+//      (reflink, else copy_file_range, keeping holes of sparse files) and
+//      sets owner, mode (setuid after chown), xattrs and times. Jobs are
+//      independent: run them in parallel.
+//   3. finishLayer makes the hardlinks, then sets the directories' owner,
+//      mode, xattrs and times, deepest first, once their contents are in
+//      place.
 // Extended attributes in the trusted.overlay namespace are not copied.
 
 #include <sys/stat.h>
@@ -39,6 +43,11 @@ struct CopyJob {
   struct stat st {};
 };
 
+struct LinkJob {
+  std::string existing;  // the first name, a CopyJob's target
+  std::string target;
+};
+
 struct DirectoryFixup {
   std::string source;
   std::string target;
@@ -47,6 +56,7 @@ struct DirectoryFixup {
 
 struct LayerPlan {
   std::vector<CopyJob> files;
+  std::vector<LinkJob> links;
   std::vector<DirectoryFixup> directories;  // in walk order (parents first)
 };
 

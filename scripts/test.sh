@@ -3,8 +3,8 @@
 #   1. scripts/setup.sh installs any missing Debian package;
 #   2. build/          (RelWithDebInfo) builds everything and runs every test;
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
-#                      checks: the runtime's tests (actors.*);
-#   4. build-thread/   ThreadSanitizer: the runtime's tests (actors.*).
+#                      checks: the runtime's and the backends' tests;
+#   4. build-thread/   ThreadSanitizer: the runtime's and the backends' tests.
 # Prints ctest's summary for each, then one total line; exits non-zero when
 # anything failed to build or any test failed.
 set -uo pipefail
@@ -17,7 +17,7 @@ total_passed=0
 total_failed=0
 status=0
 
-# run_suite LABEL BUILD_DIR TEST_REGEX TARGET [cmake args...]
+# run_suite LABEL BUILD_DIR TEST_REGEX "TARGET..." [cmake args...]
 run_suite() {
   local label=$1 dir=$2 regex=$3 target=$4
   shift 4
@@ -29,7 +29,8 @@ run_suite() {
     status=1
     return
   fi
-  if ! cmake --build "$dir" --target "$target" -- -j"$jobs" >"$dir/build.log" 2>&1; then
+  # shellcheck disable=SC2086 # several targets
+  if ! cmake --build "$dir" --target $target -- -j"$jobs" >"$dir/build.log" 2>&1; then
     tail -n 60 "$dir/build.log" >&2
     echo "error: $label: build failed (full log: $dir/build.log)" >&2
     status=1
@@ -60,9 +61,11 @@ run_suite "main" build "" all \
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-run_suite "address sanitizer" build-address '^actors\.' actors_tests \
+sanitized_tests='^(actors|backend)\.'
+sanitized_targets="actors_tests backend_tests"
+run_suite "address sanitizer" build-address "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
-run_suite "thread sanitizer" build-thread '^actors\.' actors_tests \
+run_suite "thread sanitizer" build-thread "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=thread -DPROV_BUILD_BENCH=OFF
 
 echo "== total"
