@@ -56,6 +56,7 @@ Try<std::vector<MountInfo>> parseTable(const std::string& text) {
       return Error(actors::ErrorKind::Corruption, "Failed to parse mountinfo line '" + line + "'");
     }
     while (fields >> field && field != "-") {
+      info.propagation += (info.propagation.empty() ? "" : " ") + field;
     }
     std::string fsType, source;
     if (field != "-" || !(fields >> fsType >> source)) {

@@ -20,6 +20,7 @@ struct MountInfo {
   std::string target;  // mount point, unescaped
   std::string fsType;
   std::string source;
+  std::string propagation;  // optional fields, e.g. "shared:5 master:1"
 };
 
 // Parses /proc/self/mountinfo (octal escapes such as \040 are decoded).

@@ -13,7 +13,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev
   protobuf-compiler libprotobuf-dev rapidjson-dev libarchive-dev libssl-dev
   zlib1g-dev libzstd-dev libisal-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
   # real servers and tools used by integration tests and the demo
   docker-registry skopeo busybox-static apache2-utils openssl curl
 )

@@ -40,7 +40,11 @@ run_suite() {
   local out
   out=$(ctest --test-dir "$dir" --output-on-failure -j"$jobs" ${regex:+-R "$regex"} 2>&1)
   local rc=$?
-  echo "$out" | grep -E -A200 '^[0-9]+% tests passed|^The following tests FAILED' || echo "$out" | tail -n 40
+  if [[ $rc -eq 0 ]]; then
+    echo "$out" | grep -E -A200 '^[0-9]+% tests passed' || echo "$out" | tail -n 40
+  else
+    echo "$out" | tail -n 400  # the failing tests' output, then the summary
+  fi
   local line passed failed
   line=$(echo "$out" | grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' | tail -n 1)
   if [[ -n $line ]]; then

@@ -107,6 +107,27 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+TEST_F(BackendTest, RootfsMountsAreSharedAsMesosMakesThem) {
+  prov::testing::makeDirectory(path("layer/etc"));
+  prov::testing::makeDirectory(path("rootfses"));
+  for (const char* name : {kOverlay, kBind}) {
+    auto backend = make(name);
+    ASSERT_TRUE(backend);
+    const std::string rootfs = path(std::string("rootfses/") + name);
+    AWAIT_READY(backend->provision({path("layer")}, rootfs, path("backend")));
+    auto table = mount::table();
+    ASSERT_TRUE(table.isSome());
+    bool found = false;
+    for (const auto& m : *table) {
+      if (m.target != rootfs) continue;
+      found = true;
+      EXPECT_NE(std::string::npos, m.propagation.find("shared:")) << name << ": " << m.propagation;
+    }
+    EXPECT_TRUE(found) << name;
+    AWAIT_EXPECT_EQ(true, backend->destroy(rootfs, path("backend")));
+  }
+}
+
 TEST_F(BackendTest, OverlayRejectsMoreLayersThanTheKernelStacks) {
   auto overlay = make(kOverlay);
   ASSERT_TRUE(overlay);
@@ -173,6 +194,8 @@ TEST(MountTableTest, ParsesAndUnescapes) {
   ASSERT_TRUE(table.isSome()) << table.error().message;
   ASSERT_EQ(2u, table->size());
   EXPECT_EQ("/mnt/with space", (*table)[1].target);
+  EXPECT_EQ("master:1", (*table)[1].propagation);
+  EXPECT_EQ("shared:5", (*table)[0].propagation);
   EXPECT_EQ("overlay", (*table)[1].fsType);
   EXPECT_EQ(22, (*table)[1].parent);
   EXPECT_TRUE(mount::parseTable("garbage\n").isError());

@@ -23,6 +23,15 @@ std::filesystem::path makeTemporaryDirectory(const std::string& prefix) {
   return std::filesystem::path(buffer.data());
 }
 
+namespace {
+std::vector<std::filesystem::path>& created() {
+  static std::vector<std::filesystem::path> paths;
+  return paths;
+}
+}  // namespace
+
+std::vector<std::filesystem::path> sandboxesCreated() { return created(); }
+
 void TemporaryDirectoryTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info->name();  // parameterised tests have '/' in their names
@@ -30,6 +39,7 @@ void TemporaryDirectoryTest::SetUp() {
     if (c == '/') c = '_';
   }
   sandbox_ = makeTemporaryDirectory("prov-" + name);
+  created().push_back(sandbox_);
 }
 
 void TemporaryDirectoryTest::TearDown() {

@@ -4,6 +4,7 @@
 // (under $TMPDIR or /tmp) and removes it, with everything in it, afterwards.
 
 #include <filesystem>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -23,5 +24,9 @@ class TemporaryDirectoryTest : public ::testing::Test {
 
 // Creates a fresh directory named after `prefix`; aborts the test on failure.
 std::filesystem::path makeTemporaryDirectory(const std::string& prefix);
+
+// Every directory this process's TemporaryDirectoryTests created (for checks
+// at the end of a test binary; other test processes may run beside it).
+std::vector<std::filesystem::path> sandboxesCreated();
 
 }  // namespace prov::testing
