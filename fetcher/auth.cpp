@@ -1,0 +1,184 @@
+#include "fetcher/auth.hpp"
+
+#include <openssl/evp.h>
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <rapidjson/document.h>
+
+namespace prov::fetcher {
+
+namespace {
+
+Error configError(const std::string& why) {
+  return Error(ErrorKind::InvalidArgument, "Failed to parse the Docker config: " + why);
+}
+
+Try<std::string> base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return Error(ErrorKind::InvalidArgument, "bad base64 length");
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return Error(ErrorKind::InvalidArgument, "bad base64");
+  std::size_t length = static_cast<std::size_t>(n);
+  for (std::size_t i = text.size(); i > 0 && text[i - 1] == '='; --i) --length;  // padding
+  out.resize(length);
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool isTokenChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string parseAuthUrl(std::string_view key) {
+  if (auto scheme = key.find("://"); scheme != std::string_view::npos) key = key.substr(scheme + 3);
+  return std::string(key.substr(0, key.find('/')));
+}
+
+std::string canonicalRegistry(std::string_view registry) {
+  const std::string host = lower(registry);
+  if (host == "docker.io" || host == "index.docker.io" || host == "registry-1.docker.io") return "docker.io";
+  return host;
+}
+
+Try<DockerAuths> parseDockerConfig(std::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return configError("it is not a JSON object");
+  const rapidjson::Value* auths = &doc;
+  if (auto it = doc.FindMember("auths"); it != doc.MemberEnd()) {
+    if (!it->value.IsObject()) return configError("'auths' is not an object");
+    auths = &it->value;
+  }
+  DockerAuths result;
+  for (auto it = auths->MemberBegin(); it != auths->MemberEnd(); ++it) {
+    const std::string key = it->name.GetString();
+    if (auths == &doc && !it->value.IsObject()) continue;  // config.json's other settings
+    if (!it->value.IsObject()) return configError("the entry for '" + key + "' is not an object");
+    const rapidjson::Value& entry = it->value;
+    auto text = [&](const char* name) -> std::string {
+      auto m = entry.FindMember(name);
+      return m != entry.MemberEnd() && m->value.IsString() ? m->value.GetString() : "";
+    };
+    messages::Credentials credentials;
+    if (const std::string auth = text("auth"); !auth.empty()) {
+      auto decoded = base64Decode(auth);
+      const auto colon = decoded.isSome() ? decoded->find(':') : std::string::npos;
+      if (colon == std::string::npos) {
+        return configError("the 'auth' of '" + key + "' is not base64 of 'user:password'");
+      }
+      credentials.set_username(decoded->substr(0, colon));
+      credentials.set_password(decoded->substr(colon + 1));
+    } else {
+      credentials.set_username(text("username"));
+      credentials.set_password(text("password"));
+    }
+    credentials.set_identity_token(text("identitytoken"));
+    result[canonicalRegistry(parseAuthUrl(key))] = credentials;
+  }
+  return result;
+}
+
+Try<DockerAuths> loadDockerConfig(const std::string& fileOrJson) {
+  const auto first = fileOrJson.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && fileOrJson[first] == '{') return parseDockerConfig(fileOrJson);
+  std::ifstream in(fileOrJson);
+  if (!in) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto parsed = parseDockerConfig(text.str());
+  if (parsed.isError()) return parsed.error().withContext("'" + fileOrJson + "'");
+  return parsed;
+}
+
+std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, std::string_view registry) {
+  auto it = auths.find(canonicalRegistry(registry));
+  if (it == auths.end()) return std::nullopt;
+  return it->second;
+}
+
+Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorKind::Corruption, "Failed to parse WWW-Authenticate '" + std::string(header.substr(0, 200)) +
+                                            "': " + why);
+  };
+  if (header.size() > 8192) return bad("longer than 8 KiB");
+  std::vector<Challenge> challenges;
+  std::size_t i = 0;
+  auto skip = [&](std::string_view set) {
+    while (i < header.size() && set.find(header[i]) != std::string_view::npos) ++i;
+  };
+  auto token = [&] {
+    const std::size_t start = i;
+    while (i < header.size() && isTokenChar(header[i])) ++i;
+    return header.substr(start, i - start);
+  };
+  while (true) {
+    skip(" \t,");
+    if (i == header.size()) break;
+    const std::string_view scheme = token();
+    if (scheme.empty()) return bad("expected an auth scheme at offset " + std::to_string(i));
+    challenges.push_back(Challenge{lower(scheme), {}});
+    // auth-params until the next scheme or the end.
+    while (true) {
+      skip(" \t,");
+      if (i == header.size()) break;
+      const std::size_t start = i;
+      const std::string_view name = token();
+      if (name.empty()) return bad("unexpected character at offset " + std::to_string(i));
+      skip(" \t");
+      if (i == header.size() || header[i] != '=') {
+        i = start;  // a new challenge
+        break;
+      }
+      ++i;
+      skip(" \t");
+      std::string value;
+      if (i < header.size() && header[i] == '"') {
+        ++i;
+        bool closed = false;
+        while (i < header.size()) {
+          char c = header[i++];
+          if (c == '\\' && i < header.size()) {
+            value.push_back(header[i++]);
+          } else if (c == '"') {
+            closed = true;
+            break;
+          } else {
+            value.push_back(c);
+          }
+        }
+        if (!closed) return bad("unterminated quoted string");
+      } else {
+        value = std::string(token());
+        // token68 forms such as "abc==" end in '='.
+        while (i < header.size() && header[i] == '=') value.push_back(header[i++]);
+        if (value.empty()) return bad("parameter '" + std::string(name) + "' has no value");
+      }
+      challenges.back().params[lower(name)] = value;
+    }
+  }
+  if (challenges.empty()) return bad("no challenge");
+  return challenges;
+}
+
+std::string basicCredentials(const messages::Credentials& credentials) {
+  const std::string plain = credentials.username() + ":" + credentials.password();
+  std::string out(4 * ((plain.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+}  // namespace prov::fetcher

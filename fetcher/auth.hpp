@@ -1,0 +1,57 @@
+#pragma once
+
+// Registry credentials and challenges.
+//
+// Docker config files: `config.json` ({"auths": {KEY: {...}}}) and the
+// legacy `.dockercfg` ({KEY: {...}}), from a file or inline JSON (what
+// --docker_config takes). An entry's `auth` is base64("user:password");
+// `identitytoken` is a refresh token; `username`/`password` may also be
+// given as such. Keys are matched by registry host as Docker does:
+// "https://index.docker.io/v1/", "index.docker.io" and "registry-1.docker.io"
+// all mean docker.io. Secrets never appear in an error message.
+//
+// WWW-Authenticate (RFC 7235): one or more challenges, each a scheme with
+// auth-params (token or quoted-string values).
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/error.hpp"
+#include "messages/image.pb.h"
+
+namespace prov::fetcher {
+
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
+
+// Canonical registry key -> credentials.
+using DockerAuths = std::map<std::string, messages::Credentials>;
+
+Try<DockerAuths> parseDockerConfig(std::string_view json);
+// `fileOrJson` starting with '{' is JSON, otherwise a path to read.
+Try<DockerAuths> loadDockerConfig(const std::string& fileOrJson);
+
+// "https://registry.example.com/v1/" -> "registry.example.com" (Mesos's
+// parseAuthUrl): the scheme and any path are dropped.
+std::string parseAuthUrl(std::string_view key);
+// docker.io for Docker Hub's aliases; the host[:port] otherwise.
+std::string canonicalRegistry(std::string_view registry);
+
+std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, std::string_view registry);
+
+struct Challenge {
+  std::string scheme;                         // lowercased: "bearer", "basic"
+  std::map<std::string, std::string> params;  // names lowercased
+};
+
+Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header);
+
+// base64 of "user:password", for a Basic Authorization header.
+std::string basicCredentials(const messages::Credentials& credentials);
+
+}  // namespace prov::fetcher

@@ -1,0 +1,104 @@
+#include "fetcher/digest.hpp"
+
+#include <openssl/evp.h>
+
+namespace prov::fetcher {
+
+namespace {
+
+bool isLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Try<Nothing> validateDigest(std::string_view digest) {
+  const auto colon = digest.find(':');
+  auto invalid = [&](const std::string& why) {
+    return Error(ErrorKind::InvalidArgument, "Invalid digest '" + std::string(digest.substr(0, 160)) + "': " + why);
+  };
+  if (colon == std::string_view::npos) return invalid("expected '<algorithm>:<hex>'");
+  const std::string_view algorithm = digest.substr(0, colon);
+  const std::string_view hex = digest.substr(colon + 1);
+  std::size_t expected;
+  if (algorithm == "sha256") {
+    expected = 64;
+  } else if (algorithm == "sha512") {
+    expected = 128;
+  } else {
+    return invalid("unsupported algorithm (expected sha256 or sha512)");
+  }
+  if (hex.size() != expected) {
+    return invalid("expected " + std::to_string(expected) + " hex digits, got " + std::to_string(hex.size()));
+  }
+  if (!isLowerHex(hex)) return invalid("the hex part has characters other than 0-9 and a-f");
+  return Nothing{};
+}
+
+struct Hasher::State {
+  EVP_MD_CTX* ctx = nullptr;
+  std::string algorithm;
+  ~State() { EVP_MD_CTX_free(ctx); }
+};
+
+Hasher::Hasher(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Hasher::Hasher(Hasher&&) noexcept = default;
+Hasher& Hasher::operator=(Hasher&&) noexcept = default;
+Hasher::~Hasher() = default;
+
+Try<Hasher> Hasher::create(std::string_view algorithm) {
+  const EVP_MD* md = algorithm == "sha256" ? EVP_sha256() : algorithm == "sha512" ? EVP_sha512() : nullptr;
+  if (md == nullptr) {
+    return Error(ErrorKind::Unsupported, "Unsupported digest algorithm '" + std::string(algorithm) + "'");
+  }
+  auto state = std::make_unique<State>();
+  state->ctx = EVP_MD_CTX_new();
+  state->algorithm = std::string(algorithm);
+  if (state->ctx == nullptr || EVP_DigestInit_ex(state->ctx, md, nullptr) != 1) {
+    return Error(ErrorKind::Internal, "Failed to initialise a " + state->algorithm + " hasher");
+  }
+  return Hasher(std::move(state));
+}
+
+Try<Hasher> Hasher::forDigest(std::string_view digest) {
+  if (auto valid = validateDigest(digest); valid.isError()) return valid.error();
+  return create(digest.substr(0, digest.find(':')));
+}
+
+void Hasher::update(const void* data, std::size_t size) { EVP_DigestUpdate(state_->ctx, data, size); }
+
+std::string Hasher::finish() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(state_->ctx, md, &length);
+  static const char* kHex = "0123456789abcdef";
+  std::string out = state_->algorithm + ":";
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string sha256Digest(std::string_view data) {
+  Hasher hasher = std::move(*Hasher::create("sha256"));
+  hasher.update(data);
+  return hasher.finish();
+}
+
+Try<Nothing> verifyDigest(std::string_view data, std::string_view digest, std::string_view what) {
+  auto hasher = Hasher::forDigest(digest);
+  if (hasher.isError()) return hasher.error();
+  hasher->update(data);
+  const std::string actual = hasher->finish();
+  if (actual != digest) {
+    return Error(ErrorKind::DigestMismatch, "Digest mismatch for " + std::string(what) + ": expected " +
+                                                std::string(digest) + ", got " + actual);
+  }
+  return Nothing{};
+}
+
+}  // namespace prov::fetcher

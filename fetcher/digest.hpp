@@ -1,0 +1,54 @@
+#pragma once
+
+// Content digests ("sha256:<hex>"): validation before a digest is used in a
+// URL or a path (CVE-2024-3727), and streaming hashing over OpenSSL EVP.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "actors/error.hpp"
+
+namespace prov::fetcher {
+
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
+
+// Ok when `digest` is "sha256:" + 64 or "sha512:" + 128 lowercase hex
+// digits; InvalidArgument naming the problem otherwise.
+Try<Nothing> validateDigest(std::string_view digest);
+
+// Incremental sha256 or sha512. Not thread-safe; cheap to move.
+class Hasher {
+ public:
+  // `algorithm` is "sha256" or "sha512".
+  static Try<Hasher> create(std::string_view algorithm);
+  // The hasher for a validated digest's algorithm.
+  static Try<Hasher> forDigest(std::string_view digest);
+
+  Hasher(Hasher&&) noexcept;
+  Hasher& operator=(Hasher&&) noexcept;
+  ~Hasher();
+
+  void update(const void* data, std::size_t size);
+  void update(std::string_view data) { update(data.data(), data.size()); }
+  // "<algorithm>:<hex>". The hasher is spent afterwards.
+  std::string finish();
+
+ private:
+  struct State;
+  explicit Hasher(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// "sha256:<hex of data>".
+std::string sha256Digest(std::string_view data);
+
+// Ok when `data` hashes to `digest` (whose algorithm it uses);
+// DigestMismatch naming both digests otherwise.
+Try<Nothing> verifyDigest(std::string_view data, std::string_view digest, std::string_view what);
+
+}  // namespace prov::fetcher
