@@ -160,9 +160,13 @@ Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header) {
         }
         if (!closed) return bad("unterminated quoted string");
       } else {
-        value = std::string(token());
-        // token68 forms such as "abc==" end in '='.
-        while (i < header.size() && header[i] == '=') value.push_back(header[i++]);
+        // RFC 7235 wants a token; servers also send bare URLs. Take anything
+        // printable up to a comma or a space.
+        while (i < header.size() && header[i] != ',' && header[i] != ' ' && header[i] != '\t') {
+          const unsigned char c = static_cast<unsigned char>(header[i]);
+          if (c < 0x21 || c == 0x7f || c == '"') return bad("bad character in parameter '" + std::string(name) + "'");
+          value.push_back(header[i++]);
+        }
         if (value.empty()) return bad("parameter '" + std::string(name) + "' has no value");
       }
       challenges.back().params[lower(name)] = value;

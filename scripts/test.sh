@@ -4,7 +4,9 @@
 #   2. build/          (RelWithDebInfo) builds everything and runs every test;
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
 #                      checks: the runtime's and the backends' tests;
-#   4. build-thread/   ThreadSanitizer: the runtime's and the backends' tests.
+#   4. build-thread/   ThreadSanitizer: the runtime's and the backends' tests;
+#   5. build-fuzz/     clang + libFuzzer: each fuzz target for PROV_FUZZ_SECONDS
+#                      (default 20) from its seed corpus in fuzz/corpus/.
 # Prints ctest's summary for each, then one total line; exits non-zero when
 # anything failed to build or any test failed.
 set -uo pipefail
@@ -71,6 +73,36 @@ run_suite "address sanitizer" build-address "$sanitized_tests" "$sanitized_targe
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
 run_suite "thread sanitizer" build-thread "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=thread -DPROV_BUILD_BENCH=OFF
+
+# Fuzzers: each libFuzzer target runs for a short, bounded time from its seed
+# corpus (copied, so the repository's corpus stays as it is); a crash fails.
+fuzz_seconds=${PROV_FUZZ_SECONDS:-20}
+echo "== fuzzers: configure and build (build-fuzz)"
+mkdir -p build-fuzz
+if cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DPROV_BUILD_FUZZERS=ON -DPROV_SANITIZE=address -DPROV_BUILD_TESTS=OFF -DPROV_BUILD_BENCH=OFF \
+     >build-fuzz/cmake.log 2>&1 &&
+   cmake --build build-fuzz -- -j"$jobs" >build-fuzz/build.log 2>&1; then
+  for target in reference manifest www_authenticate; do
+    corpus=$(mktemp -d)
+    cp -r "fuzz/corpus/$target/." "$corpus/"
+    if UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$(pwd)/fuzz/ubsan.supp" \
+       build-fuzz/bin/fuzz_$target -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+         -print_final_stats=0 "$corpus" >"build-fuzz/fuzz_$target.log" 2>&1; then
+      echo "fuzz_$target: ${fuzz_seconds} s, no crash"
+      total_passed=$((total_passed + 1))
+    else
+      tail -n 60 "build-fuzz/fuzz_$target.log"
+      echo "error: fuzz_$target crashed (log: build-fuzz/fuzz_$target.log; reproducer: crash-* in $(pwd))" >&2
+      total_failed=$((total_failed + 1))
+    fi
+    rm -rf "$corpus"
+  done
+else
+  tail -n 60 build-fuzz/build.log build-fuzz/cmake.log >&2
+  echo "error: fuzzers: build failed" >&2
+  status=1
+fi
 
 echo "== total"
 echo "$total_passed passed, $total_failed failed"

@@ -190,7 +190,9 @@ TEST(ManifestTest, OciIndexAndDockerList) {
 }
 
 TEST(ManifestTest, PlatformSelection) {
-  const auto& idx = std::get<messages::Index>(*parseManifestDocument(index(), ""));
+  auto doc = parseManifestDocument(index(), "");
+  ASSERT_TRUE(doc.isSome()) << doc.error().message;
+  const auto& idx = std::get<messages::Index>(*doc);
   messages::Platform want;
   want.set_os("linux");
   want.set_architecture("amd64");
