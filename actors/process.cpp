@@ -21,7 +21,10 @@ struct ProcessContext {
   // Runs the last event of the process: finalize(), then the bookkeeping
   // that lets wait() return and lets the owner delete the object.
   static void finalizeNow(const std::shared_ptr<ProcessContext>& context);
+  // No event runs after this; the runtime forgets the process.
   void markTerminated();
+  // wait() returns and terminated() becomes READY.
+  void releaseWaiters();
 
   std::shared_ptr<Runtime::Impl> owner;  // keeps the io_context alive for `strand`
   Runtime::Impl& impl;
@@ -59,10 +62,11 @@ void postSystem(const std::shared_ptr<ProcessContext>& context, F&& f) {
 
 void ProcessContext::markTerminated() {
   state.store(State::Terminated);
-  {
-    std::lock_guard lock(impl.processesMutex);
-    impl.processes.erase(this);
-  }
+  std::lock_guard lock(impl.processesMutex);
+  impl.processes.erase(this);
+}
+
+void ProcessContext::releaseWaiters() {
   {
     std::lock_guard lock(mutex);
     done = true;
@@ -81,9 +85,11 @@ void ProcessContext::finalizeNow(const std::shared_ptr<ProcessContext>& context)
       report("finalize()", context->id, e);
     }
   }
-  std::unique_ptr<ProcessBase> owned = std::move(context->owned);
   context->markTerminated();
-  owned.reset();  // a runtime-owned process is deleted after finalize()
+  // A runtime-owned process is deleted after finalize() and before anyone
+  // waiting for the termination is released.
+  context->owned.reset();
+  context->releaseWaiters();
 }
 
 bool post(const std::shared_ptr<ProcessContext>& context, Event event) {
@@ -123,7 +129,9 @@ std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process,
   if (!impl.accepting.load()) {
     context->finalizeQueued.store(true);
     context->markTerminated();
-    return context;  // `owned`, if any, is deleted here
+    owned.reset();
+    context->releaseWaiters();
+    return context;
   }
   context->owned = std::move(owned);
   {
@@ -211,6 +219,7 @@ ProcessBase::~ProcessBase() {
     detail::wait(context, std::chrono::nanoseconds::max());
   } else {
     context->markTerminated();
+    context->releaseWaiters();
   }
 }
 

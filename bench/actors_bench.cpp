@@ -20,6 +20,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "bench/options.hpp"
 #include "actors/actors.hpp"
 
 namespace {
@@ -152,22 +153,12 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t workers = 0;
   po::options_description options("bench_actors: runtime operation costs; last line is JSON");
-  options.add_options()("help", "print this help")(
+  options.add_options()(
       "runs", po::value<int>(&runs)->default_value(5), "runs per figure (the median is reported)")(
       "workers", po::value<std::size_t>(&workers)->default_value(0),
       "runtime worker threads (0: one per core)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
+  if (auto exit = prov::bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1) {
     std::cerr << "error: --runs must be at least 1\n";
     return 1;

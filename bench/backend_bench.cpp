@@ -42,6 +42,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "bench/options.hpp"
 #include "actors/actors.hpp"
 #include "actors/fs.hpp"
 #include "backend/backend.hpp"
@@ -219,24 +220,14 @@ int main(int argc, char** argv) {
   int pairs = 1000;
   std::string scratchDir;
   po::options_description options("bench_backend: rootfs backends on a 5-layer image; last line is JSON");
-  options.add_options()("help", "print this help")(
+  options.add_options()(
       "runs", po::value<int>(&runs)->default_value(3), "copy and cp -a runs (the median is reported)")(
       "pairs", po::value<int>(&pairs)->default_value(1000), "overlay provision+destroy pairs per figure")(
       "scratch", po::value<std::string>(&scratchDir),
       "directory to work in (default: a fresh ext4 on a loop device)")(
       "keep", "keep the scratch file system for inspection");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, options), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-  if (vm.count("help")) {
-    std::cout << options << "\n";
-    return 0;
-  }
+  if (auto exit = prov::bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1 || pairs < 1) {
     std::cerr << "error: --runs and --pairs must be at least 1\n";
     return 1;

@@ -19,15 +19,10 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/error.hpp"
+#include "fetcher/types.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::fetcher {
-
-using actors::Error;
-using actors::ErrorKind;
-using actors::Nothing;
-using actors::Try;
 
 // Canonical registry key -> credentials.
 using DockerAuths = std::map<std::string, messages::Credentials>;

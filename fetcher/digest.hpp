@@ -8,14 +8,9 @@
 #include <string>
 #include <string_view>
 
-#include "actors/error.hpp"
+#include "fetcher/types.hpp"
 
 namespace prov::fetcher {
-
-using actors::Error;
-using actors::ErrorKind;
-using actors::Nothing;
-using actors::Try;
 
 // Ok when `digest` is "sha256:" + 64 or "sha512:" + 128 lowercase hex
 // digits; InvalidArgument naming the problem otherwise.

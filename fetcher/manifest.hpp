@@ -23,15 +23,10 @@
 #include <string_view>
 #include <variant>
 
-#include "actors/error.hpp"
+#include "fetcher/types.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::fetcher {
-
-using actors::Error;
-using actors::ErrorKind;
-using actors::Nothing;
-using actors::Try;
 
 namespace mediatype {
 inline constexpr const char* kDockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json";

@@ -16,15 +16,10 @@
 #include <string>
 #include <string_view>
 
-#include "actors/error.hpp"
+#include "fetcher/types.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::fetcher {
-
-using actors::Error;
-using actors::ErrorKind;
-using actors::Nothing;
-using actors::Try;
 
 inline constexpr const char* kDockerHub = "docker.io";
 

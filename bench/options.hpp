@@ -1,0 +1,33 @@
+#pragma once
+
+// Command-line parsing shared by the benchmark drivers.
+
+#include <iostream>
+#include <optional>
+
+#include <boost/program_options.hpp>
+
+namespace prov::bench {
+
+// Parses argv against `options` (which gets a --help). Returns the exit code
+// to stop with (0 after --help, 1 after an error), or nullopt to go on.
+inline std::optional<int> parseOptions(int argc, char** argv,
+                                       boost::program_options::options_description& options,
+                                       boost::program_options::variables_map& vm) {
+  namespace po = boost::program_options;
+  options.add_options()("help", "print this help");
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  if (vm.count("help")) {
+    std::cout << options << "\n";
+    return 0;
+  }
+  return std::nullopt;
+}
+
+}  // namespace prov::bench
