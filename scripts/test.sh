@@ -3,7 +3,7 @@
 #   1. scripts/setup.sh installs any missing Debian package;
 #   2. build/          (RelWithDebInfo) builds everything and runs every test;
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
-#                      checks: the runtime's and the backends' tests;
+#                      checks: the runtime's, the backends' and the fetcher's tests;
 #   4. build-thread/   ThreadSanitizer: the runtime's and the backends' tests;
 #   5. build-fuzz/     clang + libFuzzer: each fuzz target for PROV_FUZZ_SECONDS
 #                      (default 20) from its seed corpus in fuzz/corpus/.
@@ -69,7 +69,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 sanitized_tests='^(actors|backend)\.'
 sanitized_targets="actors_tests backend_tests"
-run_suite "address sanitizer" build-address "$sanitized_tests" "$sanitized_targets" \
+run_suite "address sanitizer" build-address '^(actors|backend|fetcher)\.' "$sanitized_targets fetcher_tests" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
 run_suite "thread sanitizer" build-thread "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=thread -DPROV_BUILD_BENCH=OFF
