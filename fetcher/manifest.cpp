@@ -116,16 +116,18 @@ class Reader {
   }
 
   Try<messages::Platform> platform(const Value& object) const {
+    auto os = string(object, "os", true);
+    auto architecture = string(object, "architecture", true);
+    auto variant = string(object, "variant", false);
+    auto osVersion = string(object, "os.version", false);
+    for (auto* field : {&os, &architecture, &variant, &osVersion}) {
+      if (field->isError()) return field->error();
+    }
     messages::Platform p;
-    auto set = [](auto field, Try<std::string> v) -> Try<Nothing> {
-      if (v.isError()) return v.error();
-      field(*v);
-      return Nothing{};
-    };
-    if (auto r = set([&](const std::string& s) { p.set_os(s); }, string(object, "os", true)); r.isError()) return r.error();
-    if (auto r = set([&](const std::string& s) { p.set_architecture(s); }, string(object, "architecture", true)); r.isError()) return r.error();
-    if (auto r = set([&](const std::string& s) { p.set_variant(s); }, string(object, "variant", false)); r.isError()) return r.error();
-    if (auto r = set([&](const std::string& s) { p.set_os_version(s); }, string(object, "os.version", false)); r.isError()) return r.error();
+    p.set_os(*os);
+    p.set_architecture(*architecture);
+    p.set_variant(*variant);
+    p.set_os_version(*osVersion);
     if (auto r = strings(object, "os.features", p.mutable_os_features()); r.isError()) return r.error();
     return p;
   }

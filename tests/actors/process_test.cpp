@@ -89,14 +89,20 @@ class Blocker : public Process<Blocker> {
   int value() { return 42; }
 };
 
-TEST(ProcessTest, InjectedTerminateDropsQueuedEvents) {
-  Runtime runtime;
-  Blocker blocker;
-  PID<Blocker> pid = spawn(runtime, blocker);
+// Keeps `pid`'s strand busy in hold() until the returned flag is set.
+std::shared_ptr<std::atomic<bool>> occupy(const PID<Blocker>& pid) {
   auto release = std::make_shared<std::atomic<bool>>(false);
   auto holding = std::make_shared<std::atomic<bool>>(false);
   dispatch(pid, &Blocker::hold, release, holding);
   while (!*holding) std::this_thread::yield();
+  return release;
+}
+
+TEST(ProcessTest, InjectedTerminateDropsQueuedEvents) {
+  Runtime runtime;
+  Blocker blocker;
+  PID<Blocker> pid = spawn(runtime, blocker);
+  auto release = occupy(pid);
   Future<int> queued = dispatch(pid, &Blocker::value);  // behind hold()
   terminate(pid, /*inject=*/true);
   *release = true;
@@ -108,10 +114,7 @@ TEST(ProcessTest, NonInjectedTerminateRunsQueuedEventsFirst) {
   Runtime runtime;
   Blocker blocker;
   PID<Blocker> pid = spawn(runtime, blocker);
-  auto release = std::make_shared<std::atomic<bool>>(false);
-  auto holding = std::make_shared<std::atomic<bool>>(false);
-  dispatch(pid, &Blocker::hold, release, holding);
-  while (!*holding) std::this_thread::yield();
+  auto release = occupy(pid);
   Future<int> queued = dispatch(pid, &Blocker::value);
   terminate(pid, /*inject=*/false);
   Future<int> late = dispatch(pid, &Blocker::value);  // after the terminate event
