@@ -1,0 +1,123 @@
+#pragma once
+
+// An asynchronous HTTP/1.1 client (Boost.Beast underneath; no Beast type in
+// this header, so including it costs nothing).
+//
+// - Connections are reused per origin (scheme, host, port): a response read
+//   to its end on a keep-alive connection puts the connection back in an
+//   idle pool. A request on a reused connection that fails before any
+//   response byte is sent again on a new connection (the server may have
+//   closed an idle connection meanwhile).
+// - TLS verifies the peer against the system CAs plus an extra bundle, with
+//   SNI and host-name verification. Plain http is refused unless
+//   `allowPlainHttp(host, port)` says yes (the registry layer's rule).
+// - Redirects (301, 302, 303, 307, 308) are followed up to `maxRedirects`.
+//   The request's `authorization` is sent only to the origin of the request
+//   URL: a redirect elsewhere loses it (CVE-2020-15157). Neither it nor any
+//   URL query appears in an error message.
+// - Bodies stream through a BodySink with back-pressure: the next chunk is
+//   read from the socket only when the sink's future for the previous one is
+//   ready, so a slow consumer slows the socket and memory stays at one chunk.
+// - Timeouts: `connectTimeout` covers resolve, connect and TLS handshake;
+//   while a request or response is on the wire (not while the sink is
+//   working), the transfer must average at least `minBytesPerSecond` over
+//   every `stallWindow`, or it fails with Timeout: a trickle is a stall.
+//
+// Errors: Unavailable for connection trouble (refused, reset, closed
+// early), Timeout for the timeouts, IO for TLS failures (certificate
+// verification included; not worth retrying), InvalidArgument for a refused
+// URL, ResourceExhausted for a buffered body over its cap, Corruption for
+// a malformed response. HTTP statuses are not errors here: the caller reads
+// Response::status. Discarding the future closes the connection.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "actors/future.hpp"
+#include "fetcher/types.hpp"
+#include "fetcher/url.hpp"
+
+namespace prov::actors {
+class Runtime;
+}
+
+namespace prov::fetcher {
+
+struct HttpOptions {
+  std::chrono::milliseconds connectTimeout{30'000};
+  std::chrono::milliseconds stallWindow{30'000};
+  std::size_t minBytesPerSecond = 1024;
+  int maxRedirects = 5;
+  std::size_t chunkBytes = 256 * 1024;  // one sink call delivers at most this
+  std::size_t maxIdlePerOrigin = 8;
+  std::string extraCaFile;              // PEM bundle trusted beside the system CAs
+  std::string userAgent = "provisioner/0.1";
+  // Whether plain http may be used for host:port. Default: never.
+  std::function<bool(const std::string& host, int port)> allowPlainHttp;
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  Url url;
+  std::vector<std::pair<std::string, std::string>> headers;  // sent to every hop
+  std::optional<std::string> authorization;                    // only to url's origin
+  std::size_t maxBody = 1u << 20;  // cap for a buffered body (see fetch())
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lowercased; repeats joined by ", "
+  Url url;                                     // after redirects
+  std::string body;                            // buffered bodies only
+  bool followedRedirect = false;
+
+  // The header's value, or "" when absent.
+  std::string header(const std::string& lowercaseName) const;
+};
+
+// Where a streamed body goes.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  // Once per response whose body comes here, with its status and headers,
+  // before any body byte. An error aborts the transfer with that error.
+  virtual Try<Nothing> start(const HttpResponse& head) = 0;
+  // `chunk` stays valid until the returned future completes; a failed
+  // future aborts the transfer with its error.
+  virtual actors::Future<Nothing> write(std::string_view chunk) = 0;
+};
+
+class HttpClient {
+ public:
+  // Fails (IO) when the extra CA file cannot be loaded.
+  static Try<std::shared_ptr<HttpClient>> create(actors::Runtime& runtime, HttpOptions options);
+  ~HttpClient();
+
+  // The whole body in HttpResponse::body (at most request.maxBody bytes,
+  // else ResourceExhausted).
+  actors::Future<HttpResponse> fetch(HttpRequest request);
+
+  // A 2xx body goes to `sink` (unbounded size: the sink decides); any other
+  // status's body is buffered into HttpResponse::body, capped at 64 KiB.
+  // READY once the body has been read to its end and the sink accepted it.
+  actors::Future<HttpResponse> stream(HttpRequest request, std::shared_ptr<BodySink> sink);
+
+  // Connections made so far (reuse shows as requests > connections).
+  std::size_t connectionsOpened() const;
+
+  struct Impl;
+
+ private:
+  explicit HttpClient(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace prov::fetcher

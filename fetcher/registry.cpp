@@ -1,0 +1,458 @@
+#include "fetcher/registry.hpp"
+
+#include <mutex>
+
+#include <boost/url/url.hpp>
+#include <rapidjson/document.h>
+
+#include "actors/clock.hpp"
+#include "actors/runtime.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/reference.hpp"
+
+namespace prov::fetcher {
+
+using actors::Future;
+using RetryAfter = std::shared_ptr<std::optional<Duration>>;
+
+namespace {
+
+Url at(const Url& endpoint, std::string target) {
+  Url url = endpoint;
+  url.target = std::move(target);
+  return url;
+}
+
+std::string scopeOf(const Repository& repository) { return "repository:" + repository.name + ":pull"; }
+
+// "MANIFEST_UNKNOWN: manifest unknown" from a registry error body, or "".
+std::string registryErrorCode(const std::string& body) {
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("errors") || !doc["errors"].IsArray()) return "";
+  for (const auto& e : doc["errors"].GetArray()) {
+    if (!e.IsObject() || !e.HasMember("code") || !e["code"].IsString()) continue;
+    std::string text = e["code"].GetString();
+    if (e.HasMember("message") && e["message"].IsString()) text += std::string(": ") + e["message"].GetString();
+    return text.substr(0, 200);
+  }
+  return "";
+}
+
+Error statusError(const std::string& what, const HttpResponse& response) {
+  const int status = response.status;
+  std::string detail = registryErrorCode(response.body);
+  auto say = [&](ErrorKind kind, const std::string& cause) {
+    return Error(kind, what + ": " + cause + " (HTTP " + std::to_string(status) + ")" +
+                           (detail.empty() ? "" : " " + detail));
+  };
+  if (status == 401) return say(ErrorKind::Unauthorized, "authentication failed");
+  if (status == 403) return say(ErrorKind::Forbidden, "access denied");
+  if (status == 404) return say(ErrorKind::NotFound, "not found");
+  if (status == 429) return say(ErrorKind::Unavailable, "too many requests");
+  if (status >= 500) return say(ErrorKind::Unavailable, "the registry failed");
+  if (status >= 300 && status < 400) return say(ErrorKind::Unavailable, "a redirect without a usable Location");
+  return say(ErrorKind::InvalidArgument, "the registry refused the request");
+}
+
+// Hashes and counts a blob on its way to the consumer, across resumed
+// attempts.
+class VerifyingSink final : public BodySink {
+ public:
+  VerifyingSink(std::shared_ptr<ByteSink> out, Hasher hasher, const messages::Descriptor& blob, std::string what)
+      : out_(std::move(out)), hasher_(std::move(hasher)), expected_(blob.size()), digest_(blob.digest()),
+        what_(std::move(what)) {}
+
+  std::uint64_t delivered() const { return delivered_; }
+
+  Try<Nothing> start(const HttpResponse& head) override {
+    skip_ = 0;
+    const std::string range = head.header("content-range");
+    std::uint64_t offset = 0;
+    if (head.status == 206) {
+      // "bytes FIRST-LAST/TOTAL"
+      if (range.rfind("bytes ", 0) != 0) return Error(ErrorKind::Corruption, what_ + ": a 206 without Content-Range");
+      try {
+        offset = std::stoull(range.substr(6));
+      } catch (...) {
+        return Error(ErrorKind::Corruption, what_ + ": a malformed Content-Range '" + range.substr(0, 100) + "'");
+      }
+      if (offset != delivered_) {
+        return Error(ErrorKind::Corruption, what_ + ": asked to resume at byte " + std::to_string(delivered_) +
+                                                ", the registry sent from byte " + std::to_string(offset));
+      }
+    } else {
+      skip_ = delivered_;  // the whole blob again: drop what was already handed on
+    }
+    const std::string length = head.header("content-length");
+    if (!length.empty() && expected_ >= 0) {
+      std::uint64_t total = 0;
+      try {
+        total = offset + std::stoull(length);
+      } catch (...) {
+        return Error(ErrorKind::Corruption, what_ + ": a malformed Content-Length");
+      }
+      if (total != static_cast<std::uint64_t>(expected_)) {
+        return Error(ErrorKind::DigestMismatch, what_ + ": the registry sends " + std::to_string(total) +
+                                                    " bytes, the descriptor says " + std::to_string(expected_));
+      }
+    }
+    return Nothing{};
+  }
+
+  Future<Nothing> write(std::string_view chunk) override {
+    if (skip_ > 0) {
+      const std::size_t drop = static_cast<std::size_t>(std::min<std::uint64_t>(skip_, chunk.size()));
+      chunk.remove_prefix(drop);
+      skip_ -= drop;
+      if (chunk.empty()) return Nothing{};
+    }
+    if (expected_ >= 0 && delivered_ + chunk.size() > static_cast<std::uint64_t>(expected_)) {
+      return Error(ErrorKind::DigestMismatch,
+                   what_ + ": more bytes than the descriptor's " + std::to_string(expected_));
+    }
+    hasher_.update(chunk.data(), chunk.size());
+    delivered_ += chunk.size();
+    return out_->write(chunk);
+  }
+
+  Try<Nothing> finish() {
+    if (expected_ >= 0 && delivered_ != static_cast<std::uint64_t>(expected_)) {
+      return Error(ErrorKind::DigestMismatch, what_ + ": got " + std::to_string(delivered_) +
+                                                  " bytes, the descriptor says " + std::to_string(expected_));
+    }
+    const std::string actual = hasher_.finish();
+    if (actual != digest_) return Error(ErrorKind::DigestMismatch, what_ + ": the content hashes to " + actual);
+    return Nothing{};
+  }
+
+ private:
+  std::shared_ptr<ByteSink> out_;
+  Hasher hasher_;
+  std::int64_t expected_;
+  std::string digest_;
+  std::string what_;
+  std::uint64_t delivered_ = 0;
+  std::uint64_t skip_ = 0;
+};
+
+}  // namespace
+
+bool plainHttpAllowed(const std::set<std::string>& insecure, const std::string& host, int port) {
+  if ((host == "localhost" || host == "127.0.0.1" || host == "::1") && port != 443) return true;
+  return insecure.count(host + ":" + std::to_string(port)) > 0 || (port == 80 && insecure.count(host) > 0);
+}
+
+struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl> {
+  actors::Runtime& runtime;
+  RegistryOptions options;
+  std::shared_ptr<HttpClient> http;
+  std::mutex mutex;
+  struct Token {
+    std::string authorization;
+    actors::Clock::TimePoint expires;
+  };
+  std::map<std::string, Token> tokens;     // "origin scope"
+  std::map<std::string, std::string> basic;  // "origin user" -> "Basic ..."
+  std::map<std::string, Challenge> challenges;  // origin -> its Bearer challenge
+
+  Impl(actors::Runtime& r, RegistryOptions o) : runtime(r), options(std::move(o)) {}
+
+  // Tokens and Basic answers are per origin and per user: two images with
+  // different credentials on one registry never share them.
+  static std::string keyOf(const Repository& repository) {
+    const std::string who = repository.credentials ? repository.credentials->username() : "";
+    return repository.endpoint.origin() + " " + who;
+  }
+
+  std::optional<std::string> cached(const Repository& repository) {
+    std::lock_guard lock(mutex);
+    auto token = tokens.find(keyOf(repository) + " " + scopeOf(repository));
+    if (token != tokens.end() && token->second.expires > runtime.clock().now()) return token->second.authorization;
+    auto b = basic.find(keyOf(repository));
+    if (b != basic.end()) return b->second;
+    return std::nullopt;
+  }
+
+  // The Bearer challenge this origin sent before, if any: an expired token
+  // is renewed before the request instead of after a 401.
+  std::optional<Challenge> knownChallenge(const Repository& repository) {
+    std::lock_guard lock(mutex);
+    auto it = challenges.find(repository.endpoint.origin());
+    if (it == challenges.end()) return std::nullopt;
+    return it->second;
+  }
+
+  Future<HttpResponse> send(const HttpRequest& request, const std::shared_ptr<BodySink>& sink) {
+    return sink ? http->stream(request, sink) : http->fetch(request);
+  }
+
+  // One request; a 401 is answered once with fresh credentials.
+  Future<HttpResponse> authorized(const Repository& repository, HttpRequest request, std::shared_ptr<BodySink> sink) {
+    request.authorization = cached(repository);
+    auto self = shared_from_this();
+    if (!request.authorization) {
+      if (auto challenge = knownChallenge(repository)) {
+        const std::string what = "Failed to authenticate to '" + repository.registry + "' for '" + repository.name + "'";
+        return bearer(repository, *challenge, what).then([self, request, sink](const std::string& authorization) mutable {
+          request.authorization = authorization;
+          return self->send(request, sink);
+        });
+      }
+    }
+    return send(request, sink).then([self, repository, request, sink](const HttpResponse& r) mutable
+                                    -> Future<HttpResponse> {
+      if (r.status != 401) return r;
+      return self->authenticate(repository, r).then([self, request, sink](const std::string& authorization) mutable {
+        request.authorization = authorization;
+        return self->send(request, sink);
+      });
+    });
+  }
+
+  Future<std::string> authenticate(const Repository& repository, const HttpResponse& challenged) {
+    const std::string what = "Failed to authenticate to '" + repository.registry + "' for '" + repository.name + "'";
+    auto challenges = parseWwwAuthenticate(challenged.header("www-authenticate"));
+    if (challenges.isError()) return challenges.error().withContext(what);
+    for (const auto& challenge : *challenges) {
+      if (challenge.scheme != "bearer") continue;
+      {
+        std::lock_guard lock(mutex);
+        this->challenges[repository.endpoint.origin()] = challenge;
+      }
+      return bearer(repository, challenge, what);
+    }
+    for (const auto& challenge : *challenges) {
+      if (challenge.scheme != "basic") continue;
+      if (!repository.credentials) {
+        return Error(ErrorKind::Unauthorized, what + ": the registry asks for credentials and none are configured");
+      }
+      std::string authorization = "Basic " + basicCredentials(*repository.credentials);
+      std::lock_guard lock(mutex);
+      basic[keyOf(repository)] = authorization;
+      return authorization;
+    }
+    return Error(ErrorKind::Unauthorized, what + ": the registry sent no Bearer or Basic challenge (HTTP 401)");
+  }
+
+  Future<std::string> bearer(const Repository& repository, const Challenge& challenge, const std::string& what) {
+    auto realm = challenge.params.find("realm");
+    if (realm == challenge.params.end()) return Error(ErrorKind::Unauthorized, what + ": a Bearer challenge without a realm");
+    auto realmUrl = parseUrl(realm->second);
+    if (realmUrl.isError()) return realmUrl.error().withContext(what);
+    boost::urls::url url;
+    url.set_scheme(realmUrl->scheme);
+    url.set_host(realmUrl->host);
+    url.set_port_number(static_cast<std::uint16_t>(realmUrl->port));
+    url.set_encoded_path(realmUrl->target.substr(0, realmUrl->target.find('?')));
+    if (auto q = realmUrl->target.find('?'); q != std::string::npos) url.set_encoded_query(realmUrl->target.substr(q + 1));
+    if (auto service = challenge.params.find("service"); service != challenge.params.end()) {
+      url.params().append({"service", service->second});
+    }
+    auto scope = challenge.params.find("scope");
+    url.params().append({"scope", scope != challenge.params.end() ? scope->second : scopeOf(repository)});
+    HttpRequest request;
+    request.url = *realmUrl;
+    request.url.target = std::string(url.encoded_target());
+    request.maxBody = 64 * 1024;
+    if (repository.credentials && !repository.credentials->username().empty()) {
+      request.authorization = "Basic " + basicCredentials(*repository.credentials);
+    }
+    auto self = shared_from_this();
+    const std::string key = keyOf(repository) + " " + scopeOf(repository);
+    return http->fetch(request).then([self, key, what](const HttpResponse& r) -> Future<std::string> {
+      if (r.status == 401 || r.status == 403) {
+        return Error(ErrorKind::Unauthorized, what + ": the token service refused the credentials (HTTP " +
+                                                  std::to_string(r.status) + ")");
+      }
+      if (r.status != 200) return statusError(what + ": token service", r);
+      rapidjson::Document doc;
+      doc.Parse(r.body.data(), r.body.size());
+      if (doc.HasParseError() || !doc.IsObject()) return Error(ErrorKind::Corruption, what + ": the token response is not JSON");
+      std::string token;
+      for (const char* name : {"token", "access_token"}) {
+        if (doc.HasMember(name) && doc[name].IsString() && doc[name].GetStringLength() > 0) {
+          token = doc[name].GetString();
+          break;
+        }
+      }
+      if (token.empty()) return Error(ErrorKind::Corruption, what + ": the token response has no token");
+      long seconds = 60;
+      if (doc.HasMember("expires_in") && doc["expires_in"].IsInt64() && doc["expires_in"].GetInt64() > 0) {
+        seconds = static_cast<long>(std::min<std::int64_t>(doc["expires_in"].GetInt64(), 24 * 3600));
+      }
+      std::string authorization = "Bearer " + token;
+      std::lock_guard lock(self->mutex);
+      self->tokens[key] = Token{authorization, self->runtime.clock().now() + std::chrono::seconds(seconds)};
+      return authorization;
+    });
+  }
+
+  // One authorized request whose non-2xx status becomes an error.
+  Future<HttpResponse> call(const Repository& repository, const HttpRequest& request,
+                            const std::shared_ptr<BodySink>& sink, const std::string& what, const RetryAfter& after) {
+    return authorized(repository, request, sink).then([what, after](const HttpResponse& r) -> Future<HttpResponse> {
+      if (r.status >= 200 && r.status < 300) return r;
+      *after = parseRetryAfter(r.header("retry-after"));
+      return statusError(what, r);
+    });
+  }
+
+  template <typename T>
+  Future<T> retried(std::function<Future<T>(const RetryAfter&)> attempt) {
+    auto after = std::make_shared<std::optional<Duration>>();
+    return retry<T>(
+        runtime.clock(), options.retry,
+        [attempt, after](int) {
+          after->reset();
+          return attempt(after);
+        },
+        [after](const Future<T>& failed) { return AttemptFailure{failed.failure(), *after}; });
+  }
+};
+
+RegistryClient::RegistryClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RegistryClient::~RegistryClient() = default;
+
+HttpClient& RegistryClient::http() { return *impl_->http; }
+
+Try<std::shared_ptr<RegistryClient>> RegistryClient::create(actors::Runtime& runtime, RegistryOptions options) {
+  for (const auto& mirror : options.mirrors) {
+    if (auto url = parseUrl(mirror); url.isError()) return url.error().withContext("Invalid registry mirror");
+  }
+  if (auto hub = parseUrl(options.hubUrl); hub.isError()) return hub.error().withContext("Invalid registry URL");
+  auto impl = std::make_shared<Impl>(runtime, options);
+  HttpOptions http = options.http;
+  http.allowPlainHttp = [insecure = options.insecure](const std::string& host, int port) {
+    return plainHttpAllowed(insecure, host, port);
+  };
+  auto client = HttpClient::create(runtime, std::move(http));
+  if (client.isError()) return client.error();
+  impl->http = *client;
+  return std::shared_ptr<RegistryClient>(new RegistryClient(std::move(impl)));
+}
+
+Try<std::vector<Repository>> RegistryClient::repositories(
+    const messages::ImageReference& reference, const std::optional<messages::Credentials>& credentials) const {
+  const auto& options = impl_->options;
+  const std::string registry = canonicalRegistry(reference.registry());
+  auto credentialsFor = [&](const std::string& host) {
+    return credentials ? credentials : findCredentials(options.auths, host);
+  };
+  std::vector<Repository> list;
+  if (registry == canonicalRegistry(options.mirrored)) {
+    for (const auto& mirror : options.mirrors) {
+      auto url = parseUrl(mirror);
+      if (url.isError()) return url.error();
+      url->target = "/";
+      const std::string host = url->host + ":" + std::to_string(url->port);
+      list.push_back(Repository{*url, registry, reference.repository(), findCredentials(options.auths, host)});
+    }
+  }
+  Try<Url> upstream = registry == kDockerHub ? parseUrl(options.hubUrl)
+                                             : registryUrl(reference.registry(), "/",
+                                                           options.insecure.count(reference.registry()) > 0);
+  if (upstream.isError()) return upstream.error();
+  upstream->target = "/";
+  list.push_back(Repository{*upstream, registry, reference.repository(), credentialsFor(registry)});
+  return list;
+}
+
+Future<Nothing> RegistryClient::ping(const Url& endpoint) {
+  HttpRequest request;
+  request.url = at(endpoint, "/v2/");
+  request.maxBody = 64 * 1024;
+  const std::string what = "Failed to reach the registry at '" + endpoint.toString() + "'";
+  return impl_->http->fetch(request).then([what](const HttpResponse& r) -> Future<Nothing> {
+    if (r.status == 200 || r.status == 401) return Nothing{};
+    return statusError(what, r);
+  });
+}
+
+Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& repository, const std::string& tagOrDigest) {
+  const bool byDigest = tagOrDigest.find(':') != std::string::npos;
+  const std::string what = "Failed to fetch the manifest '" + repository.registry + "/" + repository.name +
+                           (byDigest ? "@" : ":") + tagOrDigest + "' from '" + repository.endpoint.toString() + "'";
+  if (byDigest) {
+    if (auto valid = validateDigest(tagOrDigest); valid.isError()) return valid.error().withContext(what);
+  }
+  HttpRequest request;
+  request.url = at(repository.endpoint, "/v2/" + repository.name + "/manifests/" + tagOrDigest);
+  request.headers.emplace_back("Accept", mediatype::kManifestAccept);
+  request.maxBody = kMaxManifestBytes;
+  auto impl = impl_;
+  return impl->retried<HttpResponse>([impl, repository, request, what](const RetryAfter& after) {
+               return impl->call(repository, request, nullptr, what, after);
+             })
+      .then([what, tagOrDigest, byDigest](const HttpResponse& r) -> Future<FetchedManifest> {
+        FetchedManifest fetched;
+        if (byDigest) {
+          if (auto ok = verifyDigest(r.body, tagOrDigest, "the manifest"); ok.isError()) return ok.error().withContext(what);
+          fetched.digest = tagOrDigest;
+        } else {
+          fetched.digest = sha256Digest(r.body);
+          const std::string claimed = r.header("docker-content-digest");
+          if (!claimed.empty()) {
+            if (auto valid = validateDigest(claimed); valid.isError()) return valid.error().withContext(what);
+            if (auto ok = verifyDigest(r.body, claimed, "the manifest"); ok.isError()) {
+              return ok.error().withContext(what + " (Docker-Content-Digest)");
+            }
+          }
+        }
+        auto document = parseManifestDocument(r.body, r.header("content-type"));
+        if (document.isError()) return document.error().withContext(what);
+        fetched.document = std::move(*document);
+        fetched.mediaType = r.header("content-type");
+        fetched.body = r.body;
+        return fetched;
+      });
+}
+
+Future<std::string> RegistryClient::fetchBlob(const Repository& repository, const messages::Descriptor& blob,
+                                              std::size_t limit) {
+  const std::string what = "Failed to fetch the blob '" + blob.digest() + "' of '" + repository.registry + "/" +
+                           repository.name + "' from '" + repository.endpoint.toString() + "'";
+  if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
+  if (blob.size() > static_cast<std::int64_t>(limit)) {
+    return Error(ErrorKind::ResourceExhausted, what + ": its size " + std::to_string(blob.size()) +
+                                                   " is over the limit of " + std::to_string(limit));
+  }
+  HttpRequest request;
+  request.url = at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
+  request.maxBody = limit;
+  auto impl = impl_;
+  return impl->retried<HttpResponse>([impl, repository, request, what](const RetryAfter& after) {
+               return impl->call(repository, request, nullptr, what, after);
+             })
+      .then([what, blob](const HttpResponse& r) -> Future<std::string> {
+        if (blob.size() >= 0 && r.body.size() != static_cast<std::size_t>(blob.size())) {
+          return Error(ErrorKind::DigestMismatch, what + ": got " + std::to_string(r.body.size()) +
+                                                      " bytes, the descriptor says " + std::to_string(blob.size()));
+        }
+        if (auto ok = verifyDigest(r.body, blob.digest(), "the blob"); ok.isError()) return ok.error().withContext(what);
+        return r.body;
+      });
+}
+
+Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const messages::Descriptor& blob,
+                                           std::shared_ptr<ByteSink> sink) {
+  const std::string what = "Failed to fetch the blob '" + blob.digest() + "' of '" + repository.registry + "/" +
+                           repository.name + "' from '" + repository.endpoint.toString() + "'";
+  if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
+  auto hasher = Hasher::forDigest(blob.digest());
+  if (hasher.isError()) return hasher.error().withContext(what);
+  auto verifying = std::make_shared<VerifyingSink>(std::move(sink), std::move(*hasher), blob, what);
+  HttpRequest base;
+  base.url = at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
+  auto impl = impl_;
+  return impl->retried<HttpResponse>([impl, repository, base, verifying, what](const RetryAfter& after) {
+               HttpRequest request = base;
+               if (verifying->delivered() > 0) {
+                 request.headers.emplace_back("Range", "bytes=" + std::to_string(verifying->delivered()) + "-");
+               }
+               return impl->call(repository, request, verifying, what, after);
+             })
+      .then([verifying](const HttpResponse&) -> Future<Nothing> { return verifying->finish(); });
+}
+
+}  // namespace prov::fetcher

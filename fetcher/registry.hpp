@@ -1,0 +1,129 @@
+#pragma once
+
+// The Docker Registry HTTP API v2 / OCI distribution protocol, client side.
+//
+// - Endpoints: a registry's references go to its own URL (https, or http
+//   for a registry in `insecure` and for localhost/127.0.0.1 on a port other
+//   than 443); docker.io's go to `hubUrl`. References of the `mirrored`
+//   registry try each of `mirrors` first, in order, and fall through to the
+//   upstream on any error; when all fail the upstream's error is reported.
+// - Auth: a 401 with a Bearer challenge gets a token from the challenge's
+//   realm (anonymously, or with Basic credentials from the image or the
+//   Docker config), cached per (origin, scope) until `expires_in` (default
+//   60 s) runs out on the runtime's clock; a 401 with a cached token (expired
+//   mid-pull) gets a new one once. A Basic challenge is answered with the
+//   credentials, if any. A second 401 is Unauthorized.
+// - Statuses: 401 Unauthorized, 403 Forbidden, 404 NotFound (with the
+//   registry's error code), 429 and 5xx Unavailable (retried, Retry-After
+//   honoured), other 4xx InvalidArgument.
+// - Verification: a manifest fetched by digest must hash to it; one fetched
+//   by tag must match Docker-Content-Digest when the registry sends it.
+//   Blobs are hashed while they stream and their size is checked against
+//   the descriptor; the result fails with DigestMismatch otherwise.
+// - Retries (RegistryOptions::retry) on Unavailable and Timeout. A blob whose
+//   transfer breaks resumes with `Range: bytes=N-` from the last byte handed
+//   on; the hash continues; a server that answers 200 instead of 206 is
+//   handled by skipping the bytes already handed on.
+//
+// Thread-safe; no call blocks. Credentials never appear in a message.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/future.hpp"
+#include "fetcher/auth.hpp"
+#include "fetcher/http.hpp"
+#include "fetcher/manifest.hpp"
+#include "fetcher/retry.hpp"
+#include "messages/image.pb.h"
+
+namespace prov::actors {
+class Runtime;
+}
+
+namespace prov::fetcher {
+
+struct RegistryOptions {
+  std::string hubUrl = "https://registry-1.docker.io";  // where docker.io references go
+  std::set<std::string> insecure;                       // "host:port" allowed over plain http
+  std::vector<std::string> mirrors;                     // base URLs, tried in order
+  std::string mirrored = "docker.io";                   // the registry the mirrors stand in for
+  DockerAuths auths;
+  RetryPolicy retry;
+  HttpOptions http;  // allowPlainHttp is set from `insecure` and the localhost rule
+};
+
+// Where a blob's bytes go, in order. A failed future aborts the transfer.
+// After a failed transfer (see streamBlob) the bytes received are garbage.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  // `chunk` stays valid until the returned future completes.
+  virtual actors::Future<Nothing> write(std::string_view chunk) = 0;
+};
+
+// A repository at one endpoint, with the credentials to use there.
+struct Repository {
+  Url endpoint;              // base URL: scheme, host, port
+  std::string registry;      // canonical name, for messages ("docker.io")
+  std::string name;          // "library/busybox"
+  std::optional<messages::Credentials> credentials;
+};
+
+struct FetchedManifest {
+  Document document;
+  std::string digest;     // verified
+  std::string mediaType;
+  std::string body;
+};
+
+class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
+ public:
+  static Try<std::shared_ptr<RegistryClient>> create(actors::Runtime& runtime, RegistryOptions options);
+  ~RegistryClient();
+
+  // The repositories `reference` (normalised) is tried at, in order; the
+  // image's own credentials win over the Docker config's.
+  Try<std::vector<Repository>> repositories(const messages::ImageReference& reference,
+                                            const std::optional<messages::Credentials>& credentials = {}) const;
+
+  // GET /v2/: Ok when the endpoint speaks the protocol (200, or 401).
+  actors::Future<Nothing> ping(const Url& endpoint);
+
+  // `tagOrDigest` names the manifest; retried.
+  actors::Future<FetchedManifest> fetchManifest(const Repository& repository, const std::string& tagOrDigest);
+
+  // The whole blob (at most `limit` bytes), verified; retried.
+  actors::Future<std::string> fetchBlob(const Repository& repository, const messages::Descriptor& blob,
+                                        std::size_t limit);
+
+  // Streams a blob into `sink`: retried and resumed; READY only when every
+  // byte went to the sink and the digest and size matched.
+  actors::Future<Nothing> streamBlob(const Repository& repository, const messages::Descriptor& blob,
+                                     std::shared_ptr<ByteSink> sink);
+
+  // Reference -> platform manifest, config and layers, trying each of
+  // repositories() in turn.
+  actors::Future<messages::ResolvedImage> resolve(const messages::ImageReference& reference,
+                                                  const messages::Platform& platform,
+                                                  const std::optional<messages::Credentials>& credentials = {});
+
+  HttpClient& http();
+
+  struct Impl;
+
+ private:
+  explicit RegistryClient(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+// The Mesos rule for plain http: localhost or 127.0.0.1 on a port other than
+// 443, or a registry listed as insecure ("host:port").
+bool plainHttpAllowed(const std::set<std::string>& insecure, const std::string& host, int port);
+
+}  // namespace prov::fetcher

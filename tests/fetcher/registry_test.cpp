@@ -1,0 +1,600 @@
+// The registry client against the fake registry: auth, retries, resume,
+// redirects, verification, timeouts, back-pressure, mirrors.
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/puller.hpp"
+#include "fetcher/reference.hpp"
+#include "fetcher/registry.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/fake_registry.hpp"
+
+namespace prov::fetcher {
+namespace {
+
+using namespace std::chrono_literals;
+using actors::Future;
+using actors::Promise;
+using testing::FakeRegistry;
+
+// Collects a blob.
+class StringSink : public ByteSink {
+ public:
+  Future<Nothing> write(std::string_view chunk) override {
+    std::lock_guard lock(mutex_);
+    data_.append(chunk);
+    ++writes_;
+    return Nothing{};
+  }
+  std::string data() const {
+    std::lock_guard lock(mutex_);
+    return data_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::string data_;
+  int writes_ = 0;
+};
+
+// Holds every write until release(): a consumer that does not keep up.
+class HeldSink : public ByteSink {
+ public:
+  Future<Nothing> write(std::string_view chunk) override {
+    std::lock_guard lock(mutex_);
+    received_ += chunk.size();
+    largest_ = std::max(largest_, chunk.size());
+    if (released_) return Nothing{};
+    held_.emplace_back();
+    return held_.back().future();
+  }
+  void release() {
+    std::vector<Promise<Nothing>> held;
+    {
+      std::lock_guard lock(mutex_);
+      released_ = true;
+      held.swap(held_);
+    }
+    for (auto& p : held) p.set(Nothing{});
+  }
+  std::size_t received() const {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  std::size_t largest() const {
+    std::lock_guard lock(mutex_);
+    return largest_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Promise<Nothing>> held_;
+  std::size_t received_ = 0;
+  std::size_t largest_ = 0;
+  bool released_ = false;
+};
+
+FakeRegistry::Fault fault(std::string match, int status, int times = 1,
+                          std::map<std::string, std::string> headers = {}) {
+  FakeRegistry::Fault f;
+  f.match = std::move(match);
+  f.status = status;
+  f.times = times;
+  f.headers = std::move(headers);
+  return f;
+}
+
+messages::Descriptor blobOf(const std::string& digest, std::int64_t size) {
+  messages::Descriptor d;
+  d.set_digest(digest);
+  d.set_size(size);
+  return d;
+}
+
+std::string descriptorJson(const std::string& mediaType, const std::string& digest, std::size_t size,
+                           const std::string& extra = "") {
+  return R"({"mediaType":")" + mediaType + R"(","digest":")" + digest + R"(","size":)" + std::to_string(size) +
+         extra + "}";
+}
+
+struct Published {
+  std::string manifestDigest;
+  std::string configDigest;
+  std::vector<std::string> layerDigests;
+};
+
+// A schema 2 image whose "layers" are the given strings.
+Published publish(FakeRegistry& registry, const std::string& repo, const std::string& tag,
+                  const std::vector<std::string>& layers, const std::string& architecture = "amd64") {
+  Published p;
+  std::string diffIds, layerList;
+  for (const auto& layer : layers) {
+    const std::string digest = registry.addBlob(layer);
+    p.layerDigests.push_back(digest);
+    diffIds += (diffIds.empty() ? "\"" : ",\"") + sha256Digest("tar:" + layer) + "\"";
+    layerList += (layerList.empty() ? "" : ",") + descriptorJson(mediatype::kDockerLayerGzip, digest, layer.size());
+  }
+  const std::string config = R"({"architecture":")" + architecture +
+                             R"(","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},)"
+                             R"("rootfs":{"type":"layers","diff_ids":[)" + diffIds + "]}}";
+  p.configDigest = registry.addBlob(config);
+  const std::string manifest = R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kDockerSchema2) +
+                               R"(","config":)" + descriptorJson(mediatype::kDockerConfig, p.configDigest, config.size()) +
+                               R"(,"layers":[)" + layerList + "]}";
+  p.manifestDigest = registry.putManifest(repo, tag, manifest, mediatype::kDockerSchema2);
+  return p;
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  static RetryPolicy fastRetry(int attempts = 4) {
+    return RetryPolicy{.maxAttempts = attempts, .initialDelay = 1ms, .maxDelay = 5ms, .multiplier = 2.0, .jitter = 0.1};
+  }
+  RegistryOptions options(RetryPolicy retry = fastRetry()) {
+    RegistryOptions o;
+    o.retry = retry;
+    o.http.connectTimeout = 5s;
+    o.http.stallWindow = 5s;
+    return o;
+  }
+  std::shared_ptr<RegistryClient> client(RegistryOptions o) {
+    auto c = RegistryClient::create(runtime_, std::move(o));
+    EXPECT_TRUE(c.isSome()) << (c.isError() ? c.error().message : "");
+    return *c;
+  }
+  std::shared_ptr<RegistryClient> client() { return client(options()); }
+  Repository repo(const FakeRegistry& registry, const std::string& name = "test/app",
+                  std::optional<messages::Credentials> credentials = {}) {
+    return Repository{*parseUrl(registry.url() + "/"), registry.hostPort(), name, std::move(credentials)};
+  }
+  static messages::Credentials user(const std::string& name, const std::string& password) {
+    messages::Credentials c;
+    c.set_username(name);
+    c.set_password(password);
+    return c;
+  }
+  messages::ImageReference reference(const FakeRegistry& registry, const std::string& rest) {
+    return *parseNormalized(registry.hostPort() + "/" + rest);
+  }
+
+  actors::Runtime runtime_;
+};
+
+TEST_F(RegistryTest, PingAcceptsOkAndChallengeAndReportsOthers) {
+  FakeRegistry registry;
+  auto c = client();
+  AWAIT_EXPECT_READY(c->ping(*parseUrl(registry.url())));
+  registry.requireBearer();
+  AWAIT_EXPECT_READY(c->ping(*parseUrl(registry.url())));
+  registry.fail(fault("/v2/", 404));
+  AWAIT_EXPECT_ERROR(ErrorKind::NotFound, c->ping(*parseUrl(registry.url())));
+}
+
+TEST_F(RegistryTest, ManifestByTagSendsTheAcceptListAndChecksTheClaimedDigest) {
+  FakeRegistry registry;
+  Published image = publish(registry, "test/app", "v1", {"layer one"});
+  auto c = client();
+  Future<FetchedManifest> fetched = c->fetchManifest(repo(registry), "v1");
+  AWAIT_READY(fetched);
+  EXPECT_EQ(image.manifestDigest, fetched->digest);
+  ASSERT_TRUE(std::holds_alternative<messages::Manifest>(fetched->document));
+  EXPECT_EQ(1, std::get<messages::Manifest>(fetched->document).layers_size());
+  const auto seen = registry.requests();
+  ASSERT_FALSE(seen.empty());
+  for (const char* type : {mediatype::kOciIndex, mediatype::kOciManifest, mediatype::kDockerList,
+                           mediatype::kDockerSchema2, mediatype::kDockerSchema1Signed}) {
+    EXPECT_NE(std::string::npos, seen.back().accept.find(type)) << type;
+  }
+
+  registry.claimDigest("test/app", "v1", sha256Digest("something else"));
+  Future<FetchedManifest> lied = c->fetchManifest(repo(registry), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, lied);
+  EXPECT_NE(std::string::npos, lied.failure().message.find("Docker-Content-Digest"));
+}
+
+TEST_F(RegistryTest, ManifestByDigestMustHashToIt) {
+  FakeRegistry registry;
+  Published image = publish(registry, "test/app", "v1", {"layer"});
+  auto c = client();
+  AWAIT_EXPECT_READY(c->fetchManifest(repo(registry), image.manifestDigest));
+  // A registry that answers a digest with another document.
+  const std::string wanted = sha256Digest("the manifest I asked for");
+  registry.putManifest("test/app", wanted, R"({"schemaVersion":2,"mediaType":")" +
+                                               std::string(mediatype::kDockerSchema2) + R"(","layers":[]})",
+                       mediatype::kDockerSchema2);
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, c->fetchManifest(repo(registry), wanted));
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, c->fetchManifest(repo(registry), "sha256:../../etc/passwd"));
+}
+
+TEST_F(RegistryTest, OversizeManifestAndShapeMismatchAreRefused) {
+  FakeRegistry registry;
+  registry.putManifest("test/app", "big", std::string(kMaxManifestBytes + 10, ' '), mediatype::kDockerSchema2);
+  // An index served as a manifest (CVE-2021-41190).
+  registry.putManifest("test/app", "posing",
+                       R"({"schemaVersion":2,"manifests":[)" +
+                           descriptorJson(mediatype::kDockerSchema2, sha256Digest("x"), 1) + "]}",
+                       mediatype::kDockerSchema2);
+  auto c = client();
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, c->fetchManifest(repo(registry), "big"));
+  AWAIT_EXPECT_ERROR(ErrorKind::Corruption, c->fetchManifest(repo(registry), "posing"));
+}
+
+TEST_F(RegistryTest, StatusesAreReportedDistinctly) {
+  FakeRegistry registry;
+  auto c = client();
+  Future<FetchedManifest> missing = c->fetchManifest(repo(registry), "nope");
+  AWAIT_EXPECT_ERROR(ErrorKind::NotFound, missing);
+  EXPECT_NE(std::string::npos, missing.failure().message.find("MANIFEST_UNKNOWN"));
+  registry.fail(fault("/manifests/", 403));
+  AWAIT_EXPECT_ERROR(ErrorKind::Forbidden, c->fetchManifest(repo(registry), "v1"));
+  registry.requireBasic("alice", "s3cret");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, c->fetchManifest(repo(registry), "v1"));
+}
+
+TEST_F(RegistryTest, AnonymousBearerTokenIsFetchedOnceAndCached) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  Published image = publish(registry, "test/app", "v1", {"a", "b"});
+  auto c = client();
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+  AWAIT_READY(c->fetchBlob(repo(registry), blobOf(image.configDigest, -1), 1 << 20));
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[1], 1), sink));
+  EXPECT_EQ("b", sink->data());
+  EXPECT_EQ(1u, registry.count("/token"));
+  const auto seen = registry.requests();
+  const auto& tokenRequest = *std::find_if(seen.begin(), seen.end(), [](auto& s) { return s.target.rfind("/token", 0) == 0; });
+  EXPECT_NE(std::string::npos, tokenRequest.target.find("scope=repository:test/app:pull"));
+  EXPECT_NE(std::string::npos, tokenRequest.target.find("service=fake"));
+  EXPECT_TRUE(tokenRequest.authorization.empty());  // anonymous
+  EXPECT_EQ("Bearer tok-1", seen.back().authorization);
+}
+
+TEST_F(RegistryTest, BearerTokenWithBasicCredentialsAndRefusal) {
+  FakeRegistry registry;
+  registry.requireBearer(std::make_pair(std::string("alice"), std::string("s3cret")));
+  publish(registry, "test/app", "v1", {"a"});
+  auto c = client();
+  AWAIT_EXPECT_READY(c->fetchManifest(repo(registry, "test/app", user("alice", "s3cret")), "v1"));
+  Future<FetchedManifest> refused = c->fetchManifest(repo(registry, "test/other", user("alice", "wrong-pass")), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, refused);
+  EXPECT_EQ(std::string::npos, refused.failure().message.find("wrong-pass"));
+}
+
+TEST_F(RegistryTest, TokenThatExpiresMidPullIsRenewed) {
+  FakeRegistry registry;
+  registry.requireBearer({}, /*tokenUses=*/2);
+  Published image = publish(registry, "test/app", "v1", {"one", "two", "three"});
+  auto c = client();
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+  for (std::size_t i = 0; i < image.layerDigests.size(); ++i) {
+    auto sink = std::make_shared<StringSink>();
+    AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[i], -1), sink));
+  }
+  EXPECT_GE(registry.count("/token"), 2u);
+}
+
+TEST_F(RegistryTest, TokenIsRenewedWhenExpiresInHasPassedOnTheClock) {
+  FakeRegistry registry;
+  registry.requireBearer({}, 0, /*expiresIn=*/-1);  // no expires_in: 60 s
+  publish(registry, "test/app", "v1", {"one"});
+  runtime_.clock().pause();
+  auto c = client();
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+  runtime_.clock().advance(59s);
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+  EXPECT_EQ(1u, registry.count("/token"));
+  runtime_.clock().advance(2s);
+  const std::size_t before = registry.requests().size();
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+  EXPECT_EQ(2u, registry.count("/token"));
+  // Expired before use: token first, then one manifest request, no 401 round trip.
+  EXPECT_EQ(before + 2, registry.requests().size());
+}
+
+TEST_F(RegistryTest, BasicAuthWhereTheRegistryAsksForIt) {
+  FakeRegistry registry;
+  registry.requireBasic("alice", "s3cret");
+  publish(registry, "test/app", "v1", {"one"});
+  auto c = client();
+  AWAIT_EXPECT_READY(c->fetchManifest(repo(registry, "test/app", user("alice", "s3cret")), "v1"));
+  EXPECT_EQ("Basic YWxpY2U6czNjcmV0", registry.requests().back().authorization);
+  // bob's image never borrows alice's answer, and his password is in no message.
+  Future<FetchedManifest> wrong = c->fetchManifest(repo(registry, "test/app", user("bob", "hunter2")), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, wrong);
+  EXPECT_EQ(std::string::npos, wrong.failure().message.find("hunter2"));
+  EXPECT_EQ("Basic Ym9iOmh1bnRlcjI=", registry.requests().back().authorization);
+  // No credentials at all: a clear error.
+  Future<FetchedManifest> none = c->fetchManifest(repo(registry), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, none);
+  EXPECT_NE(std::string::npos, none.failure().message.find("none are configured"));
+}
+
+TEST_F(RegistryTest, ServerErrorsAreRetriedThenGiveUp) {
+  FakeRegistry registry;
+  publish(registry, "test/app", "v1", {"one"});
+  auto c = client();
+  registry.fail(fault("/manifests/", 503, 2));
+  registry.fail(fault("/manifests/", 500));
+  AWAIT_EXPECT_READY(c->fetchManifest(repo(registry), "v1"));
+  EXPECT_EQ(4u, registry.count("/manifests/"));
+
+  registry.fail(fault("/manifests/", 503, 100));
+  Future<FetchedManifest> gaveUp = c->fetchManifest(repo(registry), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, gaveUp);
+  EXPECT_NE(std::string::npos, gaveUp.failure().message.find("Gave up after 4 attempts"));
+}
+
+TEST_F(RegistryTest, TooManyRequestsWaitsForRetryAfterOnTheClock) {
+  FakeRegistry registry;
+  publish(registry, "test/app", "v1", {"one"});
+  RetryPolicy retry = fastRetry();
+  retry.maxRetryAfter = 60s;
+  auto c = client(options(retry));
+  runtime_.clock().pause();
+  registry.fail(fault("/manifests/", 429, 1, {{"Retry-After", "30"}}));
+  Future<FetchedManifest> fetched = c->fetchManifest(repo(registry), "v1");
+  for (int i = 0; i < 500 && registry.count("/manifests/") < 1; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(50ms);
+  runtime_.clock().settle();
+  runtime_.clock().advance(29s);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(1u, registry.count("/manifests/"));
+  EXPECT_TRUE(fetched.isPending());
+  runtime_.clock().advance(2s);
+  AWAIT_EXPECT_READY(fetched);
+  EXPECT_EQ(2u, registry.count("/manifests/"));
+}
+
+TEST_F(RegistryTest, RedirectToAnotherOriginNeverCarriesAuthorization) {
+  FakeRegistry registry, storage;
+  registry.requireBearer(std::make_pair(std::string("alice"), std::string("s3cret")));
+  Published image = publish(registry, "test/app", "v1", {"layer bytes"});
+  storage.addBlob("layer bytes");
+  registry.redirectBlobsTo(storage.url());
+  auto c = client();
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry, "test/app", user("alice", "s3cret")),
+                            blobOf(image.layerDigests[0], 11), sink));
+  EXPECT_EQ("layer bytes", sink->data());
+  EXPECT_EQ(1u, storage.count("/blobs/"));
+  EXPECT_FALSE(storage.sawAuthorization());
+  EXPECT_TRUE(registry.sawAuthorization());
+}
+
+TEST_F(RegistryTest, BrokenBlobResumesWithRange) {
+  FakeRegistry registry;
+  std::string content(3 << 20, 'x');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 % 251);
+  const std::string digest = registry.addBlob(content);
+  registry.dropBlobsAfter(1 << 20, 2);
+  auto c = client();
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry), blobOf(digest, content.size()), sink));
+  EXPECT_TRUE(sink->data() == content);
+  const auto seen = registry.requests();
+  ASSERT_EQ(3u, seen.size());
+  EXPECT_EQ("", seen[0].range);
+  EXPECT_EQ("bytes=1048576-", seen[1].range);
+  EXPECT_EQ("bytes=2097152-", seen[2].range);
+}
+
+TEST_F(RegistryTest, ServerThatIgnoresRangeIsHandled) {
+  FakeRegistry registry;
+  std::string content(2 << 20, 'y');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 13 % 253);
+  const std::string digest = registry.addBlob(content);
+  registry.dropBlobsAfter(700'000, 1);
+  registry.ignoreRange();
+  auto c = client();
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry), blobOf(digest, content.size()), sink));
+  EXPECT_TRUE(sink->data() == content);
+  EXPECT_EQ(2u, registry.count("/blobs/"));
+}
+
+TEST_F(RegistryTest, WrongDigestWrongSizeAndTruncationAreErrors) {
+  FakeRegistry registry;
+  const std::string digest = sha256Digest("the real layer");
+  registry.putBlob(digest, "a different layer");
+  auto c = client();
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch,
+                     c->streamBlob(repo(registry), blobOf(digest, 17), std::make_shared<StringSink>()));
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, c->fetchBlob(repo(registry), blobOf(digest, 17), 1024));
+  const std::string honest = registry.addBlob("twelve bytes");
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch,
+                     c->streamBlob(repo(registry), blobOf(honest, 5), std::make_shared<StringSink>()));
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch,
+                     c->streamBlob(repo(registry), blobOf(honest, 50), std::make_shared<StringSink>()));
+  // Always cut short: resumed a bounded number of times, then a clear error.
+  registry.dropBlobsAfter(4, 1000);
+  registry.ignoreRange();
+  Future<Nothing> cut = c->streamBlob(repo(registry), blobOf(honest, 12), std::make_shared<StringSink>());
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, cut);
+  EXPECT_NE(std::string::npos, cut.failure().message.find("closed before the end of the body"));
+  EXPECT_EQ(4u, registry.count("/blobs/" + honest) - 2);
+}
+
+TEST_F(RegistryTest, TrickleIsAStall) {
+  FakeRegistry registry;
+  const std::string digest = registry.addBlob(std::string(1000, 'z'));
+  registry.trickle(20);  // 50 bytes/s
+  RegistryOptions o = options(fastRetry(1));
+  o.http.stallWindow = 400ms;
+  o.http.minBytesPerSecond = 1000;
+  auto c = client(o);
+  Future<Nothing> stalled = c->streamBlob(repo(registry), blobOf(digest, 1000), std::make_shared<StringSink>());
+  AWAIT_EXPECT_ERROR(ErrorKind::Timeout, stalled);
+  EXPECT_NE(std::string::npos, stalled.failure().message.find("stalled"));
+}
+
+TEST_F(RegistryTest, SlowConsumerSlowsTheSocket) {
+  FakeRegistry registry;
+  const std::size_t size = 64u << 20;
+  const std::string digest = registry.addBlob(std::string(size, 'q'));
+  RegistryOptions o = options();
+  o.http.stallWindow = 60s;
+  auto c = client(o);
+  auto sink = std::make_shared<HeldSink>();
+  Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
+  for (int i = 0; i < 500 && sink->received() == 0; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(500ms);
+  // One chunk taken; the rest waits in socket buffers or in the server.
+  EXPECT_EQ(sink->largest(), sink->received());
+  EXPECT_LT(registry.bodyBytesSent(), size / 2);
+  EXPECT_TRUE(transfer.isPending());
+  sink->release();
+  AWAIT_EXPECT_READY(transfer);
+  EXPECT_EQ(size, sink->received());
+  EXPECT_LE(sink->largest(), o.http.chunkBytes);
+}
+
+TEST_F(RegistryTest, ConnectionsAreReused) {
+  FakeRegistry registry;
+  Published image = publish(registry, "test/app", "v1", {"1", "2", "3", "4"});
+  auto c = client();
+  for (const auto& digest : image.layerDigests) {
+    AWAIT_READY(c->streamBlob(repo(registry), blobOf(digest, 1), std::make_shared<StringSink>()));
+  }
+  EXPECT_EQ(1u, registry.connectionsAccepted());
+  EXPECT_EQ(1u, c->http().connectionsOpened());
+
+  FakeRegistry closing;
+  closing.closeAfterEachResponse();
+  Published again = publish(closing, "test/app", "v1", {"1", "2", "3"});
+  for (const auto& digest : again.layerDigests) {
+    AWAIT_READY(c->streamBlob(repo(closing), blobOf(digest, 1), std::make_shared<StringSink>()));
+  }
+  EXPECT_EQ(3u, closing.connectionsAccepted());
+}
+
+TEST_F(RegistryTest, PlainHttpOnlyWhereAllowed) {
+  FakeRegistry registry;
+  auto http = HttpClient::create(runtime_, HttpOptions{});
+  ASSERT_TRUE(http.isSome());
+  HttpRequest request;
+  request.url = *parseUrl(registry.url() + "/v2/");
+  Future<HttpResponse> refused = (*http)->fetch(request);
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, refused);
+  EXPECT_EQ(0u, registry.connectionsAccepted());
+  EXPECT_TRUE(plainHttpAllowed({}, "127.0.0.1", 5000));
+  EXPECT_TRUE(plainHttpAllowed({}, "localhost", 80));
+  EXPECT_FALSE(plainHttpAllowed({}, "127.0.0.1", 443));
+  EXPECT_FALSE(plainHttpAllowed({}, "registry.example.com", 5000));
+  EXPECT_TRUE(plainHttpAllowed({"registry.example.com:5000"}, "registry.example.com", 5000));
+  auto url = registryUrl("registry.example.com:5000", "/v2/");
+  EXPECT_EQ("https", url->scheme);
+}
+
+TEST_F(RegistryTest, ConnectionRefusedIsUnavailableAfterRetries) {
+  int port;
+  {
+    FakeRegistry gone;
+    port = gone.port();
+  }
+  auto c = client();
+  Repository r{*parseUrl("http://127.0.0.1:" + std::to_string(port) + "/"), "127.0.0.1", "test/app", {}};
+  Future<FetchedManifest> refused = c->fetchManifest(r, "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, refused);
+  EXPECT_NE(std::string::npos, refused.failure().message.find("Gave up after 4 attempts"));
+}
+
+TEST_F(RegistryTest, ResolvePicksThePlatformFromAnIndex) {
+  FakeRegistry registry;
+  Published amd = publish(registry, "test/multi", "amd64-only", {"amd layer"}, "amd64");
+  Published arm = publish(registry, "test/multi", "arm64-only", {"arm layer 1", "arm layer 2"}, "arm64");
+  const std::string index =
+      R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kOciIndex) + R"(","manifests":[)" +
+      descriptorJson(mediatype::kDockerSchema2, arm.manifestDigest, 100,
+                     R"(,"platform":{"os":"linux","architecture":"arm64","variant":"v8"})") + "," +
+      descriptorJson(mediatype::kDockerSchema2, amd.manifestDigest, 100,
+                     R"(,"platform":{"os":"linux","architecture":"amd64"})") + "]}";
+  const std::string indexDigest = registry.putManifest("test/multi", "latest", index, mediatype::kOciIndex);
+  auto c = client();
+  messages::Platform amd64;
+  amd64.set_os("linux");
+  amd64.set_architecture("amd64");
+  Future<messages::ResolvedImage> resolved = c->resolve(reference(registry, "test/multi"), amd64);
+  AWAIT_READY(resolved);
+  EXPECT_EQ(amd.manifestDigest, resolved->manifest_digest());
+  EXPECT_EQ(indexDigest, resolved->index_digest());
+  EXPECT_EQ(1, resolved->manifest().layers_size());
+  EXPECT_EQ("/bin/sh", resolved->config().cmd(0));
+  EXPECT_EQ(amd.configDigest, sha256Digest(resolved->config_json()));
+
+  messages::Platform arm64;
+  arm64.set_os("linux");
+  arm64.set_architecture("arm64");
+  Future<messages::ResolvedImage> armResolved = c->resolve(reference(registry, "test/multi"), arm64);
+  AWAIT_READY(armResolved);
+  EXPECT_EQ(2, armResolved->manifest().layers_size());
+
+  messages::Platform s390x;
+  s390x.set_os("linux");
+  s390x.set_architecture("s390x");
+  AWAIT_EXPECT_ERROR(ErrorKind::NotFound, c->resolve(reference(registry, "test/multi"), s390x));
+}
+
+TEST_F(RegistryTest, MirrorsAreTriedInOrderAndFallThrough) {
+  FakeRegistry upstream, emptyMirror;
+  int downPort;
+  {
+    FakeRegistry down;
+    downPort = down.port();
+  }
+  publish(upstream, "test/app", "v1", {"upstream layer"});
+  RegistryOptions o = options(fastRetry(1));
+  o.mirrored = upstream.hostPort();
+  o.mirrors = {"http://127.0.0.1:" + std::to_string(downPort), emptyMirror.url()};
+  auto c = client(o);
+  Future<messages::ResolvedImage> resolved = c->resolve(reference(upstream, "test/app:v1"), hostPlatform());
+  AWAIT_READY(resolved);
+  EXPECT_EQ(upstream.url() + "/", resolved->endpoint());
+  EXPECT_EQ(1u, emptyMirror.count("/manifests/v1"));
+
+  // A mirror that has the image serves it; the upstream is not asked.
+  FakeRegistry goodMirror;
+  Published mirrored = publish(goodMirror, "test/app", "v1", {"mirror layer"});
+  o.mirrors = {goodMirror.url()};
+  auto c2 = client(o);
+  const std::size_t upstreamBefore = upstream.requests().size();
+  Future<messages::ResolvedImage> fromMirror = c2->resolve(reference(upstream, "test/app:v1"), hostPlatform());
+  AWAIT_READY(fromMirror);
+  EXPECT_EQ(mirrored.manifestDigest, fromMirror->manifest_digest());
+  EXPECT_EQ(upstreamBefore, upstream.requests().size());
+}
+
+TEST_F(RegistryTest, PullerBoundsBlobsInFlight) {
+  FakeRegistry registry;
+  std::vector<std::string> layers;
+  for (int i = 0; i < 6; ++i) layers.push_back(std::string(1 << 20, static_cast<char>('a' + i)));
+  publish(registry, "test/app", "v1", layers);
+  auto puller = RegistryPuller::create(runtime_, options(), 2);
+  ASSERT_TRUE(puller.isSome());
+  messages::Image image;
+  *image.mutable_reference() = reference(registry, "test/app:v1");
+  Future<messages::ResolvedImage> resolved = (*puller)->resolve(image, hostPlatform());
+  AWAIT_READY(resolved);
+  std::vector<std::shared_ptr<HeldSink>> sinks;
+  std::vector<Future<Nothing>> transfers;
+  for (const auto& layer : resolved->manifest().layers()) {
+    sinks.push_back(std::make_shared<HeldSink>());
+    transfers.push_back((*puller)->fetchBlob(image, resolved.get(), layer, sinks.back()));
+  }
+  for (int i = 0; i < 500 && registry.count("/blobs/") < 3; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(3u, registry.count("/blobs/"));  // the config and two layers
+  for (auto& sink : sinks) sink->release();
+  for (auto& transfer : transfers) AWAIT_EXPECT_READY(transfer);
+  EXPECT_EQ(7u, registry.count("/blobs/"));
+  for (std::size_t i = 0; i < sinks.size(); ++i) EXPECT_EQ(layers[i].size(), sinks[i]->received());
+}
+
+}  // namespace
+}  // namespace prov::fetcher

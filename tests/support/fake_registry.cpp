@@ -1,0 +1,369 @@
+#include "tests/support/fake_registry.hpp"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "fetcher/auth.hpp"
+#include "fetcher/digest.hpp"
+
+namespace prov::testing {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+const char* reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 307: return "Temporary Redirect";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+  }
+}
+
+struct Reply {
+  int status = 200;
+  std::map<std::string, std::string> headers;
+  std::string body;
+  std::size_t stopAfter = std::string::npos;  // close after this many body bytes
+  int trickleMs = 0;
+};
+
+std::string errorBody(const std::string& code) {
+  return R"({"errors":[{"code":")" + code + R"(","message":"fake registry says )" + code + R"("}]})";
+}
+
+}  // namespace
+
+struct FakeRegistry::Impl {
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::thread acceptThread;
+  mutable std::mutex mutex;
+  std::vector<std::thread> threads;
+  std::vector<std::shared_ptr<tcp::socket>> sockets;
+  bool stopping = false;
+  int port = 0;
+
+  std::map<std::string, std::string> blobs;
+  struct Manifest {
+    std::string body, contentType, claimed;
+  };
+  std::map<std::string, Manifest> manifests;  // "repo@reference"
+
+  enum class Auth { None, Bearer, Basic } auth = Auth::None;
+  std::optional<std::pair<std::string, std::string>> user;
+  int tokenUses = 0;
+  int expiresIn = 60;
+  int tokens = 0;
+  std::map<std::string, int> usesLeft;  // "Bearer tok-N" -> remaining (or -1)
+
+  std::deque<Fault> faults;
+  std::string redirect;
+  std::size_t dropAfter = 0;
+  int dropTimes = 0;
+  bool ignoreRange = false;
+  int trickleMs = 0;
+  bool closeEach = false;
+
+  std::vector<Seen> seen;
+  std::size_t accepted = 0;
+
+  void acceptLoop() {
+    for (;;) {
+      auto socket = std::make_shared<tcp::socket>(ioc);
+      boost::system::error_code ec;
+      acceptor.accept(*socket, ec);
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      if (ec) continue;
+      ++accepted;
+      sockets.push_back(socket);
+      threads.emplace_back([this, socket] { serve(*socket); });
+    }
+  }
+
+  void serve(tcp::socket& socket) {
+    boost::beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request<bhttp::string_body> request;
+      boost::system::error_code ec;
+      bhttp::read(socket, buffer, request, ec);
+      if (ec) break;
+      Reply reply = handle(request);
+      if (!send(socket, reply)) break;
+      std::lock_guard lock(mutex);
+      if (closeEach || stopping) break;
+    }
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
+  std::atomic<std::size_t> bodyBytesSent{0};
+
+  bool send(tcp::socket& socket, const Reply& reply) {
+    std::string head = "HTTP/1.1 " + std::to_string(reply.status) + " " + reason(reply.status) + "\r\n";
+    for (const auto& [name, value] : reply.headers) head += name + ": " + value + "\r\n";
+    head += "Content-Length: " + std::to_string(reply.body.size()) + "\r\n\r\n";
+    boost::system::error_code ec;
+    asio::write(socket, asio::buffer(head), ec);
+    if (ec) return false;
+    const std::size_t n = std::min(reply.stopAfter, reply.body.size());
+    if (reply.trickleMs > 0) {
+      for (std::size_t i = 0; i < n; ++i) {
+        asio::write(socket, asio::buffer(reply.body.data() + i, 1), ec);
+        if (ec) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(reply.trickleMs));
+      }
+    } else {
+      for (std::size_t at = 0; at < n && !ec; at += 64 * 1024) {
+        const std::size_t piece = std::min<std::size_t>(64 * 1024, n - at);
+        asio::write(socket, asio::buffer(reply.body.data() + at, piece), ec);
+        if (!ec) bodyBytesSent += piece;
+      }
+    }
+    return !ec && n == reply.body.size();
+  }
+
+  Reply challenge() {
+    Reply r{401, {}, errorBody("UNAUTHORIZED")};
+    r.headers["Content-Type"] = "application/json";
+    if (auth == Auth::Bearer) {
+      r.headers["WWW-Authenticate"] =
+          "Bearer realm=\"http://127.0.0.1:" + std::to_string(port) + "/token\",service=\"fake\"";
+    } else {
+      r.headers["WWW-Authenticate"] = "Basic realm=\"fake\"";
+    }
+    return r;
+  }
+
+  std::string basicFor(const std::pair<std::string, std::string>& u) {
+    messages::Credentials c;
+    c.set_username(u.first);
+    c.set_password(u.second);
+    return "Basic " + fetcher::basicCredentials(c);
+  }
+
+  // Called with the mutex held.
+  std::optional<Reply> checkAuth(const std::string& authorization) {
+    if (auth == Auth::None) return std::nullopt;
+    if (auth == Auth::Basic) {
+      if (user && authorization == basicFor(*user)) return std::nullopt;
+      return challenge();
+    }
+    auto it = usesLeft.find(authorization);
+    if (it == usesLeft.end() || it->second == 0) return challenge();
+    if (it->second > 0) --it->second;
+    return std::nullopt;
+  }
+
+  Reply handle(const bhttp::request<bhttp::string_body>& request) {
+    std::lock_guard lock(mutex);
+    const std::string target(request.target());
+    Seen s{std::string(request.method_string()), target, std::string(request[bhttp::field::authorization]),
+           std::string(request[bhttp::field::range]), std::string(request[bhttp::field::accept])};
+    seen.push_back(s);
+    for (auto it = faults.begin(); it != faults.end(); ++it) {
+      if (target.find(it->match) == std::string::npos) continue;
+      Reply r{it->status, it->headers, it->body};
+      if (--it->times <= 0) faults.erase(it);
+      return r;
+    }
+    if (target.rfind("/token", 0) == 0) {
+      if (user && s.authorization != basicFor(*user)) return Reply{401, {}, "{}"};
+      std::string token = "tok-" + std::to_string(++tokens);
+      usesLeft["Bearer " + token] = tokenUses > 0 ? tokenUses : -1;
+      std::string body = "{\"token\":\"" + token + "\"";
+      if (expiresIn >= 0) body += ",\"expires_in\":" + std::to_string(expiresIn);
+      return Reply{200, {{"Content-Type", "application/json"}}, body + "}"};
+    }
+    if (target.rfind("/v2/", 0) != 0) return Reply{404, {}, errorBody("NOT_FOUND")};
+    if (auto refused = checkAuth(s.authorization)) return *refused;
+    if (target == "/v2/") return Reply{200, {{"Content-Type", "application/json"}}, "{}"};
+    if (auto at = target.rfind("/manifests/"); at != std::string::npos) {
+      const std::string key = target.substr(4, at - 4) + "@" + target.substr(at + 11);
+      auto it = manifests.find(key);
+      if (it == manifests.end()) return Reply{404, {}, errorBody("MANIFEST_UNKNOWN")};
+      Reply r{200, {{"Content-Type", it->second.contentType}}, it->second.body};
+      r.headers["Docker-Content-Digest"] = it->second.claimed;
+      return r;
+    }
+    if (auto at = target.rfind("/blobs/"); at != std::string::npos) {
+      if (!redirect.empty()) return Reply{307, {{"Location", redirect + target}}, ""};
+      auto it = blobs.find(target.substr(at + 7));
+      if (it == blobs.end()) return Reply{404, {}, errorBody("BLOB_UNKNOWN")};
+      Reply r{200, {{"Content-Type", "application/octet-stream"}}, it->second};
+      if (!s.range.empty() && !ignoreRange && s.range.rfind("bytes=", 0) == 0) {
+        const std::size_t from = std::stoull(s.range.substr(6));
+        r.status = 206;
+        r.headers["Content-Range"] = "bytes " + std::to_string(from) + "-" +
+                                     std::to_string(it->second.size() - 1) + "/" + std::to_string(it->second.size());
+        r.body = it->second.substr(std::min(from, it->second.size()));
+      }
+      if (dropTimes > 0) {
+        --dropTimes;
+        r.stopAfter = dropAfter;
+      }
+      r.trickleMs = trickleMs;
+      return r;
+    }
+    return Reply{404, {}, errorBody("NOT_FOUND")};
+  }
+};
+
+FakeRegistry::FakeRegistry() : impl_(std::make_unique<Impl>()) {
+  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+  impl_->acceptor.open(endpoint.protocol());
+  impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  impl_->acceptor.bind(endpoint);
+  impl_->acceptor.listen();
+  impl_->port = impl_->acceptor.local_endpoint().port();
+  impl_->acceptThread = std::thread([this] { impl_->acceptLoop(); });
+}
+
+FakeRegistry::~FakeRegistry() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    for (auto& socket : impl_->sockets) ::shutdown(socket->native_handle(), SHUT_RDWR);
+  }
+  {
+    // Wake the blocking accept().
+    asio::io_context ioc;
+    tcp::socket wake(ioc);
+    boost::system::error_code ec;
+    wake.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(impl_->port)), ec);
+  }
+  impl_->acceptThread.join();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& socket : impl_->sockets) ::shutdown(socket->native_handle(), SHUT_RDWR);
+    threads.swap(impl_->threads);
+  }
+  for (auto& t : threads) t.join();
+}
+
+int FakeRegistry::port() const { return impl_->port; }
+std::string FakeRegistry::hostPort() const { return "127.0.0.1:" + std::to_string(impl_->port); }
+std::string FakeRegistry::url() const { return "http://" + hostPort(); }
+
+std::string FakeRegistry::addBlob(const std::string& content) {
+  std::string digest = fetcher::sha256Digest(content);
+  putBlob(digest, content);
+  return digest;
+}
+
+void FakeRegistry::putBlob(const std::string& digest, const std::string& content) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->blobs[digest] = content;
+}
+
+std::string FakeRegistry::putManifest(const std::string& repo, const std::string& reference, const std::string& body,
+                                      const std::string& contentType) {
+  std::string digest = fetcher::sha256Digest(body);
+  std::lock_guard lock(impl_->mutex);
+  impl_->manifests[repo + "@" + reference] = Impl::Manifest{body, contentType, digest};
+  impl_->manifests[repo + "@" + digest] = Impl::Manifest{body, contentType, digest};
+  return digest;
+}
+
+void FakeRegistry::claimDigest(const std::string& repo, const std::string& reference, const std::string& digest) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->manifests.at(repo + "@" + reference).claimed = digest;
+}
+
+void FakeRegistry::requireBearer(std::optional<std::pair<std::string, std::string>> user, int tokenUses,
+                                 int expiresIn) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->auth = Impl::Auth::Bearer;
+  impl_->user = std::move(user);
+  impl_->tokenUses = tokenUses;
+  impl_->expiresIn = expiresIn;
+}
+
+void FakeRegistry::requireBasic(const std::string& user, const std::string& password) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->auth = Impl::Auth::Basic;
+  impl_->user = std::make_pair(user, password);
+}
+
+void FakeRegistry::fail(Fault fault) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->faults.push_back(std::move(fault));
+}
+
+void FakeRegistry::redirectBlobsTo(const std::string& baseUrl) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->redirect = baseUrl;
+}
+
+void FakeRegistry::dropBlobsAfter(std::size_t bytes, int times) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->dropAfter = bytes;
+  impl_->dropTimes = times;
+}
+
+void FakeRegistry::ignoreRange(bool ignore) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->ignoreRange = ignore;
+}
+
+void FakeRegistry::trickle(int intervalMs) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->trickleMs = intervalMs;
+}
+
+void FakeRegistry::closeAfterEachResponse(bool close) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->closeEach = close;
+}
+
+std::vector<FakeRegistry::Seen> FakeRegistry::requests() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->seen;
+}
+
+std::size_t FakeRegistry::bodyBytesSent() const { return impl_->bodyBytesSent.load(); }
+
+std::size_t FakeRegistry::connectionsAccepted() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->accepted;
+}
+
+std::size_t FakeRegistry::count(const std::string& match) const {
+  std::lock_guard lock(impl_->mutex);
+  std::size_t n = 0;
+  for (const auto& s : impl_->seen) n += s.target.find(match) != std::string::npos;
+  return n;
+}
+
+bool FakeRegistry::sawAuthorization() const {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& s : impl_->seen) {
+    if (!s.authorization.empty()) return true;
+  }
+  return false;
+}
+
+}  // namespace prov::testing
