@@ -158,10 +158,13 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
 
   Impl(actors::Runtime& r, RegistryOptions o) : runtime(r), options(std::move(o)) {}
 
-  // Tokens and Basic answers are per origin and per user: two images with
-  // different credentials on one registry never share them.
+  // Tokens and Basic answers are per origin and per credentials: two images
+  // with different credentials on one registry never share them.
+  // (The key holds a hash of the credentials, never the secret itself.)
   static std::string keyOf(const Repository& repository) {
-    const std::string who = repository.credentials ? repository.credentials->username() : "";
+    const auto& c = repository.credentials;
+    const std::string who =
+        c ? sha256Digest(c->username() + '\0' + c->password() + '\0' + c->identity_token()).substr(7, 16) : "-";
     return repository.endpoint.origin() + " " + who;
   }
 
@@ -354,7 +357,12 @@ Try<std::vector<Repository>> RegistryClient::repositories(
                                                            options.insecure.count(reference.registry()) > 0);
   if (upstream.isError()) return upstream.error();
   upstream->target = "/";
-  list.push_back(Repository{*upstream, registry, reference.repository(), credentialsFor(registry)});
+  // The config may name the registry, or the host the default registry
+  // (--docker_registry) points at.
+  auto found = credentialsFor(registry);
+  if (!found) found = findCredentials(options.auths, upstream->host + ":" + std::to_string(upstream->port));
+  if (!found) found = findCredentials(options.auths, upstream->host);
+  list.push_back(Repository{*upstream, registry, reference.repository(), found});
   return list;
 }
 

@@ -1,0 +1,178 @@
+#include "tests/support/image_builder.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "fetcher/digest.hpp"
+
+namespace prov::testing {
+
+namespace fs = std::filesystem;
+
+TarEntry TarEntry::file(std::string path, std::string content, unsigned mode) {
+  TarEntry e;
+  e.path = std::move(path);
+  e.content = std::move(content);
+  e.mode = mode;
+  return e;
+}
+
+TarEntry TarEntry::directory(std::string path, unsigned mode) {
+  TarEntry e;
+  e.path = std::move(path);
+  e.type = Type::Directory;
+  e.mode = mode;
+  return e;
+}
+
+TarEntry TarEntry::symlink(std::string path, std::string target) {
+  TarEntry e;
+  e.path = std::move(path);
+  e.type = Type::Symlink;
+  e.content = std::move(target);
+  e.mode = 0777;
+  return e;
+}
+
+namespace {
+
+la_ssize_t appendTo(struct archive*, void* out, const void* data, size_t size) {
+  static_cast<std::string*>(out)->append(static_cast<const char*>(data), size);
+  return static_cast<la_ssize_t>(size);
+}
+
+void check(int rc, struct archive* a, const char* what) {
+  if (rc < ARCHIVE_WARN) throw std::runtime_error(std::string(what) + ": " + archive_error_string(a));
+}
+
+std::string jsonArray(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ",\"" : "\"") + items[i] + "\"";
+  return out + "]";
+}
+
+std::string descriptor(const char* mediaType, const std::string& digest, std::size_t size, const std::string& extra = "") {
+  return std::string("{\"mediaType\":\"") + mediaType + "\",\"digest\":\"" + digest + "\",\"size\":" +
+         std::to_string(size) + extra + "}";
+}
+
+}  // namespace
+
+std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression) {
+  std::string out;
+  struct archive* a = archive_write_new();
+  check(archive_write_set_format_pax_restricted(a), a, "format");
+  if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
+  if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
+  archive_write_set_bytes_in_last_block(a, 1);
+  check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
+  for (const auto& e : entries) {
+    struct archive_entry* entry = archive_entry_new();
+    archive_entry_set_pathname(entry, e.path.c_str());
+    archive_entry_set_uid(entry, e.uid);
+    archive_entry_set_gid(entry, e.gid);
+    archive_entry_set_mtime(entry, e.mtime, 0);
+    switch (e.type) {
+      case TarEntry::Type::File:
+        archive_entry_set_filetype(entry, AE_IFREG);
+        archive_entry_set_size(entry, static_cast<la_int64_t>(e.content.size()));
+        break;
+      case TarEntry::Type::Directory: archive_entry_set_filetype(entry, AE_IFDIR); break;
+      case TarEntry::Type::Symlink:
+        archive_entry_set_filetype(entry, AE_IFLNK);
+        archive_entry_set_symlink(entry, e.content.c_str());
+        break;
+      case TarEntry::Type::Hardlink: archive_entry_set_hardlink(entry, e.content.c_str()); break;
+      case TarEntry::Type::CharDevice:
+        archive_entry_set_filetype(entry, AE_IFCHR);
+        archive_entry_set_rdevmajor(entry, e.major);
+        archive_entry_set_rdevminor(entry, e.minor);
+        break;
+      case TarEntry::Type::Fifo: archive_entry_set_filetype(entry, AE_IFIFO); break;
+    }
+    archive_entry_set_perm(entry, e.mode);
+    check(archive_write_header(a, entry), a, "header");
+    if (e.type == TarEntry::Type::File && !e.content.empty()) {
+      if (archive_write_data(a, e.content.data(), e.content.size()) < 0) check(ARCHIVE_FATAL, a, "data");
+    }
+    archive_entry_free(entry);
+  }
+  check(archive_write_close(a), a, "close");
+  archive_write_free(a);
+  return out;
+}
+
+OciLayout::OciLayout(fs::path dir) : dir_(std::move(dir)) {
+  fs::create_directories(dir_ / "blobs" / "sha256");
+  std::ofstream(dir_ / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
+}
+
+std::string OciLayout::writeBlob(const std::string& content) {
+  const std::string digest = fetcher::sha256Digest(content);
+  std::ofstream out(dir_ / "blobs" / "sha256" / digest.substr(7), std::ios::binary);
+  out << content;
+  return digest;
+}
+
+BuiltImage OciLayout::addImage(const ImageSpec& spec) {
+  BuiltImage image;
+  const char* layerType = spec.compression == TarCompression::Gzip   ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                          : spec.compression == TarCompression::Zstd ? "application/vnd.oci.image.layer.v1.tar+zstd"
+                                                                     : "application/vnd.oci.image.layer.v1.tar";
+  std::string layers;
+  for (const auto& entries : spec.layers) {
+    const std::string blob = makeTar(entries, spec.compression);
+    image.diffIds.push_back(fetcher::sha256Digest(makeTar(entries, TarCompression::None)));
+    image.layerDigests.push_back(writeBlob(blob));
+    image.layerBlobs.push_back(blob);
+    layers += (layers.empty() ? "" : ",") + descriptor(layerType, image.layerDigests.back(), blob.size());
+  }
+  std::string config = "{\"architecture\":\"" + spec.architecture + "\",\"os\":\"linux\"";
+  if (!spec.variant.empty()) config += ",\"variant\":\"" + spec.variant + "\"";
+  config += ",\"config\":{\"Env\":" + jsonArray(spec.env) + ",\"Cmd\":" + jsonArray(spec.cmd);
+  if (!spec.entrypoint.empty()) config += ",\"Entrypoint\":" + jsonArray(spec.entrypoint);
+  config += ",\"WorkingDir\":\"" + spec.workingDir + "\",\"User\":\"" + spec.user + "\"}";
+  config += ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":" + jsonArray(image.diffIds) + "}}";
+  image.configJson = config;
+  image.configDigest = writeBlob(config);
+  image.manifestJson = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":" +
+                       descriptor("application/vnd.oci.image.config.v1+json", image.configDigest, config.size()) +
+                       ",\"layers\":[" + layers + "]}";
+  image.manifestDigest = writeBlob(image.manifestJson);
+  return image;
+}
+
+void OciLayout::writeIndexJson(const std::string& mediaType, const std::string& digest, std::size_t size,
+                               const std::string& tag) {
+  std::ofstream(dir_ / "index.json")
+      << "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":["
+      << descriptor(mediaType.c_str(), digest, size,
+                    ",\"annotations\":{\"org.opencontainers.image.ref.name\":\"" + tag + "\"}")
+      << "]}";
+}
+
+void OciLayout::tag(const BuiltImage& image, const std::string& tag) {
+  writeIndexJson("application/vnd.oci.image.manifest.v1+json", image.manifestDigest, image.manifestJson.size(), tag);
+}
+
+std::string OciLayout::tagIndex(const std::vector<std::pair<BuiltImage, ImageSpec>>& images, const std::string& tag) {
+  std::string manifests;
+  for (const auto& [image, spec] : images) {
+    std::string platform = ",\"platform\":{\"os\":\"linux\",\"architecture\":\"" + spec.architecture + "\"";
+    if (!spec.variant.empty()) platform += ",\"variant\":\"" + spec.variant + "\"";
+    platform += "}";
+    manifests += (manifests.empty() ? "" : ",") +
+                 descriptor("application/vnd.oci.image.manifest.v1+json", image.manifestDigest,
+                            image.manifestJson.size(), platform);
+  }
+  const std::string index =
+      "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[" + manifests + "]}";
+  const std::string digest = writeBlob(index);
+  writeIndexJson("application/vnd.oci.image.index.v1+json", digest, index.size(), tag);
+  return digest;
+}
+
+}  // namespace prov::testing

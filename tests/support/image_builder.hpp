@@ -1,0 +1,77 @@
+#pragma once
+
+// Test images written from scratch: layer tarballs made with libarchive and
+// OCI image layouts (oci-layout, index.json, blobs/sha256/...) that skopeo
+// can push to a registry and the local-source pullers can read.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace prov::testing {
+
+struct TarEntry {
+  enum class Type { File, Directory, Symlink, Hardlink, CharDevice, Fifo };
+  std::string path;
+  Type type = Type::File;
+  std::string content;  // file data, or the link target
+  unsigned mode = 0644;
+  unsigned uid = 0, gid = 0;
+  unsigned major = 0, minor = 0;
+  std::int64_t mtime = 1700000000;
+
+  static TarEntry file(std::string path, std::string content, unsigned mode = 0644);
+  static TarEntry directory(std::string path, unsigned mode = 0755);
+  static TarEntry symlink(std::string path, std::string target);
+};
+
+enum class TarCompression { None, Gzip, Zstd };
+
+// A pax tar of `entries`, in order, compressed as asked.
+std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression = TarCompression::Gzip);
+
+struct BuiltImage {
+  std::string manifestDigest;
+  std::string manifestJson;
+  std::string configDigest;
+  std::string configJson;
+  std::vector<std::string> layerDigests;  // compressed blobs, base first
+  std::vector<std::string> diffIds;       // uncompressed tars, base first
+  std::vector<std::string> layerBlobs;
+};
+
+struct ImageSpec {
+  std::vector<std::vector<TarEntry>> layers;  // base first
+  std::string architecture = "amd64";
+  std::string variant;
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> cmd = {"/bin/sh"};
+  std::string workingDir = "/";
+  std::string user;
+  TarCompression compression = TarCompression::Gzip;
+};
+
+// An OCI image layout at `dir` (created if missing), with its blobs.
+class OciLayout {
+ public:
+  explicit OciLayout(std::filesystem::path dir);
+
+  std::string writeBlob(const std::string& content);  // -> "sha256:<hex>"
+  BuiltImage addImage(const ImageSpec& spec);
+  // index.json listing one image under `tag`.
+  void tag(const BuiltImage& image, const std::string& tag);
+  // index.json listing, under `tag`, an image index of these images, each
+  // with its platform. Returns the nested index's digest.
+  std::string tagIndex(const std::vector<std::pair<BuiltImage, ImageSpec>>& images, const std::string& tag);
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  void writeIndexJson(const std::string& mediaType, const std::string& digest, std::size_t size,
+                      const std::string& tag);
+  std::filesystem::path dir_;
+};
+
+}  // namespace prov::testing

@@ -1,0 +1,58 @@
+#pragma once
+
+// The real registry server from Debian's docker-registry package, started
+// for a test on a free 127.0.0.1 port with its own config and storage under
+// `workDir`: plain HTTP, or TLS with a CA the fixture generates (openssl)
+// and htpasswd (bcrypt) Basic auth. Images are pushed with skopeo.
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace prov::testing {
+
+struct CommandResult {
+  int status = -1;  // exit status, or -1 when it did not exit normally
+  std::string output;  // stdout and stderr
+};
+
+// Runs argv[0] (searched in PATH) with `argv`, waits, captures its output.
+CommandResult runCommand(const std::vector<std::string>& argv);
+
+class RealRegistry {
+ public:
+  struct Options {
+    bool tls = false;
+    std::optional<std::pair<std::string, std::string>> user;  // htpasswd Basic auth
+  };
+
+  // Empty with `error` set when the server cannot be started.
+  static std::unique_ptr<RealRegistry> start(const std::filesystem::path& workDir, Options options, std::string& error);
+  ~RealRegistry();
+
+  int port() const { return port_; }
+  std::string hostPort() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return (tls_ ? "https://" : "http://") + hostPort(); }
+  // The test CA (TLS only), and a directory holding it as ca.crt (for skopeo).
+  std::filesystem::path caFile() const { return certDir_ / "ca.crt"; }
+
+  // skopeo copy `source` (e.g. "oci:/dir:tag") to `repoTag` here;
+  // `format` is "v2s2" or "oci"; `all` copies every image of an index.
+  CommandResult push(const std::string& source, const std::string& repoTag, const std::string& format,
+                     bool all = false) const;
+
+ private:
+  RealRegistry() = default;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  bool tls_ = false;
+  std::optional<std::pair<std::string, std::string>> user_;
+  std::filesystem::path certDir_;
+};
+
+}  // namespace prov::testing
