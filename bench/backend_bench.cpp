@@ -64,11 +64,6 @@ double seconds(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Copies real trees into five layer directories and gives the top layer the
 // shapes an image has: whiteouts, an opaque directory, hardlinks, symlinks.
 std::vector<std::string> buildImage(const std::string& root) {
@@ -261,8 +256,8 @@ int main(int argc, char** argv) {
     cpTimes.push_back(cpSeconds(layers, scratch.dir + "/cp-rootfs"));
     std::printf("run %d: copy backend %.2f s, cp -a %.2f s\n", i + 1, copyTimes.back(), cpTimes.back());
   }
-  const double copyS = median(copyTimes);
-  const double cpS = median(cpTimes);
+  const double copyS = bench::median(copyTimes);
+  const double cpS = bench::median(cpTimes);
   std::printf("copy backend %.2f s (min %.2f, max %.2f); cp -a %.2f s (min %.2f, max %.2f)\n", copyS,
               *std::min_element(copyTimes.begin(), copyTimes.end()),
               *std::max_element(copyTimes.begin(), copyTimes.end()), cpS,

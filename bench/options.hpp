@@ -2,8 +2,10 @@
 
 // Command-line parsing shared by the benchmark drivers.
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -28,6 +30,12 @@ inline std::optional<int> parseOptions(int argc, char** argv,
     return 0;
   }
   return std::nullopt;
+}
+
+// The middle value (the upper middle for an even count). Precondition: not empty.
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace prov::bench

@@ -157,7 +157,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(std::shared_ptr<HttpClient::Impl> client, HttpRequest request, std::shared_ptr<BodySink> sink)
       : client_(std::move(client)), request_(std::move(request)), sink_(std::move(sink)),
-        url_(request_.url), chunk_(client_->options.chunkBytes) {}
+        url_(request_.url) {
+    for (auto& chunk : chunks_) chunk.resize(client_->options.chunkBytes);
+  }
 
   actors::Future<HttpResponse> start() {
     auto self = shared_from_this();
@@ -249,6 +251,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       wire_.set(bhttp::field::authorization, *request_.authorization);
     }
     buffer_.clear();
+    // Beast reads as much as the buffer has room for: without room, a read
+    // is a few KiB and the transfer crawls.
+    buffer_.reserve(client_->options.chunkBytes);
     parser_.emplace();
     parser_->body_limit(boost::none);
     parser_->header_limit(64 * 1024);
@@ -311,8 +316,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void readBody() {
     if (parser_->is_done()) return deliver(true);
     auto& body = parser_->get().body();
-    body.data = chunk_.data() + filled_;
-    body.size = chunk_.size() - filled_;
+    body.data = chunks_[reading_].data() + filled_;
+    body.size = chunks_[reading_].size() - filled_;
     connection_->tcp().expires_after(client_->options.stallWindow);
     readStart_ = std::chrono::steady_clock::now();
     auto self = shared_from_this();
@@ -322,7 +327,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void onBody(error_code ec) {
     if (ec == bhttp::error::need_buffer) ec = {};
     if (ec) return failIo(ec, "read the body from");
-    const std::size_t got = chunk_.size() - filled_ - parser_->get().body().size;
+    const std::size_t got = chunks_[reading_].size() - filled_ - parser_->get().body().size;
     filled_ += got;
     socketTime_ += std::chrono::steady_clock::now() - readStart_;
     windowBytes_ += got;
@@ -338,14 +343,28 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       socketTime_ = {};
       windowBytes_ = 0;
     }
-    if (filled_ == chunk_.size() || parser_->is_done()) return deliver(parser_->is_done());
+    if (filled_ == chunks_[reading_].size() || parser_->is_done()) return deliver(parser_->is_done());
     readBody();
   }
 
   // Hands the filled part of the chunk on; continues reading or finishes.
+  // To a sink: two chunks alternate, so the socket is read into one while
+  // the sink works on the other; at most one sink write is in flight, and a
+  // chunk is read into again only after its write completed.
   void deliver(bool last) {
     const std::size_t n = filled_;
     filled_ = 0;
+    if (mode_ == Mode::Sink) {
+      const Handed handed{reading_, n, last};
+      reading_ ^= 1;
+      if (writing_) {
+        pending_ = handed;  // both chunks busy: reading waits for the write
+        return;
+      }
+      startWrite(handed);
+      if (!last) readBody();
+      return;
+    }
     if (mode_ == Mode::Buffer) {
       const std::size_t room = cap_ - std::min(cap_, response_.body.size());
       if (n > room && !truncate_) {
@@ -354,31 +373,49 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
                                                             "': the response is larger than " +
                                                             std::to_string(cap_) + " bytes"));
       }
-      response_.body.append(chunk_.data(), std::min(n, room));
+      response_.body.append(chunks_[0].data(), std::min(n, room));
+      reading_ = 0;
       if (n > room) {  // an error body we keep only the start of
         connection_->close();
         promise_.set(std::move(response_));
         return;
       }
     }
-    if (mode_ == Mode::Sink && n > 0) {
-      auto self = shared_from_this();
-      sink_->write(std::string_view(chunk_.data(), n)).onAny([self, last](const actors::Future<Nothing>& written) {
-        asio::post(self->connection_->executor(), [self, last, written] {
-          if (written.isFailed()) {
-            self->connection_->close();
-            return self->fail(written.failure());
-          }
-          if (!written.isReady()) {
-            self->connection_->close();
-            return self->fail(Error(ErrorKind::Cancelled, "The body consumer went away"));
-          }
-          last ? self->finish() : self->readBody();
-        });
-      });
-      return;
-    }
     last ? finish() : readBody();
+  }
+
+  struct Handed {
+    int chunk;
+    std::size_t bytes;
+    bool last;
+  };
+
+  void startWrite(const Handed& handed) {
+    writing_ = true;
+    auto self = shared_from_this();
+    actors::Future<Nothing> written =
+        handed.bytes == 0 ? actors::Future<Nothing>(Nothing{})
+                          : sink_->write(std::string_view(chunks_[handed.chunk].data(), handed.bytes));
+    written.onAny([self, handed](const actors::Future<Nothing>& w) {
+      asio::post(self->connection_->executor(), [self, handed, w] { self->onWritten(handed, w); });
+    });
+  }
+
+  void onWritten(const Handed& handed, const actors::Future<Nothing>& written) {
+    writing_ = false;
+    if (deferred_) return fail(*deferred_);
+    if (!promise_.future().isPending()) return;  // discarded meanwhile
+    if (!written.isReady()) {
+      connection_->close();
+      return fail(written.isFailed() ? written.failure() : Error(ErrorKind::Cancelled, "The body consumer went away"));
+    }
+    if (handed.last) return finish();
+    if (pending_) {
+      const Handed next = *pending_;
+      pending_.reset();
+      startWrite(next);
+      if (!next.last) readBody();  // into the chunk whose write just completed
+    }
   }
 
   void finish() {
@@ -418,7 +455,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     fail(Error(kind, "Failed to " + what + " '" + shown(url_) + "': " + cause));
   }
 
+  // Never completes while a sink write is in flight: the caller may retry
+  // into the same sink, which must not see two writers.
   void fail(const Error& error) {
+    if (writing_) {
+      if (!deferred_) deferred_ = error;
+      return;
+    }
     if (promise_.future().hasDiscard()) {
       promise_.discard();
       return;
@@ -440,8 +483,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   WireRequest wire_;
   beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
-  std::vector<char> chunk_;
+  std::vector<char> chunks_[2];
+  int reading_ = 0;  // the chunk the socket is read into
   std::size_t filled_ = 0;
+  bool writing_ = false;
+  std::optional<Handed> pending_;
+  std::optional<Error> deferred_;  // a failure waiting for the write in flight
   HttpResponse response_;
   Mode mode_ = Mode::Buffer;
   std::size_t cap_ = 0;

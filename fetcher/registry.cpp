@@ -5,6 +5,7 @@
 #include <boost/url/url.hpp>
 #include <rapidjson/document.h>
 
+#include "actors/async.hpp"
 #include "actors/clock.hpp"
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
@@ -59,8 +60,9 @@ Error statusError(const std::string& what, const HttpResponse& response) {
 // attempts.
 class VerifyingSink final : public BodySink {
  public:
-  VerifyingSink(std::shared_ptr<ByteSink> out, Hasher hasher, const messages::Descriptor& blob, std::string what)
-      : out_(std::move(out)), hasher_(std::move(hasher)), expected_(blob.size()), digest_(blob.digest()),
+  VerifyingSink(actors::Runtime& runtime, std::shared_ptr<ByteSink> out, Hasher hasher,
+                const messages::Descriptor& blob, std::string what)
+      : runtime_(runtime), out_(std::move(out)), hasher_(std::move(hasher)), expected_(blob.size()), digest_(blob.digest()),
         what_(std::move(what)) {}
 
   std::uint64_t delivered() const { return delivered_; }
@@ -111,9 +113,12 @@ class VerifyingSink final : public BodySink {
       return Error(ErrorKind::DigestMismatch,
                    what_ + ": more bytes than the descriptor's " + std::to_string(expected_));
     }
-    hasher_.update(chunk.data(), chunk.size());
     delivered_ += chunk.size();
-    return out_->write(chunk);
+    // Hash on the blocking pool, so the connection's strand reads the next
+    // chunk meanwhile (sha256 is about as fast as a loopback socket).
+    auto out = out_;
+    return actors::async(runtime_, [this, chunk] { hasher_.update(chunk.data(), chunk.size()); })
+        .then([out, chunk] { return out->write(chunk); });
   }
 
   Try<Nothing> finish() {
@@ -127,6 +132,7 @@ class VerifyingSink final : public BodySink {
   }
 
  private:
+  actors::Runtime& runtime_;
   std::shared_ptr<ByteSink> out_;
   Hasher hasher_;
   std::int64_t expected_;
@@ -449,7 +455,7 @@ Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const m
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
   auto hasher = Hasher::forDigest(blob.digest());
   if (hasher.isError()) return hasher.error().withContext(what);
-  auto verifying = std::make_shared<VerifyingSink>(std::move(sink), std::move(*hasher), blob, what);
+  auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*hasher), blob, what);
   HttpRequest base;
   base.url = at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
   auto impl = impl_;
