@@ -455,6 +455,24 @@ TEST_F(RegistryTest, SlowConsumerSlowsTheSocket) {
   EXPECT_LE(sink->largest(), o.http.chunkBytes);
 }
 
+TEST_F(RegistryTest, DiscardingATransferClosesItsConnection) {
+  FakeRegistry registry;
+  const std::size_t size = 32u << 20;
+  const std::string digest = registry.addBlob(std::string(size, 'd'));
+  auto c = client();
+  auto sink = std::make_shared<HeldSink>();
+  Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
+  for (int i = 0; i < 500 && sink->received() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_GT(sink->received(), 0u);
+  transfer.discard();
+  AWAIT_EXPECT_DISCARDED(transfer);
+  sink->release();
+  // The connection was closed, not pooled: the next request opens another.
+  const std::string small = registry.addBlob("small");
+  AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(small, 5), std::make_shared<StringSink>()));
+  EXPECT_EQ(2u, c->http().connectionsOpened());
+}
+
 TEST_F(RegistryTest, ConnectionsAreReused) {
   FakeRegistry registry;
   Published image = publish(registry, "test/app", "v1", {"1", "2", "3", "4"});
