@@ -368,6 +368,17 @@ TEST_F(RegistryTest, RedirectToAnotherOriginNeverCarriesAuthorization) {
   EXPECT_TRUE(registry.sawAuthorization());
 }
 
+TEST_F(RegistryTest, RedirectLoopsAreBounded) {
+  FakeRegistry registry;
+  const std::string digest = registry.addBlob("looping");
+  registry.redirectBlobsTo(registry.url());  // to itself, forever
+  auto c = client(options(fastRetry(1)));
+  Future<Nothing> looped = c->streamBlob(repo(registry), blobOf(digest, 7), std::make_shared<StringSink>());
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, looped);
+  EXPECT_NE(std::string::npos, looped.failure().message.find("more than 5 redirects"));
+  EXPECT_EQ(6u, registry.count("/blobs/"));
+}
+
 TEST_F(RegistryTest, BrokenBlobResumesWithRange) {
   FakeRegistry registry;
   std::string content(3 << 20, 'x');
