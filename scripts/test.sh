@@ -68,8 +68,8 @@ run_suite "main" build "" all \
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-sanitized_tests='^(actors|backend|fetcher)\.'
-sanitized_targets="actors_tests backend_tests fetcher_tests"
+sanitized_tests='^(actors|backend|fetcher|store)\.'
+sanitized_targets="actors_tests backend_tests fetcher_tests store_tests"
 run_suite "address sanitizer" build-address "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
 run_suite "thread sanitizer" build-thread "$sanitized_tests" "$sanitized_targets" \

@@ -1,0 +1,60 @@
+#pragma once
+
+// Streaming decompression of layer blobs: gzip through ISA-L's igzip
+// (several times zlib's speed), zstd through libzstd, or none. Bytes are
+// pushed in as they arrive and pushed out in pieces of at most
+// `kOutputChunk`; nothing waits for a whole blob.
+//
+// Errors: Corruption naming the layer for malformed or truncated input
+// (finish() on a stream that has not ended is a truncation); ResourceExhausted
+// when the output passes `maxOutputBytes` (a decompression bomb stops there,
+// it never fills the disk); whatever `out` returns, as it is.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fetcher/manifest.hpp"
+#include "fetcher/types.hpp"
+
+namespace prov::store {
+
+using fetcher::Compression;
+using fetcher::Error;
+using fetcher::ErrorKind;
+using fetcher::Nothing;
+using fetcher::Try;
+
+inline constexpr std::size_t kOutputChunk = 256 * 1024;
+
+class Decompressor {
+ public:
+  using Output = std::function<Try<Nothing>(std::string_view)>;
+
+  // `what` names the layer in messages.
+  static Try<std::unique_ptr<Decompressor>> create(Compression compression, std::string what,
+                                                   std::uint64_t maxOutputBytes);
+  virtual ~Decompressor() = default;
+
+  // Decompresses `input`, handing the output to `out`.
+  virtual Try<Nothing> feed(std::string_view input, const Output& out) = 0;
+  // The input has ended: Ok only when the compressed stream ended too.
+  virtual Try<Nothing> finish(const Output& out) = 0;
+
+  std::uint64_t outputBytes() const { return outputBytes_; }
+
+ protected:
+  Decompressor(std::string what, std::uint64_t limit) : what_(std::move(what)), limit_(limit) {}
+  // Counts and forwards; ResourceExhausted past the limit.
+  Try<Nothing> emit(std::string_view data, const Output& out);
+  Error corrupt(const std::string& why) const;
+
+  std::string what_;
+  std::uint64_t limit_;
+  std::uint64_t outputBytes_ = 0;
+};
+
+}  // namespace prov::store
