@@ -67,12 +67,14 @@ class Connection {
   std::string origin_;
 };
 
-class PlainConnection final : public Connection {
+// The HTTP steps are the same over either stream; only set-up differs.
+template <typename Stream>
+class StreamConnection : public Connection {
  public:
-  PlainConnection(std::string origin, asio::any_io_executor strand)
-      : Connection(std::move(origin)), stream_(strand) {}
-  beast::tcp_stream& tcp() override { return stream_; }
-  void handshake(const std::string&, std::function<void(error_code)> done) override { done({}); }
+  template <typename... A>
+  StreamConnection(std::string origin, A&&... streamArgs)
+      : Connection(std::move(origin)), stream_(std::forward<A>(streamArgs)...) {}
+  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
   void write(WireRequest& r, Handler done) override { bhttp::async_write(stream_, r, std::move(done)); }
   void readHeader(beast::flat_buffer& b, Parser& p, Handler done) override {
     bhttp::async_read_header(stream_, b, p, std::move(done));
@@ -81,15 +83,20 @@ class PlainConnection final : public Connection {
     bhttp::async_read_some(stream_, b, p, std::move(done));
   }
 
- private:
-  beast::tcp_stream stream_;
+ protected:
+  Stream stream_;
 };
 
-class TlsConnection final : public Connection {
+class PlainConnection final : public StreamConnection<beast::tcp_stream> {
+ public:
+  PlainConnection(std::string origin, asio::any_io_executor strand) : StreamConnection(std::move(origin), strand) {}
+  void handshake(const std::string&, std::function<void(error_code)> done) override { done({}); }
+};
+
+class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp_stream>> {
  public:
   TlsConnection(std::string origin, asio::any_io_executor strand, ssl::context& context)
-      : Connection(std::move(origin)), stream_(strand, context) {}
-  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream_); }
+      : StreamConnection(std::move(origin), strand, context) {}
   void handshake(const std::string& host, std::function<void(error_code)> done) override {
     // SNI, then the peer's chain against our CAs and its name against `host`.
     if (!SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
@@ -100,16 +107,6 @@ class TlsConnection final : public Connection {
     stream_.set_verify_callback(ssl::host_name_verification(host));
     stream_.async_handshake(ssl::stream_base::client, std::move(done));
   }
-  void write(WireRequest& r, Handler done) override { bhttp::async_write(stream_, r, std::move(done)); }
-  void readHeader(beast::flat_buffer& b, Parser& p, Handler done) override {
-    bhttp::async_read_header(stream_, b, p, std::move(done));
-  }
-  void readSome(beast::flat_buffer& b, Parser& p, Handler done) override {
-    bhttp::async_read_some(stream_, b, p, std::move(done));
-  }
-
- private:
-  beast::ssl_stream<beast::tcp_stream> stream_;
 };
 
 }  // namespace

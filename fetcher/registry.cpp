@@ -24,6 +24,15 @@ Url at(const Url& endpoint, std::string target) {
   return url;
 }
 
+Url blobUrl(const Repository& repository, const messages::Descriptor& blob) {
+  return at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
+}
+
+std::string blobWhat(const Repository& repository, const messages::Descriptor& blob) {
+  return "Failed to fetch the blob '" + blob.digest() + "' of '" + repository.registry + "/" + repository.name +
+         "' from '" + repository.endpoint.toString() + "'";
+}
+
 std::string scopeOf(const Repository& repository) { return "repository:" + repository.name + ":pull"; }
 
 // "MANIFEST_UNKNOWN: manifest unknown" from a registry error body, or "".
@@ -307,16 +316,19 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     });
   }
 
-  template <typename T>
-  Future<T> retried(std::function<Future<T>(const RetryAfter&)> attempt) {
+  // call() under the retry policy; `request` makes each attempt's request
+  // (a resumed blob asks for a Range).
+  Future<HttpResponse> retriedCall(const Repository& repository, std::function<HttpRequest()> request,
+                                   const std::shared_ptr<BodySink>& sink, const std::string& what) {
     auto after = std::make_shared<std::optional<Duration>>();
-    return retry<T>(
+    auto self = shared_from_this();
+    return retry<HttpResponse>(
         runtime.clock(), options.retry,
-        [attempt, after](int) {
+        [self, repository, request, sink, what, after](int) {
           after->reset();
-          return attempt(after);
+          return self->call(repository, request(), sink, what, after);
         },
-        [after](const Future<T>& failed) { return AttemptFailure{failed.failure(), *after}; });
+        [after](const Future<HttpResponse>& failed) { return AttemptFailure{failed.failure(), *after}; });
   }
 };
 
@@ -394,10 +406,7 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
   request.url = at(repository.endpoint, "/v2/" + repository.name + "/manifests/" + tagOrDigest);
   request.headers.emplace_back("Accept", mediatype::kManifestAccept);
   request.maxBody = kMaxManifestBytes;
-  auto impl = impl_;
-  return impl->retried<HttpResponse>([impl, repository, request, what](const RetryAfter& after) {
-               return impl->call(repository, request, nullptr, what, after);
-             })
+  return impl_->retriedCall(repository, [request] { return request; }, nullptr, what)
       .then([what, tagOrDigest, byDigest](const HttpResponse& r) -> Future<FetchedManifest> {
         FetchedManifest fetched;
         if (byDigest) {
@@ -424,20 +433,16 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
 
 Future<std::string> RegistryClient::fetchBlob(const Repository& repository, const messages::Descriptor& blob,
                                               std::size_t limit) {
-  const std::string what = "Failed to fetch the blob '" + blob.digest() + "' of '" + repository.registry + "/" +
-                           repository.name + "' from '" + repository.endpoint.toString() + "'";
+  const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
   if (blob.size() > static_cast<std::int64_t>(limit)) {
     return Error(ErrorKind::ResourceExhausted, what + ": its size " + std::to_string(blob.size()) +
                                                    " is over the limit of " + std::to_string(limit));
   }
   HttpRequest request;
-  request.url = at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
+  request.url = blobUrl(repository, blob);
   request.maxBody = limit;
-  auto impl = impl_;
-  return impl->retried<HttpResponse>([impl, repository, request, what](const RetryAfter& after) {
-               return impl->call(repository, request, nullptr, what, after);
-             })
+  return impl_->retriedCall(repository, [request] { return request; }, nullptr, what)
       .then([what, blob](const HttpResponse& r) -> Future<std::string> {
         if (blob.size() >= 0 && r.body.size() != static_cast<std::size_t>(blob.size())) {
           return Error(ErrorKind::DigestMismatch, what + ": got " + std::to_string(r.body.size()) +
@@ -450,22 +455,19 @@ Future<std::string> RegistryClient::fetchBlob(const Repository& repository, cons
 
 Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const messages::Descriptor& blob,
                                            std::shared_ptr<ByteSink> sink) {
-  const std::string what = "Failed to fetch the blob '" + blob.digest() + "' of '" + repository.registry + "/" +
-                           repository.name + "' from '" + repository.endpoint.toString() + "'";
+  const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
   auto hasher = Hasher::forDigest(blob.digest());
   if (hasher.isError()) return hasher.error().withContext(what);
   auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*hasher), blob, what);
   HttpRequest base;
-  base.url = at(repository.endpoint, "/v2/" + repository.name + "/blobs/" + blob.digest());
-  auto impl = impl_;
-  return impl->retried<HttpResponse>([impl, repository, base, verifying, what](const RetryAfter& after) {
-               HttpRequest request = base;
-               if (verifying->delivered() > 0) {
-                 request.headers.emplace_back("Range", "bytes=" + std::to_string(verifying->delivered()) + "-");
-               }
-               return impl->call(repository, request, verifying, what, after);
-             })
+  base.url = blobUrl(repository, blob);
+  auto request = [base, verifying] {
+    HttpRequest r = base;
+    if (verifying->delivered() > 0) r.headers.emplace_back("Range", "bytes=" + std::to_string(verifying->delivered()) + "-");
+    return r;
+  };
+  return impl_->retriedCall(repository, request, verifying, what)
       .then([verifying](const HttpResponse&) -> Future<Nothing> { return verifying->finish(); });
 }
 
