@@ -7,18 +7,33 @@
 
 namespace prov::store {
 
-Try<Nothing> Decompressor::emit(std::string_view data, const Output& out) {
-  if (data.empty()) return Nothing{};
+Try<std::string_view> Decompressor::produced(std::string_view data) {
   outputBytes_ += data.size();
   if (outputBytes_ > limit_) {
     return Error(ErrorKind::ResourceExhausted, "Failed to unpack " + what_ + ": it unpacks to more than " +
                                                    std::to_string(limit_) + " bytes (the layer size limit)");
   }
-  return out(data);
+  return data;
 }
 
 Error Decompressor::corrupt(const std::string& why) const {
   return Error(ErrorKind::Corruption, "Failed to unpack " + what_ + ": " + why);
+}
+
+Try<Nothing> Decompressor::feed(std::string_view input, const Output& out) {
+  for (;;) {
+    auto piece = pull(input);
+    if (piece.isError()) return piece.error();
+    if (piece->empty()) return Nothing{};
+    auto sent = out(*piece);
+    if (sent.isError()) return sent;
+  }
+}
+
+Try<Nothing> Decompressor::finish(const Output& out) {
+  auto drained = feed({}, out);
+  if (drained.isError()) return drained;
+  return end();
 }
 
 namespace {
@@ -26,8 +41,12 @@ namespace {
 class Plain final : public Decompressor {
  public:
   using Decompressor::Decompressor;
-  Try<Nothing> feed(std::string_view input, const Output& out) override { return emit(input, out); }
-  Try<Nothing> finish(const Output&) override { return Nothing{}; }
+  Try<std::string_view> pull(std::string_view& input) override {
+    const std::string_view piece = input.substr(0, kOutputChunk);
+    input.remove_prefix(piece.size());
+    return produced(piece);
+  }
+  Try<Nothing> end() override { return Nothing{}; }
 };
 
 // igzip, one gzip member after another (concatenated members are valid gzip).
@@ -37,28 +56,30 @@ class Gzip final : public Decompressor {
     reset();
   }
 
-  Try<Nothing> feed(std::string_view input, const Output& out) override {
-    while (!input.empty()) {
-      if (state_.block_state == ISAL_BLOCK_FINISH) reset();  // the next member
+  Try<std::string_view> pull(std::string_view& input) override {
+    while (!input.empty() || pendingOutput_) {
+      if (state_.block_state == ISAL_BLOCK_FINISH) {
+        if (input.empty()) break;
+        reset();  // the next member
+      }
       state_.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(input.data()));
       state_.avail_in = static_cast<uint32_t>(std::min<std::size_t>(input.size(), 1u << 30));
       const std::size_t offered = state_.avail_in;
-      do {
-        state_.next_out = reinterpret_cast<uint8_t*>(buffer_.data());
-        state_.avail_out = static_cast<uint32_t>(buffer_.size());
-        const int rc = isal_inflate(&state_);
-        if (rc != ISAL_DECOMP_OK) return corrupt(message(rc));
-        auto sent = emit(std::string_view(buffer_.data(), buffer_.size() - state_.avail_out), out);
-        if (sent.isError()) return sent;
-        inMember_ = state_.block_state != ISAL_BLOCK_FINISH;
-      } while (state_.avail_out == 0 && state_.block_state != ISAL_BLOCK_FINISH);
+      state_.next_out = reinterpret_cast<uint8_t*>(buffer_.data());
+      state_.avail_out = static_cast<uint32_t>(buffer_.size());
+      const int rc = isal_inflate(&state_);
+      if (rc != ISAL_DECOMP_OK) return corrupt(message(rc));
       input.remove_prefix(offered - state_.avail_in);
-      if (state_.avail_in > 0 && state_.block_state != ISAL_BLOCK_FINISH) return corrupt("the inflater stopped early");
+      inMember_ = state_.block_state != ISAL_BLOCK_FINISH;
+      const std::size_t made = buffer_.size() - state_.avail_out;
+      pendingOutput_ = state_.avail_out == 0;  // more may be held inside
+      if (made > 0) return produced(std::string_view(buffer_.data(), made));
+      if (state_.avail_in > 0 && inMember_) return corrupt("the inflater stopped early");
     }
-    return Nothing{};
+    return std::string_view();
   }
 
-  Try<Nothing> finish(const Output&) override {
+  Try<Nothing> end() override {
     if (!sawMember_) return corrupt("the blob is empty, not gzip");
     if (inMember_) return corrupt("the gzip stream is truncated");
     return Nothing{};
@@ -86,6 +107,7 @@ class Gzip final : public Decompressor {
 
   inflate_state state_{};
   std::vector<char> buffer_;
+  bool pendingOutput_ = false;
   bool inMember_ = false;
   bool sawMember_ = false;
 };
@@ -98,25 +120,23 @@ class Zstd final : public Decompressor {
   }
   ~Zstd() override { ZSTD_freeDStream(stream_); }
 
-  Try<Nothing> feed(std::string_view input, const Output& out) override {
-    ZSTD_inBuffer in{input.data(), input.size(), 0};
-    while (in.pos < in.size || pendingOutput_) {
+  Try<std::string_view> pull(std::string_view& input) override {
+    seen_ = seen_ || !input.empty();
+    for (;;) {
+      ZSTD_inBuffer in{input.data(), input.size(), 0};
       ZSTD_outBuffer o{buffer_.data(), buffer_.size(), 0};
       const std::size_t rc = ZSTD_decompressStream(stream_, &o, &in);
       if (ZSTD_isError(rc)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
-      auto sent = emit(std::string_view(buffer_.data(), o.pos), out);
-      if (sent.isError()) return sent;
-      frameOpen_ = rc != 0;
-      pendingOutput_ = o.pos == o.size;  // more may be buffered inside
-      if (o.pos == 0 && in.pos == in.size) break;
+      input.remove_prefix(in.pos);
+      // A call that made no progress says nothing about the frame (after a
+      // frame ended it would report the next frame's header as needed).
+      if (in.pos > 0 || o.pos > 0) frameOpen_ = rc != 0;
+      if (o.pos > 0) return produced(std::string_view(buffer_.data(), o.pos));
+      if (input.empty()) return std::string_view();
     }
-    seen_ = seen_ || !input.empty();
-    return Nothing{};
   }
 
-  Try<Nothing> finish(const Output& out) override {
-    auto drained = feed({}, out);
-    if (drained.isError()) return drained;
+  Try<Nothing> end() override {
     if (!seen_) return corrupt("the blob is empty, not zstd");
     if (frameOpen_) return corrupt("the zstd stream is truncated");
     return Nothing{};
@@ -126,7 +146,6 @@ class Zstd final : public Decompressor {
   ZSTD_DStream* stream_;
   std::vector<char> buffer_;
   bool frameOpen_ = false;
-  bool pendingOutput_ = false;
   bool seen_ = false;
 };
 

@@ -39,17 +39,26 @@ class Decompressor {
                                                    std::uint64_t maxOutputBytes);
   virtual ~Decompressor() = default;
 
-  // Decompresses `input`, handing the output to `out`.
-  virtual Try<Nothing> feed(std::string_view input, const Output& out) = 0;
-  // The input has ended: Ok only when the compressed stream ended too.
-  virtual Try<Nothing> finish(const Output& out) = 0;
+  // Pull form: decompresses from the front of `input` (consuming what it
+  // used) and returns at most kOutputChunk bytes of output, valid until the
+  // next call. Empty output means `input` is used up (more is needed, or,
+  // when the input has ended, the end). Counts against the limit.
+  virtual Try<std::string_view> pull(std::string_view& input) = 0;
+  // The input has ended (call after pull() returned empty for empty input):
+  // Ok only when the compressed stream ended too.
+  virtual Try<Nothing> end() = 0;
+
+  // Push form over pull(): decompresses `input`, handing the output to `out`.
+  Try<Nothing> feed(std::string_view input, const Output& out);
+  // Drains what is left and checks the stream ended (end()).
+  Try<Nothing> finish(const Output& out);
 
   std::uint64_t outputBytes() const { return outputBytes_; }
 
  protected:
   Decompressor(std::string what, std::uint64_t limit) : what_(std::move(what)), limit_(limit) {}
-  // Counts and forwards; ResourceExhausted past the limit.
-  Try<Nothing> emit(std::string_view data, const Output& out);
+  // Counts `data`; ResourceExhausted past the limit.
+  Try<std::string_view> produced(std::string_view data);
   Error corrupt(const std::string& why) const;
 
   std::string what_;

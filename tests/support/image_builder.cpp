@@ -94,7 +94,12 @@ std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compres
       case TarEntry::Type::Fifo: archive_entry_set_filetype(entry, AE_IFIFO); break;
     }
     archive_entry_set_perm(entry, e.mode);
+    for (const auto& [name, value] : e.xattrs) {
+      archive_entry_xattr_add_entry(entry, name.c_str(), value.data(), value.size());
+    }
+    for (const auto& [offset, length] : e.dataRegions) archive_entry_sparse_add_entry(entry, offset, length);
     check(archive_write_header(a, entry), a, "header");
+    // For a sparse file libarchive takes the whole content and drops the holes.
     if (e.type == TarEntry::Type::File && !e.content.empty()) {
       if (archive_write_data(a, e.content.data(), e.content.size()) < 0) check(ARCHIVE_FATAL, a, "data");
     }

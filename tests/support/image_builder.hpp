@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace prov::testing {
@@ -20,6 +21,10 @@ struct TarEntry {
   unsigned uid = 0, gid = 0;
   unsigned major = 0, minor = 0;
   std::int64_t mtime = 1700000000;
+  std::vector<std::pair<std::string, std::string>> xattrs;  // written as SCHILY.xattr
+  // A sparse file: the data regions (offset, length) of `content`; the rest
+  // of `content` is a hole (zeros) and is not written to the tar.
+  std::vector<std::pair<std::int64_t, std::int64_t>> dataRegions;
 
   static TarEntry file(std::string path, std::string content, unsigned mode = 0644);
   static TarEntry directory(std::string path, unsigned mode = 0755);

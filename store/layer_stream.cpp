@@ -1,0 +1,178 @@
+#include "store/layer_stream.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
+#include "actors/async.hpp"
+#include "fetcher/digest.hpp"
+#include "store/decompress.hpp"
+
+namespace prov::store {
+
+using actors::Future;
+using actors::Promise;
+
+// Shared by the producer (write/end/abort, any thread) and the job.
+struct LayerStream::State final : TarSource {
+  std::string root;
+  LayerStreamOptions options;
+  std::unique_ptr<Decompressor> decompressor;
+  std::optional<fetcher::Hasher> hasher;
+  Promise<ExtractedLayer> result;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  // Guarded by mutex: the chunk offered and not yet taken, how the input ended.
+  std::string_view offered;
+  std::shared_ptr<Promise<Nothing>> offeredDone;
+  bool ended = false;
+  std::optional<Error> aborted;  // by the producer
+  std::optional<Error> failed;   // the job's error, once it stopped
+
+  // The job's own: the chunk it works on.
+  std::string_view current;
+  std::shared_ptr<Promise<Nothing>> currentDone;
+  bool inputEnded = false;
+
+  Try<std::string_view> read() override {
+    for (;;) {
+      auto out = decompressor->pull(current);
+      if (out.isError()) return out.error();
+      if (!out->empty()) {
+        if (hasher) hasher->update(*out);
+        return *out;
+      }
+      if (inputEnded) {
+        auto ended = decompressor->end();
+        if (ended.isError()) return ended.error();
+        return std::string_view();
+      }
+      release();
+      std::unique_lock lock(mutex);
+      changed.wait(lock, [this] { return offeredDone || ended || aborted; });
+      if (aborted) return *aborted;
+      if (offeredDone) {
+        current = std::exchange(offered, {});
+        currentDone = std::move(offeredDone);
+      } else {
+        inputEnded = true;
+      }
+    }
+  }
+
+  void release() {
+    if (auto done = std::move(currentDone)) done->set(Nothing{});
+  }
+
+  void run() {
+    auto applied = applyTar(root, *this, options.apply);
+    Try<ExtractedLayer> outcome = [&]() -> Try<ExtractedLayer> {
+      if (applied.isError()) return applied.error();
+      ExtractedLayer layer{options.expectedDiffId, std::move(*applied)};
+      if (hasher) {
+        layer.diffId = hasher->finish();
+        if (!options.expectedDiffId.empty() && layer.diffId != options.expectedDiffId) {
+          return Error(ErrorKind::DigestMismatch, "Failed to verify " + options.apply.what + ": its uncompressed tar is " +
+                                                      layer.diffId + ", but the image config's diff_ids say " +
+                                                      options.expectedDiffId);
+        }
+      }
+      return layer;
+    }();
+    // Whatever the producer still offers fails with the job's error (or, on
+    // success, there is nothing left to offer).
+    std::shared_ptr<Promise<Nothing>> current = std::move(currentDone), pending;
+    {
+      std::lock_guard lock(mutex);
+      failed = outcome.isError() ? outcome.error()
+                                 : Error(ErrorKind::InvalidArgument, "Failed to extract " + options.apply.what +
+                                                                         ": bytes after the end of the layer");
+      pending = std::move(offeredDone);
+    }
+    for (auto* done : {&current, &pending}) {
+      if (*done) outcome.isError() ? (*done)->fail(*failed) : (*done)->set(Nothing{});
+    }
+    if (outcome.isError()) {
+      result.fail(outcome.error());
+    } else {
+      result.set(std::move(*outcome));
+    }
+  }
+};
+
+std::shared_ptr<LayerStream> LayerStream::start(actors::Runtime& runtime, std::string root,
+                                                LayerStreamOptions options) {
+  auto state = std::make_shared<State>();
+  state->root = std::move(root);
+  state->options = std::move(options);
+  std::shared_ptr<LayerStream> stream(new LayerStream(state));
+  auto decompressor = Decompressor::create(state->options.compression, state->options.apply.what,
+                                           state->options.apply.limits.maxLayerBytes);
+  if (decompressor.isError()) {
+    state->failed = decompressor.error();
+    state->result.fail(decompressor.error());
+    return stream;
+  }
+  state->decompressor = std::move(*decompressor);
+  if (state->options.hashDiffId) state->hasher.emplace(*fetcher::Hasher::create("sha256"));
+  auto job = actors::async(runtime, [state] { state->run(); });
+  job.onFailed([state](const Future<Nothing>& f) {  // the runtime refused the job
+    {
+      std::lock_guard lock(state->mutex);
+      state->failed = f.failure();
+    }
+    state->result.fail(f.failure());
+  });
+  return stream;
+}
+
+LayerStream::LayerStream(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+LayerStream::~LayerStream() {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->ended) return;  // the job finishes what it has
+  }
+  abort(Error(ErrorKind::Cancelled, "Failed to extract " + state_->options.apply.what + ": the download went away"));
+}
+
+Future<Nothing> LayerStream::write(std::string_view chunk) {
+  auto done = std::make_shared<Promise<Nothing>>();
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->failed) return *state_->failed;
+    if (state_->aborted) return *state_->aborted;
+    if (state_->ended || state_->offeredDone) {
+      return Error(ErrorKind::Internal, "LayerStream::write: a write after end() or while one is in flight");
+    }
+    state_->offered = chunk;
+    state_->offeredDone = done;
+  }
+  state_->changed.notify_one();
+  return done->future();
+}
+
+void LayerStream::end() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->ended = true;
+  }
+  state_->changed.notify_one();
+}
+
+void LayerStream::abort(const Error& error) {
+  std::shared_ptr<Promise<Nothing>> pending;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->aborted || state_->failed) return;
+    state_->aborted = error;
+    pending = std::move(state_->offeredDone);
+  }
+  state_->changed.notify_one();
+  if (pending) pending->fail(error);
+}
+
+Future<ExtractedLayer> LayerStream::result() const { return state_->result.future(); }
+
+}  // namespace prov::store

@@ -1,0 +1,537 @@
+#include "store/tar_apply.hpp"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "actors/fs.hpp"
+
+namespace prov::store {
+
+Try<std::string> cleanEntryPath(std::string_view raw) {
+  if (!raw.empty() && raw.front() == '/') {
+    return Error(ErrorKind::InvalidArgument, "it has an absolute path");
+  }
+  std::string clean;
+  while (!raw.empty()) {
+    const std::size_t slash = raw.find('/');
+    const std::string_view part = raw.substr(0, slash);
+    raw.remove_prefix(slash == std::string_view::npos ? raw.size() : slash + 1);
+    if (part.empty() || part == ".") continue;
+    if (part == "..") return Error(ErrorKind::InvalidArgument, "its path has a '..' component");
+    if (!clean.empty()) clean += '/';
+    clean += part;
+  }
+  return clean;
+}
+
+namespace {
+
+constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
+constexpr std::string_view kOverlayXattrPrefix = "trusted.overlay.";
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+std::pair<std::string, std::string> splitParent(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return {"", path};
+  return {path.substr(0, slash), path.substr(slash + 1)};
+}
+
+bool isWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
+
+struct DirTimes {
+  std::string path;
+  timespec times[2];
+};
+
+class Applier {
+ public:
+  Applier(const std::string& root, TarSource& source, const ApplyOptions& options)
+      : rootPath_(root), source_(source), options_(options) {}
+
+  Try<ApplyResult> run() {
+    root_ = Fd(::open(rootPath_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_.valid()) return sysError("open the layer root '" + rootPath_ + "'");
+    std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
+    archive_ = a.get();
+    archive_read_support_format_tar(archive_);
+    if (archive_read_open(archive_, this, nullptr, &Applier::readCallback, nullptr) != ARCHIVE_OK) {
+      return archiveError("open");
+    }
+    for (;;) {
+      archive_entry* entry = nullptr;
+      const int rc = archive_read_next_header(archive_, &entry);
+      if (rc == ARCHIVE_EOF) break;
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return archiveError("read a header of");
+      if (++result_.entries > options_.limits.maxEntries) {
+        return Error(ErrorKind::ResourceExhausted, "Failed to extract " + options_.what + ": it has more than " +
+                                                       std::to_string(options_.limits.maxEntries) +
+                                                       " entries (the entry limit)");
+      }
+      auto applied = applyEntry(entry);
+      if (applied.isError()) return applied.error();
+    }
+    // The tar's end blocks may be followed by padding; the diffID covers it.
+    for (;;) {
+      auto more = source_.read();
+      if (more.isError()) return more.error();
+      if (more->empty()) break;
+    }
+    auto timed = setDirectoryTimes();
+    if (timed.isError()) return timed.error();
+    for (const auto& dir : implied_) result_.impliedDirs.push_back(dir);
+    return std::move(result_);
+  }
+
+ private:
+  static la_ssize_t readCallback(archive* a, void* self, const void** buffer) {
+    auto* applier = static_cast<Applier*>(self);
+    auto piece = applier->source_.read();
+    if (piece.isError()) {
+      applier->sourceError_ = piece.error();
+      archive_set_error(a, EIO, "%s", piece.error().message.c_str());
+      return -1;
+    }
+    *buffer = piece->data();
+    return static_cast<la_ssize_t>(piece->size());
+  }
+
+  Error archiveError(const std::string& verb) {
+    if (sourceError_) return *sourceError_;
+    const char* why = archive_error_string(archive_);
+    return Error(ErrorKind::Corruption, "Failed to " + verb + " " + options_.what + ": not a valid tar stream (" +
+                                            (why ? why : "unknown error") + ")");
+  }
+
+  Error sysError(const std::string& doing, int error = errno) const {
+    return Error(ErrorKind::IO, "Failed to " + doing + " in " + options_.what + ": " + std::strerror(error));
+  }
+
+  Error rejected(const std::string& entry, const std::string& why) const {
+    return Error(ErrorKind::InvalidArgument,
+                 "Failed to extract " + options_.what + ": entry '" + entry + "' is rejected: " + why);
+  }
+
+  Error entryError(const std::string& entry, const std::string& doing, int error = errno) const {
+    return Error(ErrorKind::IO, "Failed to extract " + options_.what + ": entry '" + entry + "': failed to " + doing +
+                                    ": " + std::strerror(error));
+  }
+
+  // ---- directories inside the root ------------------------------------------
+
+  // An fd for the directory `rel` (relative, clean). With `create`, missing
+  // directories are made (and recorded as implied). The cache keeps the last
+  // directory opened; `borrowed` means the fd belongs to the cache.
+  Try<int> openDir(const std::string& entry, const std::string& rel, bool create) {
+    if (rel.empty()) return root_.get();
+    if (cacheValid_ && cachePath_ == rel) return cacheFd_.get();
+    Fd fd = openBeneath(rel);
+    if (!fd.valid()) {
+      auto walked = walk(entry, rel, create);
+      if (walked.isError()) return walked.error();
+      fd = Fd(*walked);
+    }
+    cacheFd_ = std::move(fd);
+    cachePath_ = rel;
+    cacheValid_ = true;
+    return cacheFd_.get();
+  }
+
+  void forgetCache() {
+    cacheFd_.reset();
+    cacheValid_ = false;
+  }
+
+  Fd openBeneath(const std::string& rel) const {
+    open_how how{};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    return Fd(static_cast<int>(::syscall(SYS_openat2, root_.get(), rel.c_str(), &how, sizeof(how))));
+  }
+
+  // One component at a time with O_NOFOLLOW: the precise error, and the
+  // fallback where openat2 is missing.
+  Try<int> walk(const std::string& entry, const std::string& rel, bool create) {
+    Fd current(::dup(root_.get()));
+    std::string prefix;
+    std::size_t start = 0;
+    while (start <= rel.size()) {
+      const std::size_t slash = rel.find('/', start);
+      const std::string part = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      start = slash == std::string::npos ? rel.size() + 1 : slash + 1;
+      prefix += (prefix.empty() ? "" : "/") + part;
+      int next = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      bool overWhiteout = false;
+      if (next < 0 && errno == ENOTDIR && create) {
+        // This layer deleted the name below and now puts a directory there:
+        // an opaque directory.
+        struct stat st {};
+        if (::fstatat(current.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && isWhiteout(st) &&
+            ::unlinkat(current.get(), part.c_str(), 0) == 0) {
+          overWhiteout = true;
+          errno = ENOENT;
+        }
+      }
+      if (next < 0 && errno == ENOENT && create) {
+        if (::mkdirat(current.get(), part.c_str(), 0755) != 0) return entryError(entry, "create '" + prefix + "'");
+        implied_.insert(prefix);
+        next = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next >= 0 && overWhiteout && ::fsetxattr(next, "trusted.overlay.opaque", "y", 1, 0) != 0) {
+          ::close(next);
+          return entryError(entry, "mark '" + prefix + "' opaque");
+        }
+      }
+      if (next < 0) {
+        const int error = errno;
+        struct stat st {};
+        if (::fstatat(current.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+          if (S_ISLNK(st.st_mode)) return rejected(entry, "its path goes through the symlink '" + prefix + "'");
+          if (!S_ISDIR(st.st_mode)) return rejected(entry, "'" + prefix + "' is not a directory");
+        }
+        if (error == ENOENT) return rejected(entry, "'" + prefix + "' is not in the layer");
+        return entryError(entry, "open '" + prefix + "'", error);
+      }
+      current = Fd(next);
+    }
+    return ::dup(current.get());
+  }
+
+  // ---- entries --------------------------------------------------------------
+
+  Try<Nothing> applyEntry(archive_entry* e) {
+    const char* raw = archive_entry_pathname(e);
+    if (raw == nullptr) raw = archive_entry_pathname_utf8(e);
+    if (raw == nullptr) return rejected("?", "it has no path");
+    const std::string name(raw);
+    if (name.size() > options_.limits.maxPathBytes) {
+      return rejected(name.substr(0, 64) + "...", "its path is " + std::to_string(name.size()) +
+                                                     " bytes, over the limit of " +
+                                                     std::to_string(options_.limits.maxPathBytes));
+    }
+    auto clean = cleanEntryPath(name);
+    if (clean.isError()) return rejected(name, clean.error().message);
+    const std::string& path = *clean;
+    const auto [parent, base] = splitParent(path);
+
+    if (base.starts_with(kWhiteoutPrefix)) return applyWhiteout(name, parent, base);
+
+    const mode_t type = archive_entry_filetype(e);
+    if (path.empty()) {
+      if (type != AE_IFDIR) return rejected(name, "the layer root must be a directory");
+      return applyDirectoryMetadata(name, "", root_.get(), e);
+    }
+    auto dir = openDir(name, parent, true);
+    if (dir.isError()) return dir.error();
+    const int parentFd = *dir;
+
+    if (const char* link = archive_entry_hardlink(e); link != nullptr) {
+      return applyHardlink(name, path, parentFd, base, link);
+    }
+
+    struct stat st {};
+    if (::fstatat(parentFd, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (S_ISDIR(st.st_mode) && type == AE_IFDIR) {
+        implied_.erase(path);
+        Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd.valid()) return entryError(name, "open the directory");
+        return applyDirectoryMetadata(name, path, fd.get(), e);
+      }
+      auto removed = removeExisting(name, path, parentFd, base, st);
+      if (removed.isError()) return removed;
+      // Removing a directory may have dropped the cached parent; reopen.
+      dir = openDir(name, parent, true);
+      if (dir.isError()) return dir.error();
+      // Deleted below and made a directory again in this layer: opaque.
+      if (isWhiteout(st) && type == AE_IFDIR) opaqueNext_ = true;
+    }
+    return create(name, path, *dir, base, type, e);
+  }
+
+  Try<Nothing> removeExisting(const std::string& name, const std::string& path, int parentFd,
+                              const std::string& base, const struct stat& st) {
+    if (!S_ISDIR(st.st_mode)) {
+      if (::unlinkat(parentFd, base.c_str(), 0) != 0) return entryError(name, "replace the earlier entry");
+      return Nothing{};
+    }
+    forgetCache();
+    auto removed = actors::fs::removeTree(rootPath_ + "/" + path);
+    if (removed.isError()) return removed.error();
+    for (auto it = implied_.lower_bound(path); it != implied_.end() && it->starts_with(path);) {
+      it = (*it == path || (*it)[path.size()] == '/') ? implied_.erase(it) : std::next(it);
+    }
+    return Nothing{};
+  }
+
+  Try<Nothing> create(const std::string& name, const std::string& path, int parentFd, const std::string& base,
+                      mode_t type, archive_entry* e) {
+    switch (type) {
+      case AE_IFREG: return createFile(name, parentFd, base, e);
+      case AE_IFDIR: {
+        if (::mkdirat(parentFd, base.c_str(), 0700) != 0) return entryError(name, "create the directory");
+        Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd.valid()) return entryError(name, "open the directory");
+        if (std::exchange(opaqueNext_, false) && ::fsetxattr(fd.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+          return entryError(name, "mark the directory opaque");
+        }
+        auto applied = applyDirectoryMetadata(name, path, fd.get(), e);
+        // The next entries are most likely inside it.
+        cacheFd_ = std::move(fd);
+        cachePath_ = path;
+        cacheValid_ = true;
+        return applied;
+      }
+      case AE_IFLNK: {
+        const char* target = archive_entry_symlink(e);
+        if (target == nullptr) target = archive_entry_symlink_utf8(e);
+        if (target == nullptr || *target == '\0') return rejected(name, "the symlink has no target");
+        if (::symlinkat(target, parentFd, base.c_str()) != 0) return entryError(name, "create the symlink");
+        return applyPathMetadata(name, parentFd, base, e, /*symlink=*/true);
+      }
+      case AE_IFCHR:
+      case AE_IFBLK:
+      case AE_IFIFO: {
+        const dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
+        if (::mknodat(parentFd, base.c_str(), type | 0600, dev) != 0) return entryError(name, "create the node");
+        return applyPathMetadata(name, parentFd, base, e, /*symlink=*/false);
+      }
+      default:
+        return Error(ErrorKind::Unsupported, "Failed to extract " + options_.what + ": entry '" + name +
+                                                 "' has an unsupported type (" + std::to_string(type) + ")");
+    }
+  }
+
+  Try<Nothing> createFile(const std::string& name, int parentFd, const std::string& base, archive_entry* e) {
+    Fd fd(::openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd.valid()) return entryError(name, "create the file");
+    std::int64_t end = 0;
+    for (;;) {
+      const void* block = nullptr;
+      std::size_t size = 0;
+      la_int64_t offset = 0;
+      const int rc = archive_read_data_block(archive_, &block, &size, &offset);
+      if (rc == ARCHIVE_EOF) break;
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return archiveError("read the data of '" + name + "' in");
+      const char* data = static_cast<const char*>(block);
+      for (std::size_t done = 0; done < size;) {
+        const ssize_t n = ::pwrite(fd.get(), data + done, size - done, offset + static_cast<la_int64_t>(done));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return entryError(name, "write");
+        }
+        done += static_cast<std::size_t>(n);
+      }
+      end = std::max<std::int64_t>(end, offset + static_cast<std::int64_t>(size));
+    }
+    const std::int64_t size = archive_entry_size(e);
+    if (end < size && ::ftruncate(fd.get(), size) != 0) return entryError(name, "size the sparse file");
+    return applyFdMetadata(name, fd.get(), e);
+  }
+
+  Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd,
+                             const std::string& base, const char* rawTarget) {
+    auto target = cleanEntryPath(rawTarget);
+    if (target.isError()) return rejected(name, "its hardlink target '" + std::string(rawTarget) + "' is outside the layer");
+    if (*target == path) return Nothing{};
+    const auto [targetParent, targetBase] = splitParent(*target);
+    if (targetBase.empty()) return rejected(name, "its hardlink target is the layer root");
+    Fd targetDir = targetParent.empty() ? Fd(::dup(root_.get())) : openBeneath(targetParent);
+    if (!targetDir.valid()) {
+      return rejected(name, "its hardlink target '" + *target + "' is not in the layer (or goes through a symlink)");
+    }
+    struct stat st {};
+    if (::fstatat(targetDir.get(), targetBase.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return rejected(name, "its hardlink target '" + *target + "' is not in the layer");
+    }
+    if (S_ISDIR(st.st_mode)) return rejected(name, "its hardlink target '" + *target + "' is a directory");
+    struct stat existing {};
+    if (::fstatat(parentFd, base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+      auto removed = removeExisting(name, path, parentFd, base, existing);
+      if (removed.isError()) return removed;
+      auto dir = openDir(name, splitParent(path).first, true);
+      if (dir.isError()) return dir.error();
+      parentFd = *dir;
+    }
+    if (::linkat(targetDir.get(), targetBase.c_str(), parentFd, base.c_str(), 0) != 0) {
+      return entryError(name, "create the hardlink to '" + *target + "'");
+    }
+    return Nothing{};
+  }
+
+  Try<Nothing> applyWhiteout(const std::string& name, const std::string& parent, const std::string& base) {
+    if (base == kOpaqueMarker) {
+      auto dir = openDir(name, parent, true);
+      if (dir.isError()) return dir.error();
+      if (options_.bottomLayer) return Nothing{};
+      if (::fsetxattr(*dir, "trusted.overlay.opaque", "y", 1, 0) != 0) return entryError(name, "mark the directory opaque");
+      return Nothing{};
+    }
+    const std::string target = base.substr(kWhiteoutPrefix.size());
+    if (target.empty() || target == "." || target == "..") {
+      return rejected(name, "the whiteout reaches outside its directory");
+    }
+    if (target.starts_with(kWhiteoutPrefix)) return Nothing{};  // aufs metadata (.wh..wh.plnk, ...)
+    auto dir = openDir(name, parent, true);
+    if (dir.isError()) return dir.error();
+    if (options_.bottomLayer) return Nothing{};
+    struct stat st {};
+    if (::fstatat(*dir, target.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      // This layer's own entry wins; a directory it made keeps nothing from below.
+      if (S_ISDIR(st.st_mode)) {
+        Fd fd(::openat(*dir, target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd.valid() || ::fsetxattr(fd.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+          return entryError(name, "mark '" + target + "' opaque");
+        }
+      }
+      return Nothing{};
+    }
+    if (::mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) return entryError(name, "create the whiteout");
+    return Nothing{};
+  }
+
+  // ---- metadata -------------------------------------------------------------
+
+  static timespec timeOf(time_t seconds, long nanos) { return timespec{seconds, nanos}; }
+
+  void entryTimes(archive_entry* e, timespec times[2]) {
+    times[1] = timeOf(archive_entry_mtime(e), archive_entry_mtime_nsec(e));
+    times[0] = archive_entry_atime_is_set(e) ? timeOf(archive_entry_atime(e), archive_entry_atime_nsec(e)) : times[1];
+  }
+
+  mode_t permissions(archive_entry* e) const { return archive_entry_perm(e) & 07777; }
+
+  // Calls set(name, value, size) for each xattr to keep.
+  template <typename Set>
+  Try<Nothing> forEachXattr(const std::string& entry, archive_entry* e, Set&& set) {
+    std::size_t total = 0;
+    archive_entry_xattr_reset(e);
+    const char* key = nullptr;
+    const void* value = nullptr;
+    std::size_t size = 0;
+    while (archive_entry_xattr_next(e, &key, &value, &size) == ARCHIVE_OK) {
+      total += std::strlen(key) + size;
+      if (total > options_.limits.maxXattrBytes) {
+        return rejected(entry, "its xattrs are over the limit of " + std::to_string(options_.limits.maxXattrBytes) +
+                                   " bytes");
+      }
+      if (std::string_view(key).starts_with(kOverlayXattrPrefix)) continue;
+      if (!set(key, value, size)) return entryError(entry, std::string("set the xattr '") + key + "'");
+    }
+    return Nothing{};
+  }
+
+  Try<Nothing> applyFdMetadata(const std::string& name, int fd, archive_entry* e) {
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
+    if (::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
+      return ::fsetxattr(fd, key, value, size, 0) == 0;
+    });
+    if (xattrs.isError()) return xattrs;
+    timespec times[2];
+    entryTimes(e, times);
+    if (::futimens(fd, times) != 0) return entryError(name, "set the times");
+    return Nothing{};
+  }
+
+  Try<Nothing> applyDirectoryMetadata(const std::string& name, const std::string& path, int fd, archive_entry* e) {
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
+    if (::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
+      return ::fsetxattr(fd, key, value, size, 0) == 0;
+    });
+    if (xattrs.isError()) return xattrs;
+    DirTimes times{path, {}};
+    entryTimes(e, times.times);
+    dirTimes_.push_back(std::move(times));
+    return Nothing{};
+  }
+
+  Try<Nothing> applyPathMetadata(const std::string& name, int parentFd, const std::string& base, archive_entry* e,
+                                 bool symlink) {
+    if (::fchownat(parentFd, base.c_str(), archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0) {
+      return entryError(name, "set the owner");
+    }
+    if (!symlink && ::fchmodat(parentFd, base.c_str(), permissions(e), 0) != 0) return entryError(name, "set the mode");
+    const std::string procPath = "/proc/self/fd/" + std::to_string(parentFd) + "/" + base;
+    auto xattrs = forEachXattr(name, e, [&procPath](const char* key, const void* value, std::size_t size) {
+      return ::lsetxattr(procPath.c_str(), key, value, size, 0) == 0;
+    });
+    if (xattrs.isError()) return xattrs;
+    timespec times[2];
+    entryTimes(e, times);
+    if (::utimensat(parentFd, base.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return entryError(name, "set the times");
+    return Nothing{};
+  }
+
+  // Last, so that creating entries does not change them again.
+  Try<Nothing> setDirectoryTimes() {
+    forgetCache();
+    for (auto it = dirTimes_.rbegin(); it != dirTimes_.rend(); ++it) {
+      Fd fd = it->path.empty() ? Fd(::dup(root_.get())) : openBeneath(it->path);
+      if (!fd.valid()) continue;  // replaced by a later entry
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+      if (::futimens(fd.get(), it->times) != 0) return entryError(it->path, "set the directory times");
+    }
+    return Nothing{};
+  }
+
+  const std::string rootPath_;
+  TarSource& source_;
+  const ApplyOptions& options_;
+  Fd root_;
+  archive* archive_ = nullptr;
+  std::optional<Error> sourceError_;
+  ApplyResult result_;
+  std::set<std::string> implied_;
+  std::vector<DirTimes> dirTimes_;
+  bool opaqueNext_ = false;
+  Fd cacheFd_;
+  std::string cachePath_;
+  bool cacheValid_ = false;
+};
+
+}  // namespace
+
+Try<ApplyResult> applyTar(const std::string& root, TarSource& source, const ApplyOptions& options) {
+  return Applier(root, source, options).run();
+}
+
+}  // namespace prov::store

@@ -1,0 +1,79 @@
+#pragma once
+
+// Applies one layer's tar stream to a fresh directory (the layer's root),
+// securely and in the store's form. Blocking: run it on the blocking pool.
+//
+// - Every path stays inside the root: an entry with an absolute path or a
+//   `..` component is rejected; parents are opened with openat2
+//   (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), or a walk with O_NOFOLLOW at
+//   each step, so no write goes through a symlink; a hardlink must name an
+//   entry of this layer. Each rejection is InvalidArgument naming the entry.
+// - Whiteouts become overlay whiteouts: `.wh.name` a 0/0 character device
+//   (unless this layer itself has `name`), `.wh..wh..opq` the xattr
+//   `trusted.overlay.opaque=y` on its directory. The bottom layer has nothing
+//   below it, so its whiteouts are dropped. A whiteout naming `.`, `..` or
+//   nothing is rejected. `trusted.overlay.*` xattrs in the tar are dropped (a
+//   layer must not forge overlay metadata).
+// - Kept: owner, mode (set after chown, so setuid/setgid survive), xattrs
+//   (PAX SCHILY.xattr), hardlinks, symlinks, devices, fifos, sparse files,
+//   mtimes (directories last), long names. A later entry for the same path
+//   replaces an earlier one; a directory entry over a directory only updates
+//   its metadata.
+// - Directories the layer only implies (it has `a/b/c` but no `a/b`) are made
+//   0755 root:root and listed in the result, to be settled against the
+//   layers below when the layer is committed.
+// - Limits: entries, path bytes, xattr bytes per entry; the source enforces
+//   the byte limit. Over a limit: ResourceExhausted (entries) or
+//   InvalidArgument (a path or header too long).
+//
+// On error the root holds a partial tree: the caller removes it.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fetcher/types.hpp"
+
+namespace prov::store {
+
+using fetcher::Error;
+using fetcher::ErrorKind;
+using fetcher::Nothing;
+using fetcher::Try;
+
+struct ExtractLimits {
+  std::uint64_t maxLayerBytes = 64ull << 30;  // uncompressed tar bytes
+  std::uint64_t maxEntries = 4'000'000;
+  std::size_t maxPathBytes = 4096;
+  std::size_t maxXattrBytes = 1 << 20;  // names and values of one entry
+};
+
+// Where the tar bytes come from: read() returns the next piece (valid until
+// the next call), empty at the end, or the source's error.
+class TarSource {
+ public:
+  virtual ~TarSource() = default;
+  virtual Try<std::string_view> read() = 0;
+};
+
+struct ApplyOptions {
+  std::string what;  // names the layer in messages: "layer 'sha256:…'"
+  bool bottomLayer = false;
+  ExtractLimits limits;
+};
+
+struct ApplyResult {
+  std::uint64_t entries = 0;
+  std::vector<std::string> impliedDirs;  // relative paths, parents first
+};
+
+// Applies the tar `source` yields to `root` (an existing, empty directory).
+// A source error is returned as it is.
+Try<ApplyResult> applyTar(const std::string& root, TarSource& source, const ApplyOptions& options);
+
+// An entry's path made relative and clean ("./a//b/" -> "a/b", "." -> "");
+// InvalidArgument for an absolute path or a `..` component. Pure.
+Try<std::string> cleanEntryPath(std::string_view raw);
+
+}  // namespace prov::store

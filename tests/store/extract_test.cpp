@@ -1,0 +1,326 @@
+// One layer, streamed through LayerStream into a directory: the store's form
+// of whiteouts, what is kept, each escape rejected, and each bad blob.
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "fetcher/digest.hpp"
+#include "store/layer_stream.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
+#include "tests/support/image_builder.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace prov::store {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TarCompression;
+using testing::TarEntry;
+
+TarEntry entry(std::string path, TarEntry::Type type, std::string content = {}) {
+  TarEntry e;
+  e.path = std::move(path);
+  e.type = type;
+  e.content = std::move(content);
+  return e;
+}
+
+std::optional<std::string> xattr(const fs::path& path, const char* name) {
+  char value[256];
+  const ssize_t n = ::lgetxattr(path.c_str(), name, value, sizeof(value));
+  if (n < 0) return std::nullopt;
+  return std::string(value, static_cast<std::size_t>(n));
+}
+
+bool isWhiteout(const fs::path& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+class ExtractTest : public testing::TemporaryDirectoryTest {
+ protected:
+  void SetUp() override {
+    TemporaryDirectoryTest::SetUp();
+    root_ = sandbox() / "layer";
+    fs::create_directories(root_);
+    outside_ = sandbox() / "outside";
+    fs::create_directories(outside_);
+  }
+
+  // Streams `blob` in pieces of `piece` bytes into root_, as a puller would.
+  actors::Future<ExtractedLayer> extract(const std::string& blob, LayerStreamOptions options,
+                                         std::size_t piece = 64 * 1024) {
+    options.apply.what = "layer 'test'";
+    auto stream = LayerStream::start(runtime_, root_.string(), std::move(options));
+    for (std::size_t at = 0; at < blob.size(); at += piece) {
+      auto written = stream->write(std::string_view(blob).substr(at, piece));
+      if (!written.waitFor(std::chrono::seconds(15)) || !written.isReady()) {
+        stream->abort(Error(ErrorKind::Unavailable, "the download failed"));
+        return stream->result();
+      }
+    }
+    stream->end();
+    return stream->result();
+  }
+
+  actors::Future<ExtractedLayer> extractTar(const std::vector<TarEntry>& entries, bool bottom = false) {
+    LayerStreamOptions options;
+    options.compression = Compression::Gzip;
+    options.apply.bottomLayer = bottom;
+    return extract(testing::makeTar(entries, TarCompression::Gzip), options);
+  }
+
+  // Nothing was created outside the layer root.
+  void expectOutsideUntouched() { EXPECT_TRUE(fs::is_empty(outside_)) << "something was written outside"; }
+
+  actors::Runtime runtime_;
+  fs::path root_;
+  fs::path outside_;
+};
+
+TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
+  TarEntry suid = TarEntry::file("bin/tool", "tool", 04755);
+  suid.uid = 1000;
+  suid.gid = 1001;
+  suid.xattrs = {{"user.note", "hello"}, {"security.capability", std::string("\x01\x00\x00\x02", 4) + std::string(16, '\0')}};
+  TarEntry dir = TarEntry::directory("data", 01777);
+  dir.mtime = 1600000000;
+  TarEntry chr = entry("dev/null", TarEntry::Type::CharDevice);
+  chr.major = 1;
+  chr.minor = 3;
+  chr.mode = 0666;
+  TarEntry link = TarEntry::symlink("bin/sh", "tool");
+  link.uid = 7;
+  TarEntry sparse = TarEntry::file("data/sparse", std::string(4 << 20, '\0'));
+  sparse.content.replace(0, 5, "begin");
+  sparse.content.replace(sparse.content.size() - 3, 3, "end");
+  sparse.dataRegions = {{0, 5}, {static_cast<std::int64_t>(sparse.content.size() - 3), 3}};
+  TarEntry forged = TarEntry::file("forged", "x");
+  forged.xattrs = {{"trusted.overlay.redirect", "/etc"}};
+  std::vector<TarEntry> entries = {
+      TarEntry::directory("bin"), suid, link, entry("bin/tool2", TarEntry::Type::Hardlink, "bin/tool"),
+      TarEntry::directory("dev"), chr, entry("dev/fifo", TarEntry::Type::Fifo),
+      dir, TarEntry::file("data/file", "contents"), sparse, forged,
+      TarEntry::file("a/very/" + std::string(200, 'n') + "/" + std::string(200, 'm'), "long")};
+  auto done = extractTar(entries);
+  AWAIT_READY(done);
+
+  struct stat st {};
+  ASSERT_EQ(0, ::lstat((root_ / "bin/tool").c_str(), &st));
+  EXPECT_EQ(04755u, st.st_mode & 07777);
+  EXPECT_EQ(1000u, st.st_uid);
+  EXPECT_EQ(1001u, st.st_gid);
+  EXPECT_EQ(2u, st.st_nlink);  // bin/tool2
+  EXPECT_EQ(1700000000, st.st_mtime);
+  EXPECT_EQ("hello", xattr(root_ / "bin/tool", "user.note").value_or("(none)"));
+  EXPECT_TRUE(xattr(root_ / "bin/tool", "security.capability").has_value());
+  EXPECT_EQ("tool", fs::read_symlink(root_ / "bin/sh").string());
+  ASSERT_EQ(0, ::lstat((root_ / "bin/sh").c_str(), &st));
+  EXPECT_EQ(7u, st.st_uid);
+  ASSERT_EQ(0, ::lstat((root_ / "dev/null").c_str(), &st));
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(makedev(1, 3), st.st_rdev);
+  EXPECT_EQ(0666u, st.st_mode & 07777);
+  ASSERT_EQ(0, ::lstat((root_ / "dev/fifo").c_str(), &st));
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ASSERT_EQ(0, ::lstat((root_ / "data").c_str(), &st));
+  EXPECT_EQ(01777u, st.st_mode & 07777);
+  EXPECT_EQ(1600000000, st.st_mtime) << "directory times are set last";
+  ASSERT_EQ(0, ::lstat((root_ / "data/sparse").c_str(), &st));
+  EXPECT_EQ(4 << 20, st.st_size);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "the hole was written out";
+  const std::string extracted = testing::readFile(root_ / "data/sparse");
+  EXPECT_EQ(fetcher::sha256Digest(sparse.content), fetcher::sha256Digest(extracted))
+      << "starts " << extracted.substr(0, 8) << ", ends " << extracted.substr(extracted.size() - 8);
+  EXPECT_FALSE(xattr(root_ / "forged", "trusted.overlay.redirect").has_value());
+  EXPECT_EQ("long", testing::readFile(root_ / entries.back().path));
+  EXPECT_EQ(entries.size(), done->applied.entries);
+  // "a", "a/very" and the long directory were implied.
+  EXPECT_EQ((std::vector<std::string>{"a", "a/very", "a/very/" + std::string(200, 'n')}), done->applied.impliedDirs);
+}
+
+TEST_F(ExtractTest, WhiteoutsBecomeOverlayWhiteoutsExceptInTheBottomLayer) {
+  std::vector<TarEntry> entries = {
+      TarEntry::directory("etc"), TarEntry::file("etc/.wh.passwd", ""),
+      TarEntry::directory("opaque"), TarEntry::file("opaque/.wh..wh..opq", ""),
+      TarEntry::file("opaque/readded", "new"),  // an opaque dir re-adding a file in the same layer
+      TarEntry::file("keep/.wh.kept", ""), TarEntry::file("keep/kept", "mine"),  // this layer's own wins
+      TarEntry::file(".wh.gone", ""), TarEntry::directory("gone"),  // deleted, then made again: opaque
+      TarEntry::file(".wh..wh.plnk", "")};
+  AWAIT_READY(extractTar(entries));
+  EXPECT_TRUE(isWhiteout(root_ / "etc/passwd"));
+  EXPECT_FALSE(fs::exists(root_ / "etc/.wh.passwd"));
+  EXPECT_EQ("y", xattr(root_ / "opaque", "trusted.overlay.opaque").value_or("(none)"));
+  EXPECT_EQ("new", testing::readFile(root_ / "opaque/readded"));
+  EXPECT_EQ("mine", testing::readFile(root_ / "keep/kept"));
+  EXPECT_TRUE(fs::is_directory(root_ / "gone"));
+  EXPECT_EQ("y", xattr(root_ / "gone", "trusted.overlay.opaque").value_or("(none)"));
+  EXPECT_FALSE(fs::exists(root_ / ".wh..wh.plnk"));
+
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  AWAIT_READY(extractTar(entries, /*bottom=*/true));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "etc/passwd")));
+  EXPECT_FALSE(xattr(root_ / "opaque", "trusted.overlay.opaque").has_value());
+  EXPECT_EQ("new", testing::readFile(root_ / "opaque/readded"));
+}
+
+TEST_F(ExtractTest, LaterEntriesReplaceEarlierOnesWithoutWritingThroughThem) {
+  std::vector<TarEntry> entries = {
+      TarEntry::file("x", "file"), TarEntry::directory("x"), TarEntry::file("x/inside", "1"),  // file -> dir
+      TarEntry::symlink("x", outside_.string()),                                              // dir -> symlink
+      TarEntry::file("x", "file again"),                                                      // symlink -> file
+      TarEntry::symlink("y", outside_.string()), TarEntry::directory("y")};
+  AWAIT_READY(extractTar(entries));
+  EXPECT_EQ("file again", testing::readFile(root_ / "x"));
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(root_ / "y")));
+  expectOutsideUntouched();
+}
+
+struct Escape {
+  std::string name;
+  std::vector<TarEntry> entries;
+  std::string entry;  // the entry the error names
+  std::string why;    // part of the message
+};
+
+TEST_F(ExtractTest, EachEscapeIsRejectedNamingTheEntry) {
+  const std::string out = outside_.string();
+  const std::vector<Escape> escapes = {
+      {"dotdot", {TarEntry::file("a/../../outside/evil", "x")}, "a/../../outside/evil", "'..'"},
+      {"absolute", {TarEntry::file(out + "/evil", "x")}, out + "/evil", "absolute"},
+      {"symlink parent", {TarEntry::symlink("link", out), TarEntry::file("link/evil", "x")}, "link/evil",
+       "symlink 'link'"},
+      {"symlink grandparent", {TarEntry::symlink("link", out), TarEntry::file("link/sub/evil", "x")},
+       "link/sub/evil", "symlink 'link'"},
+      {"hardlink outside", {entry("evil", TarEntry::Type::Hardlink, "../outside/target")}, "evil", "outside"},
+      {"hardlink absolute", {entry("evil", TarEntry::Type::Hardlink, out + "/target")}, "evil", "outside"},
+      {"hardlink through symlink",
+       {TarEntry::symlink("link", out), entry("evil", TarEntry::Type::Hardlink, "link/target")}, "evil", "symlink"},
+      {"whiteout dotdot", {TarEntry::file("a/.wh...", "")}, "a/.wh...", "outside its directory"},
+      {"whiteout through symlink", {TarEntry::symlink("link", out), TarEntry::file("link/.wh.target", "")},
+       "link/.wh.target", "symlink 'link'"},
+      {"opaque through symlink", {TarEntry::symlink("link", out), TarEntry::file("link/.wh..wh..opq", "")},
+       "link/.wh..wh..opq", "symlink 'link'"},
+  };
+  testing::writeFile(outside_ / "target", "host file");
+  for (const auto& escape : escapes) {
+    SCOPED_TRACE(escape.name);
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    auto done = extractTar(escape.entries);
+    AWAIT_FAILED(done);
+    EXPECT_EQ(ErrorKind::InvalidArgument, done.failure().kind) << done.failure().message;
+    EXPECT_NE(std::string::npos, done.failure().message.find("entry '" + escape.entry + "'")) << done.failure().message;
+    EXPECT_NE(std::string::npos, done.failure().message.find(escape.why)) << done.failure().message;
+    EXPECT_EQ((std::vector<fs::path>{outside_ / "target"}),
+              std::vector<fs::path>(fs::directory_iterator(outside_), fs::directory_iterator()));
+    EXPECT_EQ("host file", testing::readFile(outside_ / "target"));
+  }
+}
+
+TEST_F(ExtractTest, DiffIdIsCheckedAndCanBeSkippedForUncompressedLayers) {
+  const std::vector<TarEntry> entries = {TarEntry::file("f", "data")};
+  const std::string tar = testing::makeTar(entries, TarCompression::None);
+  LayerStreamOptions options;
+  options.compression = Compression::Gzip;
+  options.expectedDiffId = fetcher::sha256Digest(tar);
+  auto good = extract(testing::makeTar(entries, TarCompression::Gzip), options, 7);
+  AWAIT_READY(good);
+  EXPECT_EQ(options.expectedDiffId, good->diffId);
+
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  options.expectedDiffId = fetcher::sha256Digest("something else");
+  auto bad = extract(testing::makeTar(entries, TarCompression::Gzip), options);
+  AWAIT_FAILED(bad);
+  EXPECT_EQ(ErrorKind::DigestMismatch, bad.failure().kind);
+  EXPECT_NE(std::string::npos, bad.failure().message.find(options.expectedDiffId)) << bad.failure().message;
+
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  options.compression = Compression::None;
+  options.hashDiffId = false;  // the puller verified the blob digest, which is the diffID
+  auto unhashed = extract(tar, options);
+  AWAIT_READY(unhashed);
+  EXPECT_EQ(options.expectedDiffId, unhashed->diffId);
+}
+
+TEST_F(ExtractTest, BadBlobsFailClearly) {
+  const std::vector<TarEntry> entries = {TarEntry::file("f", std::string(1 << 20, 'z'))};
+  const std::string gz = testing::makeTar(entries, TarCompression::Gzip);
+
+  LayerStreamOptions options;
+  auto truncated = extract(gz.substr(0, gz.size() / 2), options);
+  AWAIT_FAILED(truncated);
+  EXPECT_EQ(ErrorKind::Corruption, truncated.failure().kind) << truncated.failure().message;
+  EXPECT_NE(std::string::npos, truncated.failure().message.find("layer 'test'")) << truncated.failure().message;
+
+  options.apply.limits.maxLayerBytes = 512 * 1024;  // the bomb: 1 MiB of 'z' in a few KiB
+  auto bomb = extract(gz, options);
+  AWAIT_FAILED(bomb);
+  EXPECT_EQ(ErrorKind::ResourceExhausted, bomb.failure().kind) << bomb.failure().message;
+
+  LayerStreamOptions plain;
+  plain.compression = Compression::None;
+  auto garbage = extract(std::string(4096, 'g'), plain);
+  AWAIT_FAILED(garbage);
+  EXPECT_EQ(ErrorKind::Corruption, garbage.failure().kind) << garbage.failure().message;
+
+  LayerStreamOptions mismatch;  // says gzip, is zstd
+  auto wrongType = extract(testing::makeTar(entries, TarCompression::Zstd), mismatch);
+  AWAIT_FAILED(wrongType);
+  EXPECT_EQ(ErrorKind::Corruption, wrongType.failure().kind) << wrongType.failure().message;
+
+  LayerStreamOptions few;
+  few.apply.limits.maxEntries = 2;
+  auto many = extract(testing::makeTar({TarEntry::file("a", ""), TarEntry::file("b", ""), TarEntry::file("c", "")}),
+                      few);
+  AWAIT_FAILED(many);
+  EXPECT_EQ(ErrorKind::ResourceExhausted, many.failure().kind) << many.failure().message;
+
+  LayerStreamOptions shortPaths;
+  shortPaths.apply.limits.maxPathBytes = 10;
+  auto longPath = extract(testing::makeTar({TarEntry::file("abcdefghijklmnop", "")}), shortPaths);
+  AWAIT_FAILED(longPath);
+  EXPECT_EQ(ErrorKind::InvalidArgument, longPath.failure().kind) << longPath.failure().message;
+  expectOutsideUntouched();
+}
+
+TEST_F(ExtractTest, AnAbortedDownloadStopsTheJobAndAFailedJobStopsTheDownload) {
+  LayerStreamOptions options;
+  options.apply.what = "layer 'test'";
+  auto stream = LayerStream::start(runtime_, root_.string(), options);
+  const std::string gz = testing::makeTar({TarEntry::file("f", std::string(1 << 20, 'q'))});
+  AWAIT_READY(stream->write(std::string_view(gz).substr(0, 100)));
+  stream->abort(Error(ErrorKind::Unavailable, "connection reset"));
+  auto result = stream->result();
+  AWAIT_FAILED(result);
+  EXPECT_EQ("connection reset", result.failure().message);
+  AWAIT_FAILED(stream->write("more"));
+
+  fs::remove_all(root_);
+  fs::create_directories(root_);
+  auto failing = LayerStream::start(runtime_, root_.string(), options);
+  auto first = failing->write(std::string(1024, 'x'));  // not gzip
+  AWAIT_FAILED(first);
+  EXPECT_EQ(ErrorKind::Corruption, first.failure().kind);
+  AWAIT_FAILED(failing->result());
+}
+
+TEST(CleanEntryPathTest, NormalisesAndRejects) {
+  EXPECT_EQ("a/b", *cleanEntryPath("./a//b/"));
+  EXPECT_EQ("", *cleanEntryPath("./"));
+  EXPECT_EQ("a/.../b", *cleanEntryPath("a/.../b"));
+  EXPECT_TRUE(cleanEntryPath("/etc/passwd").isError());
+  EXPECT_TRUE(cleanEntryPath("a/../b").isError());
+  EXPECT_TRUE(cleanEntryPath("..").isError());
+}
+
+}  // namespace
+}  // namespace prov::store
