@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "actors/async.hpp"
+#include "actors/fs.hpp"
 #include "fetcher/digest.hpp"
 #include "store/decompress.hpp"
 
@@ -66,7 +67,8 @@ struct LayerStream::State final : TarSource {
   }
 
   void run() {
-    auto applied = applyTar(root, *this, options.apply);
+    auto made = actors::fs::makeDirectories(root);
+    auto applied = made.isError() ? Try<ApplyResult>(made.error()) : applyTar(root, *this, options.apply);
     Try<ExtractedLayer> outcome = [&]() -> Try<ExtractedLayer> {
       if (applied.isError()) return applied.error();
       ExtractedLayer layer{options.expectedDiffId, std::move(*applied)};

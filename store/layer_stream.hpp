@@ -50,7 +50,8 @@ struct LayerStreamOptions {
 
 class LayerStream final : public fetcher::ByteSink, public std::enable_shared_from_this<LayerStream> {
  public:
-  // Starts the job; it extracts into `root` (an existing empty directory).
+  // Starts the job; it extracts into `root` (an empty directory; made, with
+  // its parents, when missing).
   static std::shared_ptr<LayerStream> start(actors::Runtime& runtime, std::string root, LayerStreamOptions options);
   ~LayerStream() override;
 

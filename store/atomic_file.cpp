@@ -1,0 +1,76 @@
+#include "store/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+namespace prov::store {
+
+using fetcher::Error;
+using fetcher::ErrorKind;
+using fetcher::Nothing;
+using fetcher::Try;
+
+namespace {
+Error ioError(const std::string& doing, const std::string& path) {
+  return Error(ErrorKind::IO, "Failed to " + doing + " '" + path + "': " + std::strerror(errno));
+}
+}  // namespace
+
+Try<Nothing> syncDirectory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ioError("open", path);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return ioError("fsync", path);
+  return Nothing{};
+}
+
+Try<Nothing> writeFileAtomically(const std::string& path, std::string_view content) {
+  const std::string temp = path + ".tmp-" + randomName();
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ioError("create", temp);
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      auto error = ioError("write", temp);
+      ::close(fd);
+      ::unlink(temp.c_str());
+      return error;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    auto error = ioError("fsync", temp);
+    ::close(fd);
+    ::unlink(temp.c_str());
+    return error;
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    auto error = ioError("rename into place", path);
+    ::unlink(temp.c_str());
+    return error;
+  }
+  const auto slash = path.rfind('/');
+  return syncDirectory(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
+}
+
+std::string randomName() {
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name(16, '0');
+  std::uint64_t bits = random();
+  for (auto& c : name) {
+    c = kHex[bits & 15];
+    bits >>= 4;
+  }
+  return name;
+}
+
+}  // namespace prov::store

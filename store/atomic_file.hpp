@@ -1,0 +1,22 @@
+#pragma once
+
+// Durable whole-file replacement: write a temp file beside `path`, fsync it,
+// rename it over `path`, fsync the directory. A crash leaves either the old
+// or the new content, never a mix. Blocking.
+
+#include <string>
+#include <string_view>
+
+#include "fetcher/types.hpp"
+
+namespace prov::store {
+
+fetcher::Try<fetcher::Nothing> writeFileAtomically(const std::string& path, std::string_view content);
+
+// fsync of a directory (after a rename into it).
+fetcher::Try<fetcher::Nothing> syncDirectory(const std::string& path);
+
+// A fresh random name for staging and gc entries.
+std::string randomName();
+
+}  // namespace prov::store

@@ -1,0 +1,457 @@
+#include "store/image_store.hpp"
+
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <map>
+
+#include "actors/async.hpp"
+#include "actors/collect.hpp"
+#include "actors/defer.hpp"
+#include "actors/dispatch.hpp"
+#include "actors/fs.hpp"
+#include "actors/process.hpp"
+#include "actors/runtime.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/reference.hpp"
+#include "store/atomic_file.hpp"
+#include "store/layer_disk.hpp"
+#include "store/layer_stream.hpp"
+#include "store/metadata_manager.hpp"
+#include "store/paths.hpp"
+#include "store/shared_work.hpp"
+
+namespace prov::store {
+
+using actors::Future;
+using actors::Promise;
+using messages::Image;
+using messages::ResolvedImage;
+using messages::StoredImage;
+
+Try<std::string> imageKey(const Image& image) {
+  switch (image.type()) {
+    case Image::DOCKER: {
+      auto reference = fetcher::normalize(image.reference());
+      if (reference.repository().empty()) return Error(ErrorKind::InvalidArgument, "The image has no repository");
+      return "docker://" + fetcher::toString(reference);
+    }
+    case Image::OCI_LAYOUT:
+    case Image::DOCKER_ARCHIVE: {
+      std::error_code ec;
+      const auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(image.path()), ec);
+      if (image.path().empty() || ec) {
+        return Error(ErrorKind::InvalidArgument, "Failed to resolve the image path '" + image.path() + "'");
+      }
+      if (image.type() == Image::DOCKER_ARCHIVE) return "docker-archive:" + path.string();
+      return "oci:" + path.string() + (image.layout_tag().empty() ? "" : ":" + image.layout_tag());
+    }
+    default: return Error(ErrorKind::Unsupported, "The Docker image store does not hold this image type");
+  }
+}
+
+std::vector<std::string> chainIds(const std::vector<std::string>& diffIds) {
+  std::vector<std::string> ids;
+  for (const auto& diffId : diffIds) {
+    ids.push_back(ids.empty() ? diffId : fetcher::sha256Digest(ids.back() + " " + diffId));
+  }
+  return ids;
+}
+
+namespace {
+
+struct Staged {
+  std::string dir;     // staging/<random>
+  std::string rootfs;  // dir + "/rootfs"
+  std::vector<std::string> impliedDirs;
+};
+
+Error cancelled(const std::string& what) {
+  return Error(ErrorKind::Cancelled, "Failed to pull " + what + ": the pull was discarded");
+}
+
+}  // namespace
+
+class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
+ public:
+  ImageStoreProcess(actors::Runtime& runtime, ImageStoreOptions options, PullerFor pullerFor)
+      : actors::Process<ImageStoreProcess>("docker-store"), runtime_(runtime), options_(std::move(options)),
+        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir),
+        pulls_([this](std::function<void()> f) { post(std::move(f)); }),
+        layerPulls_([this](std::function<void()> f) { post(std::move(f)); }) {}
+
+  Future<Nothing> recover() {
+    return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
+        .then(actors::defer(self(), [this](const std::set<std::string>& layers) {
+          committed_ = layers;
+          return metadata_.recover();
+        }))
+        .then(actors::defer(self(), [this](const std::vector<StoredImage>& images) -> Future<Nothing> {
+          images_.clear();
+          std::vector<std::string> gone;
+          for (const auto& image : images) {
+            bool complete = true;
+            for (const auto& id : image.layer_ids()) complete = complete && committed_.count(id) > 0;
+            const std::string config = configPath(image);
+            complete = complete && (config.empty() || actors::fs::exists(config));
+            if (complete) {
+              images_[image.key()] = image;
+            } else {
+              gone.push_back(image.key());
+            }
+          }
+          if (gone.empty()) return Nothing{};
+          return metadata_.remove(gone);
+        }));
+  }
+
+  Future<ImageInfo> get(const Image& image) {
+    auto key = imageKey(image);
+    if (key.isError()) return key.error();
+    const bool recheck = image.has_cached() && !image.cached();
+    auto cached = images_.find(*key);
+    if (recheck || cached == images_.end()) return pulls_.join(*key, [&] { return pull(*key, image); });
+    // A cached image: are its layers and config still on disk?
+    StoredImage stored = cached->second;
+    std::vector<std::string> paths;
+    for (const auto& id : stored.layer_ids()) paths.push_back(paths::layerRootfs(options_.storeDir, id));
+    if (!configPath(stored).empty()) paths.push_back(configPath(stored));
+    return actors::async(runtime_,
+                         [paths] {
+                           std::vector<bool> present;
+                           for (const auto& path : paths) present.push_back(actors::fs::exists(path));
+                           return present;
+                         })
+        .then(actors::defer(self(), [this, stored, image, key = *key](const std::vector<bool>& present) {
+          bool complete = true;
+          for (int i = 0; i < stored.layer_ids_size(); ++i) {
+            if (!present[static_cast<std::size_t>(i)]) {
+              committed_.erase(stored.layer_ids(i));
+              complete = false;
+            }
+          }
+          if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
+          if (complete) return Future<ImageInfo>(infoOf(stored));
+          return pulls_.join(key, [&] { return pull(key, image); });
+        }));
+  }
+
+  Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
+    std::set<std::string> keep;
+    for (const auto& image : excluded) {
+      auto key = imageKey(image);
+      if (key.isSome()) keep.insert(*key);
+    }
+    std::vector<std::string> forget;
+    std::set<std::string> usedLayers, usedConfigs;
+    for (const auto& [key, image] : images_) {
+      if (keep.count(key) == 0) {
+        forget.push_back(key);
+        continue;
+      }
+      usedLayers.insert(image.layer_ids().begin(), image.layer_ids().end());
+      usedConfigs.insert(paths::hexOf(image.config_digest()));
+    }
+    for (const auto& id : layerPulls_.keys()) usedLayers.insert(id);
+    for (const auto& [key, image] : inflightConfigs_) usedConfigs.insert(image);
+    std::vector<std::string> doomed;
+    for (const auto& id : committed_) {
+      const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
+      if (usedLayers.count(id) == 0 && activePaths.count(rootfs) == 0) doomed.push_back(paths::layer(options_.storeDir, id));
+    }
+    for (const auto& name : configFiles_) {
+      const std::string path = paths::configs(options_.storeDir) + "/" + name;
+      if (usedConfigs.count(name) == 0 && activePaths.count(path) == 0) doomed.push_back(path);
+    }
+    for (const auto& key : forget) images_.erase(key);
+    for (const auto& path : doomed) {
+      committed_.erase("sha256:" + path.substr(path.rfind('/') + 1));
+      configFiles_.erase(path.substr(path.rfind('/') + 1));
+    }
+    const std::string dir = options_.storeDir;
+    return metadata_.remove(forget)
+        .then(actors::defer(self(), [this, dir, doomed] {
+          return actors::async(runtime_, [dir, doomed] { return markForGc(dir, doomed); });
+        }))
+        .then([this, dir](const std::vector<std::string>&) {
+          // The sweep runs on after prune() returns.
+          actors::async(runtime_, [dir] { return sweepGc(dir); });
+          return Nothing{};
+        });
+  }
+
+  std::vector<StoredImage> images() {
+    std::vector<StoredImage> all;
+    for (const auto& [key, image] : images_) all.push_back(image);
+    return all;
+  }
+
+  Future<std::string> recoveryWarning() { return metadata_.recoveryWarning(); }
+
+  void initialize() override {
+    maxSlots_ = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
+                                                 : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
+    // A layer job holds a blocking thread while it waits for bytes; the
+    // puller's hashing needs one too.
+    if (runtime_.blockingThreads() > 1) maxSlots_ = std::min(maxSlots_, runtime_.blockingThreads() - 1);
+    for (const auto& name : std::filesystem::directory_iterator(paths::configs(options_.storeDir),
+                                                                std::filesystem::directory_options::skip_permission_denied,
+                                                                configScanError_)) {
+      configFiles_.insert(name.path().filename().string());
+    }
+  }
+
+ private:
+  void post(std::function<void()> f) { actors::defer(self(), std::move(f))(); }
+
+  std::string configPath(const StoredImage& image) const {
+    return image.config_digest().empty() ? "" : paths::config(options_.storeDir, image.config_digest());
+  }
+
+  ImageInfo infoOf(const StoredImage& image) const {
+    ImageInfo info{image, {}, configPath(image)};
+    for (const auto& id : image.layer_ids()) info.layers.push_back(paths::layerRootfs(options_.storeDir, id));
+    return info;
+  }
+
+  // ---- one image ------------------------------------------------------------
+
+  Future<ImageInfo> pull(const std::string& key, const Image& image) {
+    std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
+    if (!puller) {
+      return Error(ErrorKind::Unsupported, "Failed to pull '" + key + "': no image source for it is configured");
+    }
+    messages::Platform platform = options_.platform;
+    if (platform.os().empty()) platform = fetcher::hostPlatform();
+    return puller->resolve(image, platform)
+        .then(actors::defer(self(), [this, key, image, puller](const ResolvedImage& resolved) {
+          return fetchLayers(key, image, puller, resolved);
+        }));
+  }
+
+  Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
+                                const std::shared_ptr<fetcher::Puller>& puller, const ResolvedImage& resolved) {
+    const auto& layers = resolved.manifest().layers();
+    std::vector<std::string> diffIds(resolved.config().diff_ids().begin(), resolved.config().diff_ids().end());
+    const bool verifiable = !diffIds.empty();
+    if (!verifiable) {  // schema 1: no diffIDs; the blob digests name the layers
+      for (const auto& layer : layers) diffIds.push_back(layer.digest());
+    }
+    if (diffIds.size() != static_cast<std::size_t>(layers.size())) {
+      return Error(ErrorKind::Corruption, "Failed to pull '" + key + "': the config lists " +
+                                              std::to_string(diffIds.size()) + " diff_ids for " +
+                                              std::to_string(layers.size()) + " layers");
+    }
+    const std::vector<std::string> ids = chainIds(diffIds);
+    inflightConfigs_.emplace(key, paths::hexOf(resolved.manifest().config().digest()));
+    std::vector<Future<Nothing>> joined;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (committed_.count(ids[i]) > 0) continue;
+      joined.push_back(layerPulls_.join(ids[i], [&] {
+        return pullLayer(image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string());
+      }));
+    }
+    return actors::collect(joined)
+        .then(actors::defer(self(), [this, key, resolved, ids] { return finishPull(key, resolved, ids); }))
+        .onAny(actors::defer(self(), [this, key] { inflightConfigs_.erase(key); }));
+  }
+
+  Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved,
+                               const std::vector<std::string>& ids) {
+    StoredImage image;
+    image.set_key(key);
+    *image.mutable_reference() = resolved.reference();
+    image.set_manifest_digest(resolved.manifest_digest());
+    image.set_config_digest(resolved.config_json().empty() ? "" : resolved.manifest().config().digest());
+    for (const auto& id : ids) image.add_layer_ids(id);
+    *image.mutable_config() = resolved.config();
+    image.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
+    Future<Nothing> config = Nothing{};
+    if (!image.config_digest().empty()) {
+      const std::string path = configPath(image);
+      configFiles_.insert(paths::hexOf(image.config_digest()));
+      config = actors::async(runtime_, [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
+    }
+    return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
+        .then(actors::defer(self(), [this](const StoredImage& stored) {
+          images_[stored.key()] = stored;
+          return infoOf(stored);
+        }));
+  }
+
+  // ---- one layer ------------------------------------------------------------
+
+  Future<Nothing> pullLayer(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+                            const ResolvedImage& resolved, std::size_t i, const std::vector<std::string>& ids,
+                            const std::string& diffId) {
+    const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
+    const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
+    auto compression = fetcher::layerCompression(blob.media_type());
+    if (compression.isError()) {
+      return Error(ErrorKind::Unsupported, "Failed to pull " + what + ": " + compression.error().message);
+    }
+    // The layer below, as its own pull (or done): committing waits for it.
+    Future<Nothing> parent = Nothing{};
+    if (i > 0 && committed_.count(ids[i - 1]) == 0) {
+      auto running = layerPulls_.peek(ids[i - 1]);
+      if (!running) return Error(ErrorKind::Unavailable, "Failed to pull " + what + ": the layer below it is not there");
+      parent = *running;
+    }
+    LayerStreamOptions stream;
+    stream.compression = *compression;
+    stream.expectedDiffId = diffId;
+    stream.hashDiffId = !(*compression == Compression::None && blob.digest() == diffId);
+    stream.apply.what = what;
+    stream.apply.bottomLayer = i == 0;
+    stream.apply.limits = options_.limits;
+    std::vector<std::string> parents;
+    for (std::size_t j = i; j-- > 0;) parents.push_back(paths::layerRootfs(options_.storeDir, ids[j]));
+    const std::string layerDir = paths::layer(options_.storeDir, ids[i]);
+    const std::string id = ids[i];
+    return acquireSlot()
+        .then(actors::defer(self(), [this, image, puller, resolved, blob, stream] {
+          return extract(image, puller, resolved, blob, stream);
+        }))
+        .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
+        .then(actors::defer(self(), [this, parents, layerDir, id](const Staged& staged) {
+          return actors::async(runtime_,
+                               [staged, parents, layerDir, sync = options_.syncLayers]() -> Try<Nothing> {
+                                 auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents,
+                                                              layerDir, sync);
+                                 if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
+                                 return committed;
+                               })
+              .then(actors::defer(self(), [this, id] { committed_.insert(id); }));
+        }));
+  }
+
+  // Streams the blob into a LayerStream; READY with the staged layer, or
+  // FAILED/DISCARDED with the staging directory removed.
+  Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+                         const ResolvedImage& resolved, const messages::Descriptor& blob,
+                         const LayerStreamOptions& options) {
+    const std::string dir = paths::staging(options_.storeDir) + "/" + randomName();
+    auto stream = LayerStream::start(runtime_, dir + "/rootfs", options);
+    Future<Nothing> fetched = puller->fetchBlob(image, resolved, blob, stream);
+    fetched.onAny([stream, what = options.apply.what](const Future<Nothing>& f) {
+      if (f.isReady()) {
+        stream->end();
+      } else {
+        stream->abort(f.isFailed() ? f.failure() : cancelled(what));
+      }
+    });
+    auto promise = std::make_shared<Promise<Staged>>();
+    promise->future().onDiscard([fetched, stream, what = options.apply.what] {
+      fetched.discard();
+      stream->abort(cancelled(what));
+    });
+    Future<ExtractedLayer> extracted = stream->result();
+    actors::await(fetched, extracted)
+        .onAny(actors::defer(self(), [this, dir, fetched, extracted, promise, what = options.apply.what] {
+          releaseSlot();
+          if (fetched.isReady() && extracted.isReady()) {
+            promise->set(Staged{dir, dir + "/rootfs", extracted->applied.impliedDirs});
+            return;
+          }
+          std::optional<Error> error;
+          if (extracted.isFailed()) error = extracted.failure();
+          else if (fetched.isFailed()) error = fetched.failure();
+          actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
+              .onAny([promise, error, what](const Future<bool>&) {
+                if (error && !promise->future().hasDiscard()) {
+                  promise->fail(*error);
+                } else {
+                  promise->discard();
+                }
+              });
+        }));
+    return promise->future();
+  }
+
+  // At most maxSlots_ layers download and extract at once, first come first
+  // served.
+  Future<Nothing> acquireSlot() {
+    if (slotsInUse_ < maxSlots_) {
+      ++slotsInUse_;
+      return Nothing{};
+    }
+    auto waiter = std::make_shared<Promise<Nothing>>();
+    slotWaiters_.push_back(waiter);
+    return waiter->future();
+  }
+
+  void releaseSlot() {
+    while (!slotWaiters_.empty()) {
+      auto next = std::move(slotWaiters_.front());
+      slotWaiters_.pop_front();
+      if (next->future().hasDiscard()) {
+        next->discard();
+        continue;
+      }
+      next->set(Nothing{});  // the slot passes on
+      return;
+    }
+    --slotsInUse_;
+  }
+
+  actors::Runtime& runtime_;
+  const ImageStoreOptions options_;
+  const PullerFor pullerFor_;
+  MetadataManager metadata_;
+  std::map<std::string, StoredImage> images_;
+  std::set<std::string> committed_;    // chain ids in layers/
+  std::set<std::string> configFiles_;  // names in configs/
+  std::multimap<std::string, std::string> inflightConfigs_;  // pull key -> config hex
+  std::error_code configScanError_;
+  SharedWork<ImageInfo> pulls_;
+  SharedWork<Nothing> layerPulls_;
+  std::size_t maxSlots_ = 1;
+  std::size_t slotsInUse_ = 0;
+  std::deque<std::shared_ptr<Promise<Nothing>>> slotWaiters_;
+};
+
+struct ImageStore::Pid {
+  actors::PID<ImageStoreProcess> pid;
+};
+
+Try<std::unique_ptr<ImageStore>> ImageStore::create(actors::Runtime& runtime, ImageStoreOptions options,
+                                                    PullerFor pullerFor) {
+  if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The image store needs a directory");
+  for (const auto& dir : {paths::staging(options.storeDir), paths::layers(options.storeDir),
+                          paths::configs(options.storeDir), paths::gc(options.storeDir)}) {
+    auto made = actors::fs::makeDirectories(dir);
+    if (made.isError()) return made.error();
+  }
+  auto process = std::make_unique<ImageStoreProcess>(runtime, std::move(options), std::move(pullerFor));
+  return std::unique_ptr<ImageStore>(new ImageStore(std::move(process), runtime));
+}
+
+ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime)
+    : process_(std::move(process)), pid_(std::make_unique<Pid>()) {
+  pid_->pid = actors::spawn(runtime, *process_);
+}
+
+ImageStore::~ImageStore() {
+  actors::terminate(pid_->pid);
+  actors::wait(pid_->pid);
+}
+
+Future<Nothing> ImageStore::recover() { return actors::dispatch(pid_->pid, &ImageStoreProcess::recover); }
+
+Future<ImageInfo> ImageStore::get(const Image& image) {
+  return actors::dispatch(pid_->pid, &ImageStoreProcess::get, image);
+}
+
+Future<Nothing> ImageStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
+  return actors::dispatch(pid_->pid, &ImageStoreProcess::prune, excluded, activePaths);
+}
+
+Future<std::vector<StoredImage>> ImageStore::images() {
+  return actors::dispatch(pid_->pid, &ImageStoreProcess::images);
+}
+
+Future<std::string> ImageStore::recoveryWarning() {
+  return actors::dispatch(pid_->pid, &ImageStoreProcess::recoveryWarning);
+}
+
+}  // namespace prov::store

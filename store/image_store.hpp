@@ -1,0 +1,104 @@
+#pragma once
+
+// The image store for Docker and OCI images (Mesos docker/store.cpp, with
+// its gaps closed). An actor; every call may come from any thread.
+//
+// get(image): the image's layers (extracted, verified) and config.
+//   - Cached by the image's normalised key, so `busybox`, `busybox:latest`
+//     and `docker.io/library/busybox` are one entry. A cached image whose
+//     layer (or config) went missing on disk is pulled again; only what is
+//     missing is fetched. `cached = false` re-resolves the manifest and
+//     reuses every layer already stored.
+//   - Concurrent gets of one image share one pull; images that share layers
+//     fetch each shared layer once. Discarding one caller's future leaves
+//     the pull to the others; when every caller has discarded, the pull (and
+//     its downloads and extractions) stops and leaves nothing behind.
+//   - Each layer streams from the puller into extraction (LayerStream) in a
+//     staging directory; at most `maxConcurrentLayers` at once, base layers
+//     first. A layer is committed (renamed into layers/<chain id>) only after
+//     its blob digest (checked by the puller) and its diffID (checked here,
+//     against the config's rootfs.diff_ids) matched, and after the layers
+//     below it, so that the directories it only implies take their owner,
+//     mode and times from them. On any failure its staging directory is
+//     removed and nothing is stored.
+// recover(): empties staging/, finishes an interrupted gc/ sweep, loads the
+//   index and drops the images whose layers or config are gone.
+// prune(excluded, activePaths): forgets every image but `excluded`, then
+//   removes every layer and config that no remaining image, no path in
+//   `activePaths` (layer rootfs dirs or config files in use by containers)
+//   and no running pull uses: renamed into gc/ at once, deleted in the
+//   background.
+//
+// Errors: as the puller's (NotFound, Unauthorized, Unavailable, ...);
+// DigestMismatch for a blob or diffID that does not match; Corruption for a
+// blob that does not decompress or is not a tar; InvalidArgument for a layer
+// entry that escapes (naming it); ResourceExhausted past a limit;
+// Unsupported for an image type without a puller or a layer media type
+// without a decompressor.
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/future.hpp"
+#include "fetcher/puller.hpp"
+#include "messages/image.pb.h"
+#include "store/tar_apply.hpp"
+
+namespace prov::actors {
+class Runtime;
+}
+
+namespace prov::store {
+
+struct ImageStoreOptions {
+  std::string storeDir;          // <work_dir>/store/docker
+  messages::Platform platform;   // empty os: this host's
+  ExtractLimits limits;
+  std::size_t maxConcurrentLayers = 0;  // 0: half the runtime's blocking threads (at least 1)
+  bool syncLayers = true;               // syncfs before a layer becomes visible
+};
+
+// The puller for an image (by its type and source); null when none serves it.
+using PullerFor = std::function<std::shared_ptr<fetcher::Puller>(const messages::Image&)>;
+
+struct ImageInfo {
+  messages::StoredImage image;
+  std::vector<std::string> layers;  // layer rootfs directories, base first
+  std::string configPath;           // empty when the image has no config blob (schema 1)
+};
+
+// The normalised key of an image: "docker://docker.io/library/busybox:latest",
+// "oci:/abs/dir:tag", "docker-archive:/abs/file". InvalidArgument for a bad
+// reference.
+Try<std::string> imageKey(const messages::Image& image);
+
+// OCI chain ids of layers with these diffIDs, base first.
+std::vector<std::string> chainIds(const std::vector<std::string>& diffIds);
+
+class ImageStoreProcess;
+
+class ImageStore {
+ public:
+  // Makes the store's directories; IO error when it cannot.
+  static Try<std::unique_ptr<ImageStore>> create(actors::Runtime& runtime, ImageStoreOptions options,
+                                                 PullerFor pullerFor);
+  ~ImageStore();
+
+  actors::Future<Nothing> recover();
+  actors::Future<ImageInfo> get(const messages::Image& image);
+  actors::Future<Nothing> prune(const std::vector<messages::Image>& excluded, const std::set<std::string>& activePaths);
+  actors::Future<std::vector<messages::StoredImage>> images();
+  // Why recover() found no usable index, if so ("" otherwise).
+  actors::Future<std::string> recoveryWarning();
+
+ private:
+  ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime);
+  std::unique_ptr<ImageStoreProcess> process_;
+  struct Pid;
+  std::unique_ptr<Pid> pid_;
+};
+
+}  // namespace prov::store

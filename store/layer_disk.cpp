@@ -1,0 +1,150 @@
+#include "store/layer_disk.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "actors/fs.hpp"
+#include "store/atomic_file.hpp"
+#include "store/paths.hpp"
+
+namespace prov::store {
+
+using fetcher::Error;
+using fetcher::ErrorKind;
+
+namespace {
+
+Error ioError(const std::string& doing, const std::string& path, int error = errno) {
+  return Error(ErrorKind::IO, "Failed to " + doing + " '" + path + "': " + std::strerror(error));
+}
+
+int openBeneath(int rootFd, const std::string& rel, int flags) {
+  open_how how{};
+  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  return static_cast<int>(::syscall(SYS_openat2, rootFd, rel.c_str(), &how, sizeof(how)));
+}
+
+// The directory `rel` as the nearest parent layer has it, if it has one.
+bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>& parentFds) {
+  for (int parentFd : parentFds) {
+    const int fd = openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // not in this layer: look lower
+      return false;                   // a symlink or file on the way hides it
+    }
+    struct stat st {};
+    const bool ok = ::fstat(fd, &st) == 0;
+    ::close(fd);
+    if (!ok || !S_ISDIR(st.st_mode)) return false;  // a whiteout or a file hides what is lower
+    const timespec times[2] = {st.st_atim, st.st_mtim};
+    return ::fchown(dirFd, st.st_uid, st.st_gid) == 0 && ::fchmod(dirFd, st.st_mode & 07777) == 0 &&
+           ::futimens(dirFd, times) == 0;
+  }
+  return true;
+}
+
+std::vector<std::string> entriesOf(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  return names;
+}
+
+Try<Nothing> emptyDirectory(const std::string& dir) {
+  for (const auto& name : entriesOf(dir)) {
+    auto removed = actors::fs::removeTree(dir + "/" + name);
+    if (removed.isError()) return removed.error();
+  }
+  return Nothing{};
+}
+
+}  // namespace
+
+Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
+                         const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
+                         const std::string& layerDir, bool sync) {
+  const int rootFd = ::open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootFd < 0) return ioError("open the staged layer", rootfs);
+  std::vector<int> parentFds;
+  for (const auto& parent : parentRootfses) {
+    const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) parentFds.push_back(fd);
+  }
+  Try<Nothing> result = Nothing{};
+  for (const auto& rel : impliedDirs) {
+    const int dirFd = openBeneath(rootFd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (dirFd < 0) continue;  // replaced later in the layer
+    const bool settled = settleFromParents(dirFd, rel, parentFds);
+    ::close(dirFd);
+    if (!settled) {
+      result = ioError("settle the implied directory '" + rel + "' of", rootfs);
+      break;
+    }
+  }
+  if (result.isSome() && sync && ::syncfs(rootFd) != 0) result = ioError("sync", rootfs);
+  for (int fd : parentFds) ::close(fd);
+  ::close(rootFd);
+  if (result.isError()) return result;
+
+  if (::rename(stagingDir.c_str(), layerDir.c_str()) != 0) {
+    if (errno != EEXIST && errno != ENOTEMPTY) return ioError("commit the layer to", layerDir);
+    auto removed = actors::fs::removeTree(stagingDir);  // committed by someone else
+    if (removed.isError()) return removed.error();
+  }
+  const auto slash = layerDir.rfind('/');
+  return syncDirectory(layerDir.substr(0, slash));
+}
+
+Try<std::set<std::string>> recoverStoreDirs(const std::string& storeDir) {
+  for (const auto& dir : {paths::staging(storeDir), paths::layers(storeDir), paths::configs(storeDir),
+                          paths::gc(storeDir)}) {
+    auto made = actors::fs::makeDirectories(dir);
+    if (made.isError()) return made.error();
+  }
+  auto staged = emptyDirectory(paths::staging(storeDir));
+  if (staged.isError()) return staged.error();
+  auto swept = sweepGc(storeDir);
+  if (swept.isError()) return swept.error();
+  std::set<std::string> layers;
+  for (const auto& name : entriesOf(paths::layers(storeDir))) {
+    struct stat st {};
+    if (::stat((paths::layers(storeDir) + "/" + name + "/rootfs").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      layers.insert("sha256:" + name);
+    }
+  }
+  return layers;
+}
+
+Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths) {
+  std::vector<std::string> marked;
+  for (const auto& path : paths) {
+    const std::string name = randomName();
+    if (::rename(path.c_str(), (paths::gc(storeDir) + "/" + name).c_str()) != 0) {
+      if (errno == ENOENT) continue;
+      return ioError("move into gc/", path);
+    }
+    marked.push_back(name);
+  }
+  if (!marked.empty()) {
+    auto synced = syncDirectory(paths::gc(storeDir));
+    if (synced.isError()) return synced.error();
+  }
+  return marked;
+}
+
+Try<Nothing> sweepGc(const std::string& storeDir) { return emptyDirectory(paths::gc(storeDir)); }
+
+}  // namespace prov::store

@@ -1,0 +1,38 @@
+#pragma once
+
+// The blocking file-system steps of the image store (run on the blocking
+// pool): committing a staged layer, and the recover and prune sweeps.
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fetcher/types.hpp"
+
+namespace prov::store {
+
+using fetcher::Nothing;
+using fetcher::Try;
+
+// Gives each of `impliedDirs` (relative to `rootfs`) the owner, mode and
+// times of the same directory in the nearest of `parentRootfses` (nearest
+// first) that has it; stops looking at a layer that has something else
+// there. Then (with `sync`) syncfs, and renames `stagingDir` (holding
+// rootfs/) to `layerDir`. A layer already there (committed by someone
+// else) wins and the staging copy is removed.
+Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
+                         const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
+                         const std::string& layerDir, bool sync);
+
+// Makes the store's directories, empties staging/ and gc/, and returns the
+// chain ids ("sha256:<hex>") of the layers in layers/.
+Try<std::set<std::string>> recoverStoreDirs(const std::string& storeDir);
+
+// Renames each path into gc/ (missing ones are skipped); returns the names
+// made there.
+Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths);
+
+// Deletes everything in gc/.
+Try<Nothing> sweepGc(const std::string& storeDir);
+
+}  // namespace prov::store

@@ -1,0 +1,166 @@
+#include "store/metadata_manager.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "actors/async.hpp"
+#include "actors/defer.hpp"
+#include "actors/dispatch.hpp"
+#include "actors/process.hpp"
+#include "store/atomic_file.hpp"
+#include "store/paths.hpp"
+
+namespace prov::store {
+
+using actors::Future;
+using actors::Promise;
+using fetcher::Error;
+using fetcher::ErrorKind;
+using fetcher::Nothing;
+using fetcher::Try;
+
+namespace {
+
+struct Loaded {
+  messages::StoredImages images;
+  std::string warning;
+};
+
+Try<Loaded> load(const std::string& path) {
+  Loaded loaded;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return loaded;
+    return Error(ErrorKind::IO, "Failed to open the image index '" + path + "': " + std::strerror(errno));
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  const std::string bytes = content.str();
+  if (bytes.empty()) {
+    loaded.warning = "the image index '" + path + "' is empty; starting with no images";
+  } else if (!loaded.images.ParseFromString(bytes)) {
+    loaded.images.Clear();
+    loaded.warning = "the image index '" + path + "' is truncated or corrupt; starting with no images";
+  }
+  return loaded;
+}
+
+}  // namespace
+
+class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
+ public:
+  MetadataManagerProcess(actors::Runtime& runtime, std::string storeDir)
+      : actors::Process<MetadataManagerProcess>("metadata-manager"), runtime_(runtime),
+        path_(paths::imagesFile(storeDir)) {}
+
+  Future<std::vector<messages::StoredImage>> recover() {
+    return actors::async(runtime_, [path = path_] { return load(path); })
+        .then(actors::defer(self(), [this](const Loaded& loaded) {
+          images_.clear();
+          for (const auto& image : loaded.images.images()) images_[image.key()] = image;
+          warning_ = loaded.warning;
+          return list();
+        }));
+  }
+
+  Future<messages::StoredImage> put(const messages::StoredImage& image) {
+    images_[image.key()] = image;
+    return persist().then([image] { return image; });
+  }
+
+  Future<Nothing> remove(const std::vector<std::string>& keys) {
+    for (const auto& key : keys) images_.erase(key);
+    return persist();
+  }
+
+  std::optional<messages::StoredImage> get(const std::string& key) {
+    auto it = images_.find(key);
+    if (it == images_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::vector<messages::StoredImage> list() {
+    std::vector<messages::StoredImage> all;
+    for (const auto& [key, image] : images_) all.push_back(image);
+    return all;
+  }
+
+  std::string recoveryWarning() { return warning_; }
+
+ private:
+  // Joins the next write; starts it unless one is running.
+  Future<Nothing> persist() {
+    auto waiter = std::make_shared<Promise<Nothing>>();
+    next_.push_back(waiter);
+    if (!writing_) write();
+    return waiter->future();
+  }
+
+  void write() {
+    writing_ = true;
+    std::vector<std::shared_ptr<Promise<Nothing>>> waiters = std::move(next_);
+    next_.clear();
+    messages::StoredImages all;
+    for (const auto& [key, image] : images_) *all.add_images() = image;
+    std::string bytes;
+    all.SerializeToString(&bytes);
+    actors::async(runtime_, [path = path_, bytes = std::move(bytes)] { return writeFileAtomically(path, bytes); })
+        .onAny(actors::defer(self(), [this, waiters](const Future<Nothing>& written) {
+          for (const auto& waiter : waiters) {
+            written.isReady() ? waiter->set(Nothing{}) : waiter->fail(written.failure());
+          }
+          writing_ = false;
+          if (!next_.empty()) write();
+        }));
+  }
+
+  actors::Runtime& runtime_;
+  const std::string path_;
+  std::map<std::string, messages::StoredImage> images_;
+  std::string warning_;
+  bool writing_ = false;
+  std::vector<std::shared_ptr<Promise<Nothing>>> next_;
+};
+
+struct MetadataManager::Pid {
+  actors::PID<MetadataManagerProcess> pid;
+};
+
+MetadataManager::MetadataManager(actors::Runtime& runtime, std::string storeDir)
+    : process_(std::make_unique<MetadataManagerProcess>(runtime, std::move(storeDir))), pid_(std::make_unique<Pid>()) {
+  pid_->pid = actors::spawn(runtime, *process_);
+}
+
+MetadataManager::~MetadataManager() {
+  actors::terminate(pid_->pid);
+  actors::wait(pid_->pid);
+}
+
+Future<std::vector<messages::StoredImage>> MetadataManager::recover() {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::recover);
+}
+
+Future<messages::StoredImage> MetadataManager::put(const messages::StoredImage& image) {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::put, image);
+}
+
+Future<Nothing> MetadataManager::remove(const std::vector<std::string>& keys) {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::remove, keys);
+}
+
+Future<std::optional<messages::StoredImage>> MetadataManager::get(const std::string& key) {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::get, key);
+}
+
+Future<std::vector<messages::StoredImage>> MetadataManager::list() {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::list);
+}
+
+Future<std::string> MetadataManager::recoveryWarning() {
+  return actors::dispatch(pid_->pid, &MetadataManagerProcess::recoveryWarning);
+}
+
+}  // namespace prov::store

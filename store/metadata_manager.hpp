@@ -1,0 +1,52 @@
+#pragma once
+
+// The image index of a store, remembered across restarts: an actor holding
+// StoredImage records by key, persisted to `<store>/images` (a StoredImages
+// protobuf) with writeFileAtomically after every change. Writes never
+// overlap: changes made while a write runs go out in the next one, and a
+// change's future is READY once a write that includes it is durable.
+//
+// recover() loads the file. A missing, empty, truncated or unparsable file
+// is not fatal (Mesos MetadataManagerRecoveryWithEmptyImagesFile): the index
+// starts empty and recoveryWarning() says why; the layers stay on disk until
+// a prune.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/future.hpp"
+#include "fetcher/types.hpp"
+#include "messages/image.pb.h"
+
+namespace prov::actors {
+class Runtime;
+}
+
+namespace prov::store {
+
+class MetadataManagerProcess;
+
+class MetadataManager {
+ public:
+  MetadataManager(actors::Runtime& runtime, std::string storeDir);
+  ~MetadataManager();
+
+  actors::Future<std::vector<messages::StoredImage>> recover();
+  // Adds or replaces the record with image.key().
+  actors::Future<messages::StoredImage> put(const messages::StoredImage& image);
+  // Removes the records with these keys (unknown keys are ignored).
+  actors::Future<fetcher::Nothing> remove(const std::vector<std::string>& keys);
+  actors::Future<std::optional<messages::StoredImage>> get(const std::string& key);
+  actors::Future<std::vector<messages::StoredImage>> list();
+  // Why recover() started empty, if it had to ("" otherwise).
+  actors::Future<std::string> recoveryWarning();
+
+ private:
+  std::unique_ptr<MetadataManagerProcess> process_;
+  struct Pid;
+  std::unique_ptr<Pid> pid_;
+};
+
+}  // namespace prov::store

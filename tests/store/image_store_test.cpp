@@ -1,0 +1,293 @@
+// The image store against the fake registry: caching by normalised
+// reference, shared pulls and layers, discard, bad blobs, recover, prune;
+// and the layers it stores, assembled by the overlay backend (Mesos's
+// ROOT_..._Whiteout and ROOT_..._Overwrite cases).
+
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "backend/backend.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/puller.hpp"
+#include "fetcher/reference.hpp"
+#include "store/image_store.hpp"
+#include "store/paths.hpp"
+#include "tests/store/store_fixture.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
+
+namespace prov::store {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TarEntry;
+
+TEST_F(ImageStoreTest, CachesByNormalisedReference) {
+  auto built = publish("library/busybox", "latest", {{TarEntry::file("bin/busybox", "#!busybox")}});
+  auto first = store_->get(dockerImage("busybox"));
+  AWAIT_READY(first);
+  ASSERT_EQ(1u, first->layers.size());
+  EXPECT_EQ("#!busybox", testing::readFile(fs::path(first->layers[0]) / "bin/busybox"));
+  EXPECT_EQ("docker://docker.io/library/busybox:latest", first->image.key());
+  EXPECT_EQ(built.manifestDigest, first->image.manifest_digest());
+  EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
+            std::vector<std::string>(first->image.config().cmd().begin(), first->image.config().cmd().end()));
+  EXPECT_EQ(built.configJson, testing::readFile(first->configPath));
+  const std::size_t manifests = registry_.count("/manifests/");
+  for (const char* same : {"busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest"}) {
+    auto again = store_->get(dockerImage(same));
+    AWAIT_READY(again);
+    EXPECT_EQ(first->layers, again->layers) << same;
+  }
+  EXPECT_EQ(manifests, registry_.count("/manifests/")) << "cache hits must not ask the registry";
+  AWAIT_ASSERT_EQ(1u, store_->images().then([](const std::vector<messages::StoredImage>& v) { return v.size(); }));
+  expectStagingEmpty();
+}
+
+TEST_F(ImageStoreTest, CachedFalseRechecksTheManifestAndReusesLayers) {
+  auto built = publish("test/app", "v1", {{TarEntry::file("a", "1")}, {TarEntry::file("b", "2")}});
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/app:v1")));
+  const std::size_t manifests = registry_.count("/manifests/");
+  const std::size_t blobs = registry_.count("/blobs/");
+  messages::Image recheck = dockerImage(registry_.hostPort() + "/test/app:v1");
+  recheck.set_cached(false);
+  AWAIT_READY(store_->get(recheck));
+  EXPECT_LT(manifests, registry_.count("/manifests/"));
+  EXPECT_EQ(blobs + 1, registry_.count("/blobs/")) << "only the config is fetched again";
+}
+
+TEST_F(ImageStoreTest, ALayerMissingOnDiskIsPulledAgain) {
+  auto built = publish("test/app", "v1", {{TarEntry::file("a", "1")}, {TarEntry::file("b", "2")}});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/app:v1"));
+  AWAIT_READY(info);
+  fs::remove_all(fs::path(info->layers[1]).parent_path());
+  const std::size_t layerFetches = registry_.count(built.layerDigests[1]);
+  auto again = store_->get(dockerImage(registry_.hostPort() + "/test/app:v1"));
+  AWAIT_READY(again);
+  EXPECT_EQ("2", testing::readFile(fs::path(again->layers[1]) / "b"));
+  EXPECT_EQ(layerFetches + 1, registry_.count(built.layerDigests[1]));
+}
+
+TEST_F(ImageStoreTest, ConcurrentGetsShareOnePullAndSharedLayersAreFetchedOnce) {
+  const std::vector<TarEntry> base = {TarEntry::file("base", std::string(256 * 1024, 'b'))};
+  auto a = publish("test/a", "latest", {base, {TarEntry::file("a", "a")}});
+  auto b = publish("test/b", "latest", {base, {TarEntry::file("b", "b")}});
+  std::vector<actors::Future<ImageInfo>> gets;
+  for (int i = 0; i < 3; ++i) gets.push_back(store_->get(dockerImage(registry_.hostPort() + "/test/a")));
+  gets.push_back(store_->get(dockerImage(registry_.hostPort() + "/test/b:latest")));
+  for (auto& get : gets) AWAIT_READY(get);
+  EXPECT_EQ(1u, registry_.count("/v2/test/a/manifests/latest"));
+  EXPECT_EQ(1u, registry_.count(a.layerDigests[0])) << "the shared base layer is fetched once";
+  EXPECT_EQ(1u, registry_.count(a.layerDigests[1]));
+  EXPECT_EQ(1u, registry_.count(b.layerDigests[1]));
+  EXPECT_EQ(gets[0]->layers[0], gets[3]->layers[0]);
+  expectStagingEmpty();
+}
+
+TEST_F(ImageStoreTest, DiscardingOneCallerLeavesThePullDiscardingAllStopsIt) {
+  publish("test/slow", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}});
+  registry_.trickle(2);  // 64 KiB at one byte per 2 ms: long enough to discard in flight
+  auto first = store_->get(dockerImage(registry_.hostPort() + "/test/slow"));
+  auto second = store_->get(dockerImage(registry_.hostPort() + "/test/slow"));
+  waitFor([&] { return registry_.count("/blobs/") >= 2; });  // config, then the layer started
+  first.discard();
+  AWAIT_DISCARDED(first);
+  EXPECT_TRUE(second.isPending()) << "one caller leaving must not cancel the pull";
+  second.discard();
+  AWAIT_DISCARDED(second);
+  waitFor([&] { return stagingEntries().empty(); });
+  expectStagingEmpty();
+  EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
+  AWAIT_ASSERT_EQ(0u, store_->images().then([](const std::vector<messages::StoredImage>& v) { return v.size(); }));
+}
+
+TEST_F(ImageStoreTest, BadBlobsFailClearlyAndStoreNothing) {
+  const std::vector<TarEntry> tree = {TarEntry::file("f", std::string(1 << 20, 'z'))};
+  struct Case {
+    std::string name;
+    std::function<void(const std::string& repo)> publishBad;
+    ErrorKind kind;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"wrong digest",
+       [&](const std::string& repo) {
+         auto built = publish(repo, "latest", {tree});
+         registry_.putBlob(built.layerDigests[0], testing::makeTar({TarEntry::file("f", "evil")}));
+       },
+       ErrorKind::DigestMismatch, "sha256:"},
+      {"wrong diffID",
+       [&](const std::string& repo) { publish(repo, "latest", {tree}, /*wrongDiffId=*/true); },
+       ErrorKind::DigestMismatch, "diff_ids"},
+      {"truncated gzip",
+       [&](const std::string& repo) { publishRaw(repo, testing::makeTar(tree).substr(0, 600), tree); },
+       ErrorKind::Corruption, "truncated"},
+      {"gzip bomb", [&](const std::string& repo) { publish(repo, "latest", {{TarEntry::file("f", std::string(8 << 20, 0))}}); },
+       ErrorKind::ResourceExhausted, "limit"},
+      {"escape", [&](const std::string& repo) { publish(repo, "latest", {{TarEntry::file("../evil", "x")}}); },
+       ErrorKind::InvalidArgument, "'../evil'"},
+  };
+  restartStore([](ImageStoreOptions& o) { o.limits.maxLayerBytes = 4 << 20; });
+  int n = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string repo = "test/bad" + std::to_string(n++);
+    c.publishBad(repo);
+    auto got = store_->get(dockerImage(registry_.hostPort() + "/" + repo));
+    AWAIT_FAILED(got);
+    EXPECT_EQ(c.kind, got.failure().kind) << got.failure().message;
+    EXPECT_NE(std::string::npos, got.failure().message.find(c.says)) << got.failure().message;
+    EXPECT_NE(std::string::npos, got.failure().message.find(repo)) << got.failure().message;
+    waitFor([&] { return stagingEntries().empty(); });
+    expectStagingEmpty();
+    EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
+  }
+  EXPECT_FALSE(fs::exists(sandbox() / "evil"));
+}
+
+TEST_F(ImageStoreTest, RecoverEmptiesStagingAndDropsImagesWithMissingLayers) {
+  publish("test/keep", "latest", {{TarEntry::file("k", "k")}});
+  publish("test/lose", "latest", {{TarEntry::file("l", "l")}});
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/keep")));
+  auto lose = store_->get(dockerImage(registry_.hostPort() + "/test/lose"));
+  AWAIT_READY(lose);
+  fs::remove_all(fs::path(lose->layers[0]).parent_path());
+  testing::writeFile(storeDir_ / "staging/leftover/rootfs/file", "half a layer");
+  restartStore();
+  expectStagingEmpty();
+  auto images = store_->images();
+  AWAIT_READY(images);
+  ASSERT_EQ(1u, images->size());
+  EXPECT_EQ("docker://" + registry_.hostPort() + "/test/keep:latest", images->front().key());
+}
+
+TEST_F(ImageStoreTest, RecoverStartsEmptyFromAnEmptyOrTruncatedIndex) {
+  publish("test/app", "latest", {{TarEntry::file("a", "a")}});
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/app")));
+  const std::string index = testing::readFile(storeDir_ / "images");
+  ASSERT_GT(index.size(), 10u);
+  for (const std::string& broken : {std::string(), index.substr(0, index.size() / 2)}) {
+    store_.reset();
+    testing::writeFile(storeDir_ / "images", broken);
+    restartStore();
+    AWAIT_ASSERT_EQ(0u, store_->images().then([](const std::vector<messages::StoredImage>& v) { return v.size(); }));
+    auto warning = store_->recoveryWarning();
+    AWAIT_READY(warning);
+    EXPECT_NE(std::string::npos, warning->find("images")) << warning.get();
+    // And it works afterwards: the image is pulled again (its layer is reused).
+    AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/app")));
+  }
+}
+
+TEST_F(ImageStoreTest, PruneKeepsExcludedImagesAndActiveLayers) {
+  publish("test/keep", "latest", {{TarEntry::file("k", "k")}});
+  publish("test/active", "latest", {{TarEntry::file("a", "a")}});
+  publish("test/gone", "latest", {{TarEntry::file("g", "g")}});
+  auto keep = store_->get(dockerImage(registry_.hostPort() + "/test/keep"));
+  auto active = store_->get(dockerImage(registry_.hostPort() + "/test/active"));
+  auto gone = store_->get(dockerImage(registry_.hostPort() + "/test/gone"));
+  AWAIT_READY(keep);
+  AWAIT_READY(active);
+  AWAIT_READY(gone);
+  std::set<std::string> inUse(active->layers.begin(), active->layers.end());
+  inUse.insert(active->configPath);
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/keep")}, inUse));
+  EXPECT_TRUE(fs::exists(keep->layers[0]));
+  EXPECT_TRUE(fs::exists(keep->configPath));
+  EXPECT_TRUE(fs::exists(active->layers[0]));
+  EXPECT_TRUE(fs::exists(active->configPath));
+  EXPECT_FALSE(fs::exists(gone->layers[0]));
+  EXPECT_FALSE(fs::exists(gone->configPath));
+  auto images = store_->images();
+  AWAIT_READY(images);
+  ASSERT_EQ(1u, images->size());
+  EXPECT_EQ(keep->image.key(), images->front().key());
+  waitFor([&] { return fs::is_empty(storeDir_ / "gc"); });
+  // The index on disk says the same after a restart.
+  restartStore();
+  AWAIT_ASSERT_EQ(1u, store_->images().then([](const std::vector<messages::StoredImage>& v) { return v.size(); }));
+}
+
+// Mesos ROOT_..._Whiteout: layer 2 deletes a file and a directory and makes
+// a directory opaque while re-adding a file in it; through overlay the
+// deleted things are gone and the opaque directory holds only the new file.
+TEST_F(ImageStoreTest, WhiteoutsAndOpaqueDirectoriesAcrossLayersThroughOverlay) {
+  publish("test/whiteout", "latest",
+          {{TarEntry::directory("etc"), TarEntry::file("etc/gone", "1"), TarEntry::file("etc/kept", "2"),
+            TarEntry::directory("dir"), TarEntry::file("dir/inside", "3"), TarEntry::directory("opaque"),
+            TarEntry::file("opaque/old", "4")},
+           {TarEntry::file("etc/.wh.gone", ""), TarEntry::file(".wh.dir", ""), TarEntry::directory("opaque"),
+            TarEntry::file("opaque/.wh..wh..opq", ""), TarEntry::file("opaque/new", "5")}});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/whiteout"));
+  AWAIT_READY(info);
+  const fs::path rootfs = assemble(info->layers);
+  EXPECT_FALSE(fs::exists(rootfs / "etc/gone"));
+  EXPECT_EQ("2", testing::readFile(rootfs / "etc/kept"));
+  EXPECT_FALSE(fs::exists(rootfs / "dir"));
+  EXPECT_FALSE(fs::exists(rootfs / "opaque/old"));
+  EXPECT_EQ("5", testing::readFile(rootfs / "opaque/new"));
+}
+
+// Mesos ROOT_..._Overwrite, plus file -> dir -> symlink replacements: a
+// symlink to outside in one layer, then a file at that path in the next,
+// must replace the symlink and never write through it.
+TEST_F(ImageStoreTest, ReplacementsAcrossLayersNeverWriteThroughASymlink) {
+  const fs::path outside = sandbox() / "outside";
+  fs::create_directories(outside);
+  publish("test/overwrite", "latest",
+          {{TarEntry::file("x", "file"), TarEntry::symlink("link", outside.string()), TarEntry::file("y", "file")},
+           {TarEntry::directory("x"), TarEntry::file("x/in", "dir now"), TarEntry::file("link", "a file now"),
+            TarEntry::directory("link2"), TarEntry::symlink("y", "x")},
+           {TarEntry::symlink("x", "link"), TarEntry::file("link2/f", "deep")}});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/overwrite"));
+  AWAIT_READY(info);
+  const fs::path rootfs = assemble(info->layers);
+  EXPECT_EQ("link", fs::read_symlink(rootfs / "x").string());
+  EXPECT_EQ("a file now", testing::readFile(rootfs / "link"));
+  EXPECT_EQ("x", fs::read_symlink(rootfs / "y").string());
+  EXPECT_EQ("deep", testing::readFile(rootfs / "link2/f"));
+  EXPECT_TRUE(fs::is_empty(outside));
+}
+
+// A layer that only implies a directory (no entry for it) keeps the owner
+// and mode the layer below gave it.
+TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
+  TarEntry tmp = TarEntry::directory("tmp", 01777);
+  TarEntry home = TarEntry::directory("home/user", 0700);
+  home.uid = 1000;
+  publish("test/implied", "latest",
+          {{tmp, TarEntry::directory("home"), home}, {TarEntry::file("tmp/file", "x"), TarEntry::file("home/user/f", "y")}});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/implied"));
+  AWAIT_READY(info);
+  struct stat st {};
+  ASSERT_EQ(0, ::lstat((fs::path(info->layers[1]) / "tmp").c_str(), &st));
+  EXPECT_EQ(01777u, st.st_mode & 07777);
+  ASSERT_EQ(0, ::lstat((fs::path(info->layers[1]) / "home/user").c_str(), &st));
+  EXPECT_EQ(0700u, st.st_mode & 07777);
+  EXPECT_EQ(1000u, st.st_uid);
+}
+
+TEST(ImageKeyTest, NormalisesEachSource) {
+  messages::Image docker;
+  docker.set_type(messages::Image::DOCKER);
+  *docker.mutable_reference() = *fetcher::parseImageReference("busybox");
+  EXPECT_EQ("docker://docker.io/library/busybox:latest", *imageKey(docker));
+  messages::Image oci;
+  oci.set_type(messages::Image::OCI_LAYOUT);
+  oci.set_path("/tmp/../tmp/layout");
+  oci.set_layout_tag("v1");
+  EXPECT_EQ("oci:/tmp/layout:v1", *imageKey(oci));
+  messages::Image archive;
+  archive.set_type(messages::Image::DOCKER_ARCHIVE);
+  archive.set_path("/tmp/./a.tar");
+  EXPECT_EQ("docker-archive:/tmp/a.tar", *imageKey(archive));
+  EXPECT_EQ(2u, chainIds({"sha256:a", "sha256:b"}).size());
+  EXPECT_EQ("sha256:a", chainIds({"sha256:a", "sha256:b"})[0]);
+  EXPECT_EQ(fetcher::sha256Digest("sha256:a sha256:b"), chainIds({"sha256:a", "sha256:b"})[1]);
+}
+
+}  // namespace
+}  // namespace prov::store
