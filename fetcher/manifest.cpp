@@ -426,7 +426,9 @@ Try<messages::ImageConfig> schema1Config(const messages::Manifest& manifest) {
 
 Try<Compression> layerCompression(std::string_view mediaType) {
   const std::string_view nondistributable = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-  if (mediaType == mediatype::kOciLayer || mediaType == nondistributable) return Compression::None;
+  if (mediaType == mediatype::kOciLayer || mediaType == mediatype::kDockerLayer || mediaType == nondistributable) {
+    return Compression::None;
+  }
   if (mediaType == mediatype::kOciLayerGzip || mediaType == mediatype::kDockerLayerGzip ||
       mediaType == mediatype::kDockerForeignLayerGzip || mediaType == std::string(nondistributable) + "+gzip") {
     return Compression::Gzip;

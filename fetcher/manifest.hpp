@@ -35,6 +35,8 @@ inline constexpr const char* kDockerSchema2 = "application/vnd.docker.distributi
 inline constexpr const char* kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
 inline constexpr const char* kDockerConfig = "application/vnd.docker.container.image.v1+json";
 inline constexpr const char* kDockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+// Uncompressed Docker layers (buildah and podman write them).
+inline constexpr const char* kDockerLayer = "application/vnd.docker.image.rootfs.diff.tar";
 inline constexpr const char* kDockerForeignLayerGzip = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 inline constexpr const char* kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr const char* kOciIndex = "application/vnd.oci.image.index.v1+json";

@@ -163,6 +163,8 @@ TEST(ManifestTest, OciManifestAndLayerCompressions) {
   EXPECT_EQ(Compression::Gzip, *layerCompression(m.layers(0).media_type()));
   EXPECT_EQ(Compression::Zstd, *layerCompression(m.layers(1).media_type()));
   EXPECT_EQ(Compression::None, *layerCompression(m.layers(2).media_type()));
+  EXPECT_EQ(Compression::None, *layerCompression(mediatype::kDockerLayer));
+  EXPECT_EQ(Compression::Gzip, *layerCompression(mediatype::kDockerLayerGzip));
   // No mediaType anywhere (a local layout): the shape says OCI manifest.
   EXPECT_EQ(messages::Manifest::OCI, manifestOf(parseManifestDocument(oci(layers), "")).kind());
 }

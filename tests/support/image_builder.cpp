@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <algorithm>
 #include <fstream>
 #include <stdexcept>
 
@@ -178,6 +179,46 @@ std::string OciLayout::tagIndex(const std::vector<std::pair<BuiltImage, ImageSpe
   const std::string digest = writeBlob(index);
   writeIndexJson("application/vnd.oci.image.index.v1+json", digest, index.size(), tag);
   return digest;
+}
+
+void writeLegacyDockerSave(const fs::path& file, const std::string& repositories,
+                           const std::vector<LegacyLayer>& layers) {
+  std::vector<TarEntry> entries = {TarEntry::directory("./"), TarEntry::file("./repositories", repositories)};
+  for (const auto& layer : layers) {
+    entries.push_back(TarEntry::directory("./" + layer.id + "/"));
+    entries.push_back(TarEntry::file("./" + layer.id + "/VERSION", "1.0"));
+    entries.push_back(TarEntry::file("./" + layer.id + "/json", layer.json));
+    entries.push_back(TarEntry::file("./" + layer.id + "/layer.tar", layer.tar));
+  }
+  const std::string tar = makeTar(entries, TarCompression::None);
+  std::ofstream out(file, std::ios::binary);
+  out << tar;
+  if (!out.flush()) throw std::runtime_error("Failed to write '" + file.string() + "'");
+}
+
+void removeTarEntries(const fs::path& file, const std::vector<std::string>& names) {
+  std::string out;
+  struct archive* in = archive_read_new();
+  archive_read_support_format_tar(in);
+  check(archive_read_open_filename(in, file.c_str(), 1 << 16), in, "open for reading");
+  struct archive* a = archive_write_new();
+  check(archive_write_set_format_pax_restricted(a), a, "format");
+  archive_write_set_bytes_in_last_block(a, 1);
+  check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
+  struct archive_entry* entry = nullptr;
+  std::string buffer(1 << 16, '\0');
+  while (archive_read_next_header(in, &entry) == ARCHIVE_OK) {
+    const std::string name = archive_entry_pathname(entry);
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    check(archive_write_header(a, entry), a, "header");
+    la_ssize_t n;
+    while ((n = archive_read_data(in, buffer.data(), buffer.size())) > 0) archive_write_data(a, buffer.data(), n);
+    check(static_cast<int>(n), in, "data");
+  }
+  check(archive_write_close(a), a, "close");
+  archive_write_free(a);
+  archive_read_free(in);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << out;
 }
 
 }  // namespace prov::testing

@@ -79,4 +79,22 @@ class OciLayout {
   std::filesystem::path dir_;
 };
 
+// One layer of a legacy `docker save` archive.
+struct LegacyLayer {
+  std::string id;    // its directory name
+  std::string json;  // `<id>/json`, the layer's v1 json ({"parent": ...})
+  std::string tar;   // `<id>/layer.tar`
+};
+
+// A `docker save` archive in the legacy layout Mesos's ImageTarPuller reads
+// (no manifest.json), named the way `tar -c -C dir .` names it ("./..."):
+// `repositories` (e.g. {"abc":{"latest":"456"}}), then per layer `<id>/`,
+// `<id>/VERSION`, `<id>/json` and `<id>/layer.tar`. Uncompressed.
+void writeLegacyDockerSave(const std::filesystem::path& file, const std::string& repositories,
+                           const std::vector<LegacyLayer>& layers);
+
+// Rewrites the tar `file` without the entries named `names` (GNU tar's
+// --delete mangles skopeo's archives).
+void removeTarEntries(const std::filesystem::path& file, const std::vector<std::string>& names);
+
 }  // namespace prov::testing

@@ -1,0 +1,348 @@
+#include "fetcher/local_util.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "actors/async.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/local.hpp"
+
+namespace prov::fetcher::local {
+
+using actors::Future;
+using actors::Promise;
+
+namespace {
+
+Error fileError(const std::string& what, const std::string& path, int errnum) {
+  return actors::errnoError(errnum == ENOENT || errnum == ENOTDIR ? ErrorKind::NotFound : ErrorKind::IO,
+                            what + ": '" + path + "'", errnum);
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Try<int> openRegular(const std::string& path, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fileError(what, path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int errnum = errno;
+    ::close(fd);
+    return fileError(what, path, errnum);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error(ErrorKind::Corruption, what + ": '" + path + "' is not a regular file");
+  }
+  return fd;
+}
+
+// Reads up to `size` bytes (fewer only at the end of the file).
+Try<std::size_t> readFully(int fd, char* buffer, std::size_t size, const std::string& what, const std::string& path) {
+  std::size_t total = 0;
+  while (total < size) {
+    const ssize_t n = ::read(fd, buffer + total, size - total);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fileError(what, path, errno);
+    }
+    if (n == 0) break;
+    total += static_cast<std::size_t>(n);
+  }
+  return total;
+}
+
+class FileSource final : public ChunkSource {
+ public:
+  FileSource(int fd, std::string path, std::string what) : fd_(fd), path_(std::move(path)), what_(std::move(what)) {}
+  Try<std::string_view> next(std::size_t max) override {
+    buffer_.resize(max);
+    auto n = readFully(fd_.get(), buffer_.data(), max, what_, path_);
+    if (n.isError()) return n.error();
+    return std::string_view(buffer_.data(), *n);
+  }
+
+ private:
+  Fd fd_;
+  std::string path_;
+  std::string what_;
+  std::string buffer_;
+};
+
+class BytesSource final : public ChunkSource {
+ public:
+  explicit BytesSource(std::string bytes) : bytes_(std::move(bytes)) {}
+  Try<std::string_view> next(std::size_t max) override {
+    std::string_view rest = std::string_view(bytes_).substr(offset_);
+    rest = rest.substr(0, max);
+    offset_ += rest.size();
+    return rest;
+  }
+
+ private:
+  std::string bytes_;
+  std::size_t offset_ = 0;
+};
+
+// One blob on its way to a sink; owns itself through the callbacks it is in.
+class Stream : public std::enable_shared_from_this<Stream> {
+ public:
+  Stream(actors::Runtime& runtime, SourceOpener open, const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+         std::string what)
+      : runtime_(runtime), open_(std::move(open)), expected_(blob.size()), digest_(blob.digest()),
+        sink_(std::move(sink)), what_(std::move(what)) {}
+
+  Future<Nothing> start() {
+    Future<Nothing> result = promise_.future();
+    std::weak_ptr<Stream> weak = weak_from_this();
+    // Done at once: the sink may be slow to give up, and the chunk it holds
+    // stays alive with this stream until its write completes.
+    result.onDiscard([weak] {
+      if (auto self = weak.lock()) {
+        self->promise_.discard();
+        self->discardWrite();
+      }
+    });
+    auto hasher = Hasher::forDigest(digest_);
+    if (hasher.isError()) {
+      promise_.fail(hasher.error().withContext(what_));
+      return result;
+    }
+    hasher_.emplace(std::move(*hasher));
+    readNext();
+    return result;
+  }
+
+ private:
+  // On the blocking pool: the next chunk, hashed and counted.
+  Try<std::string_view> read() {
+    if (!source_) {
+      auto opened = open_();
+      if (opened.isError()) return opened.error();
+      source_ = std::move(*opened);
+    }
+    auto chunk = source_->next(kLocalChunkBytes);
+    if (chunk.isError()) return chunk.error();
+    if (expected_ >= 0 && delivered_ + chunk->size() > static_cast<std::uint64_t>(expected_)) {
+      return Error(ErrorKind::DigestMismatch, what_ + ": more bytes than the descriptor's size of " +
+                                                  std::to_string(expected_));
+    }
+    delivered_ += chunk->size();
+    hasher_->update(chunk->data(), chunk->size());
+    return *chunk;
+  }
+
+  Try<Nothing> finish() {
+    if (expected_ >= 0 && delivered_ != static_cast<std::uint64_t>(expected_)) {
+      return Error(ErrorKind::DigestMismatch, what_ + ": got " + std::to_string(delivered_) +
+                                                  " bytes, the descriptor says " + std::to_string(expected_));
+    }
+    const std::string actual = hasher_->finish();
+    if (actual != digest_) {
+      return Error(ErrorKind::DigestMismatch, what_ + ": the content hashes to " + actual + ", not " + digest_);
+    }
+    return Nothing{};
+  }
+
+  void readNext() {
+    if (!promise_.future().isPending()) return;
+    if (promise_.future().hasDiscard()) {
+      promise_.discard();
+      return;
+    }
+    auto self = shared_from_this();
+    actors::async(runtime_, [self] { return self->read(); }).onAny([self](const Future<std::string_view>& chunk) {
+      self->deliver(chunk);
+    });
+  }
+
+  void deliver(const Future<std::string_view>& chunk) {
+    if (!promise_.future().isPending()) return;  // discarded meanwhile
+    if (chunk.isFailed()) {
+      promise_.fail(chunk.failure());
+      return;
+    }
+    if (!chunk.isReady()) {
+      promise_.discard();
+      return;
+    }
+    if (chunk.get().empty()) {
+      auto done = finish();
+      done.isError() ? promise_.fail(done.error()) : promise_.set(Nothing{});
+      return;
+    }
+    Future<Nothing> written;
+    try {
+      written = sink_->write(chunk.get());
+    } catch (...) {
+      written = Error(ErrorKind::Internal, what_ + ": the sink threw");
+    }
+    {
+      std::lock_guard lock(mutex_);
+      writing_ = written;
+    }
+    if (promise_.future().hasDiscard()) written.discard();
+    auto self = shared_from_this();
+    written.onAny([self](const Future<Nothing>& w) {
+      {
+        std::lock_guard lock(self->mutex_);
+        self->writing_ = Future<Nothing>(Nothing{});
+      }
+      if (w.isFailed()) {
+        self->promise_.fail(w.failure());
+      } else if (!w.isReady()) {
+        self->promise_.discard();
+      } else {
+        self->readNext();
+      }
+    });
+  }
+
+  void discardWrite() {
+    Future<Nothing> writing;
+    {
+      std::lock_guard lock(mutex_);
+      writing = writing_;
+    }
+    writing.discard();
+  }
+
+  actors::Runtime& runtime_;
+  SourceOpener open_;
+  std::int64_t expected_;
+  std::string digest_;
+  std::shared_ptr<ByteSink> sink_;
+  std::string what_;
+  Promise<Nothing> promise_;
+  // Touched by one step at a time (each waits for the previous).
+  std::unique_ptr<ChunkSource> source_;
+  std::optional<Hasher> hasher_;
+  std::uint64_t delivered_ = 0;
+  std::mutex mutex_;
+  Future<Nothing> writing_{Nothing{}};
+};
+
+}  // namespace
+
+Try<std::string> readFile(const std::string& path, std::size_t limit, const std::string& what) {
+  auto fd = openRegular(path, what);
+  if (fd.isError()) return fd.error();
+  Fd owned(*fd);
+  std::string content(limit + 1, '\0');
+  auto n = readFully(owned.get(), content.data(), content.size(), what, path);
+  if (n.isError()) return n.error();
+  if (*n > limit) {
+    return Error(ErrorKind::ResourceExhausted,
+                 what + ": '" + path + "' is over the limit of " + std::to_string(limit) + " bytes");
+  }
+  content.resize(*n);
+  return content;
+}
+
+Try<bool> isDirectory(const std::string& path, const std::string& what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return fileError(what, path, errno);
+  return S_ISDIR(st.st_mode);
+}
+
+bool isRegularFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Try<std::unique_ptr<ChunkSource>> openFile(const std::string& path, const std::string& what) {
+  auto fd = openRegular(path, what);
+  if (fd.isError()) return fd.error();
+  return std::unique_ptr<ChunkSource>(std::make_unique<FileSource>(*fd, path, what));
+}
+
+std::unique_ptr<ChunkSource> fromBytes(std::string bytes) { return std::make_unique<BytesSource>(std::move(bytes)); }
+
+Future<Nothing> streamBlob(actors::Runtime& runtime, SourceOpener open, const messages::Descriptor& blob,
+                           std::shared_ptr<ByteSink> sink, std::string what) {
+  if (!sink) return Error(ErrorKind::InvalidArgument, what + ": no sink");
+  return std::make_shared<Stream>(runtime, std::move(open), blob, std::move(sink), std::move(what))->start();
+}
+
+namespace {
+
+// Appends the components of `path` to `parts`, popping on "..";
+// false when ".." would climb above the root.
+bool walk(std::vector<std::string_view>& parts, std::string_view path, bool allowDotDot) {
+  while (!path.empty()) {
+    const auto slash = path.find('/');
+    const std::string_view part = path.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!allowDotDot || parts.empty()) return false;
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  return true;
+}
+
+std::string join(const std::vector<std::string_view>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += '/';
+    out += p;
+  }
+  return out;
+}
+
+}  // namespace
+
+Try<std::string> normalizeRelative(std::string_view path) {
+  const std::string shown(path.substr(0, 200));
+  if (path.empty()) return Error(ErrorKind::InvalidArgument, "an empty path");
+  if (path.front() == '/') return Error(ErrorKind::InvalidArgument, "'" + shown + "' is absolute");
+  std::vector<std::string_view> parts;
+  if (!walk(parts, path, false)) return Error(ErrorKind::InvalidArgument, "'" + shown + "' has a '..' component");
+  if (parts.empty()) return Error(ErrorKind::InvalidArgument, "'" + shown + "' names no file");
+  return join(parts);
+}
+
+Try<std::string> resolveLink(std::string_view entry, std::string_view target, bool fromRoot) {
+  const std::string shown(target.substr(0, 200));
+  if (target.empty() || target.front() == '/') {
+    return Error(ErrorKind::InvalidArgument, "the link '" + std::string(entry) + "' points at '" + shown + "'");
+  }
+  std::vector<std::string_view> parts;
+  if (!fromRoot) {
+    walk(parts, entry, false);
+    if (!parts.empty()) parts.pop_back();  // the link's own name
+  }
+  if (!walk(parts, target, true) || parts.empty()) {
+    return Error(ErrorKind::InvalidArgument,
+                 "the link '" + std::string(entry) + "' points outside the archive ('" + shown + "')");
+  }
+  return join(parts);
+}
+
+std::string trimSlashes(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
+
+}  // namespace prov::fetcher::local
