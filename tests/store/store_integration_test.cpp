@@ -1,0 +1,132 @@
+// The image store against the real registry server (Debian's
+// docker-registry), with images built by the test helper and pushed by
+// skopeo: Docker schema 2 (gzip) and OCI (gzip and zstd layers), whiteouts
+// and hardlinks included; the layers on disk are checked file by file.
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "fetcher/puller.hpp"
+#include "fetcher/reference.hpp"
+#include "store/image_store.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
+#include "tests/support/image_builder.hpp"
+#include "tests/support/real_registry.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace prov::store {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ImageSpec;
+using testing::OciLayout;
+using testing::RealRegistry;
+using testing::TarCompression;
+using testing::TarEntry;
+
+ImageSpec sampleImage(TarCompression compression) {
+  TarEntry link;
+  link.path = "bin/ls";
+  link.type = TarEntry::Type::Hardlink;
+  link.content = "bin/busybox";
+  ImageSpec spec;
+  spec.architecture = fetcher::hostPlatform().architecture();
+  spec.compression = compression;
+  spec.layers = {
+      {TarEntry::directory("bin"), TarEntry::file("bin/busybox", std::string(200'000, 'B'), 0755), link,
+       TarEntry::directory("etc"), TarEntry::file("etc/old", "old"), TarEntry::directory("var/cache"),
+       TarEntry::file("var/cache/junk", "junk")},
+      {TarEntry::file("etc/.wh.old", ""), TarEntry::file("var/cache/.wh..wh..opq", ""),
+       TarEntry::file("var/cache/fresh", "fresh"), TarEntry::symlink("bin/sh", "busybox")},
+  };
+  spec.env = {"PATH=/bin"};
+  spec.cmd = {"/bin/sh"};
+  return spec;
+}
+
+class StoreIntegrationTest : public testing::TemporaryDirectoryTest {
+ protected:
+  void SetUp() override {
+    TemporaryDirectoryTest::SetUp();
+    std::string error;
+    registry_ = RealRegistry::start(sandbox() / "registry", {}, error);
+    ASSERT_NE(nullptr, registry_) << error;
+    auto puller = fetcher::RegistryPuller::create(runtime_, fetcher::RegistryOptions{}, 4);
+    ASSERT_TRUE(puller.isSome()) << puller.error().message;
+    std::shared_ptr<fetcher::Puller> shared(std::move(*puller));
+    ImageStoreOptions options;
+    options.storeDir = (sandbox() / "store").string();
+    auto store = ImageStore::create(runtime_, options, [shared](const messages::Image&) { return shared; });
+    ASSERT_TRUE(store.isSome()) << store.error().message;
+    store_ = std::move(*store);
+    AWAIT_READY(store_->recover());
+  }
+
+  void TearDown() override {
+    store_.reset();
+    registry_.reset();
+    TemporaryDirectoryTest::TearDown();
+  }
+
+  // Builds `spec` into an OCI layout, pushes it as `format`, pulls it.
+  actors::Future<ImageInfo> pushAndGet(const ImageSpec& spec, const std::string& repoTag, const std::string& format) {
+    OciLayout layout(sandbox() / ("layout-" + format + std::to_string(++n_)));
+    layout.tag(layout.addImage(spec), "t");
+    auto pushed = registry_->push("oci:" + layout.dir().string() + ":t", repoTag, format);
+    EXPECT_EQ(0, pushed.status) << pushed.output;
+    messages::Image image;
+    image.set_type(messages::Image::DOCKER);
+    *image.mutable_reference() = *fetcher::parseImageReference(registry_->hostPort() + "/" + repoTag);
+    return store_->get(image);
+  }
+
+  static void expectSampleLayers(const ImageInfo& info) {
+    ASSERT_EQ(2u, info.layers.size());
+    const fs::path base = info.layers[0], top = info.layers[1];
+    EXPECT_EQ(std::string(200'000, 'B'), testing::readFile(base / "bin/busybox"));
+    struct stat a {}, b {};
+    ASSERT_EQ(0, ::lstat((base / "bin/busybox").c_str(), &a));
+    ASSERT_EQ(0, ::lstat((base / "bin/ls").c_str(), &b));
+    EXPECT_EQ(a.st_ino, b.st_ino) << "the hardlink is a hardlink";
+    EXPECT_EQ(0755u, a.st_mode & 07777);
+    struct stat wh {};
+    ASSERT_EQ(0, ::lstat((top / "etc/old").c_str(), &wh));
+    EXPECT_TRUE(S_ISCHR(wh.st_mode) && wh.st_rdev == makedev(0, 0)) << "a whiteout in overlay form";
+    char value[4] = {};
+    EXPECT_EQ(1, ::lgetxattr((top / "var/cache").c_str(), "trusted.overlay.opaque", value, sizeof(value)));
+    EXPECT_EQ("fresh", testing::readFile(top / "var/cache/fresh"));
+    EXPECT_EQ("busybox", fs::read_symlink(top / "bin/sh").string());
+    EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
+              std::vector<std::string>(info.image.config().cmd().begin(), info.image.config().cmd().end()));
+  }
+
+  actors::Runtime runtime_;
+  std::unique_ptr<RealRegistry> registry_;
+  std::unique_ptr<ImageStore> store_;
+  int n_ = 0;
+};
+
+TEST_F(StoreIntegrationTest, DockerSchema2GzipPushedBySkopeo) {
+  auto info = pushAndGet(sampleImage(TarCompression::Gzip), "test/v2s2:latest", "v2s2");
+  AWAIT_READY(info);
+  expectSampleLayers(info.get());
+}
+
+TEST_F(StoreIntegrationTest, OciGzipAndZstdPushedBySkopeo) {
+  auto gzip = pushAndGet(sampleImage(TarCompression::Gzip), "test/oci:gzip", "oci");
+  AWAIT_READY(gzip);
+  expectSampleLayers(gzip.get());
+  auto zstd = pushAndGet(sampleImage(TarCompression::Zstd), "test/oci:zstd", "oci");
+  AWAIT_READY(zstd);
+  expectSampleLayers(zstd.get());
+  // The same trees: the same diffIDs, so the same chain ids and one copy on disk.
+  EXPECT_EQ(gzip->layers, zstd->layers);
+}
+
+}  // namespace
+}  // namespace prov::store
