@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "fetcher/local.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
@@ -126,6 +127,86 @@ TEST_F(StoreIntegrationTest, OciGzipAndZstdPushedBySkopeo) {
   expectSampleLayers(zstd.get());
   // The same trees: the same diffIDs, so the same chain ids and one copy on disk.
   EXPECT_EQ(gzip->layers, zstd->layers);
+}
+
+// The local sources through the same store: an OCI layout directory, a
+// docker-archive written by skopeo, and Mesos's legacy `docker save` layout
+// in a directory of tarballs; each verified as a registry pull is.
+TEST_F(StoreIntegrationTest, LocalSourcesOciLayoutDockerArchiveAndTarballDirectory) {
+  auto oci = fetcher::OciLayoutPuller::create(runtime_);
+  ASSERT_TRUE(oci.isSome());
+  std::shared_ptr<fetcher::Puller> ociPuller(std::move(*oci));
+  const fs::path tarballs = sandbox() / "tarballs";
+  fs::create_directories(tarballs);
+  auto archive = fetcher::DockerArchivePuller::create(runtime_, tarballs.string());
+  ASSERT_TRUE(archive.isSome());
+  std::shared_ptr<fetcher::Puller> archivePuller(std::move(*archive));
+  ImageStoreOptions options;
+  options.storeDir = (sandbox() / "local-store").string();
+  auto created = ImageStore::create(runtime_, options, [&](const messages::Image& image) {
+    return image.type() == messages::Image::OCI_LAYOUT ? ociPuller : archivePuller;
+  });
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  std::unique_ptr<ImageStore> local = std::move(*created);
+  AWAIT_READY(local->recover());
+
+  OciLayout layout(sandbox() / "layout");
+  layout.tag(layout.addImage(sampleImage(TarCompression::Gzip)), "v1");
+  messages::Image ociImage;
+  ociImage.set_type(messages::Image::OCI_LAYOUT);
+  ociImage.set_path(layout.dir().string());
+  ociImage.set_layout_tag("v1");
+  auto fromLayout = local->get(ociImage);
+  AWAIT_READY(fromLayout);
+  expectSampleLayers(fromLayout.get());
+
+  const fs::path file = sandbox() / "image.tar";
+  auto saved = testing::runCommand({"skopeo", "copy", "-q", "oci:" + layout.dir().string() + ":v1",
+                                    "docker-archive:" + file.string() + ":test/app:v1"});
+  ASSERT_EQ(0, saved.status) << saved.output;
+  messages::Image archiveImage;
+  archiveImage.set_type(messages::Image::DOCKER_ARCHIVE);
+  archiveImage.set_path(file.string());
+  auto fromArchive = local->get(archiveImage);
+  AWAIT_READY(fromArchive);
+  expectSampleLayers(fromArchive.get());
+  EXPECT_EQ(fromLayout->layers, fromArchive->layers) << "the same layers, stored once";
+
+  // Mesos's fixture: repositories {"abc":{"latest":"456"}}, layers 123 <- 456.
+  const std::string base = testing::makeTar({TarEntry::file("temp", "foo 123")}, TarCompression::None);
+  const std::string top = testing::makeTar({TarEntry::file("temp", "foo 456")}, TarCompression::None);
+  testing::writeLegacyDockerSave(tarballs / "abc.tar", R"({"abc":{"latest":"456"}})",
+                                 {{"123", R"({"id":"123","parent":""})", base},
+                                  {"456", R"({"id":"456","parent":"123","config":{"Cmd":["sh"]}})", top}});
+  messages::Image legacy;
+  legacy.set_type(messages::Image::DOCKER);
+  *legacy.mutable_reference() = *fetcher::parseImageReference("abc");
+  auto fromTarball = local->get(legacy);
+  AWAIT_READY(fromTarball);
+  ASSERT_EQ(2u, fromTarball->layers.size());
+  EXPECT_EQ("foo 123", testing::readFile(fs::path(fromTarball->layers[0]) / "temp"));
+  EXPECT_EQ("foo 456", testing::readFile(fs::path(fromTarball->layers[1]) / "temp"));
+
+  // A corrupted local blob fails like a registry one, and stores nothing new.
+  const auto layers = fs::directory_iterator(sandbox() / "local-store/layers");
+  const std::size_t before = static_cast<std::size_t>(std::distance(fs::begin(layers), fs::end(layers)));
+  OciLayout bad(sandbox() / "bad");
+  ImageSpec other = sampleImage(TarCompression::Zstd);
+  other.layers[1].push_back(TarEntry::file("only/here", "new"));  // not stored yet
+  auto built = bad.addImage(other);
+  bad.tag(built, "v1");
+  testing::writeFile(bad.dir() / "blobs/sha256" / built.layerDigests[1].substr(7), "not the layer");
+  ociImage.set_path(bad.dir().string());
+  auto corrupt = local->get(ociImage);
+  AWAIT_FAILED(corrupt);
+  // The bytes stop decompressing before their digest can be checked.
+  EXPECT_TRUE(corrupt.failure().kind == ErrorKind::DigestMismatch || corrupt.failure().kind == ErrorKind::Corruption)
+      << corrupt.failure().message;
+  EXPECT_NE(std::string::npos, corrupt.failure().message.find(built.layerDigests[1])) << corrupt.failure().message;
+  const auto after = fs::directory_iterator(sandbox() / "local-store/layers");
+  EXPECT_LE(static_cast<std::size_t>(std::distance(fs::begin(after), fs::end(after))), before + 1)
+      << "at most the good base layer is added";
+  EXPECT_TRUE(fs::is_empty(sandbox() / "local-store/staging"));
 }
 
 }  // namespace
