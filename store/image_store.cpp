@@ -82,8 +82,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
-        .then(actors::defer(self(), [this](const std::set<std::string>& layers) {
-          committed_ = layers;
+        .then(actors::defer(self(), [this](const StoreContents& contents) {
+          committed_ = contents.layers;
+          configFiles_ = contents.configs;
           return metadata_.recover();
         }))
         .then(actors::defer(self(), [this](const std::vector<StoredImage>& images) -> Future<Nothing> {
@@ -153,6 +154,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       usedConfigs.insert(paths::hexOf(image.config_digest()));
     }
     for (const auto& id : layerPulls_.keys()) usedLayers.insert(id);
+    for (const auto& [key, id] : inflightLayers_) usedLayers.insert(id);
     for (const auto& [key, image] : inflightConfigs_) usedConfigs.insert(image);
     std::vector<std::string> doomed;
     for (const auto& id : committed_) {
@@ -194,11 +196,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // A layer job holds a blocking thread while it waits for bytes; the
     // puller's hashing needs one too.
     if (runtime_.blockingThreads() > 1) maxSlots_ = std::min(maxSlots_, runtime_.blockingThreads() - 1);
-    for (const auto& name : std::filesystem::directory_iterator(paths::configs(options_.storeDir),
-                                                                std::filesystem::directory_options::skip_permission_denied,
-                                                                configScanError_)) {
-      configFiles_.insert(name.path().filename().string());
-    }
   }
 
  private:
@@ -244,6 +241,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     const std::vector<std::string> ids = chainIds(diffIds);
     inflightConfigs_.emplace(key, paths::hexOf(resolved.manifest().config().digest()));
+    for (const auto& id : ids) inflightLayers_.emplace(key, id);
     std::vector<Future<Nothing>> joined;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (committed_.count(ids[i]) > 0) continue;
@@ -253,7 +251,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     return actors::collect(joined)
         .then(actors::defer(self(), [this, key, resolved, ids] { return finishPull(key, resolved, ids); }))
-        .onAny(actors::defer(self(), [this, key] { inflightConfigs_.erase(key); }));
+        .onAny(actors::defer(self(), [this, key] {
+          inflightConfigs_.erase(key);
+          inflightLayers_.erase(key);
+        }));
   }
 
   Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved,
@@ -402,7 +403,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::set<std::string> committed_;    // chain ids in layers/
   std::set<std::string> configFiles_;  // names in configs/
   std::multimap<std::string, std::string> inflightConfigs_;  // pull key -> config hex
-  std::error_code configScanError_;
+  std::multimap<std::string, std::string> inflightLayers_;   // pull key -> chain ids it needs
   SharedWork<ImageInfo> pulls_;
   SharedWork<Nothing> layerPulls_;
   std::size_t maxSlots_ = 1;

@@ -108,7 +108,7 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
   return syncDirectory(layerDir.substr(0, slash));
 }
 
-Try<std::set<std::string>> recoverStoreDirs(const std::string& storeDir) {
+Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
   for (const auto& dir : {paths::staging(storeDir), paths::layers(storeDir), paths::configs(storeDir),
                           paths::gc(storeDir)}) {
     auto made = actors::fs::makeDirectories(dir);
@@ -118,14 +118,17 @@ Try<std::set<std::string>> recoverStoreDirs(const std::string& storeDir) {
   if (staged.isError()) return staged.error();
   auto swept = sweepGc(storeDir);
   if (swept.isError()) return swept.error();
-  std::set<std::string> layers;
+  StoreContents contents;
   for (const auto& name : entriesOf(paths::layers(storeDir))) {
     struct stat st {};
     if (::stat((paths::layers(storeDir) + "/" + name + "/rootfs").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      layers.insert("sha256:" + name);
+      contents.layers.insert("sha256:" + name);
     }
   }
-  return layers;
+  for (const auto& name : entriesOf(paths::configs(storeDir))) {
+    if (name.find(".tmp-") == std::string::npos) contents.configs.insert(name);
+  }
+  return contents;
 }
 
 Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths) {

@@ -24,9 +24,14 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
                          const std::string& layerDir, bool sync);
 
-// Makes the store's directories, empties staging/ and gc/, and returns the
-// chain ids ("sha256:<hex>") of the layers in layers/.
-Try<std::set<std::string>> recoverStoreDirs(const std::string& storeDir);
+struct StoreContents {
+  std::set<std::string> layers;   // chain ids ("sha256:<hex>") in layers/
+  std::set<std::string> configs;  // file names in configs/
+};
+
+// Makes the store's directories, empties staging/ and gc/, and lists what
+// layers/ and configs/ hold.
+Try<StoreContents> recoverStoreDirs(const std::string& storeDir);
 
 // Renames each path into gc/ (missing ones are skipped); returns the names
 // made there.
