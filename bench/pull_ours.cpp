@@ -1,10 +1,13 @@
 // bench_pull's run of this project's store (see pull_ours.hpp): a cold pull
 // of one image through RegistryPuller and ImageStore, with the store's
 // default options (layers synced to disk before they become visible).
+// PROV_BENCH_NO_SYNC=1 in the environment turns the sync off, to show what
+// durability costs (the peers do not sync their unpacked trees).
 
 #include "bench/pull_ours.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "actors/actors.hpp"
@@ -25,6 +28,7 @@ int runOursOnce(const OursArgs& args) {
   std::shared_ptr<fetcher::Puller> shared(std::move(*puller));
   store::ImageStoreOptions options;
   options.storeDir = args.storeDir;
+  if (std::getenv("PROV_BENCH_NO_SYNC")) options.syncLayers = false;
   auto store = store::ImageStore::create(runtime, options, [shared](const messages::Image&) { return shared; });
   if (store.isError()) return fail(store.error().message);
   auto recovered = (*store)->recover();

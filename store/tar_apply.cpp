@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -75,6 +76,17 @@ std::pair<std::string, std::string> splitParent(const std::string& path) {
   return {path.substr(0, slash), path.substr(slash + 1)};
 }
 
+// This process's umask, read without changing it; all bits set (so nothing
+// is taken for granted) when /proc cannot tell.
+mode_t currentUmask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("Umask:")) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  }
+  return 07777;
+}
+
 bool isWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
 
 struct DirTimes {
@@ -88,6 +100,8 @@ class Applier {
       : rootPath_(root), source_(source), options_(options) {}
 
   Try<ApplyResult> run() {
+    umask_ = currentUmask();
+    runningAsRoot_ = ::geteuid() == 0 && ::getegid() == 0;
     root_ = Fd(::open(rootPath_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root_.valid()) return sysError("open the layer root '" + rootPath_ + "'");
     std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
@@ -303,7 +317,7 @@ class Applier {
   Try<Nothing> create(const std::string& name, const std::string& path, int parentFd, const std::string& base,
                       mode_t type, archive_entry* e) {
     switch (type) {
-      case AE_IFREG: return createFile(name, parentFd, base, e);
+      case AE_IFREG: return createFile(name, splitParent(path).first, parentFd, base, e);
       case AE_IFDIR: {
         if (::mkdirat(parentFd, base.c_str(), 0700) != 0) return entryError(name, "create the directory");
         Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -338,8 +352,10 @@ class Applier {
     }
   }
 
-  Try<Nothing> createFile(const std::string& name, int parentFd, const std::string& base, archive_entry* e) {
-    Fd fd(::openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  Try<Nothing> createFile(const std::string& name, const std::string& parent, int parentFd, const std::string& base,
+                          archive_entry* e) {
+    const mode_t perm = permissions(e);
+    Fd fd(::openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm & 0777));
     if (!fd.valid()) return entryError(name, "create the file");
     std::int64_t end = 0;
     for (;;) {
@@ -362,7 +378,12 @@ class Applier {
     }
     const std::int64_t size = archive_entry_size(e);
     if (end < size && ::ftruncate(fd.get(), size) != 0) return entryError(name, "size the sparse file");
-    return applyFdMetadata(name, fd.get(), e);
+    // Most files are root's with plain modes: as created, they need neither
+    // chown nor chmod (unless a setgid directory gave them its group).
+    const bool chown = !(archive_entry_uid(e) == 0 && archive_entry_gid(e) == 0 && runningAsRoot_ &&
+                         setgidDirs_.count(parent) == 0);
+    const bool chmod = chown || perm != ((perm & 0777) & ~umask_);
+    return applyFdMetadata(name, fd.get(), e, chown, chmod);
   }
 
   Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd,
@@ -457,9 +478,9 @@ class Applier {
     return Nothing{};
   }
 
-  Try<Nothing> applyFdMetadata(const std::string& name, int fd, archive_entry* e) {
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
-    if (::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+  Try<Nothing> applyFdMetadata(const std::string& name, int fd, archive_entry* e, bool chown, bool chmod) {
+    if (chown && ::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
+    if (chmod && ::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
     auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
       return ::fsetxattr(fd, key, value, size, 0) == 0;
     });
@@ -473,6 +494,11 @@ class Applier {
   Try<Nothing> applyDirectoryMetadata(const std::string& name, const std::string& path, int fd, archive_entry* e) {
     if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
     if (::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    if (permissions(e) & S_ISGID) {
+      setgidDirs_.insert(path);
+    } else {
+      setgidDirs_.erase(path);
+    }
     auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
       return ::fsetxattr(fd, key, value, size, 0) == 0;
     });
@@ -523,6 +549,9 @@ class Applier {
   std::set<std::string> implied_;
   std::vector<DirTimes> dirTimes_;
   bool opaqueNext_ = false;
+  mode_t umask_ = 07777;
+  bool runningAsRoot_ = false;
+  std::set<std::string> setgidDirs_;  // directories of this layer with the setgid bit
   Fd cacheFd_;
   std::string cachePath_;
   bool cacheValid_ = false;

@@ -102,7 +102,10 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
   sparse.dataRegions = {{0, 5}, {static_cast<std::int64_t>(sparse.content.size() - 3), 3}};
   TarEntry forged = TarEntry::file("forged", "x");
   forged.xattrs = {{"trusted.overlay.redirect", "/etc"}};
+  TarEntry setgidDir = TarEntry::directory("sg", 02775);
+  setgidDir.gid = 50;
   std::vector<TarEntry> entries = {
+      setgidDir, TarEntry::file("sg/root-file", "r", 0644), TarEntry::file("world", "w", 0666),
       TarEntry::directory("bin"), suid, link, entry("bin/tool2", TarEntry::Type::Hardlink, "bin/tool"),
       TarEntry::directory("dev"), chr, entry("dev/fifo", TarEntry::Type::Fifo),
       dir, TarEntry::file("data/file", "contents"), sparse, forged,
@@ -111,6 +114,10 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
   AWAIT_READY(done);
 
   struct stat st {};
+  ASSERT_EQ(0, ::lstat((root_ / "sg/root-file").c_str(), &st));
+  EXPECT_EQ(0u, st.st_gid) << "not the setgid directory's group: the entry says root";
+  ASSERT_EQ(0, ::lstat((root_ / "world").c_str(), &st));
+  EXPECT_EQ(0666u, st.st_mode & 07777) << "the umask does not apply";
   ASSERT_EQ(0, ::lstat((root_ / "bin/tool").c_str(), &st));
   EXPECT_EQ(04755u, st.st_mode & 07777);
   EXPECT_EQ(1000u, st.st_uid);
