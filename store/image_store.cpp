@@ -146,7 +146,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> forget;
     std::set<std::string> usedLayers, usedConfigs;
     for (const auto& [key, image] : images_) {
-      if (keep.count(key) == 0) {
+      // An image every layer of which a container uses stays listed too.
+      bool inUse = image.layer_ids_size() > 0;
+      for (const auto& id : image.layer_ids()) {
+        inUse = inUse && activePaths.count(paths::layerRootfs(options_.storeDir, id)) > 0;
+      }
+      if (keep.count(key) == 0 && !inUse) {
         forget.push_back(key);
         continue;
       }

@@ -23,7 +23,8 @@
 //     removed and nothing is stored.
 // recover(): empties staging/, finishes an interrupted gc/ sweep, loads the
 //   index and drops the images whose layers or config are gone.
-// prune(excluded, activePaths): forgets every image but `excluded`, then
+// prune(excluded, activePaths): forgets every image but `excluded` and those
+//   whose every layer is in `activePaths` (in use by containers), then
 //   removes every layer and config that no remaining image, no path in
 //   `activePaths` (layer rootfs dirs or config files in use by containers)
 //   and no running pull uses: renamed into gc/ at once, deleted in the

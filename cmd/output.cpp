@@ -1,0 +1,141 @@
+#include "cmd/output.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <sstream>
+
+#include "fetcher/reference.hpp"
+
+namespace prov::cmd {
+
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void string(Writer& w, const char* key, const std::string& value) {
+  w.Key(key);
+  w.String(value.c_str(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+template <typename List>
+void strings(Writer& w, const char* key, const List& values) {
+  w.Key(key);
+  w.StartArray();
+  for (const auto& v : values) w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+  w.EndArray();
+}
+
+void image(Writer& w, const messages::StoredImage& i) {
+  w.Key("image");
+  w.StartObject();
+  string(w, "reference", i.reference().repository().empty() ? i.key() : fetcher::toString(i.reference()));
+  string(w, "key", i.key());
+  string(w, "manifest_digest", i.manifest_digest());
+  string(w, "config_digest", i.config_digest());
+  w.EndObject();
+}
+
+void config(Writer& w, const messages::ImageConfig& c) {
+  w.Key("config");
+  w.StartObject();
+  strings(w, "env", c.env());
+  strings(w, "entrypoint", c.entrypoint());
+  strings(w, "cmd", c.cmd());
+  string(w, "working_dir", c.working_dir());
+  string(w, "user", c.user());
+  w.EndObject();
+}
+
+}  // namespace
+
+std::vector<std::string> splitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::string imageJson(const messages::StoredImage& i) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  image(w, i);
+  w.Key("layers");
+  w.Uint(static_cast<unsigned>(i.layer_ids_size()));
+  config(w, i.config());
+  w.EndObject();
+  return buffer.GetString();
+}
+
+std::string provisionJson(const provisioner::ProvisionInfo& info) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  string(w, "rootfs", info.rootfs);
+  string(w, "backend", info.backend);
+  image(w, info.image);
+  config(w, info.image.config());
+  strings(w, "ephemeral_volumes", info.ephemeralVolumes);
+  w.EndObject();
+  return buffer.GetString();
+}
+
+std::string containersText(const std::vector<provisioner::ContainerInfo>& containers, bool json) {
+  if (!json) {
+    std::string out;
+    for (const auto& c : containers) {
+      out += c.id + "  " + std::to_string(c.rootfses.size()) + (c.rootfses.size() == 1 ? " rootfs" : " rootfses");
+      for (const auto& r : c.rootfses) out += "  " + r.backend() + ":" + r.id();
+      out += "\n";
+    }
+    return out;
+  }
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartArray();
+  for (const auto& c : containers) {
+    w.StartObject();
+    string(w, "id", c.id);
+    w.Key("rootfses");
+    w.StartArray();
+    for (const auto& r : c.rootfses) {
+      w.StartObject();
+      string(w, "id", r.id());
+      string(w, "backend", r.backend());
+      string(w, "image", r.image_key());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  return std::string(buffer.GetString()) + "\n";
+}
+
+std::string imagesText(const std::vector<messages::StoredImage>& images, bool json) {
+  if (!json) {
+    std::string out;
+    for (const auto& i : images) {
+      out += i.key() + "  " + i.manifest_digest() + "  " + std::to_string(i.layer_ids_size()) + " layers\n";
+    }
+    return out;
+  }
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartArray();
+  for (const auto& i : images) {
+    w.StartObject();
+    image(w, i);
+    w.Key("layers");
+    w.Uint(static_cast<unsigned>(i.layer_ids_size()));
+    w.EndObject();
+  }
+  w.EndArray();
+  return std::string(buffer.GetString()) + "\n";
+}
+
+}  // namespace prov::cmd

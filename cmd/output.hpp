@@ -1,0 +1,26 @@
+#pragma once
+
+// What the provisioner command prints: text for people, JSON (--json) for
+// tools.
+
+#include <string>
+#include <vector>
+
+#include "provisioner/provisioner.hpp"
+
+namespace prov::cmd {
+
+// "a,b,,c" -> {"a", "b", "c"}
+std::vector<std::string> splitList(const std::string& text);
+
+// {"image": {"reference", "key", "manifest_digest"}, "layers": N, "config": {...}}
+std::string imageJson(const messages::StoredImage& image);
+// {"rootfs", "backend", "image": {...}, "config": {"env", "entrypoint", "cmd",
+//  "working_dir", "user"}, "ephemeral_volumes": [...]}
+std::string provisionJson(const provisioner::ProvisionInfo& info);
+// One line per container ("ID  N rootfs(es)  BACKEND:ROOTFS_ID ..."), or a JSON array.
+std::string containersText(const std::vector<provisioner::ContainerInfo>& containers, bool json);
+// One line per image ("KEY  MANIFEST_DIGEST  N layers"), or a JSON array.
+std::string imagesText(const std::vector<messages::StoredImage>& images, bool json);
+
+}  // namespace prov::cmd

@@ -1,0 +1,170 @@
+// provisioner: the command line over the Provisioner library.
+//
+//   provisioner [FLAGS] pull IMAGE
+//   provisioner [FLAGS] provision CONTAINER_ID IMAGE
+//   provisioner [FLAGS] destroy CONTAINER_ID
+//   provisioner [FLAGS] containers
+//   provisioner [FLAGS] images
+//   provisioner [FLAGS] prune [--exclude=IMAGE ...]
+//
+// Every run takes the work dir's lock, recovers (every container on disk
+// counts as known), then does its one command. Exit status: 0 done, 1 an
+// error (one line on stderr starting "error: ", nothing on stdout), 2 bad
+// usage, 3 destroy of an unknown container.
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <optional>
+
+#include "actors/actors.hpp"
+#include "cmd/output.hpp"
+#include "provisioner/provisioner.hpp"
+
+namespace {
+
+namespace po = boost::program_options;
+using namespace prov;
+
+constexpr const char* kUsage =
+    "Usage: provisioner [FLAGS] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  pull IMAGE                       fetch an image into the store\n"
+    "  provision CONTAINER_ID IMAGE     make a rootfs for a container; prints its path\n"
+    "  destroy CONTAINER_ID             remove a container's rootfses (exit 3: unknown id)\n"
+    "  containers                       list containers and their rootfses\n"
+    "  images                           list the images in the store\n"
+    "  prune [--exclude=IMAGE ...]      remove images and layers no container uses\n"
+    "\n"
+    "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
+    "       appc:NAME[,LABEL=VALUE...]\n"
+    "CONTAINER_ID: NAME or PARENT/CHILD (nested); names use [A-Za-z0-9_.-]\n";
+
+int fail(const std::string& message, int code = 1) {
+  std::cerr << "error: " << message << "\n";
+  return code;
+}
+
+template <typename T>
+std::optional<T> await(const actors::Future<T>& future, std::string& error) {
+  future.waitFor(std::chrono::hours(24));
+  if (future.isReady()) return future.get();
+  error = future.isFailed() ? future.failure().message : "the operation was cancelled";
+  return std::nullopt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  provisioner::Flags flags;
+  std::string dockerInsecure, dockerMirrors;
+  std::vector<std::string> excluded;
+  po::options_description options("Flags (--name=value)");
+  options.add_options()
+      ("help", "print this help")
+      ("work_dir", po::value(&flags.workDir)->default_value(flags.workDir), "where containers and the image store live")
+      ("image_providers", po::value(&flags.imageProviders)->default_value(flags.imageProviders),
+       "image types to serve: docker, appc (comma separated)")
+      ("image_provisioner_backend", po::value(&flags.imageProvisionerBackend),
+       "copy, bind, overlay or aufs (default: overlay, aufs, copy: the first this machine can run)")
+      ("docker_registry", po::value(&flags.dockerRegistry)->default_value(flags.dockerRegistry),
+       "registry URL for references without one, or a directory of `docker save` tarballs (<dir>/<name>.tar)")
+      ("docker_store_dir", po::value(&flags.dockerStoreDir), "the Docker/OCI image store (default: <work_dir>/store/docker)")
+      ("docker_config", po::value(&flags.dockerConfig), "Docker config.json with registry credentials: a file or JSON")
+      ("docker_insecure_registries", po::value(&dockerInsecure), "HOST:PORT,... allowed over plain http")
+      ("docker_registry_ca", po::value(&flags.dockerRegistryCa), "a PEM CA bundle trusted for registries, beside the system's")
+      ("docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")
+      ("appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (AppC images are not supported yet)")
+      ("appc_simple_discovery_uri_prefix", po::value(&flags.appcSimpleDiscoveryUriPrefix), "AppC simple discovery prefix")
+      ("image_gc_config", po::value(&flags.imageGcConfig),
+       "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
+       "{\"nanoseconds\":N},\"excluded_images\":[...]}")
+      ("json", po::bool_switch(), "print JSON")
+      ("exclude", po::value(&excluded)->composing(), "prune: an image to keep (repeatable)");
+  po::options_description hidden;
+  hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(options).add(hidden);
+  po::positional_options_description positional;
+  positional.add("command", 1).add("args", -1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "error: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  if (vm.count("help") || !vm.count("command")) {
+    std::cout << kUsage << "\n" << options << "\n";
+    return vm.count("help") ? 0 : 2;
+  }
+  flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
+  flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
+  const bool json = vm["json"].as<bool>();
+  const std::string command = vm["command"].as<std::string>();
+  const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const std::map<std::string, std::size_t> arity = {{"pull", 1}, {"provision", 2}, {"destroy", 1},
+                                                    {"containers", 0}, {"images", 0}, {"prune", 0}};
+  auto wanted = arity.find(command);
+  if (wanted == arity.end()) return fail("unknown command '" + command + "'\n" + kUsage, 2);
+  if (args.size() != wanted->second) {
+    return fail("'" + command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
+  }
+  if (command != "prune" && !excluded.empty()) return fail("--exclude is for prune", 2);
+
+  actors::Runtime runtime;
+  auto created = provisioner::Provisioner::create(flags, runtime);
+  if (created.isError()) return fail(created.error().message);
+  auto& p = **created;
+  auto known = provisioner::Provisioner::containersOnDisk(flags.workDir);
+  if (known.isError()) return fail(known.error().message);
+  std::string error;
+  if (!await(p.recover(*known), error)) return fail("Failed to recover: " + error);
+
+  if (command == "pull" || command == "provision") {
+    auto image = provisioner::parseImage(args.back());
+    if (image.isError()) return fail(image.error().message);
+    if (command == "pull") {
+      // A pull is a provision that hands out nothing: the store's get.
+      auto info = await(p.pullImage(*image), error);
+      if (!info) return fail(error);
+      std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + info->manifest_digest()) << "\n";
+      return 0;
+    }
+    auto valid = provisioner::validateContainerId(args[0]);
+    if (valid.isError()) return fail(valid.error().message);
+    auto info = await(p.provision(args[0], *image), error);
+    if (!info) return fail(error);
+    std::cout << (json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
+    return 0;
+  }
+  if (command == "destroy") {
+    auto destroyed = await(p.destroy(args[0]), error);
+    if (!destroyed) return fail(error);
+    if (!*destroyed) return fail("Failed to destroy container '" + args[0] + "': no such container", 3);
+    return 0;
+  }
+  if (command == "containers") {
+    auto containers = await(p.containers(), error);
+    if (!containers) return fail(error);
+    std::cout << cmd::containersText(*containers, json);
+    return 0;
+  }
+  if (command == "images") {
+    auto images = await(p.images(), error);
+    if (!images) return fail(error);
+    std::cout << cmd::imagesText(*images, json);
+    return 0;
+  }
+  std::vector<messages::Image> keep;
+  for (const auto& name : excluded) {
+    auto image = provisioner::parseImage(name);
+    if (image.isError()) return fail(image.error().message);
+    keep.push_back(*image);
+  }
+  if (!await(p.pruneImages(keep), error)) return fail(error);
+  return 0;
+}

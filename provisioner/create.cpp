@@ -1,0 +1,119 @@
+// Provisioner::create(flags): the flags checked and turned into parts.
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "actors/fs.hpp"
+#include "fetcher/auth.hpp"
+#include "fetcher/local.hpp"
+#include "fetcher/puller.hpp"
+#include "provisioner/paths.hpp"
+#include "provisioner/provisioner.hpp"
+
+namespace prov::provisioner {
+
+namespace {
+
+Error badFlag(const std::string& flag, const std::string& why) {
+  return Error(ErrorKind::InvalidArgument, "Invalid --" + flag + ": " + why);
+}
+
+Try<std::set<std::string>> providersOf(const std::string& text) {
+  std::set<std::string> providers;
+  std::stringstream in(text);
+  std::string token;
+  while (std::getline(in, token, ',')) {
+    std::transform(token.begin(), token.end(), token.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (token.empty()) continue;
+    if (token != "docker" && token != "appc") {
+      return badFlag("image_providers", "unknown image provider '" + token + "' (known: docker, appc)");
+    }
+    providers.insert(token);
+  }
+  return providers;
+}
+
+// The pullers for --docker_registry (a URL or a directory of tarballs) and
+// the local sources.
+Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
+  std::shared_ptr<fetcher::Puller> registry;
+  if (!flags.dockerRegistry.empty() && flags.dockerRegistry.front() == '/') {
+    auto tarballs = fetcher::DockerArchivePuller::create(runtime, flags.dockerRegistry);
+    if (tarballs.isError()) return tarballs.error();
+    registry = std::move(*tarballs);
+  } else {
+    fetcher::RegistryOptions options;
+    options.hubUrl = flags.dockerRegistry;
+    options.insecure.insert(flags.dockerInsecureRegistries.begin(), flags.dockerInsecureRegistries.end());
+    options.mirrors = flags.dockerRegistryMirrors;
+    options.http.extraCaFile = flags.dockerRegistryCa;
+    if (!flags.dockerConfig.empty()) {
+      auto auths = fetcher::loadDockerConfig(flags.dockerConfig);
+      if (auths.isError()) return badFlag("docker_config", auths.error().message);
+      options.auths = std::move(*auths);
+    }
+    auto puller = fetcher::RegistryPuller::create(runtime, std::move(options));
+    if (puller.isError()) return badFlag("docker_registry", puller.error().message);
+    registry = std::move(*puller);
+  }
+  auto oci = fetcher::OciLayoutPuller::create(runtime);
+  if (oci.isError()) return oci.error();
+  auto archive = fetcher::DockerArchivePuller::create(runtime);
+  if (archive.isError()) return archive.error();
+  std::shared_ptr<fetcher::Puller> ociPuller = std::move(*oci), archivePuller = std::move(*archive);
+  return store::PullerFor([registry, ociPuller, archivePuller](const messages::Image& image) {
+    switch (image.type()) {
+      case messages::Image::DOCKER: return registry;
+      case messages::Image::OCI_LAYOUT: return ociPuller;
+      case messages::Image::DOCKER_ARCHIVE: return archivePuller;
+      default: return std::shared_ptr<fetcher::Puller>();
+    }
+  });
+}
+
+}  // namespace
+
+Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors::Runtime& runtime) {
+  if (flags.workDir.empty() || flags.workDir.front() != '/') {
+    return badFlag("work_dir", "'" + flags.workDir + "' is not an absolute path");
+  }
+  auto made = actors::fs::makeDirectories(paths::root(flags.workDir));
+  if (made.isError()) return badFlag("work_dir", made.error().message);
+  std::error_code ec;
+  const std::string workDir = std::filesystem::canonical(flags.workDir, ec).string();
+  if (ec) return badFlag("work_dir", ec.message());
+  auto providers = providersOf(flags.imageProviders);
+  if (providers.isError()) return providers.error();
+
+  Parts parts;
+  parts.workDir = workDir;
+  parts.backends = backend::createBackends(runtime);
+  if (parts.backends.empty()) return Error(ErrorKind::Unsupported, "No rootfs backend can run on this machine");
+  std::string available;
+  for (const auto& [name, b] : parts.backends) available += (available.empty() ? "" : ", ") + name;
+  parts.defaultBackend = flags.imageProvisionerBackend.empty() ? backend::defaultBackend(paths::root(workDir))
+                                                               : flags.imageProvisionerBackend;
+  if (parts.backends.count(parts.defaultBackend) == 0) {
+    return badFlag("image_provisioner_backend",
+                   "backend '" + parts.defaultBackend + "' cannot run here (available: " + available + ")");
+  }
+  if (!flags.imageGcConfig.empty()) {
+    auto gc = parseImageGcConfig(flags.imageGcConfig);
+    if (gc.isError()) return gc.error();
+    parts.imageGc = *gc;
+  }
+  if (providers->count("docker") > 0) {
+    auto pullerFor = pullersFor(flags, runtime);
+    if (pullerFor.isError()) return pullerFor.error();
+    store::ImageStoreOptions options;
+    options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
+    options.limits = flags.limits;
+    auto store = store::ImageStore::create(runtime, options, std::move(*pullerFor));
+    if (store.isError()) return badFlag("docker_store_dir", store.error().message);
+    parts.dockerStore = std::move(*store);
+  }
+  return create(std::move(parts), runtime);
+}
+
+}  // namespace prov::provisioner

@@ -1,0 +1,464 @@
+#include "provisioner/provisioner.hpp"
+
+#include <sys/file.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "actors/async.hpp"
+#include "actors/clock.hpp"
+#include "actors/collect.hpp"
+#include "actors/defer.hpp"
+#include "actors/dispatch.hpp"
+#include "actors/fs.hpp"
+#include "actors/process.hpp"
+#include "actors/runtime.hpp"
+#include "actors/rwlock.hpp"
+#include "provisioner/container_disk.hpp"
+#include "provisioner/paths.hpp"
+#include "store/atomic_file.hpp"
+
+namespace prov::provisioner {
+
+using messages::ContainerRecord;
+using messages::ContainerRootfs;
+
+namespace {
+
+std::string uuid() {
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  char out[37];
+  const std::uint64_t a = random(), b = random();
+  std::snprintf(out, sizeof(out), "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
+                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                static_cast<unsigned long long>(b & 0xffffffffffffull));
+  return out;
+}
+
+std::string parentOf(const std::string& id) {
+  const auto slash = id.rfind('/');
+  return slash == std::string::npos ? "" : id.substr(0, slash);
+}
+
+Try<double> statvfsFree(const std::string& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0 || st.f_blocks == 0) {
+    return Error(ErrorKind::IO, "Failed to statvfs '" + path + "': " + std::strerror(errno));
+  }
+  return static_cast<double>(st.f_bavail) / static_cast<double>(st.f_blocks);
+}
+
+}  // namespace
+
+class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
+ public:
+  struct Info {
+    std::vector<ContainerRootfs> rootfses;
+    Future<Nothing> provisioning = Nothing{};
+    actors::Promise<bool> termination;
+    bool destroying = false;
+  };
+
+  ProvisionerProcess(actors::Runtime& runtime, Provisioner::Parts parts)
+      : actors::Process<ProvisionerProcess>("provisioner"), runtime_(runtime), parts_(std::move(parts)),
+        root_(paths::root(parts_.workDir)) {
+    if (!parts_.diskFree) parts_.diskFree = statvfsFree;
+  }
+
+  void initialize() override {
+    if (parts_.imageGc) scheduleGcCheck();
+  }
+
+  // ---- recover --------------------------------------------------------------
+
+  Future<Nothing> recover(const std::set<std::string>& known) {
+    return actors::async(runtime_, [root = root_] { return scanContainers(root); })
+        .then(actors::defer(self(), [this, known](const std::vector<ContainerInfo>& found) {
+          for (const auto& container : found) {
+            auto& info = infos_[container.id];
+            if (!info) info = std::make_shared<Info>();
+            info->rootfses = container.rootfses;
+          }
+          std::vector<Future<bool>> orphans;
+          for (const auto& container : found) {
+            // Unknown, and not inside another unknown one (that destroys it).
+            if (known.count(container.id) > 0) continue;
+            const std::string parent = parentOf(container.id);
+            if (!parent.empty() && infos_.count(parent) > 0 && known.count(parent) == 0) continue;
+            orphans.push_back(destroyTree(container.id));
+          }
+          return actors::collect(orphans).then(actors::defer(self(), [this] {
+            return parts_.dockerStore ? parts_.dockerStore->recover() : Future<Nothing>(Nothing{});
+          }));
+        }));
+  }
+
+  // ---- provision ------------------------------------------------------------
+
+  Future<ProvisionInfo> provision(const std::string& id, const messages::Image& image) {
+    auto valid = validateContainerId(id);
+    if (valid.isError()) return valid.error();
+    auto promise = std::make_shared<actors::Promise<ProvisionInfo>>();
+    Future<ProvisionInfo> work =
+        lock_.readLock()
+            .then(actors::defer(self(), [this, id, image] { return startProvision(id, image); }))
+            .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+    promise->future().onDiscard([work] { work.discard(); });
+    // A rootfs finished after the caller gave up is not handed out: it is
+    // taken down again, and the caller sees DISCARDED.
+    work.onAny(actors::defer(self(), [this, id, promise](const Future<ProvisionInfo>& done) {
+      if (!promise->future().hasDiscard() || !done.isReady()) {
+        done.isReady() ? promise->set(done.get()) : done.isFailed() ? promise->fail(done.failure()) : promise->discard();
+        return;
+      }
+      undoRootfs(id, done.get().rootfs).onAny([promise] { promise->discard(); });
+    }));
+    return promise->future();
+  }
+
+  Future<Nothing> undoRootfs(const std::string& id, const std::string& path) {
+    auto it = infos_.find(id);
+    if (it == infos_.end()) return Nothing{};
+    const std::string rootfsId = path.substr(path.rfind('/') + 1);
+    for (const auto& rootfs : it->second->rootfses) {
+      if (rootfs.id() != rootfsId) continue;
+      const std::string dir = paths::container(root_, id);
+      auto* b = backend(rootfs.backend());
+      Future<bool> destroyed = b ? b->destroy(path, paths::backendDir(dir, rootfs.backend())) : Future<bool>(false);
+      return destroyed.recover([](const Future<bool>&) { return false; })
+          .then(actors::defer(self(), [this, id, rootfsId] { return forgetRootfs(id, rootfsId); }));
+    }
+    return Nothing{};
+  }
+
+  Future<ProvisionInfo> startProvision(const std::string& id, const messages::Image& image) {
+    for (std::string at = id; !at.empty(); at = parentOf(at)) {
+      if (auto it = infos_.find(at); it != infos_.end() && it->second->destroying) {
+        return Error(ErrorKind::Unavailable, "Failed to provision container '" + id + "': '" + at +
+                                                 "' is being destroyed");
+      }
+    }
+    if (image.type() != messages::Image::DOCKER && image.type() != messages::Image::OCI_LAYOUT &&
+        image.type() != messages::Image::DOCKER_ARCHIVE) {
+      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id +
+                                               "': no image provider for this image type is enabled");
+    }
+    if (!parts_.dockerStore) {
+      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the docker provider is off");
+    }
+    auto& info = infos_[id];
+    if (!info) info = std::make_shared<Info>();
+    const auto started = std::chrono::steady_clock::now();
+    Future<ProvisionInfo> provisioning =
+        parts_.dockerStore->get(image).then(actors::defer(self(), [this, id, started](const store::ImageInfo& pulled) {
+          pullMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+          return makeRootfs(id, pulled);
+        }));
+    info->provisioning = provisioning.then([](const ProvisionInfo&) { return Nothing{}; });
+    return provisioning;
+  }
+
+  Future<ProvisionInfo> makeRootfs(const std::string& id, const store::ImageInfo& pulled) {
+    auto info = infos_[id];
+    if (!info) info = infos_[id] = std::make_shared<Info>();
+    if (info->destroying) {
+      return Error(ErrorKind::Unavailable, "Failed to provision container '" + id + "': it is being destroyed");
+    }
+    const std::string backendName = parts_.defaultBackend;
+    ContainerRootfs rootfs;
+    rootfs.set_id(uuid());
+    rootfs.set_backend(backendName);
+    rootfs.set_image_key(pulled.image.key());
+    for (const auto& layer : pulled.layers) rootfs.add_layers(layer);
+    rootfs.set_config(pulled.configPath);
+    info->rootfses.push_back(rootfs);
+    const std::string dir = paths::container(root_, id);
+    const std::string path = paths::rootfs(dir, backendName, rootfs.id());
+    const std::string backendDir = paths::backendDir(dir, backendName);
+    ContainerRecord record;
+    for (const auto& r : info->rootfses) *record.add_rootfses() = r;
+    // The record first: from now on GC keeps what this rootfs uses.
+    return writeRecord(dir, record)
+        .then(actors::defer(self(), [this, path, backendDir, rootfs] {
+          return actors::async(runtime_, [path] { return actors::fs::makeDirectories(parentDir(path)); })
+              .then([this, rootfs, path, backendDir] {
+                std::vector<std::string> layers(rootfs.layers().begin(), rootfs.layers().end());
+                return backend(rootfs.backend())->provision(layers, path, backendDir);
+              });
+        }))
+        .then(actors::defer(self(), [this, pulled, path, backendName](const backend::ProvisionInfo& made) {
+          ++provisions_;
+          return ProvisionInfo{path, backendName, pulled.image, made.ephemeralVolumes};
+        }))
+        .recover(actors::defer(self(), [this, id, rootfs](const Future<ProvisionInfo>& failed) {
+          return forgetRootfs(id, rootfs.id()).then([failed]() -> Future<ProvisionInfo> {
+            if (failed.isFailed()) return failed.failure();
+            return Error(ErrorKind::Cancelled, "The provision was discarded");
+          });
+        }));
+  }
+
+  Future<messages::StoredImage> pullImage(const messages::Image& image) {
+    return lock_.readLock()
+        .then(actors::defer(self(), [this, image]() -> Future<messages::StoredImage> {
+          if (!parts_.dockerStore || image.type() == messages::Image::APPC) {
+            return Error(ErrorKind::Unsupported, "Failed to pull: no image provider for this image type is enabled");
+          }
+          return parts_.dockerStore->get(image).then([](const store::ImageInfo& info) { return info.image; });
+        }))
+        .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+  }
+
+  // ---- destroy --------------------------------------------------------------
+
+  Future<bool> destroy(const std::string& id) {
+    auto valid = validateContainerId(id);
+    if (valid.isError()) return valid.error();
+    return lock_.readLock()
+        .then(actors::defer(self(), [this, id] { return destroyTree(id); }))
+        .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+  }
+
+  // Children first; no lock taken here (the caller holds one).
+  Future<bool> destroyTree(const std::string& id) {
+    std::vector<Future<bool>> children;
+    for (const auto& [other, info] : infos_) {
+      if (parentOf(other) == id) children.push_back(destroyTree(other));
+    }
+    auto it = infos_.find(id);
+    if (it == infos_.end()) {
+      if (children.empty()) return false;
+      // A parent without a rootfs of its own: its directory goes after them.
+      const std::string dir = paths::container(root_, id);
+      return actors::await(children).then(actors::defer(self(), [this, dir](const std::vector<Future<bool>>&) {
+        return actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); }).then([](bool) { return true; });
+      }));
+    }
+    std::shared_ptr<Info> info = it->second;
+    if (info->destroying) return info->termination.future();
+    info->destroying = true;
+    actors::await(children).then(actors::defer(self(), [this, id, info](const std::vector<Future<bool>>& done) {
+      for (const auto& child : done) {
+        if (!child.isReady()) {
+          ++removeContainerErrors_;
+          info->termination.fail(Error(ErrorKind::IO, "Failed to destroy the nested containers of '" + id + "': " +
+                                                          (child.isFailed() ? child.failure().message : "discarded")));
+          info->destroying = false;
+          return Nothing{};
+        }
+      }
+      // Never race an in-flight provision: wait for it first.
+      info->provisioning.recover([](const Future<Nothing>&) { return Nothing{}; })
+          .then(actors::defer(self(), [this, id, info] { return destroyRootfses(id, info); }));
+      return Nothing{};
+    }));
+    return info->termination.future();
+  }
+
+  Future<Nothing> destroyRootfses(const std::string& id, const std::shared_ptr<Info>& info) {
+    const std::string dir = paths::container(root_, id);
+    std::vector<Future<bool>> destroys;
+    for (const auto& rootfs : info->rootfses) {
+      auto* b = backend(rootfs.backend());
+      if (b == nullptr) {
+        destroys.push_back(Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'"));
+        continue;
+      }
+      destroys.push_back(b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()),
+                                    paths::backendDir(dir, rootfs.backend())));
+    }
+    return actors::await(destroys).then(actors::defer(self(), [this, id, info, dir](const std::vector<Future<bool>>& done) {
+      std::string errors;
+      for (const auto& d : done) {
+        if (!d.isReady()) errors += (errors.empty() ? "" : "; ") + (d.isFailed() ? d.failure().message : "discarded");
+      }
+      if (!errors.empty()) {
+        ++removeContainerErrors_;
+        info->destroying = false;
+        info->termination.fail(Error(ErrorKind::IO, "Failed to destroy container '" + id + "': " + errors));
+        return Future<Nothing>(Nothing{});
+      }
+      return actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
+          .then(actors::defer(self(), [this, id, info](const Future<bool>& removed) {
+            if (!removed.isReady()) {
+              ++removeContainerErrors_;
+              info->termination.fail(removed.failure());
+            } else {
+              ++destroys_;
+              info->termination.set(true);
+            }
+            if (infos_.count(id) > 0 && infos_[id] == info) infos_.erase(id);
+            return Nothing{};
+          }));
+    }));
+  }
+
+  // ---- images ---------------------------------------------------------------
+
+  Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
+    return lock_.writeLock()
+        .then(actors::defer(self(), [this, excluded] {
+          std::set<std::string> active;
+          for (const auto& [id, info] : infos_) {
+            for (const auto& rootfs : info->rootfses) {
+              active.insert(rootfs.layers().begin(), rootfs.layers().end());
+              if (!rootfs.config().empty()) active.insert(rootfs.config());
+            }
+          }
+          ++prunes_;
+          return parts_.dockerStore ? parts_.dockerStore->prune(excluded, active) : Future<Nothing>(Nothing{});
+        }))
+        .onAny(actors::defer(self(), [this] { lock_.writeUnlock(); }));
+  }
+
+  std::vector<ContainerInfo> containers() {
+    std::vector<ContainerInfo> all;
+    for (const auto& [id, info] : infos_) all.push_back(ContainerInfo{id, info->rootfses});
+    return all;
+  }
+
+  Future<std::vector<messages::StoredImage>> images() {
+    if (!parts_.dockerStore) return std::vector<messages::StoredImage>{};
+    return parts_.dockerStore->images();
+  }
+
+  std::map<std::string, double> metrics() {
+    return {
+        {"containerizer/mesos/provisioner/remove_container_errors", static_cast<double>(removeContainerErrors_)},
+        {"containerizer/mesos/provisioner/docker_store/image_pull_ms", pullMs_},
+        {"provisioner/containers", static_cast<double>(infos_.size())},
+        {"provisioner/provisions", static_cast<double>(provisions_)},
+        {"provisioner/destroys", static_cast<double>(destroys_)},
+        {"provisioner/image_prunes", static_cast<double>(prunes_)},
+        {"provisioner/image_gc_checks", static_cast<double>(gcChecks_)},
+    };
+  }
+
+ private:
+  static std::string parentDir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+  backend::Backend* backend(const std::string& name) {
+    auto it = parts_.backends.find(name);
+    return it == parts_.backends.end() ? nullptr : it->second.get();
+  }
+
+  Future<Nothing> writeRecord(const std::string& dir, const ContainerRecord& record) {
+    std::string bytes;
+    record.SerializeToString(&bytes);
+    return actors::async(runtime_, [dir, bytes]() -> Try<Nothing> {
+      auto made = actors::fs::makeDirectories(dir);
+      if (made.isError()) return made.error();
+      return store::writeFileAtomically(paths::record(dir), bytes);
+    });
+  }
+
+  // A rootfs that was not made: out of the record (and off the disk).
+  Future<Nothing> forgetRootfs(const std::string& id, const std::string& rootfsId) {
+    auto it = infos_.find(id);
+    if (it == infos_.end()) return Nothing{};
+    auto& rootfses = it->second->rootfses;
+    std::erase_if(rootfses, [&](const ContainerRootfs& r) { return r.id() == rootfsId; });
+    ContainerRecord record;
+    for (const auto& r : rootfses) *record.add_rootfses() = r;
+    return writeRecord(paths::container(root_, id), record).recover([](const Future<Nothing>&) { return Nothing{}; });
+  }
+
+  void scheduleGcCheck() {
+    runtime_.clock().sleep(parts_.imageGc->imageDiskWatchInterval).onAny(actors::defer(self(), [this] {
+      checkDiskHeadroom();
+    }));
+  }
+
+  void checkDiskHeadroom() {
+    ++gcChecks_;
+    auto free = parts_.diskFree(parts_.workDir);
+    if (free.isSome() && *free < parts_.imageGc->imageDiskHeadroom) {
+      pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
+      return;
+    }
+    scheduleGcCheck();
+  }
+
+  actors::Runtime& runtime_;
+  Provisioner::Parts parts_;
+  const std::string root_;
+  actors::ReadWriteLock lock_;
+  std::map<std::string, std::shared_ptr<Info>> infos_;
+  std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
+  double pullMs_ = 0;
+};
+
+struct Provisioner::Pid {
+  actors::PID<ProvisionerProcess> pid;
+};
+
+Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runtime& runtime) {
+  if (parts.workDir.empty()) return Error(ErrorKind::InvalidArgument, "The provisioner needs a work dir");
+  if (parts.backends.count(parts.defaultBackend) == 0) {
+    return Error(ErrorKind::InvalidArgument, "The default backend '" + parts.defaultBackend + "' is not available");
+  }
+  auto made = actors::fs::makeDirectories(paths::root(parts.workDir) + "/containers");
+  if (made.isError()) return made.error();
+  auto lock = lockWorkDir(parts.workDir);
+  if (lock.isError()) return lock.error();
+  auto process = std::make_unique<ProvisionerProcess>(runtime, std::move(parts));
+  return std::unique_ptr<Provisioner>(new Provisioner(std::move(process), runtime, *lock));
+}
+
+Provisioner::Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, int lockFd)
+    : process_(std::move(process)), pid_(std::make_unique<Pid>()), lockFd_(lockFd) {
+  pid_->pid = actors::spawn(runtime, *process_);
+}
+
+Provisioner::~Provisioner() {
+  actors::terminate(pid_->pid);
+  actors::wait(pid_->pid);
+  if (lockFd_ >= 0) ::close(lockFd_);
+}
+
+Future<Nothing> Provisioner::recover(const std::set<std::string>& known) {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::recover, known);
+}
+
+Future<ProvisionInfo> Provisioner::provision(const std::string& id, const messages::Image& image) {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::provision, id, image);
+}
+
+Future<bool> Provisioner::destroy(const std::string& id) {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::destroy, id);
+}
+
+Future<messages::StoredImage> Provisioner::pullImage(const messages::Image& image) {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::pullImage, image);
+}
+
+Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& excluded) {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::pruneImages, excluded);
+}
+
+Future<std::vector<ContainerInfo>> Provisioner::containers() {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::containers);
+}
+
+Future<std::vector<messages::StoredImage>> Provisioner::images() {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::images);
+}
+
+Future<std::map<std::string, double>> Provisioner::metrics() {
+  return actors::dispatch(pid_->pid, &ProvisionerProcess::metrics);
+}
+
+Try<std::set<std::string>> Provisioner::containersOnDisk(const std::string& workDir) {
+  auto found = scanContainers(paths::root(workDir));
+  if (found.isError()) return found.error();
+  std::set<std::string> ids;
+  for (const auto& c : *found) ids.insert(c.id);
+  return ids;
+}
+
+}  // namespace prov::provisioner

@@ -1,0 +1,332 @@
+// The Provisioner through the async harness, with a fake registry and the
+// real backends (overlay, copy): Mesos's provisioner tests (recover known and
+// unknown, nested, nested without parent image, reboot, destroy while
+// provisioning, provision failure), image GC (excluded and in-use images and
+// their configs kept; by headroom with a fake disk), concurrency without
+// deadlock, the work dir lock, and the parsers.
+
+#include <gtest/gtest.h>
+
+#include "actors/actors.hpp"
+#include "backend/backend.hpp"
+#include "provisioner/provisioner.hpp"
+#include "store/paths.hpp"
+#include "tests/store/store_fixture.hpp"
+#include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
+
+namespace prov::provisioner {
+namespace {
+
+namespace fs = std::filesystem;
+using store::ImageStoreTest;
+using testing::TarEntry;
+
+class ProvisionerTest : public ImageStoreTest {
+ protected:
+  void SetUp() override {
+    ImageStoreTest::SetUp();
+    store_.reset();  // the provisioner makes its own
+    workDir_ = sandbox() / "work";
+    publish("library/alpine", "latest", {{TarEntry::file("etc/os", "alpine")}, {TarEntry::file("bin/sh", "sh")}});
+    publish("library/debian", "latest", {{TarEntry::file("etc/os", "debian")}});
+    start();
+  }
+
+  void TearDown() override {
+    if (provisioner_) {
+      auto containers = provisioner_->containers();
+      if (containers.waitFor(std::chrono::seconds(15)) && containers.isReady()) {
+        for (const auto& c : containers.get()) {
+          if (c.id.find('/') == std::string::npos) provisioner_->destroy(c.id).waitFor(std::chrono::seconds(15));
+        }
+      }
+    }
+    provisioner_.reset();
+    ImageStoreTest::TearDown();
+    EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(sandbox())) << "a mount leaked";
+  }
+
+  // A provisioner over workDir_, recovered with `known`.
+  void start(const std::set<std::string>& known = {}, std::string backendName = backend::kOverlay,
+             std::optional<ImageGcConfig> gc = {}, DiskFree diskFree = {}) {
+    provisioner_.reset();
+    Provisioner::Parts parts;
+    parts.workDir = workDir_.string();
+    store::ImageStoreOptions options;
+    options.storeDir = (workDir_ / "store/docker").string();
+    options.syncLayers = false;
+    auto puller = puller_;
+    auto store = store::ImageStore::create(runtime_, options, [puller](const messages::Image&) { return puller; });
+    ASSERT_TRUE(store.isSome()) << store.error().message;
+    parts.dockerStore = std::move(*store);
+    for (const char* name : {backend::kOverlay, backend::kCopy}) {
+      auto b = backend::createBackend(runtime_, name);
+      ASSERT_TRUE(b.isSome()) << b.error().message;
+      parts.backends[name] = std::move(*b);
+    }
+    parts.defaultBackend = backendName;
+    parts.imageGc = gc;
+    parts.diskFree = diskFree;
+    auto created = Provisioner::create(std::move(parts), runtime_);
+    ASSERT_TRUE(created.isSome()) << created.error().message;
+    provisioner_ = std::move(*created);
+    AWAIT_READY(provisioner_->recover(known));
+  }
+
+  fs::path containerDir(const std::string& id) const {
+    fs::path dir = workDir_ / "provisioner";
+    std::stringstream parts(id);
+    std::string part;
+    while (std::getline(parts, part, '/')) dir = dir / "containers" / part;
+    return dir;
+  }
+
+  std::size_t imageCount() {
+    auto images = provisioner_->images();
+    EXPECT_TRUE(images.waitFor(std::chrono::seconds(15)) && images.isReady());
+    return images.isReady() ? images.get().size() : 0;
+  }
+
+  fs::path workDir_;
+  std::unique_ptr<Provisioner> provisioner_;
+};
+
+TEST_F(ProvisionerTest, ProvisionAndDestroy) {
+  auto info = provisioner_->provision("c1", dockerImage("alpine"));
+  AWAIT_READY(info);
+  EXPECT_EQ("overlay", info->backend);
+  EXPECT_EQ("alpine", testing::readFile(fs::path(info->rootfs) / "etc/os"));
+  EXPECT_EQ("sh", testing::readFile(fs::path(info->rootfs) / "bin/sh"));
+  EXPECT_FALSE(info->ephemeralVolumes.empty()) << "overlay reports its upper and work dirs";
+  EXPECT_EQ("docker://docker.io/library/alpine:latest", info->image.key());
+  EXPECT_TRUE(fs::exists(containerDir("c1") / "layers"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_FALSE(fs::exists(containerDir("c1")));
+  AWAIT_ASSERT_EQ(false, provisioner_->destroy("c1"));
+}
+
+TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
+  auto known = provisioner_->provision("known", dockerImage("alpine"));
+  auto unknown = provisioner_->provision("unknown", dockerImage("alpine"));
+  AWAIT_READY(known);
+  AWAIT_READY(unknown);
+  start({"known"});
+  EXPECT_TRUE(fs::exists(known->rootfs));
+  EXPECT_EQ("alpine", testing::readFile(fs::path(known->rootfs) / "etc/os"));
+  EXPECT_FALSE(fs::exists(containerDir("unknown")));
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  ASSERT_EQ(1u, containers->size());
+  EXPECT_EQ("known", containers->front().id);
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("known"));
+}
+
+TEST_F(ProvisionerTest, NestedContainersAreDestroyedChildrenFirst) {
+  AWAIT_READY(provisioner_->provision("parent", dockerImage("alpine")));
+  AWAIT_READY(provisioner_->provision("parent/child", dockerImage("debian")));
+  AWAIT_READY(provisioner_->provision("parent/child/grandchild", dockerImage("alpine")));
+  EXPECT_TRUE(fs::exists(containerDir("parent/child/grandchild") / "layers"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("parent"));
+  EXPECT_FALSE(fs::exists(containerDir("parent")));
+}
+
+TEST_F(ProvisionerTest, NestedWithoutParentImage) {
+  auto child = provisioner_->provision("parent/child", dockerImage("debian"));
+  AWAIT_READY(child);
+  EXPECT_EQ("debian", testing::readFile(fs::path(child->rootfs) / "etc/os"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("parent"));
+  EXPECT_FALSE(fs::exists(containerDir("parent")));
+}
+
+TEST_F(ProvisionerTest, RebootDestroysEveryContainerNestedOnesIncluded) {
+  AWAIT_READY(provisioner_->provision("a", dockerImage("alpine")));
+  AWAIT_READY(provisioner_->provision("a/b", dockerImage("debian")));
+  AWAIT_READY(provisioner_->provision("c/d", dockerImage("debian")));
+  start({});
+  EXPECT_FALSE(fs::exists(containerDir("a")));
+  EXPECT_FALSE(fs::exists(containerDir("c")));
+  AWAIT_ASSERT_EQ(0u, provisioner_->containers().then([](const std::vector<ContainerInfo>& v) { return v.size(); }));
+}
+
+TEST_F(ProvisionerTest, DestroyWhileProvisioningWaitsForTheProvision) {
+  publish("test/slow", "latest", {{TarEntry::file("big", randomBytes(4 * 1024))}});
+  registry_.trickle(1);
+  auto provisioning = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/slow"));
+  waitFor([&] { return registry_.count("/blobs/") >= 2; });
+  auto destroyed = provisioner_->destroy("c");
+  // The destroy waits for the provision, which gives up: the container is
+  // going away, so no rootfs is made for it.
+  AWAIT_FAILED_FOR(provisioning, std::chrono::seconds(60));
+  EXPECT_EQ(ErrorKind::Unavailable, provisioning.failure().kind) << provisioning.failure().message;
+  EXPECT_NE(std::string::npos, provisioning.failure().message.find("being destroyed"));
+  AWAIT_ASSERT_EQ(true, destroyed);
+  EXPECT_FALSE(fs::exists(containerDir("c")));
+  // And the image it pulled is in the store for the next container.
+  AWAIT_READY(provisioner_->provision("next", dockerImage(registry_.hostPort() + "/test/slow")));
+}
+
+TEST_F(ProvisionerTest, ProvisionFailureLeavesNoRootfs) {
+  auto missing = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/missing"));
+  AWAIT_FAILED(missing);
+  EXPECT_EQ(ErrorKind::NotFound, missing.failure().kind) << missing.failure().message;
+  EXPECT_FALSE(fs::exists(containerDir("c") / "backends"));
+  auto bad = provisioner_->provision("../escape", dockerImage("alpine"));
+  AWAIT_FAILED(bad);
+  EXPECT_EQ(ErrorKind::InvalidArgument, bad.failure().kind);
+}
+
+TEST_F(ProvisionerTest, ADiscardedProvisionCleansUpAfterItself) {
+  publish("test/slow", "latest", {{TarEntry::file("big", randomBytes(4 * 1024))}});
+  registry_.trickle(1);
+  auto provisioning = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/slow"));
+  waitFor([&] { return registry_.count("/blobs/") >= 2; });
+  provisioning.discard();
+  AWAIT_DISCARDED(provisioning);
+  waitFor([&] { return !fs::exists(containerDir("c") / "backends/overlay/rootfses") ||
+                       fs::is_empty(containerDir("c") / "backends/overlay/rootfses"); });
+  EXPECT_TRUE(!fs::exists(containerDir("c") / "backends/overlay/rootfses") ||
+              fs::is_empty(containerDir("c") / "backends/overlay/rootfses"));
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  for (const auto& c : containers.get()) EXPECT_TRUE(c.rootfses.empty()) << c.id;
+}
+
+TEST_F(ProvisionerTest, PruneKeepsExcludedAndInUseImagesWithTheirConfigs) {
+  publish("library/unused", "latest", {{TarEntry::file("u", "u")}});
+  publish("library/volume", "latest", {{TarEntry::file("v", "v")}});
+  auto unused = provisioner_->provision("gone", dockerImage("unused"));
+  AWAIT_READY(unused);
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("gone"));
+  // One container with two rootfses: its image and an image volume.
+  auto own = provisioner_->provision("c", dockerImage("alpine"));
+  auto volume = provisioner_->provision("c", dockerImage("volume"));
+  auto kept = provisioner_->pullImage(dockerImage("debian"));
+  AWAIT_READY(own);
+  AWAIT_READY(volume);
+  AWAIT_READY(kept);
+  EXPECT_EQ(4u, imageCount());
+  AWAIT_READY(provisioner_->pruneImages({dockerImage("debian:latest")}));
+  const std::string store = (workDir_ / "store/docker").string();
+  auto layersOf = [&](const messages::StoredImage& image) {
+    std::vector<fs::path> paths;
+    for (const auto& id : image.layer_ids()) paths.push_back(store::paths::layerRootfs(store, id));
+    paths.push_back(store::paths::config(store, image.config_digest()));
+    return paths;
+  };
+  for (const auto& path : layersOf(own->image)) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(volume->image)) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(kept.get())) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(unused->image)) EXPECT_FALSE(fs::exists(path)) << path;
+  EXPECT_EQ(3u, imageCount()) << "the excluded image and the two in use stay listed; the unused one goes";
+  // The containers still work, and a prune after they are gone frees their layers.
+  EXPECT_EQ("v", testing::readFile(fs::path(volume->rootfs) / "v"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c"));
+  AWAIT_READY(provisioner_->pruneImages({}));
+  for (const auto& path : layersOf(own->image)) EXPECT_FALSE(fs::exists(path)) << path;
+  EXPECT_EQ(0u, imageCount());
+}
+
+TEST_F(ProvisionerTest, ImageGcRunsWhenFreeSpaceFallsBelowTheHeadroom) {
+  runtime_.clock().pause();
+  auto free = std::make_shared<std::atomic<double>>(0.5);
+  ImageGcConfig gc;
+  gc.imageDiskHeadroom = 0.2;
+  gc.imageDiskWatchInterval = std::chrono::seconds(10);
+  gc.excludedImages = {dockerImage("debian")};
+  start({}, backend::kOverlay, gc, [free](const std::string&) -> Try<double> { return free->load(); });
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  AWAIT_READY(provisioner_->pullImage(dockerImage("debian")));
+  runtime_.clock().advance(std::chrono::seconds(11));
+  runtime_.settle();
+  EXPECT_EQ(2u, imageCount()) << "enough headroom: nothing pruned";
+  free->store(0.1);
+  runtime_.clock().advance(std::chrono::seconds(10));
+  waitFor([&] { return imageCount() == 1; });
+  auto images = provisioner_->images();
+  AWAIT_READY(images);
+  ASSERT_EQ(1u, images->size());
+  EXPECT_EQ("docker://docker.io/library/debian:latest", images->front().key());
+  auto metrics = provisioner_->metrics();
+  AWAIT_READY(metrics);
+  EXPECT_GE(metrics->at("provisioner/image_prunes"), 1.0);
+  runtime_.clock().resume();
+}
+
+TEST_F(ProvisionerTest, ConcurrentProvisionDestroyAndPruneDoNotDeadlock) {
+  std::vector<actors::Future<ProvisionInfo>> provisions;
+  std::vector<actors::Future<bool>> destroys;
+  std::vector<actors::Future<Nothing>> prunes;
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = "p" + std::to_string(i);
+    provisions.push_back(provisioner_->provision(id, dockerImage(i % 2 ? "alpine" : "debian")));
+    provisions.push_back(provisioner_->provision(id + "/child", dockerImage("alpine")));
+    if (i % 3 == 0) prunes.push_back(provisioner_->pruneImages({}));
+    // A nested destroy with a prune queued behind it: Mesos's re-entrancy deadlock.
+    destroys.push_back(provisioner_->destroy(id));
+    prunes.push_back(provisioner_->pruneImages({dockerImage("alpine")}));
+  }
+  // Each provision either made its rootfs or lost the race with its
+  // container's destroy (Unavailable); none hangs.
+  for (auto& f : provisions) {
+    ASSERT_TRUE(f.waitFor(std::chrono::seconds(30))) << "a provision hangs";
+    EXPECT_TRUE(f.isReady() || (f.isFailed() && f.failure().kind == ErrorKind::Unavailable))
+        << (f.isFailed() ? f.failure().message : "discarded");
+  }
+  for (auto& f : destroys) AWAIT_EXPECT_READY(f);
+  for (auto& f : prunes) AWAIT_EXPECT_READY(f);
+  for (auto& f : destroys) EXPECT_TRUE(f.isReady() && f.get());
+  AWAIT_ASSERT_EQ(0u, provisioner_->containers().then([](const std::vector<ContainerInfo>& v) { return v.size(); }));
+  EXPECT_FALSE(fs::exists(containerDir("p0")));
+}
+
+TEST_F(ProvisionerTest, ASecondProvisionerOnTheWorkDirIsRefusedNamingTheHolder) {
+  Provisioner::Parts parts;
+  parts.workDir = workDir_.string();
+  auto b = backend::createBackend(runtime_, backend::kCopy);
+  ASSERT_TRUE(b.isSome());
+  parts.backends[backend::kCopy] = std::move(*b);
+  parts.defaultBackend = backend::kCopy;
+  // flock locks belong to an open file description: a second open, even in
+  // this process, conflicts as another process's would.
+  auto second = Provisioner::create(std::move(parts), runtime_);
+  ASSERT_TRUE(second.isError());
+  EXPECT_EQ(ErrorKind::Unavailable, second.error().kind);
+  EXPECT_NE(std::string::npos, second.error().message.find("pid " + std::to_string(::getpid())))
+      << second.error().message;
+}
+
+TEST(ProvisionerParseTest, ImagesIdsAndGcConfig) {
+  auto docker = parseImage("docker://busybox:1.36");
+  ASSERT_TRUE(docker.isSome());
+  EXPECT_EQ(messages::Image::DOCKER, docker->type());
+  EXPECT_EQ("1.36", docker->reference().tag());
+  EXPECT_EQ(messages::Image::DOCKER, parseImage("registry:5000/a/b")->type());
+  auto oci = parseImage("oci:/tmp/lay:out:v1");
+  ASSERT_TRUE(oci.isSome());
+  EXPECT_EQ("/tmp/lay:out", oci->path());
+  EXPECT_EQ("v1", oci->layout_tag());
+  EXPECT_EQ("", parseImage("oci:/tmp/x/y")->layout_tag());
+  EXPECT_EQ("/tmp/a.tar", parseImage("docker-archive:/tmp/a.tar")->path());
+  auto appc = parseImage("appc:example.com/app,version=1,os=linux");
+  ASSERT_TRUE(appc.isSome());
+  EXPECT_EQ("example.com/app", appc->appc().name());
+  EXPECT_EQ("1", appc->appc().labels().at("version"));
+  EXPECT_TRUE(parseImage("appc:name,bad").isError());
+  EXPECT_TRUE(parseImage("UPPER/case").isError());
+  EXPECT_TRUE(validateContainerId("a/b-c_d.e").isSome());
+  for (const char* bad : {"", "a//b", "../x", "a/..", "a b", "/a"}) EXPECT_TRUE(validateContainerId(bad).isError()) << bad;
+  auto gc = parseImageGcConfig(
+      R"({"image_disk_headroom": 0.25, "image_disk_watch_interval": {"nanoseconds": 5000000000},
+          "excluded_images": ["busybox", {"type": "DOCKER", "docker": {"name": "alpine"}}]})");
+  ASSERT_TRUE(gc.isSome()) << gc.error().message;
+  EXPECT_EQ(0.25, gc->imageDiskHeadroom);
+  EXPECT_EQ(std::chrono::seconds(5), gc->imageDiskWatchInterval);
+  EXPECT_EQ(2u, gc->excludedImages.size());
+  auto badGc = parseImageGcConfig(R"({"image_disk_headroom": 2})");
+  ASSERT_TRUE(badGc.isError());
+  EXPECT_NE(std::string::npos, badGc.error().message.find("image_disk_headroom"));
+}
+
+}  // namespace
+}  // namespace prov::provisioner
