@@ -74,10 +74,11 @@ p() { echo "\$ provisioner $*" >&2; build/bin/provisioner --work_dir="$work" "$@
 image="127.0.0.1:$port/demo/busybox:latest"
 echo "== provision three containers (default backend)"
 first=$(p provision web-1 "$image")
+echo "$first"
 p provision web-2 "$image"
 p --json provision web-3 "$image"
 echo "== run a command in web-1's rootfs"
-echo "\$ chroot $first /bin/sh -c 'echo hello from \$(hostname) in a provisioned rootfs; cat /etc/motd'"
+echo "\$ chroot $first /bin/sh -c 'echo hello from \$(uname -n) in a provisioned rootfs; cat /etc/motd'"
 chroot "$first" /bin/sh -c 'echo hello from $(uname -n) in a provisioned rootfs; cat /etc/motd'
 echo "== containers and images"
 p containers
