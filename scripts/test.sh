@@ -3,7 +3,7 @@
 #   1. scripts/setup.sh installs any missing Debian package;
 #   2. build/          (RelWithDebInfo) builds everything and runs every test;
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
-#                      checks: the runtime's, the backends' and the fetcher's
+#                      checks: the runtime's, backends', fetcher's, store's and provisioner's
 #                      tests (the fetcher's against the fake registry);
 #   4. build-thread/   ThreadSanitizer: the same tests;
 #   5. build-fuzz/     clang + libFuzzer: each fuzz target for PROV_FUZZ_SECONDS
@@ -68,8 +68,8 @@ run_suite "main" build "" all \
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-sanitized_tests='^(actors|backend|fetcher|store)\.'
-sanitized_targets="actors_tests backend_tests fetcher_tests store_tests"
+sanitized_tests='^(actors|backend|fetcher|store|provisioner)\.'
+sanitized_targets="actors_tests backend_tests fetcher_tests store_tests provisioner_tests"
 run_suite "address sanitizer" build-address "$sanitized_tests" "$sanitized_targets" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE=address -DPROV_BUILD_BENCH=OFF
 run_suite "thread sanitizer" build-thread "$sanitized_tests" "$sanitized_targets" \
