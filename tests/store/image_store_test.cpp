@@ -201,14 +201,25 @@ TEST_F(ImageStoreTest, PruneKeepsExcludedImagesAndActiveLayers) {
   EXPECT_TRUE(fs::exists(active->configPath));
   EXPECT_FALSE(fs::exists(gone->layers[0]));
   EXPECT_FALSE(fs::exists(gone->configPath));
-  auto images = store_->images();
-  AWAIT_READY(images);
-  ASSERT_EQ(1u, images->size());
-  EXPECT_EQ(keep->image.key(), images->front().key());
+  // Listed afterwards: the excluded image, and the one whose every layer is in use.
+  auto keys = [this] {
+    return store_->images().then([](const std::vector<messages::StoredImage>& v) {
+      std::set<std::string> k;
+      for (const auto& i : v) k.insert(i.key());
+      return k;
+    });
+  };
+  const std::set<std::string> expected = {keep->image.key(), active->image.key()};
+  AWAIT_ASSERT_EQ(expected, keys());
   waitFor([&] { return fs::is_empty(storeDir_ / "gc"); });
+  EXPECT_TRUE(fs::is_empty(storeDir_ / "gc"));
   // The index on disk says the same after a restart.
   restartStore();
-  AWAIT_ASSERT_EQ(1u, store_->images().then([](const std::vector<messages::StoredImage>& v) { return v.size(); }));
+  AWAIT_ASSERT_EQ(expected, keys());
+  // Once nothing uses it, the active image goes too.
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/keep")}, {}));
+  EXPECT_FALSE(fs::exists(active->layers[0]));
+  AWAIT_ASSERT_EQ(std::set<std::string>{keep->image.key()}, keys());
 }
 
 // Mesos ROOT_..._Whiteout: layer 2 deletes a file and a directory and makes
