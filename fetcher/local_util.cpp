@@ -216,11 +216,13 @@ class Stream : public std::enable_shared_from_this<Stream> {
     });
   }
 
+  // Asks the sink to drop the write in flight, and lets go of it: a sink
+  // that never completes it must not keep this stream alive through it.
   void discardWrite() {
     Future<Nothing> writing;
     {
       std::lock_guard lock(mutex_);
-      writing = writing_;
+      writing = std::exchange(writing_, Future<Nothing>(Nothing{}));
     }
     writing.discard();
   }

@@ -1,11 +1,13 @@
 #include "store/layer_stream.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
+#include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
 #include "store/decompress.hpp"
 
@@ -16,6 +18,7 @@ using actors::Promise;
 
 // Shared by the producer (write/end/abort, any thread) and the job.
 struct LayerStream::State final : TarSource {
+  actors::Runtime* runtime = nullptr;
   std::string root;
   LayerStreamOptions options;
   std::unique_ptr<Decompressor> decompressor;
@@ -51,7 +54,15 @@ struct LayerStream::State final : TarSource {
       }
       release();
       std::unique_lock lock(mutex);
-      changed.wait(lock, [this] { return offeredDone || ended || aborted; });
+      // Waits for the producer; a runtime shutting down does not wait for a
+      // producer that may never come (its sockets are going away).
+      while (!(offeredDone || ended || aborted)) {
+        if (changed.wait_for(lock, std::chrono::milliseconds(500)) == std::cv_status::timeout &&
+            !runtime->accepting()) {
+          aborted = Error(ErrorKind::Unavailable, "Failed to extract " + options.apply.what +
+                                                      ": the runtime is shutting down");
+        }
+      }
       if (aborted) return *aborted;
       if (offeredDone) {
         current = std::exchange(offered, {});
@@ -106,6 +117,7 @@ struct LayerStream::State final : TarSource {
 std::shared_ptr<LayerStream> LayerStream::start(actors::Runtime& runtime, std::string root,
                                                 LayerStreamOptions options) {
   auto state = std::make_shared<State>();
+  state->runtime = &runtime;
   state->root = std::move(root);
   state->options = std::move(options);
   std::shared_ptr<LayerStream> stream(new LayerStream(state));
