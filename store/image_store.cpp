@@ -180,12 +180,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         .then(actors::defer(self(), [this, dir, doomed] {
           return actors::async(runtime_, [dir, doomed] { return markForGc(dir, doomed); });
         }))
-        .then([this, dir](const std::vector<std::string>&) {
-          // The sweep runs on after prune() returns.
-          actors::async(runtime_, [dir] { return sweepGc(dir); });
+        .then(actors::defer(self(), [this, dir](const std::vector<std::string>&) {
+          // The sweep runs on after prune() returns; the store's owner waits
+          // for it before the store goes away (quiesce()).
+          sweeping_ = actors::async(runtime_, [dir] { return sweepGc(dir); })
+                          .recover([](const Future<Nothing>&) { return Nothing{}; });
           return Nothing{};
-        });
+        }));
   }
+
+  // READY once no background sweep runs.
+  Future<Nothing> quiesce() { return sweeping_; }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;
@@ -411,6 +416,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::multimap<std::string, std::string> inflightLayers_;   // pull key -> chain ids it needs
   SharedWork<ImageInfo> pulls_;
   SharedWork<Nothing> layerPulls_;
+  Future<Nothing> sweeping_ = Nothing{};
   std::size_t maxSlots_ = 1;
   std::size_t slotsInUse_ = 0;
   std::deque<std::shared_ptr<Promise<Nothing>>> slotWaiters_;
@@ -438,6 +444,10 @@ ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runti
 }
 
 ImageStore::~ImageStore() {
+  // A gc/ sweep in the background finishes first: the directory it deletes
+  // in may go away with the store's owner.
+  auto sweep = actors::dispatch(pid_->pid, &ImageStoreProcess::quiesce);
+  sweep.waitFor(std::chrono::minutes(5));
   actors::terminate(pid_->pid);
   actors::wait(pid_->pid);
 }
