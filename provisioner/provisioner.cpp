@@ -186,10 +186,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return writeRecord(dir, record)
         .then(actors::defer(self(), [this, path, backendDir, rootfs] {
           return actors::async(runtime_, [path] { return actors::fs::makeDirectories(parentDir(path)); })
-              .then([this, rootfs, path, backendDir] {
+              .then(actors::defer(self(), [this, rootfs, path, backendDir] {
                 std::vector<std::string> layers(rootfs.layers().begin(), rootfs.layers().end());
                 return backend(rootfs.backend())->provision(layers, path, backendDir);
-              });
+              }));
         }))
         .then(actors::defer(self(), [this, pulled, path, backendName](const backend::ProvisionInfo& made) {
           ++provisions_;

@@ -76,9 +76,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
  public:
   ImageStoreProcess(actors::Runtime& runtime, ImageStoreOptions options, PullerFor pullerFor)
       : actors::Process<ImageStoreProcess>("docker-store"), runtime_(runtime), options_(std::move(options)),
-        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir),
-        pulls_([this](std::function<void()> f) { post(std::move(f)); }),
-        layerPulls_([this](std::function<void()> f) { post(std::move(f)); }) {}
+        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir) {}
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
@@ -201,6 +199,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<std::string> recoveryWarning() { return metadata_.recoveryWarning(); }
 
   void initialize() override {
+    // Bound to the PID, not to this object: a callback that fires after the
+    // store is gone is dropped.
+    auto post = [pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); };
+    pulls_.setPost(post);
+    layerPulls_.setPost(post);
     maxSlots_ = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
                                                  : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
     // A layer job holds a blocking thread while it waits for bytes; the
@@ -209,8 +212,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
  private:
-  void post(std::function<void()> f) { actors::defer(self(), std::move(f))(); }
-
   std::string configPath(const StoredImage& image) const {
     return image.config_digest().empty() ? "" : paths::config(options_.storeDir, image.config_digest());
   }

@@ -7,7 +7,8 @@
 // discarded and forgotten (a new join() starts it afresh).
 //
 // Not thread-safe: owned by one process, and `post` must run what it is
-// given on that process (e.g. through actors::defer).
+// given on that process (actors::defer on its PID), or drop it once the
+// process is gone.
 
 #include <cstdint>
 #include <functional>
@@ -25,7 +26,10 @@ template <typename T>
 class SharedWork {
  public:
   using Post = std::function<void(std::function<void()>)>;
-  explicit SharedWork(Post post) : post_(std::move(post)) {}
+  SharedWork() = default;
+  // `post` must not refer to the owner object itself (callbacks may run
+  // after it is gone): bind it to the owner's PID. Set before the first join.
+  void setPost(Post post) { post_ = std::move(post); }
 
   template <typename Start>
   actors::Future<T> join(const std::string& key, Start&& start) {
