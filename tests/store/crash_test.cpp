@@ -69,7 +69,7 @@ TEST_F(ImageStoreTest, KillNineInTheMiddleOfAnExtractionThenRecover) {
   }
   const std::size_t baseFetches = registry_.count(built.layerDigests[0]);
   auto info = store_->get(dockerImage("test/crash"));
-  AWAIT_READY(info);
+  AWAIT_READY_FOR(info, std::chrono::seconds(180));  // 40,000 files; slow under TSan
   EXPECT_EQ(50u * 800u + 50u, filesUnder(info->layers[1]));
   EXPECT_EQ(baseFetches, registry_.count(built.layerDigests[0])) << "the committed base layer is reused";
 }
