@@ -174,7 +174,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       configFiles_.erase(path.substr(path.rfind('/') + 1));
     }
     const std::string dir = options_.storeDir;
-    return metadata_.remove(forget)
+    Future<Nothing> pruned = metadata_.remove(forget)
         .then(actors::defer(self(), [this, dir, doomed] {
           return actors::async(runtime_, [dir, doomed] { return markForGc(dir, doomed); });
         }))
@@ -185,10 +185,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                           .recover([](const Future<Nothing>&) { return Nothing{}; });
           return Nothing{};
         }));
+    pruning_ = pruned.recover([](const Future<Nothing>&) { return Nothing{}; });
+    return pruned;
   }
 
-  // READY once no background sweep runs.
-  Future<Nothing> quiesce() { return sweeping_; }
+  // READY once no prune and no background sweep runs.
+  Future<Nothing> quiesce() {
+    return pruning_.then(actors::defer(self(), [this] { return sweeping_; }));
+  }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;
@@ -418,6 +422,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   SharedWork<ImageInfo> pulls_;
   SharedWork<Nothing> layerPulls_;
   Future<Nothing> sweeping_ = Nothing{};
+  Future<Nothing> pruning_ = Nothing{};
   std::size_t maxSlots_ = 1;
   std::size_t slotsInUse_ = 0;
   std::deque<std::shared_ptr<Promise<Nothing>>> slotWaiters_;
