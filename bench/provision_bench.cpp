@@ -1,0 +1,266 @@
+// bench_provision: many concurrent provisions on one embedded Provisioner.
+//
+//   build/bin/bench_provision [--containers=1000] [--images=10] [--dir=/tmp/bench-provision]
+//
+// Starts Debian's docker-registry on a free 127.0.0.1 port, pushes --images
+// images (skopeo, from OCI layouts) that share a base layer (a 4 MiB file and
+// 200 small ones) and each add a small top layer. Then, with the default
+// backend (overlay where the kernel has it):
+//   cold_alone_s  each image provisioned alone into a fresh work dir, one
+//                 after another (the sum);
+//   cold_s        --containers provisions at once on one fresh Provisioner,
+//                 container i from image i % --images;
+//   warm          --containers more at once on the same Provisioner (every
+//                 image now cached): total seconds, containers/s, p50/p99
+//                 latency of one provision call.
+// blobs_fetched counts layer blob downloads of the cold run (a counting
+// puller around the registry puller); distinct_blobs the layers there are.
+// Every container is destroyed at the end. The last line printed is one JSON
+// object: warm_per_s, warm_p99_ms, cold_s, cold_alone_s, blobs_fetched,
+// distinct_blobs, peak_rss_mib (and a few more).
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <set>
+
+#include "actors/actors.hpp"
+#include "backend/backend.hpp"
+#include "bench/options.hpp"
+#include "fetcher/puller.hpp"
+#include "fetcher/reference.hpp"
+#include "provisioner/provisioner.hpp"
+#include "tests/support/image_builder.hpp"
+#include "tests/support/real_registry.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace prov;
+using SteadyClock = std::chrono::steady_clock;
+
+// Counts layer blob downloads, by digest.
+class CountingPuller final : public fetcher::Puller {
+ public:
+  explicit CountingPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
+  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
+                                                  const messages::Platform& platform) override {
+    return inner_->resolve(image, platform);
+  }
+  actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
+                                            const messages::Descriptor& blob,
+                                            std::shared_ptr<fetcher::ByteSink> sink) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++fetched_;
+      digests_.insert(blob.digest());
+    }
+    return inner_->fetchBlob(image, resolved, blob, std::move(sink));
+  }
+  std::size_t fetched() {
+    std::lock_guard lock(mutex_);
+    return fetched_;
+  }
+  void reset() {
+    std::lock_guard lock(mutex_);
+    fetched_ = 0;
+    digests_.clear();
+  }
+
+ private:
+  std::shared_ptr<fetcher::Puller> inner_;
+  std::mutex mutex_;
+  std::size_t fetched_ = 0;
+  std::set<std::string> digests_;
+};
+
+double seconds(SteadyClock::time_point start) { return std::chrono::duration<double>(SteadyClock::now() - start).count(); }
+
+std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime, const fs::path& workDir,
+                                                          std::shared_ptr<fetcher::Puller> puller) {
+  fs::remove_all(workDir);
+  provisioner::Provisioner::Parts parts;
+  parts.workDir = workDir.string();
+  store::ImageStoreOptions options;
+  options.storeDir = (workDir / "store/docker").string();
+  auto store = store::ImageStore::create(runtime, options, [puller](const messages::Image&) { return puller; });
+  if (store.isError()) {
+    std::fprintf(stderr, "error: %s\n", store.error().message.c_str());
+    return nullptr;
+  }
+  parts.dockerStore = std::move(*store);
+  parts.backends = backend::createBackends(runtime);
+  parts.defaultBackend = backend::defaultBackend(workDir.string());
+  auto created = provisioner::Provisioner::create(std::move(parts), runtime);
+  if (created.isError()) {
+    std::fprintf(stderr, "error: %s\n", created.error().message.c_str());
+    return nullptr;
+  }
+  auto recovered = (*created)->recover({});
+  recovered.waitFor(std::chrono::minutes(5));
+  return std::move(*created);
+}
+
+struct Round {
+  double seconds = 0;
+  std::vector<double> latenciesMs;
+  std::size_t failed = 0;
+  std::string firstError;
+};
+
+// `count` provisions at once, container `prefix`i from image i % images.
+Round provisionAll(provisioner::Provisioner& p, const std::vector<messages::Image>& images, std::size_t count,
+                   const std::string& prefix) {
+  Round round;
+  std::vector<actors::Future<provisioner::ProvisionInfo>> futures;
+  std::vector<SteadyClock::time_point> starts(count);
+  std::vector<double> latencies(count, 0);
+  std::atomic<std::size_t> done{0};
+  const auto start = SteadyClock::now();
+  for (std::size_t i = 0; i < count; ++i) {
+    starts[i] = SteadyClock::now();
+    auto f = p.provision(prefix + std::to_string(i), images[i % images.size()]);
+    f.onAny([&latencies, &starts, &done, i] {
+      latencies[i] = std::chrono::duration<double, std::milli>(SteadyClock::now() - starts[i]).count();
+      ++done;
+    });
+    futures.push_back(f);
+  }
+  for (auto& f : futures) f.waitFor(std::chrono::minutes(30));
+  round.seconds = seconds(start);
+  while (done.load() < count) std::this_thread::yield();
+  for (auto& f : futures) {
+    if (!f.isReady()) {
+      ++round.failed;
+      if (round.firstError.empty()) round.firstError = f.isFailed() ? f.failure().message : "not ready";
+    }
+  }
+  round.latenciesMs = latencies;
+  return round;
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+void destroyAll(provisioner::Provisioner& p) {
+  auto containers = p.containers();
+  containers.waitFor(std::chrono::minutes(5));
+  if (!containers.isReady()) return;
+  std::vector<actors::Future<bool>> destroys;
+  for (const auto& c : containers.get()) destroys.push_back(p.destroy(c.id));
+  for (auto& d : destroys) d.waitFor(std::chrono::minutes(5));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  std::size_t containers = 1000, imageCount = 10;
+  std::string dir = "/tmp/bench-provision";
+  po::options_description options(
+      "bench_provision: concurrent provisions on one embedded Provisioner, cold and warm; last line is JSON");
+  options.add_options()("containers", po::value(&containers)->default_value(containers), "provisions per round")(
+      "images", po::value(&imageCount)->default_value(imageCount), "distinct images (sharing a base layer)")(
+      "dir", po::value(&dir)->default_value(dir), "work directory (removed first)");
+  po::variables_map vm;
+  if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
+  if (containers < 1 || imageCount < 1) {
+    std::fprintf(stderr, "error: --containers and --images must be at least 1\n");
+    return 1;
+  }
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string error;
+  auto registry = testing::RealRegistry::start(fs::path(dir) / "registry", {}, error);
+  if (!registry) {
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+    return 1;
+  }
+
+  // The images: one shared base layer, one small top layer each.
+  std::vector<testing::TarEntry> base = {testing::TarEntry::directory("bin"),
+                                         testing::TarEntry::file("bin/big", std::string(4 << 20, 'b'), 0755)};
+  for (int i = 0; i < 200; ++i) base.push_back(testing::TarEntry::file("etc/f" + std::to_string(i), std::string(500, 'e')));
+  std::vector<messages::Image> images;
+  for (std::size_t i = 0; i < imageCount; ++i) {
+    testing::ImageSpec spec;
+    spec.architecture = fetcher::hostPlatform().architecture();
+    spec.layers = {base, {testing::TarEntry::file("app/id", std::to_string(i))}};
+    testing::OciLayout layout(fs::path(dir) / ("layout" + std::to_string(i)));
+    layout.tag(layout.addImage(spec), "latest");
+    const std::string repo = "bench/app" + std::to_string(i) + ":latest";
+    auto pushed = registry->push("oci:" + layout.dir().string() + ":latest", repo, "oci");
+    if (pushed.status != 0) {
+      std::fprintf(stderr, "error: push failed: %s\n", pushed.output.c_str());
+      return 1;
+    }
+    messages::Image image;
+    image.set_type(messages::Image::DOCKER);
+    *image.mutable_reference() = *fetcher::parseImageReference(registry->hostPort() + "/" + repo);
+    images.push_back(image);
+  }
+  const std::size_t distinctBlobs = imageCount + 1;
+
+  actors::Runtime runtime;
+  auto registryPuller = fetcher::RegistryPuller::create(runtime, fetcher::RegistryOptions{});
+  if (registryPuller.isError()) {
+    std::fprintf(stderr, "error: %s\n", registryPuller.error().message.c_str());
+    return 1;
+  }
+  auto counting = std::make_shared<CountingPuller>(std::shared_ptr<fetcher::Puller>(std::move(*registryPuller)));
+
+  // The images alone, one after another.
+  double coldAlone = 0;
+  for (std::size_t i = 0; i < imageCount; ++i) {
+    auto p = makeProvisioner(runtime, fs::path(dir) / "alone", counting);
+    if (!p) return 1;
+    const auto start = SteadyClock::now();
+    auto f = p->provision("alone", images[i]);
+    f.waitFor(std::chrono::minutes(10));
+    coldAlone += seconds(start);
+    if (!f.isReady()) {
+      std::fprintf(stderr, "error: %s\n", f.isFailed() ? f.failure().message.c_str() : "not ready");
+      return 1;
+    }
+    destroyAll(*p);
+  }
+  fs::remove_all(fs::path(dir) / "alone");
+
+  auto p = makeProvisioner(runtime, fs::path(dir) / "work", counting);
+  if (!p) return 1;
+  counting->reset();
+  const Round cold = provisionAll(*p, images, containers, "cold-");
+  const std::size_t blobsFetched = counting->fetched();
+  const Round warm = provisionAll(*p, images, containers, "warm-");
+  destroyAll(*p);
+  p.reset();
+
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const double peakRssMib = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  const double warmPerS = static_cast<double>(containers) / warm.seconds;
+  std::printf("cold: %zu provisions of %zu images in %.2f s (failed %zu) | the images alone, one after another: %.2f s\n",
+              containers, imageCount, cold.seconds, cold.failed, coldAlone);
+  std::printf("warm: %zu provisions in %.2f s = %.0f /s; latency p50 %.1f ms, p99 %.1f ms (failed %zu)\n", containers,
+              warm.seconds, warmPerS, percentile(warm.latenciesMs, 0.5), percentile(warm.latenciesMs, 0.99),
+              warm.failed);
+  std::printf("layer blobs fetched %zu, distinct %zu; peak RSS %.1f MiB\n", blobsFetched, distinctBlobs, peakRssMib);
+  if (!cold.firstError.empty() || !warm.firstError.empty()) {
+    std::fprintf(stderr, "error: %s\n", (cold.firstError.empty() ? warm.firstError : cold.firstError).c_str());
+  }
+  std::printf(
+      "{\"warm_per_s\":%.1f,\"warm_p50_ms\":%.2f,\"warm_p99_ms\":%.2f,\"warm_s\":%.3f,\"cold_s\":%.3f,"
+      "\"cold_p99_ms\":%.2f,\"cold_alone_s\":%.3f,\"cold_vs_alone\":%.2f,\"blobs_fetched\":%zu,\"distinct_blobs\":%zu,"
+      "\"peak_rss_mib\":%.1f,\"containers\":%zu,\"images\":%zu,\"failed\":%zu}\n",
+      warmPerS, percentile(warm.latenciesMs, 0.5), percentile(warm.latenciesMs, 0.99), warm.seconds, cold.seconds,
+      percentile(cold.latenciesMs, 0.99), coldAlone, cold.seconds / coldAlone, blobsFetched, distinctBlobs, peakRssMib,
+      containers, imageCount, cold.failed + warm.failed);
+  return cold.failed + warm.failed == 0 ? 0 : 1;
+}
