@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/async.hpp"
+#include "actors/fs.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/local.hpp"
 
@@ -25,19 +26,7 @@ Error fileError(const std::string& what, const std::string& path, int errnum) {
                             what + ": '" + path + "'", errnum);
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using actors::fs::Fd;
 
 Try<int> openRegular(const std::string& path, const std::string& what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

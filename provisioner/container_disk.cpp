@@ -1,6 +1,5 @@
 #include "provisioner/container_disk.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -12,26 +11,12 @@
 #include <map>
 #include <sstream>
 
+#include "actors/fs.hpp"
 #include "provisioner/paths.hpp"
 
 namespace prov::provisioner {
 
 namespace {
-
-std::vector<std::string> subdirectories(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name == "." || name == "..") continue;
-    struct stat st {};
-    if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) names.push_back(name);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 ContainerInfo readContainer(const std::string& id, const std::string& dir) {
   ContainerInfo info{id, {}};
@@ -45,8 +30,8 @@ ContainerInfo readContainer(const std::string& id, const std::string& dir) {
       for (const auto& rootfs : record.rootfses()) recorded[rootfs.id()] = rootfs;
     }
   }
-  for (const auto& backend : subdirectories(dir + "/backends")) {
-    for (const auto& rootfsId : subdirectories(dir + "/backends/" + backend + "/rootfses")) {
+  for (const auto& backend : actors::fs::listDirectory(dir + "/backends", true)) {
+    for (const auto& rootfsId : actors::fs::listDirectory(dir + "/backends/" + backend + "/rootfses", true)) {
       auto it = recorded.find(rootfsId);
       messages::ContainerRootfs rootfs = it != recorded.end() ? it->second : messages::ContainerRootfs();
       rootfs.set_id(rootfsId);
@@ -62,7 +47,7 @@ ContainerInfo readContainer(const std::string& id, const std::string& dir) {
 }
 
 void scan(const std::string& dir, const std::string& prefix, std::vector<ContainerInfo>& out) {
-  for (const auto& name : subdirectories(dir + "/containers")) {
+  for (const auto& name : actors::fs::listDirectory(dir + "/containers", true)) {
     const std::string id = prefix.empty() ? name : prefix + "/" + name;
     const std::string containerDir = dir + "/containers/" + name;
     out.push_back(readContainer(id, containerDir));

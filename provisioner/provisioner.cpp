@@ -376,12 +376,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   void checkDiskHeadroom() {
     ++gcChecks_;
-    auto free = parts_.diskFree(parts_.workDir);
-    if (free.isSome() && *free < parts_.imageGc->imageDiskHeadroom) {
-      pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
-      return;
-    }
-    scheduleGcCheck();
+    // statvfs blocks: it runs on the blocking pool, not on this strand.
+    actors::async(runtime_, [diskFree = parts_.diskFree, dir = parts_.workDir] { return diskFree(dir); })
+        .onAny(actors::defer(self(), [this](const Future<double>& free) {
+          if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
+            pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
+            return;
+          }
+          scheduleGcCheck();
+        }));
   }
 
   actors::Runtime& runtime_;

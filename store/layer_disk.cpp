@@ -1,10 +1,7 @@
 #include "store/layer_disk.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,17 +22,10 @@ Error ioError(const std::string& doing, const std::string& path, int error = err
   return Error(ErrorKind::IO, "Failed to " + doing + " '" + path + "': " + std::strerror(error));
 }
 
-int openBeneath(int rootFd, const std::string& rel, int flags) {
-  open_how how{};
-  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  return static_cast<int>(::syscall(SYS_openat2, rootFd, rel.c_str(), &how, sizeof(how)));
-}
-
 // The directory `rel` as the nearest parent layer has it, if it has one.
 bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>& parentFds) {
   for (int parentFd : parentFds) {
-    const int fd = openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
+    const int fd = actors::fs::openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // not in this layer: look lower
       return false;                   // a symlink or file on the way hides it
@@ -51,20 +41,8 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
   return true;
 }
 
-std::vector<std::string> entriesOf(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(d);
-  return names;
-}
-
 Try<Nothing> emptyDirectory(const std::string& dir) {
-  for (const auto& name : entriesOf(dir)) {
+  for (const auto& name : actors::fs::listDirectory(dir)) {
     auto removed = actors::fs::removeTree(dir + "/" + name);
     if (removed.isError()) return removed.error();
   }
@@ -85,7 +63,7 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
   }
   Try<Nothing> result = Nothing{};
   for (const auto& rel : impliedDirs) {
-    const int dirFd = openBeneath(rootFd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    const int dirFd = actors::fs::openBeneath(rootFd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (dirFd < 0) continue;  // replaced later in the layer
     const bool settled = settleFromParents(dirFd, rel, parentFds);
     ::close(dirFd);
@@ -119,13 +97,13 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
   auto swept = sweepGc(storeDir);
   if (swept.isError()) return swept.error();
   StoreContents contents;
-  for (const auto& name : entriesOf(paths::layers(storeDir))) {
+  for (const auto& name : actors::fs::listDirectory(paths::layers(storeDir))) {
     struct stat st {};
     if (::stat((paths::layers(storeDir) + "/" + name + "/rootfs").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       contents.layers.insert("sha256:" + name);
     }
   }
-  for (const auto& name : entriesOf(paths::configs(storeDir))) {
+  for (const auto& name : actors::fs::listDirectory(paths::configs(storeDir))) {
     if (name.find(".tmp-") == std::string::npos) contents.configs.insert(name);
   }
   return contents;
