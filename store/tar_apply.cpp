@@ -235,12 +235,14 @@ class Applier {
     }
     auto clean = cleanEntryPath(name);
     if (clean.isError()) return rejected(name, clean.error().message);
-    const std::string& path = *clean;
+    const mode_t type = archive_entry_filetype(e);
+    auto inside = inSubtree(*clean);
+    if (!inside) return applyOutside(name, *clean, type, e);
+    const std::string& path = *inside;
     const auto [parent, base] = splitParent(path);
 
-    if (base.starts_with(kWhiteoutPrefix)) return applyWhiteout(name, parent, base);
+    if (options_.whiteouts && base.starts_with(kWhiteoutPrefix)) return applyWhiteout(name, parent, base);
 
-    const mode_t type = archive_entry_filetype(e);
     if (path.empty()) {
       if (type != AE_IFDIR) return rejected(name, "the layer root must be a directory");
       return applyDirectoryMetadata(name, "", root_.get(), e);
@@ -359,10 +361,55 @@ class Applier {
     return applyFdMetadata(name, fd.get(), e, chown, chmod);
   }
 
+  // `path` relative to the subtree, or none when it is outside it.
+  std::optional<std::string> inSubtree(const std::string& path) {
+    const std::string& sub = options_.subtree;
+    if (sub.empty()) return path;
+    if (path == sub) {
+      result_.sawSubtree = true;
+      return std::string();
+    }
+    if (path.size() > sub.size() && path.starts_with(sub) && path[sub.size()] == '/') {
+      result_.sawSubtree = true;
+      return path.substr(sub.size() + 1);
+    }
+    return std::nullopt;
+  }
+
+  // An entry beside the subtree: a file the caller captures, or rejected.
+  Try<Nothing> applyOutside(const std::string& name, const std::string& path, mode_t type, archive_entry* e) {
+    if (options_.capture.count(path) == 0 || type != AE_IFREG || archive_entry_hardlink(e) != nullptr) {
+      return rejected(name, "it is outside '" + options_.subtree + "/'");
+    }
+    const la_int64_t size = archive_entry_size(e);
+    if (size < 0 || static_cast<std::uint64_t>(size) > options_.captureLimit) {
+      return Error(ErrorKind::ResourceExhausted, "Failed to extract " + options_.what + ": '" + path + "' is " +
+                                                     std::to_string(size) + " bytes, over the limit of " +
+                                                     std::to_string(options_.captureLimit));
+    }
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+      const la_ssize_t n = archive_read_data(archive_, bytes.data() + got, bytes.size() - got);
+      if (n < 0) return archiveError("read '" + path + "' of");
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    if (got != bytes.size()) return archiveError("read '" + path + "' of");
+    result_.captured[path] = std::move(bytes);
+    return Nothing{};
+  }
+
   Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd,
                              const std::string& base, const char* rawTarget) {
-    auto target = cleanEntryPath(rawTarget);
-    if (target.isError()) return rejected(name, "its hardlink target '" + std::string(rawTarget) + "' is outside the layer");
+    auto cleanTarget = cleanEntryPath(rawTarget);
+    std::optional<std::string> target;
+    if (cleanTarget.isSome()) {
+      const bool before = result_.sawSubtree;
+      target = inSubtree(*cleanTarget);
+      result_.sawSubtree = before;
+    }
+    if (!target) return rejected(name, "its hardlink target '" + std::string(rawTarget) + "' is outside the layer");
     if (*target == path) return Nothing{};
     const auto [targetParent, targetBase] = splitParent(*target);
     if (targetBase.empty()) return rejected(name, "its hardlink target is the layer root");

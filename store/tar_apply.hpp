@@ -29,6 +29,8 @@
 // On error the root holds a partial tree: the caller removes it.
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,11 +63,23 @@ struct ApplyOptions {
   std::string what;  // names the layer in messages: "layer 'sha256:…'"
   bool bottomLayer = false;
   ExtractLimits limits;
+  // Only the entries under this directory of the tar make the tree, with
+  // the directory stripped ("rootfs": an AppC image). An entry outside it is
+  // rejected, except a regular file named in `capture`, whose bytes (at
+  // most `captureLimit`, else ResourceExhausted) go to ApplyResult::captured.
+  // A hardlink must stay inside the subtree too.
+  std::string subtree;
+  std::set<std::string> capture;
+  std::size_t captureLimit = 1 << 20;
+  // False: `.wh.` names are ordinary files (formats without whiteouts).
+  bool whiteouts = true;
 };
 
 struct ApplyResult {
   std::uint64_t entries = 0;
   std::vector<std::string> impliedDirs;  // relative paths, parents first
+  std::map<std::string, std::string> captured;  // see ApplyOptions::capture
+  bool sawSubtree = false;                      // an entry was the subtree or inside it
 };
 
 // Applies the tar `source` yields to `root` (an existing, empty directory).

@@ -66,6 +66,7 @@ struct FakeRegistry::Impl {
   int port = 0;
 
   std::map<std::string, std::string> blobs;
+  std::map<std::string, std::string> files;  // target -> body (plain files, no auth)
   struct Manifest {
     std::string body, contentType, claimed;
   };
@@ -189,6 +190,14 @@ struct FakeRegistry::Impl {
       if (--it->times <= 0) faults.erase(it);
       return r;
     }
+    if (auto file = files.find(target); file != files.end()) {
+      Reply r{200, {{"Content-Type", "application/octet-stream"}}, file->second};
+      if (dropTimes > 0) {
+        --dropTimes;
+        r.stopAfter = dropAfter;
+      }
+      return r;
+    }
     if (target.rfind("/token", 0) == 0) {
       if (user && s.authorization != basicFor(*user)) return Reply{401, {}, "{}"};
       std::string token = "tok-" + std::to_string(++tokens);
@@ -272,6 +281,11 @@ std::string FakeRegistry::addBlob(const std::string& content) {
   std::string digest = fetcher::sha256Digest(content);
   putBlob(digest, content);
   return digest;
+}
+
+void FakeRegistry::putFile(const std::string& target, const std::string& content) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->files[target] = content;
 }
 
 void FakeRegistry::putBlob(const std::string& digest, const std::string& content) {

@@ -27,6 +27,9 @@ class FakeRegistry {
   // any digest (a lying registry).
   std::string addBlob(const std::string& content);
   void putBlob(const std::string& digest, const std::string& content);
+  // A plain file served for GET `target` ("/dir/name.aci"), without auth;
+  // faults and dropBlobsAfter apply to it too.
+  void putFile(const std::string& target, const std::string& content);
   // Served for GET /v2/<repo>/manifests/<reference>; also under its own
   // digest. Returns that digest.
   std::string putManifest(const std::string& repo, const std::string& reference, const std::string& body,

@@ -68,6 +68,8 @@ std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compres
   check(archive_write_set_format_pax_restricted(a), a, "format");
   if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
   if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
+  if (compression == TarCompression::Xz) check(archive_write_add_filter_xz(a), a, "xz");
+  if (compression == TarCompression::Bzip2) check(archive_write_add_filter_bzip2(a), a, "bzip2");
   archive_write_set_bytes_in_last_block(a, 1);
   check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
   for (const auto& e : entries) {

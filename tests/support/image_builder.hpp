@@ -31,7 +31,7 @@ struct TarEntry {
   static TarEntry symlink(std::string path, std::string target);
 };
 
-enum class TarCompression { None, Gzip, Zstd };
+enum class TarCompression { None, Gzip, Zstd, Xz, Bzip2 };
 
 // A pax tar of `entries`, in order, compressed as asked.
 std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression = TarCompression::Gzip);

@@ -1,0 +1,409 @@
+#include "store/appc_store.hpp"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "actors/async.hpp"
+#include "actors/collect.hpp"
+#include "actors/defer.hpp"
+#include "actors/dispatch.hpp"
+#include "actors/fs.hpp"
+#include "actors/process.hpp"
+#include "actors/runtime.hpp"
+#include "store/aci.hpp"
+#include "store/atomic_file.hpp"
+#include "store/layer_disk.hpp"
+#include "store/metadata_manager.hpp"
+#include "store/paths.hpp"
+#include "store/shared_work.hpp"
+
+namespace prov::store {
+
+using actors::Future;
+using actors::Promise;
+using messages::AppcImage;
+using messages::AppcManifest;
+using messages::Image;
+using messages::StoredImage;
+
+namespace {
+
+std::string imagesDir(const std::string& store) { return store + "/images"; }
+std::string imageDir(const std::string& store, const std::string& id) { return imagesDir(store) + "/" + id; }
+std::string imageRootfs(const std::string& store, const std::string& id) { return imageDir(store, id) + "/rootfs"; }
+std::string imageManifest(const std::string& store, const std::string& id) { return imageDir(store, id) + "/manifest"; }
+std::string indexDir(const std::string& store) { return store + "/index"; }
+
+// What a fetch made: the image's id and manifest.
+struct Fetched {
+  std::string id;
+  AppcManifest manifest;
+};
+
+struct Found {
+  std::map<std::string, AppcManifest> images;  // id -> manifest
+  std::vector<std::string> dropped;            // why some were removed
+};
+
+Try<Nothing> emptyDirectory(const std::string& dir) {
+  for (const auto& name : actors::fs::listDirectory(dir)) {
+    auto removed = actors::fs::removeTree(dir + "/" + name);
+    if (removed.isError()) return removed.error();
+  }
+  return Nothing{};
+}
+
+// The store's directories made, staging/ and gc/ emptied, every image with
+// a readable manifest listed; the others are moved into gc/ and swept.
+Try<Found> scanStore(const std::string& store) {
+  for (const auto& dir : {imagesDir(store), paths::staging(store), paths::gc(store), indexDir(store)}) {
+    auto made = actors::fs::makeDirectories(dir);
+    if (made.isError()) return made.error();
+  }
+  auto staged = emptyDirectory(paths::staging(store));
+  if (staged.isError()) return staged.error();
+  Found found;
+  std::vector<std::string> broken;
+  for (const auto& id : actors::fs::listDirectory(imagesDir(store))) {
+    std::ifstream in(imageManifest(store, id), std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    auto manifest = fetcher::parseAppcManifest(bytes.str(), "image '" + id + "'");
+    struct stat st {};
+    const bool hasRootfs = ::stat(imageRootfs(store, id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    if (fetcher::validateAppcImageId(id, "").isError() || manifest.isError() || !hasRootfs) {
+      broken.push_back(imageDir(store, id));
+      found.dropped.push_back(id);
+      continue;
+    }
+    found.images.emplace(id, std::move(*manifest));
+  }
+  auto marked = markForGc(store, broken);
+  if (marked.isError()) return marked.error();
+  auto swept = sweepGc(store);
+  if (swept.isError()) return swept.error();
+  return found;
+}
+
+}  // namespace
+
+class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
+ public:
+  AppcStoreProcess(actors::Runtime& runtime, AppcStoreOptions options, std::shared_ptr<fetcher::AppcFetcher> fetcher)
+      : actors::Process<AppcStoreProcess>("appc-store"), runtime_(runtime), options_(std::move(options)),
+        fetcher_(std::move(fetcher)), metadata_(runtime, indexDir(options_.storeDir)) {}
+
+  void initialize() override {
+    fetches_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
+  }
+
+  Future<Nothing> recover() {
+    return actors::async(runtime_, [dir = options_.storeDir] { return scanStore(dir); })
+        .then(actors::defer(self(), [this](const Found& found) {
+          manifests_ = found.images;
+          return metadata_.recover();
+        }))
+        .then(actors::defer(self(), [this](const std::vector<StoredImage>& entries) -> Future<Nothing> {
+          index_.clear();
+          std::vector<std::string> gone;
+          for (const auto& entry : entries) {
+            bool complete = entry.layer_ids_size() > 0;
+            for (const auto& id : entry.layer_ids()) complete = complete && manifests_.count(id) > 0;
+            if (complete) {
+              index_[entry.key()] = entry;
+            } else {
+              gone.push_back(entry.key());
+            }
+          }
+          if (gone.empty()) return Nothing{};
+          return metadata_.remove(gone);
+        }));
+  }
+
+  Future<ImageInfo> get(const Image& image) {
+    if (image.type() != Image::APPC) {
+      return Error(ErrorKind::InvalidArgument, "The AppC store only serves AppC images");
+    }
+    auto query = fetcher::withDefaultLabels(image.appc());
+    if (query.isError()) return query.error();
+    const bool cached = !image.has_cached() || image.cached();
+    const std::string key = fetcher::appcKey(*query);
+    const std::uint64_t serial = ++gets_;
+    return resolve(*query, cached, {}, serial)
+        .then(actors::defer(self(), [this, key](const std::vector<std::string>& ids) {
+          StoredImage stored;
+          stored.set_key(key);
+          stored.set_manifest_digest(ids.back());
+          for (const auto& id : ids) stored.add_layer_ids(id);
+          *stored.mutable_config() = fetcher::appcRuntimeConfig(manifests_.at(ids.back()));
+          stored.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
+          index_[key] = stored;
+          return metadata_.put(stored);
+        }))
+        .then(actors::defer(self(), [this](const StoredImage& stored) { return infoOf(stored); }))
+        .onAny(actors::defer(self(), [this, serial] { busy_.erase(serial); }));
+  }
+
+  Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
+    std::set<std::string> keep;
+    for (const auto& image : excluded) {
+      if (image.type() != Image::APPC) continue;
+      auto query = fetcher::withDefaultLabels(image.appc());
+      if (query.isSome()) keep.insert(fetcher::appcKey(*query));
+    }
+    std::vector<std::string> forget;
+    std::set<std::string> used;
+    for (const auto& [key, entry] : index_) {
+      bool inUse = entry.layer_ids_size() > 0;
+      for (const auto& id : entry.layer_ids()) {
+        inUse = inUse && activePaths.count(imageRootfs(options_.storeDir, id)) > 0;
+      }
+      if (keep.count(key) == 0 && !inUse) {
+        forget.push_back(key);
+        continue;
+      }
+      used.insert(entry.layer_ids().begin(), entry.layer_ids().end());
+    }
+    for (const auto& [serial, ids] : busy_) used.insert(ids.begin(), ids.end());
+    std::vector<std::string> doomed;
+    for (const auto& [id, manifest] : manifests_) {
+      if (used.count(id) == 0 && activePaths.count(imageRootfs(options_.storeDir, id)) == 0 &&
+          activePaths.count(imageManifest(options_.storeDir, id)) == 0) {
+        doomed.push_back(id);
+      }
+    }
+    for (const auto& key : forget) index_.erase(key);
+    std::vector<std::string> paths;
+    for (const auto& id : doomed) {
+      manifests_.erase(id);
+      paths.push_back(imageDir(options_.storeDir, id));
+    }
+    const std::string dir = options_.storeDir;
+    Future<Nothing> pruned = metadata_.remove(forget)
+        .then(actors::defer(self(), [this, dir, paths] {
+          return actors::async(runtime_, [dir, paths] { return markForGc(dir, paths); });
+        }))
+        .then(actors::defer(self(), [this, dir](const std::vector<std::string>&) {
+          sweeping_ = actors::async(runtime_, [dir] { return sweepGc(dir); })
+                          .recover([](const Future<Nothing>&) { return Nothing{}; });
+          return Nothing{};
+        }));
+    pruning_ = pruned.recover([](const Future<Nothing>&) { return Nothing{}; });
+    return pruned;
+  }
+
+  Future<Nothing> quiesce() {
+    return pruning_.then(actors::defer(self(), [this] { return sweeping_; }));
+  }
+
+  std::vector<StoredImage> images() {
+    std::vector<StoredImage> all;
+    for (const auto& [key, entry] : index_) all.push_back(entry);
+    return all;
+  }
+
+ private:
+  ImageInfo infoOf(const StoredImage& stored) const {
+    ImageInfo info;
+    info.image = stored;
+    for (const auto& id : stored.layer_ids()) info.layers.push_back(imageRootfs(options_.storeDir, id));
+    info.configPath = imageManifest(options_.storeDir, stored.manifest_digest());
+    return info;
+  }
+
+  // The ids making `query`'s image: its dependencies' (recursively, each
+  // once) and then its own. `chain` holds the keys and ids above it.
+  Future<std::vector<std::string>> resolve(const AppcImage& query, bool cached, std::vector<std::string> chain,
+                                           std::uint64_t serial) {
+    const std::string key = fetcher::appcKey(query);
+    for (const auto& above : chain) {
+      if (above == key || (!query.id().empty() && above == query.id())) {
+        std::string path;
+        for (const auto& step : chain) {
+          if (step.starts_with("appc:")) path += step.substr(5) + " -> ";
+        }
+        return Error(ErrorKind::InvalidArgument,
+                     "AppC image dependency cycle: " + path + key.substr(5));
+      }
+    }
+    chain.push_back(key);
+    return fetchImage(query, cached)
+        .then(actors::defer(self(), [this, query, cached, chain, serial](const std::string& id) mutable
+                                        -> Future<std::vector<std::string>> {
+          busy_[serial].insert(id);
+          for (const auto& above : chain) {
+            if (above == id) {
+              return Error(ErrorKind::InvalidArgument, "AppC image dependency cycle through '" + id + "'");
+            }
+          }
+          chain.push_back(id);
+          const AppcManifest& manifest = manifests_.at(id);
+          std::vector<Future<std::vector<std::string>>> dependencies;
+          for (const auto& dependency : manifest.dependencies()) {
+            auto dq = fetcher::withDefaultLabels(fetcher::dependencyImage(dependency));
+            if (dq.isError()) {
+              return dq.error().withContext("Invalid dependency of AppC image '" + manifest.name() + "'");
+            }
+            dependencies.push_back(resolve(*dq, cached, chain, serial));
+          }
+          return actors::collect(dependencies).then([id](const std::vector<std::vector<std::string>>& lists) {
+            std::vector<std::string> ids;
+            std::set<std::string> seen;
+            for (const auto& list : lists) {
+              for (const auto& each : list) {
+                if (seen.insert(each).second) ids.push_back(each);
+              }
+            }
+            if (seen.insert(id).second) ids.push_back(id);
+            return ids;
+          });
+        }));
+  }
+
+  // One image (without its dependencies): from the store when it is there,
+  // else fetched once for everyone asking.
+  Future<std::string> fetchImage(const AppcImage& query, bool cached) {
+    if (!query.id().empty() && manifests_.count(query.id()) > 0) return query.id();
+    const std::string key = fetcher::appcKey(query);
+    if (cached && query.id().empty()) {
+      auto it = index_.find(key);
+      if (it != index_.end() && it->second.layer_ids_size() > 0 && manifests_.count(it->second.manifest_digest()) > 0) {
+        return it->second.manifest_digest();
+      }
+      // An image in images/ whose manifest has the name and every label
+      // asked for (one put there by hand, or fetched under another query).
+      for (const auto& [id, manifest] : manifests_) {
+        if (manifest.name() != query.name()) continue;
+        bool match = true;
+        for (const auto& [label, value] : query.labels()) {
+          auto own = manifest.labels().find(label);
+          match = match && own != manifest.labels().end() && own->second == value;
+        }
+        if (match) return id;
+      }
+    }
+    const std::string workKey = key + (query.id().empty() ? "" : "@" + query.id());
+    return fetches_.join(workKey, [&] { return download(query); })
+        .then(actors::defer(self(), [this](const Fetched& fetched) {
+          manifests_[fetched.id] = fetched.manifest;
+          return fetched.id;
+        }));
+  }
+
+  Future<Fetched> download(const AppcImage& query) {
+    const std::string store = options_.storeDir;
+    const std::string staging = paths::staging(store) + "/" + randomName();
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    auto made = actors::async(runtime_, [staging] { return actors::fs::makeDirectories(staging + "/rootfs"); });
+    auto fetched = made.then([fetcher = fetcher_, query, staging](const Nothing&) {
+      return fetcher->fetch(query, staging);
+    });
+    const ExtractLimits limits = options_.limits;
+    const bool sync = options_.syncImages;
+    Future<Fetched> result =
+        fetched.then(actors::defer(self(), [this, query, staging, store, limits, sync, cancel](const fetcher::AciFile& aci) {
+          return actors::async(runtime_, [query, staging, store, limits, sync, cancel, aci]() -> Try<Fetched> {
+            const std::string what = "the ACI of AppC image '" + query.name() + "' ('" + aci.source + "')";
+            auto contents = extractAci(aci.path, staging + "/rootfs", what, limits, cancel.get());
+            if (aci.downloaded) ::unlink(aci.path.c_str());
+            if (contents.isError()) return contents.error();
+            if (contents->manifest.name() != query.name()) {
+              return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" +
+                                                           contents->manifest.name() + "', not '" + query.name() + "'");
+            }
+            if (!query.id().empty() && contents->id != query.id()) {
+              return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + contents->id +
+                                                          "', not '" + query.id() + "' as asked for");
+            }
+            auto written = writeFileAtomically(staging + "/manifest", contents->manifestJson);
+            if (written.isError()) return written.error();
+            auto committed = commitLayer(staging, staging + "/rootfs", {}, {}, imageDir(store, contents->id), sync);
+            if (committed.isError()) return committed.error();
+            return Fetched{contents->id, contents->manifest};
+          });
+        }));
+    // Whatever happened, staging/<random> goes (a commit renamed it away)
+    // before the caller hears of it.
+    auto promise = std::make_shared<Promise<Fetched>>();
+    promise->future().onDiscard([cancel, fetched, result] {
+      cancel->store(true);
+      fetched.discard();
+      result.discard();
+    });
+    result.onAny(actors::defer(self(), [this, staging, promise](const Future<Fetched>& done) {
+      actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
+          .onAny([promise, done](const Future<bool>&) {
+            if (done.isReady()) {
+              promise->set(done.get());
+            } else if (done.isFailed()) {
+              promise->fail(done.failure());
+            } else {
+              promise->discard();
+            }
+          });
+    }));
+    return promise->future();
+  }
+
+  actors::Runtime& runtime_;
+  const AppcStoreOptions options_;
+  const std::shared_ptr<fetcher::AppcFetcher> fetcher_;
+  MetadataManager metadata_;
+  std::map<std::string, AppcManifest> manifests_;  // id -> manifest, every image in images/
+  std::map<std::string, StoredImage> index_;       // key -> what it resolved to
+  std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
+  std::uint64_t gets_ = 0;
+  SharedWork<Fetched> fetches_;
+  Future<Nothing> sweeping_ = Nothing{};
+  Future<Nothing> pruning_ = Nothing{};
+};
+
+struct AppcStore::Pid {
+  actors::PID<AppcStoreProcess> pid;
+};
+
+Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, AppcStoreOptions options,
+                                                  std::shared_ptr<fetcher::AppcFetcher> fetcher) {
+  if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The AppC store needs a directory");
+  if (!fetcher) return Error(ErrorKind::InvalidArgument, "The AppC store needs a fetcher");
+  for (const auto& dir : {imagesDir(options.storeDir), paths::staging(options.storeDir), paths::gc(options.storeDir),
+                          indexDir(options.storeDir)}) {
+    auto made = actors::fs::makeDirectories(dir);
+    if (made.isError()) return made.error();
+  }
+  auto process = std::make_unique<AppcStoreProcess>(runtime, std::move(options), std::move(fetcher));
+  return std::unique_ptr<AppcStore>(new AppcStore(std::move(process), runtime));
+}
+
+AppcStore::AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime)
+    : process_(std::move(process)), pid_(std::make_unique<Pid>()) {
+  pid_->pid = actors::spawn(runtime, *process_);
+}
+
+AppcStore::~AppcStore() {
+  auto quiet = actors::dispatch(pid_->pid, &AppcStoreProcess::quiesce);
+  quiet.waitFor(std::chrono::minutes(5));
+  actors::terminate(pid_->pid);
+  actors::wait(pid_->pid);
+}
+
+Future<Nothing> AppcStore::recover() { return actors::dispatch(pid_->pid, &AppcStoreProcess::recover); }
+
+Future<ImageInfo> AppcStore::get(const Image& image) {
+  return actors::dispatch(pid_->pid, &AppcStoreProcess::get, image);
+}
+
+Future<Nothing> AppcStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
+  return actors::dispatch(pid_->pid, &AppcStoreProcess::prune, excluded, activePaths);
+}
+
+Future<std::vector<StoredImage>> AppcStore::images() {
+  return actors::dispatch(pid_->pid, &AppcStoreProcess::images);
+}
+
+}  // namespace prov::store

@@ -1,0 +1,393 @@
+// The AppC store and fetcher through the async harness: Mesos's
+// AppcStoreTest.Recover and AppcImageFetcherTest (over HTTP from a test
+// server on 127.0.0.1, and from a local directory), dependencies (two levels,
+// a diamond, by id, a cycle), every compression libarchive reads, shared
+// fetches, and bad ACIs (corrupt, no rootfs/, bad manifests, path escapes,
+// wrong name or id) failing clearly with nothing stored.
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "store/aci.hpp"
+#include "tests/store/appc_fixture.hpp"
+
+namespace prov::store {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TarCompression;
+using testing::TarEntry;
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+AciSpec simple(const std::string& name, const std::string& content = "test") {
+  AciSpec spec;
+  spec.name = name;
+  spec.rootfs = {TarEntry::directory("tmp"), TarEntry::file("tmp/test", content)};
+  return spec;
+}
+
+// Mesos AppcStoreTest.Recover: an image put into the store's directory by
+// hand is found after recover, by its name and labels.
+TEST_F(AppcStoreTest, RecoverFindsAnImageAlreadyInTheStore) {
+  AciSpec spec = simple("example.com/recovered");
+  const std::string id = aciId(makeAci(spec, TarCompression::None));
+  const fs::path dir = storeDir_ / "images" / id;
+  fs::create_directories(dir / "rootfs/tmp");
+  std::ofstream(dir / "manifest") << manifestJson(spec);
+  std::ofstream(dir / "rootfs/tmp/test") << "test";
+  restartStore();  // recovers
+
+  auto info = store_->get(appcImage("example.com/recovered"));
+  AWAIT_READY(info);
+  ASSERT_EQ(1u, info->layers.size());
+  EXPECT_EQ(fs::canonical(dir / "rootfs").string(), info->layers[0]);
+  EXPECT_EQ(id, info->image.manifest_digest());
+}
+
+// Mesos AppcImageFetcherTest.CURL_SimpleHttpFetch, through the fetcher alone.
+TEST_F(AppcStoreTest, FetcherDownloadsOverHttp) {
+  const std::string bytes = makeAci(simple("example.com/image"));
+  publishBytes("example.com/image", bytes);
+  fetcher::AppcFetchOptions options;
+  options.prefix = server_.url() + "/acis/";
+  auto fetcher = fetcher::AppcFetcher::create(runtime_, options);
+  ASSERT_TRUE(fetcher.isSome()) << fetcher.error().message;
+  auto query = fetcher::withDefaultLabels(appcImage("example.com/image").appc());
+  ASSERT_TRUE(query.isSome());
+  const fs::path into = sandbox() / "fetched";
+  fs::create_directories(into);
+  auto aci = (*fetcher)->fetch(*query, into.string());
+  AWAIT_READY(aci);
+  EXPECT_TRUE(aci->downloaded);
+  EXPECT_EQ(server_.url() + "/acis/" + discoveryName("example.com/image"), aci->source);
+  EXPECT_EQ(bytes, readFile(aci->path));
+  EXPECT_EQ(1u, server_.count("/acis/example.com/image-latest-linux-"));
+
+  auto missing = (*fetcher)->fetch(*fetcher::withDefaultLabels(appcImage("example.com/other").appc()), into.string());
+  AWAIT_FAILED(missing);
+  EXPECT_EQ(ErrorKind::NotFound, missing.failure().kind) << missing.failure().message;
+  EXPECT_NE(std::string::npos, missing.failure().message.find("example.com/other-latest-linux-"));
+  EXPECT_EQ(1, std::distance(fs::directory_iterator(into), fs::directory_iterator())) << "the failed download is gone";
+}
+
+TEST_F(AppcStoreTest, FetchesOverHttpAndExtractsTheRootfs) {
+  useHttp();
+  const std::string id = publish(simple("example.com/image"));
+  auto info = store_->get(appcImage("example.com/image"));
+  AWAIT_READY(info);
+  ASSERT_EQ(1u, info->layers.size());
+  EXPECT_EQ("test", readFile(fs::path(info->layers[0]) / "tmp/test"));
+  EXPECT_EQ(id, info->image.manifest_digest());
+  EXPECT_EQ((storeDir_ / "images" / id / "manifest").string(), info->configPath);
+  EXPECT_EQ(std::vector<std::string>{id}, storedImages());
+  EXPECT_TRUE(stagingEmpty());
+  // Cached now: no second request, also after a restart (the index).
+  AWAIT_READY(store_->get(appcImage("example.com/image", {{"version", "latest"}})));
+  restartStore();
+  AWAIT_READY(store_->get(appcImage("example.com/image")));
+  EXPECT_EQ(1u, server_.count(".aci"));
+  // cached = false fetches again, and reuses the same id.
+  auto image = appcImage("example.com/image");
+  image.set_cached(false);
+  auto again = store_->get(image);
+  AWAIT_READY(again);
+  EXPECT_EQ(id, again->image.manifest_digest());
+  EXPECT_EQ(2u, server_.count(".aci"));
+}
+
+TEST_F(AppcStoreTest, HttpRetriesAServerErrorAndABrokenTransfer) {
+  useHttp();
+  const std::string id = publish(simple("example.com/flaky"));
+  server_.fail({.match = "flaky", .status = 503, .times = 1});
+  server_.dropBlobsAfter(100, 1);
+  auto info = store_->get(appcImage("example.com/flaky"));
+  AWAIT_READY(info);
+  EXPECT_EQ(id, info->image.manifest_digest());
+  EXPECT_EQ(3u, server_.count("flaky"));
+}
+
+// Mesos AppcImageFetcherTest.SimpleFileFetch.
+TEST_F(AppcStoreTest, FetchesFromALocalDirectoryWithoutCopyingTheAci) {
+  const std::string id = publish(simple("example.com/local"));
+  auto info = store_->get(appcImage("example.com/local"));
+  AWAIT_READY(info);
+  EXPECT_EQ("test", readFile(fs::path(info->layers[0]) / "tmp/test"));
+  EXPECT_EQ(std::vector<std::string>{id}, storedImages());
+  EXPECT_TRUE(fs::exists(acis_ / discoveryName("example.com/local"))) << "the source stays";
+  EXPECT_TRUE(stagingEmpty());
+}
+
+TEST_F(AppcStoreTest, ReadsEveryCompressionAndHashesTheUncompressedTar) {
+  for (auto [compression, tag] : {std::pair{TarCompression::None, "none"}, {TarCompression::Gzip, "gzip"},
+                                  {TarCompression::Bzip2, "bzip2"}, {TarCompression::Xz, "xz"},
+                                  {TarCompression::Zstd, "zstd"}}) {
+    SCOPED_TRACE(tag);
+    AciSpec spec = simple(std::string("example.com/") + tag, tag);
+    publishBytes(spec.name, makeAci(spec, compression));
+    auto info = store_->get(appcImage(spec.name));
+    AWAIT_READY(info);
+    EXPECT_EQ(aciId(makeAci(spec, TarCompression::None)), info->image.manifest_digest());
+    EXPECT_EQ(tag, readFile(fs::path(info->layers[0]) / "tmp/test"));
+  }
+}
+
+TEST_F(AppcStoreTest, TheRuntimeConfigComesFromTheManifest) {
+  AciSpec spec = simple("example.com/app");
+  spec.exec = {"/bin/app", "--flag"};
+  spec.environment = {"PATH=/bin", "MODE=test"};
+  spec.workingDirectory = "/srv";
+  publish(spec);
+  auto info = store_->get(appcImage("example.com/app"));
+  AWAIT_READY(info);
+  const auto& config = info->image.config();
+  EXPECT_EQ((std::vector<std::string>{"/bin/app", "--flag"}),
+            std::vector<std::string>(config.entrypoint().begin(), config.entrypoint().end()));
+  EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=test"}),
+            std::vector<std::string>(config.env().begin(), config.env().end()));
+  EXPECT_EQ("/srv", config.working_dir());
+  EXPECT_EQ("0:0", config.user());
+}
+
+// Two levels of dependencies: the layers come base first, each once, and
+// the manifest is the image's own (Mesos returned the first dependency's).
+TEST_F(AppcStoreTest, DependenciesComeFirstInOrderAndTheManifestIsTheImagesOwn) {
+  AciSpec base = simple("example.com/base", "base");
+  const std::string baseId = publish(base);
+  AciSpec left = simple("example.com/left", "left");
+  left.dependencies = {{"example.com/base", baseId, {}}};  // by id
+  const std::string leftId = publish(left);
+  AciSpec right = simple("example.com/right", "right");
+  right.dependencies = {{"example.com/base", "", {{"version", "latest"}}}};  // by name and labels
+  const std::string rightId = publish(right);
+  AciSpec top = simple("example.com/top", "top");
+  top.exec = {"/bin/top"};
+  top.dependencies = {{"example.com/left", "", {}}, {"example.com/right", "", {}}};
+  const std::string topId = publish(top);
+
+  auto info = store_->get(appcImage("example.com/top"));
+  AWAIT_READY(info);
+  const fs::path images = storeDir_ / "images";
+  EXPECT_EQ((std::vector<std::string>{(images / baseId / "rootfs").string(), (images / leftId / "rootfs").string(),
+                                      (images / rightId / "rootfs").string(), (images / topId / "rootfs").string()}),
+            info->layers);
+  EXPECT_EQ(topId, info->image.manifest_digest());
+  EXPECT_EQ("/bin/top", info->image.config().entrypoint(0));
+  EXPECT_EQ((images / topId / "manifest").string(), info->configPath);
+  EXPECT_EQ(4, info->image.layer_ids_size());
+  EXPECT_TRUE(stagingEmpty());
+}
+
+TEST_F(AppcStoreTest, ADependencyWhoseIdDoesNotMatchFails) {
+  AciSpec base = simple("example.com/base");
+  publish(base);
+  AciSpec top = simple("example.com/top");
+  top.dependencies = {{"example.com/base", "sha512-" + std::string(128, 'a'), {}}};
+  publish(top);
+  auto info = store_->get(appcImage("example.com/top"));
+  AWAIT_FAILED(info);
+  EXPECT_EQ(ErrorKind::DigestMismatch, info.failure().kind) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("example.com/base")) << info.failure().message;
+  EXPECT_EQ(1u, storedImages().size()) << "only the top image, which did verify";
+  EXPECT_TRUE(stagingEmpty());
+  auto listed = store_->images();
+  AWAIT_READY(listed);
+  EXPECT_TRUE(listed->empty());
+}
+
+TEST_F(AppcStoreTest, ADependencyCycleIsAnError) {
+  AciSpec a = simple("example.com/a");
+  a.dependencies = {{"example.com/b", "", {}}};
+  publish(a);
+  AciSpec b = simple("example.com/b");
+  b.dependencies = {{"example.com/a", "", {}}};
+  publish(b);
+  auto info = store_->get(appcImage("example.com/a"));
+  AWAIT_FAILED(info);
+  EXPECT_EQ(ErrorKind::InvalidArgument, info.failure().kind);
+  EXPECT_NE(std::string::npos, info.failure().message.find("cycle")) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("example.com/a")) << info.failure().message;
+}
+
+TEST_F(AppcStoreTest, ConcurrentGetsShareOneFetch) {
+  useHttp();
+  const std::string id = publish(simple("example.com/shared"));
+  std::vector<actors::Future<ImageInfo>> gets;
+  for (int i = 0; i < 5; ++i) gets.push_back(store_->get(appcImage("example.com/shared")));
+  for (auto& get : gets) {
+    AWAIT_READY(get);
+    EXPECT_EQ(id, get->image.manifest_digest());
+  }
+  EXPECT_EQ(1u, server_.count(".aci"));
+}
+
+// Bad ACIs: a clear error naming the image, and nothing stored.
+class BadAciTest : public AppcStoreTest {
+ protected:
+  void expectRejected(const std::string& bytes, ErrorKind kind, const std::string& says) {
+    publishBytes("example.com/bad", bytes);
+    auto info = store_->get(appcImage("example.com/bad"));
+    AWAIT_FAILED(info);
+    EXPECT_EQ(kind, info.failure().kind) << info.failure().message;
+    EXPECT_NE(std::string::npos, info.failure().message.find(says)) << info.failure().message;
+    EXPECT_NE(std::string::npos, info.failure().message.find("example.com/bad")) << info.failure().message;
+    EXPECT_TRUE(storedImages().empty());
+    EXPECT_TRUE(stagingEmpty());
+  }
+};
+
+TEST_F(BadAciTest, ACorruptAci) {
+  std::string bytes = makeAci(simple("example.com/bad"));
+  expectRejected(bytes.substr(0, bytes.size() / 2), ErrorKind::Corruption, "decompress");
+  expectRejected("this is not an archive at all, just text", ErrorKind::Corruption, "not a valid tar");
+}
+
+TEST_F(BadAciTest, AnAciWithoutRootfs) {
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifestJson(simple("example.com/bad")))}),
+                 ErrorKind::InvalidArgument, "no 'rootfs/'");
+}
+
+TEST_F(BadAciTest, AnAciWithoutManifest) {
+  expectRejected(testing::makeTar({TarEntry::directory("rootfs"), TarEntry::file("rootfs/a", "a")}),
+                 ErrorKind::InvalidArgument, "no 'manifest'");
+}
+
+TEST_F(BadAciTest, BadManifests) {
+  const std::string good = manifestJson(simple("example.com/bad"));
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string json = good;
+    const auto at = json.find(from);
+    EXPECT_NE(std::string::npos, at) << from;
+    return testing::makeTar(aciEntries(json.replace(at, from.size(), to), {TarEntry::file("a", "a")}));
+  };
+  expectRejected(with("\"ImageManifest\"", "\"PodManifest\""), ErrorKind::InvalidArgument, "acKind");
+  expectRejected(with("\"user\":\"0\",", ""), ErrorKind::InvalidArgument, "'user' is missing");
+  expectRejected(with("\"labels\":[", "\"labels\":[{\"name\":\"Bad_Label\",\"value\":\"x\"},"),
+                 ErrorKind::InvalidArgument, "Bad_Label");
+  expectRejected(with("\"workingDirectory\":\"/\"", "\"workingDirectory\":\"relative\""), ErrorKind::InvalidArgument,
+                 "workingDirectory");
+  expectRejected(testing::makeTar(aciEntries("{not json", {})), ErrorKind::InvalidArgument, "not a JSON object");
+  expectRejected(with("\"name\":\"example.com/bad\"", "\"name\":\"example.com/other\""), ErrorKind::InvalidArgument,
+                 "names 'example.com/other'");
+}
+
+TEST_F(BadAciTest, PathEscapes) {
+  const std::string manifest = manifestJson(simple("example.com/bad"));
+  const fs::path outside = sandbox() / "outside";
+  fs::create_directories(outside);
+  // A `..` that climbs out of rootfs/.
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifest), TarEntry::directory("rootfs"),
+                                   TarEntry::file("rootfs/../../escaped", "x")}),
+                 ErrorKind::InvalidArgument, "'..'");
+  // A write through a symlink that points outside.
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifest), TarEntry::directory("rootfs"),
+                                   TarEntry::symlink("rootfs/link", outside.string()),
+                                   TarEntry::file("rootfs/link/escaped", "x")}),
+                 ErrorKind::InvalidArgument, "symlink");
+  // An entry beside manifest and rootfs/.
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifest), TarEntry::directory("rootfs"),
+                                   TarEntry::file("etc/passwd", "x")}),
+                 ErrorKind::InvalidArgument, "outside 'rootfs/'");
+  // A hardlink from the rootfs to the manifest.
+  TarEntry link = TarEntry::file("rootfs/m", "");
+  link.type = TarEntry::Type::Hardlink;
+  link.content = "manifest";
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifest), TarEntry::directory("rootfs"), link}),
+                 ErrorKind::InvalidArgument, "hardlink target");
+  EXPECT_TRUE(fs::is_empty(outside)) << "nothing written outside";
+  EXPECT_FALSE(fs::exists(storeDir_ / "escaped"));
+  EXPECT_FALSE(fs::exists(storeDir_.parent_path() / "escaped"));
+}
+
+TEST_F(AppcStoreTest, BadImageNamesAndLabelsAreRefusedBeforeAnyFetch) {
+  useHttp();
+  for (const auto& name : {"Example.com/upper", "example.com//double", "-leading", ""}) {
+    auto info = store_->get(appcImage(name));
+    AWAIT_FAILED(info);
+    EXPECT_EQ(ErrorKind::InvalidArgument, info.failure().kind) << name;
+  }
+  auto badLabel = store_->get(appcImage("example.com/x", {{"version", "../../etc"}}));
+  AWAIT_FAILED(badLabel);
+  EXPECT_EQ(ErrorKind::InvalidArgument, badLabel.failure().kind);
+  EXPECT_EQ(0u, server_.requests().size());
+}
+
+TEST_F(AppcStoreTest, RecoverEmptiesStagingAndDropsBrokenImages) {
+  const std::string id = publish(simple("example.com/keep"));
+  AWAIT_READY(store_->get(appcImage("example.com/keep")));
+  fs::create_directories(storeDir_ / "staging/leftover/rootfs");
+  fs::create_directories(storeDir_ / "images" / ("sha512-" + std::string(128, 'b')) / "rootfs");  // no manifest
+  restartStore();
+  EXPECT_TRUE(stagingEmpty());
+  EXPECT_EQ(std::vector<std::string>{id}, storedImages());
+  auto listed = store_->images();
+  AWAIT_READY(listed);
+  ASSERT_EQ(1u, listed->size());
+  EXPECT_EQ(id, listed->at(0).manifest_digest());
+}
+
+TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
+  AciSpec base = simple("example.com/base");
+  const std::string baseId = publish(base);
+  AciSpec top = simple("example.com/top", "top");
+  top.dependencies = {{"example.com/base", "", {}}};
+  const std::string topId = publish(top);
+  const std::string loneId = publish(simple("example.com/lone", "lone"));
+  const std::string usedId = publish(simple("example.com/used", "used"));
+  AWAIT_READY(store_->get(appcImage("example.com/top")));
+  AWAIT_READY(store_->get(appcImage("example.com/lone")));
+  auto used = store_->get(appcImage("example.com/used"));
+  AWAIT_READY(used);
+  AWAIT_READY(store_->prune({appcImage("example.com/top")}, {used->layers[0]}));
+  std::vector<std::string> expected = {baseId, topId, usedId};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(expected, storedImages());
+  (void)loneId;
+}
+
+TEST(AppcNamesTest, DefaultsAndKeys) {
+  messages::AppcImage image;
+  image.set_name("example.com/app");
+  auto filled = fetcher::withDefaultLabels(image);
+  ASSERT_TRUE(filled.isSome());
+  EXPECT_EQ("appc:example.com/app,arch=" + fetcher::hostAppcArch() + ",os=linux,version=latest",
+            fetcher::appcKey(*filled));
+  EXPECT_EQ("example.com/app-latest-linux-" + fetcher::hostAppcArch() + ".aci", fetcher::simpleDiscoveryName(*filled));
+  (*image.mutable_labels())["version"] = "1.2.3";
+  EXPECT_EQ("example.com/app-1.2.3-linux-" + fetcher::hostAppcArch() + ".aci",
+            fetcher::simpleDiscoveryName(*fetcher::withDefaultLabels(image)));
+  EXPECT_TRUE(fetcher::validateAcIdentifier("a.b-c_d~e/f", "x").isSome());
+  EXPECT_TRUE(fetcher::validateAcIdentifier("a..b", "x").isError());
+  EXPECT_TRUE(fetcher::validateAcIdentifier("a/", "x").isError());
+  EXPECT_TRUE(fetcher::validateAcName("a-b", "x").isError() == false);
+  EXPECT_TRUE(fetcher::validateAcName("a.b", "x").isError());
+}
+
+TEST(AppcManifestTest, NullExecIsAcceptedAndFieldsAreParsed) {
+  auto parsed = fetcher::parseAppcManifest(
+      R"({"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/x",
+          "app":{"exec":null,"user":"1","group":"2","environment":[{"name":"A","value":"b"}]},
+          "dependencies":[{"imageName":"example.com/dep","labels":[{"name":"version","value":"1"}]}]})",
+      "test");
+  ASSERT_TRUE(parsed.isSome()) << parsed.error().message;
+  EXPECT_EQ(0, parsed->app().exec_size());
+  EXPECT_EQ("A=b", parsed->app().environment(0));
+  EXPECT_EQ("1", parsed->dependencies(0).labels().at("version"));
+  EXPECT_EQ("1:2", fetcher::appcRuntimeConfig(*parsed).user());
+  auto noVersion = fetcher::parseAppcManifest(R"({"acKind":"ImageManifest","name":"example.com/x"})", "test");
+  ASSERT_TRUE(noVersion.isError());
+  EXPECT_NE(std::string::npos, noVersion.error().message.find("acVersion"));
+}
+
+}  // namespace
+}  // namespace prov::store
