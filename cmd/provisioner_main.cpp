@@ -10,7 +10,8 @@
 // Every run takes the work dir's lock, recovers (every container on disk
 // counts as known), then does its one command. Exit status: 0 done, 1 an
 // error (one line on stderr starting "error: ", nothing on stdout), 2 bad
-// usage, 3 destroy of an unknown container.
+// usage, 3 destroy of an unknown container. When stderr is a terminal, pull
+// and provision draw a live per-layer progress display there (progress.hpp).
 
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "actors/actors.hpp"
 #include "cmd/output.hpp"
+#include "cmd/progress.hpp"
 #include "provisioner/provisioner.hpp"
 
 namespace {
@@ -40,7 +42,8 @@ constexpr const char* kUsage =
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
     "       appc:NAME[,LABEL=VALUE...]\n"
-    "CONTAINER_ID: NAME or PARENT/CHILD (nested); names use [A-Za-z0-9_.-]\n";
+    "CONTAINER_ID: NAME or PARENT/CHILD (nested); names use [A-Za-z0-9_.-]\n"
+    "pull and provision show each layer's progress on stderr when it is a terminal.\n";
 
 int fail(const std::string& message, int code = 1) {
   std::cerr << "error: " << message << "\n";
@@ -115,6 +118,12 @@ int main(int argc, char** argv) {
   }
   if (command != "prune" && !excluded.empty()) return fail("--exclude is for prune", 2);
 
+  // Declared before the runtime: it outlives the store reporting to it.
+  std::unique_ptr<cmd::ProgressDisplay> progress;
+  if ((command == "pull" || command == "provision") && ::isatty(STDERR_FILENO)) {
+    progress = std::make_unique<cmd::ProgressDisplay>(STDERR_FILENO);
+    flags.progress = progress->callback();
+  }
   actors::Runtime runtime;
   auto created = provisioner::Provisioner::create(flags, runtime);
   if (created.isError()) return fail(created.error().message);
@@ -130,6 +139,7 @@ int main(int argc, char** argv) {
     if (command == "pull") {
       // A pull is a provision that hands out nothing: the store's get.
       auto info = await(p.pullImage(*image), error);
+      if (progress) progress->finish();  // its last state, before the result or the error
       if (!info) return fail(error);
       std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + info->manifest_digest()) << "\n";
       return 0;
@@ -137,6 +147,7 @@ int main(int argc, char** argv) {
     auto valid = provisioner::validateContainerId(args[0]);
     if (valid.isError()) return fail(valid.error().message);
     auto info = await(p.provision(args[0], *image), error);
+    if (progress) progress->finish();
     if (!info) return fail(error);
     std::cout << (json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
     return 0;

@@ -109,6 +109,7 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
     store::ImageStoreOptions options;
     options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
     options.limits = flags.limits;
+    options.progress = flags.progress;
     auto store = store::ImageStore::create(runtime, options, std::move(*pullerFor));
     if (store.isError()) return badFlag("docker_store_dir", store.error().message);
     parts.dockerStore = std::move(*store);

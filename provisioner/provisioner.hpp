@@ -73,6 +73,8 @@ struct Flags {
   std::string appcSimpleDiscoveryUriPrefix = "http://";
   std::string imageGcConfig;            // JSON or a file holding it
   store::ExtractLimits limits;
+  // The command line's progress display; empty: none.
+  std::function<void(const store::LayerProgress&)> progress;
 };
 
 struct ImageGcConfig {

@@ -70,6 +70,44 @@ Error cancelled(const std::string& what) {
   return Error(ErrorKind::Cancelled, "Failed to pull " + what + ": the pull was discarded");
 }
 
+// One layer's progress events (ImageStoreOptions::progress). Its event is
+// touched by one thread at a time: the strand, then the writer of the
+// layer's bytes, then the strand again, each step after the last completed.
+class LayerReporter {
+ public:
+  LayerReporter(std::function<void(const LayerProgress&)> report, LayerProgress event)
+      : report_(std::move(report)), event_(std::move(event)) {}
+
+  void report(LayerProgress::Phase phase) {
+    event_.phase = phase;
+    report_(event_);
+  }
+  void addBytes(std::size_t bytes) {
+    event_.bytesDone += static_cast<std::int64_t>(bytes);
+    report(LayerProgress::Phase::Downloading);
+  }
+
+ private:
+  const std::function<void(const LayerProgress&)> report_;
+  LayerProgress event_;
+};
+
+// The LayerStream behind a byte counter.
+class CountingSink final : public fetcher::ByteSink {
+ public:
+  CountingSink(std::shared_ptr<LayerStream> stream, std::shared_ptr<LayerReporter> reporter)
+      : stream_(std::move(stream)), reporter_(std::move(reporter)) {}
+
+  Future<Nothing> write(std::string_view chunk) override {
+    reporter_->addBytes(chunk.size());
+    return stream_->write(chunk);
+  }
+
+ private:
+  const std::shared_ptr<LayerStream> stream_;
+  const std::shared_ptr<LayerReporter> reporter_;
+};
+
 }  // namespace
 
 class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
@@ -259,9 +297,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     for (const auto& id : ids) inflightLayers_.emplace(key, id);
     std::vector<Future<Nothing>> joined;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (committed_.count(ids[i]) > 0) continue;
+      if (committed_.count(ids[i]) > 0) {
+        auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
+        if (reporter) reporter->report(LayerProgress::Phase::Cached);
+        continue;
+      }
       joined.push_back(layerPulls_.join(ids[i], [&] {
-        return pullLayer(image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string());
+        return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string());
       }));
     }
     return actors::collect(joined)
@@ -297,7 +339,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   // ---- one layer ------------------------------------------------------------
 
-  Future<Nothing> pullLayer(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+  // Null without a progress callback.
+  std::shared_ptr<LayerReporter> reporterFor(const std::string& key, const messages::Descriptor& blob) const {
+    if (!options_.progress) return nullptr;
+    LayerProgress event{key, blob.digest(), blob.size(), 0, LayerProgress::Phase::Waiting};
+    return std::make_shared<LayerReporter>(options_.progress, std::move(event));
+  }
+
+  Future<Nothing> pullLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                             const ResolvedImage& resolved, std::size_t i, const std::vector<std::string>& ids,
                             const std::string& diffId) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
@@ -324,12 +373,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     for (std::size_t j = i; j-- > 0;) parents.push_back(paths::layerRootfs(options_.storeDir, ids[j]));
     const std::string layerDir = paths::layer(options_.storeDir, ids[i]);
     const std::string id = ids[i];
-    return acquireSlot()
-        .then(actors::defer(self(), [this, image, puller, resolved, blob, stream] {
-          return extract(image, puller, resolved, blob, stream);
+    auto reporter = reporterFor(key, blob);
+    if (reporter) reporter->report(LayerProgress::Phase::Waiting);
+    Future<Nothing> pulled = acquireSlot()
+        .then(actors::defer(self(), [this, image, puller, resolved, blob, stream, reporter] {
+          if (reporter) reporter->report(LayerProgress::Phase::Downloading);
+          return extract(image, puller, resolved, blob, stream, reporter);
         }))
         .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
-        .then(actors::defer(self(), [this, parents, layerDir, id](const Staged& staged) {
+        .then(actors::defer(self(), [this, parents, layerDir, id, reporter](const Staged& staged) {
           return actors::async(runtime_,
                                [staged, parents, layerDir, sync = options_.syncLayers]() -> Try<Nothing> {
                                  auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents,
@@ -337,20 +389,30 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                                  if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
                                  return committed;
                                })
-              .then(actors::defer(self(), [this, id] { committed_.insert(id); }));
+              .then(actors::defer(self(), [this, id, reporter] {
+                committed_.insert(id);
+                if (reporter) reporter->report(LayerProgress::Phase::Done);
+              }));
         }));
+    if (reporter) {
+      pulled.onFailed(actors::defer(self(), [reporter] { reporter->report(LayerProgress::Phase::Failed); }));
+    }
+    return pulled;
   }
 
   // Streams the blob into a LayerStream; READY with the staged layer, or
   // FAILED/DISCARDED with the staging directory removed.
   Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                          const ResolvedImage& resolved, const messages::Descriptor& blob,
-                         const LayerStreamOptions& options) {
+                         const LayerStreamOptions& options, const std::shared_ptr<LayerReporter>& reporter) {
     const std::string dir = paths::staging(options_.storeDir) + "/" + randomName();
     auto stream = LayerStream::start(runtime_, dir + "/rootfs", options);
-    Future<Nothing> fetched = puller->fetchBlob(image, resolved, blob, stream);
-    fetched.onAny([stream, what = options.apply.what](const Future<Nothing>& f) {
+    std::shared_ptr<fetcher::ByteSink> sink = stream;
+    if (reporter) sink = std::make_shared<CountingSink>(stream, reporter);
+    Future<Nothing> fetched = puller->fetchBlob(image, resolved, blob, sink);
+    fetched.onAny([stream, reporter, what = options.apply.what](const Future<Nothing>& f) {
       if (f.isReady()) {
+        if (reporter) reporter->report(LayerProgress::Phase::Extracting);
         stream->end();
       } else {
         stream->abort(f.isFailed() ? f.failure() : cancelled(what));

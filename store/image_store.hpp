@@ -37,6 +37,7 @@
 // Unsupported for an image type without a puller or a layer media type
 // without a decompressor.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <set>
@@ -54,12 +55,41 @@ class Runtime;
 
 namespace prov::store {
 
+// One layer of a pull, as a progress display sees it.
+struct LayerProgress {
+  enum class Phase {
+    Waiting,      // queued for a download slot (maxConcurrentLayers)
+    Downloading,  // bytesDone of totalBytes went to the layer's extraction
+    Extracting,   // every byte arrived; extracting, then committing
+    Done,         // committed
+    Cached,       // already stored: not fetched
+    Failed,       // the layer's pull failed
+  };
+  std::string image;             // the normalised key (imageKey) of the pull fetching the layer
+  std::string layer;             // the layer's blob digest, "sha256:<hex>"
+  std::int64_t totalBytes = 0;   // the blob's size, as its descriptor says
+  std::int64_t bytesDone = 0;    // blob bytes handed to extraction so far
+  Phase phase = Phase::Waiting;
+};
+
 struct ImageStoreOptions {
   std::string storeDir;          // <work_dir>/store/docker
   messages::Platform platform;   // empty os: this host's
   ExtractLimits limits;
   std::size_t maxConcurrentLayers = 0;  // 0: half the runtime's blocking threads (at least 1)
   bool syncLayers = true;               // syncfs before a layer becomes visible
+  // Empty: none. Called synchronously for each layer of each pull: Cached or
+  // Waiting, then Downloading (0 bytes when its slot is taken), Extracting,
+  // Done, or Failed at any point. Cached, Waiting, Downloading with 0 bytes,
+  // Done and Failed run on the store's strand; the other Downloading events
+  // and Extracting run on the thread that writes the layer's bytes (the
+  // puller's I/O thread, or a blocking-pool thread for local sources). One
+  // layer's events come in that order, never at once; a layer that another
+  // image's pull is already fetching reports under that pull's key only. So
+  // it must be cheap (it runs once per chunk), thread-safe, and must not call
+  // into the store. A get that finds its image stored pulls nothing and
+  // reports nothing.
+  std::function<void(const LayerProgress&)> progress;
 };
 
 // The puller for an image (by its type and source); null when none serves it.

@@ -2,8 +2,11 @@
 // (Debian's docker-registry, images pushed by skopeo): pull, provision with
 // overlay and with copy, a command run in the rootfs via chroot, containers,
 // images, destroy (exit 3 for an unknown id), prune, errors; and kill -9 in
-// the middle of a pull, then a consistent store on the next run.
+// the middle of a pull, then a consistent store on the next run; the
+// progress display on a pseudo-terminal, and none on a pipe.
 
+#include <fcntl.h>
+#include <pty.h>
 #include <rapidjson/document.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,6 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <regex>
 #include <thread>
 
 #include "tests/support/files.hpp"
@@ -51,11 +58,20 @@ class CliTest : public testing::TemporaryDirectoryTest {
 
   // A runnable image from Debian's busybox-static, pushed as test/<name>.
   std::string pushBusybox(const std::string& name, std::vector<TarEntry> extra = {}) {
+    std::vector<std::vector<TarEntry>> layers = {busyboxLayer()};
+    if (!extra.empty()) layers.push_back(extra);
+    return pushLayers(name, layers);
+  }
+
+  static std::vector<TarEntry> busyboxLayer() {
+    return {TarEntry::directory("bin"), TarEntry::file("bin/busybox", testing::readFile("/bin/busybox"), 0755),
+            TarEntry::symlink("bin/sh", "busybox"), TarEntry::symlink("bin/echo", "busybox"),
+            TarEntry::directory("tmp", 01777)};
+  }
+
+  std::string pushLayers(const std::string& name, const std::vector<std::vector<TarEntry>>& layers) {
     testing::ImageSpec spec;
-    spec.layers = {{TarEntry::directory("bin"), TarEntry::file("bin/busybox", testing::readFile("/bin/busybox"), 0755),
-                    TarEntry::symlink("bin/sh", "busybox"), TarEntry::symlink("bin/echo", "busybox"),
-                    TarEntry::directory("tmp", 01777)}};
-    if (!extra.empty()) spec.layers.push_back(extra);
+    spec.layers = layers;
     spec.env = {"PATH=/bin"};
     spec.cmd = {"/bin/sh"};
     spec.workingDir = "/tmp";
@@ -87,9 +103,106 @@ class CliTest : public testing::TemporaryDirectoryTest {
     return {result.status, result.output, errText};
   }
 
+  // stderr (and stdin) a pseudo-terminal 200 columns wide, stdout a file:
+  // `terminal` is everything the terminal got, until the last close.
+  struct TerminalOutput {
+    int status;
+    std::string terminal;
+    std::string out;
+  };
+  TerminalOutput runOnTerminal(const std::vector<std::string>& args) const {
+    const auto argv = command(args);
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    const std::string out = (sandbox() / "stdout").string();
+    winsize size{};
+    size.ws_row = 50;
+    size.ws_col = 200;
+    int master = -1;
+    const pid_t child = ::forkpty(&master, nullptr, nullptr, &size);
+    if (child < 0) return {-1, "forkpty: " + std::string(std::strerror(errno)), ""};
+    if (child == 0) {
+      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || ::dup2(fd, STDOUT_FILENO) < 0) ::_exit(126);
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+    std::string terminal;
+    char buffer[4096];
+    for (;;) {
+      const ssize_t n = ::read(master, buffer, sizeof buffer);
+      if (n > 0) {
+        terminal.append(buffer, static_cast<std::size_t>(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;  // EIO: the slave side is closed everywhere
+      }
+    }
+    ::close(master);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, terminal, testing::readFile(out)};
+  }
+
+  // The layers of test/<name>:latest as the registry serves them: (blob digest, size).
+  std::vector<std::pair<std::string, std::int64_t>> layersOf(const std::string& image) const {
+    auto raw =
+        testing::runCommand({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + image + ":latest"});
+    EXPECT_EQ(0, raw.status) << raw.output;
+    rapidjson::Document doc;
+    doc.Parse(raw.output.c_str());
+    std::vector<std::pair<std::string, std::int64_t>> layers;
+    if (doc.HasParseError() || !doc.HasMember("layers")) return layers;
+    for (const auto& layer : doc["layers"].GetArray()) {
+      layers.emplace_back(layer["digest"].GetString(), layer["size"].GetInt64());
+    }
+    return layers;
+  }
+
   std::unique_ptr<RealRegistry> registry_;
   fs::path workDir_;
 };
+
+// The progress display's size format, written out again: 512 B, 1.5 KiB, 16.0 MiB.
+std::string humanBytes(std::int64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  char text[32];
+  const double kib = static_cast<double>(bytes) / 1024;
+  if (kib < 1023.95) {
+    std::snprintf(text, sizeof text, "%.1f KiB", kib);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f MiB", kib / 1024);
+  }
+  return text;
+}
+
+std::string regexEscape(const std::string& text) {
+  return std::regex_replace(text, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+}
+
+// The terminal's lines after the display's last cursor-up (all of them
+// when it drew once), without the clear-line codes and the terminal's \r.
+std::vector<std::string> lastFrame(const std::string& terminal) {
+  std::size_t start = 0;
+  const std::regex up("\x1b\\[[0-9]+A");
+  for (auto it = std::sregex_iterator(terminal.begin(), terminal.end(), up); it != std::sregex_iterator(); ++it) {
+    start = static_cast<std::size_t>(it->position() + it->length());
+  }
+  std::vector<std::string> lines;
+  std::string rest = terminal.substr(start);
+  for (std::size_t end; (end = rest.find('\n')) != std::string::npos; rest.erase(0, end + 1)) {
+    std::string line = rest.substr(0, end);
+    std::erase(line, '\r');
+    if (line.rfind("\x1b[2K", 0) == 0) line.erase(0, 4);
+    lines.push_back(line);
+  }
+  if (!rest.empty()) lines.push_back(rest);  // no final newline: the test fails on it
+  return lines;
+}
+
+std::string shortDigest(const std::string& digest) { return digest.substr(digest.find(':') + 1, 12); }
 
 TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   const std::string image = pushBusybox("busybox");
@@ -222,6 +335,80 @@ TEST_F(CliTest, KillNineDuringAPullThenEverythingIsConsistent) {
   const std::string rootfs = pulled.out.substr(0, pulled.out.size() - 1);
   EXPECT_TRUE(fs::exists(fs::path(rootfs) / "data/d39/f999"));
   EXPECT_EQ(0, testing::runCommand({"chroot", rootfs, "/bin/echo", "ok"}).status);
+}
+
+TEST_F(CliTest, ProgressDisplayOnATerminalAndNothingOnAPipe) {
+  // busybox (about 1 MiB), 64 MiB of random bytes (long enough that the
+  // display redraws in place), and a few bytes.
+  std::string noise(64 << 20, '\0');
+  std::mt19937_64 random(42);
+  for (std::size_t i = 0; i < noise.size(); i += 8) {
+    const auto value = random();
+    std::memcpy(&noise[i], &value, 8);
+  }
+  const std::string image = pushLayers(
+      "progress", {busyboxLayer(), {TarEntry::file("noise", noise)}, {TarEntry::file("hello", "hello\n")}});
+  const auto layers = layersOf(image);
+  ASSERT_EQ(3u, layers.size());
+  ASSERT_LT(layers[2].second, 1024) << "the small layer shows an exact byte count";
+
+  auto pulled = runOnTerminal({"pull", image});
+  ASSERT_EQ(0, pulled.status) << pulled.terminal;
+  EXPECT_EQ(0u, pulled.out.find("docker://" + image + ":latest sha256:")) << pulled.out;
+  // The last frame: every layer, base first, done, its whole size, a rate.
+  auto frame = lastFrame(pulled.terminal);
+  ASSERT_EQ(3u, frame.size()) << pulled.terminal;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const std::string size = regexEscape(humanBytes(layers[i].second));
+    const std::regex done(shortDigest(layers[i].first) + " +done +" + size + " / " + size + R"( +[0-9]+\.[0-9] MiB/s)");
+    EXPECT_TRUE(std::regex_match(frame[i], done)) << "layer " << i << ": '" << frame[i] << "'";
+  }
+  // Live: earlier frames were drawn over (cursor up three lines, clear line),
+  // one of them showing the big layer on its way.
+  const std::size_t last = pulled.terminal.rfind("\x1b[3A");
+  ASSERT_NE(std::string::npos, last) << "drawn once only: " << pulled.terminal;
+  const std::regex moving(shortDigest(layers[1].first) + R"( +(downloading|extracting) +[0-9.]+ [KM]?i?B / 64\.0 MiB)");
+  EXPECT_TRUE(std::regex_search(pulled.terminal.substr(0, last), moving)) << pulled.terminal;
+  EXPECT_NE(std::string::npos, pulled.terminal.find("\r\x1b[2K")) << "lines are cleared before they are drawn";
+
+  // stderr a pipe: nothing on it, the same pull to a fresh work dir.
+  const fs::path terminalWorkDir = workDir_;
+  workDir_ = sandbox() / "work-piped";
+  auto piped = run({"--json", "pull", image});
+  EXPECT_EQ(0, piped.status) << piped.err;
+  EXPECT_EQ("", piped.err);
+  EXPECT_NE(std::string::npos, piped.out.find("manifest_digest")) << piped.out;
+  workDir_ = terminalWorkDir;
+
+  // An image already stored pulls nothing and shows nothing.
+  auto cached = runOnTerminal({"pull", image});
+  EXPECT_EQ(0, cached.status) << cached.terminal;
+  EXPECT_EQ("", cached.terminal);
+
+  // Another image on the same base (the same tar, so the same diffID and
+  // chain id, in a gzip blob of its own): provision (with --json, which goes
+  // to stdout) shows the base as cached and fetches only its own layer.
+  const std::string other = pushLayers("progress-other", {busyboxLayer(), {TarEntry::file("hello", "other\n")}});
+  const auto otherLayers = layersOf(other);
+  ASSERT_EQ(2u, otherLayers.size());
+  auto provisioned = runOnTerminal({"--json", "provision", "c1", other});
+  ASSERT_EQ(0, provisioned.status) << provisioned.terminal;
+  EXPECT_EQ('{', provisioned.out[0]) << provisioned.out;
+  frame = lastFrame(provisioned.terminal);
+  ASSERT_EQ(2u, frame.size()) << provisioned.terminal;
+  const std::string base = regexEscape(humanBytes(otherLayers[0].second));
+  EXPECT_TRUE(std::regex_match(frame[0], std::regex(shortDigest(otherLayers[0].first) + " +cached +" + base)))
+      << frame[0];
+  const std::string top = regexEscape(humanBytes(otherLayers[1].second));
+  EXPECT_TRUE(std::regex_match(frame[1], std::regex(shortDigest(otherLayers[1].first) + " +done +" + top + " / " +
+                                                     top + R"( +[0-9]+\.[0-9] MiB/s)")))
+      << frame[1];
+
+  // An error is one clean line, on a terminal too.
+  auto failed = runOnTerminal({"pull", registry_->hostPort() + "/test/nothing"});
+  EXPECT_EQ(1, failed.status);
+  EXPECT_EQ(0u, failed.terminal.find("error: ")) << failed.terminal;
+  EXPECT_EQ(failed.terminal.size() - 2, failed.terminal.find("\r\n")) << failed.terminal;
 }
 
 }  // namespace
