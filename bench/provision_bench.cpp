@@ -1,6 +1,9 @@
 // bench_provision: many concurrent provisions on one embedded Provisioner.
 //
-//   build/bin/bench_provision [--containers=1000] [--images=10] [--dir=/tmp/bench-provision]
+//   build/bin/bench_provision [--containers=1000] [--images=10] [--dir=/tmp/bench-provision] [--scratch_mib=4096]
+//
+// The work dirs live on a scratch ext4 on a loop device, made anew before
+// each timed run (--scratch_mib=0: in --dir instead).
 //
 // Starts Debian's docker-registry on a free 127.0.0.1 port, pushes --images
 // images (skopeo, from OCI layouts) that share a base layer (a 4 MiB file and
@@ -32,6 +35,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/pull_system.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "provisioner/provisioner.hpp"
@@ -164,11 +168,15 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   std::size_t containers = 1000, imageCount = 10;
   std::string dir = "/tmp/bench-provision";
+  std::size_t scratchMib = 4096;
   po::options_description options(
       "bench_provision: concurrent provisions on one embedded Provisioner, cold and warm; last line is JSON");
   options.add_options()("containers", po::value(&containers)->default_value(containers), "provisions per round")(
       "images", po::value(&imageCount)->default_value(imageCount), "distinct images (sharing a base layer)")(
-      "dir", po::value(&dir)->default_value(dir), "work directory (removed first)");
+      "dir", po::value(&dir)->default_value(dir), "work directory (removed first)")(
+      "scratch_mib", po::value(&scratchMib)->default_value(scratchMib),
+      "size of the scratch ext4 (loop device) the work dirs go on, made anew before each timed run; 0: work in "
+      "--dir on its own file system");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (containers < 1 || imageCount < 1) {
@@ -216,10 +224,23 @@ int main(int argc, char** argv) {
   }
   auto counting = std::make_shared<CountingPuller>(std::shared_ptr<fetcher::Puller>(std::move(*registryPuller)));
 
+  // Every timed run starts on an empty file system: one that just had
+  // thousands of inodes deleted is slower to create them in.
+  std::unique_ptr<bench::pull::ScratchFs> scratch;
+  if (scratchMib > 0) {
+    fs::create_directories(fs::path(dir) / "scratch");
+    scratch = std::make_unique<bench::pull::ScratchFs>(fs::path(dir) / "scratch", scratchMib, false);
+  }
+  const fs::path workRoot = scratch ? scratch->mountPoint() : fs::path(dir);
+  auto freshFs = [&] {
+    if (scratch) scratch->reset();
+  };
+
   // The images alone, one after another.
   double coldAlone = 0;
   for (std::size_t i = 0; i < imageCount; ++i) {
-    auto p = makeProvisioner(runtime, fs::path(dir) / "alone", counting);
+    freshFs();
+    auto p = makeProvisioner(runtime, workRoot / "alone", counting);
     if (!p) return 1;
     const auto start = SteadyClock::now();
     auto f = p->provision("alone", images[i]);
@@ -231,9 +252,8 @@ int main(int argc, char** argv) {
     }
     destroyAll(*p);
   }
-  fs::remove_all(fs::path(dir) / "alone");
-
-  auto p = makeProvisioner(runtime, fs::path(dir) / "work", counting);
+  freshFs();
+  auto p = makeProvisioner(runtime, workRoot / "work", counting);
   if (!p) return 1;
   counting->reset();
   const Round cold = provisionAll(*p, images, containers, "cold-");
