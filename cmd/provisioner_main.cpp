@@ -79,8 +79,11 @@ int main(int argc, char** argv) {
       ("docker_insecure_registries", po::value(&dockerInsecure), "HOST:PORT,... allowed over plain http")
       ("docker_registry_ca", po::value(&flags.dockerRegistryCa), "a PEM CA bundle trusted for registries, beside the system's")
       ("docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")
-      ("appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (AppC images are not supported yet)")
-      ("appc_simple_discovery_uri_prefix", po::value(&flags.appcSimpleDiscoveryUriPrefix), "AppC simple discovery prefix")
+      ("appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (default: <work_dir>/store/appc)")
+      ("appc_simple_discovery_uri_prefix",
+       po::value(&flags.appcSimpleDiscoveryUriPrefix)->default_value(flags.appcSimpleDiscoveryUriPrefix),
+       "where AppC images are found: PREFIX{name}-{version}-{os}-{arch}.aci; an http:// or https:// URL or a "
+       "local directory ending in /")
       ("image_gc_config", po::value(&flags.imageGcConfig),
        "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
        "{\"nanoseconds\":N},\"excluded_images\":[...]}")

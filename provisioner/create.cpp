@@ -114,6 +114,19 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
     if (store.isError()) return badFlag("docker_store_dir", store.error().message);
     parts.dockerStore = std::move(*store);
   }
+  if (providers->count("appc") > 0) {
+    fetcher::AppcFetchOptions fetch;
+    fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
+    fetch.http.extraCaFile = flags.dockerRegistryCa;
+    auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
+    if (fetcher.isError()) return fetcher.error();
+    store::AppcStoreOptions options;
+    options.storeDir = flags.appcStoreDir.empty() ? paths::appcStore(workDir) : flags.appcStoreDir;
+    options.limits = flags.limits;
+    auto store = store::AppcStore::create(runtime, options, std::move(*fetcher));
+    if (store.isError()) return badFlag("appc_store_dir", store.error().message);
+    parts.appcStore = std::move(*store);
+  }
   return create(std::move(parts), runtime);
 }
 

@@ -18,6 +18,7 @@ namespace prov::provisioner::paths {
 
 inline std::string lockFile(const std::string& workDir) { return workDir + "/lock"; }
 inline std::string dockerStore(const std::string& workDir) { return workDir + "/store/docker"; }
+inline std::string appcStore(const std::string& workDir) { return workDir + "/store/appc"; }
 inline std::string root(const std::string& workDir) { return workDir + "/provisioner"; }
 
 // "a/b" -> <root>/containers/a/containers/b

@@ -93,7 +93,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             orphans.push_back(destroyTree(container.id));
           }
           return actors::collect(orphans).then(actors::defer(self(), [this] {
-            return parts_.dockerStore ? parts_.dockerStore->recover() : Future<Nothing>(Nothing{});
+            std::vector<Future<Nothing>> stores;
+            if (parts_.dockerStore) stores.push_back(parts_.dockerStore->recover());
+            if (parts_.appcStore) stores.push_back(parts_.appcStore->recover());
+            return actors::collect(stores).then([](const std::vector<Nothing>&) { return Nothing{}; });
           }));
         }));
   }
@@ -143,20 +146,19 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
                                                  "' is being destroyed");
       }
     }
-    if (image.type() != messages::Image::DOCKER && image.type() != messages::Image::OCI_LAYOUT &&
-        image.type() != messages::Image::DOCKER_ARCHIVE) {
-      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id +
-                                               "': no image provider for this image type is enabled");
-    }
-    if (!parts_.dockerStore) {
-      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the docker provider is off");
+    auto fetched = getImage(image);
+    if (!fetched) {
+      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the " + providerOf(image) +
+                                               " image provider is not enabled (--image_providers)");
     }
     auto& info = infos_[id];
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
+    const bool appc = image.type() == messages::Image::APPC;
     Future<ProvisionInfo> provisioning =
-        parts_.dockerStore->get(image).then(actors::defer(self(), [this, id, started](const store::ImageInfo& pulled) {
-          pullMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+        fetched->then(actors::defer(self(), [this, id, started, appc](const store::ImageInfo& pulled) {
+          (appc ? appcPullMs_ : pullMs_) =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
           return makeRootfs(id, pulled);
         }));
     info->provisioning = provisioning.then([](const ProvisionInfo&) { return Nothing{}; });
@@ -206,10 +208,12 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<messages::StoredImage> pullImage(const messages::Image& image) {
     return lock_.readLock()
         .then(actors::defer(self(), [this, image]() -> Future<messages::StoredImage> {
-          if (!parts_.dockerStore || image.type() == messages::Image::APPC) {
-            return Error(ErrorKind::Unsupported, "Failed to pull: no image provider for this image type is enabled");
+          auto fetched = getImage(image);
+          if (!fetched) {
+            return Error(ErrorKind::Unsupported, "Failed to pull: the " + providerOf(image) +
+                                                     " image provider is not enabled (--image_providers)");
           }
-          return parts_.dockerStore->get(image).then([](const store::ImageInfo& info) { return info.image; });
+          return fetched->then([](const store::ImageInfo& info) { return info.image; });
         }))
         .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
   }
@@ -311,7 +315,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             }
           }
           ++prunes_;
-          return parts_.dockerStore ? parts_.dockerStore->prune(excluded, active) : Future<Nothing>(Nothing{});
+          std::vector<Future<Nothing>> stores;
+          if (parts_.dockerStore) stores.push_back(parts_.dockerStore->prune(excluded, active));
+          if (parts_.appcStore) stores.push_back(parts_.appcStore->prune(excluded, active));
+          return actors::collect(stores).then([](const std::vector<Nothing>&) { return Nothing{}; });
         }))
         .onAny(actors::defer(self(), [this] { lock_.writeUnlock(); }));
   }
@@ -323,14 +330,21 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   Future<std::vector<messages::StoredImage>> images() {
-    if (!parts_.dockerStore) return std::vector<messages::StoredImage>{};
-    return parts_.dockerStore->images();
+    std::vector<Future<std::vector<messages::StoredImage>>> stores;
+    if (parts_.dockerStore) stores.push_back(parts_.dockerStore->images());
+    if (parts_.appcStore) stores.push_back(parts_.appcStore->images());
+    return actors::collect(stores).then([](const std::vector<std::vector<messages::StoredImage>>& lists) {
+      std::vector<messages::StoredImage> all;
+      for (const auto& list : lists) all.insert(all.end(), list.begin(), list.end());
+      return all;
+    });
   }
 
   std::map<std::string, double> metrics() {
     return {
         {"containerizer/mesos/provisioner/remove_container_errors", static_cast<double>(removeContainerErrors_)},
         {"containerizer/mesos/provisioner/docker_store/image_pull_ms", pullMs_},
+        {"provisioner/appc_store/image_fetch_ms", appcPullMs_},
         {"provisioner/containers", static_cast<double>(infos_.size())},
         {"provisioner/provisions", static_cast<double>(provisions_)},
         {"provisioner/destroys", static_cast<double>(destroys_)},
@@ -341,6 +355,21 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
  private:
   static std::string parentDir(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+  // The store serving `image`'s type, asked for it; none when that
+  // provider is off.
+  std::optional<Future<store::ImageInfo>> getImage(const messages::Image& image) {
+    if (image.type() == messages::Image::APPC) {
+      if (!parts_.appcStore) return std::nullopt;
+      return parts_.appcStore->get(image);
+    }
+    if (!parts_.dockerStore) return std::nullopt;
+    return parts_.dockerStore->get(image);
+  }
+
+  static std::string providerOf(const messages::Image& image) {
+    return image.type() == messages::Image::APPC ? "appc" : "docker";
+  }
 
   backend::Backend* backend(const std::string& name) {
     auto it = parts_.backends.find(name);
@@ -393,7 +422,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   std::map<std::string, std::shared_ptr<Info>> infos_;
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
-  double pullMs_ = 0;
+  double pullMs_ = 0, appcPullMs_ = 0;
 };
 
 struct Provisioner::Pid {

@@ -44,6 +44,7 @@
 #include "backend/backend.hpp"
 #include "messages/container.pb.h"
 #include "messages/image.pb.h"
+#include "store/appc_store.hpp"
 #include "store/image_store.hpp"
 
 namespace prov::actors {
@@ -113,7 +114,8 @@ class Provisioner {
   // For tests and embedders that bring their own parts.
   struct Parts {
     std::string workDir;
-    std::unique_ptr<store::ImageStore> dockerStore;
+    std::unique_ptr<store::ImageStore> dockerStore;  // null: the docker provider is off
+    std::unique_ptr<store::AppcStore> appcStore;     // null: the appc provider is off
     std::map<std::string, std::unique_ptr<backend::Backend>> backends;
     std::string defaultBackend;
     std::optional<ImageGcConfig> imageGc;
