@@ -9,6 +9,7 @@
 #include <pty.h>
 #include <rapidjson/document.h>
 #include <signal.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <thread>
@@ -257,6 +259,80 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_EQ(0, run({"prune"}).status);
   EXPECT_EQ("", run({"images"}).out);
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));
+}
+
+// An ACI built here: `manifest` (an ImageManifest) and rootfs/ with `entries`.
+std::string makeAci(const std::string& name, const std::string& version, const std::string& app,
+                    const std::string& dependencies, const std::vector<TarEntry>& entries) {
+  struct utsname u {};
+  ::uname(&u);
+  const std::string arch = std::string(u.machine) == "x86_64" ? "amd64" : u.machine;
+  const std::string manifest =
+      R"({"acKind":"ImageManifest","acVersion":"0.8.11","name":")" + name +
+      R"(","labels":[{"name":"version","value":")" + version + R"("},{"name":"os","value":"linux"},)" +
+      R"({"name":"arch","value":")" + arch + R"("}])" + (app.empty() ? "" : ",\"app\":" + app) +
+      (dependencies.empty() ? "" : ",\"dependencies\":" + dependencies) + "}";
+  std::vector<TarEntry> all = {TarEntry::file("manifest", manifest), TarEntry::directory("rootfs")};
+  for (auto entry : entries) {
+    entry.path = "rootfs/" + entry.path;
+    all.push_back(entry);
+  }
+  return testing::makeTar(all, testing::TarCompression::Xz);
+}
+
+std::string appcArch() {
+  struct utsname u {};
+  ::uname(&u);
+  return std::string(u.machine) == "x86_64" ? "amd64" : u.machine;
+}
+
+// An AppC image built from busybox-static, with a dependency, found by
+// simple discovery in a local directory: provisioned, run via chroot,
+// listed, destroyed and pruned.
+TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {
+  const fs::path acis = sandbox() / "acis";
+  fs::create_directories(acis / "example.com");
+  std::ofstream(acis / ("example.com/busybox-latest-linux-" + appcArch() + ".aci"), std::ios::binary)
+      << makeAci("example.com/busybox", "latest", "", "", busyboxLayer());
+  std::ofstream(acis / ("example.com/hello-1.0-linux-" + appcArch() + ".aci"), std::ios::binary) << makeAci(
+      "example.com/hello", "1.0",
+      R"({"exec":["/bin/sh","-c","cat /hello"],"user":"0","group":"0",)"
+      R"("environment":[{"name":"PATH","value":"/bin"}],"workingDirectory":"/tmp"})",
+      R"([{"imageName":"example.com/busybox"}])", {TarEntry::file("hello", "hello from appc\n")});
+  const std::string prefix = "--appc_simple_discovery_uri_prefix=" + acis.string() + "/";
+
+  auto made = run({prefix, "--json", "provision", "c1", "appc:example.com/hello,version=1.0"});
+  ASSERT_EQ(0, made.status) << made.err;
+  EXPECT_EQ("", made.err);
+  rapidjson::Document doc;
+  doc.Parse(made.out.c_str());
+  ASSERT_FALSE(doc.HasParseError()) << made.out;
+  const std::string rootfs = doc["rootfs"].GetString();
+  EXPECT_EQ(0u, std::string(doc["image"]["manifest_digest"].GetString()).find("sha512-")) << made.out;
+  EXPECT_EQ(std::string("/bin/sh"), doc["config"]["entrypoint"][0].GetString());
+  EXPECT_EQ(std::string("cat /hello"), doc["config"]["entrypoint"][2].GetString());
+  EXPECT_EQ(std::string("PATH=/bin"), doc["config"]["env"][0].GetString());
+  EXPECT_EQ(std::string("/tmp"), doc["config"]["working_dir"].GetString());
+  EXPECT_EQ(std::string("0:0"), doc["config"]["user"].GetString());
+  auto ran = testing::runCommand({"chroot", rootfs, "/bin/sh", "-c", "read line < /hello; echo \"$line\"; echo and busybox"});
+  EXPECT_EQ(0, ran.status) << ran.output;
+  EXPECT_EQ("hello from appc\nand busybox\n", ran.output);
+
+  auto images = run({prefix, "images"});
+  EXPECT_EQ(0u, images.out.find("appc:example.com/hello,arch=" + appcArch() + ",os=linux,version=1.0  sha512-"))
+      << images.out;
+  auto missing = run({prefix, "provision", "c2", "appc:example.com/missing"});
+  EXPECT_EQ(1, missing.status);
+  EXPECT_EQ("", missing.out);
+  EXPECT_EQ(0u, missing.err.find("error: ")) << missing.err;
+  EXPECT_NE(std::string::npos, missing.err.find("example.com/missing-latest-linux-")) << missing.err;
+  EXPECT_EQ(1, std::count(missing.err.begin(), missing.err.end(), '\n')) << missing.err;
+
+  EXPECT_EQ(0, run({prefix, "destroy", "c1"}).status);
+  EXPECT_FALSE(fs::exists(rootfs));
+  EXPECT_EQ(0, run({prefix, "prune"}).status);
+  EXPECT_EQ("", run({prefix, "images"}).out);
+  EXPECT_TRUE(fs::is_empty(workDir_ / "store/appc/images"));
 }
 
 TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
