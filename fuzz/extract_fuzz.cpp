@@ -1,6 +1,8 @@
 // libFuzzer target: arbitrary bytes as a layer, through the decompressor
 // (the first byte picks none, gzip or zstd) into applyTar, inside a
-// temporary root. Any write outside the root aborts, as does a crash.
+// temporary root. Any write outside the root aborts, as does a crash. Bit 3
+// of the first byte applies it as an ACI does: only rootfs/, `manifest`
+// captured, no whiteouts.
 //
 // Layout per process: /tmp/fuzz-extract-<pid>/{root/, outside/sentinel}.
 // After each input the parent must hold exactly root and outside, and
@@ -93,6 +95,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ApplyOptions options;
   options.what = "layer 'fuzz'";
   options.bottomLayer = (data[0] & 4) != 0;
+  if ((data[0] & 8) != 0) {
+    options.subtree = "rootfs";
+    options.capture = {"manifest"};
+    options.captureLimit = 4096;
+    options.whiteouts = false;
+  }
   options.limits.maxEntries = 10000;
   options.limits.maxLayerBytes = 64ull << 20;
   (void)applyTar(root.string(), source, options);
