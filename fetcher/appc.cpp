@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <random>
 #include <rapidjson/document.h>
@@ -71,6 +72,23 @@ Try<std::map<std::string, std::string>> namedValues(const Value& object, const c
   return out;
 }
 
+// A key that appears twice in one object anywhere in `value` ("" if none).
+std::string repeatedKey(const Value& value) {
+  if (value.IsArray()) {
+    for (const auto& item : value.GetArray()) {
+      if (auto found = repeatedKey(item); !found.empty()) return found;
+    }
+  } else if (value.IsObject()) {
+    std::set<std::string> seen;
+    for (const auto& member : value.GetObject()) {
+      std::string name(member.name.GetString(), member.name.GetStringLength());
+      if (!seen.insert(name).second) return name;
+      if (auto found = repeatedKey(member.value); !found.empty()) return found;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 Try<Nothing> validateAcIdentifier(std::string_view name, std::string_view what) {
@@ -112,9 +130,12 @@ Try<messages::AppcImage> withDefaultLabels(const messages::AppcImage& image) {
   for (const auto& [label, value] : image.labels()) {
     auto checked = validateAcName(label, "Invalid label of AppC image '" + image.name() + "'");
     if (checked.isError()) return checked.error();
-    if (value.empty() || value.find('/') != std::string::npos) {
+    const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '+' || c == '-';
+    });
+    if (!plain) {
       return invalid("Invalid label of AppC image '" + image.name() + "'",
-                     "the value of '" + label + "' is empty or has a '/'");
+                     "the value of '" + label + "' ('" + value + "') must be letters, digits and . _ + -");
     }
   }
   if (!image.id().empty()) {
@@ -148,6 +169,10 @@ Try<messages::AppcManifest> parseAppcManifest(std::string_view json, std::string
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError() || !doc.IsObject()) return invalid(what, "the manifest is not a JSON object");
+  // Readers disagree on which of two equal keys wins: refuse them.
+  if (auto repeated = repeatedKey(doc); !repeated.empty()) {
+    return invalid(what, "the manifest has the key '" + repeated + "' twice in one object");
+  }
   messages::AppcManifest manifest;
 
   auto kind = stringField(doc, "acKind", what, true);
@@ -177,7 +202,7 @@ Try<messages::AppcManifest> parseAppcManifest(std::string_view json, std::string
         if (!arg.IsString()) return invalid(what, "'app.exec' has an element that is not a string");
         out->add_exec(arg.GetString(), arg.GetStringLength());
       }
-      if (out->exec_size() > 0 && out->exec(0).front() != '/') {
+      if (out->exec_size() > 0 && (out->exec(0).empty() || out->exec(0).front() != '/')) {
         return invalid(what, "'app.exec' must start with an absolute path, not '" + out->exec(0) + "'");
       }
     }

@@ -60,7 +60,12 @@ class AciSource final : public TarSource {
 Try<AciContents> extractAci(const std::string& path, const std::string& root, const std::string& what,
                             const ExtractLimits& limits, const std::atomic<bool>* cancel) {
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
-  archive_read_support_filter_all(a.get());
+  // Only what an ACI may be compressed with (filter_all would also run
+  // external programs for lrzip, grzip, ...).
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_bzip2(a.get());
+  archive_read_support_filter_xz(a.get());
+  archive_read_support_filter_zstd(a.get());
   archive_read_support_format_raw(a.get());
   archive_entry* entry = nullptr;
   if (archive_read_open_filename(a.get(), path.c_str(), 256 * 1024) != ARCHIVE_OK ||

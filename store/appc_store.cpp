@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <fstream>
@@ -132,21 +133,35 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     auto query = fetcher::withDefaultLabels(image.appc());
     if (query.isError()) return query.error();
     const bool cached = !image.has_cached() || image.cached();
-    const std::string key = fetcher::appcKey(*query);
+    const std::string key = fullKey(*query);
+    // A cached image comes from the index whole, dependencies included.
+    if (cached) {
+      auto it = index_.find(key);
+      if (it != index_.end() && complete(it->second)) return infoOf(it->second);
+    }
     const std::uint64_t serial = ++gets_;
-    return resolve(*query, cached, {}, serial)
-        .then(actors::defer(self(), [this, key](const std::vector<std::string>& ids) {
+    busy_[serial];
+    auto resolution = std::make_shared<Resolution>();
+    return resolve(*query, cached, {}, serial, resolution)
+        .then(actors::defer(self(), [this, key](const std::vector<std::string>& ids) -> Future<StoredImage> {
+          auto top = manifests_.find(ids.back());
+          if (top == manifests_.end()) {
+            return Error(ErrorKind::Unavailable, "AppC image '" + ids.back() + "' was removed while in use");
+          }
           StoredImage stored;
           stored.set_key(key);
           stored.set_manifest_digest(ids.back());
           for (const auto& id : ids) stored.add_layer_ids(id);
-          *stored.mutable_config() = fetcher::appcRuntimeConfig(manifests_.at(ids.back()));
+          *stored.mutable_config() = fetcher::appcRuntimeConfig(top->second);
           stored.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
           index_[key] = stored;
           return metadata_.put(stored);
         }))
         .then(actors::defer(self(), [this](const StoredImage& stored) { return infoOf(stored); }))
-        .onAny(actors::defer(self(), [this, serial] { busy_.erase(serial); }));
+        .onAny(actors::defer(self(), [this, serial, resolution] {
+          busy_.erase(serial);
+          resolution->resolved.clear();  // its futures hold it: let go
+        }));
   }
 
   Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
@@ -154,7 +169,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     for (const auto& image : excluded) {
       if (image.type() != Image::APPC) continue;
       auto query = fetcher::withDefaultLabels(image.appc());
-      if (query.isSome()) keep.insert(fetcher::appcKey(*query));
+      if (query.isSome()) keep.insert(fullKey(*query));
     }
     std::vector<std::string> forget;
     std::set<std::string> used;
@@ -216,67 +231,114 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     return info;
   }
 
+  // One get's walk over the dependency tree: each image resolved once
+  // however many paths lead to it, and a bound on how many there are.
+  struct Resolution {
+    std::map<std::string, Future<std::vector<std::string>>> resolved;  // full key -> ids
+    std::size_t images = 0;
+  };
+  static constexpr std::size_t kMaxImages = 256;
+
   // The ids making `query`'s image: its dependencies' (recursively, each
-  // once) and then its own. `chain` holds the keys and ids above it.
+  // once) and then its own. `chain` holds the full keys and ids above it.
   Future<std::vector<std::string>> resolve(const AppcImage& query, bool cached, std::vector<std::string> chain,
-                                           std::uint64_t serial) {
-    const std::string key = fetcher::appcKey(query);
-    for (const auto& above : chain) {
-      if (above == key || (!query.id().empty() && above == query.id())) {
-        std::string path;
-        for (const auto& step : chain) {
-          if (step.starts_with("appc:")) path += step.substr(5) + " -> ";
-        }
-        return Error(ErrorKind::InvalidArgument,
-                     "AppC image dependency cycle: " + path + key.substr(5));
-      }
+                                           std::uint64_t serial, const std::shared_ptr<Resolution>& resolution) {
+    const std::string key = fullKey(query);
+    if (std::find(chain.begin(), chain.end(), key) != chain.end()) return cycleError(chain, key);
+    if (auto done = resolution->resolved.find(key); done != resolution->resolved.end()) return done->second;
+    if (++resolution->images > kMaxImages) {
+      return Error(ErrorKind::ResourceExhausted, "AppC image '" + chain.front().substr(5) + "' has more than " +
+                                                     std::to_string(kMaxImages) + " images in its dependency tree");
     }
     chain.push_back(key);
-    return fetchImage(query, cached)
-        .then(actors::defer(self(), [this, query, cached, chain, serial](const std::string& id) mutable
-                                        -> Future<std::vector<std::string>> {
-          busy_[serial].insert(id);
-          for (const auto& above : chain) {
-            if (above == id) {
-              return Error(ErrorKind::InvalidArgument, "AppC image dependency cycle through '" + id + "'");
-            }
-          }
-          chain.push_back(id);
-          const AppcManifest& manifest = manifests_.at(id);
-          std::vector<Future<std::vector<std::string>>> dependencies;
-          for (const auto& dependency : manifest.dependencies()) {
-            auto dq = fetcher::withDefaultLabels(fetcher::dependencyImage(dependency));
-            if (dq.isError()) {
-              return dq.error().withContext("Invalid dependency of AppC image '" + manifest.name() + "'");
-            }
-            dependencies.push_back(resolve(*dq, cached, chain, serial));
-          }
-          return actors::collect(dependencies).then([id](const std::vector<std::vector<std::string>>& lists) {
-            std::vector<std::string> ids;
-            std::set<std::string> seen;
-            for (const auto& list : lists) {
-              for (const auto& each : list) {
-                if (seen.insert(each).second) ids.push_back(each);
+    Future<std::vector<std::string>> ids =
+        fetchImage(query, cached, serial)
+            .then(actors::defer(self(), [this, query, cached, chain, serial, resolution](const std::string& id) mutable
+                                    -> Future<std::vector<std::string>> {
+              if (std::find(chain.begin(), chain.end(), id) != chain.end()) return cycleError(chain, id);
+              chain.push_back(id);
+              auto own = manifests_.find(id);
+              if (own == manifests_.end()) {
+                return Error(ErrorKind::Unavailable, "AppC image '" + id + "' was removed while in use");
               }
-            }
-            if (seen.insert(id).second) ids.push_back(id);
-            return ids;
-          });
-        }));
+              const AppcManifest& manifest = own->second;
+              const std::string what = "Failed to resolve the dependencies of AppC image '" + manifest.name() + "'";
+              std::vector<Future<std::vector<std::string>>> dependencies;
+              std::set<std::string> listed;
+              for (const auto& dependency : manifest.dependencies()) {
+                auto dq = fetcher::withDefaultLabels(fetcher::dependencyImage(dependency));
+                if (dq.isError()) return dq.error().withContext(what);
+                if (!listed.insert(fullKey(*dq)).second) continue;  // listed twice
+                dependencies.push_back(resolve(*dq, cached, chain, serial, resolution));
+              }
+              return actors::collect(dependencies)
+                  .then([id](const std::vector<std::vector<std::string>>& lists) {
+                    std::vector<std::string> ids;
+                    std::set<std::string> seen;
+                    for (const auto& list : lists) {
+                      for (const auto& each : list) {
+                        if (seen.insert(each).second) ids.push_back(each);
+                      }
+                    }
+                    if (seen.insert(id).second) ids.push_back(id);
+                    return ids;
+                  })
+                  .repair([what](const Future<std::vector<std::string>>& failed) -> Future<std::vector<std::string>> {
+                    const Error& error = failed.failure();
+                    if (error.message.starts_with("Failed to resolve the dependencies of")) return error;
+                    return error.withContext(what);
+                  });
+            }));
+    resolution->resolved.emplace(key, ids);
+    return ids;
+  }
+
+  static Error cycleError(const std::vector<std::string>& chain, const std::string& again) {
+    std::string path;
+    for (const auto& step : chain) {
+      if (step.starts_with("appc:")) path += step.substr(5) + " -> ";
+    }
+    return Error(ErrorKind::InvalidArgument,
+                 "AppC image dependency cycle: " + path + (again.starts_with("appc:") ? again.substr(5) : again));
+  }
+
+  // The index key: name and labels, and the id when one was asked for.
+  static std::string fullKey(const AppcImage& query) {
+    return fetcher::appcKey(query) + (query.id().empty() ? "" : "@" + query.id());
+  }
+
+  bool complete(const StoredImage& entry) const {
+    if (entry.layer_ids_size() == 0) return false;
+    for (const auto& id : entry.layer_ids()) {
+      if (manifests_.count(id) == 0) return false;
+    }
+    return true;
   }
 
   // One image (without its dependencies): from the store when it is there,
-  // else fetched once for everyone asking.
-  Future<std::string> fetchImage(const AppcImage& query, bool cached) {
-    if (!query.id().empty() && manifests_.count(query.id()) > 0) return query.id();
-    const std::string key = fetcher::appcKey(query);
-    if (cached && query.id().empty()) {
-      auto it = index_.find(key);
-      if (it != index_.end() && it->second.layer_ids_size() > 0 && manifests_.count(it->second.manifest_digest()) > 0) {
-        return it->second.manifest_digest();
+  // else fetched once for everyone asking. Its id is held for `serial`
+  // (against prune) in the same turn it becomes known.
+  Future<std::string> fetchImage(const AppcImage& query, bool cached, std::uint64_t serial) {
+    auto hold = [this, serial](const std::string& id) {
+      if (auto held = busy_.find(serial); held != busy_.end()) held->second.insert(id);
+      return id;
+    };
+    if (!query.id().empty()) {
+      auto it = manifests_.find(query.id());
+      if (it != manifests_.end() && it->second.name() == query.name()) return hold(query.id());
+    } else if (cached) {
+      const std::string key = fullKey(query);
+      if (auto alias = aliases_.find(key); alias != aliases_.end() && manifests_.count(alias->second) > 0) {
+        return hold(alias->second);
+      }
+      if (auto it = index_.find(key); it != index_.end() && complete(it->second)) {
+        return hold(it->second.manifest_digest());
       }
       // An image in images/ whose manifest has the name and every label
-      // asked for (one put there by hand, or fetched under another query).
+      // asked for (one put there by hand, or fetched under another query);
+      // the most recently stored first.
+      const AppcManifest* best = nullptr;
+      std::string bestId;
       for (const auto& [id, manifest] : manifests_) {
         if (manifest.name() != query.name()) continue;
         bool match = true;
@@ -284,14 +346,18 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
           auto own = manifest.labels().find(label);
           match = match && own != manifest.labels().end() && own->second == value;
         }
-        if (match) return id;
+        if (match && (best == nullptr || storedAt_[id] > storedAt_[bestId])) {
+          best = &manifest;
+          bestId = id;
+        }
       }
+      if (best != nullptr) return hold(bestId);
     }
-    const std::string workKey = key + (query.id().empty() ? "" : "@" + query.id());
-    return fetches_.join(workKey, [&] { return download(query); })
-        .then(actors::defer(self(), [this](const Fetched& fetched) {
-          manifests_[fetched.id] = fetched.manifest;
-          return fetched.id;
+    const std::string key = fullKey(query);
+    return fetches_.join(key, [&] { return download(query); })
+        .then(actors::defer(self(), [this, key, hold](const Fetched& fetched) {
+          aliases_[key] = fetched.id;
+          return hold(fetched.id);
         }));
   }
 
@@ -316,6 +382,14 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
               return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" +
                                                            contents->manifest.name() + "', not '" + query.name() + "'");
             }
+            for (const char* label : {"os", "arch"}) {
+              auto own = contents->manifest.labels().find(label);
+              const std::string& asked = query.labels().at(label);
+              if (own != contents->manifest.labels().end() && own->second != asked) {
+                return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" +
+                                                             own->second + "', not '" + asked + "' as asked for");
+              }
+            }
             if (!query.id().empty() && contents->id != query.id()) {
               return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + contents->id +
                                                           "', not '" + query.id() + "' as asked for");
@@ -336,6 +410,10 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       result.discard();
     });
     result.onAny(actors::defer(self(), [this, staging, promise](const Future<Fetched>& done) {
+      if (done.isReady()) {
+        manifests_[done->id] = done->manifest;
+        storedAt_[done->id] = ++stores_;
+      }
       actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
           .onAny([promise, done](const Future<bool>&) {
             if (done.isReady()) {
@@ -357,6 +435,9 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   std::map<std::string, AppcManifest> manifests_;  // id -> manifest, every image in images/
   std::map<std::string, StoredImage> index_;       // key -> what it resolved to
   std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
+  std::map<std::string, std::string> aliases_;     // full key -> id fetched for it (this process)
+  std::map<std::string, std::uint64_t> storedAt_;  // id -> order stored in (this process)
+  std::uint64_t stores_ = 0;
   std::uint64_t gets_ = 0;
   SharedWork<Fetched> fetches_;
   Future<Nothing> sweeping_ = Nothing{};

@@ -378,6 +378,8 @@ class Applier {
 
   // An entry beside the subtree: a file the caller captures, or rejected.
   Try<Nothing> applyOutside(const std::string& name, const std::string& path, mode_t type, archive_entry* e) {
+    if (path.empty() && type == AE_IFDIR) return Nothing{};  // "./": the archive's own root
+    if (result_.captured.count(path) > 0) return rejected(name, "the archive has it twice");
     if (options_.capture.count(path) == 0 || type != AE_IFREG || archive_entry_hardlink(e) != nullptr) {
       return rejected(name, "it is outside '" + options_.subtree + "/'");
     }

@@ -219,6 +219,56 @@ TEST_F(AppcStoreTest, ADependencyCycleIsAnError) {
   EXPECT_NE(std::string::npos, info.failure().message.find("example.com/a")) << info.failure().message;
 }
 
+// Every image depends on all the ones before it (and lists one twice): each
+// is resolved once, not once per path (2^20 of them).
+TEST_F(AppcStoreTest, ADenseDependencyGraphResolvesEachImageOnce) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    AciSpec spec = simple("example.com/n" + std::to_string(i), std::to_string(i));
+    for (int j = 0; j < i; ++j) spec.dependencies.push_back({"example.com/n" + std::to_string(j), "", {}});
+    if (i > 0) spec.dependencies.push_back({"example.com/n0", "", {}});
+    ids.push_back(publish(spec));
+  }
+  auto info = store_->get(appcImage("example.com/n19"));
+  AWAIT_READY_FOR(info, std::chrono::seconds(60));
+  std::vector<std::string> got(info->image.layer_ids().begin(), info->image.layer_ids().end());
+  EXPECT_EQ(ids, got);
+}
+
+TEST_F(AppcStoreTest, ADependencyTreeOverTheLimitIsRefused) {
+  for (int i = 0; i < 260; ++i) {
+    AciSpec spec = simple("example.com/c" + std::to_string(i), std::to_string(i));
+    if (i + 1 < 260) spec.dependencies.push_back({"example.com/c" + std::to_string(i + 1), "", {}});
+    publish(spec);
+  }
+  auto info = store_->get(appcImage("example.com/c0"));
+  AWAIT_FAILED_FOR(info, std::chrono::seconds(120));
+  EXPECT_EQ(ErrorKind::ResourceExhausted, info.failure().kind) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("more than 256 images")) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("example.com/c0")) << info.failure().message;
+}
+
+TEST_F(AppcStoreTest, AnImageAskedForByIdIsIndexedUnderItsId) {
+  const std::string id = publish(simple("example.com/pinned"));
+  messages::Image image = appcImage("example.com/pinned");
+  image.mutable_appc()->set_id(id);
+  AWAIT_READY(store_->get(image));
+  auto listed = store_->images();
+  AWAIT_READY(listed);
+  ASSERT_EQ(1u, listed->size());
+  EXPECT_EQ("@" + id, listed->at(0).key().substr(listed->at(0).key().size() - id.size() - 1));
+}
+
+TEST_F(AppcStoreTest, AnArchiveRootEntryIsAccepted) {
+  const std::string manifest = manifestJson(simple("example.com/dotted"));
+  publishBytes("example.com/dotted",
+               testing::makeTar({TarEntry::directory("."), TarEntry::file("./manifest", manifest),
+                                 TarEntry::directory("./rootfs"), TarEntry::file("./rootfs/a", "a")}));
+  auto info = store_->get(appcImage("example.com/dotted"));
+  AWAIT_READY(info);
+  EXPECT_EQ("a", readFile(fs::path(info->layers[0]) / "a"));
+}
+
 TEST_F(AppcStoreTest, ConcurrentGetsShareOneFetch) {
   useHttp();
   const std::string id = publish(simple("example.com/shared"));
@@ -281,6 +331,22 @@ TEST_F(BadAciTest, BadManifests) {
                  "names 'example.com/other'");
 }
 
+TEST_F(BadAciTest, AmbiguousManifests) {
+  const std::string manifest = manifestJson(simple("example.com/bad"));
+  expectRejected(testing::makeTar({TarEntry::file("manifest", manifest), TarEntry::file("manifest", manifest),
+                                   TarEntry::directory("rootfs")}),
+                 ErrorKind::InvalidArgument, "twice");
+  std::string repeated = manifest;
+  repeated.insert(1, "\"name\":\"example.com/other\",");
+  expectRejected(testing::makeTar(aciEntries(repeated, {})), ErrorKind::InvalidArgument, "key 'name' twice");
+}
+
+TEST_F(BadAciTest, AnImageForAnotherArchitecture) {
+  AciSpec spec = simple("example.com/bad");
+  spec.labels["arch"] = "someotherarch";
+  expectRejected(makeAci(spec), ErrorKind::InvalidArgument, "arch 'someotherarch'");
+}
+
 TEST_F(BadAciTest, PathEscapes) {
   const std::string manifest = manifestJson(simple("example.com/bad"));
   const fs::path outside = sandbox() / "outside";
@@ -316,9 +382,11 @@ TEST_F(AppcStoreTest, BadImageNamesAndLabelsAreRefusedBeforeAnyFetch) {
     AWAIT_FAILED(info);
     EXPECT_EQ(ErrorKind::InvalidArgument, info.failure().kind) << name;
   }
-  auto badLabel = store_->get(appcImage("example.com/x", {{"version", "../../etc"}}));
-  AWAIT_FAILED(badLabel);
-  EXPECT_EQ(ErrorKind::InvalidArgument, badLabel.failure().kind);
+  for (const auto& value : {"../../etc", "1?x=y", "a,b", "%2e%2e"}) {
+    auto badLabel = store_->get(appcImage("example.com/x", {{"version", value}}));
+    AWAIT_FAILED(badLabel);
+    EXPECT_EQ(ErrorKind::InvalidArgument, badLabel.failure().kind) << value;
+  }
   EXPECT_EQ(0u, server_.requests().size());
 }
 
