@@ -29,7 +29,7 @@ Try<Nothing> syncDirectory(const std::string& path) {
   return Nothing{};
 }
 
-Try<Nothing> writeFileAtomically(const std::string& path, std::string_view content) {
+Try<Nothing> writeFileAtomically(const std::string& path, std::string_view content, bool sync) {
   const std::string temp = path + ".tmp-" + randomName();
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ioError("create", temp);
@@ -45,7 +45,7 @@ Try<Nothing> writeFileAtomically(const std::string& path, std::string_view conte
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (sync && ::fsync(fd) != 0) {
     auto error = ioError("fsync", temp);
     ::close(fd);
     ::unlink(temp.c_str());
@@ -57,6 +57,7 @@ Try<Nothing> writeFileAtomically(const std::string& path, std::string_view conte
     ::unlink(temp.c_str());
     return error;
   }
+  if (!sync) return Nothing{};
   const auto slash = path.rfind('/');
   return syncDirectory(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
 }

@@ -11,7 +11,11 @@
 
 namespace prov::store {
 
-fetcher::Try<fetcher::Nothing> writeFileAtomically(const std::string& path, std::string_view content);
+// With `sync` false there is no fsync: a crash of the process still leaves
+// the old or the new content (the page cache survives it); a crash of the
+// machine may leave the new file empty.
+fetcher::Try<fetcher::Nothing> writeFileAtomically(const std::string& path, std::string_view content,
+                                                   bool sync = true);
 
 // fsync of a directory (after a rename into it).
 fetcher::Try<fetcher::Nothing> syncDirectory(const std::string& path);

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
@@ -120,6 +122,28 @@ TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
   ASSERT_EQ(1u, containers->size());
   EXPECT_EQ("known", containers->front().id);
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("known"));
+}
+
+// Records are not fsynced: after a machine crash one may come back empty.
+// Recover still finds the container's rootfs on disk, keeps it when known
+// and destroys it cleanly.
+TEST_F(ProvisionerTest, AContainerWhoseRecordCameBackEmptyIsRecoveredFromTheDisk) {
+  start({}, backend::kCopy);
+  auto info = provisioner_->provision("c1", dockerImage("alpine"));
+  AWAIT_READY(info);
+  AWAIT_READY(provisioner_->provision("c2", dockerImage("alpine")));
+  for (const char* id : {"c1", "c2"}) std::ofstream(containerDir(id) / "layers", std::ios::trunc);
+  start({"c1"}, backend::kCopy);
+  EXPECT_FALSE(fs::exists(containerDir("c2"))) << "unknown: destroyed";
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  ASSERT_EQ(1u, containers->size());
+  ASSERT_EQ(1u, containers->front().rootfses.size());
+  EXPECT_EQ("copy", containers->front().rootfses[0].backend());
+  EXPECT_EQ(fs::path(info->rootfs).filename().string(), containers->front().rootfses[0].id());
+  EXPECT_EQ("alpine", testing::readFile(fs::path(info->rootfs) / "etc/os"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_FALSE(fs::exists(containerDir("c1")));
 }
 
 TEST_F(ProvisionerTest, NestedContainersAreDestroyedChildrenFirst) {
