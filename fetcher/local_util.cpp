@@ -188,7 +188,9 @@ class Stream : public std::enable_shared_from_this<Stream> {
       std::lock_guard lock(mutex_);
       writing_ = written;
     }
-    if (promise_.future().hasDiscard()) written.discard();
+    // A discard that came before writing_ was set found nothing to drop:
+    // drop it now (and let go of it, as discardWrite() does).
+    if (promise_.future().hasDiscard()) discardWrite();
     auto self = shared_from_this();
     written.onAny([self](const Future<Nothing>& w) {
       {
