@@ -178,9 +178,18 @@ class Stream : public std::enable_shared_from_this<Stream> {
       done.isError() ? promise_.fail(done.error()) : promise_.set(Nothing{});
       return;
     }
+    std::shared_ptr<ByteSink> sink;
+    {
+      std::lock_guard lock(mutex_);
+      sink = sink_;
+    }
+    if (!sink) {
+      promise_.discard();  // let go of by a discard
+      return;
+    }
     Future<Nothing> written;
     try {
-      written = sink_->write(chunk.get());
+      written = sink->write(chunk.get());
     } catch (...) {
       written = Error(ErrorKind::Internal, what_ + ": the sink threw");
     }
@@ -207,13 +216,16 @@ class Stream : public std::enable_shared_from_this<Stream> {
     });
   }
 
-  // Asks the sink to drop the write in flight, and lets go of it: a sink
-  // that never completes it must not keep this stream alive through it.
+  // Asks the sink to drop the write in flight, and lets go of the write and
+  // of the sink: a sink that never completes the write holds this stream
+  // (through the write's callback), so this stream must not hold the sink.
   void discardWrite() {
     Future<Nothing> writing;
+    std::shared_ptr<ByteSink> sink;
     {
       std::lock_guard lock(mutex_);
       writing = std::exchange(writing_, Future<Nothing>(Nothing{}));
+      sink = std::move(sink_);
     }
     writing.discard();
   }
@@ -229,7 +241,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
   std::unique_ptr<ChunkSource> source_;
   std::optional<Hasher> hasher_;
   std::uint64_t delivered_ = 0;
-  std::mutex mutex_;
+  std::mutex mutex_;  // guards writing_ and sink_
   Future<Nothing> writing_{Nothing{}};
 };
 
