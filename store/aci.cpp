@@ -95,7 +95,8 @@ Try<AciContents> extractAci(const std::string& path, const std::string& root, co
   if (!applied->sawSubtree) return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": it has no 'rootfs/'");
   auto parsed = fetcher::parseAppcManifest(manifest->second, "Invalid manifest in " + what);
   if (parsed.isError()) return parsed.error();
-  return AciContents{source.id(), std::move(manifest->second), std::move(*parsed), applied->entries};
+  return AciContents{source.id(), std::move(manifest->second), std::move(*parsed), applied->entries,
+                     std::move(applied->impliedDirs)};
 }
 
 }  // namespace prov::store

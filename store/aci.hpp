@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "messages/appc.pb.h"
 #include "store/tar_apply.hpp"
@@ -17,6 +18,7 @@ struct AciContents {
   std::string manifestJson;  // as in the archive
   messages::AppcManifest manifest;
   std::uint64_t entries = 0;
+  std::vector<std::string> impliedDirs;  // under rootfs/, to settle against the dependencies
 };
 
 // Extracts the ACI at `path` into `root` (an empty directory: it receives

@@ -1,9 +1,11 @@
 #include "store/appc_store.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -39,15 +41,20 @@ std::string imageDir(const std::string& store, const std::string& id) { return i
 std::string imageRootfs(const std::string& store, const std::string& id) { return imageDir(store, id) + "/rootfs"; }
 std::string imageManifest(const std::string& store, const std::string& id) { return imageDir(store, id) + "/manifest"; }
 std::string indexDir(const std::string& store) { return store + "/index"; }
+// The directories an image's rootfs/ only implies, one per line, until they
+// are settled against its dependencies (whose stack is known only then).
+std::string impliedFile(const std::string& store, const std::string& id) { return imageDir(store, id) + "/implied"; }
 
 // What a fetch made: the image's id and manifest.
 struct Fetched {
   std::string id;
   AppcManifest manifest;
+  bool unsettled = false;  // has an implied file
 };
 
 struct Found {
   std::map<std::string, AppcManifest> images;  // id -> manifest
+  std::set<std::string> unsettled;             // ids with an implied file
   std::vector<std::string> dropped;            // why some were removed
 };
 
@@ -82,6 +89,7 @@ Try<Found> scanStore(const std::string& store) {
       found.dropped.push_back(id);
       continue;
     }
+    if (::stat(impliedFile(store, id).c_str(), &st) == 0) found.unsettled.insert(id);
     found.images.emplace(id, std::move(*manifest));
   }
   auto marked = markForGc(store, broken);
@@ -107,6 +115,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     return actors::async(runtime_, [dir = options_.storeDir] { return scanStore(dir); })
         .then(actors::defer(self(), [this](const Found& found) {
           manifests_ = found.images;
+          unsettled_ = found.unsettled;
           return metadata_.recover();
         }))
         .then(actors::defer(self(), [this](const std::vector<StoredImage>& entries) -> Future<Nothing> {
@@ -283,6 +292,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
                     if (seen.insert(id).second) ids.push_back(id);
                     return ids;
                   })
+                  .then(actors::defer(self(), [this](const std::vector<std::string>& ids) { return settle(ids); }))
                   .repair([what](const Future<std::vector<std::string>>& failed) -> Future<std::vector<std::string>> {
                     const Error& error = failed.failure();
                     if (error.message.starts_with("Failed to resolve the dependencies of")) return error;
@@ -291,6 +301,36 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
             }));
     resolution->resolved.emplace(key, ids);
     return ids;
+  }
+
+  // The directories the top of `ids` only implies take their owner, mode
+  // and times from its dependencies (the rest of `ids`, nearest last), once.
+  Future<std::vector<std::string>> settle(const std::vector<std::string>& ids) {
+    const std::string id = ids.back();
+    if (unsettled_.count(id) == 0) return ids;
+    std::vector<std::string> below;
+    for (auto it = ids.rbegin() + 1; it != ids.rend(); ++it) below.push_back(imageRootfs(options_.storeDir, *it));
+    const std::string store = options_.storeDir;
+    const bool sync = options_.syncImages;
+    return actors::async(runtime_,
+                         [store, id, below, sync]() -> Try<Nothing> {
+                           std::ifstream in(impliedFile(store, id));
+                           std::vector<std::string> implied;
+                           for (std::string line; std::getline(in, line);) {
+                             if (!line.empty()) implied.push_back(line);
+                           }
+                           auto settled = settleImpliedDirs(imageRootfs(store, id), implied, below, sync);
+                           if (settled.isError()) return settled.error();
+                           if (::unlink(impliedFile(store, id).c_str()) != 0 && errno != ENOENT) {
+                             return Error(ErrorKind::IO, "Failed to remove '" + impliedFile(store, id) +
+                                                             "': " + std::strerror(errno));
+                           }
+                           return Nothing{};
+                         })
+        .then(actors::defer(self(), [this, ids, id] {
+          unsettled_.erase(id);
+          return ids;
+        }));
   }
 
   static Error cycleError(const std::vector<std::string>& chain, const std::string& again) {
@@ -396,9 +436,15 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
             }
             auto written = writeFileAtomically(staging + "/manifest", contents->manifestJson);
             if (written.isError()) return written.error();
+            std::string implied;
+            for (const auto& dir : contents->impliedDirs) implied += dir + "\n";
+            if (!implied.empty()) {
+              written = writeFileAtomically(staging + "/implied", implied, sync);
+              if (written.isError()) return written.error();
+            }
             auto committed = commitLayer(staging, staging + "/rootfs", {}, {}, imageDir(store, contents->id), sync);
             if (committed.isError()) return committed.error();
-            return Fetched{contents->id, contents->manifest};
+            return Fetched{contents->id, contents->manifest, !implied.empty()};
           });
         }));
     // Whatever happened, staging/<random> goes (a commit renamed it away)
@@ -412,6 +458,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     result.onAny(actors::defer(self(), [this, staging, promise](const Future<Fetched>& done) {
       if (done.isReady()) {
         manifests_[done->id] = done->manifest;
+        if (done->unsettled) unsettled_.insert(done->id);
         storedAt_[done->id] = ++stores_;
       }
       actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
@@ -435,6 +482,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   std::map<std::string, AppcManifest> manifests_;  // id -> manifest, every image in images/
   std::map<std::string, StoredImage> index_;       // key -> what it resolved to
   std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
+  std::set<std::string> unsettled_;                // ids whose implied dirs wait for settle()
   std::map<std::string, std::string> aliases_;     // full key -> id fetched for it (this process)
   std::map<std::string, std::uint64_t> storedAt_;  // id -> order stored in (this process)
   std::uint64_t stores_ = 0;

@@ -28,12 +28,13 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
     const int fd = actors::fs::openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // not in this layer: look lower
-      return false;                   // a symlink or file on the way hides it
+      return true;                    // a symlink or file on the way hides it: the default stays
     }
     struct stat st {};
     const bool ok = ::fstat(fd, &st) == 0;
     ::close(fd);
-    if (!ok || !S_ISDIR(st.st_mode)) return false;  // a whiteout or a file hides what is lower
+    if (!ok) return false;
+    if (!S_ISDIR(st.st_mode)) return true;  // a whiteout, file or symlink hides what is lower
     const timespec times[2] = {st.st_atim, st.st_mtim};
     return ::fchown(dirFd, st.st_uid, st.st_gid) == 0 && ::fchmod(dirFd, st.st_mode & 07777) == 0 &&
            ::futimens(dirFd, times) == 0;
@@ -51,9 +52,8 @@ Try<Nothing> emptyDirectory(const std::string& dir) {
 
 }  // namespace
 
-Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
-                         const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
-                         const std::string& layerDir, bool sync) {
+Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
+                               const std::vector<std::string>& parentRootfses, bool sync) {
   const int rootFd = ::open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootFd < 0) return ioError("open the staged layer", rootfs);
   std::vector<int> parentFds;
@@ -75,7 +75,14 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
   if (result.isSome() && sync && ::syncfs(rootFd) != 0) result = ioError("sync", rootfs);
   for (int fd : parentFds) ::close(fd);
   ::close(rootFd);
-  if (result.isError()) return result;
+  return result;
+}
+
+Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
+                         const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
+                         const std::string& layerDir, bool sync) {
+  auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, sync);
+  if (settled.isError()) return settled;
 
   if (::rename(stagingDir.c_str(), layerDir.c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) return ioError("commit the layer to", layerDir);

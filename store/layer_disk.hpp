@@ -17,8 +17,12 @@ using fetcher::Try;
 // Gives each of `impliedDirs` (relative to `rootfs`) the owner, mode and
 // times of the same directory in the nearest of `parentRootfses` (nearest
 // first) that has it; stops looking at a layer that has something else
-// there. Then (with `sync`) syncfs, and renames `stagingDir` (holding
-// rootfs/) to `layerDir`. A layer already there (committed by someone
+// there. Then (with `sync`) syncfs.
+Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
+                               const std::vector<std::string>& parentRootfses, bool sync);
+
+// settleImpliedDirs, then renames `stagingDir` (holding rootfs/) to
+// `layerDir`. A layer already there (committed by someone
 // else) wins and the staging copy is removed.
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,

@@ -188,6 +188,39 @@ TEST_F(AppcStoreTest, DependenciesComeFirstInOrderAndTheManifestIsTheImagesOwn) 
   EXPECT_TRUE(stagingEmpty());
 }
 
+// Directories an image only implies (tmp/x without tmp) take their owner,
+// mode and times from its dependencies, not 0755 root, so overlay does not
+// hide the dependency's /tmp; a symlink there in a dependency is no error.
+TEST_F(AppcStoreTest, ImpliedDirectoriesAreSettledAgainstTheDependencies) {
+  AciSpec base = simple("example.com/base");
+  TarEntry etc = TarEntry::directory("etc", 0700);
+  etc.uid = 7;
+  etc.gid = 8;
+  base.rootfs = {TarEntry::directory("tmp", 01777), etc, TarEntry::directory("usr"), TarEntry::directory("usr/bin"),
+                 TarEntry::symlink("bin", "usr/bin")};
+  publish(base);
+  AciSpec app = simple("example.com/app");
+  app.dependencies = {{"example.com/base", "", {}}};
+  app.rootfs = {TarEntry::file("tmp/x", "x"), TarEntry::file("etc/y", "y"), TarEntry::file("bin/z", "z"),
+                TarEntry::file("new/w", "w")};
+  const std::string appId = publish(app);
+  auto info = store_->get(appcImage("example.com/app"));
+  AWAIT_READY(info);
+  const fs::path rootfs = storeDir_ / "images" / appId / "rootfs";
+  struct stat st {};
+  ASSERT_EQ(0, ::stat((rootfs / "tmp").c_str(), &st));
+  EXPECT_EQ(01777u, st.st_mode & 07777);
+  ASSERT_EQ(0, ::stat((rootfs / "etc").c_str(), &st));
+  EXPECT_EQ(0700u, st.st_mode & 07777);
+  EXPECT_EQ(7u, st.st_uid);
+  EXPECT_EQ(8u, st.st_gid);
+  ASSERT_EQ(0, ::stat((rootfs / "bin").c_str(), &st));
+  EXPECT_EQ(0755u, st.st_mode & 07777) << "a symlink below: the default stays";
+  ASSERT_EQ(0, ::stat((rootfs / "new").c_str(), &st));
+  EXPECT_EQ(0755u, st.st_mode & 07777);
+  EXPECT_FALSE(fs::exists(storeDir_ / "images" / appId / "implied")) << "settled once";
+}
+
 TEST_F(AppcStoreTest, ADependencyWhoseIdDoesNotMatchFails) {
   AciSpec base = simple("example.com/base");
   publish(base);
