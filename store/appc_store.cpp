@@ -58,14 +58,6 @@ struct Found {
   std::vector<std::string> dropped;            // why some were removed
 };
 
-Try<Nothing> emptyDirectory(const std::string& dir) {
-  for (const auto& name : actors::fs::listDirectory(dir)) {
-    auto removed = actors::fs::removeTree(dir + "/" + name);
-    if (removed.isError()) return removed.error();
-  }
-  return Nothing{};
-}
-
 // The store's directories made, staging/ and gc/ emptied, every image with
 // a readable manifest listed; the others are moved into gc/ and swept.
 Try<Found> scanStore(const std::string& store) {
@@ -462,15 +454,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         storedAt_[done->id] = ++stores_;
       }
       actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
-          .onAny([promise, done](const Future<bool>&) {
-            if (done.isReady()) {
-              promise->set(done.get());
-            } else if (done.isFailed()) {
-              promise->fail(done.failure());
-            } else {
-              promise->discard();
-            }
-          });
+          .onAny([promise, done](const Future<bool>&) { promise->associate(done); });
     }));
     return promise->future();
   }

@@ -42,6 +42,8 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
   return true;
 }
 
+}  // namespace
+
 Try<Nothing> emptyDirectory(const std::string& dir) {
   for (const auto& name : actors::fs::listDirectory(dir)) {
     auto removed = actors::fs::removeTree(dir + "/" + name);
@@ -49,8 +51,6 @@ Try<Nothing> emptyDirectory(const std::string& dir) {
   }
   return Nothing{};
 }
-
-}  // namespace
 
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync) {

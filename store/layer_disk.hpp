@@ -41,6 +41,9 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir);
 // made there.
 Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths);
 
+// Deletes everything in `dir` (which stays).
+Try<Nothing> emptyDirectory(const std::string& dir);
+
 // Deletes everything in gc/.
 Try<Nothing> sweepGc(const std::string& storeDir);
 

@@ -8,6 +8,7 @@
 
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
+#include "tests/provisioner/helpers.hpp"
 #include "tests/store/appc_fixture.hpp"
 #include "tests/support/files.hpp"
 
@@ -44,14 +45,7 @@ class ProvisionerAppcTest : public AppcStoreTest {
   }
 
   void TearDown() override {
-    if (provisioner_) {
-      auto containers = provisioner_->containers();
-      if (containers.waitFor(std::chrono::seconds(15)) && containers.isReady()) {
-        for (const auto& c : containers.get()) {
-          if (c.id.find('/') == std::string::npos) provisioner_->destroy(c.id).waitFor(std::chrono::seconds(15));
-        }
-      }
-    }
+    if (provisioner_) fixture::destroyAll(*provisioner_);
     provisioner_.reset();
     AppcStoreTest::TearDown();
     EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(sandbox())) << "a mount leaked";
@@ -85,13 +79,7 @@ class ProvisionerAppcTest : public AppcStoreTest {
     AWAIT_READY(provisioner_->recover(known));
   }
 
-  fs::path containerDir(const std::string& id) const {
-    fs::path dir = workDir_ / "provisioner";
-    std::stringstream parts(id);
-    std::string part;
-    while (std::getline(parts, part, '/')) dir = dir / "containers" / part;
-    return dir;
-  }
+  fs::path containerDir(const std::string& id) const { return fixture::containerDir(workDir_, id); }
 
   std::vector<messages::ContainerRootfs> rootfses(const std::string& id) {
     auto containers = provisioner_->containers();

@@ -12,6 +12,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
+#include "tests/provisioner/helpers.hpp"
 #include "store/paths.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
@@ -36,14 +37,7 @@ class ProvisionerTest : public ImageStoreTest {
   }
 
   void TearDown() override {
-    if (provisioner_) {
-      auto containers = provisioner_->containers();
-      if (containers.waitFor(std::chrono::seconds(15)) && containers.isReady()) {
-        for (const auto& c : containers.get()) {
-          if (c.id.find('/') == std::string::npos) provisioner_->destroy(c.id).waitFor(std::chrono::seconds(15));
-        }
-      }
-    }
+    if (provisioner_) fixture::destroyAll(*provisioner_);
     provisioner_.reset();
     ImageStoreTest::TearDown();
     EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(sandbox())) << "a mount leaked";
@@ -76,13 +70,7 @@ class ProvisionerTest : public ImageStoreTest {
     AWAIT_READY(provisioner_->recover(known));
   }
 
-  fs::path containerDir(const std::string& id) const {
-    fs::path dir = workDir_ / "provisioner";
-    std::stringstream parts(id);
-    std::string part;
-    while (std::getline(parts, part, '/')) dir = dir / "containers" / part;
-    return dir;
-  }
+  fs::path containerDir(const std::string& id) const { return fixture::containerDir(workDir_, id); }
 
   std::size_t imageCount() {
     auto images = provisioner_->images();

@@ -1,0 +1,33 @@
+#pragma once
+
+// What the provisioner's test fixtures share: where a container lives on
+// disk, and a TearDown that destroys what a test left.
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <string>
+
+#include "provisioner/provisioner.hpp"
+
+namespace prov::provisioner::fixture {
+
+// <work_dir>/provisioner/containers/a/containers/b for "a/b".
+inline std::filesystem::path containerDir(const std::filesystem::path& workDir, const std::string& id) {
+  std::filesystem::path dir = workDir / "provisioner";
+  std::stringstream parts(id);
+  std::string part;
+  while (std::getline(parts, part, '/')) dir = dir / "containers" / part;
+  return dir;
+}
+
+// Destroys every top-level container (nested ones go with their parents).
+inline void destroyAll(Provisioner& provisioner) {
+  auto containers = provisioner.containers();
+  if (!containers.waitFor(std::chrono::seconds(15)) || !containers.isReady()) return;
+  for (const auto& c : containers.get()) {
+    if (c.id.find('/') == std::string::npos) provisioner.destroy(c.id).waitFor(std::chrono::seconds(15));
+  }
+}
+
+}  // namespace prov::provisioner::fixture
