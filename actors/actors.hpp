@@ -12,5 +12,7 @@
 #include "actors/gate.hpp"
 #include "actors/loop.hpp"
 #include "actors/process.hpp"
+#include "actors/process_owner.hpp"
 #include "actors/runtime.hpp"
 #include "actors/rwlock.hpp"
+#include "actors/slots.hpp"

@@ -189,6 +189,18 @@ bool wait(const std::shared_ptr<ProcessContext>& context, std::chrono::nanosecon
   return context->cv.wait_until(lock, deadline, [&] { return context->done; });
 }
 
+bool waitFor(const std::shared_ptr<ProcessContext>& context, const Future<Nothing>& future,
+             std::chrono::nanoseconds timeout) {
+  if (!context || currentWorkerRuntime() != &context->impl) return future.waitFor(timeout);
+  // On a worker: run other events while waiting, as wait() does.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (future.isPending()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    context->impl.io.run_one_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 Future<Nothing> terminated(const std::shared_ptr<ProcessContext>& context) {
   if (!context) return Nothing{};
   return context->exited;

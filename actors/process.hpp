@@ -60,6 +60,8 @@ std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process,
                                       std::unique_ptr<ProcessBase> owned);
 void terminate(const std::shared_ptr<ProcessContext>& context, bool inject);
 bool wait(const std::shared_ptr<ProcessContext>& context, std::chrono::nanoseconds timeout);
+bool waitFor(const std::shared_ptr<ProcessContext>& context, const Future<Nothing>& future,
+             std::chrono::nanoseconds timeout);
 Future<Nothing> terminated(const std::shared_ptr<ProcessContext>& context);
 const std::shared_ptr<ProcessContext>& contextOf(const ProcessBase& process);
 

@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <random>
 #include <rapidjson/document.h>
 #include <set>
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
+#include "actors/random.hpp"
 #include "actors/runtime.hpp"
 
 namespace prov::fetcher {
@@ -322,13 +322,6 @@ Error statusError(const std::string& what, int status) {
   return Error(ErrorKind::InvalidArgument, what + ": the server refused the request" + code);
 }
 
-std::string randomSuffix() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  char out[17];
-  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(random()));
-  return out;
-}
-
 }  // namespace
 
 struct AppcFetcher::Impl {
@@ -372,7 +365,7 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
   }
   auto url = parseUrl(source);
   if (url.isError()) return url.error().withContext(what);
-  const std::string path = dir + "/download-" + randomSuffix() + ".aci";
+  const std::string path = dir + "/download-" + actors::randomName() + ".aci";
   auto fd = std::make_shared<actors::fs::Fd>(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd->valid()) {
     return Error(ErrorKind::IO, what + ": failed to create '" + path + "': " + std::strerror(errno));

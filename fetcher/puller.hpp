@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "actors/future.hpp"
+#include "actors/process_owner.hpp"
 #include "fetcher/registry.hpp"
 #include "messages/image.pb.h"
 
@@ -54,9 +55,7 @@ class RegistryPuller final : public Puller {
   RegistryPuller(std::shared_ptr<RegistryClient> client, std::unique_ptr<RegistryPullerProcess> process,
                  actors::Runtime& runtime);
   std::shared_ptr<RegistryClient> client_;
-  std::unique_ptr<RegistryPullerProcess> process_;
-  struct Pid;
-  std::unique_ptr<Pid> pid_;
+  actors::ProcessOwner<RegistryPullerProcess> process_;
 };
 
 }  // namespace prov::fetcher

@@ -5,14 +5,15 @@
 
 #include <cerrno>
 #include <cstring>
-#include <random>
+
+#include "actors/random.hpp"
 
 namespace prov::store {
 
-using fetcher::Error;
-using fetcher::ErrorKind;
-using fetcher::Nothing;
-using fetcher::Try;
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
 
 namespace {
 Error ioError(const std::string& doing, const std::string& path) {
@@ -30,7 +31,7 @@ Try<Nothing> syncDirectory(const std::string& path) {
 }
 
 Try<Nothing> writeFileAtomically(const std::string& path, std::string_view content, bool sync) {
-  const std::string temp = path + ".tmp-" + randomName();
+  const std::string temp = path + ".tmp-" + actors::randomName();
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ioError("create", temp);
   std::size_t done = 0;
@@ -60,18 +61,6 @@ Try<Nothing> writeFileAtomically(const std::string& path, std::string_view conte
   if (!sync) return Nothing{};
   const auto slash = path.rfind('/');
   return syncDirectory(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
-}
-
-std::string randomName() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name(16, '0');
-  std::uint64_t bits = random();
-  for (auto& c : name) {
-    c = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return name;
 }
 
 }  // namespace prov::store

@@ -7,20 +7,17 @@
 #include <string>
 #include <string_view>
 
-#include "fetcher/types.hpp"
+#include "actors/error.hpp"
 
 namespace prov::store {
 
 // With `sync` false there is no fsync: a crash of the process still leaves
 // the old or the new content (the page cache survives it); a crash of the
 // machine may leave the new file empty.
-fetcher::Try<fetcher::Nothing> writeFileAtomically(const std::string& path, std::string_view content,
+actors::Try<actors::Nothing> writeFileAtomically(const std::string& path, std::string_view content,
                                                    bool sync = true);
 
 // fsync of a directory (after a rename into it).
-fetcher::Try<fetcher::Nothing> syncDirectory(const std::string& path);
-
-// A fresh random name for staging and gc entries.
-std::string randomName();
+actors::Try<actors::Nothing> syncDirectory(const std::string& path);
 
 }  // namespace prov::store

@@ -17,10 +17,10 @@ namespace prov::store {
 
 using actors::Future;
 using actors::Promise;
-using fetcher::Error;
-using fetcher::ErrorKind;
-using fetcher::Nothing;
-using fetcher::Try;
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
 
 namespace {
 
@@ -125,42 +125,33 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
   std::vector<std::shared_ptr<Promise<Nothing>>> next_;
 };
 
-struct MetadataManager::Pid {
-  actors::PID<MetadataManagerProcess> pid;
-};
-
 MetadataManager::MetadataManager(actors::Runtime& runtime, std::string storeDir)
-    : process_(std::make_unique<MetadataManagerProcess>(runtime, std::move(storeDir))), pid_(std::make_unique<Pid>()) {
-  pid_->pid = actors::spawn(runtime, *process_);
-}
+    : process_(runtime, std::make_unique<MetadataManagerProcess>(runtime, std::move(storeDir))) {}
 
-MetadataManager::~MetadataManager() {
-  actors::terminate(pid_->pid);
-  actors::wait(pid_->pid);
-}
+MetadataManager::~MetadataManager() = default;
 
 Future<std::vector<messages::StoredImage>> MetadataManager::recover() {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::recover);
+  return process_.dispatch(&MetadataManagerProcess::recover);
 }
 
 Future<messages::StoredImage> MetadataManager::put(const messages::StoredImage& image) {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::put, image);
+  return process_.dispatch(&MetadataManagerProcess::put, image);
 }
 
 Future<Nothing> MetadataManager::remove(const std::vector<std::string>& keys) {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::remove, keys);
+  return process_.dispatch(&MetadataManagerProcess::remove, keys);
 }
 
 Future<std::optional<messages::StoredImage>> MetadataManager::get(const std::string& key) {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::get, key);
+  return process_.dispatch(&MetadataManagerProcess::get, key);
 }
 
 Future<std::vector<messages::StoredImage>> MetadataManager::list() {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::list);
+  return process_.dispatch(&MetadataManagerProcess::list);
 }
 
 Future<std::string> MetadataManager::recoveryWarning() {
-  return actors::dispatch(pid_->pid, &MetadataManagerProcess::recoveryWarning);
+  return process_.dispatch(&MetadataManagerProcess::recoveryWarning);
 }
 
 }  // namespace prov::store

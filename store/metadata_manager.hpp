@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "actors/future.hpp"
-#include "fetcher/types.hpp"
+#include "actors/process_owner.hpp"
+#include "actors/error.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::actors {
@@ -37,16 +38,14 @@ class MetadataManager {
   // Adds or replaces the record with image.key().
   actors::Future<messages::StoredImage> put(const messages::StoredImage& image);
   // Removes the records with these keys (unknown keys are ignored).
-  actors::Future<fetcher::Nothing> remove(const std::vector<std::string>& keys);
+  actors::Future<actors::Nothing> remove(const std::vector<std::string>& keys);
   actors::Future<std::optional<messages::StoredImage>> get(const std::string& key);
   actors::Future<std::vector<messages::StoredImage>> list();
   // Why recover() started empty, if it had to ("" otherwise).
   actors::Future<std::string> recoveryWarning();
 
  private:
-  std::unique_ptr<MetadataManagerProcess> process_;
-  struct Pid;
-  std::unique_ptr<Pid> pid_;
+  actors::ProcessOwner<MetadataManagerProcess> process_;
 };
 
 }  // namespace prov::store

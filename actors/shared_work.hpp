@@ -20,7 +20,7 @@
 
 #include "actors/future.hpp"
 
-namespace prov::store {
+namespace prov::actors {
 
 template <typename T>
 class SharedWork {
@@ -32,7 +32,7 @@ class SharedWork {
   void setPost(Post post) { post_ = std::move(post); }
 
   template <typename Start>
-  actors::Future<T> join(const std::string& key, Start&& start) {
+  Future<T> join(const std::string& key, Start&& start) {
     auto it = entries_.find(key);
     if (it == entries_.end()) {
       Entry entry{start(), ++generation_, {}};
@@ -40,7 +40,7 @@ class SharedWork {
       const std::uint64_t generation = it->second.generation;
       it->second.work.onAny([this, post = post_, key, generation] { post([=, this] { finish(key, generation); }); });
     }
-    auto waiter = std::make_shared<actors::Promise<T>>();
+    auto waiter = std::make_shared<Promise<T>>();
     it->second.waiters.push_back(waiter);
     const std::uint64_t generation = it->second.generation;
     waiter->future().onDiscard(
@@ -53,10 +53,10 @@ class SharedWork {
   }
 
   // The work under `key`, if running, as a future that cannot discard it.
-  std::optional<actors::Future<T>> peek(const std::string& key) const {
+  std::optional<Future<T>> peek(const std::string& key) const {
     auto it = entries_.find(key);
     if (it == entries_.end()) return std::nullopt;
-    return actors::undiscardable(it->second.work);
+    return undiscardable(it->second.work);
   }
 
   std::vector<std::string> keys() const {
@@ -67,9 +67,9 @@ class SharedWork {
 
  private:
   struct Entry {
-    actors::Future<T> work;
+    Future<T> work;
     std::uint64_t generation;
-    std::vector<std::shared_ptr<actors::Promise<T>>> waiters;
+    std::vector<std::shared_ptr<Promise<T>>> waiters;
   };
 
   void finish(const std::string& key, std::uint64_t generation) {
@@ -88,14 +88,14 @@ class SharedWork {
     }
   }
 
-  void leave(const std::string& key, std::uint64_t generation, const std::shared_ptr<actors::Promise<T>>& waiter) {
+  void leave(const std::string& key, std::uint64_t generation, const std::shared_ptr<Promise<T>>& waiter) {
     waiter->discard();
     auto it = entries_.find(key);
     if (it == entries_.end() || it->second.generation != generation) return;
     auto& waiters = it->second.waiters;
     std::erase(waiters, waiter);
     if (waiters.empty()) {
-      actors::Future<T> work = it->second.work;
+      Future<T> work = it->second.work;
       entries_.erase(it);
       work.discard();
     }
@@ -106,4 +106,4 @@ class SharedWork {
   std::uint64_t generation_ = 0;
 };
 
-}  // namespace prov::store
+}  // namespace prov::actors

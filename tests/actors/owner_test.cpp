@@ -1,0 +1,181 @@
+// The pieces outside the core runtime that components share: ProcessOwner
+// (a facade owning an actor), Slots (a bound on work in flight) and
+// SharedWork (one run of work for everyone asking for the same key).
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "actors/actors.hpp"
+#include "actors/shared_work.hpp"
+#include "tests/support/await.hpp"
+
+namespace prov::actors {
+namespace {
+
+// ---- ProcessOwner -------------------------------------------------------------
+
+class Counter : public Process<Counter> {
+ public:
+  explicit Counter(std::atomic<int>* finalized) : Process<Counter>("counter"), finalized_(finalized) {}
+  int add(int n) { return total_ += n; }
+
+ protected:
+  void finalize() override { ++*finalized_; }
+
+ private:
+  std::atomic<int>* finalized_;
+  int total_ = 0;
+};
+
+TEST(ProcessOwnerTest, SpawnsDispatchesAndStopsTheProcess) {
+  Runtime runtime;
+  std::atomic<int> finalized{0};
+  PID<Counter> pid;
+  {
+    ProcessOwner<Counter> owner(runtime, std::make_unique<Counter>(&finalized));
+    pid = owner.pid();
+    AWAIT_EXPECT_EQ(2, owner.dispatch(&Counter::add, 2));
+    AWAIT_EXPECT_EQ(5, owner.dispatch(&Counter::add, 3));
+    EXPECT_EQ(0, finalized.load());
+  }
+  // Gone: finalize() ran, and a later call fails instead of crashing.
+  EXPECT_EQ(1, finalized.load());
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, dispatch(pid, &Counter::add, 1));
+}
+
+// A process with background work that its owner must outlive.
+class Sweeper : public Process<Sweeper> {
+ public:
+  Sweeper(Promise<Nothing>* asked, Promise<Nothing>* background, std::atomic<bool>* finalizedEarly)
+      : Process<Sweeper>("sweeper"), asked_(asked), background_(background), finalizedEarly_(finalizedEarly) {}
+  Future<Nothing> quiesce() {
+    asked_->set(Nothing{});
+    return background_->future();
+  }
+
+ protected:
+  void finalize() override { *finalizedEarly_ = background_->future().isPending(); }
+
+ private:
+  Promise<Nothing>* asked_;
+  Promise<Nothing>* background_;
+  std::atomic<bool>* finalizedEarly_;
+};
+
+class Host : public Process<Host> {};
+
+// Destroyed on a runtime worker thread (the harder case: the wait must run
+// other events, or the quiesce() it waits for could never run).
+TEST(ProcessOwnerTest, TheDestructorWaitsForQuiesceBeforeTerminating) {
+  Runtime runtime(Runtime::Options{.workerThreads = 1, .blockingThreads = 0});
+  Promise<Nothing> asked, background;
+  std::atomic<bool> finalizedEarly{true}, destroyed{false};
+  auto owner = std::make_unique<ProcessOwner<Sweeper>>(
+      runtime, std::make_unique<Sweeper>(&asked, &background, &finalizedEarly));
+  Host host;
+  PID<Host> hostPid = spawn(runtime, host);
+  Future<Nothing> gone = dispatch(hostPid, [&] {
+    owner.reset();
+    destroyed = true;
+  });
+  AWAIT_READY(asked.future());
+  EXPECT_FALSE(destroyed.load());  // held by the background work
+  background.set(Nothing{});
+  AWAIT_READY(gone);
+  EXPECT_TRUE(destroyed.load());
+  EXPECT_FALSE(finalizedEarly.load());  // terminated only after quiesce() was READY
+  terminate(hostPid);
+  wait(hostPid);
+}
+
+// ---- Slots --------------------------------------------------------------------
+
+TEST(SlotsTest, AtMostCountHoldersFirstComeFirstServed) {
+  Slots slots(2);
+  Future<Nothing> a = slots.acquire(), b = slots.acquire(), c = slots.acquire(), d = slots.acquire();
+  EXPECT_TRUE(a.isReady());
+  EXPECT_TRUE(b.isReady());
+  EXPECT_TRUE(c.isPending());
+  EXPECT_TRUE(d.isPending());
+  EXPECT_EQ(2u, slots.inUse());
+  slots.release();
+  EXPECT_TRUE(c.isReady());  // the first waiter first
+  EXPECT_TRUE(d.isPending());
+  slots.release();
+  EXPECT_TRUE(d.isReady());
+  slots.release();
+  slots.release();
+  EXPECT_EQ(0u, slots.inUse());
+  EXPECT_TRUE(slots.acquire().isReady());
+}
+
+TEST(SlotsTest, ADiscardedWaiterIsSkippedAndTheSlotPassesOn) {
+  Slots slots(1);
+  Future<Nothing> held = slots.acquire();
+  Future<Nothing> gaveUp = slots.acquire(), next = slots.acquire();
+  gaveUp.discard();
+  EXPECT_TRUE(gaveUp.isPending());  // a request: honoured when its turn comes
+  slots.release();
+  EXPECT_TRUE(gaveUp.isDiscarded());
+  EXPECT_TRUE(next.isReady());
+  EXPECT_EQ(1u, slots.inUse());
+  slots.release();
+  EXPECT_EQ(0u, slots.inUse());
+}
+
+// ---- SharedWork ---------------------------------------------------------------
+
+// SharedWork is driven from one process; these tests call it from the test
+// thread only, with `post` running callbacks at once.
+class SharedWorkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    work_.setPost([](std::function<void()> f) { f(); });
+  }
+  SharedWork<int> work_;
+};
+
+TEST_F(SharedWorkTest, CallersOfOneKeyShareOneRun) {
+  int started = 0;
+  Promise<int> run;
+  auto start = [&] {
+    ++started;
+    return run.future();
+  };
+  Future<int> first = work_.join("k", start), second = work_.join("k", start);
+  EXPECT_EQ(1, started);
+  EXPECT_EQ(std::vector<std::string>{"k"}, work_.keys());
+  ASSERT_TRUE(work_.peek("k").has_value());
+  run.set(7);
+  AWAIT_EXPECT_EQ(7, first);
+  AWAIT_EXPECT_EQ(7, second);
+  EXPECT_TRUE(work_.keys().empty());
+  // Done and forgotten: a new join starts afresh.
+  Promise<int> again;
+  Future<int> third = work_.join("k", [&] {
+    ++started;
+    return again.future();
+  });
+  EXPECT_EQ(2, started);
+  again.fail(Error(ErrorKind::NotFound, "gone"));
+  AWAIT_EXPECT_ERROR(ErrorKind::NotFound, third);
+}
+
+TEST_F(SharedWorkTest, TheWorkIsDiscardedOnlyWhenTheLastCallerLeaves) {
+  Promise<int> run;
+  bool discarded = false;
+  run.future().onDiscard([&] { discarded = true; });
+  Future<int> first = work_.join("k", [&] { return run.future(); });
+  Future<int> second = work_.join("k", [&] { return run.future(); });
+  first.discard();
+  AWAIT_DISCARDED(first);
+  EXPECT_FALSE(discarded);
+  second.discard();
+  AWAIT_DISCARDED(second);
+  EXPECT_TRUE(discarded);
+  EXPECT_FALSE(work_.peek("k").has_value());
+}
+
+}  // namespace
+}  // namespace prov::actors
