@@ -97,7 +97,7 @@ std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runti
     std::fprintf(stderr, "error: %s\n", store.error().message.c_str());
     return nullptr;
   }
-  parts.dockerStore = std::move(*store);
+  parts.stores[store::kDockerProvider] = std::move(*store);
   parts.backends = backend::createBackends(runtime);
   parts.defaultBackend = backend::defaultBackend(workDir.string());
   auto created = provisioner::Provisioner::create(std::move(parts), runtime);

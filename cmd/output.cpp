@@ -26,12 +26,16 @@ void strings(Writer& w, const char* key, const List& values) {
   w.EndArray();
 }
 
+unsigned layerCount(const messages::StoredImage& i) {
+  return static_cast<unsigned>(i.has_appc() ? i.appc().image_ids_size() : i.layer_ids_size());
+}
+
 void image(Writer& w, const messages::StoredImage& i) {
   w.Key("image");
   w.StartObject();
   string(w, "reference", i.reference().repository().empty() ? i.key() : fetcher::toString(i.reference()));
   string(w, "key", i.key());
-  string(w, "manifest_digest", i.manifest_digest());
+  string(w, "manifest_digest", imageDigest(i));
   string(w, "config_digest", i.config_digest());
   w.EndObject();
 }
@@ -49,6 +53,10 @@ void config(Writer& w, const messages::ImageConfig& c) {
 
 }  // namespace
 
+std::string imageDigest(const messages::StoredImage& i) {
+  return i.has_appc() ? i.appc().id() : i.manifest_digest();
+}
+
 std::vector<std::string> splitList(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream in(text);
@@ -65,7 +73,7 @@ std::string imageJson(const messages::StoredImage& i) {
   w.StartObject();
   image(w, i);
   w.Key("layers");
-  w.Uint(static_cast<unsigned>(i.layer_ids_size()));
+  w.Uint(layerCount(i));
   config(w, i.config());
   w.EndObject();
   return buffer.GetString();
@@ -120,7 +128,7 @@ std::string imagesText(const std::vector<messages::StoredImage>& images, bool js
   if (!json) {
     std::string out;
     for (const auto& i : images) {
-      out += i.key() + "  " + i.manifest_digest() + "  " + std::to_string(i.layer_ids_size()) + " layers\n";
+      out += i.key() + "  " + imageDigest(i) + "  " + std::to_string(layerCount(i)) + " layers\n";
     }
     return out;
   }
@@ -131,7 +139,7 @@ std::string imagesText(const std::vector<messages::StoredImage>& images, bool js
     w.StartObject();
     image(w, i);
     w.Key("layers");
-    w.Uint(static_cast<unsigned>(i.layer_ids_size()));
+    w.Uint(layerCount(i));
     w.EndObject();
   }
   w.EndArray();

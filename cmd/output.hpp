@@ -13,6 +13,11 @@ namespace prov::cmd {
 // "a,b,,c" -> {"a", "b", "c"}
 std::vector<std::string> splitList(const std::string& text);
 
+// What identifies a stored image's content to a person: its manifest digest
+// (Docker/OCI) or its image id (AppC, "sha512-<hex>"); shown as
+// "manifest_digest" in JSON.
+std::string imageDigest(const messages::StoredImage& image);
+
 // {"image": {"reference", "key", "manifest_digest"}, "layers": N, "config": {...}}
 std::string imageJson(const messages::StoredImage& image);
 // {"rootfs", "backend", "image": {...}, "config": {"env", "entrypoint", "cmd",

@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
       auto info = await(p.pullImage(*image), error);
       if (progress) progress->finish();  // its last state, before the result or the error
       if (!info) return fail(error);
-      std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + info->manifest_digest()) << "\n";
+      std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + cmd::imageDigest(*info)) << "\n";
       return 0;
     }
     auto valid = provisioner::validateContainerId(args[0]);

@@ -6,10 +6,11 @@
 
 #include "actors/fs.hpp"
 #include "fetcher/auth.hpp"
-#include "fetcher/local.hpp"
+#include "fetcher/local/local.hpp"
 #include "fetcher/puller.hpp"
 #include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
+#include "store/appc_store.hpp"
 
 namespace prov::provisioner {
 
@@ -26,7 +27,7 @@ Try<std::set<std::string>> providersOf(const std::string& text) {
   while (std::getline(in, token, ',')) {
     std::transform(token.begin(), token.end(), token.begin(), [](unsigned char c) { return std::tolower(c); });
     if (token.empty()) continue;
-    if (token != "docker" && token != "appc") {
+    if (token != store::kDockerProvider && token != store::kAppcProvider) {
       return badFlag("image_providers", "unknown image provider '" + token + "' (known: docker, appc)");
     }
     providers.insert(token);
@@ -72,6 +73,37 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
   });
 }
 
+// The "docker" provider's store: Docker/OCI images from the registry and
+// the local sources.
+Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Runtime& runtime,
+                                                  const std::string& workDir) {
+  auto pullerFor = pullersFor(flags, runtime);
+  if (pullerFor.isError()) return pullerFor.error();
+  store::ImageStoreOptions options;
+  options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
+  options.limits = flags.limits;
+  options.progress = flags.progress;
+  auto store = store::ImageStore::create(runtime, options, std::move(*pullerFor));
+  if (store.isError()) return badFlag("docker_store_dir", store.error().message);
+  return std::unique_ptr<store::Store>(std::move(*store));
+}
+
+// The "appc" provider's store: AppC images by simple discovery.
+Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runtime& runtime,
+                                                const std::string& workDir) {
+  fetcher::AppcFetchOptions fetch;
+  fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
+  fetch.http.extraCaFile = flags.dockerRegistryCa;
+  auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
+  if (fetcher.isError()) return fetcher.error();
+  store::AppcStoreOptions options;
+  options.storeDir = flags.appcStoreDir.empty() ? paths::appcStore(workDir) : flags.appcStoreDir;
+  options.limits = flags.limits;
+  auto store = store::AppcStore::create(runtime, options, std::move(*fetcher));
+  if (store.isError()) return badFlag("appc_store_dir", store.error().message);
+  return std::unique_ptr<store::Store>(std::move(*store));
+}
+
 }  // namespace
 
 Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors::Runtime& runtime) {
@@ -103,29 +135,11 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
     if (gc.isError()) return gc.error();
     parts.imageGc = *gc;
   }
-  if (providers->count("docker") > 0) {
-    auto pullerFor = pullersFor(flags, runtime);
-    if (pullerFor.isError()) return pullerFor.error();
-    store::ImageStoreOptions options;
-    options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
-    options.limits = flags.limits;
-    options.progress = flags.progress;
-    auto store = store::ImageStore::create(runtime, options, std::move(*pullerFor));
-    if (store.isError()) return badFlag("docker_store_dir", store.error().message);
-    parts.dockerStore = std::move(*store);
-  }
-  if (providers->count("appc") > 0) {
-    fetcher::AppcFetchOptions fetch;
-    fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
-    fetch.http.extraCaFile = flags.dockerRegistryCa;
-    auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
-    if (fetcher.isError()) return fetcher.error();
-    store::AppcStoreOptions options;
-    options.storeDir = flags.appcStoreDir.empty() ? paths::appcStore(workDir) : flags.appcStoreDir;
-    options.limits = flags.limits;
-    auto store = store::AppcStore::create(runtime, options, std::move(*fetcher));
-    if (store.isError()) return badFlag("appc_store_dir", store.error().message);
-    parts.appcStore = std::move(*store);
+  for (const auto& provider : *providers) {
+    auto store = provider == store::kAppcProvider ? appcStoreFor(flags, runtime, workDir)
+                                                  : dockerStoreFor(flags, runtime, workDir);
+    if (store.isError()) return store.error();
+    parts.stores[provider] = std::move(*store);
   }
   return create(std::move(parts), runtime);
 }

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "actors/async.hpp"
@@ -16,6 +15,7 @@
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
+#include "actors/random.hpp"
 #include "actors/runtime.hpp"
 #include "actors/rwlock.hpp"
 #include "provisioner/container_disk.hpp"
@@ -28,17 +28,6 @@ using messages::ContainerRecord;
 using messages::ContainerRootfs;
 
 namespace {
-
-std::string uuid() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  char out[37];
-  const std::uint64_t a = random(), b = random();
-  std::snprintf(out, sizeof(out), "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
-                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
-                static_cast<unsigned long long>(b & 0xffffffffffffull));
-  return out;
-}
 
 std::string parentOf(const std::string& id) {
   const auto slash = id.rfind('/');
@@ -93,10 +82,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             orphans.push_back(destroyTree(container.id));
           }
           return actors::collect(orphans).then(actors::defer(self(), [this] {
-            std::vector<Future<Nothing>> stores;
-            if (parts_.dockerStore) stores.push_back(parts_.dockerStore->recover());
-            if (parts_.appcStore) stores.push_back(parts_.appcStore->recover());
-            return actors::collect(stores).then([](const std::vector<Nothing>&) { return Nothing{}; });
+            return forEachStore([](store::Store& store) { return store.recover(); });
           }));
         }));
   }
@@ -148,16 +134,16 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     }
     auto fetched = getImage(image);
     if (!fetched) {
-      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the " + providerOf(image) +
+      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the " + store::providerOf(image) +
                                                " image provider is not enabled (--image_providers)");
     }
     auto& info = infos_[id];
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
-    const bool appc = image.type() == messages::Image::APPC;
     Future<ProvisionInfo> provisioning =
-        fetched->then(actors::defer(self(), [this, id, started, appc](const store::ImageInfo& pulled) {
-          (appc ? appcPullMs_ : pullMs_) =
+        fetched->then(actors::defer(self(), [this, id, started, provider = store::providerOf(image)](
+                                                const store::ImageInfo& pulled) {
+          pullMs_[provider] =
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
           return makeRootfs(id, pulled);
         }));
@@ -173,7 +159,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     }
     const std::string backendName = parts_.defaultBackend;
     ContainerRootfs rootfs;
-    rootfs.set_id(uuid());
+    rootfs.set_id(actors::uuid());
     rootfs.set_backend(backendName);
     rootfs.set_image_key(pulled.image.key());
     for (const auto& layer : pulled.layers) rootfs.add_layers(layer);
@@ -210,7 +196,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         .then(actors::defer(self(), [this, image]() -> Future<messages::StoredImage> {
           auto fetched = getImage(image);
           if (!fetched) {
-            return Error(ErrorKind::Unsupported, "Failed to pull: the " + providerOf(image) +
+            return Error(ErrorKind::Unsupported, "Failed to pull: the " + store::providerOf(image) +
                                                      " image provider is not enabled (--image_providers)");
           }
           return fetched->then([](const store::ImageInfo& info) { return info.image; });
@@ -315,10 +301,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             }
           }
           ++prunes_;
-          std::vector<Future<Nothing>> stores;
-          if (parts_.dockerStore) stores.push_back(parts_.dockerStore->prune(excluded, active));
-          if (parts_.appcStore) stores.push_back(parts_.appcStore->prune(excluded, active));
-          return actors::collect(stores).then([](const std::vector<Nothing>&) { return Nothing{}; });
+          return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
         }))
         .onAny(actors::defer(self(), [this] { lock_.writeUnlock(); }));
   }
@@ -331,8 +314,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<std::vector<messages::StoredImage>> images() {
     std::vector<Future<std::vector<messages::StoredImage>>> stores;
-    if (parts_.dockerStore) stores.push_back(parts_.dockerStore->images());
-    if (parts_.appcStore) stores.push_back(parts_.appcStore->images());
+    for (const auto& [provider, store] : parts_.stores) stores.push_back(store->images());
     return actors::collect(stores).then([](const std::vector<std::vector<messages::StoredImage>>& lists) {
       std::vector<messages::StoredImage> all;
       for (const auto& list : lists) all.insert(all.end(), list.begin(), list.end());
@@ -343,8 +325,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   std::map<std::string, double> metrics() {
     return {
         {"containerizer/mesos/provisioner/remove_container_errors", static_cast<double>(removeContainerErrors_)},
-        {"containerizer/mesos/provisioner/docker_store/image_pull_ms", pullMs_},
-        {"provisioner/appc_store/image_fetch_ms", appcPullMs_},
+        {"containerizer/mesos/provisioner/docker_store/image_pull_ms", pullMs_[store::kDockerProvider]},
+        {"provisioner/appc_store/image_fetch_ms", pullMs_[store::kAppcProvider]},
         {"provisioner/containers", static_cast<double>(infos_.size())},
         {"provisioner/provisions", static_cast<double>(provisions_)},
         {"provisioner/destroys", static_cast<double>(destroys_)},
@@ -356,19 +338,20 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
  private:
   static std::string parentDir(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
-  // The store serving `image`'s type, asked for it; none when that
+  // The store serving `image`'s provider, asked for it; none when that
   // provider is off.
   std::optional<Future<store::ImageInfo>> getImage(const messages::Image& image) {
-    if (image.type() == messages::Image::APPC) {
-      if (!parts_.appcStore) return std::nullopt;
-      return parts_.appcStore->get(image);
-    }
-    if (!parts_.dockerStore) return std::nullopt;
-    return parts_.dockerStore->get(image);
+    auto it = parts_.stores.find(store::providerOf(image));
+    if (it == parts_.stores.end()) return std::nullopt;
+    return it->second->get(image);
   }
 
-  static std::string providerOf(const messages::Image& image) {
-    return image.type() == messages::Image::APPC ? "appc" : "docker";
+  // `call` on every store at once; READY when each is.
+  template <typename Call>
+  Future<Nothing> forEachStore(Call&& call) {
+    std::vector<Future<Nothing>> all;
+    for (const auto& [provider, store] : parts_.stores) all.push_back(call(*store));
+    return actors::collect(all).then([](const std::vector<Nothing>&) { return Nothing{}; });
   }
 
   backend::Backend* backend(const std::string& name) {
@@ -428,11 +411,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   std::map<std::string, std::shared_ptr<Info>> infos_;
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
-  double pullMs_ = 0, appcPullMs_ = 0;
-};
-
-struct Provisioner::Pid {
-  actors::PID<ProvisionerProcess> pid;
+  std::map<std::string, double> pullMs_;  // by provider: the last image pull's time
 };
 
 Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runtime& runtime) {
@@ -445,50 +424,44 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runti
   auto lock = lockWorkDir(parts.workDir);
   if (lock.isError()) return lock.error();
   auto process = std::make_unique<ProvisionerProcess>(runtime, std::move(parts));
-  return std::unique_ptr<Provisioner>(new Provisioner(std::move(process), runtime, *lock));
+  return std::unique_ptr<Provisioner>(new Provisioner(std::move(process), runtime, actors::fs::Fd(*lock)));
 }
 
-Provisioner::Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, int lockFd)
-    : process_(std::move(process)), pid_(std::make_unique<Pid>()), lockFd_(lockFd) {
-  pid_->pid = actors::spawn(runtime, *process_);
-}
+Provisioner::Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, actors::fs::Fd lock)
+    : lock_(std::move(lock)), process_(runtime, std::move(process)) {}
 
-Provisioner::~Provisioner() {
-  actors::terminate(pid_->pid);
-  actors::wait(pid_->pid);
-  if (lockFd_ >= 0) ::close(lockFd_);
-}
+Provisioner::~Provisioner() = default;
 
 Future<Nothing> Provisioner::recover(const std::set<std::string>& known) {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::recover, known);
+  return process_.dispatch(&ProvisionerProcess::recover, known);
 }
 
 Future<ProvisionInfo> Provisioner::provision(const std::string& id, const messages::Image& image) {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::provision, id, image);
+  return process_.dispatch(&ProvisionerProcess::provision, id, image);
 }
 
 Future<bool> Provisioner::destroy(const std::string& id) {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::destroy, id);
+  return process_.dispatch(&ProvisionerProcess::destroy, id);
 }
 
 Future<messages::StoredImage> Provisioner::pullImage(const messages::Image& image) {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::pullImage, image);
+  return process_.dispatch(&ProvisionerProcess::pullImage, image);
 }
 
 Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& excluded) {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::pruneImages, excluded);
+  return process_.dispatch(&ProvisionerProcess::pruneImages, excluded);
 }
 
 Future<std::vector<ContainerInfo>> Provisioner::containers() {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::containers);
+  return process_.dispatch(&ProvisionerProcess::containers);
 }
 
 Future<std::vector<messages::StoredImage>> Provisioner::images() {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::images);
+  return process_.dispatch(&ProvisionerProcess::images);
 }
 
 Future<std::map<std::string, double>> Provisioner::metrics() {
-  return actors::dispatch(pid_->pid, &ProvisionerProcess::metrics);
+  return process_.dispatch(&ProvisionerProcess::metrics);
 }
 
 Try<std::set<std::string>> Provisioner::containersOnDisk(const std::string& workDir) {

@@ -40,12 +40,14 @@
 #include <string>
 #include <vector>
 
+#include "actors/fs.hpp"
 #include "actors/future.hpp"
 #include "backend/backend.hpp"
 #include "messages/container.pb.h"
 #include "messages/image.pb.h"
-#include "store/appc_store.hpp"
+#include "actors/process_owner.hpp"
 #include "store/image_store.hpp"
+#include "store/store.hpp"
 
 namespace prov::actors {
 class Runtime;
@@ -114,8 +116,9 @@ class Provisioner {
   // For tests and embedders that bring their own parts.
   struct Parts {
     std::string workDir;
-    std::unique_ptr<store::ImageStore> dockerStore;  // null: the docker provider is off
-    std::unique_ptr<store::AppcStore> appcStore;     // null: the appc provider is off
+    // By provider (store::kDockerProvider, store::kAppcProvider); a
+    // provider without a store is off.
+    std::map<std::string, std::unique_ptr<store::Store>> stores;
     std::map<std::string, std::unique_ptr<backend::Backend>> backends;
     std::string defaultBackend;
     std::optional<ImageGcConfig> imageGc;
@@ -142,11 +145,9 @@ class Provisioner {
   static Try<std::set<std::string>> containersOnDisk(const std::string& workDir);
 
  private:
-  Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, int lockFd);
-  std::unique_ptr<ProvisionerProcess> process_;
-  struct Pid;
-  std::unique_ptr<Pid> pid_;
-  int lockFd_ = -1;
+  Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, actors::fs::Fd lock);
+  actors::fs::Fd lock_;  // released after the process stopped (members go in reverse order)
+  actors::ProcessOwner<ProvisionerProcess> process_;
 };
 
 // "a", "a/b": each part [A-Za-z0-9_.-]+, not "." or "..". InvalidArgument otherwise.

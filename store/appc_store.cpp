@@ -20,10 +20,11 @@
 #include "actors/runtime.hpp"
 #include "store/aci.hpp"
 #include "store/atomic_file.hpp"
+#include "store/gc.hpp"
 #include "store/layer_disk.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
-#include "store/shared_work.hpp"
+#include "actors/shared_work.hpp"
 
 namespace prov::store {
 
@@ -35,15 +36,6 @@ using messages::Image;
 using messages::StoredImage;
 
 namespace {
-
-std::string imagesDir(const std::string& store) { return store + "/images"; }
-std::string imageDir(const std::string& store, const std::string& id) { return imagesDir(store) + "/" + id; }
-std::string imageRootfs(const std::string& store, const std::string& id) { return imageDir(store, id) + "/rootfs"; }
-std::string imageManifest(const std::string& store, const std::string& id) { return imageDir(store, id) + "/manifest"; }
-std::string indexDir(const std::string& store) { return store + "/index"; }
-// The directories an image's rootfs/ only implies, one per line, until they
-// are settled against its dependencies (whose stack is known only then).
-std::string impliedFile(const std::string& store, const std::string& id) { return imageDir(store, id) + "/implied"; }
 
 // What a fetch made: the image's id and manifest.
 struct Fetched {
@@ -61,27 +53,25 @@ struct Found {
 // The store's directories made, staging/ and gc/ emptied, every image with
 // a readable manifest listed; the others are moved into gc/ and swept.
 Try<Found> scanStore(const std::string& store) {
-  for (const auto& dir : {imagesDir(store), paths::staging(store), paths::gc(store), indexDir(store)}) {
-    auto made = actors::fs::makeDirectories(dir);
-    if (made.isError()) return made.error();
-  }
+  auto made = makeDirectories(paths::appc::directories(store));
+  if (made.isError()) return made.error();
   auto staged = emptyDirectory(paths::staging(store));
   if (staged.isError()) return staged.error();
   Found found;
   std::vector<std::string> broken;
-  for (const auto& id : actors::fs::listDirectory(imagesDir(store))) {
-    std::ifstream in(imageManifest(store, id), std::ios::binary);
+  for (const auto& id : actors::fs::listDirectory(paths::appc::images(store))) {
+    std::ifstream in(paths::appc::manifest(store, id), std::ios::binary);
     std::stringstream bytes;
     bytes << in.rdbuf();
     auto manifest = fetcher::parseAppcManifest(bytes.str(), "image '" + id + "'");
     struct stat st {};
-    const bool hasRootfs = ::stat(imageRootfs(store, id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    const bool hasRootfs = ::stat(paths::appc::rootfs(store, id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
     if (fetcher::validateAppcImageId(id, "").isError() || manifest.isError() || !hasRootfs) {
-      broken.push_back(imageDir(store, id));
+      broken.push_back(paths::appc::image(store, id));
       found.dropped.push_back(id);
       continue;
     }
-    if (::stat(impliedFile(store, id).c_str(), &st) == 0) found.unsettled.insert(id);
+    if (::stat(paths::appc::implied(store, id).c_str(), &st) == 0) found.unsettled.insert(id);
     found.images.emplace(id, std::move(*manifest));
   }
   auto marked = markForGc(store, broken);
@@ -91,13 +81,72 @@ Try<Found> scanStore(const std::string& store) {
   return found;
 }
 
+// The ACI `aci` (fetched for `query`) extracted into `staging`, checked
+// against what was asked for, and renamed into images/<id>.
+Try<Fetched> commitAci(const AppcImage& query, const fetcher::AciFile& aci, const std::string& staging,
+                       const std::string& store, const ExtractLimits& limits, bool sync,
+                       const std::atomic<bool>& cancel) {
+  const std::string what = "the ACI of AppC image '" + query.name() + "' ('" + aci.source + "')";
+  auto contents = extractAci(aci.path, paths::appc::rootfsIn(staging), what, limits, &cancel);
+  if (aci.downloaded) ::unlink(aci.path.c_str());
+  if (contents.isError()) return contents.error();
+  if (contents->manifest.name() != query.name()) {
+    return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" +
+                                                 contents->manifest.name() + "', not '" + query.name() + "'");
+  }
+  for (const char* label : {"os", "arch"}) {
+    auto own = contents->manifest.labels().find(label);
+    const std::string& asked = query.labels().at(label);
+    if (own != contents->manifest.labels().end() && own->second != asked) {
+      return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" +
+                                                   own->second + "', not '" + asked + "' as asked for");
+    }
+  }
+  if (!query.id().empty() && contents->id != query.id()) {
+    return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + contents->id + "', not '" +
+                                                query.id() + "' as asked for");
+  }
+  auto written = writeFileAtomically(paths::appc::manifestIn(staging), contents->manifestJson);
+  if (written.isError()) return written.error();
+  std::string implied;
+  for (const auto& dir : contents->impliedDirs) implied += dir + "\n";
+  if (!implied.empty()) {
+    written = writeFileAtomically(paths::appc::impliedIn(staging), implied, sync);
+    if (written.isError()) return written.error();
+  }
+  auto committed = commitLayer(staging, paths::appc::rootfsIn(staging), {}, {},
+                               paths::appc::image(store, contents->id), sync);
+  if (committed.isError()) return committed.error();
+  return Fetched{contents->id, contents->manifest, !implied.empty()};
+}
+
+// The directories image `id` only implies (its implied file) settled
+// against `below` (its dependencies' rootfses, nearest first); the file then
+// goes.
+Try<Nothing> settleImage(const std::string& store, const std::string& id, const std::vector<std::string>& below,
+                         bool sync) {
+  const std::string file = paths::appc::implied(store, id);
+  std::ifstream in(file);
+  std::vector<std::string> implied;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) implied.push_back(line);
+  }
+  auto settled = settleImpliedDirs(paths::appc::rootfs(store, id), implied, below, sync);
+  if (settled.isError()) return settled.error();
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+    return Error(ErrorKind::IO, "Failed to remove '" + file + "': " + std::strerror(errno));
+  }
+  return Nothing{};
+}
+
 }  // namespace
 
 class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
  public:
   AppcStoreProcess(actors::Runtime& runtime, AppcStoreOptions options, std::shared_ptr<fetcher::AppcFetcher> fetcher)
       : actors::Process<AppcStoreProcess>("appc-store"), runtime_(runtime), options_(std::move(options)),
-        fetcher_(std::move(fetcher)), metadata_(runtime, indexDir(options_.storeDir)) {}
+        fetcher_(std::move(fetcher)), metadata_(runtime, paths::appc::index(options_.storeDir)),
+        gc_(runtime, options_.storeDir) {}
 
   void initialize() override {
     fetches_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
@@ -105,26 +154,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return scanStore(dir); })
-        .then(actors::defer(self(), [this](const Found& found) {
-          manifests_ = found.images;
-          unsettled_ = found.unsettled;
-          return metadata_.recover();
-        }))
-        .then(actors::defer(self(), [this](const std::vector<StoredImage>& entries) -> Future<Nothing> {
-          index_.clear();
-          std::vector<std::string> gone;
-          for (const auto& entry : entries) {
-            bool complete = entry.layer_ids_size() > 0;
-            for (const auto& id : entry.layer_ids()) complete = complete && manifests_.count(id) > 0;
-            if (complete) {
-              index_[entry.key()] = entry;
-            } else {
-              gone.push_back(entry.key());
-            }
-          }
-          if (gone.empty()) return Nothing{};
-          return metadata_.remove(gone);
-        }));
+        .then(actors::defer(self(), &Self::loadIndex));
   }
 
   Future<ImageInfo> get(const Image& image) {
@@ -144,21 +174,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     busy_[serial];
     auto resolution = std::make_shared<Resolution>();
     return resolve(*query, cached, {}, serial, resolution)
-        .then(actors::defer(self(), [this, key](const std::vector<std::string>& ids) -> Future<StoredImage> {
-          auto top = manifests_.find(ids.back());
-          if (top == manifests_.end()) {
-            return Error(ErrorKind::Unavailable, "AppC image '" + ids.back() + "' was removed while in use");
-          }
-          StoredImage stored;
-          stored.set_key(key);
-          stored.set_manifest_digest(ids.back());
-          for (const auto& id : ids) stored.add_layer_ids(id);
-          *stored.mutable_config() = fetcher::appcRuntimeConfig(top->second);
-          stored.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
-          index_[key] = stored;
-          return metadata_.put(stored);
-        }))
-        .then(actors::defer(self(), [this](const StoredImage& stored) { return infoOf(stored); }))
+        .then(actors::defer(self(), &Self::remember, key))
+        .then(actors::defer(self(), &Self::infoOf))
         .onAny(actors::defer(self(), [this, serial, resolution] {
           busy_.erase(serial);
           resolution->resolved.clear();  // its futures hold it: let go
@@ -175,47 +192,50 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     std::vector<std::string> forget;
     std::set<std::string> used;
     for (const auto& [key, entry] : index_) {
-      bool inUse = entry.layer_ids_size() > 0;
-      for (const auto& id : entry.layer_ids()) {
-        inUse = inUse && activePaths.count(imageRootfs(options_.storeDir, id)) > 0;
+      bool inUse = entry.appc().image_ids_size() > 0;
+      for (const auto& id : entry.appc().image_ids()) {
+        inUse = inUse && activePaths.count(paths::appc::rootfs(options_.storeDir, id)) > 0;
       }
       if (keep.count(key) == 0 && !inUse) {
         forget.push_back(key);
         continue;
       }
-      used.insert(entry.layer_ids().begin(), entry.layer_ids().end());
+      used.insert(entry.appc().image_ids().begin(), entry.appc().image_ids().end());
     }
     for (const auto& [serial, ids] : busy_) used.insert(ids.begin(), ids.end());
     std::vector<std::string> doomed;
     for (const auto& [id, manifest] : manifests_) {
-      if (used.count(id) == 0 && activePaths.count(imageRootfs(options_.storeDir, id)) == 0 &&
-          activePaths.count(imageManifest(options_.storeDir, id)) == 0) {
+      if (used.count(id) == 0 && activePaths.count(paths::appc::rootfs(options_.storeDir, id)) == 0 &&
+          activePaths.count(paths::appc::manifest(options_.storeDir, id)) == 0) {
         doomed.push_back(id);
       }
     }
     for (const auto& key : forget) index_.erase(key);
-    std::vector<std::string> paths;
+    std::vector<std::string> dirs;
     for (const auto& id : doomed) {
       manifests_.erase(id);
-      paths.push_back(imageDir(options_.storeDir, id));
+      dirs.push_back(paths::appc::image(options_.storeDir, id));
     }
-    const std::string dir = options_.storeDir;
-    Future<Nothing> pruned = metadata_.remove(forget)
-        .then(actors::defer(self(), [this, dir, paths] {
-          return actors::async(runtime_, [dir, paths] { return markForGc(dir, paths); });
-        }))
-        .then(actors::defer(self(), [this, dir](const std::vector<std::string>&) {
-          sweeping_ = actors::async(runtime_, [dir] { return sweepGc(dir); })
-                          .recover([](const Future<Nothing>&) { return Nothing{}; });
-          return Nothing{};
-        }));
-    pruning_ = pruned.recover([](const Future<Nothing>&) { return Nothing{}; });
-    return pruned;
+    return gc_.collect(metadata_.remove(forget), dirs);
   }
 
-  Future<Nothing> quiesce() {
-    return pruning_.then(actors::defer(self(), [this] { return sweeping_; }));
+  // The index entry for `key`: the image `ids` end with, made of `ids`.
+  Future<StoredImage> remember(const std::string& key, const std::vector<std::string>& ids) {
+    auto top = manifests_.find(ids.back());
+    if (top == manifests_.end()) {
+      return Error(ErrorKind::Unavailable, "AppC image '" + ids.back() + "' was removed while in use");
+    }
+    StoredImage stored;
+    stored.set_key(key);
+    stored.mutable_appc()->set_id(ids.back());
+    for (const auto& id : ids) stored.mutable_appc()->add_image_ids(id);
+    *stored.mutable_config() = fetcher::appcRuntimeConfig(top->second);
+    stored.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
+    index_[key] = stored;
+    return metadata_.put(stored);
   }
+
+  Future<Nothing> quiesce() { return gc_.quiesce(); }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;
@@ -227,9 +247,51 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   ImageInfo infoOf(const StoredImage& stored) const {
     ImageInfo info;
     info.image = stored;
-    for (const auto& id : stored.layer_ids()) info.layers.push_back(imageRootfs(options_.storeDir, id));
-    info.configPath = imageManifest(options_.storeDir, stored.manifest_digest());
+    for (const auto& id : stored.appc().image_ids()) {
+      info.layers.push_back(paths::appc::rootfs(options_.storeDir, id));
+    }
+    info.configPath = paths::appc::manifest(options_.storeDir, stored.appc().id());
     return info;
+  }
+
+  // ---- recover ----------------------------------------------------------------
+
+  Future<Nothing> loadIndex(const Found& found) {
+    manifests_ = found.images;
+    unsettled_ = found.unsettled;
+    return metadata_.recover().then(actors::defer(self(), &Self::keepCompleteEntries));
+  }
+
+  // The index cut to the entries whose images are all there; entries in the
+  // layout before session 5 moved into StoredImage::appc.
+  Future<Nothing> keepCompleteEntries(const std::vector<StoredImage>& entries) {
+    index_.clear();
+    std::vector<std::string> gone;
+    std::vector<Future<StoredImage>> migrated;
+    for (StoredImage entry : entries) {
+      const bool old = migrateEntry(entry);
+      if (!complete(entry)) {
+        gone.push_back(entry.key());
+        continue;
+      }
+      index_[entry.key()] = entry;
+      if (old) migrated.push_back(metadata_.put(entry));
+    }
+    return actors::collect(migrated).then(actors::defer(self(), [this, gone](const std::vector<StoredImage>&) {
+      return gone.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(gone);
+    }));
+  }
+
+  // Until session 5 an entry kept the image's id in manifest_digest and the
+  // ids it is made of in layer_ids. True when `entry` was in that layout
+  // (and is now in StoredImage::appc).
+  static bool migrateEntry(StoredImage& entry) {
+    if (entry.has_appc() || entry.layer_ids_size() == 0) return false;
+    auto* appc = entry.mutable_appc();
+    appc->set_id(entry.manifest_digest());
+    appc->mutable_image_ids()->Swap(entry.mutable_layer_ids());
+    entry.clear_manifest_digest();
+    return true;
   }
 
   // One get's walk over the dependency tree: each image resolved once
@@ -254,44 +316,53 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     chain.push_back(key);
     Future<std::vector<std::string>> ids =
         fetchImage(query, cached, serial)
-            .then(actors::defer(self(), [this, query, cached, chain, serial, resolution](const std::string& id) mutable
-                                    -> Future<std::vector<std::string>> {
-              if (std::find(chain.begin(), chain.end(), id) != chain.end()) return cycleError(chain, id);
-              chain.push_back(id);
-              auto own = manifests_.find(id);
-              if (own == manifests_.end()) {
-                return Error(ErrorKind::Unavailable, "AppC image '" + id + "' was removed while in use");
-              }
-              const AppcManifest& manifest = own->second;
-              const std::string what = "Failed to resolve the dependencies of AppC image '" + manifest.name() + "'";
-              std::vector<Future<std::vector<std::string>>> dependencies;
-              std::set<std::string> listed;
-              for (const auto& dependency : manifest.dependencies()) {
-                auto dq = fetcher::withDefaultLabels(fetcher::dependencyImage(dependency));
-                if (dq.isError()) return dq.error().withContext(what);
-                if (!listed.insert(fullKey(*dq)).second) continue;  // listed twice
-                dependencies.push_back(resolve(*dq, cached, chain, serial, resolution));
-              }
-              return actors::collect(dependencies)
-                  .then([id](const std::vector<std::vector<std::string>>& lists) {
-                    std::vector<std::string> ids;
-                    std::set<std::string> seen;
-                    for (const auto& list : lists) {
-                      for (const auto& each : list) {
-                        if (seen.insert(each).second) ids.push_back(each);
-                      }
-                    }
-                    if (seen.insert(id).second) ids.push_back(id);
-                    return ids;
-                  })
-                  .then(actors::defer(self(), [this](const std::vector<std::string>& ids) { return settle(ids); }))
-                  .repair([what](const Future<std::vector<std::string>>& failed) -> Future<std::vector<std::string>> {
-                    const Error& error = failed.failure();
-                    if (error.message.starts_with("Failed to resolve the dependencies of")) return error;
-                    return error.withContext(what);
-                  });
-            }));
+            .then(actors::defer(self(), &Self::resolveDependencies, cached, chain, serial, resolution));
     resolution->resolved.emplace(key, ids);
+    return ids;
+  }
+
+  // `id` (fetched for the last key of `chain`) after its dependencies, each
+  // resolved as resolve() does, and settled against them.
+  Future<std::vector<std::string>> resolveDependencies(bool cached, std::vector<std::string> chain,
+                                                       std::uint64_t serial,
+                                                       const std::shared_ptr<Resolution>& resolution,
+                                                       const std::string& id) {
+    if (std::find(chain.begin(), chain.end(), id) != chain.end()) return cycleError(chain, id);
+    chain.push_back(id);
+    auto own = manifests_.find(id);
+    if (own == manifests_.end()) {
+      return Error(ErrorKind::Unavailable, "AppC image '" + id + "' was removed while in use");
+    }
+    const AppcManifest& manifest = own->second;
+    const std::string what = "Failed to resolve the dependencies of AppC image '" + manifest.name() + "'";
+    std::vector<Future<std::vector<std::string>>> dependencies;
+    std::set<std::string> listed;
+    for (const auto& dependency : manifest.dependencies()) {
+      auto query = fetcher::withDefaultLabels(fetcher::dependencyImage(dependency));
+      if (query.isError()) return query.error().withContext(what);
+      if (!listed.insert(fullKey(*query)).second) continue;  // listed twice
+      dependencies.push_back(resolve(*query, cached, chain, serial, resolution));
+    }
+    return actors::collect(dependencies)
+        .then([id](const std::vector<std::vector<std::string>>& lists) { return mergeIds(lists, id); })
+        .then(actors::defer(self(), &Self::settle))
+        .repair([what](const Future<std::vector<std::string>>& failed) -> Future<std::vector<std::string>> {
+          const Error& error = failed.failure();
+          if (error.message.starts_with("Failed to resolve the dependencies of")) return error;
+          return error.withContext(what);
+        });
+  }
+
+  // The dependencies' ids in order, each once, then `id`.
+  static std::vector<std::string> mergeIds(const std::vector<std::vector<std::string>>& lists, const std::string& id) {
+    std::vector<std::string> ids;
+    std::set<std::string> seen;
+    for (const auto& list : lists) {
+      for (const auto& each : list) {
+        if (seen.insert(each).second) ids.push_back(each);
+      }
+    }
+    if (seen.insert(id).second) ids.push_back(id);
     return ids;
   }
 
@@ -301,24 +372,10 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     const std::string id = ids.back();
     if (unsettled_.count(id) == 0) return ids;
     std::vector<std::string> below;
-    for (auto it = ids.rbegin() + 1; it != ids.rend(); ++it) below.push_back(imageRootfs(options_.storeDir, *it));
-    const std::string store = options_.storeDir;
-    const bool sync = options_.syncImages;
-    return actors::async(runtime_,
-                         [store, id, below, sync]() -> Try<Nothing> {
-                           std::ifstream in(impliedFile(store, id));
-                           std::vector<std::string> implied;
-                           for (std::string line; std::getline(in, line);) {
-                             if (!line.empty()) implied.push_back(line);
-                           }
-                           auto settled = settleImpliedDirs(imageRootfs(store, id), implied, below, sync);
-                           if (settled.isError()) return settled.error();
-                           if (::unlink(impliedFile(store, id).c_str()) != 0 && errno != ENOENT) {
-                             return Error(ErrorKind::IO, "Failed to remove '" + impliedFile(store, id) +
-                                                             "': " + std::strerror(errno));
-                           }
-                           return Nothing{};
-                         })
+    for (auto it = ids.rbegin() + 1; it != ids.rend(); ++it) below.push_back(paths::appc::rootfs(options_.storeDir, *it));
+    return actors::async(runtime_, [store = options_.storeDir, id, below, sync = options_.syncImages] {
+             return settleImage(store, id, below, sync);
+           })
         .then(actors::defer(self(), [this, ids, id] {
           unsettled_.erase(id);
           return ids;
@@ -340,8 +397,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   bool complete(const StoredImage& entry) const {
-    if (entry.layer_ids_size() == 0) return false;
-    for (const auto& id : entry.layer_ids()) {
+    if (entry.appc().image_ids_size() == 0) return false;
+    for (const auto& id : entry.appc().image_ids()) {
       if (manifests_.count(id) == 0) return false;
     }
     return true;
@@ -364,7 +421,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         return hold(alias->second);
       }
       if (auto it = index_.find(key); it != index_.end() && complete(it->second)) {
-        return hold(it->second.manifest_digest());
+        return hold(it->second.appc().id());
       }
       // An image in images/ whose manifest has the name and every label
       // asked for (one put there by hand, or fetched under another query);
@@ -394,51 +451,13 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   Future<Fetched> download(const AppcImage& query) {
-    const std::string store = options_.storeDir;
-    const std::string staging = paths::staging(store) + "/" + randomName();
+    const std::string staging = paths::randomChild(paths::staging(options_.storeDir));
     auto cancel = std::make_shared<std::atomic<bool>>(false);
-    auto made = actors::async(runtime_, [staging] { return actors::fs::makeDirectories(staging + "/rootfs"); });
+    auto made = actors::async(runtime_, [staging] { return actors::fs::makeDirectories(paths::appc::rootfsIn(staging)); });
     auto fetched = made.then([fetcher = fetcher_, query, staging](const Nothing&) {
       return fetcher->fetch(query, staging);
     });
-    const ExtractLimits limits = options_.limits;
-    const bool sync = options_.syncImages;
-    Future<Fetched> result =
-        fetched.then(actors::defer(self(), [this, query, staging, store, limits, sync, cancel](const fetcher::AciFile& aci) {
-          return actors::async(runtime_, [query, staging, store, limits, sync, cancel, aci]() -> Try<Fetched> {
-            const std::string what = "the ACI of AppC image '" + query.name() + "' ('" + aci.source + "')";
-            auto contents = extractAci(aci.path, staging + "/rootfs", what, limits, cancel.get());
-            if (aci.downloaded) ::unlink(aci.path.c_str());
-            if (contents.isError()) return contents.error();
-            if (contents->manifest.name() != query.name()) {
-              return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" +
-                                                           contents->manifest.name() + "', not '" + query.name() + "'");
-            }
-            for (const char* label : {"os", "arch"}) {
-              auto own = contents->manifest.labels().find(label);
-              const std::string& asked = query.labels().at(label);
-              if (own != contents->manifest.labels().end() && own->second != asked) {
-                return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" +
-                                                             own->second + "', not '" + asked + "' as asked for");
-              }
-            }
-            if (!query.id().empty() && contents->id != query.id()) {
-              return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + contents->id +
-                                                          "', not '" + query.id() + "' as asked for");
-            }
-            auto written = writeFileAtomically(staging + "/manifest", contents->manifestJson);
-            if (written.isError()) return written.error();
-            std::string implied;
-            for (const auto& dir : contents->impliedDirs) implied += dir + "\n";
-            if (!implied.empty()) {
-              written = writeFileAtomically(staging + "/implied", implied, sync);
-              if (written.isError()) return written.error();
-            }
-            auto committed = commitLayer(staging, staging + "/rootfs", {}, {}, imageDir(store, contents->id), sync);
-            if (committed.isError()) return committed.error();
-            return Fetched{contents->id, contents->manifest, !implied.empty()};
-          });
-        }));
+    Future<Fetched> result = fetched.then(actors::defer(self(), &Self::storeAci, query, staging, cancel));
     // Whatever happened, staging/<random> goes (a commit renamed it away)
     // before the caller hears of it.
     auto promise = std::make_shared<Promise<Fetched>>();
@@ -447,16 +466,29 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       fetched.discard();
       result.discard();
     });
-    result.onAny(actors::defer(self(), [this, staging, promise](const Future<Fetched>& done) {
-      if (done.isReady()) {
-        manifests_[done->id] = done->manifest;
-        if (done->unsettled) unsettled_.insert(done->id);
-        storedAt_[done->id] = ++stores_;
-      }
-      actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
-          .onAny([promise, done](const Future<bool>&) { promise->associate(done); });
-    }));
+    result.onAny(actors::defer(self(), &Self::downloaded, staging, promise));
     return promise->future();
+  }
+
+  // On the blocking pool: the fetched ACI extracted into `staging`, checked
+  // against `query` and committed as images/<id>.
+  Future<Fetched> storeAci(const AppcImage& query, const std::string& staging,
+                           const std::shared_ptr<std::atomic<bool>>& cancel, const fetcher::AciFile& aci) {
+    return actors::async(runtime_, [query, staging, cancel, aci, store = options_.storeDir, limits = options_.limits,
+                                    sync = options_.syncImages] {
+      return commitAci(query, aci, staging, store, limits, sync, *cancel);
+    });
+  }
+
+  void downloaded(const std::string& staging, const std::shared_ptr<Promise<Fetched>>& promise,
+                  const Future<Fetched>& done) {
+    if (done.isReady()) {
+      manifests_[done->id] = done->manifest;
+      if (done->unsettled) unsettled_.insert(done->id);
+      storedAt_[done->id] = ++stores_;
+    }
+    actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
+        .onAny([promise, done](const Future<bool>&) { promise->associate(done); });
   }
 
   actors::Runtime& runtime_;
@@ -471,52 +503,38 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   std::map<std::string, std::uint64_t> storedAt_;  // id -> order stored in (this process)
   std::uint64_t stores_ = 0;
   std::uint64_t gets_ = 0;
-  SharedWork<Fetched> fetches_;
-  Future<Nothing> sweeping_ = Nothing{};
-  Future<Nothing> pruning_ = Nothing{};
-};
-
-struct AppcStore::Pid {
-  actors::PID<AppcStoreProcess> pid;
+  actors::SharedWork<Fetched> fetches_;
+  GarbageCollector gc_;
 };
 
 Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, AppcStoreOptions options,
                                                   std::shared_ptr<fetcher::AppcFetcher> fetcher) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The AppC store needs a directory");
   if (!fetcher) return Error(ErrorKind::InvalidArgument, "The AppC store needs a fetcher");
-  for (const auto& dir : {imagesDir(options.storeDir), paths::staging(options.storeDir), paths::gc(options.storeDir),
-                          indexDir(options.storeDir)}) {
-    auto made = actors::fs::makeDirectories(dir);
-    if (made.isError()) return made.error();
-  }
+  auto made = makeDirectories(paths::appc::directories(options.storeDir));
+  if (made.isError()) return made.error();
   auto process = std::make_unique<AppcStoreProcess>(runtime, std::move(options), std::move(fetcher));
   return std::unique_ptr<AppcStore>(new AppcStore(std::move(process), runtime));
 }
 
 AppcStore::AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime)
-    : process_(std::move(process)), pid_(std::make_unique<Pid>()) {
-  pid_->pid = actors::spawn(runtime, *process_);
-}
+    : process_(runtime, std::move(process)) {}
 
-AppcStore::~AppcStore() {
-  auto quiet = actors::dispatch(pid_->pid, &AppcStoreProcess::quiesce);
-  quiet.waitFor(std::chrono::minutes(5));
-  actors::terminate(pid_->pid);
-  actors::wait(pid_->pid);
-}
+// ProcessOwner waits for a gc/ sweep in the background first (quiesce()).
+AppcStore::~AppcStore() = default;
 
-Future<Nothing> AppcStore::recover() { return actors::dispatch(pid_->pid, &AppcStoreProcess::recover); }
+Future<Nothing> AppcStore::recover() { return process_.dispatch(&AppcStoreProcess::recover); }
 
 Future<ImageInfo> AppcStore::get(const Image& image) {
-  return actors::dispatch(pid_->pid, &AppcStoreProcess::get, image);
+  return process_.dispatch(&AppcStoreProcess::get, image);
 }
 
 Future<Nothing> AppcStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
-  return actors::dispatch(pid_->pid, &AppcStoreProcess::prune, excluded, activePaths);
+  return process_.dispatch(&AppcStoreProcess::prune, excluded, activePaths);
 }
 
 Future<std::vector<StoredImage>> AppcStore::images() {
-  return actors::dispatch(pid_->pid, &AppcStoreProcess::images);
+  return process_.dispatch(&AppcStoreProcess::images);
 }
 
 }  // namespace prov::store

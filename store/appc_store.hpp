@@ -1,7 +1,8 @@
 #pragma once
 
-// The AppC image store (Mesos appc/store.cpp, with its gaps closed). An
-// actor; every call may come from any thread.
+// The AppC image store (Mesos appc/store.cpp, with its gaps closed): the
+// "appc" provider's Store (store/store.hpp). An actor; every call may come
+// from any thread.
 //
 //   <appc_store_dir>/
 //     images/sha512-<hex>/manifest   the image's manifest, as in its ACI
@@ -39,9 +40,10 @@
 #include <vector>
 
 #include "actors/future.hpp"
+#include "actors/process_owner.hpp"
 #include "fetcher/appc.hpp"
 #include "messages/image.pb.h"
-#include "store/image_store.hpp"
+#include "store/store.hpp"
 #include "store/tar_apply.hpp"
 
 namespace prov::actors {
@@ -58,24 +60,23 @@ struct AppcStoreOptions {
 
 class AppcStoreProcess;
 
-class AppcStore {
+class AppcStore final : public Store {
  public:
   // Makes the store's directories; IO error when it cannot.
   static Try<std::unique_ptr<AppcStore>> create(actors::Runtime& runtime, AppcStoreOptions options,
                                                 std::shared_ptr<fetcher::AppcFetcher> fetcher);
-  ~AppcStore();
+  ~AppcStore() override;
 
-  actors::Future<Nothing> recover();
+  Future<Nothing> recover() override;
   // ImageInfo::configPath is the image's manifest file.
-  actors::Future<ImageInfo> get(const messages::Image& image);
-  actors::Future<Nothing> prune(const std::vector<messages::Image>& excluded, const std::set<std::string>& activePaths);
-  actors::Future<std::vector<messages::StoredImage>> images();
+  Future<ImageInfo> get(const messages::Image& image) override;
+  Future<Nothing> prune(const std::vector<messages::Image>& excluded,
+                        const std::set<std::string>& activePaths) override;
+  Future<std::vector<messages::StoredImage>> images() override;
 
  private:
   AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime);
-  std::unique_ptr<AppcStoreProcess> process_;
-  struct Pid;
-  std::unique_ptr<Pid> pid_;
+  actors::ProcessOwner<AppcStoreProcess> process_;
 };
 
 }  // namespace prov::store

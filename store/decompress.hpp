@@ -18,15 +18,15 @@
 #include <string_view>
 
 #include "fetcher/manifest.hpp"
-#include "fetcher/types.hpp"
+#include "actors/error.hpp"
 
 namespace prov::store {
 
 using fetcher::Compression;
-using fetcher::Error;
-using fetcher::ErrorKind;
-using fetcher::Nothing;
-using fetcher::Try;
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
 
 inline constexpr std::size_t kOutputChunk = 256 * 1024;
 

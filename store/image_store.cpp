@@ -1,7 +1,6 @@
 #include "store/image_store.hpp"
 
 #include <ctime>
-#include <deque>
 #include <filesystem>
 #include <map>
 
@@ -12,14 +11,16 @@
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
+#include "actors/slots.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
 #include "store/atomic_file.hpp"
+#include "store/gc.hpp"
 #include "store/layer_disk.hpp"
 #include "store/layer_stream.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
-#include "store/shared_work.hpp"
+#include "actors/shared_work.hpp"
 
 namespace prov::store {
 
@@ -62,7 +63,7 @@ namespace {
 
 struct Staged {
   std::string dir;     // staging/<random>
-  std::string rootfs;  // dir + "/rootfs"
+  std::string rootfs;  // paths::stagedRootfs(dir)
   std::vector<std::string> impliedDirs;
 };
 
@@ -114,7 +115,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
  public:
   ImageStoreProcess(actors::Runtime& runtime, ImageStoreOptions options, PullerFor pullerFor)
       : actors::Process<ImageStoreProcess>("docker-store"), runtime_(runtime), options_(std::move(options)),
-        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir) {}
+        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir), gc_(runtime, options_.storeDir) {}
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
@@ -203,34 +204,19 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (usedLayers.count(id) == 0 && activePaths.count(rootfs) == 0) doomed.push_back(paths::layer(options_.storeDir, id));
     }
     for (const auto& name : configFiles_) {
-      const std::string path = paths::configs(options_.storeDir) + "/" + name;
+      const std::string path = paths::config(options_.storeDir, name);
       if (usedConfigs.count(name) == 0 && activePaths.count(path) == 0) doomed.push_back(path);
     }
     for (const auto& key : forget) images_.erase(key);
     for (const auto& path : doomed) {
-      committed_.erase("sha256:" + path.substr(path.rfind('/') + 1));
-      configFiles_.erase(path.substr(path.rfind('/') + 1));
+      committed_.erase(paths::chainIdOfLayer(path));
+      configFiles_.erase(paths::baseName(path));
     }
-    const std::string dir = options_.storeDir;
-    Future<Nothing> pruned = metadata_.remove(forget)
-        .then(actors::defer(self(), [this, dir, doomed] {
-          return actors::async(runtime_, [dir, doomed] { return markForGc(dir, doomed); });
-        }))
-        .then(actors::defer(self(), [this, dir](const std::vector<std::string>&) {
-          // The sweep runs on after prune() returns; the store's owner waits
-          // for it before the store goes away (quiesce()).
-          sweeping_ = actors::async(runtime_, [dir] { return sweepGc(dir); })
-                          .recover([](const Future<Nothing>&) { return Nothing{}; });
-          return Nothing{};
-        }));
-    pruning_ = pruned.recover([](const Future<Nothing>&) { return Nothing{}; });
-    return pruned;
+    return gc_.collect(metadata_.remove(forget), doomed);
   }
 
   // READY once no prune and no background sweep runs.
-  Future<Nothing> quiesce() {
-    return pruning_.then(actors::defer(self(), [this] { return sweeping_; }));
-  }
+  Future<Nothing> quiesce() { return gc_.quiesce(); }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;
@@ -246,11 +232,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto post = [pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); };
     pulls_.setPost(post);
     layerPulls_.setPost(post);
-    maxSlots_ = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
-                                                 : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
+    std::size_t slots = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
+                                                         : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
     // A layer job holds a blocking thread while it waits for bytes; the
     // puller's hashing needs one too.
-    if (runtime_.blockingThreads() > 1) maxSlots_ = std::min(maxSlots_, runtime_.blockingThreads() - 1);
+    if (runtime_.blockingThreads() > 1) slots = std::min(slots, runtime_.blockingThreads() - 1);
+    slots_.setCount(slots);
   }
 
  private:
@@ -375,7 +362,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     const std::string id = ids[i];
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
-    Future<Nothing> pulled = acquireSlot()
+    Future<Nothing> pulled = slots_.acquire()
         .then(actors::defer(self(), [this, image, puller, resolved, blob, stream, reporter] {
           if (reporter) reporter->report(LayerProgress::Phase::Downloading);
           return extract(image, puller, resolved, blob, stream, reporter);
@@ -405,8 +392,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                          const ResolvedImage& resolved, const messages::Descriptor& blob,
                          const LayerStreamOptions& options, const std::shared_ptr<LayerReporter>& reporter) {
-    const std::string dir = paths::staging(options_.storeDir) + "/" + randomName();
-    auto stream = LayerStream::start(runtime_, dir + "/rootfs", options);
+    const std::string dir = paths::randomChild(paths::staging(options_.storeDir));
+    auto stream = LayerStream::start(runtime_, paths::stagedRootfs(dir), options);
     std::shared_ptr<fetcher::ByteSink> sink = stream;
     if (reporter) sink = std::make_shared<CountingSink>(stream, reporter);
     Future<Nothing> fetched = puller->fetchBlob(image, resolved, blob, sink);
@@ -426,9 +413,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     Future<ExtractedLayer> extracted = stream->result();
     actors::await(fetched, extracted)
         .onAny(actors::defer(self(), [this, dir, fetched, extracted, promise, what = options.apply.what] {
-          releaseSlot();
+          slots_.release();
           if (fetched.isReady() && extracted.isReady()) {
-            promise->set(Staged{dir, dir + "/rootfs", extracted->applied.impliedDirs});
+            promise->set(Staged{dir, paths::stagedRootfs(dir), extracted->applied.impliedDirs});
             return;
           }
           std::optional<Error> error;
@@ -446,32 +433,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return promise->future();
   }
 
-  // At most maxSlots_ layers download and extract at once, first come first
-  // served.
-  Future<Nothing> acquireSlot() {
-    if (slotsInUse_ < maxSlots_) {
-      ++slotsInUse_;
-      return Nothing{};
-    }
-    auto waiter = std::make_shared<Promise<Nothing>>();
-    slotWaiters_.push_back(waiter);
-    return waiter->future();
-  }
-
-  void releaseSlot() {
-    while (!slotWaiters_.empty()) {
-      auto next = std::move(slotWaiters_.front());
-      slotWaiters_.pop_front();
-      if (next->future().hasDiscard()) {
-        next->discard();
-        continue;
-      }
-      next->set(Nothing{});  // the slot passes on
-      return;
-    }
-    --slotsInUse_;
-  }
-
   actors::Runtime& runtime_;
   const ImageStoreOptions options_;
   const PullerFor pullerFor_;
@@ -481,61 +442,46 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::set<std::string> configFiles_;  // names in configs/
   std::multimap<std::string, std::string> inflightConfigs_;  // pull key -> config hex
   std::multimap<std::string, std::string> inflightLayers_;   // pull key -> chain ids it needs
-  SharedWork<ImageInfo> pulls_;
-  SharedWork<Nothing> layerPulls_;
-  Future<Nothing> sweeping_ = Nothing{};
-  Future<Nothing> pruning_ = Nothing{};
-  std::size_t maxSlots_ = 1;
-  std::size_t slotsInUse_ = 0;
-  std::deque<std::shared_ptr<Promise<Nothing>>> slotWaiters_;
-};
-
-struct ImageStore::Pid {
-  actors::PID<ImageStoreProcess> pid;
+  actors::SharedWork<ImageInfo> pulls_;
+  actors::SharedWork<Nothing> layerPulls_;
+  GarbageCollector gc_;
+  // At most this many layers download and extract at once, first come
+  // first served.
+  actors::Slots slots_;
 };
 
 Try<std::unique_ptr<ImageStore>> ImageStore::create(actors::Runtime& runtime, ImageStoreOptions options,
                                                     PullerFor pullerFor) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The image store needs a directory");
-  for (const auto& dir : {paths::staging(options.storeDir), paths::layers(options.storeDir),
-                          paths::configs(options.storeDir), paths::gc(options.storeDir)}) {
-    auto made = actors::fs::makeDirectories(dir);
-    if (made.isError()) return made.error();
-  }
+  auto made = makeDirectories(paths::directories(options.storeDir));
+  if (made.isError()) return made.error();
   auto process = std::make_unique<ImageStoreProcess>(runtime, std::move(options), std::move(pullerFor));
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(process), runtime));
 }
 
 ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime)
-    : process_(std::move(process)), pid_(std::make_unique<Pid>()) {
-  pid_->pid = actors::spawn(runtime, *process_);
-}
+    : process_(runtime, std::move(process)) {}
 
-ImageStore::~ImageStore() {
-  // A gc/ sweep in the background finishes first: the directory it deletes
-  // in may go away with the store's owner.
-  auto sweep = actors::dispatch(pid_->pid, &ImageStoreProcess::quiesce);
-  sweep.waitFor(std::chrono::minutes(5));
-  actors::terminate(pid_->pid);
-  actors::wait(pid_->pid);
-}
+// ProcessOwner lets a gc/ sweep in the background finish first (quiesce()):
+// the directory it deletes in may go away with the store's owner.
+ImageStore::~ImageStore() = default;
 
-Future<Nothing> ImageStore::recover() { return actors::dispatch(pid_->pid, &ImageStoreProcess::recover); }
+Future<Nothing> ImageStore::recover() { return process_.dispatch(&ImageStoreProcess::recover); }
 
 Future<ImageInfo> ImageStore::get(const Image& image) {
-  return actors::dispatch(pid_->pid, &ImageStoreProcess::get, image);
+  return process_.dispatch(&ImageStoreProcess::get, image);
 }
 
 Future<Nothing> ImageStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
-  return actors::dispatch(pid_->pid, &ImageStoreProcess::prune, excluded, activePaths);
+  return process_.dispatch(&ImageStoreProcess::prune, excluded, activePaths);
 }
 
 Future<std::vector<StoredImage>> ImageStore::images() {
-  return actors::dispatch(pid_->pid, &ImageStoreProcess::images);
+  return process_.dispatch(&ImageStoreProcess::images);
 }
 
 Future<std::string> ImageStore::recoveryWarning() {
-  return actors::dispatch(pid_->pid, &ImageStoreProcess::recoveryWarning);
+  return process_.dispatch(&ImageStoreProcess::recoveryWarning);
 }
 
 }  // namespace prov::store

@@ -1,7 +1,8 @@
 #pragma once
 
 // The image store for Docker and OCI images (Mesos docker/store.cpp, with
-// its gaps closed). An actor; every call may come from any thread.
+// its gaps closed): the "docker" provider's Store (store/store.hpp). An
+// actor; every call may come from any thread.
 //
 // get(image): the image's layers (extracted, verified) and config.
 //   - Cached by the image's normalised key, so `busybox`, `busybox:latest`
@@ -45,8 +46,10 @@
 #include <vector>
 
 #include "actors/future.hpp"
+#include "actors/process_owner.hpp"
 #include "fetcher/puller.hpp"
 #include "messages/image.pb.h"
+#include "store/store.hpp"
 #include "store/tar_apply.hpp"
 
 namespace prov::actors {
@@ -95,12 +98,6 @@ struct ImageStoreOptions {
 // The puller for an image (by its type and source); null when none serves it.
 using PullerFor = std::function<std::shared_ptr<fetcher::Puller>(const messages::Image&)>;
 
-struct ImageInfo {
-  messages::StoredImage image;
-  std::vector<std::string> layers;  // layer rootfs directories, base first
-  std::string configPath;           // empty when the image has no config blob (schema 1)
-};
-
 // The normalised key of an image: "docker://docker.io/library/busybox:latest",
 // "oci:/abs/dir:tag", "docker-archive:/abs/file". InvalidArgument for a bad
 // reference.
@@ -111,25 +108,24 @@ std::vector<std::string> chainIds(const std::vector<std::string>& diffIds);
 
 class ImageStoreProcess;
 
-class ImageStore {
+class ImageStore final : public Store {
  public:
   // Makes the store's directories; IO error when it cannot.
   static Try<std::unique_ptr<ImageStore>> create(actors::Runtime& runtime, ImageStoreOptions options,
                                                  PullerFor pullerFor);
-  ~ImageStore();
+  ~ImageStore() override;
 
-  actors::Future<Nothing> recover();
-  actors::Future<ImageInfo> get(const messages::Image& image);
-  actors::Future<Nothing> prune(const std::vector<messages::Image>& excluded, const std::set<std::string>& activePaths);
-  actors::Future<std::vector<messages::StoredImage>> images();
+  Future<Nothing> recover() override;
+  Future<ImageInfo> get(const messages::Image& image) override;
+  Future<Nothing> prune(const std::vector<messages::Image>& excluded,
+                        const std::set<std::string>& activePaths) override;
+  Future<std::vector<messages::StoredImage>> images() override;
   // Why recover() found no usable index, if so ("" otherwise).
-  actors::Future<std::string> recoveryWarning();
+  Future<std::string> recoveryWarning();
 
  private:
   ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime);
-  std::unique_ptr<ImageStoreProcess> process_;
-  struct Pid;
-  std::unique_ptr<Pid> pid_;
+  actors::ProcessOwner<ImageStoreProcess> process_;
 };
 
 }  // namespace prov::store

@@ -13,8 +13,8 @@
 
 namespace prov::store {
 
-using fetcher::Error;
-using fetcher::ErrorKind;
+using actors::Error;
+using actors::ErrorKind;
 
 namespace {
 
@@ -43,6 +43,14 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
 }
 
 }  // namespace
+
+Try<Nothing> makeDirectories(const std::vector<std::string>& dirs) {
+  for (const auto& dir : dirs) {
+    auto made = actors::fs::makeDirectories(dir);
+    if (made.isError()) return made.error();
+  }
+  return Nothing{};
+}
 
 Try<Nothing> emptyDirectory(const std::string& dir) {
   for (const auto& name : actors::fs::listDirectory(dir)) {
@@ -94,11 +102,8 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
 }
 
 Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
-  for (const auto& dir : {paths::staging(storeDir), paths::layers(storeDir), paths::configs(storeDir),
-                          paths::gc(storeDir)}) {
-    auto made = actors::fs::makeDirectories(dir);
-    if (made.isError()) return made.error();
-  }
+  auto made = makeDirectories(paths::directories(storeDir));
+  if (made.isError()) return made.error();
   auto staged = emptyDirectory(paths::staging(storeDir));
   if (staged.isError()) return staged.error();
   auto swept = sweepGc(storeDir);
@@ -106,8 +111,8 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
   StoreContents contents;
   for (const auto& name : actors::fs::listDirectory(paths::layers(storeDir))) {
     struct stat st {};
-    if (::stat((paths::layers(storeDir) + "/" + name + "/rootfs").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      contents.layers.insert("sha256:" + name);
+    if (::stat(paths::layerRootfs(storeDir, name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      contents.layers.insert(paths::chainIdOfLayer(name));
     }
   }
   for (const auto& name : actors::fs::listDirectory(paths::configs(storeDir))) {
@@ -119,12 +124,12 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
 Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths) {
   std::vector<std::string> marked;
   for (const auto& path : paths) {
-    const std::string name = randomName();
-    if (::rename(path.c_str(), (paths::gc(storeDir) + "/" + name).c_str()) != 0) {
+    const std::string target = paths::randomChild(paths::gc(storeDir));
+    if (::rename(path.c_str(), target.c_str()) != 0) {
       if (errno == ENOENT) continue;
       return ioError("move into gc/", path);
     }
-    marked.push_back(name);
+    marked.push_back(paths::baseName(target));
   }
   if (!marked.empty()) {
     auto synced = syncDirectory(paths::gc(storeDir));

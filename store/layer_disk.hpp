@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "fetcher/types.hpp"
+#include "actors/error.hpp"
 
 namespace prov::store {
 
-using fetcher::Nothing;
-using fetcher::Try;
+using actors::Nothing;
+using actors::Try;
 
 // Gives each of `impliedDirs` (relative to `rootfs`) the owner, mode and
 // times of the same directory in the nearest of `parentRootfses` (nearest
@@ -40,6 +40,9 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir);
 // Renames each path into gc/ (missing ones are skipped); returns the names
 // made there.
 Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::vector<std::string>& paths);
+
+// Makes each of `dirs` and its missing parents.
+Try<Nothing> makeDirectories(const std::vector<std::string>& dirs);
 
 // Deletes everything in `dir` (which stays).
 Try<Nothing> emptyDirectory(const std::string& dir);

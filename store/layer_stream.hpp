@@ -24,7 +24,7 @@
 
 #include "actors/future.hpp"
 #include "fetcher/manifest.hpp"
-#include "fetcher/registry.hpp"
+#include "fetcher/byte_sink.hpp"
 #include "store/decompress.hpp"
 #include "store/tar_apply.hpp"
 

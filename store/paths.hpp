@@ -1,7 +1,9 @@
 #pragma once
 
-// The on-disk layout of an image store, drawn once; nothing else puts store
-// paths together.
+// The on-disk layout of the image stores, drawn once; nothing else puts store
+// paths together or takes them apart.
+//
+// The Docker/OCI store (store/image_store.hpp):
 //
 //   <store>/                         e.g. <work_dir>/store/docker
 //     staging/<random>/rootfs/       layers being extracted; emptied by recover()
@@ -11,9 +13,23 @@
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
 //     gc/<random>/                   marked for deletion by prune(); swept in the background
+//
+// The AppC store (store/appc_store.hpp):
+//
+//   <store>/                         e.g. <work_dir>/store/appc
+//     images/sha512-<hex>/manifest   the image's manifest, as in its ACI
+//     images/sha512-<hex>/rootfs/    its root file system
+//     images/sha512-<hex>/implied    the directories rootfs/ only implies, one a line,
+//                                    until they are settled against its dependencies
+//     staging/<random>/              fetches and extractions in progress; emptied by recover()
+//     index/images                   which image each asked-for name and labels resolved to
+//     gc/<random>/                   marked for deletion by prune()
 
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "actors/random.hpp"
 
 namespace prov::store::paths {
 
@@ -24,6 +40,8 @@ inline std::string hexOf(std::string_view digest) {
 }
 
 inline std::string staging(const std::string& store) { return store + "/staging"; }
+// staging/<random>/rootfs: where a staged layer is extracted.
+inline std::string stagedRootfs(const std::string& stagingDir) { return stagingDir + "/rootfs"; }
 inline std::string layers(const std::string& store) { return store + "/layers"; }
 inline std::string layer(const std::string& store, std::string_view chainId) {
   return layers(store) + "/" + hexOf(chainId);
@@ -37,5 +55,37 @@ inline std::string config(const std::string& store, std::string_view digest) {
 }
 inline std::string imagesFile(const std::string& store) { return store + "/images"; }
 inline std::string gc(const std::string& store) { return store + "/gc"; }
+// The directories a store has from its creation on.
+inline std::vector<std::string> directories(const std::string& store) {
+  return {staging(store), layers(store), configs(store), gc(store)};
+}
+// <dir>/<random name>: a new entry's path under staging/ or gc/.
+inline std::string randomChild(const std::string& dir) { return dir + "/" + actors::randomName(); }
+
+// "<store>/layers/<hex>" -> "sha256:<hex>" (a chain id).
+inline std::string chainIdOfLayer(std::string_view layerDir) {
+  return "sha256:" + std::string(layerDir.substr(layerDir.rfind('/') + 1));
+}
+// ".../<name>" -> "<name>".
+inline std::string baseName(std::string_view path) { return std::string(path.substr(path.rfind('/') + 1)); }
+
+namespace appc {
+
+// An image's directory holds the same whether staged or stored.
+inline std::string rootfsIn(const std::string& imageDir) { return imageDir + "/rootfs"; }
+inline std::string manifestIn(const std::string& imageDir) { return imageDir + "/manifest"; }
+inline std::string impliedIn(const std::string& imageDir) { return imageDir + "/implied"; }
+
+inline std::string images(const std::string& store) { return store + "/images"; }
+inline std::string image(const std::string& store, const std::string& id) { return images(store) + "/" + id; }
+inline std::string rootfs(const std::string& store, const std::string& id) { return rootfsIn(image(store, id)); }
+inline std::string manifest(const std::string& store, const std::string& id) { return manifestIn(image(store, id)); }
+inline std::string implied(const std::string& store, const std::string& id) { return impliedIn(image(store, id)); }
+inline std::string index(const std::string& store) { return store + "/index"; }
+inline std::vector<std::string> directories(const std::string& store) {
+  return {images(store), staging(store), gc(store), index(store)};
+}
+
+}  // namespace appc
 
 }  // namespace prov::store::paths

@@ -35,14 +35,14 @@
 #include <string_view>
 #include <vector>
 
-#include "fetcher/types.hpp"
+#include "actors/error.hpp"
 
 namespace prov::store {
 
-using fetcher::Error;
-using fetcher::ErrorKind;
-using fetcher::Nothing;
-using fetcher::Try;
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using actors::Try;
 
 struct ExtractLimits {
   std::uint64_t maxLayerBytes = 64ull << 30;  // uncompressed tar bytes

@@ -66,7 +66,7 @@ class ProvisionerAppcTest : public AppcStoreTest {
     options.syncImages = false;
     auto store = store::AppcStore::create(runtime_, options, std::move(*fetcher));
     ASSERT_TRUE(store.isSome()) << store.error().message;
-    parts.appcStore = std::move(*store);
+    parts.stores[store::kAppcProvider] = std::move(*store);
     for (const char* name : {backend::kBind, backend::kCopy, backend::kOverlay}) {
       auto b = backend::createBackend(runtime_, name);
       ASSERT_TRUE(b.isSome()) << b.error().message;
@@ -207,8 +207,8 @@ TEST_F(ProvisionerAppcTest, PruneKeepsWhatContainersUse) {
   AWAIT_READY(images);
   ASSERT_EQ(1u, images->size());
   EXPECT_EQ(used->image.key(), images->at(0).key());
-  EXPECT_FALSE(fs::exists(workDir_ / "store/appc/images" / unused->manifest_digest()));
-  for (const auto& id : used->image.layer_ids()) EXPECT_TRUE(fs::exists(workDir_ / "store/appc/images" / id / "rootfs"));
+  EXPECT_FALSE(fs::exists(workDir_ / "store/appc/images" / unused->appc().id()));
+  for (const auto& id : used->image.appc().image_ids()) EXPECT_TRUE(fs::exists(workDir_ / "store/appc/images" / id / "rootfs"));
   EXPECT_EQ("base", testing::readFile(fs::path(used->rootfs) / "etc/os"));
 }
 

@@ -55,7 +55,7 @@ class ProvisionerTest : public ImageStoreTest {
     auto puller = puller_;
     auto store = store::ImageStore::create(runtime_, options, [puller](const messages::Image&) { return puller; });
     ASSERT_TRUE(store.isSome()) << store.error().message;
-    parts.dockerStore = std::move(*store);
+    parts.stores[store::kDockerProvider] = std::move(*store);
     for (const char* name : {backend::kOverlay, backend::kCopy}) {
       auto b = backend::createBackend(runtime_, name);
       ASSERT_TRUE(b.isSome()) << b.error().message;

@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -52,7 +53,7 @@ TEST_F(AppcStoreTest, RecoverFindsAnImageAlreadyInTheStore) {
   AWAIT_READY(info);
   ASSERT_EQ(1u, info->layers.size());
   EXPECT_EQ(fs::canonical(dir / "rootfs").string(), info->layers[0]);
-  EXPECT_EQ(id, info->image.manifest_digest());
+  EXPECT_EQ(id, info->image.appc().id());
 }
 
 // Mesos AppcImageFetcherTest.CURL_SimpleHttpFetch, through the fetcher alone.
@@ -88,7 +89,7 @@ TEST_F(AppcStoreTest, FetchesOverHttpAndExtractsTheRootfs) {
   AWAIT_READY(info);
   ASSERT_EQ(1u, info->layers.size());
   EXPECT_EQ("test", readFile(fs::path(info->layers[0]) / "tmp/test"));
-  EXPECT_EQ(id, info->image.manifest_digest());
+  EXPECT_EQ(id, info->image.appc().id());
   EXPECT_EQ((storeDir_ / "images" / id / "manifest").string(), info->configPath);
   EXPECT_EQ(std::vector<std::string>{id}, storedImages());
   EXPECT_TRUE(stagingEmpty());
@@ -102,7 +103,7 @@ TEST_F(AppcStoreTest, FetchesOverHttpAndExtractsTheRootfs) {
   image.set_cached(false);
   auto again = store_->get(image);
   AWAIT_READY(again);
-  EXPECT_EQ(id, again->image.manifest_digest());
+  EXPECT_EQ(id, again->image.appc().id());
   EXPECT_EQ(2u, server_.count(".aci"));
 }
 
@@ -113,7 +114,7 @@ TEST_F(AppcStoreTest, HttpRetriesAServerErrorAndABrokenTransfer) {
   server_.dropBlobsAfter(100, 1);
   auto info = store_->get(appcImage("example.com/flaky"));
   AWAIT_READY(info);
-  EXPECT_EQ(id, info->image.manifest_digest());
+  EXPECT_EQ(id, info->image.appc().id());
   EXPECT_EQ(3u, server_.count("flaky"));
 }
 
@@ -137,7 +138,7 @@ TEST_F(AppcStoreTest, ReadsEveryCompressionAndHashesTheUncompressedTar) {
     publishBytes(spec.name, makeAci(spec, compression));
     auto info = store_->get(appcImage(spec.name));
     AWAIT_READY(info);
-    EXPECT_EQ(aciId(makeAci(spec, TarCompression::None)), info->image.manifest_digest());
+    EXPECT_EQ(aciId(makeAci(spec, TarCompression::None)), info->image.appc().id());
     EXPECT_EQ(tag, readFile(fs::path(info->layers[0]) / "tmp/test"));
   }
 }
@@ -181,10 +182,10 @@ TEST_F(AppcStoreTest, DependenciesComeFirstInOrderAndTheManifestIsTheImagesOwn) 
   EXPECT_EQ((std::vector<std::string>{(images / baseId / "rootfs").string(), (images / leftId / "rootfs").string(),
                                       (images / rightId / "rootfs").string(), (images / topId / "rootfs").string()}),
             info->layers);
-  EXPECT_EQ(topId, info->image.manifest_digest());
+  EXPECT_EQ(topId, info->image.appc().id());
   EXPECT_EQ("/bin/top", info->image.config().entrypoint(0));
   EXPECT_EQ((images / topId / "manifest").string(), info->configPath);
-  EXPECT_EQ(4, info->image.layer_ids_size());
+  EXPECT_EQ(4, info->image.appc().image_ids_size());
   EXPECT_TRUE(stagingEmpty());
 }
 
@@ -264,7 +265,7 @@ TEST_F(AppcStoreTest, ADenseDependencyGraphResolvesEachImageOnce) {
   }
   auto info = store_->get(appcImage("example.com/n19"));
   AWAIT_READY_FOR(info, std::chrono::seconds(60));
-  std::vector<std::string> got(info->image.layer_ids().begin(), info->image.layer_ids().end());
+  std::vector<std::string> got(info->image.appc().image_ids().begin(), info->image.appc().image_ids().end());
   EXPECT_EQ(ids, got);
 }
 
@@ -309,7 +310,7 @@ TEST_F(AppcStoreTest, ConcurrentGetsShareOneFetch) {
   for (int i = 0; i < 5; ++i) gets.push_back(store_->get(appcImage("example.com/shared")));
   for (auto& get : gets) {
     AWAIT_READY(get);
-    EXPECT_EQ(id, get->image.manifest_digest());
+    EXPECT_EQ(id, get->image.appc().id());
   }
   EXPECT_EQ(1u, server_.count(".aci"));
 }
@@ -434,7 +435,60 @@ TEST_F(AppcStoreTest, RecoverEmptiesStagingAndDropsBrokenImages) {
   auto listed = store_->images();
   AWAIT_READY(listed);
   ASSERT_EQ(1u, listed->size());
-  EXPECT_EQ(id, listed->at(0).manifest_digest());
+  EXPECT_EQ(id, listed->at(0).appc().id());
+}
+
+// The index as the AppC store wrote it until session 5: the image's id in
+// manifest_digest and the ids it is made of in layer_ids. recover() moves
+// them into StoredImage::appc, rewrites the file, and serves the entry from
+// the index without fetching again.
+TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
+  AciSpec base = simple("example.com/base");
+  const std::string baseId = publish(base);
+  AciSpec top = simple("example.com/top", "top");
+  top.dependencies = {{"example.com/base", "", {}}};
+  const std::string topId = publish(top);
+  auto first = store_->get(appcImage("example.com/top"));
+  AWAIT_READY(first);
+  const std::string key = first->image.key();
+  store_.reset();
+
+  messages::StoredImages former;
+  messages::StoredImage* entry = former.add_images();
+  entry->set_key(key);
+  entry->set_manifest_digest(topId);
+  entry->add_layer_ids(baseId);
+  entry->add_layer_ids(topId);
+  *entry->mutable_config() = first->image.config();
+  entry->set_pulled_at(first->image.pulled_at());
+  std::string bytes;
+  ASSERT_TRUE(former.SerializeToString(&bytes));
+  std::ofstream(storeDir_ / "index/images", std::ios::binary | std::ios::trunc) << bytes;
+  // Nothing to fetch from: the entry must come from the index.
+  fs::remove_all(acis_);
+  fs::create_directories(acis_);
+
+  restartStore();
+  auto listed = store_->images();
+  AWAIT_READY(listed);
+  ASSERT_EQ(1u, listed->size());
+  EXPECT_EQ(topId, listed->at(0).appc().id());
+  EXPECT_EQ((std::vector<std::string>{baseId, topId}),
+            std::vector<std::string>(listed->at(0).appc().image_ids().begin(), listed->at(0).appc().image_ids().end()));
+  EXPECT_EQ("", listed->at(0).manifest_digest());
+  EXPECT_EQ(0, listed->at(0).layer_ids_size());
+
+  messages::StoredImages rewritten;
+  ASSERT_TRUE(rewritten.ParseFromString(readFile(storeDir_ / "index/images")));
+  ASSERT_EQ(1, rewritten.images_size());
+  EXPECT_EQ(topId, rewritten.images(0).appc().id());
+  EXPECT_EQ(0, rewritten.images(0).layer_ids_size());
+
+  auto again = store_->get(appcImage("example.com/top"));
+  AWAIT_READY(again);
+  EXPECT_EQ(first->layers, again->layers);
+  EXPECT_EQ(first->configPath, again->configPath);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(first->image.config(), again->image.config()));
 }
 
 TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {

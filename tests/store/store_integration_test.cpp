@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
-#include "fetcher/local.hpp"
+#include "fetcher/local/local.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"

@@ -1,0 +1,60 @@
+#pragma once
+
+// The role every image store plays (Mesos's Store): the provisioner keeps one
+// per provider ("docker" for Docker/OCI images from registries and local
+// sources, "appc" for AppC images) and never looks past this interface.
+// Implementations are facades owning an actor; every call may come from any
+// thread and returns a future.
+//
+// recover(): makes the store consistent with what is on disk (staging
+//   emptied, an interrupted gc sweep finished, the index loaded and cut to
+//   the images whose content is complete). Call once, before anything else.
+// get(image): the image's content, fetched when it is not stored (or when
+//   `image.cached()` is false), as ImageInfo. Concurrent gets of one image
+//   share one fetch; discarding every caller stops it and leaves nothing.
+//   Unsupported for an image of another provider.
+// prune(excluded, activePaths): forgets every image but those in `excluded`
+//   (other providers' images there are ignored) and those whose every layer
+//   directory is in `activePaths`; then removes all content that no
+//   remaining image, no path in `activePaths` and no running get uses.
+// images(): what the index holds now.
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/future.hpp"
+#include "messages/image.pb.h"
+
+namespace prov::store {
+
+using actors::Future;
+using actors::Nothing;
+
+inline constexpr const char* kDockerProvider = "docker";
+inline constexpr const char* kAppcProvider = "appc";
+
+// "appc" for AppC images, "docker" for every other type.
+inline std::string providerOf(const messages::Image& image) {
+  return image.type() == messages::Image::APPC ? kAppcProvider : kDockerProvider;
+}
+
+// What a store hands out for an image: enough to assemble a rootfs.
+struct ImageInfo {
+  messages::StoredImage image;
+  std::vector<std::string> layers;  // layer rootfs directories, base first
+  std::string configPath;           // the config file a container uses ("" when none: schema 1)
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Future<Nothing> recover() = 0;
+  virtual Future<ImageInfo> get(const messages::Image& image) = 0;
+  virtual Future<Nothing> prune(const std::vector<messages::Image>& excluded,
+                                const std::set<std::string>& activePaths) = 0;
+  virtual Future<std::vector<messages::StoredImage>> images() = 0;
+};
+
+}  // namespace prov::store
