@@ -101,4 +101,34 @@ Try<Nothing> verifyDigest(std::string_view data, std::string_view digest, std::s
   return Nothing{};
 }
 
+Try<BlobCheck> BlobCheck::create(std::string_view digest, std::int64_t size, std::string what) {
+  auto hasher = Hasher::forDigest(digest);
+  if (hasher.isError()) return hasher.error().withContext(what);
+  return BlobCheck(std::move(*hasher), std::string(digest), size, std::move(what));
+}
+
+BlobCheck::BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what)
+    : hasher_(std::move(hasher)), digest_(std::move(digest)), size_(size), what_(std::move(what)) {}
+
+Try<Nothing> BlobCheck::admit(std::size_t bytes) {
+  if (size_ >= 0 && delivered_ + bytes > static_cast<std::uint64_t>(size_)) {
+    return Error(ErrorKind::DigestMismatch,
+                 what_ + ": more bytes than the descriptor's size of " + std::to_string(size_));
+  }
+  delivered_ += bytes;
+  return Nothing{};
+}
+
+Try<Nothing> BlobCheck::finish() {
+  if (size_ >= 0 && delivered_ != static_cast<std::uint64_t>(size_)) {
+    return Error(ErrorKind::DigestMismatch, what_ + ": got " + std::to_string(delivered_) +
+                                                " bytes, the descriptor says " + std::to_string(size_));
+  }
+  const std::string actual = hasher_.finish();
+  if (actual != digest_) {
+    return Error(ErrorKind::DigestMismatch, what_ + ": the content hashes to " + actual + ", not " + digest_);
+  }
+  return Nothing{};
+}
+
 }  // namespace prov::fetcher

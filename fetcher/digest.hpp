@@ -4,6 +4,7 @@
 // URL or a path (CVE-2024-3727), and streaming hashing over OpenSSL EVP.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +38,33 @@ class Hasher {
   struct State;
   explicit Hasher(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
+};
+
+// The check every blob passes on its way from a source to its consumer,
+// registry or local: its bytes counted against the descriptor's size (not
+// checked when negative) and hashed against its digest. Not thread-safe:
+// one step at a time.
+class BlobCheck {
+ public:
+  // InvalidArgument for a digest of an unknown algorithm; messages start
+  // with `what`.
+  static Try<BlobCheck> create(std::string_view digest, std::int64_t size, std::string what);
+
+  // Counts `bytes` more: DigestMismatch when they would pass the size.
+  Try<Nothing> admit(std::size_t bytes);
+  void hash(std::string_view chunk) { hasher_.update(chunk); }
+  std::uint64_t delivered() const { return delivered_; }
+  // DigestMismatch when fewer bytes came than the size says, or when they
+  // hash to another digest. Spends the hasher.
+  Try<Nothing> finish();
+
+ private:
+  BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what);
+  Hasher hasher_;
+  std::string digest_;
+  std::int64_t size_;
+  std::string what_;
+  std::uint64_t delivered_ = 0;
 };
 
 // "sha256:<hex of data>".

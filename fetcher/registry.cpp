@@ -69,12 +69,11 @@ Error statusError(const std::string& what, const HttpResponse& response) {
 // attempts.
 class VerifyingSink final : public BodySink {
  public:
-  VerifyingSink(actors::Runtime& runtime, std::shared_ptr<ByteSink> out, Hasher hasher,
-                const messages::Descriptor& blob, std::string what)
-      : runtime_(runtime), out_(std::move(out)), hasher_(std::move(hasher)), expected_(blob.size()), digest_(blob.digest()),
-        what_(std::move(what)) {}
+  VerifyingSink(actors::Runtime& runtime, std::shared_ptr<ByteSink> out, BlobCheck check, std::int64_t size,
+                std::string what)
+      : runtime_(runtime), out_(std::move(out)), check_(std::move(check)), expected_(size), what_(std::move(what)) {}
 
-  std::uint64_t delivered() const { return delivered_; }
+  std::uint64_t delivered() const { return check_.delivered(); }
 
   Try<Nothing> start(const HttpResponse& head) override {
     skip_ = 0;
@@ -88,12 +87,12 @@ class VerifyingSink final : public BodySink {
       } catch (...) {
         return Error(ErrorKind::Corruption, what_ + ": a malformed Content-Range '" + range.substr(0, 100) + "'");
       }
-      if (offset != delivered_) {
-        return Error(ErrorKind::Corruption, what_ + ": asked to resume at byte " + std::to_string(delivered_) +
+      if (offset != delivered()) {
+        return Error(ErrorKind::Corruption, what_ + ": asked to resume at byte " + std::to_string(delivered()) +
                                                 ", the registry sent from byte " + std::to_string(offset));
       }
     } else {
-      skip_ = delivered_;  // the whole blob again: drop what was already handed on
+      skip_ = delivered();  // the whole blob again: drop what was already handed on
     }
     const std::string length = head.header("content-length");
     if (!length.empty() && expected_ >= 0) {
@@ -118,36 +117,24 @@ class VerifyingSink final : public BodySink {
       skip_ -= drop;
       if (chunk.empty()) return Nothing{};
     }
-    if (expected_ >= 0 && delivered_ + chunk.size() > static_cast<std::uint64_t>(expected_)) {
-      return Error(ErrorKind::DigestMismatch,
-                   what_ + ": more bytes than the descriptor's " + std::to_string(expected_));
-    }
-    delivered_ += chunk.size();
+    auto admitted = check_.admit(chunk.size());
+    if (admitted.isError()) return admitted.error();
     // Hash on the blocking pool, so the connection's strand reads the next
     // chunk meanwhile (sha256 is about as fast as a loopback socket).
     auto out = out_;
-    return actors::async(runtime_, [this, chunk] { hasher_.update(chunk.data(), chunk.size()); })
-        .then([out, chunk] { return out->write(chunk); });
+    return actors::async(runtime_, [this, chunk] { check_.hash(chunk); }).then([out, chunk] {
+      return out->write(chunk);
+    });
   }
 
-  Try<Nothing> finish() {
-    if (expected_ >= 0 && delivered_ != static_cast<std::uint64_t>(expected_)) {
-      return Error(ErrorKind::DigestMismatch, what_ + ": got " + std::to_string(delivered_) +
-                                                  " bytes, the descriptor says " + std::to_string(expected_));
-    }
-    const std::string actual = hasher_.finish();
-    if (actual != digest_) return Error(ErrorKind::DigestMismatch, what_ + ": the content hashes to " + actual);
-    return Nothing{};
-  }
+  Try<Nothing> finish() { return check_.finish(); }
 
  private:
   actors::Runtime& runtime_;
   std::shared_ptr<ByteSink> out_;
-  Hasher hasher_;
+  BlobCheck check_;
   std::int64_t expected_;
-  std::string digest_;
   std::string what_;
-  std::uint64_t delivered_ = 0;
   std::uint64_t skip_ = 0;
 };
 
@@ -457,9 +444,9 @@ Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const m
                                            std::shared_ptr<ByteSink> sink) {
   const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
-  auto hasher = Hasher::forDigest(blob.digest());
-  if (hasher.isError()) return hasher.error().withContext(what);
-  auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*hasher), blob, what);
+  auto check = BlobCheck::create(blob.digest(), blob.size(), what);
+  if (check.isError()) return check.error();
+  auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*check), blob.size(), what);
   HttpRequest base;
   base.url = blobUrl(repository, blob);
   auto request = [base, verifying] {

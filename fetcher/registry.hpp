@@ -37,6 +37,7 @@
 
 #include "actors/future.hpp"
 #include "fetcher/auth.hpp"
+#include "fetcher/byte_sink.hpp"
 #include "fetcher/http.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/retry.hpp"
@@ -56,15 +57,6 @@ struct RegistryOptions {
   DockerAuths auths;
   RetryPolicy retry;
   HttpOptions http;  // allowPlainHttp is set from `insecure` and the localhost rule
-};
-
-// Where a blob's bytes go, in order. A failed future aborts the transfer.
-// After a failed transfer (see streamBlob) the bytes received are garbage.
-class ByteSink {
- public:
-  virtual ~ByteSink() = default;
-  // `chunk` stays valid until the returned future completes.
-  virtual actors::Future<Nothing> write(std::string_view chunk) = 0;
 };
 
 // A repository at one endpoint, with the credentials to use there.

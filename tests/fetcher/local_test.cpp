@@ -11,7 +11,7 @@
 
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
-#include "fetcher/local.hpp"
+#include "fetcher/local/local.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/reference.hpp"
 #include "tests/support/await.hpp"

@@ -6,9 +6,9 @@
 
 #include "actors/async.hpp"
 #include "fetcher/digest.hpp"
-#include "fetcher/local.hpp"
-#include "fetcher/local_archive.hpp"
-#include "fetcher/local_docker.hpp"
+#include "fetcher/local/local.hpp"
+#include "fetcher/local/archive.hpp"
+#include "fetcher/local/docker.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/reference.hpp"
 

@@ -14,7 +14,7 @@
 #include <set>
 #include <string>
 
-#include "fetcher/local_util.hpp"
+#include "fetcher/local/util.hpp"
 
 namespace prov::fetcher::local {
 

@@ -1,4 +1,4 @@
-#include "fetcher/local_util.hpp"
+#include "fetcher/local/util.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
 #include "fetcher/digest.hpp"
-#include "fetcher/local.hpp"
+#include "fetcher/local/local.hpp"
 
 namespace prov::fetcher::local {
 
@@ -96,8 +96,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
  public:
   Stream(actors::Runtime& runtime, SourceOpener open, const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
          std::string what)
-      : runtime_(runtime), open_(std::move(open)), expected_(blob.size()), digest_(blob.digest()),
-        sink_(std::move(sink)), what_(std::move(what)) {}
+      : runtime_(runtime), open_(std::move(open)), blob_(blob), sink_(std::move(sink)), what_(std::move(what)) {}
 
   Future<Nothing> start() {
     Future<Nothing> result = promise_.future();
@@ -110,12 +109,12 @@ class Stream : public std::enable_shared_from_this<Stream> {
         self->discardWrite();
       }
     });
-    auto hasher = Hasher::forDigest(digest_);
-    if (hasher.isError()) {
-      promise_.fail(hasher.error().withContext(what_));
+    auto check = BlobCheck::create(blob_.digest(), blob_.size(), what_);
+    if (check.isError()) {
+      promise_.fail(check.error());
       return result;
     }
-    hasher_.emplace(std::move(*hasher));
+    check_.emplace(std::move(*check));
     readNext();
     return result;
   }
@@ -130,25 +129,10 @@ class Stream : public std::enable_shared_from_this<Stream> {
     }
     auto chunk = source_->next(kLocalChunkBytes);
     if (chunk.isError()) return chunk.error();
-    if (expected_ >= 0 && delivered_ + chunk->size() > static_cast<std::uint64_t>(expected_)) {
-      return Error(ErrorKind::DigestMismatch, what_ + ": more bytes than the descriptor's size of " +
-                                                  std::to_string(expected_));
-    }
-    delivered_ += chunk->size();
-    hasher_->update(chunk->data(), chunk->size());
+    auto admitted = check_->admit(chunk->size());
+    if (admitted.isError()) return admitted.error();
+    check_->hash(*chunk);
     return *chunk;
-  }
-
-  Try<Nothing> finish() {
-    if (expected_ >= 0 && delivered_ != static_cast<std::uint64_t>(expected_)) {
-      return Error(ErrorKind::DigestMismatch, what_ + ": got " + std::to_string(delivered_) +
-                                                  " bytes, the descriptor says " + std::to_string(expected_));
-    }
-    const std::string actual = hasher_->finish();
-    if (actual != digest_) {
-      return Error(ErrorKind::DigestMismatch, what_ + ": the content hashes to " + actual + ", not " + digest_);
-    }
-    return Nothing{};
   }
 
   void readNext() {
@@ -174,7 +158,7 @@ class Stream : public std::enable_shared_from_this<Stream> {
       return;
     }
     if (chunk.get().empty()) {
-      auto done = finish();
+      auto done = check_->finish();
       done.isError() ? promise_.fail(done.error()) : promise_.set(Nothing{});
       return;
     }
@@ -232,15 +216,13 @@ class Stream : public std::enable_shared_from_this<Stream> {
 
   actors::Runtime& runtime_;
   SourceOpener open_;
-  std::int64_t expected_;
-  std::string digest_;
+  const messages::Descriptor blob_;
   std::shared_ptr<ByteSink> sink_;
   std::string what_;
   Promise<Nothing> promise_;
   // Touched by one step at a time (each waits for the previous).
   std::unique_ptr<ChunkSource> source_;
-  std::optional<Hasher> hasher_;
-  std::uint64_t delivered_ = 0;
+  std::optional<BlobCheck> check_;
   std::mutex mutex_;  // guards writing_ and sink_
   Future<Nothing> writing_{Nothing{}};
 };

@@ -7,8 +7,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "fetcher/local_docker.hpp"
-#include "fetcher/local_util.hpp"
+#include "fetcher/local/docker.hpp"
+#include "fetcher/local/util.hpp"
 #include "fetcher/manifest.hpp"
 
 namespace prov::fetcher::local {

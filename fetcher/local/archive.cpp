@@ -1,4 +1,4 @@
-#include "fetcher/local_archive.hpp"
+#include "fetcher/local/archive.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>

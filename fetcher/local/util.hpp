@@ -10,7 +10,8 @@
 #include <string_view>
 
 #include "actors/future.hpp"
-#include "fetcher/registry.hpp"
+#include "fetcher/byte_sink.hpp"
+#include "fetcher/types.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::actors {

@@ -8,8 +8,8 @@
 
 #include "actors/async.hpp"
 #include "fetcher/digest.hpp"
-#include "fetcher/local.hpp"
-#include "fetcher/local_util.hpp"
+#include "fetcher/local/local.hpp"
+#include "fetcher/local/util.hpp"
 #include "fetcher/manifest.hpp"
 
 namespace prov::fetcher {
