@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh || { echo "error: scripts/setup.sh failed" >&2; exit 1; }
 
+# ccache hits across clones (CI clones into another folder each run).
+export CCACHE_BASEDIR="$PWD"
 jobs=$(nproc)
 total_passed=0
 total_failed=0
