@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "actors/fs.hpp"
+#include "store/tar_apply.hpp"
 
 namespace prov::backend::copy {
 
@@ -21,7 +22,6 @@ namespace {
 using actors::Error;
 using actors::ErrorKind;
 
-constexpr const char* kOpaque = "trusted.overlay.opaque";
 constexpr const char* kOverlayPrefix = "trusted.overlay.";
 
 Error ioError(const std::string& what, const std::string& path, int err = errno) {
@@ -47,7 +47,7 @@ bool isWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rde
 
 bool isOpaque(const std::string& dir) {
   char value[2];
-  ssize_t n = ::lgetxattr(dir.c_str(), kOpaque, value, sizeof(value));
+  ssize_t n = ::lgetxattr(dir.c_str(), store::kOpaqueXattr, value, sizeof(value));
   return n == 1 && value[0] == 'y';
 }
 

@@ -18,25 +18,9 @@
 #include <utility>
 
 #include "actors/fs.hpp"
+#include "actors/path.hpp"
 
 namespace prov::store {
-
-Try<std::string> cleanEntryPath(std::string_view raw) {
-  if (!raw.empty() && raw.front() == '/') {
-    return Error(ErrorKind::InvalidArgument, "it has an absolute path");
-  }
-  std::string clean;
-  while (!raw.empty()) {
-    const std::size_t slash = raw.find('/');
-    const std::string_view part = raw.substr(0, slash);
-    raw.remove_prefix(slash == std::string_view::npos ? raw.size() : slash + 1);
-    if (part.empty() || part == ".") continue;
-    if (part == "..") return Error(ErrorKind::InvalidArgument, "its path has a '..' component");
-    if (!clean.empty()) clean += '/';
-    clean += part;
-  }
-  return clean;
-}
 
 namespace {
 
@@ -201,7 +185,7 @@ class Applier {
         if (::mkdirat(current.get(), part.c_str(), 0755) != 0) return entryError(entry, "create '" + prefix + "'");
         implied_.insert(prefix);
         next = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next >= 0 && overWhiteout && ::fsetxattr(next, "trusted.overlay.opaque", "y", 1, 0) != 0) {
+        if (next >= 0 && overWhiteout && ::fsetxattr(next, kOpaqueXattr, "y", 1, 0) != 0) {
           ::close(next);
           return entryError(entry, "mark '" + prefix + "' opaque");
         }
@@ -233,7 +217,7 @@ class Applier {
                                                      " bytes, over the limit of " +
                                                      std::to_string(options_.limits.maxPathBytes));
     }
-    auto clean = cleanEntryPath(name);
+    auto clean = actors::path::cleanRelative(name);
     if (clean.isError()) return rejected(name, clean.error().message);
     const mode_t type = archive_entry_filetype(e);
     auto inside = inSubtree(*clean);
@@ -297,7 +281,7 @@ class Applier {
         if (::mkdirat(parentFd, base.c_str(), 0700) != 0) return entryError(name, "create the directory");
         Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!fd.valid()) return entryError(name, "open the directory");
-        if (std::exchange(opaqueNext_, false) && ::fsetxattr(fd.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+        if (std::exchange(opaqueNext_, false) && ::fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
           return entryError(name, "mark the directory opaque");
         }
         auto applied = applyDirectoryMetadata(name, path, fd.get(), e);
@@ -404,7 +388,7 @@ class Applier {
 
   Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd,
                              const std::string& base, const char* rawTarget) {
-    auto cleanTarget = cleanEntryPath(rawTarget);
+    auto cleanTarget = actors::path::cleanRelative(rawTarget);
     std::optional<std::string> target;
     if (cleanTarget.isSome()) {
       const bool before = result_.sawSubtree;
@@ -443,7 +427,7 @@ class Applier {
       auto dir = openDir(name, parent, true);
       if (dir.isError()) return dir.error();
       if (options_.bottomLayer) return Nothing{};
-      if (::fsetxattr(*dir, "trusted.overlay.opaque", "y", 1, 0) != 0) return entryError(name, "mark the directory opaque");
+      if (::fsetxattr(*dir, kOpaqueXattr, "y", 1, 0) != 0) return entryError(name, "mark the directory opaque");
       return Nothing{};
     }
     const std::string target = base.substr(kWhiteoutPrefix.size());
@@ -459,7 +443,7 @@ class Applier {
       // This layer's own entry wins; a directory it made keeps nothing from below.
       if (S_ISDIR(st.st_mode)) {
         Fd fd(::openat(*dir, target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!fd.valid() || ::fsetxattr(fd.get(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+        if (!fd.valid() || ::fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
           return entryError(name, "mark '" + target + "' opaque");
         }
       }

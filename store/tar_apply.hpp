@@ -44,6 +44,10 @@ using actors::ErrorKind;
 using actors::Nothing;
 using actors::Try;
 
+// The xattr that marks a directory opaque in a layer (its lower layers'
+// contents hidden), as overlayfs reads it; stored layers keep it so.
+inline constexpr const char* kOpaqueXattr = "trusted.overlay.opaque";
+
 struct ExtractLimits {
   std::uint64_t maxLayerBytes = 64ull << 30;  // uncompressed tar bytes
   std::uint64_t maxEntries = 4'000'000;
@@ -85,9 +89,5 @@ struct ApplyResult {
 // Applies the tar `source` yields to `root` (an existing, empty directory).
 // A source error is returned as it is.
 Try<ApplyResult> applyTar(const std::string& root, TarSource& source, const ApplyOptions& options);
-
-// An entry's path made relative and clean ("./a//b/" -> "a/b", "." -> "");
-// InvalidArgument for an absolute path or a `..` component. Pure.
-Try<std::string> cleanEntryPath(std::string_view raw);
 
 }  // namespace prov::store

@@ -11,6 +11,7 @@
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
+#include "actors/path.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/local/local.hpp"
 
@@ -269,45 +270,14 @@ Future<Nothing> streamBlob(actors::Runtime& runtime, SourceOpener open, const me
   return std::make_shared<Stream>(runtime, std::move(open), blob, std::move(sink), std::move(what))->start();
 }
 
-namespace {
-
-// Appends the components of `path` to `parts`, popping on "..";
-// false when ".." would climb above the root.
-bool walk(std::vector<std::string_view>& parts, std::string_view path, bool allowDotDot) {
-  while (!path.empty()) {
-    const auto slash = path.find('/');
-    const std::string_view part = path.substr(0, slash);
-    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (!allowDotDot || parts.empty()) return false;
-      parts.pop_back();
-      continue;
-    }
-    parts.push_back(part);
-  }
-  return true;
-}
-
-std::string join(const std::vector<std::string_view>& parts) {
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) out += '/';
-    out += p;
-  }
-  return out;
-}
-
-}  // namespace
-
 Try<std::string> normalizeRelative(std::string_view path) {
   const std::string shown(path.substr(0, 200));
   if (path.empty()) return Error(ErrorKind::InvalidArgument, "an empty path");
   if (path.front() == '/') return Error(ErrorKind::InvalidArgument, "'" + shown + "' is absolute");
   std::vector<std::string_view> parts;
-  if (!walk(parts, path, false)) return Error(ErrorKind::InvalidArgument, "'" + shown + "' has a '..' component");
+  if (!actors::path::walk(parts, path, false)) return Error(ErrorKind::InvalidArgument, "'" + shown + "' has a '..' component");
   if (parts.empty()) return Error(ErrorKind::InvalidArgument, "'" + shown + "' names no file");
-  return join(parts);
+  return actors::path::join(parts);
 }
 
 Try<std::string> resolveLink(std::string_view entry, std::string_view target, bool fromRoot) {
@@ -317,14 +287,14 @@ Try<std::string> resolveLink(std::string_view entry, std::string_view target, bo
   }
   std::vector<std::string_view> parts;
   if (!fromRoot) {
-    walk(parts, entry, false);
+    actors::path::walk(parts, entry, false);
     if (!parts.empty()) parts.pop_back();  // the link's own name
   }
-  if (!walk(parts, target, true) || parts.empty()) {
+  if (!actors::path::walk(parts, target, true) || parts.empty()) {
     return Error(ErrorKind::InvalidArgument,
                  "the link '" + std::string(entry) + "' points outside the archive ('" + shown + "')");
   }
-  return join(parts);
+  return actors::path::join(parts);
 }
 
 std::string trimSlashes(std::string path) {

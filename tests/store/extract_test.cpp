@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "actors/path.hpp"
 #include "fetcher/digest.hpp"
 #include "store/layer_stream.hpp"
 #include "tests/support/await.hpp"
@@ -321,12 +322,12 @@ TEST_F(ExtractTest, AnAbortedDownloadStopsTheJobAndAFailedJobStopsTheDownload) {
 }
 
 TEST(CleanEntryPathTest, NormalisesAndRejects) {
-  EXPECT_EQ("a/b", *cleanEntryPath("./a//b/"));
-  EXPECT_EQ("", *cleanEntryPath("./"));
-  EXPECT_EQ("a/.../b", *cleanEntryPath("a/.../b"));
-  EXPECT_TRUE(cleanEntryPath("/etc/passwd").isError());
-  EXPECT_TRUE(cleanEntryPath("a/../b").isError());
-  EXPECT_TRUE(cleanEntryPath("..").isError());
+  EXPECT_EQ("a/b", *actors::path::cleanRelative("./a//b/"));
+  EXPECT_EQ("", *actors::path::cleanRelative("./"));
+  EXPECT_EQ("a/.../b", *actors::path::cleanRelative("a/.../b"));
+  EXPECT_TRUE(actors::path::cleanRelative("/etc/passwd").isError());
+  EXPECT_TRUE(actors::path::cleanRelative("a/../b").isError());
+  EXPECT_TRUE(actors::path::cleanRelative("..").isError());
 }
 
 }  // namespace
