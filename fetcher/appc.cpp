@@ -15,6 +15,7 @@
 #include "actors/fs.hpp"
 #include "actors/random.hpp"
 #include "actors/runtime.hpp"
+#include "fetcher/json.hpp"
 
 namespace prov::fetcher {
 
@@ -40,12 +41,7 @@ Error invalid(std::string_view what, const std::string& why) {
 using Value = rapidjson::Value;
 
 Try<std::string> stringField(const Value& object, const char* name, std::string_view what, bool required) {
-  if (!object.HasMember(name) || object[name].IsNull()) {
-    if (required) return invalid(what, std::string("'") + name + "' is missing");
-    return std::string();
-  }
-  if (!object[name].IsString()) return invalid(what, std::string("'") + name + "' is not a string");
-  return std::string(object[name].GetString(), object[name].GetStringLength());
+  return json::string(object, name, required, [what](const std::string& why) { return invalid(what, why); });
 }
 
 // [{"name": N, "value": V}, ...] into a map; names checked with `check`.
@@ -70,23 +66,6 @@ Try<std::map<std::string, std::string>> namedValues(const Value& object, const c
     if (order) order->push_back(*name);
   }
   return out;
-}
-
-// A key that appears twice in one object anywhere in `value` ("" if none).
-std::string repeatedKey(const Value& value) {
-  if (value.IsArray()) {
-    for (const auto& item : value.GetArray()) {
-      if (auto found = repeatedKey(item); !found.empty()) return found;
-    }
-  } else if (value.IsObject()) {
-    std::set<std::string> seen;
-    for (const auto& member : value.GetObject()) {
-      std::string name(member.name.GetString(), member.name.GetStringLength());
-      if (!seen.insert(name).second) return name;
-      if (auto found = repeatedKey(member.value); !found.empty()) return found;
-    }
-  }
-  return "";
 }
 
 }  // namespace
@@ -165,12 +144,14 @@ std::string simpleDiscoveryName(const messages::AppcImage& image) {
   return image.name() + "-" + label("version") + "-" + label("os") + "-" + label("arch") + ".aci";
 }
 
-Try<messages::AppcManifest> parseAppcManifest(std::string_view json, std::string_view what) {
+Try<messages::AppcManifest> parseAppcManifest(std::string_view text, std::string_view what) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return invalid(what, "the manifest is not a JSON object");
-  // Readers disagree on which of two equal keys wins: refuse them.
-  if (auto repeated = repeatedKey(doc); !repeated.empty()) {
+  auto parsed = json::parse(doc, text, [what](const std::string& why) {
+    return invalid(what, "the manifest is not a JSON object: " + why);
+  });
+  if (parsed.isError()) return parsed.error();
+  if (!doc.IsObject()) return invalid(what, "the manifest is not a JSON object");
+  if (auto repeated = json::repeatedKey(doc, true); !repeated.empty()) {
     return invalid(what, "the manifest has the key '" + repeated + "' twice in one object");
   }
   messages::AppcManifest manifest;

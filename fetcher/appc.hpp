@@ -57,7 +57,7 @@ std::string appcKey(const messages::AppcImage& image);
 std::string simpleDiscoveryName(const messages::AppcImage& image);
 
 // Parses and validates an ImageManifest.
-Try<messages::AppcManifest> parseAppcManifest(std::string_view json, std::string_view what);
+Try<messages::AppcManifest> parseAppcManifest(std::string_view text, std::string_view what);
 
 // The runtime config an ImageManifest gives: exec as the entrypoint,
 // environment, working directory, "user:group".

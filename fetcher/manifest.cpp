@@ -5,9 +5,9 @@
 #include <set>
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include "fetcher/digest.hpp"
+#include "fetcher/json.hpp"
 
 namespace prov::fetcher {
 
@@ -28,60 +28,33 @@ class Reader {
   }
 
   Try<Nothing> parse(rapidjson::Document& doc, std::string_view body, std::size_t limit) const {
-    if (body.size() > limit) {
-      return Error(ErrorKind::ResourceExhausted, "Failed to parse " + what_ + ": " + std::to_string(body.size()) +
-                                                     " bytes is over the limit of " + std::to_string(limit));
-    }
-    doc.Parse(body.data(), body.size());
-    if (doc.HasParseError()) {
-      return corrupt(std::string(rapidjson::GetParseError_En(doc.GetParseError())) + " at offset " +
-                     std::to_string(doc.GetErrorOffset()));
-    }
+    if (auto parsed = json::parse(doc, body, fail(), limit); parsed.isError()) return parsed;
     if (!doc.IsObject()) return corrupt("expected a JSON object");
     return noDuplicates(doc, "the document");
   }
 
   Try<Nothing> noDuplicates(const Value& object, const std::string& where) const {
-    std::set<std::string_view> seen;
-    for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
-      if (!seen.emplace(it->name.GetString(), it->name.GetStringLength()).second) {
-        return corrupt("key '" + std::string(it->name.GetString()) + "' appears twice in " + where);
-      }
+    if (auto key = json::repeatedKey(object, false); !key.empty()) {
+      return corrupt("key '" + key + "' appears twice in " + where);
     }
     return Nothing{};
   }
 
   // A string member; "" when absent and not required (or JSON null).
   Try<std::string> string(const Value& object, const char* key, bool required) const {
-    auto it = object.FindMember(key);
-    if (it == object.MemberEnd() || it->value.IsNull()) {
-      if (required) return corrupt("'" + std::string(key) + "' is missing");
-      return std::string();
-    }
-    if (!it->value.IsString()) return corrupt("'" + std::string(key) + "' is not a string");
-    return std::string(it->value.GetString(), it->value.GetStringLength());
+    return json::string(object, key, required, fail());
   }
 
   Try<std::int64_t> integer(const Value& object, const char* key, bool required) const {
-    auto it = object.FindMember(key);
-    if (it == object.MemberEnd()) {
-      if (required) return corrupt("'" + std::string(key) + "' is missing");
-      return std::int64_t{-1};
-    }
-    if (!it->value.IsInt64()) return corrupt("'" + std::string(key) + "' is not an integer");
-    return it->value.GetInt64();
+    return json::integer(object, key, required, fail());
   }
 
   // An array of strings; empty when absent or null.
   Try<Nothing> strings(const Value& object, const char* key,
                        google::protobuf::RepeatedPtrField<std::string>* out) const {
-    auto it = object.FindMember(key);
-    if (it == object.MemberEnd() || it->value.IsNull()) return Nothing{};
-    if (!it->value.IsArray()) return corrupt("'" + std::string(key) + "' is not an array");
-    for (const auto& v : it->value.GetArray()) {
-      if (!v.IsString()) return corrupt("'" + std::string(key) + "' has a non-string element");
-      out->Add(std::string(v.GetString(), v.GetStringLength()));
-    }
+    auto values = json::strings(object, key, false, fail());
+    if (values.isError()) return values.error();
+    for (auto& value : *values) out->Add(std::move(value));
     return Nothing{};
   }
 
@@ -161,6 +134,10 @@ class Reader {
   const std::string& what() const { return what_; }
 
  private:
+  json::Fail fail() const {
+    return [this](const std::string& why) { return corrupt(why); };
+  }
+
   std::string what_;
 };
 

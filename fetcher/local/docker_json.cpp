@@ -3,10 +3,10 @@
 #include <map>
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "fetcher/json.hpp"
 #include "fetcher/local/docker.hpp"
 #include "fetcher/local/util.hpp"
 #include "fetcher/manifest.hpp"
@@ -23,32 +23,15 @@ Error corrupt(const std::string& what, const std::string& file, const std::strin
 
 Try<Nothing> parse(rapidjson::Document& doc, const std::string& body, const std::string& what,
                    const std::string& file) {
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError()) {
-    return corrupt(what, file, std::string("is not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) +
-                                   " at offset " + std::to_string(doc.GetErrorOffset()));
-  }
-  return Nothing{};
+  return json::parse(doc, body, [&](const std::string& why) { return corrupt(what, file, "is " + why); });
 }
 
-// An array of strings (absent or null: empty when `optional`).
+// An array of strings in manifest.json (absent or null: empty when `optional`).
 Try<std::vector<std::string>> strings(const Value& object, const char* key, bool optional, const std::string& what,
                                       const std::string& where) {
-  std::vector<std::string> out;
-  auto it = object.FindMember(key);
-  if (it == object.MemberEnd() || it->value.IsNull()) {
-    if (optional) return out;
-    return corrupt(what, "manifest.json", where + ": '" + key + "' is missing");
-  }
-  if (!it->value.IsArray()) return corrupt(what, "manifest.json", where + ": '" + key + "' is not an array");
-  if (it->value.Size() > static_cast<unsigned>(kMaxEntries)) {
-    return corrupt(what, "manifest.json", where + ": '" + key + "' has too many entries");
-  }
-  for (const auto& v : it->value.GetArray()) {
-    if (!v.IsString()) return corrupt(what, "manifest.json", where + ": '" + key + "' has a non-string element");
-    out.emplace_back(v.GetString(), v.GetStringLength());
-  }
-  return out;
+  return json::strings(
+      object, key, !optional, [&](const std::string& why) { return corrupt(what, "manifest.json", where + ": " + why); },
+      static_cast<std::size_t>(kMaxEntries));
 }
 
 Try<std::string> entryPath(const std::string& path, const std::string& what, const std::string& where) {
