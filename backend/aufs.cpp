@@ -23,7 +23,7 @@ namespace prov::backend {
 
 namespace {
 
-Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
+Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                      const std::string& backendDir) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string work = scratch + "/workdir";
@@ -48,14 +48,14 @@ Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, con
     (void)actors::fs::removeTree(scratch);
     return mounted.error();
   }
-  return ProvisionInfo{{work}};
+  return RootfsInfo{{work}};
 }
 
 class AufsBackendProcess : public actors::Process<AufsBackendProcess> {
  public:
   AufsBackendProcess() : Process("aufs-provisioner-backend") {}
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                   const std::string& rootfs, const std::string& backendDir) {
     if (layers.empty()) {
       return Error(ErrorKind::InvalidArgument,

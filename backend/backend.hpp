@@ -34,7 +34,9 @@ inline constexpr const char* kBind = "bind";
 inline constexpr const char* kOverlay = "overlay";
 inline constexpr const char* kAufs = "aufs";
 
-struct ProvisionInfo {
+// What a backend made besides the rootfs itself (the provisioner's
+// ProvisionInfo adds the image to it).
+struct RootfsInfo {
   // Directories the backend writes the container's changes to (overlay: its
   // upperdir and workdir), so that a disk isolator can account for them.
   std::vector<std::string> ephemeralVolumes;
@@ -52,7 +54,7 @@ class Backend {
   // Fails with InvalidArgument for no layers (or, for bind, more than one),
   // AlreadyExists when `rootfs` exists, IO when a system call fails. On
   // failure nothing is left behind.
-  virtual Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  virtual Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                           const std::string& rootfs,
                                           const std::string& backendDir) = 0;
 

@@ -50,7 +50,7 @@ Try<Nothing> bindReadOnly(const std::string& layer, const std::string& rootfs) {
   return Nothing{};
 }
 
-Try<ProvisionInfo> provisionBlocking(const std::string& layer, const std::string& rootfs) {
+Try<RootfsInfo> provisionBlocking(const std::string& layer, const std::string& rootfs) {
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
   auto mounted = bindReadOnly(layer, rootfs);
   if (mounted.isSome()) mounted = mount::makeSharedSlave(rootfs);
@@ -61,14 +61,14 @@ Try<ProvisionInfo> provisionBlocking(const std::string& layer, const std::string
     (void)removeMountPoint(rootfs);
     return mounted.error();
   }
-  return ProvisionInfo{};
+  return RootfsInfo{};
 }
 
 class BindBackendProcess : public actors::Process<BindBackendProcess> {
  public:
   BindBackendProcess() : Process("bind-provisioner-backend") {}
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                   const std::string& rootfs, const std::string&) {
     if (layers.size() != 1) {
       return Error(ErrorKind::InvalidArgument,

@@ -24,7 +24,7 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
   explicit CopyBackendProcess(std::size_t parallelism)
       : Process("copy-provisioner-backend"), parallelism_(parallelism) {}
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                   const std::string& rootfs, const std::string&) {
     if (layers.empty()) {
       return Error(ErrorKind::InvalidArgument,
@@ -40,13 +40,13 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
       });
     }
     return applied
-        .then([] { return ProvisionInfo{}; })
-        .repair([rt, rootfs](const Future<ProvisionInfo>& failed) -> Future<ProvisionInfo> {
+        .then([] { return RootfsInfo{}; })
+        .repair([rt, rootfs](const Future<RootfsInfo>& failed) -> Future<RootfsInfo> {
           // Leave nothing behind, then report the original error.
           Error error = failed.failure();
           if (error.kind == ErrorKind::AlreadyExists) return error;
           return async(*rt, [rootfs] { return actors::fs::removeTree(rootfs); })
-              .then([error](bool) -> Future<ProvisionInfo> { return error; });
+              .then([error](bool) -> Future<RootfsInfo> { return error; });
         });
   }
 

@@ -95,7 +95,7 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
   return Nothing{};
 }
 
-Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
+Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                      const std::string& backendDir, bool useLowerdirPlus) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string upper = scratch + "/upperdir";
@@ -130,7 +130,7 @@ Try<ProvisionInfo> provisionBlocking(const std::vector<std::string>& layers, con
     (void)actors::fs::removeTree(scratch);
     return mounted.error();
   }
-  return ProvisionInfo{{upper, work}};
+  return RootfsInfo{{upper, work}};
 }
 
 class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
@@ -138,7 +138,7 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
   explicit OverlayBackendProcess(bool useLowerdirPlus)
       : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus) {}
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                   const std::string& rootfs, const std::string& backendDir) {
     if (layers.empty()) {
       return Error(ErrorKind::InvalidArgument,

@@ -22,7 +22,7 @@ class ProcessBackend final : public Backend {
 
   std::string name() const override { return name_; }
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers,
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
                                   const std::string& rootfs,
                                   const std::string& backendDir) override {
     return process_.dispatch(&P::provision, layers, rootfs, backendDir);

@@ -155,7 +155,7 @@ double overlayPairsPerSecond(backend::Backend& overlay, const std::string& root,
     }
     const std::string rootfs = rootfses + "/r" + std::to_string(i);
     overlay.provision(layers, rootfs, backendDir)
-        .then([&, rootfs](const backend::ProvisionInfo&) { return overlay.destroy(rootfs, backendDir); })
+        .then([&, rootfs](const backend::RootfsInfo&) { return overlay.destroy(rootfs, backendDir); })
         .onAny([&](const actors::Future<bool>& f) {
           if (!f.isReady() || !f.get()) {
             if (failures.fetch_add(1) == 0 && f.isFailed()) {

@@ -50,8 +50,10 @@ int fail(const std::string& message, int code = 1) {
   return code;
 }
 
+// Blocks the calling (main) thread until `future` completes; its value, or
+// nothing with `error` set. (actors::await never blocks: it is a future.)
 template <typename T>
-std::optional<T> await(const actors::Future<T>& future, std::string& error) {
+std::optional<T> blockOn(const actors::Future<T>& future, std::string& error) {
   future.waitFor(std::chrono::hours(24));
   if (future.isReady()) return future.get();
   error = future.isFailed() ? future.failure().message : "the operation was cancelled";
@@ -134,14 +136,14 @@ int main(int argc, char** argv) {
   auto known = provisioner::Provisioner::containersOnDisk(flags.workDir);
   if (known.isError()) return fail(known.error().message);
   std::string error;
-  if (!await(p.recover(*known), error)) return fail("Failed to recover: " + error);
+  if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
 
   if (command == "pull" || command == "provision") {
     auto image = provisioner::parseImage(args.back());
     if (image.isError()) return fail(image.error().message);
     if (command == "pull") {
       // A pull is a provision that hands out nothing: the store's get.
-      auto info = await(p.pullImage(*image), error);
+      auto info = blockOn(p.pullImage(*image), error);
       if (progress) progress->finish();  // its last state, before the result or the error
       if (!info) return fail(error);
       std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + cmd::imageDigest(*info)) << "\n";
@@ -149,26 +151,26 @@ int main(int argc, char** argv) {
     }
     auto valid = provisioner::validateContainerId(args[0]);
     if (valid.isError()) return fail(valid.error().message);
-    auto info = await(p.provision(args[0], *image), error);
+    auto info = blockOn(p.provision(args[0], *image), error);
     if (progress) progress->finish();
     if (!info) return fail(error);
     std::cout << (json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
     return 0;
   }
   if (command == "destroy") {
-    auto destroyed = await(p.destroy(args[0]), error);
+    auto destroyed = blockOn(p.destroy(args[0]), error);
     if (!destroyed) return fail(error);
     if (!*destroyed) return fail("Failed to destroy container '" + args[0] + "': no such container", 3);
     return 0;
   }
   if (command == "containers") {
-    auto containers = await(p.containers(), error);
+    auto containers = blockOn(p.containers(), error);
     if (!containers) return fail(error);
     std::cout << cmd::containersText(*containers, json);
     return 0;
   }
   if (command == "images") {
-    auto images = await(p.images(), error);
+    auto images = blockOn(p.images(), error);
     if (!images) return fail(error);
     std::cout << cmd::imagesText(*images, json);
     return 0;
@@ -179,6 +181,6 @@ int main(int argc, char** argv) {
     if (image.isError()) return fail(image.error().message);
     keep.push_back(*image);
   }
-  if (!await(p.pruneImages(keep), error)) return fail(error);
+  if (!blockOn(p.pruneImages(keep), error)) return fail(error);
   return 0;
 }

@@ -418,7 +418,7 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
       });
 }
 
-Future<std::string> RegistryClient::fetchBlob(const Repository& repository, const messages::Descriptor& blob,
+Future<std::string> RegistryClient::readBlob(const Repository& repository, const messages::Descriptor& blob,
                                               std::size_t limit) {
   const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);

@@ -91,7 +91,7 @@ class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
   actors::Future<FetchedManifest> fetchManifest(const Repository& repository, const std::string& tagOrDigest);
 
   // The whole blob (at most `limit` bytes), verified; retried.
-  actors::Future<std::string> fetchBlob(const Repository& repository, const messages::Descriptor& blob,
+  actors::Future<std::string> readBlob(const Repository& repository, const messages::Descriptor& blob,
                                         std::size_t limit);
 
   // Streams a blob into `sink`: retried and resumed; READY only when every

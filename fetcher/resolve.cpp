@@ -32,7 +32,7 @@ Future<messages::ResolvedImage> withConfig(const std::shared_ptr<Attempt>& attem
     *resolved.mutable_config() = std::move(*config);
     return resolved;
   }
-  return attempt->client->fetchBlob(repository, resolved.manifest().config(), kMaxConfigBytes)
+  return attempt->client->readBlob(repository, resolved.manifest().config(), kMaxConfigBytes)
       .then([resolved, what](const std::string& json) mutable -> Future<messages::ResolvedImage> {
         auto config = parseImageConfig(json);
         if (config.isError()) return config.error().withContext(what);

@@ -59,7 +59,7 @@ class BackendConformanceTest : public prov::testing::TemporaryDirectoryTest,
 
   std::string layer(const std::string& name) { return (sandbox() / "layers" / name).string(); }
 
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers) {
     return backend_->provision(layers, rootfs_, backendDir_);
   }
 
@@ -176,13 +176,13 @@ TEST_P(SingleLayerTest, ProvisionOverAnExistingRootfsFails) {
 }
 
 TEST_P(SingleLayerTest, NoLayersIsAnError) {
-  Future<ProvisionInfo> f = provision({});
+  Future<RootfsInfo> f = provision({});
   AWAIT_EXPECT_ERROR(actors::ErrorKind::InvalidArgument, f);
   EXPECT_FALSE(fs::exists(rootfs_));
 }
 
 TEST_P(SingleLayerTest, MissingLayerFailsAndLeavesNothing) {
-  Future<ProvisionInfo> f = provision({layer("does-not-exist")});
+  Future<RootfsInfo> f = provision({layer("does-not-exist")});
   AWAIT_FAILED(f);
   EXPECT_NE(std::string::npos, f.failure().message.find("does-not-exist")) << f.failure().message;
   EXPECT_FALSE(fs::exists(rootfs_));

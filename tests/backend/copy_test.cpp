@@ -41,7 +41,7 @@ class CopyBackendTest : public prov::testing::TemporaryDirectoryTest {
     TemporaryDirectoryTest::TearDown();
   }
   std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
-  Future<ProvisionInfo> provision(const std::vector<std::string>& layers) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers) {
     std::vector<std::string> full;
     for (const auto& l : layers) full.push_back(path(l));
     return copy_->provision(full, path("rootfs"), path("backend"));
