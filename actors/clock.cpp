@@ -115,6 +115,11 @@ Future<Nothing> Clock::sleep(Duration duration) {
   return future;
 }
 
+std::size_t Clock::pending() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->timers.size();
+}
+
 void Clock::pause() {
   std::lock_guard lock(impl_->mutex);
   if (impl_->paused) return;

@@ -50,6 +50,10 @@ class Clock {
   // timer and makes it DISCARDED.
   Future<Nothing> sleep(Duration duration);
 
+  // Timers set and not yet fired or cancelled (for tests that wait until a
+  // component has set its timer before they advance the clock).
+  std::size_t pending() const;
+
   void pause();
   void resume();
   bool paused() const;

@@ -24,6 +24,33 @@ using actors::Promise;
 using testing::FakeRegistry;
 
 // Collects a blob.
+// Polls `condition` until it holds (a failure after 15 s). For states the
+// test cannot be told of.
+bool waitUntil(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "the condition did not come about within 15 s";
+      return false;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// Polls `value` until it has stopped changing: the same over five polls
+// 20 ms apart (a failure if it still changes after 15 s).
+void waitUntilSteady(const std::function<std::size_t()>& value) {
+  std::size_t last = value(), same = 0;
+  waitUntil([&] {
+    std::this_thread::sleep_for(20ms);
+    const std::size_t now = value();
+    same = now == last ? same + 1 : 0;
+    last = now;
+    return same >= 5;
+  });
+}
+
 class StringSink : public ByteSink {
  public:
   Future<Nothing> write(std::string_view chunk) override {
@@ -46,8 +73,12 @@ class StringSink : public ByteSink {
 // Holds every write until release(): a consumer that does not keep up.
 class HeldSink : public ByteSink {
  public:
+  // `firstBytes` runs when the first chunk arrives.
+  explicit HeldSink(std::function<void()> firstBytes = {}) : firstBytes_(std::move(firstBytes)) {}
+
   Future<Nothing> write(std::string_view chunk) override {
     std::lock_guard lock(mutex_);
+    if (received_ == 0 && firstBytes_) firstBytes_();
     received_ += chunk.size();
     largest_ = std::max(largest_, chunk.size());
     if (released_) return Nothing{};
@@ -71,8 +102,13 @@ class HeldSink : public ByteSink {
     std::lock_guard lock(mutex_);
     return largest_;
   }
+  bool released() const {
+    std::lock_guard lock(mutex_);
+    return released_;
+  }
 
  private:
+  const std::function<void()> firstBytes_;
   mutable std::mutex mutex_;
   std::vector<Promise<Nothing>> held_;
   std::size_t received_ = 0;
@@ -243,7 +279,7 @@ TEST_F(RegistryTest, AnonymousBearerTokenIsFetchedOnceAndCached) {
   Published image = publish(registry, "test/app", "v1", {"a", "b"});
   auto c = client();
   AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
-  AWAIT_READY(c->fetchBlob(repo(registry), blobOf(image.configDigest, -1), 1 << 20));
+  AWAIT_READY(c->readBlob(repo(registry), blobOf(image.configDigest, -1), 1 << 20));
   auto sink = std::make_shared<StringSink>();
   AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[1], 1), sink));
   EXPECT_EQ("b", sink->data());
@@ -340,11 +376,11 @@ TEST_F(RegistryTest, TooManyRequestsWaitsForRetryAfterOnTheClock) {
   runtime_.clock().pause();
   registry.fail(fault("/manifests/", 429, 1, {{"Retry-After", "30"}}));
   Future<FetchedManifest> fetched = c->fetchManifest(repo(registry), "v1");
-  for (int i = 0; i < 500 && registry.count("/manifests/") < 1; ++i) std::this_thread::sleep_for(10ms);
-  std::this_thread::sleep_for(50ms);
-  runtime_.clock().settle();
+  // The 429 came back and the retry waits on the clock (its only timer).
+  waitUntil([&] { return runtime_.clock().pending() == 1; });
   runtime_.clock().advance(29s);
-  std::this_thread::sleep_for(100ms);
+  runtime_.clock().settle();  // had a timer been due, its work would have run
+  EXPECT_EQ(1u, runtime_.clock().pending());
   EXPECT_EQ(1u, registry.count("/manifests/"));
   EXPECT_TRUE(fetched.isPending());
   runtime_.clock().advance(2s);
@@ -417,7 +453,7 @@ TEST_F(RegistryTest, WrongDigestWrongSizeAndTruncationAreErrors) {
   auto c = client();
   AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch,
                      c->streamBlob(repo(registry), blobOf(digest, 17), std::make_shared<StringSink>()));
-  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, c->fetchBlob(repo(registry), blobOf(digest, 17), 1024));
+  AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, c->readBlob(repo(registry), blobOf(digest, 17), 1024));
   const std::string honest = registry.addBlob("twelve bytes");
   AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch,
                      c->streamBlob(repo(registry), blobOf(honest, 5), std::make_shared<StringSink>()));
@@ -454,8 +490,10 @@ TEST_F(RegistryTest, SlowConsumerSlowsTheSocket) {
   auto c = client(o);
   auto sink = std::make_shared<HeldSink>();
   Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
-  for (int i = 0; i < 500 && sink->received() == 0; ++i) std::this_thread::sleep_for(10ms);
-  std::this_thread::sleep_for(500ms);
+  waitUntil([&] { return sink->received() > 0; });
+  // Until the server stops sending: blocked by back-pressure, or done
+  // because nothing pushed back (then the check below fails).
+  waitUntilSteady([&] { return registry.bodyBytesSent(); });
   // One chunk taken; the rest waits in socket buffers or in the server.
   EXPECT_EQ(sink->largest(), sink->received());
   EXPECT_LT(registry.bodyBytesSent(), size / 2);
@@ -473,8 +511,7 @@ TEST_F(RegistryTest, DiscardingATransferClosesItsConnection) {
   auto c = client();
   auto sink = std::make_shared<HeldSink>();
   Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
-  for (int i = 0; i < 500 && sink->received() == 0; ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_GT(sink->received(), 0u);
+  ASSERT_TRUE(waitUntil([&] { return sink->received() > 0; }));
   transfer.discard();
   AWAIT_EXPECT_DISCARDED(transfer);
   sink->release();
@@ -612,15 +649,40 @@ TEST_F(RegistryTest, PullerBoundsBlobsInFlight) {
   AWAIT_READY(resolved);
   std::vector<std::shared_ptr<HeldSink>> sinks;
   std::vector<Future<Nothing>> transfers;
+  // How many transfers hold bytes their sink has not let go of, at most:
+  // counted when a sink first gets bytes and when the test releases it.
+  std::mutex mutex;
+  std::size_t holding = 0, most = 0;
   for (const auto& layer : resolved->manifest().layers()) {
-    sinks.push_back(std::make_shared<HeldSink>());
+    sinks.push_back(std::make_shared<HeldSink>([&] {
+      std::lock_guard lock(mutex);
+      most = std::max(most, ++holding);
+    }));
     transfers.push_back((*puller)->fetchBlob(image, resolved.get(), layer, sinks.back()));
   }
-  for (int i = 0; i < 500 && registry.count("/blobs/") < 3; ++i) std::this_thread::sleep_for(10ms);
-  std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(3u, registry.count("/blobs/"));  // the config and two layers
-  for (auto& sink : sinks) sink->release();
+  // Every transfer was asked for at once; two may run.
+  waitUntil([&] { return sinks[0]->received() > 0 && sinks[1]->received() > 0; });
+  for (std::size_t released = 0; released < sinks.size(); ++released) {
+    std::shared_ptr<HeldSink> next;  // one whose bytes came, not yet let go of
+    if (!waitUntil([&] {
+          for (auto& sink : sinks) {
+            if (sink->received() > 0 && !sink->released()) next = sink;
+          }
+          return next != nullptr;
+        })) {
+      break;
+    }
+    // A transfer starts only when one before it ended: the config and two
+    // layers, plus one per layer let go of so far.
+    EXPECT_LE(registry.count("/blobs/"), 3 + released);
+    {
+      std::lock_guard lock(mutex);
+      --holding;
+    }
+    next->release();
+  }
   for (auto& transfer : transfers) AWAIT_EXPECT_READY(transfer);
+  EXPECT_EQ(2u, most);
   EXPECT_EQ(7u, registry.count("/blobs/"));
   for (std::size_t i = 0; i < sinks.size(); ++i) EXPECT_EQ(layers[i].size(), sinks[i]->received());
 }
