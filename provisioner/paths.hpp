@@ -4,7 +4,8 @@
 //
 //   <work_dir>/
 //     lock                                      one process per work dir (flock)
-//     store/docker/                             the image store (store/paths.hpp)
+//     store/docker/                             the Docker/OCI image store (store/paths.hpp)
+//     store/appc/                               the AppC image store (store/paths.hpp)
 //     provisioner/containers/<id>/
 //       layers                                  ContainerRecord (what its rootfses use)
 //       backends/<backend>/rootfses/<uuid>/     a rootfs handed out
@@ -37,8 +38,13 @@ inline std::string record(const std::string& containerDir) { return containerDir
 inline std::string backendDir(const std::string& containerDir, const std::string& backend) {
   return containerDir + "/backends/" + backend;
 }
-inline std::string rootfs(const std::string& containerDir, const std::string& backend, const std::string& id) {
-  return backendDir(containerDir, backend) + "/rootfses/" + id;
+inline std::string rootfses(const std::string& containerDir, const std::string& backend) {
+  return backendDir(containerDir, backend) + "/rootfses";
 }
+inline std::string rootfs(const std::string& containerDir, const std::string& backend, const std::string& id) {
+  return rootfses(containerDir, backend) + "/" + id;
+}
+// rootfs(dir, backend, id) -> id.
+inline std::string rootfsIdOf(const std::string& rootfsPath) { return rootfsPath.substr(rootfsPath.rfind('/') + 1); }
 
 }  // namespace prov::provisioner::paths

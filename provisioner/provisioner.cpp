@@ -67,24 +67,30 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> recover(const std::set<std::string>& known) {
     return actors::async(runtime_, [root = root_] { return scanContainers(root); })
-        .then(actors::defer(self(), [this, known](const std::vector<ContainerInfo>& found) {
-          for (const auto& container : found) {
-            auto& info = infos_[container.id];
-            if (!info) info = std::make_shared<Info>();
-            info->rootfses = container.rootfses;
-          }
-          std::vector<Future<bool>> orphans;
-          for (const auto& container : found) {
-            // Unknown, and not inside another unknown one (that destroys it).
-            if (known.count(container.id) > 0) continue;
-            const std::string parent = parentOf(container.id);
-            if (!parent.empty() && infos_.count(parent) > 0 && known.count(parent) == 0) continue;
-            orphans.push_back(destroyTree(container.id));
-          }
-          return actors::collect(orphans).then(actors::defer(self(), [this] {
-            return forEachStore([](store::Store& store) { return store.recover(); });
-          }));
-        }));
+        .then(actors::defer(self(), &Self::adoptContainers, known));
+  }
+
+  // The containers found on disk taken in; the unknown ones destroyed; then
+  // the stores recovered.
+  Future<Nothing> adoptContainers(const std::set<std::string>& known, const std::vector<ContainerInfo>& found) {
+    for (const auto& container : found) {
+      auto& info = infos_[container.id];
+      if (!info) info = std::make_shared<Info>();
+      info->rootfses = container.rootfses;
+    }
+    std::vector<Future<bool>> orphans;
+    for (const auto& container : found) {
+      // Unknown, and not inside another unknown one (that destroys it).
+      if (known.count(container.id) > 0) continue;
+      const std::string parent = parentOf(container.id);
+      if (!parent.empty() && infos_.count(parent) > 0 && known.count(parent) == 0) continue;
+      orphans.push_back(destroyTree(container.id));
+    }
+    return actors::collect(orphans).then(actors::defer(self(), &Self::recoverStores));
+  }
+
+  Future<Nothing> recoverStores() {
+    return forEachStore([](store::Store& store) { return store.recover(); });
   }
 
   // ---- provision ------------------------------------------------------------
@@ -93,27 +99,33 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
     auto promise = std::make_shared<actors::Promise<ProvisionInfo>>();
-    Future<ProvisionInfo> work =
-        lock_.readLock()
-            .then(actors::defer(self(), [this, id, image] { return startProvision(id, image); }))
-            .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+    Future<ProvisionInfo> work = lock_.readLock()
+                                     .then(actors::defer(self(), &Self::startProvision, id, image))
+                                     .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
     promise->future().onDiscard([work] { work.discard(); });
-    // A rootfs finished after the caller gave up is not handed out: it is
-    // taken down again, and the caller sees DISCARDED.
-    work.onAny(actors::defer(self(), [this, id, promise](const Future<ProvisionInfo>& done) {
-      if (!promise->future().hasDiscard() || !done.isReady()) {
-        done.isReady() ? promise->set(done.get()) : done.isFailed() ? promise->fail(done.failure()) : promise->discard();
+    work.onAny(actors::defer(self(), &Self::handOver, id, promise));
+    return promise->future();
+  }
+
+  // A caller who gave up sees DISCARDED, however far the provision got: a
+  // rootfs finished after that is not handed out but taken down again.
+  void handOver(const std::string& id, const std::shared_ptr<actors::Promise<ProvisionInfo>>& promise,
+                const Future<ProvisionInfo>& done) {
+    if (promise->future().hasDiscard()) {
+      if (!done.isReady()) {
+        promise->discard();
         return;
       }
       undoRootfs(id, done.get().rootfs).onAny([promise] { promise->discard(); });
-    }));
-    return promise->future();
+      return;
+    }
+    done.isReady() ? promise->set(done.get()) : done.isFailed() ? promise->fail(done.failure()) : promise->discard();
   }
 
   Future<Nothing> undoRootfs(const std::string& id, const std::string& path) {
     auto it = infos_.find(id);
     if (it == infos_.end()) return Nothing{};
-    const std::string rootfsId = path.substr(path.rfind('/') + 1);
+    const std::string rootfsId = paths::rootfsIdOf(path);
     for (const auto& rootfs : it->second->rootfses) {
       if (rootfs.id() != rootfsId) continue;
       const std::string dir = paths::container(root_, id);
@@ -141,14 +153,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
     Future<ProvisionInfo> provisioning =
-        fetched->then(actors::defer(self(), [this, id, started, provider = store::providerOf(image)](
-                                                const store::ImageInfo& pulled) {
-          pullMs_[provider] =
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-          return makeRootfs(id, pulled);
-        }));
+        fetched->then(actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image)));
     info->provisioning = provisioning.then([](const ProvisionInfo&) { return Nothing{}; });
     return provisioning;
+  }
+
+  Future<ProvisionInfo> imagePulled(const std::string& id, std::chrono::steady_clock::time_point started,
+                                    const std::string& provider, const store::ImageInfo& pulled) {
+    pullMs_[provider] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    return makeRootfs(id, pulled);
   }
 
   Future<ProvisionInfo> makeRootfs(const std::string& id, const store::ImageInfo& pulled) {
@@ -172,23 +185,41 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     for (const auto& r : info->rootfses) *record.add_rootfses() = r;
     // The record first: from now on GC keeps what this rootfs uses.
     return writeRecord(dir, record)
-        .then(actors::defer(self(), [this, path, backendDir, rootfs] {
-          return actors::async(runtime_, [path] { return actors::fs::makeDirectories(parentDir(path)); })
-              .then(actors::defer(self(), [this, rootfs, path, backendDir] {
-                std::vector<std::string> layers(rootfs.layers().begin(), rootfs.layers().end());
-                return backend(rootfs.backend())->provision(layers, path, backendDir);
-              }));
-        }))
-        .then(actors::defer(self(), [this, pulled, path, backendName](const backend::ProvisionInfo& made) {
-          ++provisions_;
-          return ProvisionInfo{path, backendName, pulled.image, made.ephemeralVolumes};
-        }))
-        .recover(actors::defer(self(), [this, id, rootfs](const Future<ProvisionInfo>& failed) {
-          return forgetRootfs(id, rootfs.id()).then([failed]() -> Future<ProvisionInfo> {
-            if (failed.isFailed()) return failed.failure();
-            return Error(ErrorKind::Cancelled, "The provision was discarded");
-          });
-        }));
+        .then([&runtime = runtime_, rootfses = paths::rootfses(dir, backendName)] {
+          return actors::async(runtime, [rootfses] { return actors::fs::makeDirectories(rootfses); });
+        })
+        .then(actors::defer(self(), &Self::assemble, rootfs, path, backendDir))
+        .then(actors::defer(self(), &Self::assembled, path, pulled.image))
+        .recover(actors::defer(self(), &Self::abandonRootfs, id, rootfs, path, backendDir));
+  }
+
+  Future<backend::RootfsInfo> assemble(const ContainerRootfs& rootfs, const std::string& path,
+                                       const std::string& backendDir) {
+    std::vector<std::string> layers(rootfs.layers().begin(), rootfs.layers().end());
+    return backend(rootfs.backend())->provision(layers, path, backendDir);
+  }
+
+  ProvisionInfo assembled(const std::string& path, const messages::StoredImage& image,
+                          const backend::RootfsInfo& made) {
+    ++provisions_;
+    return ProvisionInfo{path, parts_.defaultBackend, image, made.ephemeralVolumes};
+  }
+
+  // A rootfs that failed (or was discarded) on its way: whatever the backend
+  // made of it taken down (a discard can land after the backend mounted it:
+  // the step after is then skipped), then out of the record. Runs once the
+  // backend step is over. When the backend cannot take it down, the record
+  // keeps it, so that destroying the container tries again.
+  Future<ProvisionInfo> abandonRootfs(const std::string& id, const ContainerRootfs& rootfs, const std::string& path,
+                                      const std::string& backendDir, const Future<ProvisionInfo>& failed) {
+    Error error = failed.isFailed() ? failed.failure() : Error(ErrorKind::Cancelled, "The provision was discarded");
+    auto* b = backend(rootfs.backend());
+    Future<bool> destroyed = b ? b->destroy(path, backendDir) : Future<bool>(false);
+    // The caller's discard must not reach the clean-up.
+    Future<Nothing> cleaned =
+        destroyed.then(actors::defer(self(), [this, id, rootfsId = rootfs.id()] { return forgetRootfs(id, rootfsId); }))
+            .recover([](const Future<Nothing>&) { return Nothing{}; });
+    return actors::undiscardable(cleaned).then([error]() -> Future<ProvisionInfo> { return error; });
   }
 
   Future<messages::StoredImage> pullImage(const messages::Image& image) {
@@ -232,22 +263,26 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     std::shared_ptr<Info> info = it->second;
     if (info->destroying) return info->termination.future();
     info->destroying = true;
-    actors::await(children).then(actors::defer(self(), [this, id, info](const std::vector<Future<bool>>& done) {
-      for (const auto& child : done) {
-        if (!child.isReady()) {
-          ++removeContainerErrors_;
-          info->termination.fail(Error(ErrorKind::IO, "Failed to destroy the nested containers of '" + id + "': " +
-                                                          (child.isFailed() ? child.failure().message : "discarded")));
-          info->destroying = false;
-          return Nothing{};
-        }
-      }
-      // Never race an in-flight provision: wait for it first.
-      info->provisioning.recover([](const Future<Nothing>&) { return Nothing{}; })
-          .then(actors::defer(self(), [this, id, info] { return destroyRootfses(id, info); }));
-      return Nothing{};
-    }));
+    actors::await(children).then(actors::defer(self(), &Self::childrenDestroyed, id, info));
     return info->termination.future();
+  }
+
+  // Then, unless a child failed, the container itself, once a provision in
+  // flight is over (never race it).
+  Nothing childrenDestroyed(const std::string& id, const std::shared_ptr<Info>& info,
+                            const std::vector<Future<bool>>& done) {
+    for (const auto& child : done) {
+      if (!child.isReady()) {
+        ++removeContainerErrors_;
+        info->termination.fail(Error(ErrorKind::IO, "Failed to destroy the nested containers of '" + id + "': " +
+                                                        (child.isFailed() ? child.failure().message : "discarded")));
+        info->destroying = false;
+        return Nothing{};
+      }
+    }
+    info->provisioning.recover([](const Future<Nothing>&) { return Nothing{}; })
+        .then(actors::defer(self(), &Self::destroyRootfses, id, info));
+    return Nothing{};
   }
 
   Future<Nothing> destroyRootfses(const std::string& id, const std::shared_ptr<Info>& info) {
@@ -336,8 +371,6 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
  private:
-  static std::string parentDir(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
   // The store serving `image`'s provider, asked for it; none when that
   // provider is off.
   std::optional<Future<store::ImageInfo>> getImage(const messages::Image& image) {

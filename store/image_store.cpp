@@ -119,28 +119,32 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
-        .then(actors::defer(self(), [this](const StoreContents& contents) {
-          committed_ = contents.layers;
-          configFiles_ = contents.configs;
-          return metadata_.recover();
-        }))
-        .then(actors::defer(self(), [this](const std::vector<StoredImage>& images) -> Future<Nothing> {
-          images_.clear();
-          std::vector<std::string> gone;
-          for (const auto& image : images) {
-            bool complete = true;
-            for (const auto& id : image.layer_ids()) complete = complete && committed_.count(id) > 0;
-            const std::string config = configPath(image);
-            complete = complete && (config.empty() || actors::fs::exists(config));
-            if (complete) {
-              images_[image.key()] = image;
-            } else {
-              gone.push_back(image.key());
-            }
-          }
-          if (gone.empty()) return Nothing{};
-          return metadata_.remove(gone);
-        }));
+        .then(actors::defer(self(), &Self::loadIndex));
+  }
+
+  Future<Nothing> loadIndex(const StoreContents& contents) {
+    committed_ = contents.layers;
+    configFiles_ = contents.configs;
+    return metadata_.recover().then(actors::defer(self(), &Self::keepCompleteImages));
+  }
+
+  // The index cut to the images whose layers and config are all there.
+  Future<Nothing> keepCompleteImages(const std::vector<StoredImage>& images) {
+    images_.clear();
+    std::vector<std::string> gone;
+    for (const auto& image : images) {
+      bool complete = true;
+      for (const auto& id : image.layer_ids()) complete = complete && committed_.count(id) > 0;
+      const std::string config = configPath(image);
+      complete = complete && (config.empty() || actors::fs::exists(config));
+      if (complete) {
+        images_[image.key()] = image;
+      } else {
+        gone.push_back(image.key());
+      }
+    }
+    if (gone.empty()) return Nothing{};
+    return metadata_.remove(gone);
   }
 
   Future<ImageInfo> get(const Image& image) {
@@ -160,18 +164,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                            for (const auto& path : paths) present.push_back(actors::fs::exists(path));
                            return present;
                          })
-        .then(actors::defer(self(), [this, stored, image, key = *key](const std::vector<bool>& present) {
-          bool complete = true;
-          for (int i = 0; i < stored.layer_ids_size(); ++i) {
-            if (!present[static_cast<std::size_t>(i)]) {
-              committed_.erase(stored.layer_ids(i));
-              complete = false;
-            }
-          }
-          if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
-          if (complete) return Future<ImageInfo>(infoOf(stored));
-          return pulls_.join(key, [&] { return pull(key, image); });
-        }));
+        .then(actors::defer(self(), &Self::servePresent, *key, image, stored));
+  }
+
+  // The stored image as it is when `present` (its layers', then its
+  // config's) says all is there; else pulled again.
+  Future<ImageInfo> servePresent(const std::string& key, const Image& image, const StoredImage& stored,
+                                 const std::vector<bool>& present) {
+    bool complete = true;
+    for (int i = 0; i < stored.layer_ids_size(); ++i) {
+      if (!present[static_cast<std::size_t>(i)]) {
+        committed_.erase(stored.layer_ids(i));
+        complete = false;
+      }
+    }
+    if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
+    if (complete) return infoOf(stored);
+    return pulls_.join(key, [&] { return pull(key, image); });
   }
 
   Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
@@ -260,10 +269,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     messages::Platform platform = options_.platform;
     if (platform.os().empty()) platform = fetcher::hostPlatform();
-    return puller->resolve(image, platform)
-        .then(actors::defer(self(), [this, key, image, puller](const ResolvedImage& resolved) {
-          return fetchLayers(key, image, puller, resolved);
-        }));
+    return puller->resolve(image, platform).then(actors::defer(self(), &Self::fetchLayers, key, image, puller));
   }
 
   Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
@@ -294,7 +300,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       }));
     }
     return actors::collect(joined)
-        .then(actors::defer(self(), [this, key, resolved, ids] { return finishPull(key, resolved, ids); }))
+        .then(actors::defer(self(), &Self::finishPull, key, resolved, ids))
         .onAny(actors::defer(self(), [this, key] {
           inflightConfigs_.erase(key);
           inflightLayers_.erase(key);
@@ -318,10 +324,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       config = actors::async(runtime_, [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
     }
     return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
-        .then(actors::defer(self(), [this](const StoredImage& stored) {
-          images_[stored.key()] = stored;
-          return infoOf(stored);
-        }));
+        .then(actors::defer(self(), &Self::indexed));
+  }
+
+  ImageInfo indexed(const StoredImage& stored) {
+    images_[stored.key()] = stored;
+    return infoOf(stored);
   }
 
   // ---- one layer ------------------------------------------------------------
@@ -362,36 +370,36 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     const std::string id = ids[i];
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
-    Future<Nothing> pulled = slots_.acquire()
-        .then(actors::defer(self(), [this, image, puller, resolved, blob, stream, reporter] {
-          if (reporter) reporter->report(LayerProgress::Phase::Downloading);
-          return extract(image, puller, resolved, blob, stream, reporter);
-        }))
-        .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
-        .then(actors::defer(self(), [this, parents, layerDir, id, reporter](const Staged& staged) {
-          return actors::async(runtime_,
-                               [staged, parents, layerDir, sync = options_.syncLayers]() -> Try<Nothing> {
-                                 auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents,
-                                                              layerDir, sync);
-                                 if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
-                                 return committed;
-                               })
-              .then(actors::defer(self(), [this, id, reporter] {
-                committed_.insert(id);
-                if (reporter) reporter->report(LayerProgress::Phase::Done);
-              }));
-        }));
+    Future<Nothing> pulled =
+        slots_.acquire()
+            .then(actors::defer(self(), &Self::extract, image, puller, resolved, blob, stream, reporter))
+            .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
+            .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
+              return actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
+                auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents, layerDir, sync);
+                if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
+                return committed;
+              });
+            })
+            .then(actors::defer(self(), &Self::layerCommitted, id, reporter));
     if (reporter) {
       pulled.onFailed(actors::defer(self(), [reporter] { reporter->report(LayerProgress::Phase::Failed); }));
     }
     return pulled;
   }
 
-  // Streams the blob into a LayerStream; READY with the staged layer, or
-  // FAILED/DISCARDED with the staging directory removed.
+  void layerCommitted(const std::string& id, const std::shared_ptr<LayerReporter>& reporter) {
+    committed_.insert(id);
+    if (reporter) reporter->report(LayerProgress::Phase::Done);
+  }
+
+  // Holding a slot: streams the blob into a LayerStream; READY with the
+  // staged layer, or FAILED/DISCARDED with the staging directory removed
+  // (the slot given back either way).
   Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                          const ResolvedImage& resolved, const messages::Descriptor& blob,
                          const LayerStreamOptions& options, const std::shared_ptr<LayerReporter>& reporter) {
+    if (reporter) reporter->report(LayerProgress::Phase::Downloading);
     const std::string dir = paths::randomChild(paths::staging(options_.storeDir));
     auto stream = LayerStream::start(runtime_, paths::stagedRootfs(dir), options);
     std::shared_ptr<fetcher::ByteSink> sink = stream;

@@ -25,6 +25,50 @@ namespace fs = std::filesystem;
 using store::ImageStoreTest;
 using testing::TarEntry;
 
+// A real backend whose provision() waits until the test releases it (a
+// fault-injection fake: the rest is the real backend).
+class HeldBackend final : public backend::Backend {
+ public:
+  HeldBackend(actors::Runtime& runtime, const std::string& name) : inner_(*backend::createBackend(runtime, name)) {}
+
+  std::string name() const override { return inner_->name(); }
+  Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                                           const std::string& backendDir) override {
+    called_.set(Nothing{});
+    auto inner = inner_;
+    return gate_.future().then([inner, layers, rootfs, backendDir] {
+      return inner->provision(layers, rootfs, backendDir);
+    });
+  }
+  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
+    return inner_->destroy(rootfs, backendDir);
+  }
+
+  Future<Nothing> called() { return called_.future(); }
+  void release() { gate_.set(Nothing{}); }
+
+ private:
+  std::shared_ptr<backend::Backend> inner_;
+  actors::Promise<Nothing> called_, gate_;
+};
+
+// Hands the provisioner a backend the test keeps a handle on.
+class SharedBackend final : public backend::Backend {
+ public:
+  explicit SharedBackend(std::shared_ptr<backend::Backend> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                                           const std::string& backendDir) override {
+    return inner_->provision(layers, rootfs, backendDir);
+  }
+  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
+    return inner_->destroy(rootfs, backendDir);
+  }
+
+ private:
+  std::shared_ptr<backend::Backend> inner_;
+};
+
 class ProvisionerTest : public ImageStoreTest {
  protected:
   void SetUp() override {
@@ -45,7 +89,8 @@ class ProvisionerTest : public ImageStoreTest {
 
   // A provisioner over workDir_, recovered with `known`.
   void start(const std::set<std::string>& known = {}, std::string backendName = backend::kOverlay,
-             std::optional<ImageGcConfig> gc = {}, DiskFree diskFree = {}) {
+             std::optional<ImageGcConfig> gc = {}, DiskFree diskFree = {},
+             std::shared_ptr<backend::Backend> replacement = nullptr) {
     provisioner_.reset();
     Provisioner::Parts parts;
     parts.workDir = workDir_.string();
@@ -61,6 +106,7 @@ class ProvisionerTest : public ImageStoreTest {
       ASSERT_TRUE(b.isSome()) << b.error().message;
       parts.backends[name] = std::move(*b);
     }
+    if (replacement) parts.backends[replacement->name()] = std::make_unique<SharedBackend>(replacement);
     parts.defaultBackend = backendName;
     parts.imageGc = gc;
     parts.diskFree = diskFree;
@@ -188,6 +234,8 @@ TEST_F(ProvisionerTest, ProvisionFailureLeavesNoRootfs) {
   EXPECT_EQ(ErrorKind::InvalidArgument, bad.failure().kind);
 }
 
+// Discarded while its image is still being pulled: no rootfs was ever made
+// (the directory for them does not exist), and no record names one.
 TEST_F(ProvisionerTest, ADiscardedProvisionCleansUpAfterItself) {
   publish("test/slow", "latest", {{TarEntry::file("big", randomBytes(4 * 1024))}});
   registry_.trickle(1);
@@ -195,10 +243,26 @@ TEST_F(ProvisionerTest, ADiscardedProvisionCleansUpAfterItself) {
   waitFor([&] { return registry_.count("/blobs/") >= 2; });
   provisioning.discard();
   AWAIT_DISCARDED(provisioning);
-  waitFor([&] { return !fs::exists(containerDir("c") / "backends/overlay/rootfses") ||
-                       fs::is_empty(containerDir("c") / "backends/overlay/rootfses"); });
-  EXPECT_TRUE(!fs::exists(containerDir("c") / "backends/overlay/rootfses") ||
-              fs::is_empty(containerDir("c") / "backends/overlay/rootfses"));
+  EXPECT_FALSE(fs::exists(containerDir("c") / "backends/overlay/rootfses"));
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  for (const auto& c : containers.get()) EXPECT_TRUE(c.rootfses.empty()) << c.id;
+}
+
+// Discarded while the backend assembles the rootfs: the rootfs it finishes
+// is taken down again and the caller sees DISCARDED.
+TEST_F(ProvisionerTest, ARootfsFinishedAfterTheDiscardIsTakenDownAgain) {
+  auto held = std::make_shared<HeldBackend>(runtime_, backend::kOverlay);
+  start({}, backend::kOverlay, {}, {}, held);
+  auto provisioning = provisioner_->provision("c", dockerImage("alpine"));
+  AWAIT_READY(held->called());
+  const fs::path rootfses = containerDir("c") / "backends/overlay/rootfses";
+  EXPECT_TRUE(fs::exists(rootfses));
+  provisioning.discard();
+  held->release();
+  AWAIT_DISCARDED(provisioning);
+  waitFor([&] { return fs::is_empty(rootfses); });
+  EXPECT_TRUE(fs::is_empty(rootfses));
   auto containers = provisioner_->containers();
   AWAIT_READY(containers);
   for (const auto& c : containers.get()) EXPECT_TRUE(c.rootfses.empty()) << c.id;
