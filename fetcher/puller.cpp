@@ -18,6 +18,10 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
       : actors::Process<RegistryPullerProcess>("registry-puller"), client_(std::move(client)),
         slots_(std::max<std::size_t>(1, limit)) {}
 
+  void initialize() override {
+    slots_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
+  }
+
   Future<messages::ResolvedImage> resolve(const messages::Image& image, const messages::Platform& platform) {
     return client_->resolve(normalize(image.reference()), platform, credentialsOf(image));
   }
@@ -30,7 +34,7 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     std::stable_partition(repositories->begin(), repositories->end(),
                           [&](const Repository& r) { return r.endpoint.toString() == resolved.endpoint(); });
     Transfer transfer{std::move(*repositories), blob, std::move(sink)};
-    return slots_.acquire().then(actors::defer(self(), &Self::start, transfer));
+    return slots_.run<Nothing>([this, transfer] { return fetchFrom(client_, transfer, 0); });
   }
 
  private:
@@ -43,13 +47,6 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
   static std::optional<messages::Credentials> credentialsOf(const messages::Image& image) {
     if (!image.has_credentials() || image.credentials().username().empty()) return std::nullopt;
     return image.credentials();
-  }
-
-  // Holding a slot: the transfer, which gives the slot back when it ends.
-  Future<Nothing> start(const Transfer& transfer) {
-    Future<Nothing> done = fetchFrom(client_, transfer, 0);
-    done.onAny(actors::defer(self(), [this] { slots_.release(); }));
-    return done;
   }
 
   static Future<Nothing> fetchFrom(const std::shared_ptr<RegistryClient>& client, const Transfer& transfer, std::size_t i) {

@@ -91,37 +91,77 @@ TEST(ProcessOwnerTest, TheDestructorWaitsForQuiesceBeforeTerminating) {
 
 // ---- Slots --------------------------------------------------------------------
 
-TEST(SlotsTest, AtMostCountHoldersFirstComeFirstServed) {
-  Slots slots(2);
-  Future<Nothing> a = slots.acquire(), b = slots.acquire(), c = slots.acquire(), d = slots.acquire();
-  EXPECT_TRUE(a.isReady());
-  EXPECT_TRUE(b.isReady());
-  EXPECT_TRUE(c.isPending());
-  EXPECT_TRUE(d.isPending());
-  EXPECT_EQ(2u, slots.inUse());
-  slots.release();
-  EXPECT_TRUE(c.isReady());  // the first waiter first
-  EXPECT_TRUE(d.isPending());
-  slots.release();
-  EXPECT_TRUE(d.isReady());
-  slots.release();
-  slots.release();
-  EXPECT_EQ(0u, slots.inUse());
-  EXPECT_TRUE(slots.acquire().isReady());
+// Slots is driven from one process; these tests call it from the test
+// thread only, with `post` running what it is given at once.
+class SlotsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    slots_.setPost([](std::function<void()> f) { f(); });
+  }
+
+  // Work that runs until the test ends it; counts its starts.
+  Future<Nothing> job(int& started, Promise<Nothing>& end) {
+    return slots_.run<Nothing>([&] {
+      ++started;
+      return end.future();
+    });
+  }
+
+  Slots slots_{2};
+};
+
+TEST_F(SlotsTest, AtMostCountRunFirstComeFirstServed) {
+  int a = 0, b = 0, c = 0, d = 0;
+  Promise<Nothing> endA, endB, endC, endD;
+  Future<Nothing> fa = job(a, endA), fb = job(b, endB), fc = job(c, endC), fd = job(d, endD);
+  EXPECT_EQ(1, a);
+  EXPECT_EQ(1, b);
+  EXPECT_EQ(0, c);
+  EXPECT_EQ(0, d);
+  EXPECT_EQ(2u, slots_.inUse());
+  endA.set(Nothing{});
+  AWAIT_READY(fa);
+  EXPECT_EQ(1, c);  // the first waiter first
+  EXPECT_EQ(0, d);
+  endB.fail(Error(ErrorKind::IO, "failed"));  // a failure gives the slot back too
+  AWAIT_FAILED(fb);
+  EXPECT_EQ(1, d);
+  endC.set(Nothing{});
+  endD.set(Nothing{});
+  AWAIT_READY(fc);
+  AWAIT_READY(fd);
+  EXPECT_EQ(0u, slots_.inUse());
 }
 
-TEST(SlotsTest, ADiscardedWaiterIsSkippedAndTheSlotPassesOn) {
-  Slots slots(1);
-  Future<Nothing> held = slots.acquire();
-  Future<Nothing> gaveUp = slots.acquire(), next = slots.acquire();
-  gaveUp.discard();
-  EXPECT_TRUE(gaveUp.isPending());  // a request: honoured when its turn comes
-  slots.release();
-  EXPECT_TRUE(gaveUp.isDiscarded());
-  EXPECT_TRUE(next.isReady());
-  EXPECT_EQ(1u, slots.inUse());
-  slots.release();
-  EXPECT_EQ(0u, slots.inUse());
+TEST_F(SlotsTest, WorkDiscardedWhileWaitingNeverRunsAndTakesNoSlot) {
+  int a = 0, b = 0, gaveUp = 0, next = 0;
+  Promise<Nothing> endA, endB, endGaveUp, endNext;
+  Future<Nothing> fa = job(a, endA), fb = job(b, endB);
+  Future<Nothing> fGaveUp = job(gaveUp, endGaveUp), fNext = job(next, endNext);
+  fGaveUp.discard();
+  endA.set(Nothing{});
+  AWAIT_DISCARDED(fGaveUp);
+  EXPECT_EQ(0, gaveUp);
+  EXPECT_EQ(1, next);  // the slot passed on past it
+  EXPECT_EQ(2u, slots_.inUse());
+  endB.set(Nothing{});
+  endNext.set(Nothing{});
+  AWAIT_READY(fNext);
+  EXPECT_EQ(0u, slots_.inUse());
+  EXPECT_EQ(0u, slots_.waiting());
+}
+
+TEST_F(SlotsTest, ADiscardOfRunningWorkReachesItAndTheSlotComesBack) {
+  int a = 0;
+  Promise<Nothing> endA;
+  bool asked = false;
+  endA.future().onDiscard([&] { asked = true; });
+  Future<Nothing> fa = job(a, endA);
+  fa.discard();
+  EXPECT_TRUE(asked);
+  endA.discard();
+  AWAIT_DISCARDED(fa);
+  EXPECT_EQ(0u, slots_.inUse());
 }
 
 // ---- SharedWork ---------------------------------------------------------------
