@@ -24,6 +24,7 @@
 #include "store/layer_disk.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
+#include "store/process_store_impl.hpp"
 #include "actors/shared_work.hpp"
 
 namespace prov::store {
@@ -159,7 +160,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
 
   Future<ImageInfo> get(const Image& image) {
     if (image.type() != Image::APPC) {
-      return Error(ErrorKind::InvalidArgument, "The AppC store only serves AppC images");
+      return Error(ErrorKind::Unsupported, "The AppC store only serves AppC images");
     }
     auto query = fetcher::withDefaultLabels(image.appc());
     if (query.isError()) return query.error();
@@ -275,7 +276,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         continue;
       }
       index_[entry.key()] = entry;
-      if (old) migrated.push_back(metadata_.put(entry));
+      // Best effort: the entry is migrated again at the next recover.
+      if (old) migrated.push_back(metadata_.put(entry).recover([entry](const Future<StoredImage>&) { return entry; }));
     }
     return actors::collect(migrated).then(actors::defer(self(), [this, gone](const std::vector<StoredImage>&) {
       return gone.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(gone);
@@ -507,6 +509,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   GarbageCollector gc_;
 };
 
+template class ProcessStore<AppcStoreProcess>;
+
 Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, AppcStoreOptions options,
                                                   std::shared_ptr<fetcher::AppcFetcher> fetcher) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The AppC store needs a directory");
@@ -518,23 +522,9 @@ Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, Appc
 }
 
 AppcStore::AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime)
-    : process_(runtime, std::move(process)) {}
+    : ProcessStore(runtime, std::move(process)) {}
 
 // ProcessOwner waits for a gc/ sweep in the background first (quiesce()).
 AppcStore::~AppcStore() = default;
-
-Future<Nothing> AppcStore::recover() { return process_.dispatch(&AppcStoreProcess::recover); }
-
-Future<ImageInfo> AppcStore::get(const Image& image) {
-  return process_.dispatch(&AppcStoreProcess::get, image);
-}
-
-Future<Nothing> AppcStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
-  return process_.dispatch(&AppcStoreProcess::prune, excluded, activePaths);
-}
-
-Future<std::vector<StoredImage>> AppcStore::images() {
-  return process_.dispatch(&AppcStoreProcess::images);
-}
 
 }  // namespace prov::store

@@ -2,18 +2,13 @@
 
 // The AppC image store (Mesos appc/store.cpp, with its gaps closed): the
 // "appc" provider's Store (store/store.hpp). An actor; every call may come
-// from any thread.
-//
-//   <appc_store_dir>/
-//     images/sha512-<hex>/manifest   the image's manifest, as in its ACI
-//     images/sha512-<hex>/rootfs/    its root file system
-//     staging/<random>/              fetches and extractions in progress; emptied by recover()
-//     index/images                   which image each asked-for name and labels resolved to
-//     gc/<random>/                   marked for deletion by prune()
+// from any thread. Its directory's layout is drawn in store/paths.hpp.
 //
 // get(image): the image's rootfs directories, its dependencies' first (each
 //   once, depth first, in the order the manifests list them), and its own
 //   manifest's runtime config (exec, environment, working directory, user).
+//   ImageInfo::configPath is the image's manifest file; the index entry's
+//   StoredImage::appc holds its id and the ids it is made of.
 //   - The image is looked up by id (when given) or by name and labels (with
 //     `version`, `os` and `arch` defaulted, so equal queries are one key).
 //     `cached = false` fetches it again (dependencies given by id are reused).
@@ -40,10 +35,9 @@
 #include <vector>
 
 #include "actors/future.hpp"
-#include "actors/process_owner.hpp"
 #include "fetcher/appc.hpp"
 #include "messages/image.pb.h"
-#include "store/store.hpp"
+#include "store/process_store.hpp"
 #include "store/tar_apply.hpp"
 
 namespace prov::actors {
@@ -59,24 +53,17 @@ struct AppcStoreOptions {
 };
 
 class AppcStoreProcess;
+extern template class ProcessStore<AppcStoreProcess>;  // in appc_store.cpp
 
-class AppcStore final : public Store {
+class AppcStore final : public ProcessStore<AppcStoreProcess> {
  public:
   // Makes the store's directories; IO error when it cannot.
   static Try<std::unique_ptr<AppcStore>> create(actors::Runtime& runtime, AppcStoreOptions options,
                                                 std::shared_ptr<fetcher::AppcFetcher> fetcher);
   ~AppcStore() override;
 
-  Future<Nothing> recover() override;
-  // ImageInfo::configPath is the image's manifest file.
-  Future<ImageInfo> get(const messages::Image& image) override;
-  Future<Nothing> prune(const std::vector<messages::Image>& excluded,
-                        const std::set<std::string>& activePaths) override;
-  Future<std::vector<messages::StoredImage>> images() override;
-
  private:
   AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime);
-  actors::ProcessOwner<AppcStoreProcess> process_;
 };
 
 }  // namespace prov::store

@@ -28,7 +28,7 @@ class GarbageCollector {
 
   // READY once no collect() and no sweep it started is running: the
   // store's owner waits for it before the directory may go away.
-  actors::Future<actors::Nothing> quiesce() const { return idle_; }
+  actors::Future<actors::Nothing> quiesce() const { return actors::undiscardable(idle_); }
 
  private:
   actors::Runtime& runtime_;

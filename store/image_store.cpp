@@ -20,6 +20,7 @@
 #include "store/layer_stream.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
+#include "store/process_store_impl.hpp"
 #include "actors/shared_work.hpp"
 
 namespace prov::store {
@@ -241,6 +242,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto post = [pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); };
     pulls_.setPost(post);
     layerPulls_.setPost(post);
+    slots_.setPost(post);
     std::size_t slots = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
                                                          : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
     // A layer job holds a blocking thread while it waits for bytes; the
@@ -371,8 +373,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     Future<Nothing> pulled =
-        slots_.acquire()
-            .then(actors::defer(self(), &Self::extract, image, puller, resolved, blob, stream, reporter))
+        slots_.run<Staged>([this, image, puller, resolved, blob, stream, reporter] {
+               return extract(image, puller, resolved, blob, stream, reporter);
+             })
             .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
             .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
               return actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
@@ -394,8 +397,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   // Holding a slot: streams the blob into a LayerStream; READY with the
-  // staged layer, or FAILED/DISCARDED with the staging directory removed
-  // (the slot given back either way).
+  // staged layer, or FAILED/DISCARDED with the staging directory removed.
   Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                          const ResolvedImage& resolved, const messages::Descriptor& blob,
                          const LayerStreamOptions& options, const std::shared_ptr<LayerReporter>& reporter) {
@@ -421,7 +423,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     Future<ExtractedLayer> extracted = stream->result();
     actors::await(fetched, extracted)
         .onAny(actors::defer(self(), [this, dir, fetched, extracted, promise, what = options.apply.what] {
-          slots_.release();
           if (fetched.isReady() && extracted.isReady()) {
             promise->set(Staged{dir, paths::stagedRootfs(dir), extracted->applied.impliedDirs});
             return;
@@ -458,6 +459,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   actors::Slots slots_;
 };
 
+template class ProcessStore<ImageStoreProcess>;
+
 Try<std::unique_ptr<ImageStore>> ImageStore::create(actors::Runtime& runtime, ImageStoreOptions options,
                                                     PullerFor pullerFor) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The image store needs a directory");
@@ -468,25 +471,11 @@ Try<std::unique_ptr<ImageStore>> ImageStore::create(actors::Runtime& runtime, Im
 }
 
 ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime)
-    : process_(runtime, std::move(process)) {}
+    : ProcessStore(runtime, std::move(process)) {}
 
 // ProcessOwner lets a gc/ sweep in the background finish first (quiesce()):
 // the directory it deletes in may go away with the store's owner.
 ImageStore::~ImageStore() = default;
-
-Future<Nothing> ImageStore::recover() { return process_.dispatch(&ImageStoreProcess::recover); }
-
-Future<ImageInfo> ImageStore::get(const Image& image) {
-  return process_.dispatch(&ImageStoreProcess::get, image);
-}
-
-Future<Nothing> ImageStore::prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
-  return process_.dispatch(&ImageStoreProcess::prune, excluded, activePaths);
-}
-
-Future<std::vector<StoredImage>> ImageStore::images() {
-  return process_.dispatch(&ImageStoreProcess::images);
-}
 
 Future<std::string> ImageStore::recoveryWarning() {
   return process_.dispatch(&ImageStoreProcess::recoveryWarning);

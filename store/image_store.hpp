@@ -46,10 +46,9 @@
 #include <vector>
 
 #include "actors/future.hpp"
-#include "actors/process_owner.hpp"
 #include "fetcher/puller.hpp"
 #include "messages/image.pb.h"
-#include "store/store.hpp"
+#include "store/process_store.hpp"
 #include "store/tar_apply.hpp"
 
 namespace prov::actors {
@@ -107,25 +106,20 @@ Try<std::string> imageKey(const messages::Image& image);
 std::vector<std::string> chainIds(const std::vector<std::string>& diffIds);
 
 class ImageStoreProcess;
+extern template class ProcessStore<ImageStoreProcess>;  // in image_store.cpp
 
-class ImageStore final : public Store {
+class ImageStore final : public ProcessStore<ImageStoreProcess> {
  public:
   // Makes the store's directories; IO error when it cannot.
   static Try<std::unique_ptr<ImageStore>> create(actors::Runtime& runtime, ImageStoreOptions options,
                                                  PullerFor pullerFor);
   ~ImageStore() override;
 
-  Future<Nothing> recover() override;
-  Future<ImageInfo> get(const messages::Image& image) override;
-  Future<Nothing> prune(const std::vector<messages::Image>& excluded,
-                        const std::set<std::string>& activePaths) override;
-  Future<std::vector<messages::StoredImage>> images() override;
   // Why recover() found no usable index, if so ("" otherwise).
   Future<std::string> recoveryWarning();
 
  private:
   ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runtime& runtime);
-  actors::ProcessOwner<ImageStoreProcess> process_;
 };
 
 }  // namespace prov::store

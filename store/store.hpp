@@ -33,6 +33,8 @@ using actors::Nothing;
 
 inline constexpr const char* kDockerProvider = "docker";
 inline constexpr const char* kAppcProvider = "appc";
+// Every provider, in the order stores are made, listed and recovered.
+inline constexpr const char* kProviders[] = {kDockerProvider, kAppcProvider};
 
 // "appc" for AppC images, "docker" for every other type.
 inline std::string providerOf(const messages::Image& image) {

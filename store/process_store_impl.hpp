@@ -1,0 +1,31 @@
+#pragma once
+
+// ProcessStore<P>'s calls (store/process_store.hpp): include where P is
+// complete, then instantiate there: `template class ProcessStore<P>;`.
+
+#include "store/process_store.hpp"
+
+namespace prov::store {
+
+template <typename P>
+Future<Nothing> ProcessStore<P>::recover() {
+  return process_.dispatch(&P::recover);
+}
+
+template <typename P>
+Future<ImageInfo> ProcessStore<P>::get(const messages::Image& image) {
+  return process_.dispatch(&P::get, image);
+}
+
+template <typename P>
+Future<Nothing> ProcessStore<P>::prune(const std::vector<messages::Image>& excluded,
+                                       const std::set<std::string>& activePaths) {
+  return process_.dispatch(&P::prune, excluded, activePaths);
+}
+
+template <typename P>
+Future<std::vector<messages::StoredImage>> ProcessStore<P>::images() {
+  return process_.dispatch(&P::images);
+}
+
+}  // namespace prov::store
