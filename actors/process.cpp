@@ -194,7 +194,7 @@ bool waitFor(const std::shared_ptr<ProcessContext>& context, const Future<Nothin
   if (!context || currentWorkerRuntime() != &context->impl) return future.waitFor(timeout);
   // On a worker: run other events while waiting, as wait() does.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (future.isPending()) {
+  while (future.isPending() && !future.isAbandoned()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     context->impl.io.run_one_for(std::chrono::milliseconds(1));
   }

@@ -135,7 +135,8 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
     if (gc.isError()) return gc.error();
     parts.imageGc = *gc;
   }
-  for (const auto& provider : *providers) {
+  for (const std::string provider : store::kProviders) {
+    if (providers->count(provider) == 0) continue;
     auto store = provider == store::kAppcProvider ? appcStoreFor(flags, runtime, workDir)
                                                   : dockerStoreFor(flags, runtime, workDir);
     if (store.isError()) return store.error();

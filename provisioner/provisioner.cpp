@@ -99,9 +99,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
     auto promise = std::make_shared<actors::Promise<ProvisionInfo>>();
-    Future<ProvisionInfo> work = lock_.readLock()
-                                     .then(actors::defer(self(), &Self::startProvision, id, image))
-                                     .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+    Future<ProvisionInfo> work =
+        underLock<ProvisionInfo>(Lock::Read, [this, id, image] { return startProvision(id, image); });
     promise->future().onDiscard([work] { work.discard(); });
     work.onAny(actors::defer(self(), &Self::handOver, id, promise));
     return promise->future();
@@ -223,16 +222,14 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   Future<messages::StoredImage> pullImage(const messages::Image& image) {
-    return lock_.readLock()
-        .then(actors::defer(self(), [this, image]() -> Future<messages::StoredImage> {
-          auto fetched = getImage(image);
-          if (!fetched) {
-            return Error(ErrorKind::Unsupported, "Failed to pull: the " + store::providerOf(image) +
-                                                     " image provider is not enabled (--image_providers)");
-          }
-          return fetched->then([](const store::ImageInfo& info) { return info.image; });
-        }))
-        .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+    return underLock<messages::StoredImage>(Lock::Read, [this, image]() -> Future<messages::StoredImage> {
+      auto fetched = getImage(image);
+      if (!fetched) {
+        return Error(ErrorKind::Unsupported, "Failed to pull: the " + store::providerOf(image) +
+                                                 " image provider is not enabled (--image_providers)");
+      }
+      return fetched->then([](const store::ImageInfo& info) { return info.image; });
+    });
   }
 
   // ---- destroy --------------------------------------------------------------
@@ -240,9 +237,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<bool> destroy(const std::string& id) {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
-    return lock_.readLock()
-        .then(actors::defer(self(), [this, id] { return destroyTree(id); }))
-        .onAny(actors::defer(self(), [this] { lock_.readUnlock(); }));
+    return underLock<bool>(Lock::Read, [this, id] { return destroyTree(id); });
   }
 
   // Children first; no lock taken here (the caller holds one).
@@ -263,6 +258,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     std::shared_ptr<Info> info = it->second;
     if (info->destroying) return info->termination.future();
     info->destroying = true;
+    info->termination = actors::Promise<bool>();  // a retry after a failure is a destroy of its own
     actors::await(children).then(actors::defer(self(), &Self::childrenDestroyed, id, info));
     return info->termination.future();
   }
@@ -273,10 +269,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
                             const std::vector<Future<bool>>& done) {
     for (const auto& child : done) {
       if (!child.isReady()) {
-        ++removeContainerErrors_;
-        info->termination.fail(Error(ErrorKind::IO, "Failed to destroy the nested containers of '" + id + "': " +
-                                                        (child.isFailed() ? child.failure().message : "discarded")));
-        info->destroying = false;
+        destroyFailed(info, Error(ErrorKind::IO, "Failed to destroy the nested containers of '" + id + "': " +
+                                                     (child.isFailed() ? child.failure().message : "discarded")));
         return Nothing{};
       }
     }
@@ -297,48 +291,58 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       destroys.push_back(b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()),
                                     paths::backendDir(dir, rootfs.backend())));
     }
-    return actors::await(destroys).then(actors::defer(self(), [this, id, info, dir](const std::vector<Future<bool>>& done) {
-      std::string errors;
-      for (const auto& d : done) {
-        if (!d.isReady()) errors += (errors.empty() ? "" : "; ") + (d.isFailed() ? d.failure().message : "discarded");
-      }
-      if (!errors.empty()) {
-        ++removeContainerErrors_;
-        info->destroying = false;
-        info->termination.fail(Error(ErrorKind::IO, "Failed to destroy container '" + id + "': " + errors));
-        return Future<Nothing>(Nothing{});
-      }
-      return actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
-          .then(actors::defer(self(), [this, id, info](const Future<bool>& removed) {
-            if (!removed.isReady()) {
-              ++removeContainerErrors_;
-              info->termination.fail(removed.failure());
-            } else {
-              ++destroys_;
-              info->termination.set(true);
-            }
-            if (infos_.count(id) > 0 && infos_[id] == info) infos_.erase(id);
-            return Nothing{};
-          }));
-    }));
+    return actors::await(destroys).then(actors::defer(self(), &Self::rootfsesDestroyed, id, info));
+  }
+
+  // Unless a rootfs could not be taken down, the container's directory goes.
+  Future<Nothing> rootfsesDestroyed(const std::string& id, const std::shared_ptr<Info>& info,
+                                    const std::vector<Future<bool>>& done) {
+    std::string errors;
+    for (const auto& d : done) {
+      if (!d.isReady()) errors += (errors.empty() ? "" : "; ") + (d.isFailed() ? d.failure().message : "discarded");
+    }
+    if (!errors.empty()) {
+      destroyFailed(info, Error(ErrorKind::IO, "Failed to destroy container '" + id + "': " + errors));
+      return Nothing{};
+    }
+    const std::string dir = paths::container(root_, id);
+    actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
+        .onAny(actors::defer(self(), &Self::containerRemoved, id, info));
+    return Nothing{};
+  }
+
+  void containerRemoved(const std::string& id, const std::shared_ptr<Info>& info, const Future<bool>& removed) {
+    if (!removed.isReady()) {
+      destroyFailed(info, removed.isFailed() ? removed.failure()
+                                             : Error(ErrorKind::Cancelled, "Failed to remove container '" + id + "'"));
+      return;
+    }
+    ++destroys_;
+    info->termination.set(true);
+    if (infos_.count(id) > 0 && infos_[id] == info) infos_.erase(id);
+  }
+
+  // The container stays known (and on disk): destroy() may be tried again.
+  void destroyFailed(const std::shared_ptr<Info>& info, const Error& error) {
+    ++removeContainerErrors_;
+    info->destroying = false;
+    info->termination.fail(error);
   }
 
   // ---- images ---------------------------------------------------------------
 
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
-    return lock_.writeLock()
-        .then(actors::defer(self(), [this, excluded] {
-          std::set<std::string> active;
-          for (const auto& [id, info] : infos_) {
-            for (const auto& rootfs : info->rootfses) {
-              active.insert(rootfs.layers().begin(), rootfs.layers().end());
-              if (!rootfs.config().empty()) active.insert(rootfs.config());
-            }
-          }
-          ++prunes_;
-          return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
-        }))
-        .onAny(actors::defer(self(), [this] { lock_.writeUnlock(); }));
+    return underLock<Nothing>(Lock::Write, [this, excluded] {
+      std::set<std::string> active;
+      for (const auto& [id, info] : infos_) {
+        for (const auto& rootfs : info->rootfses) {
+          active.insert(rootfs.layers().begin(), rootfs.layers().end());
+          if (!rootfs.config().empty()) active.insert(rootfs.config());
+        }
+      }
+      ++prunes_;
+      return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
+    });
   }
 
   std::vector<ContainerInfo> containers() {
@@ -349,7 +353,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<std::vector<messages::StoredImage>> images() {
     std::vector<Future<std::vector<messages::StoredImage>>> stores;
-    for (const auto& [provider, store] : parts_.stores) stores.push_back(store->images());
+    for (const char* provider : store::kProviders) {
+      if (auto it = parts_.stores.find(provider); it != parts_.stores.end()) stores.push_back(it->second->images());
+    }
     return actors::collect(stores).then([](const std::vector<std::vector<messages::StoredImage>>& lists) {
       std::vector<messages::StoredImage> all;
       for (const auto& list : lists) all.insert(all.end(), list.begin(), list.end());
@@ -371,6 +377,22 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
  private:
+  enum class Lock { Read, Write };
+
+  // work() on this actor under the lock, which is released once the work is
+  // over, and only if it was granted: an acquisition discarded while it
+  // waited was never held.
+  template <typename T>
+  Future<T> underLock(Lock kind, std::function<Future<T>()> work) {
+    Future<Nothing> locked = kind == Lock::Write ? lock_.writeLock() : lock_.readLock();
+    Future<T> result = locked.then(actors::defer(self(), std::move(work)));
+    result.onAny(actors::defer(self(), [this, locked, kind] {
+      if (!locked.isReady()) return;
+      kind == Lock::Write ? lock_.writeUnlock() : lock_.readUnlock();
+    }));
+    return result;
+  }
+
   // The store serving `image`'s provider, asked for it; none when that
   // provider is off.
   std::optional<Future<store::ImageInfo>> getImage(const messages::Image& image) {
@@ -383,7 +405,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   template <typename Call>
   Future<Nothing> forEachStore(Call&& call) {
     std::vector<Future<Nothing>> all;
-    for (const auto& [provider, store] : parts_.stores) all.push_back(call(*store));
+    for (const char* provider : store::kProviders) {
+      if (auto it = parts_.stores.find(provider); it != parts_.stores.end()) all.push_back(call(*it->second));
+    }
     return actors::collect(all).then([](const std::vector<Nothing>&) { return Nothing{}; });
   }
 

@@ -94,7 +94,8 @@ Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile);
 struct ProvisionInfo {
   std::string rootfs;
   std::string backend;
-  messages::StoredImage image;  // reference, manifest digest, config
+  messages::StoredImage image;  // the store's index entry: its config; reference and manifest digest
+                                // (Docker/OCI) or the AppC ids (StoredImage::appc)
   std::vector<std::string> ephemeralVolumes;
 };
 

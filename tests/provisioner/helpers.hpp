@@ -8,7 +8,10 @@
 #include <sstream>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "provisioner/provisioner.hpp"
+#include "tests/support/await.hpp"
 
 namespace prov::provisioner::fixture {
 
@@ -19,6 +22,16 @@ inline std::filesystem::path containerDir(const std::filesystem::path& workDir, 
   std::string part;
   while (std::getline(parts, part, '/')) dir = dir / "containers" / part;
   return dir;
+}
+
+// A provisioner made of `parts`, recovered with `known` (into `out`; a
+// failure fails the test).
+inline void start(actors::Runtime& runtime, Provisioner::Parts parts, const std::set<std::string>& known,
+                  std::unique_ptr<Provisioner>& out) {
+  auto created = Provisioner::create(std::move(parts), runtime);
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  out = std::move(*created);
+  AWAIT_READY(out->recover(known));
 }
 
 // Destroys every top-level container (nested ones go with their parents).

@@ -73,10 +73,7 @@ class ProvisionerAppcTest : public AppcStoreTest {
       parts.backends[name] = std::move(*b);
     }
     parts.defaultBackend = backendName;
-    auto created = Provisioner::create(std::move(parts), runtime_);
-    ASSERT_TRUE(created.isSome()) << created.error().message;
-    provisioner_ = std::move(*created);
-    AWAIT_READY(provisioner_->recover(known));
+    fixture::start(runtime_, std::move(parts), known, provisioner_);
   }
 
   fs::path containerDir(const std::string& id) const { return fixture::containerDir(workDir_, id); }
@@ -176,9 +173,9 @@ TEST_F(ProvisionerAppcTest, DependenciesAreLayeredUnderTheImageWithOverlayAndCop
     EXPECT_EQ("app", testing::readFile(fs::path(info->rootfs) / "app"));
     const auto& config = info->image.config();
     EXPECT_EQ((std::vector<std::string>{"/bin/app", "serve"}),
-              std::vector<std::string>(config.entrypoint().begin(), config.entrypoint().end()));
+              testing::strings(config.entrypoint()));
     EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=prod"}),
-              std::vector<std::string>(config.env().begin(), config.env().end()));
+              testing::strings(config.env()));
     EXPECT_EQ("/srv", config.working_dir());
     EXPECT_EQ("0:0", config.user());
     auto made = rootfses("c1");

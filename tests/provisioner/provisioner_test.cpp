@@ -5,7 +5,11 @@
 // their configs kept; by headroom with a fake disk), concurrency without
 // deadlock, the work dir lock, and the parsers.
 
+#include <sys/mount.h>
+
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include <fstream>
 
@@ -36,9 +40,10 @@ class HeldBackend final : public backend::Backend {
                                            const std::string& backendDir) override {
     called_.set(Nothing{});
     auto inner = inner_;
-    return gate_.future().then([inner, layers, rootfs, backendDir] {
-      return inner->provision(layers, rootfs, backendDir);
-    });
+    // Out of the caller's discard: once released, the rootfs is made.
+    return actors::undiscardable(gate_.future().then([inner, layers, rootfs, backendDir] {
+      return actors::undiscardable(inner->provision(layers, rootfs, backendDir));
+    }));
   }
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
     return inner_->destroy(rootfs, backendDir);
@@ -110,10 +115,7 @@ class ProvisionerTest : public ImageStoreTest {
     parts.defaultBackend = backendName;
     parts.imageGc = gc;
     parts.diskFree = diskFree;
-    auto created = Provisioner::create(std::move(parts), runtime_);
-    ASSERT_TRUE(created.isSome()) << created.error().message;
-    provisioner_ = std::move(*created);
-    AWAIT_READY(provisioner_->recover(known));
+    fixture::start(runtime_, std::move(parts), known, provisioner_);
   }
 
   fs::path containerDir(const std::string& id) const { return fixture::containerDir(workDir_, id); }
@@ -140,6 +142,29 @@ TEST_F(ProvisionerTest, ProvisionAndDestroy) {
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
   EXPECT_FALSE(fs::exists(containerDir("c1")));
   AWAIT_ASSERT_EQ(false, provisioner_->destroy("c1"));
+}
+
+// The container's directory cannot be removed (a mount inside it that is
+// not the provisioner's): destroy fails naming the cause, instead of never
+// returning, and keeps the container; once the mount is gone, a second
+// destroy succeeds (not the first one's failure again).
+TEST_F(ProvisionerTest, ADestroyThatCannotRemoveTheDirectoryFailsAndCanBeRetried) {
+  AWAIT_READY(provisioner_->provision("c1", dockerImage("alpine")));
+  const fs::path foreign = containerDir("c1") / "foreign";
+  const fs::path source = sandbox() / "elsewhere";
+  fs::create_directories(foreign);
+  fs::create_directories(source);
+  ASSERT_EQ(0, ::mount(source.c_str(), foreign.c_str(), nullptr, MS_BIND, nullptr)) << std::strerror(errno);
+  auto failed = provisioner_->destroy("c1");
+  AWAIT_FAILED(failed);
+  EXPECT_EQ(ErrorKind::IO, failed.failure().kind);
+  EXPECT_NE(std::string::npos, failed.failure().message.find("foreign")) << failed.failure().message;
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  EXPECT_EQ(1u, containers->size());
+  ASSERT_EQ(0, ::umount2(foreign.c_str(), MNT_DETACH)) << std::strerror(errno);
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_FALSE(fs::exists(containerDir("c1")));
 }
 
 TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
@@ -261,8 +286,9 @@ TEST_F(ProvisionerTest, ARootfsFinishedAfterTheDiscardIsTakenDownAgain) {
   provisioning.discard();
   held->release();
   AWAIT_DISCARDED(provisioning);
-  waitFor([&] { return fs::is_empty(rootfses); });
+  // The rootfs was mounted after the discard, and is gone again.
   EXPECT_TRUE(fs::is_empty(rootfses));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
   auto containers = provisioner_->containers();
   AWAIT_READY(containers);
   for (const auto& c : containers.get()) EXPECT_TRUE(c.rootfses.empty()) << c.id;
