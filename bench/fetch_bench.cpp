@@ -24,6 +24,7 @@
 
 #include "actors/actors.hpp"
 #include "bench/options.hpp"
+#include "bench/registry.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/registry.hpp"
 #include "tests/support/real_registry.hpp"
@@ -106,14 +107,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::string error;
-  auto registry = testing::RealRegistry::start(fs::path(dir) / "registry", {}, error);
-  if (!registry) {
-    std::fprintf(stderr, "error: %s\n", error.c_str());
-    return 1;
-  }
+  auto registry = bench::freshRegistry(dir);
+  if (!registry) return 1;
   const std::size_t bytes = sizeMib << 20;
   const fs::path file = fs::path(dir) / "blob";
   const std::string digest = writeRandomBlob(file, bytes);

@@ -35,6 +35,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/registry.hpp"
 #include "bench/pull_system.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
@@ -183,14 +184,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: --containers and --images must be at least 1\n");
     return 1;
   }
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::string error;
-  auto registry = testing::RealRegistry::start(fs::path(dir) / "registry", {}, error);
-  if (!registry) {
-    std::fprintf(stderr, "error: %s\n", error.c_str());
-    return 1;
-  }
+  auto registry = bench::freshRegistry(dir);
+  if (!registry) return 1;
 
   // The images: one shared base layer, one small top layer each.
   std::vector<testing::TarEntry> base = {testing::TarEntry::directory("bin"),

@@ -25,6 +25,7 @@
 #include "tests/support/files.hpp"
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
+#include "tests/support/registry_fixture.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #ifndef PROV_CLI
@@ -40,13 +41,11 @@ using testing::OciLayout;
 using testing::RealRegistry;
 using testing::TarEntry;
 
-class CliTest : public testing::TemporaryDirectoryTest {
+class CliTest : public testing::RealRegistryTest {
  protected:
   void SetUp() override {
-    TemporaryDirectoryTest::SetUp();
-    std::string error;
-    registry_ = RealRegistry::start(sandbox() / "registry", {}, error);
-    ASSERT_NE(nullptr, registry_) << error;
+    RealRegistryTest::SetUp();
+    if (HasFatalFailure()) return;
     workDir_ = sandbox() / "work";
   }
 
@@ -163,7 +162,6 @@ class CliTest : public testing::TemporaryDirectoryTest {
     return layers;
   }
 
-  std::unique_ptr<RealRegistry> registry_;
   fs::path workDir_;
 };
 

@@ -560,7 +560,7 @@ TEST_F(DockerArchiveTest, MesosLegacyFixture) {
     EXPECT_EQ((std::vector<std::string>{sha256Digest(layers[0].tar), sha256Digest(layers[1].tar)}),
               diffIdsOf(resolved.get()));
     const auto& config = resolved->config();
-    EXPECT_EQ(std::vector<std::string>{"A=1"}, std::vector<std::string>(config.env().begin(), config.env().end()));
+    EXPECT_EQ(std::vector<std::string>{"A=1"}, testing::strings(config.env()));
     EXPECT_EQ("/e", config.entrypoint(0));
     EXPECT_EQ("sh", config.cmd(0));
     EXPECT_EQ("/w", config.working_dir());

@@ -9,6 +9,7 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -77,8 +78,8 @@ class RealRegistryTest : public testing::TemporaryDirectoryTest {
       EXPECT_EQ(built.layerDigests[i], sink->digest());
       EXPECT_EQ(built.layerBlobs[i].size(), sink->bytes());
     }
-    EXPECT_EQ(std::vector<std::string>(built.diffIds.begin(), built.diffIds.end()),
-              std::vector<std::string>(resolved->config().diff_ids().begin(), resolved->config().diff_ids().end()));
+    EXPECT_EQ(testing::strings(built.diffIds),
+              testing::strings(resolved->config().diff_ids()));
     ASSERT_EQ(2, resolved->config().env_size());
     EXPECT_EQ("MARKER=" + marker, resolved->config().env(1));
     EXPECT_EQ(sha256Digest(resolved->config_json()), manifest.config().digest());

@@ -167,6 +167,19 @@ class AppcStoreTest : public testing::TemporaryDirectoryTest {
     return aciId(makeAci(spec, testing::TarCompression::None));
   }
 
+  // "example.com/top" (tmp/test says "top") on its dependency
+  // "example.com/base" (tmp/test says "test"); their ids.
+  std::pair<std::string, std::string> publishTopOnBase() {
+    AciSpec base;
+    base.name = "example.com/base";
+    base.rootfs = {testing::TarEntry::directory("tmp"), testing::TarEntry::file("tmp/test", "test")};
+    AciSpec top = base;
+    top.name = "example.com/top";
+    top.rootfs = {testing::TarEntry::directory("tmp"), testing::TarEntry::file("tmp/test", "top")};
+    top.dependencies = {{"example.com/base", "", {}}};
+    return {publish(base), publish(top)};
+  }
+
   static messages::Image appcImage(const std::string& name, std::map<std::string, std::string> labels = {}) {
     messages::Image image;
     image.set_type(messages::Image::APPC);

@@ -16,6 +16,7 @@
 
 #include "store/aci.hpp"
 #include "tests/store/appc_fixture.hpp"
+#include "tests/support/files.hpp"
 
 namespace prov::store {
 namespace {
@@ -153,9 +154,9 @@ TEST_F(AppcStoreTest, TheRuntimeConfigComesFromTheManifest) {
   AWAIT_READY(info);
   const auto& config = info->image.config();
   EXPECT_EQ((std::vector<std::string>{"/bin/app", "--flag"}),
-            std::vector<std::string>(config.entrypoint().begin(), config.entrypoint().end()));
+            testing::strings(config.entrypoint()));
   EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=test"}),
-            std::vector<std::string>(config.env().begin(), config.env().end()));
+            testing::strings(config.env()));
   EXPECT_EQ("/srv", config.working_dir());
   EXPECT_EQ("0:0", config.user());
 }
@@ -443,11 +444,7 @@ TEST_F(AppcStoreTest, RecoverEmptiesStagingAndDropsBrokenImages) {
 // them into StoredImage::appc, rewrites the file, and serves the entry from
 // the index without fetching again.
 TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
-  AciSpec base = simple("example.com/base");
-  const std::string baseId = publish(base);
-  AciSpec top = simple("example.com/top", "top");
-  top.dependencies = {{"example.com/base", "", {}}};
-  const std::string topId = publish(top);
+  const auto [baseId, topId] = publishTopOnBase();
   auto first = store_->get(appcImage("example.com/top"));
   AWAIT_READY(first);
   const std::string key = first->image.key();
@@ -460,7 +457,7 @@ TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
   entry->add_layer_ids(baseId);
   entry->add_layer_ids(topId);
   *entry->mutable_config() = first->image.config();
-  entry->set_pulled_at(first->image.pulled_at());
+  entry->set_pulled_at(1);  // only the index knows this
   std::string bytes;
   ASSERT_TRUE(former.SerializeToString(&bytes));
   std::ofstream(storeDir_ / "index/images", std::ios::binary | std::ios::trunc) << bytes;
@@ -474,7 +471,7 @@ TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
   ASSERT_EQ(1u, listed->size());
   EXPECT_EQ(topId, listed->at(0).appc().id());
   EXPECT_EQ((std::vector<std::string>{baseId, topId}),
-            std::vector<std::string>(listed->at(0).appc().image_ids().begin(), listed->at(0).appc().image_ids().end()));
+            testing::strings(listed->at(0).appc().image_ids()));
   EXPECT_EQ("", listed->at(0).manifest_digest());
   EXPECT_EQ(0, listed->at(0).layer_ids_size());
 
@@ -488,15 +485,12 @@ TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
   AWAIT_READY(again);
   EXPECT_EQ(first->layers, again->layers);
   EXPECT_EQ(first->configPath, again->configPath);
+  EXPECT_EQ(1, again->image.pulled_at()) << "served from the migrated index entry";
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(first->image.config(), again->image.config()));
 }
 
 TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
-  AciSpec base = simple("example.com/base");
-  const std::string baseId = publish(base);
-  AciSpec top = simple("example.com/top", "top");
-  top.dependencies = {{"example.com/base", "", {}}};
-  const std::string topId = publish(top);
+  const auto [baseId, topId] = publishTopOnBase();
   const std::string loneId = publish(simple("example.com/lone", "lone"));
   const std::string usedId = publish(simple("example.com/used", "used"));
   AWAIT_READY(store_->get(appcImage("example.com/top")));

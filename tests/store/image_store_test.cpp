@@ -34,7 +34,7 @@ TEST_F(ImageStoreTest, CachesByNormalisedReference) {
   EXPECT_EQ("docker://docker.io/library/busybox:latest", first->image.key());
   EXPECT_EQ(built.manifestDigest, first->image.manifest_digest());
   EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
-            std::vector<std::string>(first->image.config().cmd().begin(), first->image.config().cmd().end()));
+            testing::strings(first->image.config().cmd()));
   EXPECT_EQ(built.configJson, testing::readFile(first->configPath));
   const std::size_t manifests = registry_.count("/manifests/");
   for (const char* same : {"busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest"}) {

@@ -18,6 +18,7 @@
 #include "tests/support/files.hpp"
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
+#include "tests/support/registry_fixture.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {
@@ -50,13 +51,11 @@ ImageSpec sampleImage(TarCompression compression) {
   return spec;
 }
 
-class StoreIntegrationTest : public testing::TemporaryDirectoryTest {
+class StoreIntegrationTest : public testing::RealRegistryTest {
  protected:
   void SetUp() override {
-    TemporaryDirectoryTest::SetUp();
-    std::string error;
-    registry_ = RealRegistry::start(sandbox() / "registry", {}, error);
-    ASSERT_NE(nullptr, registry_) << error;
+    RealRegistryTest::SetUp();
+    if (HasFatalFailure()) return;
     auto puller = fetcher::RegistryPuller::create(runtime_, fetcher::RegistryOptions{}, 4);
     ASSERT_TRUE(puller.isSome()) << puller.error().message;
     std::shared_ptr<fetcher::Puller> shared(std::move(*puller));
@@ -103,11 +102,10 @@ class StoreIntegrationTest : public testing::TemporaryDirectoryTest {
     EXPECT_EQ("fresh", testing::readFile(top / "var/cache/fresh"));
     EXPECT_EQ("busybox", fs::read_symlink(top / "bin/sh").string());
     EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
-              std::vector<std::string>(info.image.config().cmd().begin(), info.image.config().cmd().end()));
+              testing::strings(info.image.config().cmd()));
   }
 
   actors::Runtime runtime_;
-  std::unique_ptr<RealRegistry> registry_;
   std::unique_ptr<ImageStore> store_;
   int n_ = 0;
 };

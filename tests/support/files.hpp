@@ -23,4 +23,11 @@ void makeSymlink(const std::string& target, const std::filesystem::path& link);
 // Mount points at or below `dir`, from /proc/self/mountinfo.
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
+// A protobuf repeated string field (or any range of strings) as a vector,
+// for EXPECT_EQ.
+template <typename Range>
+std::vector<std::string> strings(const Range& range) {
+  return std::vector<std::string>(range.begin(), range.end());
+}
+
 }  // namespace prov::testing

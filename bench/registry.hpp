@@ -1,0 +1,26 @@
+#pragma once
+
+// The registry a benchmark driver pulls from: Debian's docker-registry on a
+// free 127.0.0.1 port, under a work directory made anew.
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "tests/support/real_registry.hpp"
+
+namespace prov::bench {
+
+// Empties `dir` and starts the registry under dir/registry; null (after a
+// line on stderr) when it cannot.
+inline std::unique_ptr<testing::RealRegistry> freshRegistry(const std::filesystem::path& dir) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string error;
+  auto registry = testing::RealRegistry::start(dir / "registry", {}, error);
+  if (!registry) std::fprintf(stderr, "error: %s\n", error.c_str());
+  return registry;
+}
+
+}  // namespace prov::bench
