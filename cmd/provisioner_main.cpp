@@ -17,7 +17,11 @@
 
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <string>
+#include <variant>
+#include <vector>
 
 #include "actors/actors.hpp"
 #include "cmd/output.hpp"
@@ -60,12 +64,21 @@ std::optional<T> blockOn(const actors::Future<T>& future, std::string& error) {
   return std::nullopt;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// What the command line asked for.
+struct Invocation {
   provisioner::Flags flags;
+  bool json = false;
+  std::string command;
+  std::vector<std::string> args;
+  std::vector<std::string> excluded;  // prune --exclude
+};
+
+// The invocation, or the exit code to stop with (0 after --help, 2 after a
+// usage error, which has been printed).
+std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
+  Invocation in;
+  provisioner::Flags& flags = in.flags;
   std::string dockerInsecure, dockerMirrors;
-  std::vector<std::string> excluded;
   po::options_description options("Flags (--name=value)");
   options.add_options()
       ("help", "print this help")
@@ -89,10 +102,10 @@ int main(int argc, char** argv) {
       ("image_gc_config", po::value(&flags.imageGcConfig),
        "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
        "{\"nanoseconds\":N},\"excluded_images\":[...]}")
-      ("json", po::bool_switch(), "print JSON")
-      ("exclude", po::value(&excluded)->composing(), "prune: an image to keep (repeatable)");
+      ("json", po::bool_switch(&in.json), "print JSON")
+      ("exclude", po::value(&in.excluded)->composing(), "prune: an image to keep (repeatable)");
   po::options_description hidden;
-  hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
+  hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;
   all.add(options).add(hidden);
   po::positional_options_description positional;
@@ -111,76 +124,90 @@ int main(int argc, char** argv) {
   }
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
-  const bool json = vm["json"].as<bool>();
-  const std::string command = vm["command"].as<std::string>();
-  const auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const std::map<std::string, std::size_t> arity = {{"pull", 1}, {"provision", 2}, {"destroy", 1},
                                                     {"containers", 0}, {"images", 0}, {"prune", 0}};
-  auto wanted = arity.find(command);
-  if (wanted == arity.end()) return fail("unknown command '" + command + "'\n" + kUsage, 2);
-  if (args.size() != wanted->second) {
-    return fail("'" + command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
+  auto wanted = arity.find(in.command);
+  if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
+  if (in.args.size() != wanted->second) {
+    return fail("'" + in.command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
   }
-  if (command != "prune" && !excluded.empty()) return fail("--exclude is for prune", 2);
+  if (in.command != "prune" && !in.excluded.empty()) return fail("--exclude is for prune", 2);
+  return in;
+}
 
-  // Declared before the runtime: it outlives the store reporting to it.
-  std::unique_ptr<cmd::ProgressDisplay> progress;
-  if ((command == "pull" || command == "provision") && ::isatty(STDERR_FILENO)) {
-    progress = std::make_unique<cmd::ProgressDisplay>(STDERR_FILENO);
-    flags.progress = progress->callback();
-  }
-  actors::Runtime runtime;
-  auto created = provisioner::Provisioner::create(flags, runtime);
-  if (created.isError()) return fail(created.error().message);
-  auto& p = **created;
-  auto known = provisioner::Provisioner::containersOnDisk(flags.workDir);
-  if (known.isError()) return fail(known.error().message);
+// pull IMAGE, provision ID IMAGE.
+int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::ProgressDisplay* progress) {
   std::string error;
-  if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
-
-  if (command == "pull" || command == "provision") {
-    auto image = provisioner::parseImage(args.back());
-    if (image.isError()) return fail(image.error().message);
-    if (command == "pull") {
-      // A pull is a provision that hands out nothing: the store's get.
-      auto info = blockOn(p.pullImage(*image), error);
-      if (progress) progress->finish();  // its last state, before the result or the error
-      if (!info) return fail(error);
-      std::cout << (json ? cmd::imageJson(*info) : info->key() + " " + cmd::imageDigest(*info)) << "\n";
-      return 0;
-    }
-    auto valid = provisioner::validateContainerId(args[0]);
-    if (valid.isError()) return fail(valid.error().message);
-    auto info = blockOn(p.provision(args[0], *image), error);
-    if (progress) progress->finish();
+  auto image = provisioner::parseImage(in.args.back());
+  if (image.isError()) return fail(image.error().message);
+  if (in.command == "pull") {
+    // A pull is a provision that hands out nothing: the store's get.
+    auto info = blockOn(p.pullImage(*image), error);
+    if (progress) progress->finish();  // its last state, before the result or the error
     if (!info) return fail(error);
-    std::cout << (json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
+    std::cout << (in.json ? cmd::imageJson(*info) : info->key() + " " + cmd::imageDigest(*info)) << "\n";
     return 0;
   }
-  if (command == "destroy") {
-    auto destroyed = blockOn(p.destroy(args[0]), error);
+  auto valid = provisioner::validateContainerId(in.args[0]);
+  if (valid.isError()) return fail(valid.error().message);
+  auto info = blockOn(p.provision(in.args[0], *image), error);
+  if (progress) progress->finish();
+  if (!info) return fail(error);
+  std::cout << (in.json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
+  return 0;
+}
+
+// Every other command.
+int runCommand(provisioner::Provisioner& p, const Invocation& in) {
+  std::string error;
+  if (in.command == "destroy") {
+    auto destroyed = blockOn(p.destroy(in.args[0]), error);
     if (!destroyed) return fail(error);
-    if (!*destroyed) return fail("Failed to destroy container '" + args[0] + "': no such container", 3);
+    if (!*destroyed) return fail("Failed to destroy container '" + in.args[0] + "': no such container", 3);
     return 0;
   }
-  if (command == "containers") {
+  if (in.command == "containers") {
     auto containers = blockOn(p.containers(), error);
     if (!containers) return fail(error);
-    std::cout << cmd::containersText(*containers, json);
+    std::cout << cmd::containersText(*containers, in.json);
     return 0;
   }
-  if (command == "images") {
+  if (in.command == "images") {
     auto images = blockOn(p.images(), error);
     if (!images) return fail(error);
-    std::cout << cmd::imagesText(*images, json);
+    std::cout << cmd::imagesText(*images, in.json);
     return 0;
   }
   std::vector<messages::Image> keep;
-  for (const auto& name : excluded) {
+  for (const auto& name : in.excluded) {
     auto image = provisioner::parseImage(name);
     if (image.isError()) return fail(image.error().message);
     keep.push_back(*image);
   }
   if (!blockOn(p.pruneImages(keep), error)) return fail(error);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = parseCommandLine(argc, argv);
+  if (const int* exit = std::get_if<int>(&parsed)) return *exit;
+  Invocation& in = std::get<Invocation>(parsed);
+  const bool pulls = in.command == "pull" || in.command == "provision";
+  // Declared before the runtime: it outlives the store reporting to it.
+  std::unique_ptr<cmd::ProgressDisplay> progress;
+  if (pulls && ::isatty(STDERR_FILENO)) {
+    progress = std::make_unique<cmd::ProgressDisplay>(STDERR_FILENO);
+    in.flags.progress = progress->callback();
+  }
+  actors::Runtime runtime;
+  auto created = provisioner::Provisioner::create(in.flags, runtime);
+  if (created.isError()) return fail(created.error().message);
+  auto& p = **created;
+  auto known = provisioner::Provisioner::containersOnDisk(in.flags.workDir);
+  if (known.isError()) return fail(known.error().message);
+  std::string error;
+  if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
+  return pulls ? pullOrProvision(p, in, progress.get()) : runCommand(p, in);
 }

@@ -144,6 +144,78 @@ std::string simpleDiscoveryName(const messages::AppcImage& image) {
   return image.name() + "-" + label("version") + "-" + label("os") + "-" + label("arch") + ".aci";
 }
 
+namespace {
+
+// The manifest's "app": exec, user and group, working directory, environment.
+Try<Nothing> parseApp(const Value& doc, std::string_view what, messages::AppcManifest& manifest) {
+  if (!doc.HasMember("app") || doc["app"].IsNull()) return Nothing{};
+  const Value& app = doc["app"];
+  if (!app.IsObject()) return invalid(what, "'app' is not an object");
+  auto* out = manifest.mutable_app();
+  if (app.HasMember("exec") && !app["exec"].IsNull()) {
+    if (!app["exec"].IsArray()) return invalid(what, "'app.exec' is not an array");
+    for (const auto& arg : app["exec"].GetArray()) {
+      if (!arg.IsString()) return invalid(what, "'app.exec' has an element that is not a string");
+      out->add_exec(arg.GetString(), arg.GetStringLength());
+    }
+    if (out->exec_size() > 0 && (out->exec(0).empty() || out->exec(0).front() != '/')) {
+      return invalid(what, "'app.exec' must start with an absolute path, not '" + out->exec(0) + "'");
+    }
+  }
+  auto user = stringField(app, "user", what, true);
+  if (user.isError()) return user.error();
+  auto group = stringField(app, "group", what, true);
+  if (group.isError()) return group.error();
+  if (user->empty() || group->empty()) return invalid(what, "'app.user' and 'app.group' must not be empty");
+  out->set_user(*user);
+  out->set_group(*group);
+  auto dir = stringField(app, "workingDirectory", what, false);
+  if (dir.isError()) return dir.error();
+  if (!dir->empty() && dir->front() != '/') {
+    return invalid(what, "'app.workingDirectory' is not an absolute path: '" + *dir + "'");
+  }
+  out->set_working_directory(*dir);
+  std::vector<std::string> order;
+  auto anyName = [](const std::string&) -> Try<Nothing> { return Nothing{}; };
+  auto environment = namedValues(app, "environment", what, anyName, &order);
+  if (environment.isError()) return environment.error();
+  for (const auto& variable : order) {
+    if (variable.empty() || variable.find('=') != std::string::npos) {
+      return invalid(what, "'app.environment' has an invalid name '" + variable + "'");
+    }
+    out->add_environment(variable + "=" + environment->at(variable));
+  }
+  return Nothing{};
+}
+
+// The manifest's "dependencies", each an AC identifier with an optional id
+// and labels.
+Try<Nothing> parseDependencies(const Value& doc, std::string_view what, messages::AppcManifest& manifest) {
+  if (!doc.HasMember("dependencies") || doc["dependencies"].IsNull()) return Nothing{};
+  if (!doc["dependencies"].IsArray()) return invalid(what, "'dependencies' is not an array");
+  auto acName = [&](const std::string& label) { return validateAcName(label, what); };
+  for (const auto& item : doc["dependencies"].GetArray()) {
+    if (!item.IsObject()) return invalid(what, "a dependency is not an object");
+    auto* dependency = manifest.add_dependencies();
+    auto imageName = stringField(item, "imageName", what, true);
+    if (imageName.isError()) return imageName.error();
+    if (auto valid = validateAcIdentifier(*imageName, what); valid.isError()) return valid.error();
+    dependency->set_image_name(*imageName);
+    auto imageId = stringField(item, "imageID", what, false);
+    if (imageId.isError()) return imageId.error();
+    if (!imageId->empty()) {
+      if (auto valid = validateAppcImageId(*imageId, what); valid.isError()) return valid.error();
+    }
+    dependency->set_image_id(*imageId);
+    auto depLabels = namedValues(item, "labels", what, acName);
+    if (depLabels.isError()) return depLabels.error();
+    dependency->mutable_labels()->insert(depLabels->begin(), depLabels->end());
+  }
+  return Nothing{};
+}
+
+}  // namespace
+
 Try<messages::AppcManifest> parseAppcManifest(std::string_view text, std::string_view what) {
   rapidjson::Document doc;
   auto parsed = json::parse(doc, text, [what](const std::string& why) {
@@ -173,65 +245,8 @@ Try<messages::AppcManifest> parseAppcManifest(std::string_view text, std::string
   if (labels.isError()) return labels.error();
   manifest.mutable_labels()->insert(labels->begin(), labels->end());
 
-  if (doc.HasMember("app") && !doc["app"].IsNull()) {
-    const Value& app = doc["app"];
-    if (!app.IsObject()) return invalid(what, "'app' is not an object");
-    auto* out = manifest.mutable_app();
-    if (app.HasMember("exec") && !app["exec"].IsNull()) {
-      if (!app["exec"].IsArray()) return invalid(what, "'app.exec' is not an array");
-      for (const auto& arg : app["exec"].GetArray()) {
-        if (!arg.IsString()) return invalid(what, "'app.exec' has an element that is not a string");
-        out->add_exec(arg.GetString(), arg.GetStringLength());
-      }
-      if (out->exec_size() > 0 && (out->exec(0).empty() || out->exec(0).front() != '/')) {
-        return invalid(what, "'app.exec' must start with an absolute path, not '" + out->exec(0) + "'");
-      }
-    }
-    auto user = stringField(app, "user", what, true);
-    if (user.isError()) return user.error();
-    auto group = stringField(app, "group", what, true);
-    if (group.isError()) return group.error();
-    if (user->empty() || group->empty()) return invalid(what, "'app.user' and 'app.group' must not be empty");
-    out->set_user(*user);
-    out->set_group(*group);
-    auto dir = stringField(app, "workingDirectory", what, false);
-    if (dir.isError()) return dir.error();
-    if (!dir->empty() && dir->front() != '/') {
-      return invalid(what, "'app.workingDirectory' is not an absolute path: '" + *dir + "'");
-    }
-    out->set_working_directory(*dir);
-    std::vector<std::string> order;
-    auto anyName = [](const std::string&) -> Try<Nothing> { return Nothing{}; };
-    auto environment = namedValues(app, "environment", what, anyName, &order);
-    if (environment.isError()) return environment.error();
-    for (const auto& variable : order) {
-      if (variable.empty() || variable.find('=') != std::string::npos) {
-        return invalid(what, "'app.environment' has an invalid name '" + variable + "'");
-      }
-      out->add_environment(variable + "=" + environment->at(variable));
-    }
-  }
-
-  if (doc.HasMember("dependencies") && !doc["dependencies"].IsNull()) {
-    if (!doc["dependencies"].IsArray()) return invalid(what, "'dependencies' is not an array");
-    for (const auto& item : doc["dependencies"].GetArray()) {
-      if (!item.IsObject()) return invalid(what, "a dependency is not an object");
-      auto* dependency = manifest.add_dependencies();
-      auto imageName = stringField(item, "imageName", what, true);
-      if (imageName.isError()) return imageName.error();
-      if (auto valid = validateAcIdentifier(*imageName, what); valid.isError()) return valid.error();
-      dependency->set_image_name(*imageName);
-      auto imageId = stringField(item, "imageID", what, false);
-      if (imageId.isError()) return imageId.error();
-      if (!imageId->empty()) {
-        if (auto valid = validateAppcImageId(*imageId, what); valid.isError()) return valid.error();
-      }
-      dependency->set_image_id(*imageId);
-      auto depLabels = namedValues(item, "labels", what, acName);
-      if (depLabels.isError()) return depLabels.error();
-      dependency->mutable_labels()->insert(depLabels->begin(), depLabels->end());
-    }
-  }
+  if (auto app = parseApp(doc, what, manifest); app.isError()) return app.error();
+  if (auto dependencies = parseDependencies(doc, what, manifest); dependencies.isError()) return dependencies.error();
   return manifest;
 }
 
