@@ -26,7 +26,7 @@ namespace {
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                      const std::string& backendDir) {
   const std::string scratch = scratchDir(backendDir, rootfs);
-  const std::string work = scratch + "/workdir";
+  const std::string work = scratchWork(scratch);
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
   Try<Nothing> mounted = actors::fs::makeDirectories(work);
   if (mounted.isSome()) {

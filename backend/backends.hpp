@@ -43,8 +43,11 @@ Try<Nothing> removeMountPoint(const std::string& rootfs);
 // point, then of `scratch` (if not empty). True when any of it existed.
 Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scratch);
 
-// Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>.
+// Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>,
+// holding upperdir/ and workdir/ (overlay) or workdir/ (aufs).
 std::string scratchDir(const std::string& backendDir, const std::string& rootfs);
+inline std::string scratchUpper(const std::string& scratch) { return scratch + "/upperdir"; }
+inline std::string scratchWork(const std::string& scratch) { return scratch + "/workdir"; }
 
 struct HostSupport {
   bool root = false;

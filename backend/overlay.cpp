@@ -98,8 +98,8 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                      const std::string& backendDir, bool useLowerdirPlus) {
   const std::string scratch = scratchDir(backendDir, rootfs);
-  const std::string upper = scratch + "/upperdir";
-  const std::string work = scratch + "/workdir";
+  const std::string upper = scratchUpper(scratch);
+  const std::string work = scratchWork(scratch);
   for (const auto& layer : layers) {
     struct stat st;
     if (::stat(layer.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

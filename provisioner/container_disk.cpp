@@ -30,8 +30,8 @@ ContainerInfo readContainer(const std::string& id, const std::string& dir) {
       for (const auto& rootfs : record.rootfses()) recorded[rootfs.id()] = rootfs;
     }
   }
-  for (const auto& backend : actors::fs::listDirectory(dir + "/backends", true)) {
-    for (const auto& rootfsId : actors::fs::listDirectory(dir + "/backends/" + backend + "/rootfses", true)) {
+  for (const auto& backend : actors::fs::listDirectory(paths::backendsDir(dir), true)) {
+    for (const auto& rootfsId : actors::fs::listDirectory(paths::rootfses(dir, backend), true)) {
       auto it = recorded.find(rootfsId);
       messages::ContainerRootfs rootfs = it != recorded.end() ? it->second : messages::ContainerRootfs();
       rootfs.set_id(rootfsId);
@@ -47,9 +47,9 @@ ContainerInfo readContainer(const std::string& id, const std::string& dir) {
 }
 
 void scan(const std::string& dir, const std::string& prefix, std::vector<ContainerInfo>& out) {
-  for (const auto& name : actors::fs::listDirectory(dir + "/containers", true)) {
+  for (const auto& name : actors::fs::listDirectory(paths::children(dir), true)) {
     const std::string id = prefix.empty() ? name : prefix + "/" + name;
-    const std::string containerDir = dir + "/containers/" + name;
+    const std::string containerDir = paths::child(dir, name);
     out.push_back(readContainer(id, containerDir));
     scan(containerDir, id, out);
   }

@@ -22,21 +22,27 @@ inline std::string dockerStore(const std::string& workDir) { return workDir + "/
 inline std::string appcStore(const std::string& workDir) { return workDir + "/store/appc"; }
 inline std::string root(const std::string& workDir) { return workDir + "/provisioner"; }
 
+// The directory holding the containers under `parent` (the root, or a
+// container's directory for its nested ones), and one of them.
+inline std::string children(const std::string& parent) { return parent + "/containers"; }
+inline std::string child(const std::string& parent, const std::string& name) { return children(parent) + "/" + name; }
+
 // "a/b" -> <root>/containers/a/containers/b
 inline std::string container(const std::string& root, const std::string& id) {
   std::string dir = root;
   std::size_t start = 0;
   while (start <= id.size()) {
     const std::size_t slash = id.find('/', start);
-    dir += "/containers/" + id.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    dir = child(dir, id.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
   return dir;
 }
 inline std::string record(const std::string& containerDir) { return containerDir + "/layers"; }
+inline std::string backendsDir(const std::string& containerDir) { return containerDir + "/backends"; }
 inline std::string backendDir(const std::string& containerDir, const std::string& backend) {
-  return containerDir + "/backends/" + backend;
+  return backendsDir(containerDir) + "/" + backend;
 }
 inline std::string rootfses(const std::string& containerDir, const std::string& backend) {
   return backendDir(containerDir, backend) + "/rootfses";

@@ -476,7 +476,7 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runti
   if (parts.backends.count(parts.defaultBackend) == 0) {
     return Error(ErrorKind::InvalidArgument, "The default backend '" + parts.defaultBackend + "' is not available");
   }
-  auto made = actors::fs::makeDirectories(paths::root(parts.workDir) + "/containers");
+  auto made = actors::fs::makeDirectories(paths::children(paths::root(parts.workDir)));
   if (made.isError()) return made.error();
   auto lock = lockWorkDir(parts.workDir);
   if (lock.isError()) return lock.error();
