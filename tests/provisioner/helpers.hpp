@@ -24,6 +24,17 @@ inline std::filesystem::path containerDir(const std::filesystem::path& workDir, 
   return dir;
 }
 
+// Parts over `workDir` with the copy backend alone and no store.
+inline Provisioner::Parts copyOnlyParts(actors::Runtime& runtime, const std::filesystem::path& workDir) {
+  Provisioner::Parts parts;
+  parts.workDir = workDir.string();
+  auto copy = backend::createBackend(runtime, backend::kCopy);
+  EXPECT_TRUE(copy.isSome()) << copy.error().message;
+  if (copy.isSome()) parts.backends[backend::kCopy] = std::move(*copy);
+  parts.defaultBackend = backend::kCopy;
+  return parts;
+}
+
 // A provisioner made of `parts`, recovered with `known` (into `out`; a
 // failure fails the test).
 inline void start(actors::Runtime& runtime, Provisioner::Parts parts, const std::set<std::string>& known,

@@ -212,13 +212,7 @@ TEST_F(ProvisionerAppcTest, PruneKeepsWhatContainersUse) {
 TEST_F(ProvisionerAppcTest, AppcImagesAreRefusedWhenTheProviderIsOff) {
   start({}, backend::kCopy);
   provisioner_.reset();
-  Provisioner::Parts parts;
-  parts.workDir = workDir_.string();
-  auto b = backend::createBackend(runtime_, backend::kCopy);
-  ASSERT_TRUE(b.isSome());
-  parts.backends[backend::kCopy] = std::move(*b);
-  parts.defaultBackend = backend::kCopy;
-  auto created = Provisioner::create(std::move(parts), runtime_);
+  auto created = Provisioner::create(fixture::copyOnlyParts(runtime_, workDir_), runtime_);
   ASSERT_TRUE(created.isSome()) << created.error().message;
   provisioner_ = std::move(*created);
   auto info = provisioner_->provision("c1", appcImage("example.com/test"));

@@ -383,12 +383,7 @@ TEST_F(ProvisionerTest, ConcurrentProvisionDestroyAndPruneDoNotDeadlock) {
 }
 
 TEST_F(ProvisionerTest, ASecondProvisionerOnTheWorkDirIsRefusedNamingTheHolder) {
-  Provisioner::Parts parts;
-  parts.workDir = workDir_.string();
-  auto b = backend::createBackend(runtime_, backend::kCopy);
-  ASSERT_TRUE(b.isSome());
-  parts.backends[backend::kCopy] = std::move(*b);
-  parts.defaultBackend = backend::kCopy;
+  Provisioner::Parts parts = fixture::copyOnlyParts(runtime_, workDir_);
   // flock locks belong to an open file description: a second open, even in
   // this process, conflicts as another process's would.
   auto second = Provisioner::create(std::move(parts), runtime_);
