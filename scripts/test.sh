@@ -15,8 +15,11 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh || { echo "error: scripts/setup.sh failed" >&2; exit 1; }
 
-# ccache hits across clones (CI clones into another folder each run).
+# ccache hits across clones (CI clones into another folder each run):
+# paths relative to the source root, and the build directory kept out of
+# the hash (RelWithDebInfo's -g would put it in).
 export CCACHE_BASEDIR="$PWD"
+export CCACHE_NOHASHDIR=1
 jobs=$(nproc)
 total_passed=0
 total_failed=0
