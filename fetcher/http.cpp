@@ -5,6 +5,7 @@
 #include <cctype>
 #include <mutex>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
@@ -49,7 +50,7 @@ class Connection {
   explicit Connection(std::string origin) : origin_(std::move(origin)) {}
   virtual ~Connection() = default;
   virtual beast::tcp_stream& tcp() = 0;
-  virtual void handshake(const std::string& host, std::function<void(error_code)> done) = 0;
+  virtual void handshake(const std::string& host, Handler done) = 0;
   virtual void write(WireRequest& request, Handler done) = 0;
   virtual void readHeader(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
   virtual void readSome(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
@@ -90,22 +91,22 @@ class StreamConnection : public Connection {
 class PlainConnection final : public StreamConnection<beast::tcp_stream> {
  public:
   PlainConnection(std::string origin, asio::any_io_executor strand) : StreamConnection(std::move(origin), strand) {}
-  void handshake(const std::string&, std::function<void(error_code)> done) override { done({}); }
+  void handshake(const std::string&, Handler done) override { done({}, 0); }
 };
 
 class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp_stream>> {
  public:
   TlsConnection(std::string origin, asio::any_io_executor strand, ssl::context& context)
       : StreamConnection(std::move(origin), strand, context) {}
-  void handshake(const std::string& host, std::function<void(error_code)> done) override {
+  void handshake(const std::string& host, Handler done) override {
     // SNI, then the peer's chain against our CAs and its name against `host`.
     if (!SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
-      done(error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
+      done(error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()), 0);
       return;
     }
     stream_.set_verify_mode(ssl::verify_peer);
     stream_.set_verify_callback(ssl::host_name_verification(host));
-    stream_.async_handshake(ssl::stream_base::client, std::move(done));
+    stream_.async_handshake(ssl::stream_base::client, [done = std::move(done)](error_code ec) { done(ec, 0); });
   }
 };
 
@@ -148,154 +149,230 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
 namespace {
 
+// The request as sent to `url`, one hop of `request`: its authorization
+// only to the origin the caller named.
+WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::string& userAgent) {
+  WireRequest wire;
+  wire.method_string(request.method);
+  wire.target(url.target);
+  wire.version(11);
+  const bool defaultPort = (url.scheme == "https" && url.port == 443) || (url.scheme == "http" && url.port == 80);
+  wire.set(bhttp::field::host, defaultPort ? url.host : url.host + ":" + std::to_string(url.port));
+  wire.set(bhttp::field::user_agent, userAgent);
+  for (const auto& [name, value] : request.headers) wire.set(name, value);
+  if (request.authorization && sameOrigin(url, request.url)) {
+    wire.set(bhttp::field::authorization, *request.authorization);
+  }
+  return wire;
+}
+
+// Status and headers (names lowercased, repeats joined by ", ").
+HttpResponse responseHead(const Parser& parser, const Url& url, bool redirected) {
+  HttpResponse response;
+  response.status = static_cast<int>(parser.get().result_int());
+  for (const auto& field : parser.get()) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    auto [it, inserted] = response.headers.emplace(name, std::string(field.value()));
+    if (!inserted) it->second += ", " + std::string(field.value());
+  }
+  response.url = url;
+  response.followedRedirect = redirected;
+  return response;
+}
+
+bool isRedirect(const HttpResponse& response) {
+  const int s = response.status;
+  return (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) && !response.header("location").empty();
+}
+
+// A failed socket operation, as the caller sees it.
+Error ioError(error_code ec, const std::string& what, const Url& url) {
+  ErrorKind kind = ErrorKind::Unavailable;
+  std::string cause = ec.message();
+  if (ec == beast::error::timeout) {
+    kind = ErrorKind::Timeout;
+    cause = "timed out";
+  }
+  if (ec.category() == asio::error::get_ssl_category()) kind = ErrorKind::IO;
+  if (ec == bhttp::error::partial_message) cause = "the connection closed before the end of the body";
+  return Error(kind, "Failed to " + what + " '" + shown(url) + "': " + cause);
+}
+
+// Counts a body's time on the wire: over every `window` of it, the
+// transfer must average `minBytesPerSecond` (a trickle is a stall). Time
+// the sink spends is not counted.
+class StallMeter {
+ public:
+  StallMeter(std::chrono::milliseconds window, std::size_t minBytesPerSecond)
+      : window_(window), minBytesPerSecond_(minBytesPerSecond) {}
+
+  void reset() {
+    onWire_ = {};
+    bytes_ = 0;
+  }
+  void reading() { since_ = std::chrono::steady_clock::now(); }
+  // `got` bytes came since reading(). Empty while the rate holds, else the
+  // rate it fell to ("N bytes in M ms").
+  std::optional<std::string> read(std::size_t got) {
+    onWire_ += std::chrono::steady_clock::now() - since_;
+    bytes_ += got;
+    if (onWire_ < window_) return std::nullopt;
+    const double seconds = std::chrono::duration<double>(onWire_).count();
+    const bool stalled = static_cast<double>(bytes_) < seconds * static_cast<double>(minBytesPerSecond_);
+    std::string rate = std::to_string(bytes_) + " bytes in " + std::to_string(static_cast<long>(seconds * 1000)) + " ms";
+    reset();
+    if (stalled) return rate;
+    return std::nullopt;
+  }
+
+ private:
+  const std::chrono::steady_clock::duration window_;
+  const std::size_t minBytesPerSecond_;
+  std::chrono::steady_clock::time_point since_;
+  std::chrono::steady_clock::duration onWire_{};
+  std::size_t bytes_ = 0;
+};
+
 // One request, its redirects included, from the first byte sent to the last
-// byte of the response delivered. Runs on the strand of its connection.
+// byte of the response delivered.
+//
+// Threads: the exchange's state lives on its own strand (strand_). Each
+// operation on a connection (a Beast read or write with its timeout, a
+// close, giving it back) runs on that connection's strand, and its result
+// comes back here as a named step (onConnection). A discard and a sink's
+// completed write reach the exchange by posting here too. So the exchange
+// shares nothing between threads and takes no lock; the idle pool in
+// HttpClient::Impl is the one shared thing.
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(std::shared_ptr<HttpClient::Impl> client, HttpRequest request, std::shared_ptr<BodySink> sink)
-      : client_(std::move(client)), request_(std::move(request)), sink_(std::move(sink)),
-        url_(request_.url) {
-    for (auto& chunk : chunks_) chunk.resize(client_->options.chunkBytes);
+      : client_(std::move(client)), options_(client_->options), request_(std::move(request)), sink_(std::move(sink)),
+        url_(request_.url), strand_(asio::make_strand(client_->runtime.ioContext())), resolver_(strand_),
+        stall_(options_.stallWindow, options_.minBytesPerSecond) {
+    for (auto& chunk : chunks_) chunk.resize(options_.chunkBytes);
   }
 
   actors::Future<HttpResponse> start() {
-    auto self = shared_from_this();
-    promise_.future().onDiscard([self] {
-      auto connection = self->connectionForDiscard();
-      if (connection) asio::post(connection->executor(), [self, connection] { self->discarded(connection); });
+    std::weak_ptr<Exchange> weak = shared_from_this();
+    promise_.future().onDiscard([weak] {
+      if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->discarded(); });
     });
-    begin();
+    asio::post(strand_, [self = shared_from_this()] { self->begin(); });
     return promise_.future();
   }
 
  private:
-  std::shared_ptr<Connection> connectionForDiscard() {
-    std::lock_guard lock(mutex_);
-    discardRequested_ = true;
-    return connection_;
+  using Step = void (Exchange::*)(error_code, std::size_t);
+
+  // `operation` on the connection's strand within `timeout`, then `step` on
+  // this one unless the exchange is over meanwhile. The operation may use
+  // the members it is given: nothing here touches them until the step runs.
+  void onConnection(std::chrono::milliseconds timeout, std::function<void(Connection&, Handler)> operation, Step step) {
+    asio::post(connection_->executor(), [self = shared_from_this(), c = connection_, timeout, operation, step] {
+      c->tcp().expires_after(timeout);
+      operation(*c, [self, c, step](error_code ec, std::size_t n) {
+        asio::post(self->strand_, [self, step, ec, n] {
+          if (!self->over()) (self.get()->*step)(ec, n);
+        });
+      });
+    });
   }
 
-  void discarded(const std::shared_ptr<Connection>& connection) {
-    connection->close();
-    promise_.discard();
+  // Discarded, failed (or failing once the sink's write is back), or done.
+  bool over() const { return discarded_ || deferred_ || !promise_.future().isPending(); }
+
+  void closeConnection() {
+    if (!connection_) return;
+    auto executor = connection_->executor();
+    asio::post(executor, [c = std::move(connection_)] { c->close(); });
   }
 
-  void setConnection(std::shared_ptr<Connection> connection) {
-    bool discard;
-    {
-      std::lock_guard lock(mutex_);
-      connection_ = std::move(connection);
-      discard = discardRequested_;
-    }
-    if (discard) asio::post(connection_->executor(), [self = shared_from_this(), c = connection_] { self->discarded(c); });
+  // The caller gave up: DISCARDED at once, even with a sink write in flight
+  // (nobody retries into the sink then); what is in flight ends unheard.
+  void discarded() {
+    discarded_ = true;
+    closeConnection();
+    if (promise_.future().isPending()) promise_.discard();
   }
 
   void begin() {
-    if (url_.scheme == "http" &&
-        !(client_->options.allowPlainHttp && client_->options.allowPlainHttp(url_.host, url_.port))) {
-      fail(Error(ErrorKind::InvalidArgument, "Refused plain http to '" + shown(url_) +
-                                                 "': the registry is not configured as insecure"));
-      return;
+    if (discarded_) return;
+    if (url_.scheme == "http" && !(options_.allowPlainHttp && options_.allowPlainHttp(url_.host, url_.port))) {
+      return fail(Error(ErrorKind::InvalidArgument,
+                        "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
     }
-    if (auto pooled = client_->takeIdle(url_.origin())) {
-      setConnection(std::move(pooled));
-      asio::post(connection_->executor(), [self = shared_from_this()] { self->send(); });
-      return;
-    }
-    openFresh();
+    connection_ = client_->takeIdle(url_.origin());
+    connection_ ? send() : openFresh();
   }
 
   void openFresh() {
-    setConnection(client_->open(url_));
-    resolver_.emplace(connection_->executor());
-    connection_->tcp().expires_after(client_->options.connectTimeout);
-    auto self = shared_from_this();
-    asio::post(connection_->executor(), [self] {
-      self->resolver_->async_resolve(self->url_.host, std::to_string(self->url_.port),
-                                     [self](error_code ec, tcp::resolver::results_type results) {
-                                       self->onResolve(ec, std::move(results));
-                                     });
-    });
+    connection_ = client_->open(url_);
+    auto step = [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+      if (self->over()) return;
+      if (ec) return self->failIo(ec, "resolve");
+      self->connect(results);
+    };
+    resolver_.async_resolve(url_.host, std::to_string(url_.port), asio::bind_executor(strand_, std::move(step)));
   }
 
-  void onResolve(error_code ec, tcp::resolver::results_type results) {
-    if (ec) return failIo(ec, "resolve");
-    connection_->tcp().expires_after(client_->options.connectTimeout);
-    auto self = shared_from_this();
-    connection_->tcp().async_connect(results, [self](error_code e, const tcp::endpoint&) { self->onConnect(e); });
+  void connect(const tcp::resolver::results_type& results) {
+    onConnection(
+        options_.connectTimeout,
+        [results](Connection& c, Handler done) {
+          c.tcp().async_connect(results, [done](error_code ec, const tcp::endpoint&) { done(ec, 0); });
+        },
+        &Exchange::connected);
   }
 
-  void onConnect(error_code ec) {
+  void connected(error_code ec, std::size_t) {
     if (ec) return failIo(ec, "connect to");
-    connection_->tcp().expires_after(client_->options.connectTimeout);
-    auto self = shared_from_this();
-    connection_->handshake(url_.host, [self](error_code e) {
-      if (e) return self->failIo(e, "set up TLS with");
-      self->send();
-    });
+    onConnection(
+        options_.connectTimeout, [host = url_.host](Connection& c, Handler done) { c.handshake(host, done); },
+        &Exchange::secured);
+  }
+
+  void secured(error_code ec, std::size_t) {
+    if (ec) return failIo(ec, "set up TLS with");
+    send();
   }
 
   void send() {
-    wire_ = WireRequest{};
-    wire_.method_string(request_.method);
-    wire_.target(url_.target);
-    wire_.version(11);
-    const bool defaultPort = (url_.scheme == "https" && url_.port == 443) || (url_.scheme == "http" && url_.port == 80);
-    wire_.set(bhttp::field::host, defaultPort ? url_.host : url_.host + ":" + std::to_string(url_.port));
-    wire_.set(bhttp::field::user_agent, client_->options.userAgent);
-    for (const auto& [name, value] : request_.headers) wire_.set(name, value);
-    if (request_.authorization && sameOrigin(url_, request_.url)) {
-      wire_.set(bhttp::field::authorization, *request_.authorization);
-    }
+    wire_ = wireRequest(request_, url_, options_.userAgent);
     buffer_.clear();
     // Beast reads as much as the buffer has room for: without room, a read
     // is a few KiB and the transfer crawls.
-    buffer_.reserve(client_->options.chunkBytes);
+    buffer_.reserve(options_.chunkBytes);
     parser_.emplace();
     parser_->body_limit(boost::none);
     parser_->header_limit(64 * 1024);
-    connection_->tcp().expires_after(client_->options.stallWindow);
-    auto self = shared_from_this();
-    connection_->write(wire_, [self](error_code ec, std::size_t) {
-      if (ec) return self->failOrReconnect(ec, "send a request to");
-      self->connection_->tcp().expires_after(self->client_->options.stallWindow);
-      self->connection_->readHeader(self->buffer_, *self->parser_,
-                                    [self](error_code e, std::size_t) { self->onHeader(e); });
-    });
+    onConnection(
+        options_.stallWindow, [this](Connection& c, Handler done) { c.write(wire_, std::move(done)); },
+        &Exchange::sent);
   }
 
-  // A reused connection the server closed meanwhile: try once more on a new one.
-  void failOrReconnect(error_code ec, const char* what) {
-    if (connection_->reused && ec != beast::error::timeout) {
-      connection_->close();
-      openFresh();
-      return;
-    }
-    failIo(ec, what);
+  void sent(error_code ec, std::size_t) {
+    if (ec) return retryOrFail(ec, "send a request to");
+    onConnection(
+        options_.stallWindow, [this](Connection& c, Handler done) { c.readHeader(buffer_, *parser_, std::move(done)); },
+        &Exchange::headRead);
   }
 
-  void onHeader(error_code ec) {
-    if (ec) return failOrReconnect(ec, "read a response from");
-    const auto& head = parser_->get();
-    HttpResponse response;
-    response.status = static_cast<int>(head.result_int());
-    for (const auto& field : head) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      auto [it, inserted] = response.headers.emplace(name, std::string(field.value()));
-      if (!inserted) it->second += ", " + std::string(field.value());
-    }
-    response.url = url_;
-    response.followedRedirect = redirects_ > 0;
-    response_ = std::move(response);
+  // A reused connection the server closed meanwhile: once more on a new one.
+  void retryOrFail(error_code ec, const char* what) {
+    if (!connection_->reused || ec == beast::error::timeout) return failIo(ec, what);
+    closeConnection();
+    openFresh();
+  }
 
-    const int status = response_.status;
-    const bool redirect = status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-    if (redirect && !response_.header("location").empty()) {
+  void headRead(error_code ec, std::size_t) {
+    if (ec) return retryOrFail(ec, "read a response from");
+    response_ = responseHead(*parser_, url_, redirects_ > 0);
+    if (isRedirect(response_)) {
       mode_ = Mode::Discard;
-    } else if (sink_ && status >= 200 && status < 300) {
+    } else if (sink_ && response_.status >= 200 && response_.status < 300) {
       if (auto started = sink_->start(response_); started.isError()) {
-        connection_->close();
+        closeConnection();
         return fail(started.error());
       }
       mode_ = Mode::Sink;
@@ -304,41 +381,35 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       cap_ = sink_ ? kErrorBodyCap : request_.maxBody;
       truncate_ = sink_ != nullptr;
     }
-    socketTime_ = {};
-    windowBytes_ = 0;
+    stall_.reset();
+    reading_ = 0;
     filled_ = 0;
     readBody();
   }
 
   void readBody() {
     if (parser_->is_done()) return deliver(true);
-    auto& body = parser_->get().body();
-    body.data = chunks_[reading_].data() + filled_;
-    body.size = chunks_[reading_].size() - filled_;
-    connection_->tcp().expires_after(client_->options.stallWindow);
-    readStart_ = std::chrono::steady_clock::now();
-    auto self = shared_from_this();
-    connection_->readSome(buffer_, *parser_, [self](error_code ec, std::size_t) { self->onBody(ec); });
+    stall_.reading();
+    onConnection(
+        options_.stallWindow,
+        [this](Connection& c, Handler done) {
+          auto& body = parser_->get().body();
+          body.data = chunks_[reading_].data() + filled_;
+          body.size = chunks_[reading_].size() - filled_;
+          c.readSome(buffer_, *parser_, std::move(done));
+        },
+        &Exchange::bodyRead);
   }
 
-  void onBody(error_code ec) {
+  void bodyRead(error_code ec, std::size_t) {
     if (ec == bhttp::error::need_buffer) ec = {};
     if (ec) return failIo(ec, "read the body from");
     const std::size_t got = chunks_[reading_].size() - filled_ - parser_->get().body().size;
     filled_ += got;
-    socketTime_ += std::chrono::steady_clock::now() - readStart_;
-    windowBytes_ += got;
-    const auto window = client_->options.stallWindow;
-    if (socketTime_ >= window) {
-      const double seconds = std::chrono::duration<double>(socketTime_).count();
-      if (static_cast<double>(windowBytes_) < seconds * static_cast<double>(client_->options.minBytesPerSecond)) {
-        connection_->close();
-        return fail(Error(ErrorKind::Timeout, "Failed to download '" + shown(url_) + "': the transfer stalled (" +
-                                                  std::to_string(windowBytes_) + " bytes in " +
-                                                  std::to_string(static_cast<long>(seconds * 1000)) + " ms)"));
-      }
-      socketTime_ = {};
-      windowBytes_ = 0;
+    if (auto rate = stall_.read(got)) {
+      closeConnection();
+      return fail(
+          Error(ErrorKind::Timeout, "Failed to download '" + shown(url_) + "': the transfer stalled (" + *rate + ")"));
     }
     if (filled_ == chunks_[reading_].size() || parser_->is_done()) return deliver(parser_->is_done());
     readBody();
@@ -349,8 +420,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // the sink works on the other; at most one sink write is in flight, and a
   // chunk is read into again only after its write completed.
   void deliver(bool last) {
-    const std::size_t n = filled_;
-    filled_ = 0;
+    const std::size_t n = std::exchange(filled_, 0);
     if (mode_ == Mode::Sink) {
       const Handed handed{reading_, n, last};
       reading_ ^= 1;
@@ -365,15 +435,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (mode_ == Mode::Buffer) {
       const std::size_t room = cap_ - std::min(cap_, response_.body.size());
       if (n > room && !truncate_) {
-        connection_->close();
+        closeConnection();
         return fail(Error(ErrorKind::ResourceExhausted, "Failed to fetch '" + shown(url_) +
-                                                            "': the response is larger than " +
-                                                            std::to_string(cap_) + " bytes"));
+                                                            "': the response is larger than " + std::to_string(cap_) +
+                                                            " bytes"));
       }
       response_.body.append(chunks_[0].data(), std::min(n, room));
-      reading_ = 0;
       if (n > room) {  // an error body we keep only the start of
-        connection_->close();
+        closeConnection();
         promise_.set(std::move(response_));
         return;
       }
@@ -389,27 +458,25 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void startWrite(const Handed& handed) {
     writing_ = true;
-    auto self = shared_from_this();
     actors::Future<Nothing> written =
         handed.bytes == 0 ? actors::Future<Nothing>(Nothing{})
                           : sink_->write(std::string_view(chunks_[handed.chunk].data(), handed.bytes));
-    written.onAny([self, handed](const actors::Future<Nothing>& w) {
-      asio::post(self->connection_->executor(), [self, handed, w] { self->onWritten(handed, w); });
+    written.onAny([self = shared_from_this(), handed](const actors::Future<Nothing>& w) {
+      asio::post(self->strand_, [self, handed, w] { self->written(handed, w); });
     });
   }
 
-  void onWritten(const Handed& handed, const actors::Future<Nothing>& written) {
+  void written(const Handed& handed, const actors::Future<Nothing>& written) {
     writing_ = false;
     if (deferred_) return fail(*deferred_);
     if (!promise_.future().isPending()) return;  // discarded meanwhile
     if (!written.isReady()) {
-      connection_->close();
+      closeConnection();
       return fail(written.isFailed() ? written.failure() : Error(ErrorKind::Cancelled, "The body consumer went away"));
     }
     if (handed.last) return finish();
     if (pending_) {
-      const Handed next = *pending_;
-      pending_.reset();
+      const Handed next = *std::exchange(pending_, std::nullopt);
       startWrite(next);
       if (!next.last) readBody();  // into the chunk whose write just completed
     }
@@ -417,23 +484,24 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void finish() {
     if (parser_->keep_alive()) {
-      client_->giveBack(connection_);
+      auto executor = connection_->executor();
+      asio::post(executor, [client = client_, c = std::move(connection_)] { client->giveBack(c); });
     } else {
-      connection_->close();
+      closeConnection();
     }
     if (mode_ == Mode::Discard) return redirect();
     promise_.set(std::move(response_));
   }
 
   void redirect() {
-    if (++redirects_ > client_->options.maxRedirects) {
+    if (++redirects_ > options_.maxRedirects) {
       return fail(Error(ErrorKind::Unavailable, "Failed to fetch '" + shown(request_.url) + "': more than " +
-                                                    std::to_string(client_->options.maxRedirects) + " redirects"));
+                                                    std::to_string(options_.maxRedirects) + " redirects"));
     }
     auto next = resolveRedirect(url_, response_.header("location"));
     if (next.isError()) return fail(next.error().withContext("Failed to follow a redirect from '" + shown(url_) + "'"));
     if (url_.scheme == "https" && next->scheme == "http" &&
-        !(client_->options.allowPlainHttp && client_->options.allowPlainHttp(next->host, next->port))) {
+        !(options_.allowPlainHttp && options_.allowPlainHttp(next->host, next->port))) {
       return fail(Error(ErrorKind::InvalidArgument,
                         "Refused a redirect from '" + shown(url_) + "' to plain http '" + shown(*next) + "'"));
     }
@@ -442,14 +510,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void failIo(error_code ec, const std::string& what) {
-    if (connection_) connection_->close();
-    ErrorKind kind = ErrorKind::Unavailable;
-    if (ec == beast::error::timeout) kind = ErrorKind::Timeout;
-    if (ec.category() == asio::error::get_ssl_category()) kind = ErrorKind::IO;
-    std::string cause = ec.message();
-    if (ec == beast::error::timeout) cause = "timed out";
-    if (ec == bhttp::error::partial_message) cause = "the connection closed before the end of the body";
-    fail(Error(kind, "Failed to " + what + " '" + shown(url_) + "': " + cause));
+    closeConnection();
+    fail(ioError(ec, what, url_));
   }
 
   // Never completes while a sink write is in flight: the caller may retry
@@ -459,41 +521,45 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (!deferred_) deferred_ = error;
       return;
     }
+    if (!promise_.future().isPending()) return;
     if (promise_.future().hasDiscard()) {
       promise_.discard();
-      return;
+    } else {
+      promise_.fail(error);
     }
-    promise_.fail(error);
   }
 
   enum class Mode { Sink, Buffer, Discard };
 
-  std::shared_ptr<HttpClient::Impl> client_;
-  HttpRequest request_;
-  std::shared_ptr<BodySink> sink_;
+  // The request, and where it stands.
+  const std::shared_ptr<HttpClient::Impl> client_;
+  const HttpOptions& options_;
+  const HttpRequest request_;
+  const std::shared_ptr<BodySink> sink_;
   Url url_;
+  int redirects_ = 0;
+  bool discarded_ = false;
   actors::Promise<HttpResponse> promise_;
-  std::mutex mutex_;
-  bool discardRequested_ = false;
+  asio::strand<asio::io_context::executor_type> strand_;
+  // The connection and what goes over it: its strand uses these while an
+  // operation runs, this one in between.
   std::shared_ptr<Connection> connection_;
-  std::optional<tcp::resolver> resolver_;
+  tcp::resolver resolver_;
   WireRequest wire_;
   beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
+  // The response, and its body on its way.
+  HttpResponse response_;
+  Mode mode_ = Mode::Buffer;
+  std::size_t cap_ = 0;
+  bool truncate_ = false;
   std::vector<char> chunks_[2];
   int reading_ = 0;  // the chunk the socket is read into
   std::size_t filled_ = 0;
   bool writing_ = false;
   std::optional<Handed> pending_;
   std::optional<Error> deferred_;  // a failure waiting for the write in flight
-  HttpResponse response_;
-  Mode mode_ = Mode::Buffer;
-  std::size_t cap_ = 0;
-  bool truncate_ = false;
-  int redirects_ = 0;
-  std::chrono::steady_clock::time_point readStart_;
-  std::chrono::steady_clock::duration socketTime_{};
-  std::size_t windowBytes_ = 0;
+  StallMeter stall_;
 };
 
 }  // namespace
