@@ -132,8 +132,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     return connection;
   }
 
+  // The next user of `connection` posts to its strand after taking it from
+  // here, so the timer is reset before anything else runs there.
   void giveBack(std::shared_ptr<Connection> connection) {
-    connection->tcp().expires_never();
+    asio::post(connection->executor(), [connection] { connection->tcp().expires_never(); });
     std::lock_guard lock(mutex);
     auto& list = idle[connection->origin()];
     if (list.size() < options.maxIdlePerOrigin) list.push_back(std::move(connection));
@@ -211,11 +213,12 @@ class StallMeter {
     onWire_ = {};
     bytes_ = 0;
   }
+  // Around each read on the socket.
   void reading() { since_ = std::chrono::steady_clock::now(); }
-  // `got` bytes came since reading(). Empty while the rate holds, else the
+  void stopped() { onWire_ += std::chrono::steady_clock::now() - since_; }
+  // `got` bytes came in the last read. Empty while the rate holds, else the
   // rate it fell to ("N bytes in M ms").
   std::optional<std::string> read(std::size_t got) {
-    onWire_ += std::chrono::steady_clock::now() - since_;
     bytes_ += got;
     if (onWire_ < window_) return std::nullopt;
     const double seconds = std::chrono::duration<double>(onWire_).count();
@@ -258,8 +261,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     promise_.future().onDiscard([weak] {
       if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->discarded(); });
     });
+    auto future = promise_.future();
     asio::post(strand_, [self = shared_from_this()] { self->begin(); });
-    return promise_.future();
+    return future;
   }
 
  private:
@@ -292,6 +296,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // (nobody retries into the sink then); what is in flight ends unheard.
   void discarded() {
     discarded_ = true;
+    resolver_.cancel();
     closeConnection();
     if (promise_.future().isPending()) promise_.discard();
   }
@@ -389,14 +394,17 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void readBody() {
     if (parser_->is_done()) return deliver(true);
-    stall_.reading();
     onConnection(
         options_.stallWindow,
         [this](Connection& c, Handler done) {
           auto& body = parser_->get().body();
           body.data = chunks_[reading_].data() + filled_;
           body.size = chunks_[reading_].size() - filled_;
-          c.readSome(buffer_, *parser_, std::move(done));
+          stall_.reading();
+          c.readSome(buffer_, *parser_, [this, done](error_code ec, std::size_t n) {
+            stall_.stopped();
+            done(ec, n);
+          });
         },
         &Exchange::bodyRead);
   }
@@ -461,18 +469,25 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     actors::Future<Nothing> written =
         handed.bytes == 0 ? actors::Future<Nothing>(Nothing{})
                           : sink_->write(std::string_view(chunks_[handed.chunk].data(), handed.bytes));
-    written.onAny([self = shared_from_this(), handed](const actors::Future<Nothing>& w) {
-      asio::post(self->strand_, [self, handed, w] { self->written(handed, w); });
+    // A sink that discards or abandons its future went away.
+    auto back = [self = shared_from_this(), handed](std::optional<Error> failure) {
+      asio::post(self->strand_, [self, handed, failure] { self->written(handed, failure); });
+    };
+    const Error gone(ErrorKind::Cancelled, "The body consumer went away");
+    written.onAny([back, gone](const actors::Future<Nothing>& w) {
+      if (w.isReady()) return back(std::nullopt);
+      back(w.isFailed() ? w.failure() : gone);
     });
+    written.onAbandoned([back, gone] { back(gone); });
   }
 
-  void written(const Handed& handed, const actors::Future<Nothing>& written) {
+  void written(const Handed& handed, const std::optional<Error>& failure) {
     writing_ = false;
     if (deferred_) return fail(*deferred_);
     if (!promise_.future().isPending()) return;  // discarded meanwhile
-    if (!written.isReady()) {
+    if (failure) {
       closeConnection();
-      return fail(written.isFailed() ? written.failure() : Error(ErrorKind::Cancelled, "The body consumer went away"));
+      return fail(*failure);
     }
     if (handed.last) return finish();
     if (pending_) {
@@ -484,8 +499,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void finish() {
     if (parser_->keep_alive()) {
-      auto executor = connection_->executor();
-      asio::post(executor, [client = client_, c = std::move(connection_)] { client->giveBack(c); });
+      client_->giveBack(std::move(connection_));
     } else {
       closeConnection();
     }

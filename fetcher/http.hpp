@@ -18,7 +18,8 @@
 // - Bodies stream through a BodySink with back-pressure: the next chunk is
 //   read from the socket only when the sink's future for the previous one is
 //   ready, so a slow consumer slows the socket and memory stays at one chunk.
-// - Timeouts: `connectTimeout` covers resolve, connect and TLS handshake;
+// - Timeouts: `connectTimeout` covers connect and TLS handshake (a name is
+//   resolved within the system resolver's own limits, resolv.conf's);
 //   while a request or response is on the wire (not while the sink is
 //   working), the transfer must average at least `minBytesPerSecond` over
 //   every `stallWindow`, or it fails with Timeout: a trickle is a stall.

@@ -413,6 +413,8 @@ TEST_F(RegistryTest, RedirectLoopsAreBounded) {
   AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, looped);
   EXPECT_NE(std::string::npos, looped.failure().message.find("more than 5 redirects"));
   EXPECT_EQ(6u, registry.count("/blobs/"));
+  // Each hop went back to the pool before the next took it.
+  EXPECT_EQ(1u, c->http().connectionsOpened());
 }
 
 TEST_F(RegistryTest, BrokenBlobResumesWithRange) {
@@ -519,6 +521,22 @@ TEST_F(RegistryTest, DiscardingATransferClosesItsConnection) {
   const std::string small = registry.addBlob("small");
   AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(small, 5), std::make_shared<StringSink>()));
   EXPECT_EQ(2u, c->http().connectionsOpened());
+}
+
+// A consumer whose write never completes (its promise is gone) ends the
+// transfer with an error instead of leaving it pending.
+TEST_F(RegistryTest, ASinkThatAbandonsAWriteFailsTheTransfer) {
+  class AbandoningSink : public ByteSink {
+   public:
+    Future<Nothing> write(std::string_view) override { return Promise<Nothing>().future(); }
+  };
+  FakeRegistry registry;
+  const std::string digest = registry.addBlob("abandoned");
+  auto c = client(options(fastRetry(1)));
+  Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, 9), std::make_shared<AbandoningSink>());
+  AWAIT_EXPECT_FAILED(transfer);
+  EXPECT_NE(std::string::npos, transfer.failure().message.find("The body consumer went away"))
+      << transfer.failure().message;
 }
 
 TEST_F(RegistryTest, ConnectionsAreReused) {

@@ -111,7 +111,7 @@ TEST_F(AppcStoreTest, FetchesOverHttpAndExtractsTheRootfs) {
 TEST_F(AppcStoreTest, HttpRetriesAServerErrorAndABrokenTransfer) {
   useHttp();
   const std::string id = publish(simple("example.com/flaky"));
-  server_.fail({.match = "flaky", .status = 503, .times = 1});
+  server_.fail({.match = "flaky", .status = 503, .headers = {}, .body = {}, .times = 1});
   server_.dropBlobsAfter(100, 1);
   auto info = store_->get(appcImage("example.com/flaky"));
   AWAIT_READY(info);
