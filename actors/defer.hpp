@@ -21,6 +21,8 @@
 
 namespace prov::actors {
 
+// clang-format 14 garbles requires-clauses:
+// clang-format off
 template <typename T, typename M, typename... B>
   requires std::is_member_function_pointer_v<M>
 auto defer(const PID<T>& pid, M method, B&&... bound) {
@@ -48,5 +50,6 @@ auto defer(const PID<T>& pid, F&& f) {
     });
   };
 }
+// clang-format on
 
 }  // namespace prov::actors

@@ -45,6 +45,8 @@ Future<X> dispatchCall(const std::shared_ptr<ProcessContext>& context, Call call
 
 }  // namespace detail
 
+// clang-format 14 garbles requires-clauses:
+// clang-format off
 // dispatch(pid, &T::method, args...)
 template <typename T, typename M, typename... A>
   requires std::is_member_function_pointer_v<M>
@@ -68,5 +70,6 @@ auto dispatch(const PID<T>& pid, F&& f) {
   using R = std::invoke_result_t<std::decay_t<F>&>;
   return detail::dispatchCall<UnwrapT<R>>(pid.context(), std::forward<F>(f));
 }
+// clang-format on
 
 }  // namespace prov::actors

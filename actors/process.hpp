@@ -75,10 +75,13 @@ class PID {
   PID() = default;
   PID(std::shared_ptr<detail::ProcessContext> context, T* process)
       : context_(std::move(context)), process_(process) {}
+  // clang-format 14 garbles requires-clauses:
+  // clang-format off
   template <typename U>
     requires std::is_convertible_v<U*, T*>
   PID(const PID<U>& other)  // NOLINT: derived-to-base, like pointers
       : context_(other.context()), process_(other.process()) {}
+  // clang-format on
 
   // "<name>(<n>)"; empty for a PID that was never spawned.
   const std::string& id() const { return detail::contextId(context_); }

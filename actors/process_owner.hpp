@@ -30,6 +30,12 @@
 
 namespace prov::actors {
 
+// A process with background work to wait for (see above).
+// clang-format off
+template <typename P>
+concept Quiescent = requires(P& p) { p.quiesce(); };
+// clang-format on
+
 template <typename P>
 class ProcessOwner {
  public:
@@ -38,7 +44,7 @@ class ProcessOwner {
   }
 
   ~ProcessOwner() {
-    if constexpr (requires(P& p) { p.quiesce(); }) {
+    if constexpr (Quiescent<P>) {
       detail::waitFor(pid_.context(), actors::dispatch(pid_, &P::quiesce), kQuiesceTimeout);
     }
     terminate(pid_);

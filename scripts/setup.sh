@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev
+  build-essential cmake ninja-build ccache pkg-config git clang libclang-rt-14-dev clang-format
   # libraries
   libboost1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev
   protobuf-compiler libprotobuf-dev rapidjson-dev libarchive-dev libssl-dev
