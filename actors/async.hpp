@@ -24,17 +24,15 @@ auto async(Runtime& runtime, F&& f) {
   using X = UnwrapT<std::invoke_result_t<std::decay_t<F>&>>;
   auto promise = std::make_shared<Promise<X>>();
   Future<X> future = promise->future();
-  const bool submitted =
-      detail::submitBlocking(runtime, [promise, f = std::forward<F>(f)]() mutable {
-        if (promise->future().hasDiscard()) {
-          promise->discard();
-          return;
-        }
-        detail::invokeInto(*promise, f);
-      });
+  const bool submitted = detail::submitBlocking(runtime, [promise, f = std::forward<F>(f)]() mutable {
+    if (promise->future().hasDiscard()) {
+      promise->discard();
+      return;
+    }
+    detail::invokeInto(*promise, f);
+  });
   if (!submitted) {
-    promise->fail(Error(ErrorKind::Unavailable,
-                        "Failed to run blocking work: the runtime is shutting down"));
+    promise->fail(Error(ErrorKind::Unavailable, "Failed to run blocking work: the runtime is shutting down"));
   }
   return future;
 }

@@ -14,9 +14,7 @@ namespace prov::actors {
 struct Clock::Impl {
   explicit Impl(Runtime& r) : runtime(r), wakeup(r.ioContext()) {}
 
-  TimePoint nowLocked() const {
-    return paused ? frozen : std::chrono::steady_clock::now() + offset;
-  }
+  TimePoint nowLocked() const { return paused ? frozen : std::chrono::steady_clock::now() + offset; }
 
   // Takes the timers due at now() out of the queue and posts their callbacks
   // to the io_context; then re-arms the wake-up for the next one.

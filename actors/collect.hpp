@@ -100,9 +100,8 @@ Future<std::vector<T>> collect(const std::vector<Future<T>>& futures) {
         decided->set(std::move(values));
         return;
       }
-      decided->fail(input.isFailed()
-                        ? input.failure()
-                        : Error(ErrorKind::Cancelled, "Collect failed: an input was discarded"));
+      decided->fail(input.isFailed() ? input.failure()
+                                     : Error(ErrorKind::Cancelled, "Collect failed: an input was discarded"));
       collector->discardInputs();
     });
     futures[i].onAbandoned([collector] {

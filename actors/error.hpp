@@ -43,9 +43,7 @@ struct Error {
   Error(ErrorKind k, std::string m) : kind(k), message(std::move(m)) {}
 
   // The same kind, with `context + ": "` put in front of the message.
-  Error withContext(const std::string& context) const {
-    return Error(kind, context + ": " + message);
-  }
+  Error withContext(const std::string& context) const { return Error(kind, context + ": " + message); }
 
   bool operator==(const Error&) const = default;
 };
@@ -62,24 +60,36 @@ struct Nothing {
 template <typename T>
 class [[nodiscard]] Try {
  public:
-  Try(const T& value) : data_(value) {}          // NOLINT: implicit by design
-  Try(T&& value) : data_(std::move(value)) {}    // NOLINT
-  Try(const Error& error) : data_(error) {}      // NOLINT
+  Try(const T& value) : data_(value) {}            // NOLINT: implicit by design
+  Try(T&& value) : data_(std::move(value)) {}      // NOLINT
+  Try(const Error& error) : data_(error) {}        // NOLINT
   Try(Error&& error) : data_(std::move(error)) {}  // NOLINT
 
   bool isSome() const { return data_.index() == 0; }
   bool isError() const { return data_.index() == 1; }
 
   // Preconditions: isSome() for get(), isError() for error().
-  const T& get() const& { assert(isSome()); return std::get<0>(data_); }
-  T& get() & { assert(isSome()); return std::get<0>(data_); }
-  T&& get() && { assert(isSome()); return std::get<0>(std::move(data_)); }
+  const T& get() const& {
+    assert(isSome());
+    return std::get<0>(data_);
+  }
+  T& get() & {
+    assert(isSome());
+    return std::get<0>(data_);
+  }
+  T&& get() && {
+    assert(isSome());
+    return std::get<0>(std::move(data_));
+  }
   const T& operator*() const& { return get(); }
   T& operator*() & { return get(); }
   T&& operator*() && { return std::move(*this).get(); }
   const T* operator->() const { return &get(); }
   T* operator->() { return &get(); }
-  const Error& error() const { assert(isError()); return std::get<1>(data_); }
+  const Error& error() const {
+    assert(isError());
+    return std::get<1>(data_);
+  }
 
  private:
   std::variant<T, Error> data_;

@@ -3,12 +3,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <vector>
 
@@ -19,8 +19,7 @@ namespace {
 bool isMountRoot(int dirFd, const char* name) {
   struct statx stx {};
   if (::statx(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &stx) != 0) return false;
-  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-         (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
 // Empties the directory open as `dirFd` (whose path is `path`).
@@ -56,8 +55,7 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
       continue;
     }
     if (isMountRoot(dirFd, name.c_str())) {
-      return Error(ErrorKind::IO, "Failed to remove '" + child +
-                                      "': it is a mount point; unmount it first");
+      return Error(ErrorKind::IO, "Failed to remove '" + child + "': it is a mount point; unmount it first");
     }
     Fd childFd(::openat(dirFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (childFd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + child + "'", errno);
@@ -106,7 +104,6 @@ bool exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
 }
-
 
 void Fd::reset() {
   if (fd_ >= 0) ::close(fd_);

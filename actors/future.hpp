@@ -48,29 +48,47 @@
 namespace prov::actors {
 
 class Clock;
-template <typename T> class Future;
-template <typename T> class Promise;
+template <typename T>
+class Future;
+template <typename T>
+class Promise;
 
 namespace detail {
-template <typename T> struct FutureState;
+template <typename T>
+struct FutureState;
 struct FutureAccess;
 
-template <typename R> struct Unwrap { using type = R; };
-template <typename X> struct Unwrap<Future<X>> { using type = X; };
-template <typename X> struct Unwrap<Try<X>> { using type = X; };
-template <> struct Unwrap<void> { using type = Nothing; };
+template <typename R>
+struct Unwrap {
+  using type = R;
+};
+template <typename X>
+struct Unwrap<Future<X>> {
+  using type = X;
+};
+template <typename X>
+struct Unwrap<Try<X>> {
+  using type = X;
+};
+template <>
+struct Unwrap<void> {
+  using type = Nothing;
+};
 
-template <typename R> struct IsFuture : std::false_type {};
-template <typename X> struct IsFuture<Future<X>> : std::true_type {};
-template <typename R> struct IsTry : std::false_type {};
-template <typename X> struct IsTry<Try<X>> : std::true_type {};
+template <typename R>
+struct IsFuture : std::false_type {};
+template <typename X>
+struct IsFuture<Future<X>> : std::true_type {};
+template <typename R>
+struct IsTry : std::false_type {};
+template <typename X>
+struct IsTry<Try<X>> : std::true_type {};
 
 // The result type of a continuation F given the value T: F(const T&) when
 // that is callable, F() otherwise.
 template <typename F, typename T>
 struct ContinuationResult {
-  using type = typename std::conditional_t<std::is_invocable_v<F&, const T&>,
-                                           std::invoke_result<F&, const T&>,
+  using type = typename std::conditional_t<std::is_invocable_v<F&, const T&>, std::invoke_result<F&, const T&>,
                                            std::invoke_result<F&>>::type;
 };
 }  // namespace detail
@@ -87,8 +105,8 @@ class Future {
 
   // An abandoned future: it never completes.
   Future();
-  Future(const T& value);    // NOLINT: READY, implicit by design
-  Future(T&& value);         // NOLINT
+  Future(const T& value);      // NOLINT: READY, implicit by design
+  Future(T&& value);           // NOLINT
   Future(const Error& error);  // NOLINT: FAILED
   Future(Error&& error);       // NOLINT
   Future(const Try<T>& t);     // NOLINT: READY or FAILED
@@ -120,15 +138,21 @@ class Future {
 
   // Callbacks (see "where callbacks run"). Each returns *this for chaining.
   // onAny: f(const Future<T>&) or f(), when READY, FAILED or DISCARDED.
-  template <typename F> const Future& onAny(F&& f) const;
+  template <typename F>
+  const Future& onAny(F&& f) const;
   // onReady: f(const T&) or f().
-  template <typename F> const Future& onReady(F&& f) const;
+  template <typename F>
+  const Future& onReady(F&& f) const;
   // onFailed: f(const Error&) or f().
-  template <typename F> const Future& onFailed(F&& f) const;
-  template <typename F> const Future& onDiscarded(F&& f) const;
+  template <typename F>
+  const Future& onFailed(F&& f) const;
+  template <typename F>
+  const Future& onDiscarded(F&& f) const;
   // onDiscard: when a discard is requested (immediately if it already was).
-  template <typename F> const Future& onDiscard(F&& f) const;
-  template <typename F> const Future& onAbandoned(F&& f) const;
+  template <typename F>
+  const Future& onDiscard(F&& f) const;
+  template <typename F>
+  const Future& onAbandoned(F&& f) const;
 
   // then: when READY, f(const T&) or f() gives X, Future<X>, Try<X> or void
   // (-> Nothing). FAILED and DISCARDED pass through. The result is DISCARDED,
@@ -138,11 +162,13 @@ class Future {
   Future<UnwrapT<typename detail::ContinuationResult<F, T>::type>> then(F&& f) const;
 
   // repair: when FAILED, f(const Future<T>&) gives T or Future<T>.
-  template <typename F> Future<T> repair(F&& f) const;
+  template <typename F>
+  Future<T> repair(F&& f) const;
 
   // recover: when FAILED, DISCARDED or abandoned, f(const Future<T>&) gives T
   // or Future<T>.
-  template <typename F> Future<T> recover(F&& f) const;
+  template <typename F>
+  Future<T> recover(F&& f) const;
 
   // after: if this is still pending after `duration` of `clock` time, the
   // result follows f(*this), which gives T or Future<T> (typically: discard
@@ -154,8 +180,10 @@ class Future {
   bool operator==(const Future& other) const { return state_ == other.state_; }
 
  private:
-  template <typename U> friend class Future;
-  template <typename U> friend class Promise;
+  template <typename U>
+  friend class Future;
+  template <typename U>
+  friend class Promise;
   friend struct detail::FutureAccess;
   explicit Future(std::shared_ptr<detail::FutureState<T>> state) : state_(std::move(state)) {}
 

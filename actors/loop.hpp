@@ -154,9 +154,7 @@ class Loop : public std::enable_shared_from_this<Loop<P, I, V, Iterate, Body>> {
   template <typename F>
   void resumeOn(F&& f) {
     auto self = this->shared_from_this();
-    dispatch(pid_, std::forward<F>(f)).onFailed([self](const Error& error) {
-      self->promise_.fail(error);
-    });
+    dispatch(pid_, std::forward<F>(f)).onFailed([self](const Error& error) { self->promise_.fail(error); });
   }
 
   PID<P> pid_;

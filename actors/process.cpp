@@ -14,8 +14,7 @@ struct ProcessContext {
   enum class State { Running, Terminating, Terminated };
 
   ProcessContext(std::shared_ptr<Runtime::Impl> i, std::string name, ProcessBase* p)
-      : owner(std::move(i)), impl(*owner), id(std::move(name)),
-        strand(boost::asio::make_strand(impl.io)), process(p),
+      : owner(std::move(i)), impl(*owner), id(std::move(name)), strand(boost::asio::make_strand(impl.io)), process(p),
         exited(exitedPromise.future()) {}
 
   // Runs the last event of the process: finalize(), then the bookkeeping
@@ -32,7 +31,7 @@ struct ProcessContext {
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   std::atomic<State> state{State::Running};
   std::atomic<bool> finalizeQueued{false};
-  std::atomic<ProcessBase*> process;  // null once the object is being destroyed
+  std::atomic<ProcessBase*> process;   // null once the object is being destroyed
   std::unique_ptr<ProcessBase> owned;  // set when the runtime owns the process
 
   Promise<Nothing> exitedPromise;
@@ -112,13 +111,11 @@ bool onStrand(const std::shared_ptr<ProcessContext>& context) {
 }
 
 Error notRunning(const std::string& id) {
-  return Error(ErrorKind::Unavailable,
-               "Failed to dispatch to process '" + (id.empty() ? std::string("<unspawned>") : id) +
-                   "': it is not running");
+  return Error(ErrorKind::Unavailable, "Failed to dispatch to process '" +
+                                           (id.empty() ? std::string("<unspawned>") : id) + "': it is not running");
 }
 
-std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process,
-                                      std::unique_ptr<ProcessBase> owned) {
+std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process, std::unique_ptr<ProcessBase> owned) {
   Runtime::Impl& impl = runtime.impl();
   assert(!process.context_ && "a process can be spawned once");
   std::string id = process.name_ + "(" + std::to_string(++impl.nextProcessNumber) + ")";
@@ -206,9 +203,7 @@ Future<Nothing> terminated(const std::shared_ptr<ProcessContext>& context) {
   return context->exited;
 }
 
-const std::shared_ptr<ProcessContext>& contextOf(const ProcessBase& process) {
-  return process.context_;
-}
+const std::shared_ptr<ProcessContext>& contextOf(const ProcessBase& process) { return process.context_; }
 
 }  // namespace detail
 

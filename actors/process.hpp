@@ -56,8 +56,7 @@ const std::string& contextId(const std::shared_ptr<ProcessContext>& context);
 bool onStrand(const std::shared_ptr<ProcessContext>& context);
 Error notRunning(const std::string& id);
 
-std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process,
-                                      std::unique_ptr<ProcessBase> owned);
+std::shared_ptr<ProcessContext> spawn(Runtime& runtime, ProcessBase& process, std::unique_ptr<ProcessBase> owned);
 void terminate(const std::shared_ptr<ProcessContext>& context, bool inject);
 bool wait(const std::shared_ptr<ProcessContext>& context, std::chrono::nanoseconds timeout);
 bool waitFor(const std::shared_ptr<ProcessContext>& context, const Future<Nothing>& future,
@@ -73,8 +72,7 @@ template <typename T>
 class PID {
  public:
   PID() = default;
-  PID(std::shared_ptr<detail::ProcessContext> context, T* process)
-      : context_(std::move(context)), process_(process) {}
+  PID(std::shared_ptr<detail::ProcessContext> context, T* process) : context_(std::move(context)), process_(process) {}
   // clang-format 14 garbles requires-clauses:
   // clang-format off
   template <typename U>
@@ -120,8 +118,7 @@ class ProcessBase {
 
  private:
   friend struct detail::ProcessContext;
-  friend std::shared_ptr<detail::ProcessContext> detail::spawn(Runtime&, ProcessBase&,
-                                                               std::unique_ptr<ProcessBase>);
+  friend std::shared_ptr<detail::ProcessContext> detail::spawn(Runtime&, ProcessBase&, std::unique_ptr<ProcessBase>);
   friend const std::shared_ptr<detail::ProcessContext>& detail::contextOf(const ProcessBase&);
   std::string name_;
   Runtime* runtime_ = nullptr;
@@ -133,9 +130,7 @@ class Process : public ProcessBase {
  public:
   using ProcessBase::ProcessBase;
 
-  PID<T> self() const {
-    return PID<T>(context(), static_cast<T*>(const_cast<Process*>(this)));
-  }
+  PID<T> self() const { return PID<T>(context(), static_cast<T*>(const_cast<Process*>(this))); }
 
  protected:
   using Self = T;
@@ -170,8 +165,7 @@ void terminate(const PID<T>& pid, bool inject = true) {
 // True when the process has finished finalize() (or never ran) within
 // `timeout`.
 template <typename T>
-bool wait(const PID<T>& pid,
-          std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max()) {
+bool wait(const PID<T>& pid, std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max()) {
   return detail::wait(pid.context(), timeout);
 }
 

@@ -16,9 +16,7 @@ namespace {
 
 thread_local Runtime::Impl* workerRuntime = nullptr;
 
-std::size_t cores() {
-  return std::max(1u, std::thread::hardware_concurrency());
-}
+std::size_t cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 Runtime::Options resolve(Runtime::Options options) {
   if (options.workerThreads == 0) options.workerThreads = cores();

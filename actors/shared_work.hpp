@@ -43,12 +43,11 @@ class SharedWork {
     auto waiter = std::make_shared<Promise<T>>();
     it->second.waiters.push_back(waiter);
     const std::uint64_t generation = it->second.generation;
-    waiter->future().onDiscard(
-        [this, post = post_, key, generation, weak = std::weak_ptr(waiter)] {
-          post([=, this] {
-            if (auto w = weak.lock()) leave(key, generation, w);
-          });
-        });
+    waiter->future().onDiscard([this, post = post_, key, generation, weak = std::weak_ptr(waiter)] {
+      post([=, this] {
+        if (auto w = weak.lock()) leave(key, generation, w);
+      });
+    });
     return waiter->future();
   }
 

@@ -24,7 +24,7 @@ namespace prov::backend {
 namespace {
 
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
-                                     const std::string& backendDir) {
+                                  const std::string& backendDir) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string work = scratchWork(scratch);
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
@@ -55,19 +55,18 @@ class AufsBackendProcess : public actors::Process<AufsBackendProcess> {
  public:
   AufsBackendProcess() : Process("aufs-provisioner-backend") {}
 
-  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                  const std::string& rootfs, const std::string& backendDir) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                               const std::string& backendDir) {
     if (layers.empty()) {
-      return Error(ErrorKind::InvalidArgument,
-                   "Failed to provision '" + rootfs + "': no filesystem layers were given");
+      return Error(ErrorKind::InvalidArgument, "Failed to provision '" + rootfs + "': no filesystem layers were given");
     }
-    return actors::async(runtime(), [layers, rootfs, backendDir] {
-      return provisionBlocking(layers, rootfs, backendDir);
-    });
+    return actors::async(runtime(),
+                         [layers, rootfs, backendDir] { return provisionBlocking(layers, rootfs, backendDir); });
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return actors::async(runtime(), [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+    return actors::async(runtime(),
+                         [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
   }
 };
 

@@ -25,8 +25,8 @@ constexpr long kEcryptfsMagic = 0xf15f;
 constexpr long kAufsMagic = 0x61756673;
 
 bool unsuitableForLayers(long fsType) {
-  return fsType == kOverlayMagic || fsType == kBtrfsMagic || fsType == kZfsMagic ||
-         fsType == kEcryptfsMagic || fsType == kAufsMagic;
+  return fsType == kOverlayMagic || fsType == kBtrfsMagic || fsType == kZfsMagic || fsType == kEcryptfsMagic ||
+         fsType == kAufsMagic;
 }
 
 // The nearest existing directory at or above `path`.
@@ -50,12 +50,11 @@ Try<std::unique_ptr<Backend>> createBackend(actors::Runtime& runtime, const std:
   if (name == kBind) return makeBindBackend(runtime);
   if (name == kOverlay) return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus);
   if (name == kAufs) return makeAufsBackend(runtime);
-  return Error(ErrorKind::InvalidArgument,
-               "Unknown backend '" + name + "': expected one of copy, bind, overlay, aufs");
+  return Error(ErrorKind::InvalidArgument, "Unknown backend '" + name + "': expected one of copy, bind, overlay, aufs");
 }
 
 std::map<std::string, std::unique_ptr<Backend>> createBackends(actors::Runtime& runtime,
-                                                              const BackendOptions& options) {
+                                                               const BackendOptions& options) {
   std::map<std::string, std::unique_ptr<Backend>> backends;
   for (const char* name : {kCopy, kBind, kOverlay, kAufs}) {
     auto backend = createBackend(runtime, name, options);
@@ -92,8 +91,7 @@ std::string scratchDir(const std::string& backendDir, const std::string& rootfs)
 Try<Nothing> createMountPoint(const std::string& rootfs) {
   if (::mkdir(rootfs.c_str(), 0755) != 0) {
     if (errno == EEXIST) {
-      return Error(ErrorKind::AlreadyExists,
-                   "Failed to provision '" + rootfs + "': it is already provisioned");
+      return Error(ErrorKind::AlreadyExists, "Failed to provision '" + rootfs + "': it is already provisioned");
     }
     return actors::errnoError(ErrorKind::IO, "Failed to create rootfs '" + rootfs + "'", errno);
   }
@@ -103,8 +101,7 @@ Try<Nothing> createMountPoint(const std::string& rootfs) {
 Try<Nothing> removeMountPoint(const std::string& rootfs) {
   if (::rmdir(rootfs.c_str()) == 0 || errno == ENOENT) return Nothing{};
   if (errno == EBUSY) {
-    std::fprintf(stderr, "backend: rootfs '%s' is still busy; leaving its mount point\n",
-                 rootfs.c_str());
+    std::fprintf(stderr, "backend: rootfs '%s' is still busy; leaving its mount point\n", rootfs.c_str());
     return Nothing{};
   }
   return actors::errnoError(ErrorKind::IO, "Failed to remove rootfs '" + rootfs + "'", errno);
@@ -144,8 +141,8 @@ Try<std::string> linkLayers(const std::vector<std::string>& layers) {
   return dir;
 }
 
-std::string overlayMountOptions(const std::string& links, std::size_t layerCount,
-                                const std::string& upperdir, const std::string& workdir) {
+std::string overlayMountOptions(const std::string& links, std::size_t layerCount, const std::string& upperdir,
+                                const std::string& workdir) {
   std::string options = "lowerdir=";
   for (std::size_t i = layerCount; i-- > 0;) {
     options += links + "/" + std::to_string(i);
@@ -154,8 +151,7 @@ std::string overlayMountOptions(const std::string& links, std::size_t layerCount
   return options + ",upperdir=" + upperdir + ",workdir=" + workdir;
 }
 
-std::string aufsMountOptions(const std::string& workdir, const std::string& links,
-                             std::size_t layerCount) {
+std::string aufsMountOptions(const std::string& workdir, const std::string& links, std::size_t layerCount) {
   std::string options = "dirs=" + workdir + "=rw";
   for (std::size_t i = layerCount; i-- > 0;) options += ":" + links + "/" + std::to_string(i) + "=ro+wh";
   return options;

@@ -54,9 +54,8 @@ class Backend {
   // Fails with InvalidArgument for no layers (or, for bind, more than one),
   // AlreadyExists when `rootfs` exists, IO when a system call fails. On
   // failure nothing is left behind.
-  virtual Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                          const std::string& rootfs,
-                                          const std::string& backendDir) = 0;
+  virtual Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                                       const std::string& backendDir) = 0;
 
   // Unmounts (lazily: files held open in the rootfs do not block it) and
   // removes `rootfs` and its state under `backendDir`. True when something
@@ -80,7 +79,7 @@ Try<std::unique_ptr<Backend>> createBackend(actors::Runtime& runtime, const std:
 
 // Every backend this machine can run, by name.
 std::map<std::string, std::unique_ptr<Backend>> createBackends(actors::Runtime& runtime,
-                                                              const BackendOptions& options = {});
+                                                               const BackendOptions& options = {});
 
 // The backend Mesos would choose for a work dir: overlay, then aufs, then
 // copy. overlay and aufs need root and kernel support, and a work dir whose

@@ -19,13 +19,12 @@ Try<std::unique_ptr<Backend>> makeAufsBackend(actors::Runtime& runtime);
 
 // The aufs mount data for a rw branch `workdir` over `layerCount` layers
 // linked as <links>/0 (base) .. <links>/<n-1> (top): the top layer first.
-std::string aufsMountOptions(const std::string& workdir, const std::string& links,
-                             std::size_t layerCount);
+std::string aufsMountOptions(const std::string& workdir, const std::string& links, std::size_t layerCount);
 
 // The overlay mount data for layers linked as <links>/0 .. <links>/<n-1>,
 // used where the kernel has no `lowerdir+`.
-std::string overlayMountOptions(const std::string& links, std::size_t layerCount,
-                                const std::string& upperdir, const std::string& workdir);
+std::string overlayMountOptions(const std::string& links, std::size_t layerCount, const std::string& upperdir,
+                                const std::string& workdir);
 
 // Short links to the layers: makes a fresh directory under $TMPDIR (or
 // /tmp) holding symlinks 0..n-1 to `layers`, so that mount data stays under
@@ -51,10 +50,10 @@ inline std::string scratchWork(const std::string& scratch) { return scratch + "/
 
 struct HostSupport {
   bool root = false;
-  bool overlay = false;     // /proc/filesystems
-  bool aufs = false;        // /proc/filesystems
-  long workDirFsType = 0;   // statfs magic of the work dir's file system
-  bool workDirDType = true; // readdir gives d_type there
+  bool overlay = false;      // /proc/filesystems
+  bool aufs = false;         // /proc/filesystems
+  long workDirFsType = 0;    // statfs magic of the work dir's file system
+  bool workDirDType = true;  // readdir gives d_type there
 };
 
 // Mesos's order: overlay, then aufs, then copy.

@@ -68,8 +68,7 @@ class BindBackendProcess : public actors::Process<BindBackendProcess> {
  public:
   BindBackendProcess() : Process("bind-provisioner-backend") {}
 
-  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                  const std::string& rootfs, const std::string&) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs, const std::string&) {
     if (layers.size() != 1) {
       return Error(ErrorKind::InvalidArgument,
                    "Failed to provision '" + rootfs + "': the bind backend takes exactly one layer, got " +

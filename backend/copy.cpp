@@ -24,23 +24,19 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
   explicit CopyBackendProcess(std::size_t parallelism)
       : Process("copy-provisioner-backend"), parallelism_(parallelism) {}
 
-  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                  const std::string& rootfs, const std::string&) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs, const std::string&) {
     if (layers.empty()) {
-      return Error(ErrorKind::InvalidArgument,
-                   "Failed to provision '" + rootfs + "': no filesystem layers were given");
+      return Error(ErrorKind::InvalidArgument, "Failed to provision '" + rootfs + "': no filesystem layers were given");
     }
     Runtime* rt = &runtime();
     const std::size_t parallelism = parallelism_;
     auto reflink = std::make_shared<std::atomic<bool>>(true);
     Future<Nothing> applied = async(*rt, [rootfs] { return createMountPoint(rootfs); });
     for (const auto& layer : layers) {
-      applied = applied.then([rt, layer, rootfs, parallelism, reflink] {
-        return applyLayer(*rt, layer, rootfs, parallelism, reflink);
-      });
+      applied = applied.then(
+          [rt, layer, rootfs, parallelism, reflink] { return applyLayer(*rt, layer, rootfs, parallelism, reflink); });
     }
-    return applied
-        .then([] { return RootfsInfo{}; })
+    return applied.then([] { return RootfsInfo{}; })
         .repair([rt, rootfs](const Future<RootfsInfo>& failed) -> Future<RootfsInfo> {
           // Leave nothing behind, then report the original error.
           Error error = failed.failure();
@@ -59,8 +55,7 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
   // directories. Waits for every copier before reporting a failure, so that
   // nothing is still writing when the caller cleans up.
   static Future<Nothing> applyLayer(Runtime& runtime, const std::string& layer, const std::string& rootfs,
-                                    std::size_t parallelism,
-                                    std::shared_ptr<std::atomic<bool>> reflink) {
+                                    std::size_t parallelism, std::shared_ptr<std::atomic<bool>> reflink) {
     Runtime* rt = &runtime;
     return async(runtime, [layer, rootfs] { return copy::prepareLayer(layer, rootfs); })
         .then([rt, parallelism, reflink](const copy::LayerPlan& planned) {
@@ -81,16 +76,14 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
               return Nothing{};
             }));
           }
-          return actors::await(copiers).then(
-              [rt, plan](const std::vector<Future<Nothing>>& done) -> Future<Nothing> {
-                for (const auto& copier : done) {
-                  if (!copier.isReady()) {
-                    return copier.isFailed() ? copier.failure()
-                                             : Error(ErrorKind::Cancelled, "copy was cancelled");
-                  }
-                }
-                return async(*rt, [plan] { return copy::finishLayer(*plan); });
-              });
+          return actors::await(copiers).then([rt, plan](const std::vector<Future<Nothing>>& done) -> Future<Nothing> {
+            for (const auto& copier : done) {
+              if (!copier.isReady()) {
+                return copier.isFailed() ? copier.failure() : Error(ErrorKind::Cancelled, "copy was cancelled");
+              }
+            }
+            return async(*rt, [plan] { return copy::finishLayer(*plan); });
+          });
         })
         .repair([layer](const Future<Nothing>& f) -> Future<Nothing> {
           return f.failure().withContext("Failed to apply layer '" + layer + "'");
@@ -103,8 +96,7 @@ class CopyBackendProcess : public actors::Process<CopyBackendProcess> {
 }  // namespace
 
 Try<std::unique_ptr<Backend>> makeCopyBackend(actors::Runtime& runtime, std::size_t parallelism) {
-  return std::unique_ptr<Backend>(
-      std::make_unique<ProcessBackend<CopyBackendProcess>>(runtime, kCopy, parallelism));
+  return std::unique_ptr<Backend>(std::make_unique<ProcessBackend<CopyBackendProcess>>(runtime, kCopy, parallelism));
 }
 
 }  // namespace prov::backend

@@ -53,8 +53,7 @@ bool isOpaque(const std::string& dir) {
 
 // Copies extended attributes but overlay's own. With fds (regular files)
 // the f* calls are used, else the l* calls on the paths.
-Try<Nothing> copyXattrs(const std::string& source, const std::string& target, int in = -1,
-                        int out = -1) {
+Try<Nothing> copyXattrs(const std::string& source, const std::string& target, int in = -1, int out = -1) {
   auto list = [&](char* buffer, std::size_t size) {
     return in >= 0 ? ::flistxattr(in, buffer, size) : ::llistxattr(source.c_str(), buffer, size);
   };
@@ -62,8 +61,7 @@ Try<Nothing> copyXattrs(const std::string& source, const std::string& target, in
     return in >= 0 ? ::fgetxattr(in, name, buffer, size) : ::lgetxattr(source.c_str(), name, buffer, size);
   };
   auto set = [&](const char* name, const void* value, std::size_t size) {
-    return out >= 0 ? ::fsetxattr(out, name, value, size, 0)
-                    : ::lsetxattr(target.c_str(), name, value, size, 0);
+    return out >= 0 ? ::fsetxattr(out, name, value, size, 0) : ::lsetxattr(target.c_str(), name, value, size, 0);
   };
   ssize_t size = list(nullptr, 0);
   if (size < 0) {
@@ -92,8 +90,8 @@ Try<Nothing> copyXattrs(const std::string& source, const std::string& target, in
 
 // Owner, then mode (chown clears setuid/setgid), xattrs and times of a
 // non-regular entry named `name` in `dirFd`.
-Try<Nothing> applyMetadataAt(int dirFd, const char* name, const std::string& source,
-                             const std::string& target, const struct stat& st) {
+Try<Nothing> applyMetadataAt(int dirFd, const char* name, const std::string& source, const std::string& target,
+                             const struct stat& st) {
   if (::fchownat(dirFd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return ioError("change the owner of", target);
   }
@@ -121,22 +119,19 @@ Try<Nothing> removeAt(int dirFd, const char* name, const std::string& path, cons
 
 class Walker {
  public:
-  Try<Nothing> walk(int sourceFd, int targetFd, const std::string& source,
-                    const std::string& target);
+  Try<Nothing> walk(int sourceFd, int targetFd, const std::string& source, const std::string& target);
   LayerPlan plan;
 
  private:
   Try<Nothing> applyEntry(int sourceFd, int targetFd, const char* name, const std::string& source,
                           const std::string& target);
-  Try<Nothing> applyDirectory(int sourceFd, int targetFd, const char* name,
-                              const std::string& source, const std::string& target,
-                              const struct stat& st, bool targetExists,
+  Try<Nothing> applyDirectory(int sourceFd, int targetFd, const char* name, const std::string& source,
+                              const std::string& target, const struct stat& st, bool targetExists,
                               const struct stat& targetSt);
   std::map<std::pair<dev_t, ino_t>, std::string> linked_;  // hardlinks inside the layer
 };
 
-Try<Nothing> Walker::walk(int sourceFd, int targetFd, const std::string& source,
-                          const std::string& target) {
+Try<Nothing> Walker::walk(int sourceFd, int targetFd, const std::string& source, const std::string& target) {
   int listFd = ::dup(sourceFd);
   if (listFd < 0) return ioError("duplicate a descriptor of", source);
   DIR* dir = ::fdopendir(listFd);
@@ -159,8 +154,8 @@ Try<Nothing> Walker::walk(int sourceFd, int targetFd, const std::string& source,
   return Nothing{};
 }
 
-Try<Nothing> Walker::applyEntry(int sourceFd, int targetFd, const char* name,
-                                const std::string& source, const std::string& target) {
+Try<Nothing> Walker::applyEntry(int sourceFd, int targetFd, const char* name, const std::string& source,
+                                const std::string& target) {
   struct stat st;
   if (::fstatat(sourceFd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return ioError("stat", source);
   struct stat targetSt;
@@ -200,9 +195,8 @@ Try<Nothing> Walker::applyEntry(int sourceFd, int targetFd, const char* name,
   return applyMetadataAt(targetFd, name, source, target, st);
 }
 
-Try<Nothing> Walker::applyDirectory(int sourceFd, int targetFd, const char* name,
-                                    const std::string& source, const std::string& target,
-                                    const struct stat& st, bool targetExists,
+Try<Nothing> Walker::applyDirectory(int sourceFd, int targetFd, const char* name, const std::string& source,
+                                    const std::string& target, const struct stat& st, bool targetExists,
                                     const struct stat& targetSt) {
   // A non-directory below is replaced; an opaque directory hides all that
   // lower layers put in it.

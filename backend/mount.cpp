@@ -21,10 +21,9 @@ namespace {
 std::string unescape(const std::string& field) {
   std::string out;
   for (std::size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size() && isdigit(field[i + 1]) &&
-        isdigit(field[i + 2]) && isdigit(field[i + 3])) {
-      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
-                                      (field[i + 3] - '0')));
+    if (field[i] == '\\' && i + 3 < field.size() && isdigit(field[i + 1]) && isdigit(field[i + 2]) &&
+        isdigit(field[i + 3])) {
+      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 + (field[i + 3] - '0')));
       i += 3;
     } else {
       out.push_back(field[i]);
@@ -98,12 +97,10 @@ Try<Nothing> unmountLazily(const std::string& path) {
 
 Try<Nothing> makeSharedSlave(const std::string& path) {
   if (::mount(nullptr, path.c_str(), nullptr, MS_SLAVE, nullptr) != 0) {
-    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as a slave mount",
-                              errno);
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as a slave mount", errno);
   }
   if (::mount(nullptr, path.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
-    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as shared",
-                              errno);
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as shared", errno);
   }
   return Nothing{};
 }
@@ -130,8 +127,7 @@ Try<long> fileSystemType(const std::string& path) {
 Try<bool> supportsDType(const std::string& path) {
   std::string probe = path + "/.dtype-probe-XXXXXX";
   if (::mkdtemp(probe.data()) == nullptr) {
-    return actors::errnoError(actors::ErrorKind::IO, "Failed to create a probe directory in '" + path + "'",
-                              errno);
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to create a probe directory in '" + path + "'", errno);
   }
   bool known = true;
   if (::mkdir((probe + "/d").c_str(), 0700) != 0) known = false;

@@ -80,8 +80,8 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
   return Nothing{};
 }
 
-Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::string& upper,
-                            const std::string& work, const std::string& rootfs) {
+Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
+                            const std::string& rootfs) {
   auto links = linkLayers(layers);
   if (links.isError()) return links.error();
   const std::string options = overlayMountOptions(*links, layers.size(), upper, work);
@@ -89,14 +89,15 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
   int err = errno;
   (void)actors::fs::removeTree(*links);
   if (rc != 0) {
-    return actors::errnoError(ErrorKind::IO, "Failed to mount the overlay of " + std::to_string(layers.size()) +
-                                                 " layers at '" + rootfs + "'", err);
+    return actors::errnoError(
+        ErrorKind::IO,
+        "Failed to mount the overlay of " + std::to_string(layers.size()) + " layers at '" + rootfs + "'", err);
   }
   return Nothing{};
 }
 
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
-                                     const std::string& backendDir, bool useLowerdirPlus) {
+                                  const std::string& backendDir, bool useLowerdirPlus) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string upper = scratchUpper(scratch);
   const std::string work = scratchWork(scratch);
@@ -138,16 +139,15 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
   explicit OverlayBackendProcess(bool useLowerdirPlus)
       : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus) {}
 
-  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                  const std::string& rootfs, const std::string& backendDir) {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                               const std::string& backendDir) {
     if (layers.empty()) {
-      return Error(ErrorKind::InvalidArgument,
-                   "Failed to provision '" + rootfs + "': no filesystem layers were given");
+      return Error(ErrorKind::InvalidArgument, "Failed to provision '" + rootfs + "': no filesystem layers were given");
     }
     if (layers.size() > kMaxLayers) {
-      return Error(ErrorKind::InvalidArgument,
-                   "Failed to provision '" + rootfs + "': " + std::to_string(layers.size()) +
-                       " layers exceed overlayfs's limit of " + std::to_string(kMaxLayers));
+      return Error(ErrorKind::InvalidArgument, "Failed to provision '" + rootfs +
+                                                   "': " + std::to_string(layers.size()) +
+                                                   " layers exceed overlayfs's limit of " + std::to_string(kMaxLayers));
     }
     return actors::async(runtime(), [layers, rootfs, backendDir, plus = useLowerdirPlus_] {
       return provisionBlocking(layers, rootfs, backendDir, plus);
@@ -155,7 +155,8 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return actors::async(runtime(), [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+    return actors::async(runtime(),
+                         [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
   }
 
  private:

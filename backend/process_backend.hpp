@@ -22,9 +22,8 @@ class ProcessBackend final : public Backend {
 
   std::string name() const override { return name_; }
 
-  Future<RootfsInfo> provision(const std::vector<std::string>& layers,
-                                  const std::string& rootfs,
-                                  const std::string& backendDir) override {
+  Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                               const std::string& backendDir) override {
     return process_.dispatch(&P::provision, layers, rootfs, backendDir);
   }
 

@@ -20,8 +20,8 @@
 
 #include <boost/program_options.hpp>
 
-#include "bench/options.hpp"
 #include "actors/actors.hpp"
+#include "bench/options.hpp"
 
 namespace {
 
@@ -153,10 +153,8 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t workers = 0;
   po::options_description options("bench_actors: runtime operation costs; last line is JSON");
-  options.add_options()(
-      "runs", po::value<int>(&runs)->default_value(5), "runs per figure (the median is reported)")(
-      "workers", po::value<std::size_t>(&workers)->default_value(0),
-      "runtime worker threads (0: one per core)");
+  options.add_options()("runs", po::value<int>(&runs)->default_value(5), "runs per figure (the median is reported)")(
+      "workers", po::value<std::size_t>(&workers)->default_value(0), "runtime worker threads (0: one per core)");
   po::variables_map vm;
   if (auto exit = prov::bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1) {
@@ -165,8 +163,8 @@ int main(int argc, char** argv) {
   }
 
   Runtime runtime(Runtime::Options{.workerThreads = workers, .blockingThreads = 0});
-  std::printf("bench_actors: %zu worker threads, %d runs per figure (median, min, max)\n",
-              runtime.workerThreads(), runs);
+  std::printf("bench_actors: %zu worker threads, %d runs per figure (median, min, max)\n", runtime.workerThreads(),
+              runs);
   const Stat oneway = measure(runs, [&] { return onewayPerSecond(runtime, 2000000); });
   print("dispatch one-way", oneway, "/s");
   const Stat roundtrip = measure(runs, [&] { return roundtripPerSecond(runtime, 200000); });

@@ -42,10 +42,10 @@
 
 #include <boost/program_options.hpp>
 
-#include "bench/options.hpp"
 #include "actors/actors.hpp"
 #include "actors/fs.hpp"
 #include "backend/backend.hpp"
+#include "bench/options.hpp"
 
 namespace {
 
@@ -68,10 +68,7 @@ double seconds(SteadyClock::time_point start) {
 // shapes an image has: whiteouts, an opaque directory, hardlinks, symlinks.
 std::vector<std::string> buildImage(const std::string& root) {
   const std::vector<std::vector<std::string>> sources = {
-      {"/usr/lib/python3.11"},
-      {"/usr/include/boost"},
-      {"/usr/share/man"},
-      {"/usr/share/perl", "/usr/lib/git-core"},
+      {"/usr/lib/python3.11"}, {"/usr/include/boost"}, {"/usr/share/man"}, {"/usr/share/perl", "/usr/lib/git-core"},
       {"/usr/share/vim"},
   };
   std::vector<std::string> layers;
@@ -123,9 +120,8 @@ Scratch makeScratch(const std::string& requested) {
     return {requested + "/bench-backend", ""};
   }
   Scratch s{"/tmp/bench-backend-mnt", "/tmp/bench-backend.img"};
-  run("umount -l " + s.dir + " 2>/dev/null; rm -f " + s.image + "; truncate -s 8G " + s.image +
-      " && mkfs.ext4 -q -F " + s.image + " && mkdir -p " + s.dir + " && mount -o loop " + s.image +
-      " " + s.dir);
+  run("umount -l " + s.dir + " 2>/dev/null; rm -f " + s.image + "; truncate -s 8G " + s.image + " && mkfs.ext4 -q -F " +
+      s.image + " && mkdir -p " + s.dir + " && mount -o loop " + s.image + " " + s.dir);
   return s;
 }
 
@@ -138,8 +134,8 @@ void removeScratch(const Scratch& s) {
 }
 
 // `pairs` provision+destroy pairs through `backend`, `inFlight` at a time.
-double overlayPairsPerSecond(backend::Backend& overlay, const std::string& root,
-                             const std::vector<std::string>& layers, int pairs, int inFlight) {
+double overlayPairsPerSecond(backend::Backend& overlay, const std::string& root, const std::vector<std::string>& layers,
+                             int pairs, int inFlight) {
   const std::string rootfses = root + "/rootfses";
   const std::string backendDir = root + "/overlay-backend";
   fs::create_directories(rootfses);
@@ -176,8 +172,7 @@ double overlayPairsPerSecond(backend::Backend& overlay, const std::string& root,
   return pairs / elapsed;
 }
 
-double copyBackendSeconds(backend::Backend& copy, const std::vector<std::string>& layers,
-                          const std::string& rootfs) {
+double copyBackendSeconds(backend::Backend& copy, const std::vector<std::string>& layers, const std::string& rootfs) {
   ::sync();
   const auto start = SteadyClock::now();
   auto provisioned = copy.provision(layers, rootfs, rootfs + "-backend");
@@ -198,7 +193,8 @@ double cpSeconds(const std::vector<std::string>& layers, const std::string& targ
   ::sync();
   std::string command;
   for (const auto& layer : layers) {
-    command += (command.empty() ? "" : " && ") + std::string("cp -a --remove-destination '") + layer + "/.' '" + target + "/'";
+    command += (command.empty() ? "" : " && ") + std::string("cp -a --remove-destination '") + layer + "/.' '" +
+               target + "/'";
   }
   const auto start = SteadyClock::now();
   run(command);
@@ -215,11 +211,10 @@ int main(int argc, char** argv) {
   int pairs = 1000;
   std::string scratchDir;
   po::options_description options("bench_backend: rootfs backends on a 5-layer image; last line is JSON");
-  options.add_options()(
-      "runs", po::value<int>(&runs)->default_value(3), "copy and cp -a runs (the median is reported)")(
+  options.add_options()("runs", po::value<int>(&runs)->default_value(3),
+                        "copy and cp -a runs (the median is reported)")(
       "pairs", po::value<int>(&pairs)->default_value(1000), "overlay provision+destroy pairs per figure")(
-      "scratch", po::value<std::string>(&scratchDir),
-      "directory to work in (default: a fresh ext4 on a loop device)")(
+      "scratch", po::value<std::string>(&scratchDir), "directory to work in (default: a fresh ext4 on a loop device)")(
       "keep", "keep the scratch file system for inspection");
   po::variables_map vm;
   if (auto exit = prov::bench::parseOptions(argc, argv, options, vm)) return *exit;
@@ -261,8 +256,7 @@ int main(int argc, char** argv) {
   std::printf("copy backend %.2f s (min %.2f, max %.2f); cp -a %.2f s (min %.2f, max %.2f)\n", copyS,
               *std::min_element(copyTimes.begin(), copyTimes.end()),
               *std::max_element(copyTimes.begin(), copyTimes.end()), cpS,
-              *std::min_element(cpTimes.begin(), cpTimes.end()),
-              *std::max_element(cpTimes.begin(), cpTimes.end()));
+              *std::min_element(cpTimes.begin(), cpTimes.end()), *std::max_element(cpTimes.begin(), cpTimes.end()));
 
   overlay->reset();
   copy->reset();

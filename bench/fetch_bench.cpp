@@ -61,8 +61,8 @@ std::string writeRandomBlob(const fs::path& path, std::size_t bytes) {
 
 // POST an upload, PUT the file to its Location with the digest.
 bool upload(const testing::RealRegistry& registry, const fs::path& file, const std::string& digest) {
-  auto started = testing::runCommand({"curl", "-s", "-i", "-X", "POST",
-                                      registry.url() + "/v2/bench/blob/blobs/uploads/"});
+  auto started = testing::runCommand(
+      {"curl", "-s", "-i", "-X", "POST", registry.url() + "/v2/bench/blob/blobs/uploads/"});
   const auto at = started.output.find("Location: ");
   if (started.status != 0 || at == std::string::npos) {
     std::fprintf(stderr, "error: could not start an upload: %s\n", started.output.c_str());
@@ -96,10 +96,11 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t sizeMib = 1024;
   std::string dir = "/tmp/bench-fetch";
-  po::options_description options("bench_fetch: a large blob from a local docker-registry, ours vs curl; last line is JSON");
+  po::options_description options(
+      "bench_fetch: a large blob from a local docker-registry, ours vs curl; last line is JSON");
   options.add_options()("runs", po::value<int>(&runs)->default_value(5), "downloads of each kind (median reported)")(
-      "size-mib", po::value<std::size_t>(&sizeMib)->default_value(1024), "blob size in MiB")(
-      "dir", po::value<std::string>(&dir)->default_value(dir), "work directory (removed first)");
+      "size-mib", po::value<std::size_t>(&sizeMib)->default_value(1024),
+      "blob size in MiB")("dir", po::value<std::string>(&dir)->default_value(dir), "work directory (removed first)");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1 || sizeMib < 1) {
@@ -185,11 +186,12 @@ int main(int argc, char** argv) {
                 oursRate.back(), curlRate.back(), verifiedRate.back());
   }
   const Summary o = summarize(oursRate), c = summarize(curlRate), v = summarize(verifiedRate);
-  std::printf("{\"blob_mib\":%zu,\"runs\":%d,\"blob_mib_per_s\":%.1f,\"blob_min\":%.1f,\"blob_max\":%.1f,"
-              "\"curl_mib_per_s\":%.1f,\"curl_min\":%.1f,\"curl_max\":%.1f,"
-              "\"curl_openssl_sha256_mib_per_s\":%.1f,\"ratio_vs_curl\":%.3f,\"ratio_vs_curl_openssl_sha256\":%.3f}\n",
-              sizeMib, runs, o.median, o.min, o.max, c.median, c.min, c.max, v.median, o.median / c.median,
-              o.median / v.median);
+  std::printf(
+      "{\"blob_mib\":%zu,\"runs\":%d,\"blob_mib_per_s\":%.1f,\"blob_min\":%.1f,\"blob_max\":%.1f,"
+      "\"curl_mib_per_s\":%.1f,\"curl_min\":%.1f,\"curl_max\":%.1f,"
+      "\"curl_openssl_sha256_mib_per_s\":%.1f,\"ratio_vs_curl\":%.3f,\"ratio_vs_curl_openssl_sha256\":%.3f}\n",
+      sizeMib, runs, o.median, o.min, o.max, c.median, c.min, c.max, v.median, o.median / c.median,
+      o.median / v.median);
   registry.reset();
   fs::remove_all(dir);
   return 0;

@@ -13,8 +13,7 @@ namespace prov::bench {
 
 // Parses argv against `options` (which gets a --help). Returns the exit code
 // to stop with (0 after --help, 1 after an error), or nullopt to go on.
-inline std::optional<int> parseOptions(int argc, char** argv,
-                                       boost::program_options::options_description& options,
+inline std::optional<int> parseOptions(int argc, char** argv, boost::program_options::options_description& options,
                                        boost::program_options::variables_map& vm) {
   namespace po = boost::program_options;
   options.add_options()("help", "print this help");

@@ -29,14 +29,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 #include <set>
+#include <thread>
 
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
-#include "bench/registry.hpp"
 #include "bench/pull_system.hpp"
+#include "bench/registry.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "provisioner/provisioner.hpp"
@@ -84,7 +84,9 @@ class CountingPuller final : public fetcher::Puller {
   std::set<std::string> digests_;
 };
 
-double seconds(SteadyClock::time_point start) { return std::chrono::duration<double>(SteadyClock::now() - start).count(); }
+double seconds(SteadyClock::time_point start) {
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
 
 std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime, const fs::path& workDir,
                                                           std::shared_ptr<fetcher::Puller> puller) {
@@ -190,7 +192,8 @@ int main(int argc, char** argv) {
   // The images: one shared base layer, one small top layer each.
   std::vector<testing::TarEntry> base = {testing::TarEntry::directory("bin"),
                                          testing::TarEntry::file("bin/big", std::string(4 << 20, 'b'), 0755)};
-  for (int i = 0; i < 200; ++i) base.push_back(testing::TarEntry::file("etc/f" + std::to_string(i), std::string(500, 'e')));
+  for (int i = 0; i < 200; ++i)
+    base.push_back(testing::TarEntry::file("etc/f" + std::to_string(i), std::string(500, 'e')));
   std::vector<messages::Image> images;
   for (std::size_t i = 0; i < imageCount; ++i) {
     testing::ImageSpec spec;
@@ -261,8 +264,9 @@ int main(int argc, char** argv) {
   ::getrusage(RUSAGE_SELF, &usage);
   const double peakRssMib = static_cast<double>(usage.ru_maxrss) / 1024.0;
   const double warmPerS = static_cast<double>(containers) / warm.seconds;
-  std::printf("cold: %zu provisions of %zu images in %.2f s (failed %zu) | the images alone, one after another: %.2f s\n",
-              containers, imageCount, cold.seconds, cold.failed, coldAlone);
+  std::printf(
+      "cold: %zu provisions of %zu images in %.2f s (failed %zu) | the images alone, one after another: %.2f s\n",
+      containers, imageCount, cold.seconds, cold.failed, coldAlone);
   std::printf("warm: %zu provisions in %.2f s = %.0f /s; latency p50 %.1f ms, p99 %.1f ms (failed %zu)\n", containers,
               warm.seconds, warmPerS, percentile(warm.latenciesMs, 0.5), percentile(warm.latenciesMs, 0.99),
               warm.failed);

@@ -74,9 +74,8 @@ void printVersions() {
   std::printf("bench_pull: containerd decompresses gzip with %s\n",
               fs::exists("/usr/bin/unpigz") ? "/usr/bin/unpigz (pigz)" : "Go's compress/gzip (no unpigz in PATH)");
   std::string output;
-  for (const auto& argv : std::vector<std::vector<std::string>>{{"skopeo", "--version"},
-                                                                {"umoci", "--version"},
-                                                                {"containerd", "--version"}}) {
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {"skopeo", "--version"}, {"umoci", "--version"}, {"containerd", "--version"}}) {
     if (tryRun(argv, output) == 0) std::printf("bench_pull: %s\n", firstLine(output).c_str());
   }
 }
@@ -243,7 +242,8 @@ int main(int argc, char** argv) {
       "scratch-mib", po::value<std::size_t>(&settings.scratchMib)->default_value(8192),
       "size of the scratch ext4 that every tool writes to (one tool's output at a time)")(
       "timeout", po::value<int>(&timeout)->default_value(timeout), "seconds one tool may take for one pull")(
-      "keep", "leave the scratch file system, with the last run's output, mounted at <dir>/mnt (its loop "
+      "keep",
+      "leave the scratch file system, with the last run's output, mounted at <dir>/mnt (its loop "
       "device attached)");
   po::options_description child("Child mode (what bench_pull runs to time this project; see bench/pull_ours.hpp)");
   child.add_options()("ours", "pull --reference into --store with this project's store, once, and exit")(

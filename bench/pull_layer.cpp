@@ -130,12 +130,12 @@ std::string dirName(const std::string& path) {
 
 }  // namespace
 
-LayerWriter::LayerWriter(const fs::path& blobsDir)
-    : blobsDir_(blobsDir), diffId_(*fetcher::Hasher::create("sha256")) {
+LayerWriter::LayerWriter(const fs::path& blobsDir) : blobsDir_(blobsDir), diffId_(*fetcher::Hasher::create("sha256")) {
   fs::create_directories(blobsDir_);
   temporary_ = blobsDir_ / ("layer-" + std::to_string(::getpid()) + ".tmp");
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("Failed to create a pipe: ") + std::strerror(errno));
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("Failed to create a pipe: ") + std::strerror(errno));
   ::fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
   try {
     pigz_ = spawnFilter({"pigz", "-n", "-6", "-c"}, fds[0], temporary_, blobsDir_ / "pigz.log");
@@ -208,8 +208,8 @@ namespace {
 
 void check(int rc, struct archive* a, bool pipeFailed, const std::string& path) {
   if (rc >= ARCHIVE_WARN) return;
-  throw std::runtime_error("Failed to write '" + path + "' to a layer: " +
-                           (pipeFailed ? "pigz stopped reading" : archive_error_string(a)));
+  throw std::runtime_error("Failed to write '" + path +
+                           "' to a layer: " + (pipeFailed ? "pigz stopped reading" : archive_error_string(a)));
 }
 
 }  // namespace
@@ -359,13 +359,14 @@ std::string writeImage(const fs::path& layout, const std::vector<LayerBlob>& lay
   const std::string config =
       "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/usr/local/sbin:/usr/local/bin:"
       "/usr/sbin:/usr/bin:/sbin:/bin\"],\"Cmd\":[\"/bin/sh\"],\"WorkingDir\":\"/\"},"
-      "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[" + diffIds + "]}}";
+      "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[" +
+      diffIds + "]}}";
   testing::BuiltImage image;
   image.configDigest = oci.writeBlob(config);
   image.manifestJson =
       "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":"
-      "{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" + image.configDigest +
-      "\",\"size\":" + std::to_string(config.size()) + "},\"layers\":[" + descriptors + "]}";
+      "{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" +
+      image.configDigest + "\",\"size\":" + std::to_string(config.size()) + "},\"layers\":[" + descriptors + "]}";
   image.manifestDigest = oci.writeBlob(image.manifestJson);
   oci.tag(image, tag);
   return image.manifestDigest;

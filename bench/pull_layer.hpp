@@ -68,8 +68,8 @@ class LayerWriter {
                    unsigned mode = 0644, std::int64_t mtime = kMtime);
   void addSymlink(const std::string& path, const std::string& target);
   void addHardlink(const std::string& path, const std::string& target);
-  void addWhiteout(const std::string& path);    // "<dir>/.wh.<name>" for path "<dir>/<name>"
-  void addOpaque(const std::string& directory); // "<directory>/.wh..wh..opq"
+  void addWhiteout(const std::string& path);     // "<dir>/.wh.<name>" for path "<dir>/<name>"
+  void addOpaque(const std::string& directory);  // "<directory>/.wh..wh..opq"
   // Copies a host directory (the entry only), regular file or symlink with
   // its mode and mtime; other types are skipped. Returns false when skipped.
   bool addHostEntry(const std::filesystem::path& source, const std::string& path, const struct stat& st);

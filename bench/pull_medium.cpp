@@ -36,10 +36,10 @@ constexpr int kFileWhiteouts = 50;
 constexpr int kHardlinks = 967;
 
 struct TreeSource {
-  const char* host;       // a directory or a file
-  const char* topFilter;  // fnmatch pattern for the names right below `host`; "" takes all
-  std::uint64_t cap;      // file bytes taken from this source
-  std::uint64_t childCap; // file bytes per name right below `host`; 0: no cap
+  const char* host;        // a directory or a file
+  const char* topFilter;   // fnmatch pattern for the names right below `host`; "" takes all
+  std::uint64_t cap;       // file bytes taken from this source
+  std::uint64_t childCap;  // file bytes per name right below `host`; 0: no cap
 };
 
 // What went into a layer, for the layers above to refer to.
@@ -52,7 +52,9 @@ bool under(const std::string& path, const std::string& dir) {
   return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
 }
 
-std::size_t depth(const std::string& path) { return static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')) + 1; }
+std::size_t depth(const std::string& path) {
+  return static_cast<std::size_t>(std::count(path.begin(), path.end(), '/')) + 1;
+}
 
 std::vector<std::string> sortedNames(const fs::path& dir) {
   std::vector<std::string> names;
@@ -202,7 +204,8 @@ void addWhiteouts(LayerWriter& layer, const Record& l1, const Record& l2, const 
   for (const Record* r : {&l1, &l2}) {
     for (const auto& f : r->files) {
       bool taken = f == p.modified;
-      for (const auto& d : {p.opaqueInclude, p.opaqueLib, p.goneInclude, p.goneLib}) taken = taken || (!d.empty() && under(f, d));
+      for (const auto& d : {p.opaqueInclude, p.opaqueLib, p.goneInclude, p.goneLib})
+        taken = taken || (!d.empty() && under(f, d));
       if (!taken) candidates.push_back(f);
     }
   }
@@ -237,12 +240,12 @@ void addTopLayerShapes(LayerWriter& layer, const Record& l1, const LowerPicks& p
                     generatedText(50 + static_cast<std::uint64_t>(i), 2048, "replaces the lower directory\n"));
     }
   }
-  layer.addSymlink("usr/local/bin/bench-busybox", "/usr/bin/busybox");                  // absolute
-  layer.addSymlink("usr/local/bin/bench-os.py", "../../lib/python3.11/os.py");          // relative
-  layer.addSymlink("usr/local/bin/bench-dangling", "../../nonexistent/nowhere");        // dangling
-  layer.addSymlink("usr/local/bin/bench-dangling-abs", "/nonexistent/nowhere");         // dangling
-  layer.addSymlink("usr/local/share-perl", "../share/perl");                            // directory
-  layer.addSymlink("usr/local/include-all", "/usr/include");                            // directory
+  layer.addSymlink("usr/local/bin/bench-busybox", "/usr/bin/busybox");            // absolute
+  layer.addSymlink("usr/local/bin/bench-os.py", "../../lib/python3.11/os.py");    // relative
+  layer.addSymlink("usr/local/bin/bench-dangling", "../../nonexistent/nowhere");  // dangling
+  layer.addSymlink("usr/local/bin/bench-dangling-abs", "/nonexistent/nowhere");   // dangling
+  layer.addSymlink("usr/local/share-perl", "../share/perl");                      // directory
+  layer.addSymlink("usr/local/include-all", "/usr/include");                      // directory
   const std::size_t n = l1.files.size();
   char name[64];
   for (std::size_t i = 0; i < 100 && i < n; ++i) {

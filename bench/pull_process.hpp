@@ -30,11 +30,11 @@ bool interruptRequested();
 void checkInterrupted();
 
 struct ProcessResult {
-  int status = -1;      // exit status, or -1 when killed by a signal
-  int signal = 0;       // the signal that killed it
+  int status = -1;  // exit status, or -1 when killed by a signal
+  int signal = 0;   // the signal that killed it
   bool timedOut = false;
-  double seconds = 0;   // from just before spawn to the exit
-  long maxRssKib = 0;   // wait4's ru_maxrss (see pull_bench.cpp on what it includes)
+  double seconds = 0;  // from just before spawn to the exit
+  long maxRssKib = 0;  // wait4's ru_maxrss (see pull_bench.cpp on what it includes)
   bool ok() const { return status == 0 && !timedOut; }
   std::string describe() const;  // "exit 2", "killed by signal 9", "timed out"
 };

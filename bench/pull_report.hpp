@@ -12,11 +12,11 @@
 namespace prov::bench::pull {
 
 struct ToolResult {
-  std::string name;  // "ours", "skopeo+umoci", "containerd"
-  std::string key;   // "ours", "skopeo_umoci", "containerd"
-  std::vector<double> seconds;                              // one per successful run
-  std::map<std::string, std::vector<double>> peakRssMib;    // per process
-  std::string error;                                        // the failure that stopped it
+  std::string name;                                       // "ours", "skopeo+umoci", "containerd"
+  std::string key;                                        // "ours", "skopeo_umoci", "containerd"
+  std::vector<double> seconds;                            // one per successful run
+  std::map<std::string, std::vector<double>> peakRssMib;  // per process
+  std::string error;                                      // the failure that stopped it
   bool valid() const { return error.empty() && !seconds.empty(); }
 };
 

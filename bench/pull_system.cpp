@@ -176,8 +176,8 @@ void ScratchFs::reset() {
 
 ScratchFs::~ScratchFs() {
   if (keep_) {
-    std::printf("bench_pull: kept %s mounted at %s (umount %s && losetup -d %s)\n", loop_.c_str(),
-                mount_.c_str(), mount_.c_str(), loop_.c_str());
+    std::printf("bench_pull: kept %s mounted at %s (umount %s && losetup -d %s)\n", loop_.c_str(), mount_.c_str(),
+                mount_.c_str(), loop_.c_str());
     return;
   }
   if (mounted_) unmountBelow(mount_);

@@ -55,8 +55,11 @@ class Ours : public Tool {
     context_.resetScratch();
     fs::remove(report);
     const fs::path log = freshLog(context_, "ours");
-    const std::vector<std::string> argv = {self_.string(), "--ours", "--registry=" + context_.registryHostPort,
-                                           "--reference=" + reference(context_, image), "--store=" + store.string(),
+    const std::vector<std::string> argv = {self_.string(),
+                                           "--ours",
+                                           "--registry=" + context_.registryHostPort,
+                                           "--reference=" + reference(context_, image),
+                                           "--store=" + store.string(),
                                            "--rss-report=" + report.string()};
     ::sync();
     const ProcessResult r = runLogged(argv, log, context_.timeout);
@@ -96,11 +99,12 @@ class SkopeoUmoci : public Tool {
     ::sync();
     const auto start = SteadyClock::now();
     const ProcessResult copy = runLogged({"skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
-                                          "docker://" + reference(context_, image), "oci:" + layout.string() + ":latest"},
+                                          "docker://" + reference(context_, image),
+                                          "oci:" + layout.string() + ":latest"},
                                          log, context_.timeout);
     if (copy.ok()) {
-      const ProcessResult unpack =
-          runLogged({"umoci", "unpack", "--image", layout.string() + ":latest", bundle.string()}, log, context_.timeout);
+      const ProcessResult unpack = runLogged(
+          {"umoci", "unpack", "--image", layout.string() + ":latest", bundle.string()}, log, context_.timeout);
       run.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
       run.ok = unpack.ok();
       if (!run.ok) run.error = failure("umoci unpack", unpack, log);
@@ -177,8 +181,8 @@ class ContainerdDaemon {
       checkInterrupted();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    throw std::runtime_error("Failed to start containerd: no answer on " + socket_.string() + " in 30 s: " +
-                             tailOf(log));
+    throw std::runtime_error("Failed to start containerd: no answer on " + socket_.string() +
+                             " in 30 s: " + tailOf(log));
   }
 
   // SIGTERM, then SIGKILL after 30 s. The daemon's own peak RSS (KiB).
@@ -211,9 +215,9 @@ class Containerd : public Tool {
       ContainerdDaemon daemon(root, state, freshLog(context_, "containerd-daemon"));
       const std::string address = daemon.socket().string();
       ::sync();
-      const ProcessResult pull =
-          runLogged({"ctr", "--address", address, "images", "pull", "--plain-http", reference(context_, image)}, log,
-                    context_.timeout);
+      const ProcessResult pull = runLogged(
+          {"ctr", "--address", address, "images", "pull", "--plain-http", reference(context_, image)}, log,
+          context_.timeout);
       run.seconds = pull.seconds;
       run.ok = pull.ok();
       if (!run.ok) run.error = failure("ctr images pull", pull, log);

@@ -25,8 +25,8 @@
 namespace prov::bench::pull {
 
 struct ToolContext {
-  std::filesystem::path dir;    // --dir: logs, containerd's state (socket), the RSS report
-  std::filesystem::path mount;  // the scratch file system: every tool's output
+  std::filesystem::path dir;     // --dir: logs, containerd's state (socket), the RSS report
+  std::filesystem::path mount;   // the scratch file system: every tool's output
   std::string registryHostPort;  // 127.0.0.1:PORT, plain HTTP
   std::chrono::seconds timeout{900};
   std::function<void()> resetScratch;  // empties `mount` (ScratchFs::reset)

@@ -83,8 +83,8 @@ std::string BuiltWorkload::describe() const {
   const LayerStats t = total();
   std::ostringstream s;
   s << layers.size() << (layers.size() == 1 ? " layer, " : " layers, ") << megabytes(gzipBytes()) << " gzip, "
-    << megabytes(tarBytes()) << " tar, " << megabytes(t.fileBytes) << " in files; " << t.entries << " entries: "
-    << t.files << " files, " << t.directories << " dirs, " << t.symlinks << " symlinks, " << t.hardlinks
+    << megabytes(tarBytes()) << " tar, " << megabytes(t.fileBytes) << " in files; " << t.entries
+    << " entries: " << t.files << " files, " << t.directories << " dirs, " << t.symlinks << " symlinks, " << t.hardlinks
     << " hardlinks, " << t.whiteouts << " whiteouts";
   return s.str();
 }

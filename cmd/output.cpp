@@ -53,9 +53,7 @@ void config(Writer& w, const messages::ImageConfig& c) {
 
 }  // namespace
 
-std::string imageDigest(const messages::StoredImage& i) {
-  return i.has_appc() ? i.appc().id() : i.manifest_digest();
-}
+std::string imageDigest(const messages::StoredImage& i) { return i.has_appc() ? i.appc().id() : i.manifest_digest(); }
 
 std::vector<std::string> splitList(const std::string& text) {
   std::vector<std::string> out;

@@ -61,8 +61,8 @@ struct Layer {
   Phase phase = Phase::Waiting;
   std::int64_t total = 0;
   std::int64_t done = 0;
-  std::optional<Clock::time_point> started;     // first Downloading
-  std::optional<Clock::time_point> downloaded;  // first phase after Downloading
+  std::optional<Clock::time_point> started;                        // first Downloading
+  std::optional<Clock::time_point> downloaded;                     // first phase after Downloading
   std::deque<std::pair<Clock::time_point, std::int64_t>> samples;  // (when, done), drawer's own
 };
 

@@ -80,30 +80,30 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   provisioner::Flags& flags = in.flags;
   std::string dockerInsecure, dockerMirrors;
   po::options_description options("Flags (--name=value)");
-  options.add_options()
-      ("help", "print this help")
-      ("work_dir", po::value(&flags.workDir)->default_value(flags.workDir), "where containers and the image store live")
-      ("image_providers", po::value(&flags.imageProviders)->default_value(flags.imageProviders),
-       "image types to serve: docker, appc (comma separated)")
-      ("image_provisioner_backend", po::value(&flags.imageProvisionerBackend),
-       "copy, bind, overlay or aufs (default: overlay, aufs, copy: the first this machine can run)")
-      ("docker_registry", po::value(&flags.dockerRegistry)->default_value(flags.dockerRegistry),
-       "registry URL for references without one, or a directory of `docker save` tarballs (<dir>/<name>.tar)")
-      ("docker_store_dir", po::value(&flags.dockerStoreDir), "the Docker/OCI image store (default: <work_dir>/store/docker)")
-      ("docker_config", po::value(&flags.dockerConfig), "Docker config.json with registry credentials: a file or JSON")
-      ("docker_insecure_registries", po::value(&dockerInsecure), "HOST:PORT,... allowed over plain http")
-      ("docker_registry_ca", po::value(&flags.dockerRegistryCa), "a PEM CA bundle trusted for registries, beside the system's")
-      ("docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")
-      ("appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (default: <work_dir>/store/appc)")
-      ("appc_simple_discovery_uri_prefix",
-       po::value(&flags.appcSimpleDiscoveryUriPrefix)->default_value(flags.appcSimpleDiscoveryUriPrefix),
-       "where AppC images are found: PREFIX{name}-{version}-{os}-{arch}.aci; an http:// or https:// URL or a "
-       "local directory ending in /")
-      ("image_gc_config", po::value(&flags.imageGcConfig),
-       "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
-       "{\"nanoseconds\":N},\"excluded_images\":[...]}")
-      ("json", po::bool_switch(&in.json), "print JSON")
-      ("exclude", po::value(&in.excluded)->composing(), "prune: an image to keep (repeatable)");
+  options.add_options()("help", "print this help")("work_dir", po::value(&flags.workDir)->default_value(flags.workDir),
+                                                   "where containers and the image store live")(
+      "image_providers", po::value(&flags.imageProviders)->default_value(flags.imageProviders),
+      "image types to serve: docker, appc (comma separated)")(
+      "image_provisioner_backend", po::value(&flags.imageProvisionerBackend),
+      "copy, bind, overlay or aufs (default: overlay, aufs, copy: the first this machine can run)")(
+      "docker_registry", po::value(&flags.dockerRegistry)->default_value(flags.dockerRegistry),
+      "registry URL for references without one, or a directory of `docker save` tarballs (<dir>/<name>.tar)")(
+      "docker_store_dir", po::value(&flags.dockerStoreDir),
+      "the Docker/OCI image store (default: <work_dir>/store/docker)")(
+      "docker_config", po::value(&flags.dockerConfig), "Docker config.json with registry credentials: a file or JSON")(
+      "docker_insecure_registries", po::value(&dockerInsecure),
+      "HOST:PORT,... allowed over plain http")("docker_registry_ca", po::value(&flags.dockerRegistryCa),
+                                               "a PEM CA bundle trusted for registries, beside the system's")(
+      "docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")(
+      "appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (default: <work_dir>/store/appc)")(
+      "appc_simple_discovery_uri_prefix",
+      po::value(&flags.appcSimpleDiscoveryUriPrefix)->default_value(flags.appcSimpleDiscoveryUriPrefix),
+      "where AppC images are found: PREFIX{name}-{version}-{os}-{arch}.aci; an http:// or https:// URL or a "
+      "local directory ending in /")(
+      "image_gc_config", po::value(&flags.imageGcConfig),
+      "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
+      "{\"nanoseconds\":N},\"excluded_images\":[...]}")("json", po::bool_switch(&in.json), "print JSON")(
+      "exclude", po::value(&in.excluded)->composing(), "prune: an image to keep (repeatable)");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;
@@ -124,8 +124,8 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   }
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
-  const std::map<std::string, std::size_t> arity = {{"pull", 1}, {"provision", 2}, {"destroy", 1},
-                                                    {"containers", 0}, {"images", 0}, {"prune", 0}};
+  const std::map<std::string, std::size_t> arity = {{"pull", 1},       {"provision", 2}, {"destroy", 1},
+                                                    {"containers", 0}, {"images", 0},    {"prune", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
   if (in.args.size() != wanted->second) {

@@ -8,8 +8,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <rapidjson/document.h>
 #include <set>
+
+#include <rapidjson/document.h>
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
@@ -47,7 +48,7 @@ Try<std::string> stringField(const Value& object, const char* name, std::string_
 // [{"name": N, "value": V}, ...] into a map; names checked with `check`.
 template <typename Check>
 Try<std::map<std::string, std::string>> namedValues(const Value& object, const char* field, std::string_view what,
-                                                     Check check, std::vector<std::string>* order = nullptr) {
+                                                    Check check, std::vector<std::string>* order = nullptr) {
   std::map<std::string, std::string> out;
   if (!object.HasMember(field) || object[field].IsNull()) return out;
   const Value& list = object[field];
@@ -80,7 +81,8 @@ Try<Nothing> validateAcIdentifier(std::string_view name, std::string_view what) 
 
 Try<Nothing> validateAcName(std::string_view name, std::string_view what) {
   if (!separatedRuns(name, "-")) {
-    return invalid(what, "'" + std::string(name) + "' is not an AC name (lowercase letters and digits, separated by -)");
+    return invalid(what,
+                   "'" + std::string(name) + "' is not an AC name (lowercase letters and digits, separated by -)");
   }
   return Nothing{};
 }
@@ -218,9 +220,8 @@ Try<Nothing> parseDependencies(const Value& doc, std::string_view what, messages
 
 Try<messages::AppcManifest> parseAppcManifest(std::string_view text, std::string_view what) {
   rapidjson::Document doc;
-  auto parsed = json::parse(doc, text, [what](const std::string& why) {
-    return invalid(what, "the manifest is not a JSON object: " + why);
-  });
+  auto parsed = json::parse(
+      doc, text, [what](const std::string& why) { return invalid(what, "the manifest is not a JSON object: " + why); });
   if (parsed.isError()) return parsed.error();
   if (!doc.IsObject()) return invalid(what, "the manifest is not a JSON object");
   if (auto repeated = json::repeatedKey(doc, true); !repeated.empty()) {
@@ -284,7 +285,8 @@ class FileSink final : public BodySink {
 
   Try<Nothing> start(const HttpResponse&) override {
     offset_ = 0;
-    if (::ftruncate(fd_->get(), 0) != 0) return Error(ErrorKind::IO, std::string("Failed to truncate the download: ") + std::strerror(errno));
+    if (::ftruncate(fd_->get(), 0) != 0)
+      return Error(ErrorKind::IO, std::string("Failed to truncate the download: ") + std::strerror(errno));
     return Nothing{};
   }
 
@@ -382,8 +384,9 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
         const Error& error = failed.failure();
         return AttemptFailure{error.message.starts_with(message) ? error : error.withContext(message), std::nullopt};
       });
-  return fetched
-      .then([path, shown, fd](const HttpResponse&) { return AciFile{path, shown, true}; })
+  return fetched.then([path, shown, fd](const HttpResponse&) {
+                  return AciFile{path, shown, true};
+                })
       .onAny([path, fd](const actors::Future<AciFile>& done) {
         if (!done.isReady()) ::unlink(path.c_str());
       });

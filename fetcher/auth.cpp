@@ -35,7 +35,8 @@ std::string lower(std::string_view s) {
 }
 
 bool isTokenChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
 }  // namespace
@@ -109,8 +110,8 @@ std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, s
 
 Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header) {
   auto bad = [&](const std::string& why) {
-    return Error(ErrorKind::Corruption, "Failed to parse WWW-Authenticate '" + std::string(header.substr(0, 200)) +
-                                            "': " + why);
+    return Error(ErrorKind::Corruption,
+                 "Failed to parse WWW-Authenticate '" + std::string(header.substr(0, 200)) + "': " + why);
   };
   if (header.size() > 8192) return bad("longer than 8 KiB");
   std::vector<Challenge> challenges;

@@ -95,8 +95,8 @@ Try<Nothing> verifyDigest(std::string_view data, std::string_view digest, std::s
   hasher->update(data);
   const std::string actual = hasher->finish();
   if (actual != digest) {
-    return Error(ErrorKind::DigestMismatch, "Digest mismatch for " + std::string(what) + ": expected " +
-                                                std::string(digest) + ", got " + actual);
+    return Error(ErrorKind::DigestMismatch,
+                 "Digest mismatch for " + std::string(what) + ": expected " + std::string(digest) + ", got " + actual);
   }
   return Nothing{};
 }

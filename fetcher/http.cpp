@@ -223,7 +223,8 @@ class StallMeter {
     if (onWire_ < window_) return std::nullopt;
     const double seconds = std::chrono::duration<double>(onWire_).count();
     const bool stalled = static_cast<double>(bytes_) < seconds * static_cast<double>(minBytesPerSecond_);
-    std::string rate = std::to_string(bytes_) + " bytes in " + std::to_string(static_cast<long>(seconds * 1000)) + " ms";
+    std::string rate = std::to_string(bytes_) + " bytes in " + std::to_string(static_cast<long>(seconds * 1000)) +
+                       " ms";
     reset();
     if (stalled) return rate;
     return std::nullopt;
@@ -466,9 +467,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void startWrite(const Handed& handed) {
     writing_ = true;
-    actors::Future<Nothing> written =
-        handed.bytes == 0 ? actors::Future<Nothing>(Nothing{})
-                          : sink_->write(std::string_view(chunks_[handed.chunk].data(), handed.bytes));
+    actors::Future<Nothing> written = handed.bytes == 0
+                                          ? actors::Future<Nothing>(Nothing{})
+                                          : sink_->write(std::string_view(chunks_[handed.chunk].data(), handed.bytes));
     // A sink that discards or abandons its future went away.
     auto back = [self = shared_from_this(), handed](std::optional<Error> failure) {
       asio::post(self->strand_, [self, handed, failure] { self->written(handed, failure); });

@@ -59,7 +59,7 @@ struct HttpOptions {
   int maxRedirects = 5;
   std::size_t chunkBytes = 256 * 1024;  // one sink call delivers at most this
   std::size_t maxIdlePerOrigin = 8;
-  std::string extraCaFile;              // PEM bundle trusted beside the system CAs
+  std::string extraCaFile;  // PEM bundle trusted beside the system CAs
   std::string userAgent = "provisioner/0.1";
   // Whether plain http may be used for host:port. Default: never.
   std::function<bool(const std::string& host, int port)> allowPlainHttp;
@@ -69,8 +69,8 @@ struct HttpRequest {
   std::string method = "GET";
   Url url;
   std::vector<std::pair<std::string, std::string>> headers;  // sent to every hop
-  std::optional<std::string> authorization;                    // only to url's origin
-  std::size_t maxBody = 1u << 20;  // cap for a buffered body (see fetch())
+  std::optional<std::string> authorization;                  // only to url's origin
+  std::size_t maxBody = 1u << 20;                            // cap for a buffered body (see fetch())
 };
 
 struct HttpResponse {

@@ -20,8 +20,8 @@ Try<Nothing> parse(rapidjson::Document& doc, std::string_view body, const Fail& 
   }
   doc.Parse(body.data(), body.size());
   if (doc.HasParseError()) {
-    return fail(std::string("not valid JSON (") + rapidjson::GetParseError_En(doc.GetParseError()) +
-                " at offset " + std::to_string(doc.GetErrorOffset()) + ")");
+    return fail(std::string("not valid JSON (") + rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
+                std::to_string(doc.GetErrorOffset()) + ")");
   }
   return Nothing{};
 }

@@ -72,8 +72,7 @@ class Reader {
   }
 
   // The keys of an object member ("ExposedPorts", "Volumes").
-  Try<Nothing> keys(const Value& object, const char* key,
-                    google::protobuf::RepeatedPtrField<std::string>* out) const {
+  Try<Nothing> keys(const Value& object, const char* key, google::protobuf::RepeatedPtrField<std::string>* out) const {
     auto it = object.FindMember(key);
     if (it == object.MemberEnd() || it->value.IsNull()) return Nothing{};
     if (!it->value.IsObject()) return corrupt("'" + std::string(key) + "' is not an object");
@@ -83,7 +82,8 @@ class Reader {
 
   Try<Nothing> digest(const std::string& value, const std::string& where) const {
     if (auto valid = validateDigest(value); valid.isError()) {
-      return Error(ErrorKind::InvalidArgument, "Failed to parse " + what_ + ": " + where + ": " + valid.error().message);
+      return Error(ErrorKind::InvalidArgument,
+                   "Failed to parse " + what_ + ": " + where + ": " + valid.error().message);
     }
     return Nothing{};
   }
@@ -141,9 +141,7 @@ class Reader {
   std::string what_;
 };
 
-bool isManifestType(std::string_view t) {
-  return t == mediatype::kOciManifest || t == mediatype::kDockerSchema2;
-}
+bool isManifestType(std::string_view t) { return t == mediatype::kOciManifest || t == mediatype::kDockerSchema2; }
 bool isIndexType(std::string_view t) { return t == mediatype::kOciIndex || t == mediatype::kDockerList; }
 bool isSchema1Type(std::string_view t) {
   return t == mediatype::kDockerSchema1 || t == mediatype::kDockerSchema1Signed;
@@ -167,7 +165,8 @@ Try<messages::Index> parseIndex(const Reader& r, const Value& doc, const std::st
   index.set_schema_version(2);
   const Value& manifests = doc["manifests"];
   if (!manifests.IsArray()) return r.corrupt("'manifests' is not an array");
-  if (manifests.Size() > static_cast<unsigned>(kMaxEntries)) return r.corrupt("more than " + std::to_string(kMaxEntries) + " manifests");
+  if (manifests.Size() > static_cast<unsigned>(kMaxEntries))
+    return r.corrupt("more than " + std::to_string(kMaxEntries) + " manifests");
   for (unsigned i = 0; i < manifests.Size(); ++i) {
     auto d = r.descriptor(manifests[i], "manifests[" + std::to_string(i) + "]");
     if (d.isError()) return d.error();
@@ -199,7 +198,8 @@ Try<messages::Manifest> parseImageManifest(const Reader& r, const Value& doc, co
   if (!doc.HasMember("layers") || !doc["layers"].IsArray()) return r.corrupt("'layers' is missing or not an array");
   const Value& layers = doc["layers"];
   if (layers.Empty()) return r.corrupt("an image manifest needs at least one layer");
-  if (layers.Size() > static_cast<unsigned>(kMaxEntries)) return r.corrupt("more than " + std::to_string(kMaxEntries) + " layers");
+  if (layers.Size() > static_cast<unsigned>(kMaxEntries))
+    return r.corrupt("more than " + std::to_string(kMaxEntries) + " layers");
   for (unsigned i = 0; i < layers.Size(); ++i) {
     auto d = r.descriptor(layers[i], "layers[" + std::to_string(i) + "]");
     if (d.isError()) return d.error();
@@ -250,7 +250,8 @@ Try<messages::Manifest> parseSchema1(const Reader& r, const Value& doc, const st
     if (v1.isError()) return v1.error();
     rapidjson::Document v1doc;
     v1doc.Parse(v1->data(), v1->size());
-    if (v1doc.HasParseError() || !v1doc.IsObject()) return r.corrupt("history[" + std::to_string(k) + "] is not a JSON object");
+    if (v1doc.HasParseError() || !v1doc.IsObject())
+      return r.corrupt("history[" + std::to_string(k) + "] is not a JSON object");
     auto id = r.string(v1doc, "id", true);
     if (id.isError()) return id.error().withContext("history[" + std::to_string(k) + "]");
     if (id->size() != 64 || id->find_first_not_of("0123456789abcdef") != std::string::npos) {
@@ -268,7 +269,8 @@ Try<messages::Manifest> parseSchema1(const Reader& r, const Value& doc, const st
 
 Try<messages::ImageConfig> readConfig(const Reader& r, const Value& doc, bool requireRootfs) {
   messages::ImageConfig c;
-  for (const auto& [key, setter] : std::initializer_list<std::pair<const char*, void (messages::ImageConfig::*)(const std::string&)>>{
+  for (const auto& [key, setter] :
+       std::initializer_list<std::pair<const char*, void (messages::ImageConfig::*)(const std::string&)>>{
            {"architecture", &messages::ImageConfig::set_architecture},
            {"os", &messages::ImageConfig::set_os},
            {"variant", &messages::ImageConfig::set_variant},
@@ -459,8 +461,8 @@ Try<messages::Descriptor> selectManifest(const messages::Index& index, const mes
     if (!wanted.variant().empty() && variantOf(p) != variantOf(wanted)) continue;
     return d;
   }
-  return Error(ErrorKind::NotFound, "No image for platform " + toString(wanted) + " in the index (it has: " +
-                                        (available.empty() ? "none" : available) + ")");
+  return Error(ErrorKind::NotFound, "No image for platform " + toString(wanted) +
+                                        " in the index (it has: " + (available.empty() ? "none" : available) + ")");
 }
 
 }  // namespace prov::fetcher

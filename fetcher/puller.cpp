@@ -1,6 +1,5 @@
 #include "fetcher/puller.hpp"
 
-
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/process.hpp"
@@ -49,7 +48,8 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     return image.credentials();
   }
 
-  static Future<Nothing> fetchFrom(const std::shared_ptr<RegistryClient>& client, const Transfer& transfer, std::size_t i) {
+  static Future<Nothing> fetchFrom(const std::shared_ptr<RegistryClient>& client, const Transfer& transfer,
+                                   std::size_t i) {
     Future<Nothing> result = client->streamBlob(transfer.repositories[i], transfer.blob, transfer.sink);
     if (i + 1 == transfer.repositories.size()) return result;
     // Only a blob no byte of which reached the sink may move on to the next

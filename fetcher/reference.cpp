@@ -42,7 +42,8 @@ bool validRegistry(std::string_view r) {
   std::size_t start = 0;
   while (start <= host.size()) {
     const auto dot = host.find('.', start);
-    const std::string_view part = host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const std::string_view part = host.substr(start,
+                                              dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (part.empty() || !std::isalnum(static_cast<unsigned char>(part.front())) ||
         !std::isalnum(static_cast<unsigned char>(part.back()))) {
       return false;
@@ -68,8 +69,7 @@ bool validTag(std::string_view t) {
 }
 
 bool looksLikeRegistry(std::string_view first) {
-  return first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
-         first == "localhost";
+  return first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos || first == "localhost";
 }
 
 }  // namespace
@@ -102,7 +102,8 @@ Try<messages::ImageReference> parseImageReference(std::string_view text) {
   // 3. registry/ when the first component looks like a host
   if (const auto slash = rest.find('/'); slash != std::string_view::npos && looksLikeRegistry(rest.substr(0, slash))) {
     const std::string_view registry = rest.substr(0, slash);
-    if (!validRegistry(registry)) return invalid(text, "registry '" + std::string(registry) + "' is not a valid host[:port]");
+    if (!validRegistry(registry))
+      return invalid(text, "registry '" + std::string(registry) + "' is not a valid host[:port]");
     if (auto port = registryPort(registry); port.isError()) return invalid(text, port.error().message);
     reference.set_registry(std::string(registry));
     rest = rest.substr(slash + 1);
@@ -112,7 +113,8 @@ Try<messages::ImageReference> parseImageReference(std::string_view text) {
   std::size_t start = 0;
   while (true) {
     const auto slash = rest.find('/', start);
-    const std::string_view component = rest.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    const std::string_view component = rest.substr(start, slash == std::string_view::npos ? std::string_view::npos
+                                                                                          : slash - start);
     if (!validPathComponent(component)) {
       return invalid(text, "repository component '" + std::string(component.substr(0, 200)) +
                                "' must be lowercase letters and digits, separated by '.', '_', '__' or '-'");
@@ -151,15 +153,15 @@ std::string toString(const messages::ImageReference& reference) {
   return out;
 }
 
-std::string registryHost(std::string_view registry) {
-  return std::string(registry.substr(0, registry.find(':')));
-}
+std::string registryHost(std::string_view registry) { return std::string(registry.substr(0, registry.find(':'))); }
 
 Try<std::optional<int>> registryPort(std::string_view registry) {
   const auto colon = registry.find(':');
   if (colon == std::string_view::npos) return std::optional<int>{};
   const std::string_view port = registry.substr(colon + 1);
-  auto bad = [&] { return Error(ErrorKind::InvalidArgument, "Invalid registry port in '" + std::string(registry) + "'"); };
+  auto bad = [&] {
+    return Error(ErrorKind::InvalidArgument, "Invalid registry port in '" + std::string(registry) + "'");
+  };
   if (port.empty() || port.size() > 5) return bad();
   int value = 0;
   for (char c : port) {

@@ -53,8 +53,8 @@ Error statusError(const std::string& what, const HttpResponse& response) {
   const int status = response.status;
   std::string detail = registryErrorCode(response.body);
   auto say = [&](ErrorKind kind, const std::string& cause) {
-    return Error(kind, what + ": " + cause + " (HTTP " + std::to_string(status) + ")" +
-                           (detail.empty() ? "" : " " + detail));
+    return Error(kind,
+                 what + ": " + cause + " (HTTP " + std::to_string(status) + ")" + (detail.empty() ? "" : " " + detail));
   };
   if (status == 401) return say(ErrorKind::Unauthorized, "authentication failed");
   if (status == 403) return say(ErrorKind::Forbidden, "access denied");
@@ -154,8 +154,8 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     std::string authorization;
     actors::Clock::TimePoint expires;
   };
-  std::map<std::string, Token> tokens;     // "origin scope"
-  std::map<std::string, std::string> basic;  // "origin user" -> "Basic ..."
+  std::map<std::string, Token> tokens;          // "origin scope"
+  std::map<std::string, std::string> basic;     // "origin user" -> "Basic ..."
   std::map<std::string, Challenge> challenges;  // origin -> its Bearer challenge
 
   Impl(actors::Runtime& r, RegistryOptions o) : runtime(r), options(std::move(o)) {}
@@ -198,21 +198,24 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     auto self = shared_from_this();
     if (!request.authorization) {
       if (auto challenge = knownChallenge(repository)) {
-        const std::string what = "Failed to authenticate to '" + repository.registry + "' for '" + repository.name + "'";
-        return bearer(repository, *challenge, what).then([self, request, sink](const std::string& authorization) mutable {
-          request.authorization = authorization;
-          return self->send(request, sink);
-        });
+        const std::string what = "Failed to authenticate to '" + repository.registry + "' for '" + repository.name +
+                                 "'";
+        return bearer(repository, *challenge, what)
+            .then([self, request, sink](const std::string& authorization) mutable {
+              request.authorization = authorization;
+              return self->send(request, sink);
+            });
       }
     }
-    return send(request, sink).then([self, repository, request, sink](const HttpResponse& r) mutable
-                                    -> Future<HttpResponse> {
-      if (r.status != 401) return r;
-      return self->authenticate(repository, r).then([self, request, sink](const std::string& authorization) mutable {
-        request.authorization = authorization;
-        return self->send(request, sink);
-      });
-    });
+    return send(request, sink)
+        .then([self, repository, request, sink](const HttpResponse& r) mutable -> Future<HttpResponse> {
+          if (r.status != 401) return r;
+          return self->authenticate(repository, r)
+              .then([self, request, sink](const std::string& authorization) mutable {
+                request.authorization = authorization;
+                return self->send(request, sink);
+              });
+        });
   }
 
   Future<std::string> authenticate(const Repository& repository, const HttpResponse& challenged) {
@@ -242,7 +245,8 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
 
   Future<std::string> bearer(const Repository& repository, const Challenge& challenge, const std::string& what) {
     auto realm = challenge.params.find("realm");
-    if (realm == challenge.params.end()) return Error(ErrorKind::Unauthorized, what + ": a Bearer challenge without a realm");
+    if (realm == challenge.params.end())
+      return Error(ErrorKind::Unauthorized, what + ": a Bearer challenge without a realm");
     auto realmUrl = parseUrl(realm->second);
     if (realmUrl.isError()) return realmUrl.error().withContext(what);
     boost::urls::url url;
@@ -250,7 +254,8 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     url.set_host(realmUrl->host);
     url.set_port_number(static_cast<std::uint16_t>(realmUrl->port));
     url.set_encoded_path(realmUrl->target.substr(0, realmUrl->target.find('?')));
-    if (auto q = realmUrl->target.find('?'); q != std::string::npos) url.set_encoded_query(realmUrl->target.substr(q + 1));
+    if (auto q = realmUrl->target.find('?'); q != std::string::npos)
+      url.set_encoded_query(realmUrl->target.substr(q + 1));
     if (auto service = challenge.params.find("service"); service != challenge.params.end()) {
       url.params().append({"service", service->second});
     }
@@ -267,13 +272,14 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     const std::string key = keyOf(repository) + " " + scopeOf(repository);
     return http->fetch(request).then([self, key, what](const HttpResponse& r) -> Future<std::string> {
       if (r.status == 401 || r.status == 403) {
-        return Error(ErrorKind::Unauthorized, what + ": the token service refused the credentials (HTTP " +
-                                                  std::to_string(r.status) + ")");
+        return Error(ErrorKind::Unauthorized,
+                     what + ": the token service refused the credentials (HTTP " + std::to_string(r.status) + ")");
       }
       if (r.status != 200) return statusError(what + ": token service", r);
       rapidjson::Document doc;
       doc.Parse(r.body.data(), r.body.size());
-      if (doc.HasParseError() || !doc.IsObject()) return Error(ErrorKind::Corruption, what + ": the token response is not JSON");
+      if (doc.HasParseError() || !doc.IsObject())
+        return Error(ErrorKind::Corruption, what + ": the token response is not JSON");
       std::string token;
       for (const char* name : {"token", "access_token"}) {
         if (doc.HasMember(name) && doc[name].IsString() && doc[name].GetStringLength() > 0) {
@@ -315,7 +321,9 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
           after->reset();
           return self->call(repository, request(), sink, what, after);
         },
-        [after](const Future<HttpResponse>& failed) { return AttemptFailure{failed.failure(), *after}; });
+        [after](const Future<HttpResponse>& failed) {
+          return AttemptFailure{failed.failure(), *after};
+        });
   }
 };
 
@@ -357,9 +365,9 @@ Try<std::vector<Repository>> RegistryClient::repositories(
       list.push_back(Repository{*url, registry, reference.repository(), findCredentials(options.auths, host)});
     }
   }
-  Try<Url> upstream = registry == kDockerHub ? parseUrl(options.hubUrl)
-                                             : registryUrl(reference.registry(), "/",
-                                                           options.insecure.count(reference.registry()) > 0);
+  Try<Url> upstream = registry == kDockerHub
+                          ? parseUrl(options.hubUrl)
+                          : registryUrl(reference.registry(), "/", options.insecure.count(reference.registry()) > 0);
   if (upstream.isError()) return upstream.error();
   upstream->target = "/";
   // The config may name the registry, or the host the default registry
@@ -393,11 +401,14 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
   request.url = at(repository.endpoint, "/v2/" + repository.name + "/manifests/" + tagOrDigest);
   request.headers.emplace_back("Accept", mediatype::kManifestAccept);
   request.maxBody = kMaxManifestBytes;
-  return impl_->retriedCall(repository, [request] { return request; }, nullptr, what)
+  return impl_
+      ->retriedCall(
+          repository, [request] { return request; }, nullptr, what)
       .then([what, tagOrDigest, byDigest](const HttpResponse& r) -> Future<FetchedManifest> {
         FetchedManifest fetched;
         if (byDigest) {
-          if (auto ok = verifyDigest(r.body, tagOrDigest, "the manifest"); ok.isError()) return ok.error().withContext(what);
+          if (auto ok = verifyDigest(r.body, tagOrDigest, "the manifest"); ok.isError())
+            return ok.error().withContext(what);
           fetched.digest = tagOrDigest;
         } else {
           fetched.digest = sha256Digest(r.body);
@@ -419,23 +430,26 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
 }
 
 Future<std::string> RegistryClient::readBlob(const Repository& repository, const messages::Descriptor& blob,
-                                              std::size_t limit) {
+                                             std::size_t limit) {
   const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
   if (blob.size() > static_cast<std::int64_t>(limit)) {
-    return Error(ErrorKind::ResourceExhausted, what + ": its size " + std::to_string(blob.size()) +
-                                                   " is over the limit of " + std::to_string(limit));
+    return Error(ErrorKind::ResourceExhausted,
+                 what + ": its size " + std::to_string(blob.size()) + " is over the limit of " + std::to_string(limit));
   }
   HttpRequest request;
   request.url = blobUrl(repository, blob);
   request.maxBody = limit;
-  return impl_->retriedCall(repository, [request] { return request; }, nullptr, what)
+  return impl_
+      ->retriedCall(
+          repository, [request] { return request; }, nullptr, what)
       .then([what, blob](const HttpResponse& r) -> Future<std::string> {
         if (blob.size() >= 0 && r.body.size() != static_cast<std::size_t>(blob.size())) {
           return Error(ErrorKind::DigestMismatch, what + ": got " + std::to_string(r.body.size()) +
                                                       " bytes, the descriptor says " + std::to_string(blob.size()));
         }
-        if (auto ok = verifyDigest(r.body, blob.digest(), "the blob"); ok.isError()) return ok.error().withContext(what);
+        if (auto ok = verifyDigest(r.body, blob.digest(), "the blob"); ok.isError())
+          return ok.error().withContext(what);
         return r.body;
       });
 }
@@ -446,12 +460,14 @@ Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const m
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
   auto check = BlobCheck::create(blob.digest(), blob.size(), what);
   if (check.isError()) return check.error();
-  auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*check), blob.size(), what);
+  auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*check), blob.size(),
+                                                   what);
   HttpRequest base;
   base.url = blobUrl(repository, blob);
   auto request = [base, verifying] {
     HttpRequest r = base;
-    if (verifying->delivered() > 0) r.headers.emplace_back("Range", "bytes=" + std::to_string(verifying->delivered()) + "-");
+    if (verifying->delivered() > 0)
+      r.headers.emplace_back("Range", "bytes=" + std::to_string(verifying->delivered()) + "-");
     return r;
   };
   return impl_->retriedCall(repository, request, verifying, what)

@@ -61,15 +61,15 @@ struct RegistryOptions {
 
 // A repository at one endpoint, with the credentials to use there.
 struct Repository {
-  Url endpoint;              // base URL: scheme, host, port
-  std::string registry;      // canonical name, for messages ("docker.io")
-  std::string name;          // "library/busybox"
+  Url endpoint;          // base URL: scheme, host, port
+  std::string registry;  // canonical name, for messages ("docker.io")
+  std::string name;      // "library/busybox"
   std::optional<messages::Credentials> credentials;
 };
 
 struct FetchedManifest {
   Document document;
-  std::string digest;     // verified
+  std::string digest;  // verified
   std::string mediaType;
   std::string body;
 };
@@ -92,7 +92,7 @@ class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
 
   // The whole blob (at most `limit` bytes), verified; retried.
   actors::Future<std::string> readBlob(const Repository& repository, const messages::Descriptor& blob,
-                                        std::size_t limit);
+                                       std::size_t limit);
 
   // Streams a blob into `sink`: retried and resumed; READY only when every
   // byte went to the sink and the digest and size matched.

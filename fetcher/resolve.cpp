@@ -58,7 +58,8 @@ Future<messages::ResolvedImage> resolveAt(const std::shared_ptr<Attempt>& attemp
         }
         const auto& index = std::get<messages::Index>(fetched.document);
         auto chosen = selectManifest(index, attempt->platform);
-        if (chosen.isError()) return chosen.error().withContext("Failed to resolve '" + toString(attempt->reference) + "'");
+        if (chosen.isError())
+          return chosen.error().withContext("Failed to resolve '" + toString(attempt->reference) + "'");
         const std::string indexDigest = fetched.digest;
         return attempt->client->fetchManifest(repository, chosen->digest())
             .then([attempt, repository, indexDigest](const FetchedManifest& child) -> Future<messages::ResolvedImage> {

@@ -17,9 +17,7 @@ Duration Backoff::next() {
   return Duration(static_cast<Duration::rep>(capped * factor(random_)));
 }
 
-bool retriable(const Error& error) {
-  return error.kind == ErrorKind::Unavailable || error.kind == ErrorKind::Timeout;
-}
+bool retriable(const Error& error) { return error.kind == ErrorKind::Unavailable || error.kind == ErrorKind::Timeout; }
 
 std::optional<Duration> parseRetryAfter(std::string_view value, std::chrono::system_clock::time_point now) {
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);

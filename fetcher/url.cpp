@@ -67,9 +67,7 @@ Try<Url> resolveRedirect(const Url& base, std::string_view location) {
   return fromView(resolved, location);
 }
 
-bool sameOrigin(const Url& a, const Url& b) {
-  return a.scheme == b.scheme && a.host == b.host && a.port == b.port;
-}
+bool sameOrigin(const Url& a, const Url& b) { return a.scheme == b.scheme && a.host == b.host && a.port == b.port; }
 
 Try<Url> registryUrl(std::string_view registry, std::string_view target, bool insecure) {
   auto scheme = registryScheme(registry);

@@ -12,8 +12,13 @@ namespace mt = prov::fetcher::mediatype;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  static const char* kTypes[] = {"", mt::kOciManifest, mt::kOciIndex, mt::kDockerSchema2,
-                                 mt::kDockerList, mt::kDockerSchema1Signed, "application/json"};
+  static const char* kTypes[] = {"",
+                                 mt::kOciManifest,
+                                 mt::kOciIndex,
+                                 mt::kDockerSchema2,
+                                 mt::kDockerList,
+                                 mt::kDockerSchema1Signed,
+                                 "application/json"};
   const char* contentType = kTypes[data[0] % (sizeof(kTypes) / sizeof(kTypes[0]))];
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   auto doc = prov::fetcher::parseManifestDocument(body, contentType);

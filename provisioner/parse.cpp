@@ -76,7 +76,8 @@ Try<messages::Image> parseImage(const std::string& text) {
       }
       const auto eq = part.find('=');
       if (eq == std::string::npos || eq == 0) {
-        return Error(ErrorKind::InvalidArgument, "Invalid image '" + text + "': label '" + part + "' is not LABEL=VALUE");
+        return Error(ErrorKind::InvalidArgument,
+                     "Invalid image '" + text + "': label '" + part + "' is not LABEL=VALUE");
       }
       (*image.mutable_appc()->mutable_labels())[part.substr(0, eq)] = part.substr(eq + 1);
     }
@@ -109,7 +110,8 @@ Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile) {
   }
   if (doc.HasMember("image_disk_watch_interval")) {
     const auto& v = doc["image_disk_watch_interval"];
-    if (!v.IsObject() || !v.HasMember("nanoseconds") || !v["nanoseconds"].IsInt64() || v["nanoseconds"].GetInt64() <= 0) {
+    if (!v.IsObject() || !v.HasMember("nanoseconds") || !v["nanoseconds"].IsInt64() ||
+        v["nanoseconds"].GetInt64() <= 0) {
       return bad("image_disk_watch_interval must be {\"nanoseconds\": N} with N > 0");
     }
     config.imageDiskWatchInterval = std::chrono::nanoseconds(v["nanoseconds"].GetInt64());

@@ -99,8 +99,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
     auto promise = std::make_shared<actors::Promise<ProvisionInfo>>();
-    Future<ProvisionInfo> work =
-        underLock<ProvisionInfo>(Lock::Read, [this, id, image] { return startProvision(id, image); });
+    Future<ProvisionInfo> work = underLock<ProvisionInfo>(Lock::Read,
+                                                          [this, id, image] { return startProvision(id, image); });
     promise->future().onDiscard([work] { work.discard(); });
     work.onAny(actors::defer(self(), &Self::handOver, id, promise));
     return promise->future();
@@ -139,20 +139,21 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<ProvisionInfo> startProvision(const std::string& id, const messages::Image& image) {
     for (std::string at = id; !at.empty(); at = parentOf(at)) {
       if (auto it = infos_.find(at); it != infos_.end() && it->second->destroying) {
-        return Error(ErrorKind::Unavailable, "Failed to provision container '" + id + "': '" + at +
-                                                 "' is being destroyed");
+        return Error(ErrorKind::Unavailable,
+                     "Failed to provision container '" + id + "': '" + at + "' is being destroyed");
       }
     }
     auto fetched = getImage(image);
     if (!fetched) {
-      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the " + store::providerOf(image) +
+      return Error(ErrorKind::Unsupported, "Failed to provision container '" + id + "': the " +
+                                               store::providerOf(image) +
                                                " image provider is not enabled (--image_providers)");
     }
     auto& info = infos_[id];
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
-    Future<ProvisionInfo> provisioning =
-        fetched->then(actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image)));
+    Future<ProvisionInfo> provisioning = fetched->then(
+        actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image)));
     info->provisioning = provisioning.then([](const ProvisionInfo&) { return Nothing{}; });
     return provisioning;
   }
@@ -288,8 +289,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         destroys.push_back(Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'"));
         continue;
       }
-      destroys.push_back(b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()),
-                                    paths::backendDir(dir, rootfs.backend())));
+      destroys.push_back(
+          b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()), paths::backendDir(dir, rootfs.backend())));
     }
     return actors::await(destroys).then(actors::defer(self(), &Self::rootfsesDestroyed, id, info));
   }
@@ -306,8 +307,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return Nothing{};
     }
     const std::string dir = paths::container(root_, id);
-    actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
-        .onAny(actors::defer(self(), &Self::containerRemoved, id, info));
+    actors::async(runtime_, [dir] {
+      return actors::fs::removeTree(dir);
+    }).onAny(actors::defer(self(), &Self::containerRemoved, id, info));
     return Nothing{};
   }
 
@@ -452,14 +454,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   void checkDiskHeadroom() {
     ++gcChecks_;
     // statvfs blocks: it runs on the blocking pool, not on this strand.
-    actors::async(runtime_, [diskFree = parts_.diskFree, dir = parts_.workDir] { return diskFree(dir); })
-        .onAny(actors::defer(self(), [this](const Future<double>& free) {
-          if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
-            pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
-            return;
-          }
-          scheduleGcCheck();
-        }));
+    actors::async(runtime_, [diskFree = parts_.diskFree, dir = parts_.workDir] {
+      return diskFree(dir);
+    }).onAny(actors::defer(self(), [this](const Future<double>& free) {
+      if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
+        pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
+        return;
+      }
+      scheduleGcCheck();
+    }));
   }
 
   actors::Runtime& runtime_;
@@ -497,9 +500,7 @@ Future<ProvisionInfo> Provisioner::provision(const std::string& id, const messag
   return process_.dispatch(&ProvisionerProcess::provision, id, image);
 }
 
-Future<bool> Provisioner::destroy(const std::string& id) {
-  return process_.dispatch(&ProvisionerProcess::destroy, id);
-}
+Future<bool> Provisioner::destroy(const std::string& id) { return process_.dispatch(&ProvisionerProcess::destroy, id); }
 
 Future<messages::StoredImage> Provisioner::pullImage(const messages::Image& image) {
   return process_.dispatch(&ProvisionerProcess::pullImage, image);
@@ -517,9 +518,7 @@ Future<std::vector<messages::StoredImage>> Provisioner::images() {
   return process_.dispatch(&ProvisionerProcess::images);
 }
 
-Future<std::map<std::string, double>> Provisioner::metrics() {
-  return process_.dispatch(&ProvisionerProcess::metrics);
-}
+Future<std::map<std::string, double>> Provisioner::metrics() { return process_.dispatch(&ProvisionerProcess::metrics); }
 
 Try<std::set<std::string>> Provisioner::containersOnDisk(const std::string& workDir) {
   auto found = scanContainers(paths::root(workDir));

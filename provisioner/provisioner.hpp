@@ -42,10 +42,10 @@
 
 #include "actors/fs.hpp"
 #include "actors/future.hpp"
+#include "actors/process_owner.hpp"
 #include "backend/backend.hpp"
 #include "messages/container.pb.h"
 #include "messages/image.pb.h"
-#include "actors/process_owner.hpp"
 #include "store/image_store.hpp"
 #include "store/store.hpp"
 
@@ -65,16 +65,16 @@ using actors::Try;
 struct Flags {
   std::string workDir = "/var/lib/provisioner";
   std::string imageProviders = "docker,appc";
-  std::string imageProvisionerBackend;  // empty: overlay, aufs, copy, as Mesos chooses
+  std::string imageProvisionerBackend;                          // empty: overlay, aufs, copy, as Mesos chooses
   std::string dockerRegistry = "https://registry-1.docker.io";  // or a directory of docker save tarballs
-  std::string dockerStoreDir;           // empty: <work_dir>/store/docker
-  std::string dockerConfig;             // a file or inline JSON
-  std::vector<std::string> dockerInsecureRegistries;  // host:port
-  std::string dockerRegistryCa;         // an extra CA bundle for registries
+  std::string dockerStoreDir;                                   // empty: <work_dir>/store/docker
+  std::string dockerConfig;                                     // a file or inline JSON
+  std::vector<std::string> dockerInsecureRegistries;            // host:port
+  std::string dockerRegistryCa;                                 // an extra CA bundle for registries
   std::vector<std::string> dockerRegistryMirrors;
   std::string appcStoreDir;
   std::string appcSimpleDiscoveryUriPrefix = "http://";
-  std::string imageGcConfig;            // JSON or a file holding it
+  std::string imageGcConfig;  // JSON or a file holding it
   store::ExtractLimits limits;
   // The command line's progress display; empty: none.
   std::function<void(const store::LayerProgress&)> progress;

@@ -18,6 +18,7 @@
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
+#include "actors/shared_work.hpp"
 #include "store/aci.hpp"
 #include "store/atomic_file.hpp"
 #include "store/gc.hpp"
@@ -25,7 +26,6 @@
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
 #include "store/process_store_impl.hpp"
-#include "actors/shared_work.hpp"
 
 namespace prov::store {
 
@@ -92,20 +92,20 @@ Try<Fetched> commitAci(const AppcImage& query, const fetcher::AciFile& aci, cons
   if (aci.downloaded) ::unlink(aci.path.c_str());
   if (contents.isError()) return contents.error();
   if (contents->manifest.name() != query.name()) {
-    return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" +
-                                                 contents->manifest.name() + "', not '" + query.name() + "'");
+    return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" + contents->manifest.name() +
+                                                 "', not '" + query.name() + "'");
   }
   for (const char* label : {"os", "arch"}) {
     auto own = contents->manifest.labels().find(label);
     const std::string& asked = query.labels().at(label);
     if (own != contents->manifest.labels().end() && own->second != asked) {
-      return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" +
-                                                   own->second + "', not '" + asked + "' as asked for");
+      return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" + own->second +
+                                                   "', not '" + asked + "' as asked for");
     }
   }
   if (!query.id().empty() && contents->id != query.id()) {
-    return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + contents->id + "', not '" +
-                                                query.id() + "' as asked for");
+    return Error(ErrorKind::DigestMismatch,
+                 "Invalid " + what + ": its id is '" + contents->id + "', not '" + query.id() + "' as asked for");
   }
   auto written = writeFileAtomically(paths::appc::manifestIn(staging), contents->manifestJson);
   if (written.isError()) return written.error();
@@ -115,8 +115,8 @@ Try<Fetched> commitAci(const AppcImage& query, const fetcher::AciFile& aci, cons
     written = writeFileAtomically(paths::appc::impliedIn(staging), implied, sync);
     if (written.isError()) return written.error();
   }
-  auto committed = commitLayer(staging, paths::appc::rootfsIn(staging), {}, {},
-                               paths::appc::image(store, contents->id), sync);
+  auto committed = commitLayer(staging, paths::appc::rootfsIn(staging), {}, {}, paths::appc::image(store, contents->id),
+                               sync);
   if (committed.isError()) return committed.error();
   return Fetched{contents->id, contents->manifest, !implied.empty()};
 }
@@ -316,9 +316,9 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
                                                      std::to_string(kMaxImages) + " images in its dependency tree");
     }
     chain.push_back(key);
-    Future<std::vector<std::string>> ids =
-        fetchImage(query, cached, serial)
-            .then(actors::defer(self(), &Self::resolveDependencies, cached, chain, serial, resolution));
+    Future<std::vector<std::string>> ids = fetchImage(query, cached, serial)
+                                               .then(actors::defer(self(), &Self::resolveDependencies, cached, chain,
+                                                                   serial, resolution));
     resolution->resolved.emplace(key, ids);
     return ids;
   }
@@ -374,10 +374,10 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     const std::string id = ids.back();
     if (unsettled_.count(id) == 0) return ids;
     std::vector<std::string> below;
-    for (auto it = ids.rbegin() + 1; it != ids.rend(); ++it) below.push_back(paths::appc::rootfs(options_.storeDir, *it));
-    return actors::async(runtime_, [store = options_.storeDir, id, below, sync = options_.syncImages] {
-             return settleImage(store, id, below, sync);
-           })
+    for (auto it = ids.rbegin() + 1; it != ids.rend(); ++it)
+      below.push_back(paths::appc::rootfs(options_.storeDir, *it));
+    return actors::async(runtime_, [store = options_.storeDir, id, below,
+                                    sync = options_.syncImages] { return settleImage(store, id, below, sync); })
         .then(actors::defer(self(), [this, ids, id] {
           unsettled_.erase(id);
           return ids;
@@ -455,10 +455,10 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   Future<Fetched> download(const AppcImage& query) {
     const std::string staging = paths::randomChild(paths::staging(options_.storeDir));
     auto cancel = std::make_shared<std::atomic<bool>>(false);
-    auto made = actors::async(runtime_, [staging] { return actors::fs::makeDirectories(paths::appc::rootfsIn(staging)); });
-    auto fetched = made.then([fetcher = fetcher_, query, staging](const Nothing&) {
-      return fetcher->fetch(query, staging);
-    });
+    auto made = actors::async(runtime_,
+                              [staging] { return actors::fs::makeDirectories(paths::appc::rootfsIn(staging)); });
+    auto fetched = made.then(
+        [fetcher = fetcher_, query, staging](const Nothing&) { return fetcher->fetch(query, staging); });
     Future<Fetched> result = fetched.then(actors::defer(self(), &Self::storeAci, query, staging, cancel));
     // Whatever happened, staging/<random> goes (a commit renamed it away)
     // before the caller hears of it.
@@ -489,20 +489,21 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       if (done->unsettled) unsettled_.insert(done->id);
       storedAt_[done->id] = ++stores_;
     }
-    actors::async(runtime_, [staging] { return actors::fs::removeTree(staging); })
-        .onAny([promise, done](const Future<bool>&) { promise->associate(done); });
+    actors::async(runtime_, [staging] {
+      return actors::fs::removeTree(staging);
+    }).onAny([promise, done](const Future<bool>&) { promise->associate(done); });
   }
 
   actors::Runtime& runtime_;
   const AppcStoreOptions options_;
   const std::shared_ptr<fetcher::AppcFetcher> fetcher_;
   MetadataManager metadata_;
-  std::map<std::string, AppcManifest> manifests_;  // id -> manifest, every image in images/
-  std::map<std::string, StoredImage> index_;       // key -> what it resolved to
+  std::map<std::string, AppcManifest> manifests_;        // id -> manifest, every image in images/
+  std::map<std::string, StoredImage> index_;             // key -> what it resolved to
   std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
-  std::set<std::string> unsettled_;                // ids whose implied dirs wait for settle()
-  std::map<std::string, std::string> aliases_;     // full key -> id fetched for it (this process)
-  std::map<std::string, std::uint64_t> storedAt_;  // id -> order stored in (this process)
+  std::set<std::string> unsettled_;                      // ids whose implied dirs wait for settle()
+  std::map<std::string, std::string> aliases_;           // full key -> id fetched for it (this process)
+  std::map<std::string, std::uint64_t> storedAt_;        // id -> order stored in (this process)
   std::uint64_t stores_ = 0;
   std::uint64_t gets_ = 0;
   actors::SharedWork<Fetched> fetches_;

@@ -14,8 +14,7 @@ namespace prov::store {
 // With `sync` false there is no fsync: a crash of the process still leaves
 // the old or the new content (the page cache survives it); a crash of the
 // machine may leave the new file empty.
-actors::Try<actors::Nothing> writeFileAtomically(const std::string& path, std::string_view content,
-                                                   bool sync = true);
+actors::Try<actors::Nothing> writeFileAtomically(const std::string& path, std::string_view content, bool sync = true);
 
 // fsync of a directory (after a rename into it).
 actors::Try<actors::Nothing> syncDirectory(const std::string& path);

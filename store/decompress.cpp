@@ -52,9 +52,7 @@ class Plain final : public Decompressor {
 // igzip, one gzip member after another (concatenated members are valid gzip).
 class Gzip final : public Decompressor {
  public:
-  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), buffer_(kOutputChunk) {
-    reset();
-  }
+  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), buffer_(kOutputChunk) { reset(); }
 
   Try<std::string_view> pull(std::string_view& input) override {
     while (!input.empty() || pendingOutput_) {

@@ -17,16 +17,16 @@
 #include <string>
 #include <string_view>
 
-#include "fetcher/manifest.hpp"
 #include "actors/error.hpp"
+#include "fetcher/manifest.hpp"
 
 namespace prov::store {
 
-using fetcher::Compression;
 using actors::Error;
 using actors::ErrorKind;
 using actors::Nothing;
 using actors::Try;
+using fetcher::Compression;
 
 inline constexpr std::size_t kOutputChunk = 256 * 1024;
 

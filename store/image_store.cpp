@@ -11,6 +11,7 @@
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
+#include "actors/shared_work.hpp"
 #include "actors/slots.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
@@ -21,7 +22,6 @@
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
 #include "store/process_store_impl.hpp"
-#include "actors/shared_work.hpp"
 
 namespace prov::store {
 
@@ -211,7 +211,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> doomed;
     for (const auto& id : committed_) {
       const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
-      if (usedLayers.count(id) == 0 && activePaths.count(rootfs) == 0) doomed.push_back(paths::layer(options_.storeDir, id));
+      if (usedLayers.count(id) == 0 && activePaths.count(rootfs) == 0)
+        doomed.push_back(paths::layer(options_.storeDir, id));
     }
     for (const auto& name : configFiles_) {
       const std::string path = paths::config(options_.storeDir, name);
@@ -323,7 +324,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (!image.config_digest().empty()) {
       const std::string path = configPath(image);
       configFiles_.insert(paths::hexOf(image.config_digest()));
-      config = actors::async(runtime_, [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
+      config = actors::async(runtime_,
+                             [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
     }
     return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
         .then(actors::defer(self(), &Self::indexed));
@@ -356,7 +358,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     Future<Nothing> parent = Nothing{};
     if (i > 0 && committed_.count(ids[i - 1]) == 0) {
       auto running = layerPulls_.peek(ids[i - 1]);
-      if (!running) return Error(ErrorKind::Unavailable, "Failed to pull " + what + ": the layer below it is not there");
+      if (!running)
+        return Error(ErrorKind::Unavailable, "Failed to pull " + what + ": the layer below it is not there");
       parent = *running;
     }
     LayerStreamOptions stream;
@@ -373,9 +376,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     Future<Nothing> pulled =
-        slots_.run<Staged>([this, image, puller, resolved, blob, stream, reporter] {
-               return extract(image, puller, resolved, blob, stream, reporter);
-             })
+        slots_
+            .run<Staged>([this, image, puller, resolved, blob, stream, reporter] {
+              return extract(image, puller, resolved, blob, stream, reporter);
+            })
             .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
             .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
               return actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
@@ -430,14 +434,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
           std::optional<Error> error;
           if (extracted.isFailed()) error = extracted.failure();
           else if (fetched.isFailed()) error = fetched.failure();
-          actors::async(runtime_, [dir] { return actors::fs::removeTree(dir); })
-              .onAny([promise, error, what](const Future<bool>&) {
-                if (error && !promise->future().hasDiscard()) {
-                  promise->fail(*error);
-                } else {
-                  promise->discard();
-                }
-              });
+          actors::async(runtime_, [dir] {
+            return actors::fs::removeTree(dir);
+          }).onAny([promise, error, what](const Future<bool>&) {
+            if (error && !promise->future().hasDiscard()) {
+              promise->fail(*error);
+            } else {
+              promise->discard();
+            }
+          });
         }));
     return promise->future();
   }
@@ -447,8 +452,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   const PullerFor pullerFor_;
   MetadataManager metadata_;
   std::map<std::string, StoredImage> images_;
-  std::set<std::string> committed_;    // chain ids in layers/
-  std::set<std::string> configFiles_;  // names in configs/
+  std::set<std::string> committed_;                          // chain ids in layers/
+  std::set<std::string> configFiles_;                        // names in configs/
   std::multimap<std::string, std::string> inflightConfigs_;  // pull key -> config hex
   std::multimap<std::string, std::string> inflightLayers_;   // pull key -> chain ids it needs
   actors::SharedWork<ImageInfo> pulls_;
@@ -477,8 +482,6 @@ ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runti
 // the directory it deletes in may go away with the store's owner.
 ImageStore::~ImageStore() = default;
 
-Future<std::string> ImageStore::recoveryWarning() {
-  return process_.dispatch(&ImageStoreProcess::recoveryWarning);
-}
+Future<std::string> ImageStore::recoveryWarning() { return process_.dispatch(&ImageStoreProcess::recoveryWarning); }
 
 }  // namespace prov::store

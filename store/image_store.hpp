@@ -67,16 +67,16 @@ struct LayerProgress {
     Cached,       // already stored: not fetched
     Failed,       // the layer's pull failed
   };
-  std::string image;             // the normalised key (imageKey) of the pull fetching the layer
-  std::string layer;             // the layer's blob digest, "sha256:<hex>"
-  std::int64_t totalBytes = 0;   // the blob's size, as its descriptor says
-  std::int64_t bytesDone = 0;    // blob bytes handed to extraction so far
+  std::string image;            // the normalised key (imageKey) of the pull fetching the layer
+  std::string layer;            // the layer's blob digest, "sha256:<hex>"
+  std::int64_t totalBytes = 0;  // the blob's size, as its descriptor says
+  std::int64_t bytesDone = 0;   // blob bytes handed to extraction so far
   Phase phase = Phase::Waiting;
 };
 
 struct ImageStoreOptions {
-  std::string storeDir;          // <work_dir>/store/docker
-  messages::Platform platform;   // empty os: this host's
+  std::string storeDir;         // <work_dir>/store/docker
+  messages::Platform platform;  // empty os: this host's
   ExtractLimits limits;
   std::size_t maxConcurrentLayers = 0;  // 0: half the runtime's blocking threads (at least 1)
   bool syncLayers = true;               // syncfs before a layer becomes visible

@@ -59,8 +59,8 @@ struct LayerStream::State final : TarSource {
       while (!(offeredDone || ended || aborted)) {
         if (changed.wait_for(lock, std::chrono::milliseconds(500)) == std::cv_status::timeout &&
             !runtime->accepting()) {
-          aborted = Error(ErrorKind::Unavailable, "Failed to extract " + options.apply.what +
-                                                      ": the runtime is shutting down");
+          aborted = Error(ErrorKind::Unavailable,
+                          "Failed to extract " + options.apply.what + ": the runtime is shutting down");
         }
       }
       if (aborted) return *aborted;
@@ -86,9 +86,9 @@ struct LayerStream::State final : TarSource {
       if (hasher) {
         layer.diffId = hasher->finish();
         if (!options.expectedDiffId.empty() && layer.diffId != options.expectedDiffId) {
-          return Error(ErrorKind::DigestMismatch, "Failed to verify " + options.apply.what + ": its uncompressed tar is " +
-                                                      layer.diffId + ", but the image config's diff_ids say " +
-                                                      options.expectedDiffId);
+          return Error(ErrorKind::DigestMismatch,
+                       "Failed to verify " + options.apply.what + ": its uncompressed tar is " + layer.diffId +
+                           ", but the image config's diff_ids say " + options.expectedDiffId);
         }
       }
       return layer;

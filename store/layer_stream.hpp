@@ -23,8 +23,8 @@
 #include <string>
 
 #include "actors/future.hpp"
-#include "fetcher/manifest.hpp"
 #include "fetcher/byte_sink.hpp"
+#include "fetcher/manifest.hpp"
 #include "store/decompress.hpp"
 #include "store/tar_apply.hpp"
 

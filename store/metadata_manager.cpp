@@ -15,11 +15,11 @@
 
 namespace prov::store {
 
-using actors::Future;
-using actors::Promise;
 using actors::Error;
 using actors::ErrorKind;
+using actors::Future;
 using actors::Nothing;
+using actors::Promise;
 using actors::Try;
 
 namespace {
@@ -107,14 +107,15 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
     for (const auto& [key, image] : images_) *all.add_images() = image;
     std::string bytes;
     all.SerializeToString(&bytes);
-    actors::async(runtime_, [path = path_, bytes = std::move(bytes)] { return writeFileAtomically(path, bytes); })
-        .onAny(actors::defer(self(), [this, waiters](const Future<Nothing>& written) {
-          for (const auto& waiter : waiters) {
-            written.isReady() ? waiter->set(Nothing{}) : waiter->fail(written.failure());
-          }
-          writing_ = false;
-          if (!next_.empty()) write();
-        }));
+    actors::async(runtime_, [path = path_, bytes = std::move(bytes)] {
+      return writeFileAtomically(path, bytes);
+    }).onAny(actors::defer(self(), [this, waiters](const Future<Nothing>& written) {
+      for (const auto& waiter : waiters) {
+        written.isReady() ? waiter->set(Nothing{}) : waiter->fail(written.failure());
+      }
+      writing_ = false;
+      if (!next_.empty()) write();
+    }));
   }
 
   actors::Runtime& runtime_;

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "actors/error.hpp"
 #include "actors/future.hpp"
 #include "actors/process_owner.hpp"
-#include "actors/error.hpp"
 #include "messages/image.pb.h"
 
 namespace prov::actors {

@@ -214,8 +214,8 @@ class Applier {
     const std::string name(raw);
     if (name.size() > options_.limits.maxPathBytes) {
       return rejected(name.substr(0, 64) + "...", "its path is " + std::to_string(name.size()) +
-                                                     " bytes, over the limit of " +
-                                                     std::to_string(options_.limits.maxPathBytes));
+                                                      " bytes, over the limit of " +
+                                                      std::to_string(options_.limits.maxPathBytes));
     }
     auto clean = actors::path::cleanRelative(name);
     if (clean.isError()) return rejected(name, clean.error().message);
@@ -258,8 +258,8 @@ class Applier {
     return create(name, path, *dir, base, type, e);
   }
 
-  Try<Nothing> removeExisting(const std::string& name, const std::string& path, int parentFd,
-                              const std::string& base, const struct stat& st) {
+  Try<Nothing> removeExisting(const std::string& name, const std::string& path, int parentFd, const std::string& base,
+                              const struct stat& st) {
     if (!S_ISDIR(st.st_mode)) {
       if (::unlinkat(parentFd, base.c_str(), 0) != 0) return entryError(name, "replace the earlier entry");
       return Nothing{};
@@ -386,8 +386,8 @@ class Applier {
     return Nothing{};
   }
 
-  Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd,
-                             const std::string& base, const char* rawTarget) {
+  Try<Nothing> applyHardlink(const std::string& name, const std::string& path, int parentFd, const std::string& base,
+                             const char* rawTarget) {
     auto cleanTarget = actors::path::cleanRelative(rawTarget);
     std::optional<std::string> target;
     if (cleanTarget.isSome()) {
@@ -449,7 +449,8 @@ class Applier {
       }
       return Nothing{};
     }
-    if (::mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) return entryError(name, "create the whiteout");
+    if (::mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
+      return entryError(name, "create the whiteout");
     return Nothing{};
   }
 
@@ -475,8 +476,8 @@ class Applier {
     while (archive_entry_xattr_next(e, &key, &value, &size) == ARCHIVE_OK) {
       total += std::strlen(key) + size;
       if (total > options_.limits.maxXattrBytes) {
-        return rejected(entry, "its xattrs are over the limit of " + std::to_string(options_.limits.maxXattrBytes) +
-                                   " bytes");
+        return rejected(entry,
+                        "its xattrs are over the limit of " + std::to_string(options_.limits.maxXattrBytes) + " bytes");
       }
       if (std::string_view(key).starts_with(kOverlayXattrPrefix)) continue;
       if (!set(key, value, size)) return entryError(entry, std::string("set the xattr '") + key + "'");
@@ -485,7 +486,8 @@ class Applier {
   }
 
   Try<Nothing> applyFdMetadata(const std::string& name, int fd, archive_entry* e, bool chown, bool chmod) {
-    if (chown && ::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
+    if (chown && ::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
+      return entryError(name, "set the owner");
     if (chmod && ::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
     auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
       return ::fsetxattr(fd, key, value, size, 0) == 0;

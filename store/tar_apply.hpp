@@ -81,7 +81,7 @@ struct ApplyOptions {
 
 struct ApplyResult {
   std::uint64_t entries = 0;
-  std::vector<std::string> impliedDirs;  // relative paths, parents first
+  std::vector<std::string> impliedDirs;         // relative paths, parents first
   std::map<std::string, std::string> captured;  // see ApplyOptions::capture
   bool sawSubtree = false;                      // an entry was the subtree or inside it
 };

@@ -45,8 +45,7 @@ struct FutureAccess {
 // Completes `state` (unless it is no longer pending) and runs its callbacks
 // outside the lock. `assign` fills in the value or error under the lock.
 template <typename T, typename Assign>
-bool complete(const std::shared_ptr<FutureState<T>>& state,
-              typename FutureState<T>::Status status, Assign&& assign) {
+bool complete(const std::shared_ptr<FutureState<T>>& state, typename FutureState<T>::Status status, Assign&& assign) {
   std::vector<std::function<void(const Future<T>&)>> any;
   std::vector<std::function<void()>> dropped1, dropped2;
   {
@@ -167,8 +166,7 @@ Future<T>::Future(Error&& error) : state_(std::make_shared<detail::FutureState<T
 }
 
 template <typename T>
-Future<T>::Future(const Try<T>& t)
-    : Future(t.isSome() ? Future<T>(t.get()) : Future<T>(t.error())) {}
+Future<T>::Future(const Try<T>& t) : Future(t.isSome() ? Future<T>(t.get()) : Future<T>(t.error())) {}
 
 template <typename T>
 bool Future<T>::isPending() const {
@@ -468,8 +466,7 @@ bool Promise<T>::fail(const Error& error) {
 template <typename T>
 bool Promise<T>::discard() {
   if (detail::isAssociated(state_)) return false;
-  return detail::complete(state_, detail::FutureState<T>::Status::Discarded,
-                          [](detail::FutureState<T>&) {});
+  return detail::complete(state_, detail::FutureState<T>::Status::Discarded, [](detail::FutureState<T>&) {});
 }
 
 template <typename T>
@@ -493,11 +490,9 @@ bool Promise<T>::associate(const Future<T>& other) {
   auto ours = state_;
   other.onAny([ours](const Future<T>& source) {
     if (source.isReady()) {
-      detail::complete(ours, Status::Ready,
-                       [&](detail::FutureState<T>& s) { s.value.emplace(source.get()); });
+      detail::complete(ours, Status::Ready, [&](detail::FutureState<T>& s) { s.value.emplace(source.get()); });
     } else if (source.isFailed()) {
-      detail::complete(ours, Status::Failed,
-                       [&](detail::FutureState<T>& s) { s.error.emplace(source.failure()); });
+      detail::complete(ours, Status::Failed, [&](detail::FutureState<T>& s) { s.error.emplace(source.failure()); });
     } else {
       detail::complete(ours, Status::Discarded, [](detail::FutureState<T>&) {});
     }

@@ -41,9 +41,8 @@ class RetryLoop : public std::enable_shared_from_this<RetryLoop<T>> {
     setInflight([attempt] { attempt.discard(); });
     auto self = this->shared_from_this();
     attempt.onAny([self](const actors::Future<T>& done) { self->attempted(done); });
-    attempt.onAbandoned([self] {
-      self->promise_.fail(Error(ErrorKind::Internal, "A retried operation was abandoned"));
-    });
+    attempt.onAbandoned(
+        [self] { self->promise_.fail(Error(ErrorKind::Internal, "A retried operation was abandoned")); });
   }
 
  private:

@@ -108,7 +108,8 @@ class TarReader {
   }
 
   Error corrupt() const {
-    return Error(ErrorKind::Corruption, what_ + ": '" + path_ + "' is not a readable tar archive: " + archiveError(archive_));
+    return Error(ErrorKind::Corruption,
+                 what_ + ": '" + path_ + "' is not a readable tar archive: " + archiveError(archive_));
   }
 
   const std::string& path() const { return path_; }

@@ -6,9 +6,9 @@
 
 #include "actors/async.hpp"
 #include "fetcher/digest.hpp"
-#include "fetcher/local/local.hpp"
 #include "fetcher/local/archive.hpp"
 #include "fetcher/local/docker.hpp"
+#include "fetcher/local/local.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/reference.hpp"
 
@@ -66,8 +66,8 @@ Try<std::vector<std::string>> candidates(const std::string& dir, const messages:
   if (ref.registry() != kDockerHub && !ref.registry().empty()) name = ref.registry() + "/" + name;
   auto normal = local::normalizeRelative(name);
   if (normal.isError() || *normal != name) {
-    return Error(ErrorKind::InvalidArgument, "Failed to find an archive for '" + toString(ref) +
-                                                 "': its name is not a relative path");
+    return Error(ErrorKind::InvalidArgument,
+                 "Failed to find an archive for '" + toString(ref) + "': its name is not a relative path");
   }
   std::vector<std::string> out;
   if (!ref.tag().empty()) out.push_back(dir + "/" + name + ":" + ref.tag() + ".tar");
@@ -84,8 +84,8 @@ Try<std::string> findArchive(const std::string& dir, const messages::ImageRefere
     if (local::isRegularFile(path)) return path;
     tried += (tried.empty() ? "'" : " nor '") + path + "'";
   }
-  return Error(ErrorKind::NotFound, "Failed to find the archive of '" + toString(normalize(reference)) + "': " +
-                                        (paths->size() > 1 ? "neither " : "") + tried + " exists");
+  return Error(ErrorKind::NotFound, "Failed to find the archive of '" + toString(normalize(reference)) +
+                                        "': " + (paths->size() > 1 ? "neither " : "") + tried + " exists");
 }
 
 class ArchiveResolver {
@@ -137,8 +137,8 @@ class ArchiveResolver {
       if (body.isError()) return body.error();
       return local::parseRepositories(*body, what_);
     }
-    return Error(ErrorKind::Corruption, what_ + ": '" + file_ +
-                                            "' has neither manifest.json nor repositories: not a docker save archive");
+    return Error(ErrorKind::Corruption,
+                 what_ + ": '" + file_ + "' has neither manifest.json nor repositories: not a docker save archive");
   }
 
   Try<std::size_t> select(const std::vector<ArchiveImage>& images) {
@@ -196,8 +196,7 @@ class ArchiveResolver {
       if (c.isError()) return c.error();
       collected = std::move(*c);
     }
-    const std::string json =
-        read.empty() ? index_.contents.at(*configEntry) : collected.contents.at(*configEntry);
+    const std::string json = read.empty() ? index_.contents.at(*configEntry) : collected.contents.at(*configEntry);
     if (auto named = checkNamedDigest(*configEntry, json); named.isError()) return named.error();
     auto config = parseImageConfig(json);
     if (config.isError()) return config.error().withContext(what_ + ": '" + image.config + "'");
@@ -208,7 +207,8 @@ class ArchiveResolver {
     }
     std::vector<std::string> digests;
     for (std::size_t i = 0; i < layers.size(); ++i) {
-      digests.push_back(hash.count(layers[i]) ? collected.digests.at(layers[i]) : config->diff_ids(static_cast<int>(i)));
+      digests.push_back(hash.count(layers[i]) ? collected.digests.at(layers[i])
+                                              : config->diff_ids(static_cast<int>(i)));
     }
     return build(json, layers, digests);
   }
@@ -317,7 +317,8 @@ std::string describe(const messages::Image& image) {
 Try<std::function<Try<std::string>()>> archiveOf(const messages::Image& image, const std::string& tarballDir,
                                                  const char* verb) {
   if (image.type() == messages::Image::DOCKER_ARCHIVE && !image.path().empty()) {
-    return std::function<Try<std::string>()>([path = local::trimSlashes(image.path())] { return Try<std::string>(path); });
+    return std::function<Try<std::string>()>(
+        [path = local::trimSlashes(image.path())] { return Try<std::string>(path); });
   }
   if (image.type() == messages::Image::DOCKER && !tarballDir.empty()) {
     if (auto names = candidates(tarballDir, image.reference()); names.isError()) return names.error();
@@ -334,11 +335,11 @@ Try<std::function<Try<std::string>()>> archiveOf(const messages::Image& image, c
 
 Try<std::unique_ptr<DockerArchivePuller>> DockerArchivePuller::create(actors::Runtime& runtime,
                                                                       std::string tarballDir) {
-  return std::unique_ptr<DockerArchivePuller>(new DockerArchivePuller(runtime, local::trimSlashes(std::move(tarballDir))));
+  return std::unique_ptr<DockerArchivePuller>(
+      new DockerArchivePuller(runtime, local::trimSlashes(std::move(tarballDir))));
 }
 
-Future<messages::ResolvedImage> DockerArchivePuller::resolve(const messages::Image& image,
-                                                             const messages::Platform&) {
+Future<messages::ResolvedImage> DockerArchivePuller::resolve(const messages::Image& image, const messages::Platform&) {
   auto archive = archiveOf(image, tarballDir_, "resolve");
   if (archive.isError()) return archive.error();
   const std::string what = "Failed to resolve '" + describe(image) + "'";
@@ -358,7 +359,9 @@ Future<Nothing> DockerArchivePuller::fetchBlob(const messages::Image& image, con
   if (blob.digest() == resolved.manifest().config().digest() && !resolved.config_json().empty()) {
     return local::streamBlob(
         runtime_,
-        [json = resolved.config_json()]() -> Try<std::unique_ptr<local::ChunkSource>> { return local::fromBytes(json); },
+        [json = resolved.config_json()]() -> Try<std::unique_ptr<local::ChunkSource>> {
+          return local::fromBytes(json);
+        },
         blob, std::move(sink), what);
   }
   std::string entry;
@@ -370,7 +373,8 @@ Future<Nothing> DockerArchivePuller::fetchBlob(const messages::Image& image, con
   }
   if (entry.empty()) return Error(ErrorKind::NotFound, what + ": it is not a layer of the resolved image");
   if (auto normal = local::normalizeRelative(entry); normal.isError() || *normal != entry) {
-    return Error(ErrorKind::InvalidArgument, what + ": the archive path '" + entry + "' is not a normalised relative path");
+    return Error(ErrorKind::InvalidArgument,
+                 what + ": the archive path '" + entry + "' is not a normalised relative path");
   }
   return local::streamBlob(
       runtime_,

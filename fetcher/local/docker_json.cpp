@@ -30,7 +30,8 @@ Try<Nothing> parse(rapidjson::Document& doc, const std::string& body, const std:
 Try<std::vector<std::string>> strings(const Value& object, const char* key, bool optional, const std::string& what,
                                       const std::string& where) {
   return json::strings(
-      object, key, !optional, [&](const std::string& why) { return corrupt(what, "manifest.json", where + ": " + why); },
+      object, key, !optional,
+      [&](const std::string& why) { return corrupt(what, "manifest.json", where + ": " + why); },
       static_cast<std::size_t>(kMaxEntries));
 }
 
@@ -112,7 +113,8 @@ Try<std::vector<ArchiveImage>> parseRepositories(const std::string& body, const 
     if (!repo->value.IsObject()) return corrupt(what, "repositories", "has a non-object value for '" + name + "'");
     for (auto tag = repo->value.MemberBegin(); tag != repo->value.MemberEnd(); ++tag) {
       if (!tag->value.IsString() || !validLayerId(tag->value.GetString())) {
-        return corrupt(what, "repositories", "has an invalid layer id for '" + name + ":" + tag->name.GetString() + "'");
+        return corrupt(what, "repositories",
+                       "has an invalid layer id for '" + name + ":" + tag->name.GetString() + "'");
       }
       const std::string id = tag->value.GetString();
       auto it = std::find_if(images.begin(), images.end(), [&](const ArchiveImage& i) { return i.topId == id; });

@@ -62,7 +62,8 @@ class LayoutReader {
     auto body = local::readFile(file, 4096, what_);
     if (body.isError()) {
       if (body.error().kind != ErrorKind::NotFound) return body.error();
-      return Error(ErrorKind::InvalidArgument, what_ + ": '" + dir_ + "' is not an OCI image layout (no oci-layout file)");
+      return Error(ErrorKind::InvalidArgument,
+                   what_ + ": '" + dir_ + "' is not an OCI image layout (no oci-layout file)");
     }
     rapidjson::Document doc;
     doc.Parse(body->data(), body->size());
@@ -85,7 +86,8 @@ class LayoutReader {
     for (const auto& d : index.manifests()) names += (names.empty() ? "" : ", ") + nameOf(d);
     if (tag_.empty()) {
       if (index.manifests_size() == 1) return index.manifests(0);
-      if (index.manifests_size() == 0) return Error(ErrorKind::NotFound, what_ + ": '" + indexFile + "' lists no image");
+      if (index.manifests_size() == 0)
+        return Error(ErrorKind::NotFound, what_ + ": '" + indexFile + "' lists no image");
       return Error(ErrorKind::InvalidArgument, what_ + ": '" + indexFile + "' lists " +
                                                    std::to_string(index.manifests_size()) +
                                                    " images; name one with a tag (it has: " + names + ")");
@@ -151,8 +153,8 @@ class LayoutReader {
       document = readDocument(entry);
       if (document.isError()) return document.error();
       if (!std::holds_alternative<messages::Manifest>(*document)) {
-        return Error(ErrorKind::Corruption, what_ + ": the index '" + resolved.index_digest() +
-                                                "' points at another index");
+        return Error(ErrorKind::Corruption,
+                     what_ + ": the index '" + resolved.index_digest() + "' points at another index");
       }
     }
     resolved.set_manifest_digest(entry.digest());
@@ -193,7 +195,8 @@ class LayoutReader {
 Try<std::string> layoutDir(const messages::Image& image, const char* verb) {
   if (image.type() != messages::Image::OCI_LAYOUT || image.path().empty()) {
     return Error(ErrorKind::InvalidArgument,
-                 std::string("Failed to ") + verb + " an image: the OCI layout puller needs an OCI_LAYOUT image with a path");
+                 std::string("Failed to ") + verb +
+                     " an image: the OCI layout puller needs an OCI_LAYOUT image with a path");
   }
   return local::trimSlashes(image.path());
 }
@@ -210,9 +213,8 @@ Future<messages::ResolvedImage> OciLayoutPuller::resolve(const messages::Image& 
   if (dir.isError()) return dir.error();
   const std::string tag = image.layout_tag();
   const std::string what = "Failed to resolve 'oci:" + *dir + (tag.empty() ? "" : ":" + tag) + "'";
-  return actors::async(runtime_, [reader = LayoutReader(*dir, tag, what), platform]() mutable {
-    return reader.resolve(platform);
-  });
+  return actors::async(
+      runtime_, [reader = LayoutReader(*dir, tag, what), platform]() mutable { return reader.resolve(platform); });
 }
 
 Future<Nothing> OciLayoutPuller::fetchBlob(const messages::Image& image, const messages::ResolvedImage&,

@@ -275,7 +275,8 @@ Try<std::string> normalizeRelative(std::string_view path) {
   if (path.empty()) return Error(ErrorKind::InvalidArgument, "an empty path");
   if (path.front() == '/') return Error(ErrorKind::InvalidArgument, "'" + shown + "' is absolute");
   std::vector<std::string_view> parts;
-  if (!actors::path::walk(parts, path, false)) return Error(ErrorKind::InvalidArgument, "'" + shown + "' has a '..' component");
+  if (!actors::path::walk(parts, path, false))
+    return Error(ErrorKind::InvalidArgument, "'" + shown + "' has a '..' component");
   if (parts.empty()) return Error(ErrorKind::InvalidArgument, "'" + shown + "' names no file");
   return actors::path::join(parts);
 }

@@ -23,9 +23,7 @@ TEST(CollectTest, KeepsInputOrder) {
   AWAIT_EXPECT_EQ((std::vector<int>{10, 20, 30}), all);
 }
 
-TEST(CollectTest, EmptyIsReady) {
-  AWAIT_EXPECT_EQ(std::vector<int>{}, collect(std::vector<Future<int>>{}));
-}
+TEST(CollectTest, EmptyIsReady) { AWAIT_EXPECT_EQ(std::vector<int>{}, collect(std::vector<Future<int>>{})); }
 
 TEST(CollectTest, FailsFastAndDiscardsTheRest) {
   Promise<int> slow;

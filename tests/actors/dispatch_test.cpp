@@ -95,9 +95,10 @@ TEST_F(DispatchTest, FutureReturningMethodIsAssociated) {
 
 TEST_F(DispatchTest, DiscardPropagatesThroughThreeThensIntoDispatchedMethod) {
   Future<int> source = dispatch(pid_, &Worker::slow);
-  Future<int> chain = source.then([](int v) { return v + 1; })
-                          .then([](int v) { return Future<int>(v * 2); })
-                          .then([](int v) { return v - 3; });
+  Future<int> chain =
+      source.then([](int v) { return v + 1; }).then([](int v) { return Future<int>(v * 2); }).then([](int v) {
+        return v - 3;
+      });
   AWAIT_READY(dispatch(pid_, [] {}));  // slow() has run and its future is pending
   EXPECT_TRUE(chain.discard());
   AWAIT_DISCARDED(chain);
@@ -113,9 +114,7 @@ TEST_F(DispatchTest, DeferRunsContinuationOnTheProcess) {
   promise.set(5);
   AWAIT_EXPECT_EQ(std::string("tag:5:on-strand"), out);
 
-  Future<int> viaLambda = Future<int>(6).then(defer(pid_, [this](int v) {
-    return worker_.onStrand() ? v : -1;
-  }));
+  Future<int> viaLambda = Future<int>(6).then(defer(pid_, [this](int v) { return worker_.onStrand() ? v : -1; }));
   AWAIT_EXPECT_EQ(6, viaLambda);
 
   Future<int> noArgs = Future<Nothing>(Nothing{}).then(defer(pid_, [] { return 1; }));
@@ -137,9 +136,8 @@ TEST(AsyncTest, RunsOnBlockingPoolNotOnWorkers) {
   AWAIT_EXPECT_EQ(false, onWorker);
   AWAIT_EXPECT_EQ(std::string("x"), async(runtime, [] { return std::string("x"); }));
   AWAIT_READY(async(runtime, [] {}));
-  AWAIT_EXPECT_ERROR(ErrorKind::NotFound, async(runtime, []() -> Try<int> {
-    return Error(ErrorKind::NotFound, "gone");
-  }));
+  AWAIT_EXPECT_ERROR(ErrorKind::NotFound,
+                     async(runtime, []() -> Try<int> { return Error(ErrorKind::NotFound, "gone"); }));
 }
 
 TEST(AsyncTest, DiscardBeforeStartSkipsTheWork) {

@@ -133,8 +133,7 @@ TEST(FutureTest, AbandonmentOfPendingChainWhenPromiseDies) {
 TEST(FutureTest, ThenValueFutureTryAndVoid) {
   Promise<int> promise;
   Future<int> plusOne = promise.future().then([](int v) { return v + 1; });
-  Future<std::string> asText =
-      plusOne.then([](int v) { return Future<std::string>(std::to_string(v)); });
+  Future<std::string> asText = plusOne.then([](int v) { return Future<std::string>(std::to_string(v)); });
   Future<int> parsed = asText.then([](const std::string& s) -> Try<int> { return std::stoi(s) * 2; });
   Future<Nothing> done = parsed.then([](int) {});
   Future<int> noArg = done.then([] { return 9; });
@@ -149,23 +148,27 @@ TEST(FutureTest, ThenValueFutureTryAndVoid) {
 TEST(FutureTest, ThenPassesFailureAndDiscardThrough) {
   Promise<int> promise;
   int calls = 0;
-  Future<int> next = promise.future().then([&](int v) { ++calls; return v; });
+  Future<int> next = promise.future().then([&](int v) {
+    ++calls;
+    return v;
+  });
   promise.fail(Error(ErrorKind::DigestMismatch, "sha256 differs"));
   ASSERT_TRUE(next.isFailed());
   EXPECT_EQ(ErrorKind::DigestMismatch, next.failure().kind);
   EXPECT_EQ(0, calls);
 
   Promise<int> p2;
-  Future<int> n2 = p2.future().then([&](int v) { ++calls; return v; });
+  Future<int> n2 = p2.future().then([&](int v) {
+    ++calls;
+    return v;
+  });
   p2.discard();
   EXPECT_TRUE(n2.isDiscarded());
   EXPECT_EQ(0, calls);
 }
 
 TEST(FutureTest, ThenTryErrorFails) {
-  Future<int> f = Future<int>(1).then([](int) -> Try<int> {
-    return Error(ErrorKind::InvalidArgument, "nope");
-  });
+  Future<int> f = Future<int>(1).then([](int) -> Try<int> { return Error(ErrorKind::InvalidArgument, "nope"); });
   ASSERT_TRUE(f.isFailed());
   EXPECT_EQ(ErrorKind::InvalidArgument, f.failure().kind);
 }
@@ -181,8 +184,9 @@ TEST(FutureTest, DiscardPropagatesUpThenChain) {
   Promise<int> promise;
   bool sourceDiscardRequested = false;
   promise.future().onDiscard([&] { sourceDiscardRequested = true; });
-  Future<int> c = promise.future().then([](int v) { return v; }).then([](int v) { return v; }).then(
-      [](int v) { return v; });
+  Future<int> c = promise.future().then([](int v) { return v; }).then([](int v) { return v; }).then([](int v) {
+    return v;
+  });
   c.discard();
   EXPECT_TRUE(sourceDiscardRequested);
   // The producer honours it: DISCARDED flows down.
@@ -193,7 +197,10 @@ TEST(FutureTest, DiscardPropagatesUpThenChain) {
 TEST(FutureTest, ThenDiscardedWhenSourceReadyAfterDiscardRequest) {
   Promise<int> promise;
   bool called = false;
-  Future<int> next = promise.future().then([&](int v) { called = true; return v; });
+  Future<int> next = promise.future().then([&](int v) {
+    called = true;
+    return v;
+  });
   next.discard();
   promise.set(1);  // the producer ignored the request
   EXPECT_TRUE(next.isDiscarded());
@@ -232,23 +239,22 @@ TEST(FutureTest, AssociateWithAbandonedAbandons) {
 }
 
 TEST(FutureTest, RepairOnlyOnFailure) {
-  Future<int> repaired = Future<int>(Error(ErrorKind::IO, "x")).repair([](const Future<int>&) {
-    return 5;
-  });
+  Future<int> repaired = Future<int>(Error(ErrorKind::IO, "x")).repair([](const Future<int>&) { return 5; });
   EXPECT_EQ(5, repaired.get());
 
   int calls = 0;
   Promise<int> p;
-  Future<int> notRepaired = p.future().repair([&](const Future<int>&) { ++calls; return 0; });
+  Future<int> notRepaired = p.future().repair([&](const Future<int>&) {
+    ++calls;
+    return 0;
+  });
   p.discard();
   EXPECT_TRUE(notRepaired.isDiscarded());
   EXPECT_EQ(0, calls);
 }
 
 TEST(FutureTest, RecoverOnFailureDiscardAndAbandon) {
-  auto fallback = [](const Future<int>& f) {
-    return f.isFailed() ? 1 : f.isDiscarded() ? 2 : f.isAbandoned() ? 3 : 0;
-  };
+  auto fallback = [](const Future<int>& f) { return f.isFailed() ? 1 : f.isDiscarded() ? 2 : f.isAbandoned() ? 3 : 0; };
   EXPECT_EQ(1, Future<int>(Error(ErrorKind::IO, "x")).recover(fallback).get());
 
   Promise<int> p;

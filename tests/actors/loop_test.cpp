@@ -39,8 +39,7 @@ class Counter : public Process<Counter> {
 
   Future<Nothing> forever(std::shared_ptr<Promise<int>> gate) {
     return loop(
-        self(), [gate] { return gate->future(); },
-        [](int) -> ControlFlow<Nothing> { return Continue(); });
+        self(), [gate] { return gate->future(); }, [](int) -> ControlFlow<Nothing> { return Continue(); });
   }
 
   Future<int> failing() {
@@ -75,9 +74,7 @@ TEST_F(LoopTest, MillionIterationsResumingFromDispatches) {
   EXPECT_EQ(1000000L, f.get());
 }
 
-TEST_F(LoopTest, FailureStopsTheLoop) {
-  AWAIT_EXPECT_ERROR(ErrorKind::IO, dispatch(pid_, &Counter::failing));
-}
+TEST_F(LoopTest, FailureStopsTheLoop) { AWAIT_EXPECT_ERROR(ErrorKind::IO, dispatch(pid_, &Counter::failing)); }
 
 TEST_F(LoopTest, DiscardReachesTheInflightFuture) {
   auto gate = std::make_shared<Promise<int>>();

@@ -71,8 +71,8 @@ TEST(ProcessOwnerTest, TheDestructorWaitsForQuiesceBeforeTerminating) {
   Runtime runtime(Runtime::Options{.workerThreads = 1, .blockingThreads = 0});
   Promise<Nothing> asked, background;
   std::atomic<bool> finalizedEarly{true}, destroyed{false};
-  auto owner = std::make_unique<ProcessOwner<Sweeper>>(
-      runtime, std::make_unique<Sweeper>(&asked, &background, &finalizedEarly));
+  auto owner = std::make_unique<ProcessOwner<Sweeper>>(runtime,
+                                                       std::make_unique<Sweeper>(&asked, &background, &finalizedEarly));
   Host host;
   PID<Host> hostPid = spawn(runtime, host);
   Future<Nothing> gone = dispatch(hostPid, [&] {

@@ -100,12 +100,10 @@ TEST(ReadWriteLockTest, ConcurrentUseFromProcesses) {
   Runtime runtime;
   ReadWriteLock lock;
   struct User : Process<User> {
-    explicit User(ReadWriteLock* l, std::atomic<int>* w, std::atomic<int>* r)
-        : lock(l), writers(w), readers(r) {}
+    explicit User(ReadWriteLock* l, std::atomic<int>* w, std::atomic<int>* r) : lock(l), writers(w), readers(r) {}
     Future<Nothing> work(bool write, int rounds) {
       return loop(
-          self(),
-          [this, write] { return write ? lock->writeLock() : lock->readLock(); },
+          self(), [this, write] { return write ? lock->writeLock() : lock->readLock(); },
           [this, write, rounds](const Nothing&) -> ControlFlow<Nothing> {
             if (write) {
               if (writers->fetch_add(1) != 0 || readers->load() != 0) violations++;

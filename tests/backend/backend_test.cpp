@@ -151,8 +151,7 @@ TEST_F(BackendTest, AufsIsUnsupportedWhereTheKernelLacksIt) {
 TEST(BackendOptionsTest, AufsAndOverlayMountData) {
   EXPECT_EQ("dirs=/s/workdir=rw:/tmp/L/2=ro+wh:/tmp/L/1=ro+wh:/tmp/L/0=ro+wh",
             aufsMountOptions("/s/workdir", "/tmp/L", 3));
-  EXPECT_EQ("lowerdir=/tmp/L/1:/tmp/L/0,upperdir=/u,workdir=/w",
-            overlayMountOptions("/tmp/L", 2, "/u", "/w"));
+  EXPECT_EQ("lowerdir=/tmp/L/1:/tmp/L/0,upperdir=/u,workdir=/w", overlayMountOptions("/tmp/L", 2, "/u", "/w"));
 }
 
 TEST(BackendOptionsTest, UnknownBackendIsAnError) {

@@ -199,8 +199,7 @@ class NoMountLeftBehind : public ::testing::Environment {
     }
   }
 };
-[[maybe_unused]] const auto* const kNoMountLeftBehind =
-    ::testing::AddGlobalTestEnvironment(new NoMountLeftBehind);
+[[maybe_unused]] const auto* const kNoMountLeftBehind = ::testing::AddGlobalTestEnvironment(new NoMountLeftBehind);
 
 std::string variantName(const ::testing::TestParamInfo<Variant>& info) { return info.param.label; }
 
@@ -210,12 +209,10 @@ const Variant kOverlayVariant{"overlay", kOverlay, {.overlayUseLowerdirPlus = tr
 const Variant kOverlaySymlinksVariant{"overlay_symlinks", kOverlay, {.overlayUseLowerdirPlus = false}};
 
 INSTANTIATE_TEST_SUITE_P(Backends, SingleLayerTest,
-                         ::testing::Values(kCopyVariant, kBindVariant, kOverlayVariant,
-                                           kOverlaySymlinksVariant),
+                         ::testing::Values(kCopyVariant, kBindVariant, kOverlayVariant, kOverlaySymlinksVariant),
                          variantName);
 INSTANTIATE_TEST_SUITE_P(Backends, MultiLayerTest,
-                         ::testing::Values(kCopyVariant, kOverlayVariant, kOverlaySymlinksVariant),
-                         variantName);
+                         ::testing::Values(kCopyVariant, kOverlayVariant, kOverlaySymlinksVariant), variantName);
 
 }  // namespace
 }  // namespace prov::backend

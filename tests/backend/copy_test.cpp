@@ -144,7 +144,7 @@ TEST_F(CopyBackendTest, SparseFilesKeepTheirHoles) {
   makeDirectory(path("l1"));
   int fd = ::open(path("l1/sparse").c_str(), O_WRONLY | O_CREAT, 0644);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::ftruncate(fd, 64 << 20));  // 64 MiB, all hole ...
+  ASSERT_EQ(0, ::ftruncate(fd, 64 << 20));                 // 64 MiB, all hole ...
   ASSERT_EQ(5, ::pwrite(fd, "tail!", 5, (64 << 20) - 5));  // ... but the end
   ::close(fd);
   AWAIT_READY(provision({"l1"}));
@@ -157,7 +157,8 @@ TEST_F(CopyBackendTest, SparseFilesKeepTheirHoles) {
 }
 
 TEST_F(CopyBackendTest, ManyFilesAcrossLayers) {
-  for (int i = 0; i < 2000; ++i) writeFile(path("l1/d" + std::to_string(i % 20) + "/f" + std::to_string(i)), std::to_string(i));
+  for (int i = 0; i < 2000; ++i)
+    writeFile(path("l1/d" + std::to_string(i % 20) + "/f" + std::to_string(i)), std::to_string(i));
   for (int i = 0; i < 2000; i += 2) writeFile(path("l2/d" + std::to_string(i % 20) + "/f" + std::to_string(i)), "v2");
   AWAIT_READY(provision({"l1", "l2"}));
   for (int i = 0; i < 2000; ++i) {

@@ -149,8 +149,8 @@ class CliTest : public testing::RealRegistryTest {
 
   // The layers of test/<name>:latest as the registry serves them: (blob digest, size).
   std::vector<std::pair<std::string, std::int64_t>> layersOf(const std::string& image) const {
-    auto raw =
-        testing::runCommand({"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + image + ":latest"});
+    auto raw = testing::runCommand(
+        {"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + image + ":latest"});
     EXPECT_EQ(0, raw.status) << raw.output;
     rapidjson::Document doc;
     doc.Parse(raw.output.c_str());
@@ -265,11 +265,11 @@ std::string makeAci(const std::string& name, const std::string& version, const s
   struct utsname u {};
   ::uname(&u);
   const std::string arch = std::string(u.machine) == "x86_64" ? "amd64" : u.machine;
-  const std::string manifest =
-      R"({"acKind":"ImageManifest","acVersion":"0.8.11","name":")" + name +
-      R"(","labels":[{"name":"version","value":")" + version + R"("},{"name":"os","value":"linux"},)" +
-      R"({"name":"arch","value":")" + arch + R"("}])" + (app.empty() ? "" : ",\"app\":" + app) +
-      (dependencies.empty() ? "" : ",\"dependencies\":" + dependencies) + "}";
+  const std::string manifest = R"({"acKind":"ImageManifest","acVersion":"0.8.11","name":")" + name +
+                               R"(","labels":[{"name":"version","value":")" + version +
+                               R"("},{"name":"os","value":"linux"},)" + R"({"name":"arch","value":")" + arch +
+                               R"("}])" + (app.empty() ? "" : ",\"app\":" + app) +
+                               (dependencies.empty() ? "" : ",\"dependencies\":" + dependencies) + "}";
   std::vector<TarEntry> all = {TarEntry::file("manifest", manifest), TarEntry::directory("rootfs")};
   for (auto entry : entries) {
     entry.path = "rootfs/" + entry.path;
@@ -292,11 +292,11 @@ TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {
   fs::create_directories(acis / "example.com");
   std::ofstream(acis / ("example.com/busybox-latest-linux-" + appcArch() + ".aci"), std::ios::binary)
       << makeAci("example.com/busybox", "latest", "", "", busyboxLayer());
-  std::ofstream(acis / ("example.com/hello-1.0-linux-" + appcArch() + ".aci"), std::ios::binary) << makeAci(
-      "example.com/hello", "1.0",
-      R"({"exec":["/bin/sh","-c","cat /hello"],"user":"0","group":"0",)"
-      R"("environment":[{"name":"PATH","value":"/bin"}],"workingDirectory":"/tmp"})",
-      R"([{"imageName":"example.com/busybox"}])", {TarEntry::file("hello", "hello from appc\n")});
+  std::ofstream(acis / ("example.com/hello-1.0-linux-" + appcArch() + ".aci"), std::ios::binary)
+      << makeAci("example.com/hello", "1.0",
+                 R"({"exec":["/bin/sh","-c","cat /hello"],"user":"0","group":"0",)"
+                 R"("environment":[{"name":"PATH","value":"/bin"}],"workingDirectory":"/tmp"})",
+                 R"([{"imageName":"example.com/busybox"}])", {TarEntry::file("hello", "hello from appc\n")});
   const std::string prefix = "--appc_simple_discovery_uri_prefix=" + acis.string() + "/";
 
   auto made = run({prefix, "--json", "provision", "c1", "appc:example.com/hello,version=1.0"});
@@ -312,7 +312,8 @@ TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {
   EXPECT_EQ(std::string("PATH=/bin"), doc["config"]["env"][0].GetString());
   EXPECT_EQ(std::string("/tmp"), doc["config"]["working_dir"].GetString());
   EXPECT_EQ(std::string("0:0"), doc["config"]["user"].GetString());
-  auto ran = testing::runCommand({"chroot", rootfs, "/bin/sh", "-c", "read line < /hello; echo \"$line\"; echo and busybox"});
+  auto ran = testing::runCommand(
+      {"chroot", rootfs, "/bin/sh", "-c", "read line < /hello; echo \"$line\"; echo and busybox"});
   EXPECT_EQ(0, ran.status) << ran.output;
   EXPECT_EQ("hello from appc\nand busybox\n", ran.output);
 
@@ -474,8 +475,8 @@ TEST_F(CliTest, ProgressDisplayOnATerminalAndNothingOnAPipe) {
   EXPECT_TRUE(std::regex_match(frame[0], std::regex(shortDigest(otherLayers[0].first) + " +cached +" + base)))
       << frame[0];
   const std::string top = regexEscape(humanBytes(otherLayers[1].second));
-  EXPECT_TRUE(std::regex_match(frame[1], std::regex(shortDigest(otherLayers[1].first) + " +done +" + top + " / " +
-                                                     top + R"( +[0-9]+\.[0-9] MiB/s)")))
+  EXPECT_TRUE(std::regex_match(frame[1], std::regex(shortDigest(otherLayers[1].first) + " +done +" + top + " / " + top +
+                                                    R"( +[0-9]+\.[0-9] MiB/s)")))
       << frame[1];
 
   // An error is one clean line, on a terminal too.

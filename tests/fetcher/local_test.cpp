@@ -286,7 +286,8 @@ TEST_F(LocalOciTest, StreamsInChunksWithBackPressure) {
 
   // A discard stops a fetch whose sink does not take the bytes.
   auto stuck = std::make_shared<StuckSink>();
-  Future<Nothing> fetch = puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), resolved->manifest().layers(2), stuck);
+  Future<Nothing> fetch = puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), resolved->manifest().layers(2),
+                                             stuck);
   fetch.discard();
   AWAIT_DISCARDED(fetch);
 }
@@ -365,7 +366,8 @@ TEST_F(LocalOciTest, CorruptedTruncatedAndMissingBlobsFailFetch) {
   std::string changed = built.layerBlobs[1];
   changed[changed.size() / 2] ^= 0x55;
   overwrite(file, changed);
-  Future<Nothing> f = puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), layer, std::make_shared<CollectSink>());
+  Future<Nothing> f = puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), layer,
+                                         std::make_shared<CollectSink>());
   AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, f);
   EXPECT_TRUE(mentions(f, layer.digest()));
 
@@ -385,8 +387,8 @@ TEST_F(LocalOciTest, CorruptedTruncatedAndMissingBlobsFailFetch) {
 
   messages::Descriptor bad = layer;
   bad.set_digest("sha256:../../../etc/passwd");
-  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument,
-                     puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), bad, std::make_shared<CollectSink>()));
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, puller_->fetchBlob(image(layout.dir(), "v1"), resolved.get(), bad,
+                                                                    std::make_shared<CollectSink>()));
 }
 
 // ------------------------------------------------------------ docker save
@@ -588,9 +590,8 @@ TEST_F(DockerArchiveTest, LegacyCompressedLayerGetsItsOwnDigest) {
 TEST_F(DockerArchiveTest, CompressedLayersAndSeveralImages) {
   const fs::path file = sandbox() / "two.tar";
   const SavedImage one = savedImage({"one:1"}, "one", {TarCompression::None});
-  const SavedImage two =
-      savedImage({"two:2", "registry.example.com:5000/x/two:2"}, "two",
-                 {TarCompression::Gzip, TarCompression::Zstd, TarCompression::None});
+  const SavedImage two = savedImage({"two:2", "registry.example.com:5000/x/two:2"}, "two",
+                                    {TarCompression::Gzip, TarCompression::Zstd, TarCompression::None});
   writeSave(file, {one, two});
 
   Future<messages::ResolvedImage> untagged = resolve(archive(file));

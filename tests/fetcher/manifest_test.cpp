@@ -8,16 +8,15 @@ namespace {
 
 std::string digestOf(const std::string& name) { return sha256Digest(name); }
 
-std::string descriptor(const std::string& mediaType, const std::string& name, int size,
-                       const std::string& extra = "") {
+std::string descriptor(const std::string& mediaType, const std::string& name, int size, const std::string& extra = "") {
   return R"({"mediaType": ")" + mediaType + R"(", "size": )" + std::to_string(size) + R"(, "digest": ")" +
          digestOf(name) + "\"" + extra + "}";
 }
 
 std::string schema2(const std::string& layers) {
   return R"({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-    "config": )" + descriptor(mediatype::kDockerConfig, "config", 7023) +
-         R"(, "layers": [)" + layers + "]}";
+    "config": )" +
+         descriptor(mediatype::kDockerConfig, "config", 7023) + R"(, "layers": [)" + layers + "]}";
 }
 
 std::string oci(const std::string& layers, const std::string& mediaTypeField = "") {
@@ -27,7 +26,8 @@ std::string oci(const std::string& layers, const std::string& mediaTypeField = "
 
 std::string index(const std::string& mediaTypeField = "") {
   return R"({"schemaVersion": 2, )" + mediaTypeField + R"("manifests": [)" +
-         descriptor(mediatype::kOciManifest, "amd64", 500, R"(, "platform": {"os": "linux", "architecture": "amd64"})") +
+         descriptor(mediatype::kOciManifest, "amd64", 500,
+                    R"(, "platform": {"os": "linux", "architecture": "amd64"})") +
          ", " +
          descriptor(mediatype::kOciManifest, "arm64", 500,
                     R"(, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"})") +
@@ -57,8 +57,8 @@ const std::string kId3 = std::string(64, '3');
 std::string schema1() {
   // Top layer first, as schema 1 lists them; two layers share a blob.
   return R"({"name": "library/busybox", "tag": "latest", "architecture": "amd64", "schemaVersion": 1,
-    "fsLayers": [{"blobSum": ")" + digestOf("a") + R"("}, {"blobSum": ")" + digestOf("a") +
-         R"("}, {"blobSum": ")" + digestOf("base") + R"("}],
+    "fsLayers": [{"blobSum": ")" +
+         digestOf("a") + R"("}, {"blobSum": ")" + digestOf("a") + R"("}, {"blobSum": ")" + digestOf("base") + R"("}],
     "history": [{"v1Compatibility": ")" +
          v1(kId3, kId2, R"({"Cmd":["sh"],"Env":["PATH=/bin"],"Entrypoint":null,"WorkingDir":"/w"})") +
          R"("}, {"v1Compatibility": ")" + v1(kId2, kId1) + R"("}, {"v1Compatibility": ")" + v1(kId1, "") +
@@ -103,12 +103,15 @@ TEST(ManifestTest, DockerSchema2) {
 // ValidateV2_2ImageManifestLayersNonEmpty.
 TEST(ManifestTest, InvalidSchema2) {
   expectError(parseManifestDocument(R"({"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-      "config": )" + descriptor(mediatype::kDockerConfig, "c", 1) + "}", ""),
+      "config": )" + descriptor(mediatype::kDockerConfig, "c", 1) +
+                                        "}",
+                                    ""),
               ErrorKind::Corruption, "schemaVersion");
   expectError(parseManifestDocument(schema2(""), ""), ErrorKind::Corruption, "at least one layer");
   // schema 2 must name its media type in the body.
-  expectError(parseManifestDocument(R"({"schemaVersion": 2, "config": )" + descriptor(mediatype::kDockerConfig, "c", 1) +
-                                        R"(, "layers": [)" + descriptor(mediatype::kDockerLayerGzip, "l", 1) + "]}",
+  expectError(parseManifestDocument(R"({"schemaVersion": 2, "config": )" +
+                                        descriptor(mediatype::kDockerConfig, "c", 1) + R"(, "layers": [)" +
+                                        descriptor(mediatype::kDockerLayerGzip, "l", 1) + "]}",
                                     mediatype::kDockerSchema2),
               ErrorKind::Corruption, "mediaType");
 }
@@ -141,13 +144,18 @@ TEST(ManifestTest, InvalidSchema1) {
   expectError(parseManifestDocument(R"({"name": "n", "tag": "t", "architecture": "amd64", "fsLayers": []})", ""),
               ErrorKind::Corruption, "schemaVersion");
   expectError(parseManifestDocument(R"({"name": "n", "tag": "t", "architecture": "amd64", "schemaVersion": 1,
-      "fsLayers": [], "signatures": [{}]})", ""),
+      "fsLayers": [], "signatures": [{}]})",
+                                    ""),
               ErrorKind::Corruption, "fsLayers");
   expectError(parseManifestDocument(R"({"name": "n", "tag": "t", "architecture": "amd64", "schemaVersion": 1,
-      "fsLayers": [{"blobSum": ")" + digestOf("x") + R"("}]})", ""),
+      "fsLayers": [{"blobSum": ")" + digestOf("x") +
+                                        R"("}]})",
+                                    ""),
               ErrorKind::Corruption, "history");
   expectError(parseManifestDocument(R"({"name": "n", "tag": "t", "architecture": "amd64", "schemaVersion": 1,
-      "fsLayers": [{"blobSum": "sha256:../../x"}], "history": [{"v1Compatibility": ")" + v1(kId1, "") + R"("}]})", ""),
+      "fsLayers": [{"blobSum": "sha256:../../x"}], "history": [{"v1Compatibility": ")" +
+                                        v1(kId1, "") + R"("}]})",
+                                    ""),
               ErrorKind::InvalidArgument, "digest");
 }
 
@@ -155,8 +163,8 @@ TEST(ManifestTest, OciManifestAndLayerCompressions) {
   const std::string layers = descriptor(mediatype::kOciLayerGzip, "g", 1) + ", " +
                              descriptor(mediatype::kOciLayerZstd, "z", 2) + ", " +
                              descriptor(mediatype::kOciLayer, "t", 3, R"(, "annotations": {"k": "v"})");
-  auto m = manifestOf(parseManifestDocument(oci(layers, R"("mediaType": "application/vnd.oci.image.manifest.v1+json", )"),
-                                            mediatype::kOciManifest));
+  auto m = manifestOf(parseManifestDocument(
+      oci(layers, R"("mediaType": "application/vnd.oci.image.manifest.v1+json", )"), mediatype::kOciManifest));
   EXPECT_EQ(messages::Manifest::OCI, m.kind());
   ASSERT_EQ(3, m.layers_size());
   EXPECT_EQ("v", m.layers(2).annotations().at("k"));
@@ -185,8 +193,8 @@ TEST(ManifestTest, OciIndexAndDockerList) {
   const auto& idx = std::get<messages::Index>(*doc);
   ASSERT_EQ(3, idx.manifests_size());
   EXPECT_EQ("arm64", idx.manifests(1).platform().architecture());
-  auto list = parseManifestDocument(index(R"("mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", )"),
-                                    mediatype::kDockerList);
+  auto list = parseManifestDocument(
+      index(R"("mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", )"), mediatype::kDockerList);
   ASSERT_TRUE(list.isSome()) << list.error().message;
   EXPECT_EQ(mediatype::kDockerList, std::get<messages::Index>(*list).media_type());
 }
@@ -222,7 +230,8 @@ TEST(ManifestTest, MediaTypeMustMatchShape) {
               ErrorKind::Corruption, "is an index but declares");
   expectError(parseManifestDocument(oci(layers, R"("mediaType": "application/vnd.oci.image.index.v1+json", )"), ""),
               ErrorKind::Corruption, "is an image manifest but declares");
-  expectError(parseManifestDocument(index(), mediatype::kOciManifest), ErrorKind::Corruption, "is an index but declares");
+  expectError(parseManifestDocument(index(), mediatype::kOciManifest), ErrorKind::Corruption,
+              "is an index but declares");
   expectError(parseManifestDocument(oci(layers, R"("mediaType": "application/vnd.oci.image.manifest.v1+json", )"),
                                     mediatype::kOciIndex),
               ErrorKind::Corruption, "disagrees");
@@ -240,8 +249,9 @@ TEST(ManifestTest, DuplicateKeysAreRefused) {
                                         descriptor(mediatype::kOciConfig, "c", 1) + R"(, "layers": [)" + layers + "]}",
                                     ""),
               ErrorKind::Corruption, "appears twice");
-  const std::string twoDigests = R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1, "digest": ")" +
-                                 digestOf("a") + R"(", "digest": ")" + digestOf("b") + R"("})";
+  const std::string twoDigests =
+      R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1, "digest": ")" + digestOf("a") +
+      R"(", "digest": ")" + digestOf("b") + R"("})";
   expectError(parseManifestDocument(oci(twoDigests), ""), ErrorKind::Corruption, "appears twice");
 }
 
@@ -249,8 +259,9 @@ TEST(ManifestTest, DigestsAreValidatedBeforeUse) {
   const std::string evil = R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1,
                                "digest": "sha256:../../../../etc/passwd"})";
   expectError(parseManifestDocument(oci(evil), ""), ErrorKind::InvalidArgument, "layers[0]");
-  const std::string negative = R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": -5, "digest": ")" +
-                               digestOf("x") + R"("})";
+  const std::string negative =
+      R"({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": -5, "digest": ")" + digestOf("x") +
+      R"("})";
   expectError(parseManifestDocument(oci(negative), ""), ErrorKind::Corruption, "negative size");
 }
 
@@ -269,7 +280,8 @@ TEST(ImageConfigTest, DockerConfigFields) {
     "config": {"Env": ["PATH=/usr/bin", "A=b"], "Entrypoint": ["/entry"], "Cmd": ["-x"],
                "WorkingDir": "/srv", "User": "1000:1000", "Labels": {"k": "v"},
                "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}}, "StopSignal": "SIGTERM"},
-    "rootfs": {"type": "layers", "diff_ids": [")" + digestOf("d1") + R"(", ")" + digestOf("d2") + R"("]},
+    "rootfs": {"type": "layers", "diff_ids": [")" +
+                            digestOf("d1") + R"(", ")" + digestOf("d2") + R"("]},
     "history": [{"created_by": "ADD x", "empty_layer": false}, {"created_by": "CMD", "empty_layer": true}]})");
   ASSERT_TRUE(c.isSome()) << c.error().message;
   EXPECT_EQ("amd64", c->architecture());

@@ -78,8 +78,7 @@ class RealRegistryTest : public testing::TemporaryDirectoryTest {
       EXPECT_EQ(built.layerDigests[i], sink->digest());
       EXPECT_EQ(built.layerBlobs[i].size(), sink->bytes());
     }
-    EXPECT_EQ(testing::strings(built.diffIds),
-              testing::strings(resolved->config().diff_ids()));
+    EXPECT_EQ(testing::strings(built.diffIds), testing::strings(resolved->config().diff_ids()));
     ASSERT_EQ(2, resolved->config().env_size());
     EXPECT_EQ("MARKER=" + marker, resolved->config().env(1));
     EXPECT_EQ(sha256Digest(resolved->config_json()), manifest.config().digest());
@@ -109,7 +108,8 @@ TEST_F(RealRegistryTest, PlainHttpDockerSchema2AndOci) {
   auto puller = RegistryPuller::create(runtime_, RegistryOptions{}, 3);
   ASSERT_TRUE(puller.isSome());
   AWAIT_EXPECT_READY((*puller)->client().ping(*parseUrl(registry->url())));
-  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/schema2:v1"), platform("amd64"), built, "plain");
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/schema2:v1"), platform("amd64"), built,
+                "plain");
   pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/oci:v1"), platform("amd64"), built, "plain");
 
   // Schema 2 really arrived as schema 2, OCI as OCI.
@@ -181,7 +181,8 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
   auto noCa = RegistryPuller::create(runtime_, untrusted, 2);
   Future<messages::ResolvedImage> refused = (*noCa)->resolve(image, platform("amd64"));
   AWAIT_EXPECT_ERROR(ErrorKind::IO, refused);
-  EXPECT_NE(std::string::npos, refused.failure().message.find("certificate verify failed")) << refused.failure().message;
+  EXPECT_NE(std::string::npos, refused.failure().message.find("certificate verify failed"))
+      << refused.failure().message;
 
   // Without credentials, and with a wrong password.
   RegistryOptions anonymous = options;

@@ -135,8 +135,8 @@ messages::Descriptor blobOf(const std::string& digest, std::int64_t size) {
 
 std::string descriptorJson(const std::string& mediaType, const std::string& digest, std::size_t size,
                            const std::string& extra = "") {
-  return R"({"mediaType":")" + mediaType + R"(","digest":")" + digest + R"(","size":)" + std::to_string(size) +
-         extra + "}";
+  return R"({"mediaType":")" + mediaType + R"(","digest":")" + digest + R"(","size":)" + std::to_string(size) + extra +
+         "}";
 }
 
 struct Published {
@@ -158,10 +158,12 @@ Published publish(FakeRegistry& registry, const std::string& repo, const std::st
   }
   const std::string config = R"({"architecture":")" + architecture +
                              R"(","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},)"
-                             R"("rootfs":{"type":"layers","diff_ids":[)" + diffIds + "]}}";
+                             R"("rootfs":{"type":"layers","diff_ids":[)" +
+                             diffIds + "]}}";
   p.configDigest = registry.addBlob(config);
   const std::string manifest = R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kDockerSchema2) +
-                               R"(","config":)" + descriptorJson(mediatype::kDockerConfig, p.configDigest, config.size()) +
+                               R"(","config":)" +
+                               descriptorJson(mediatype::kDockerConfig, p.configDigest, config.size()) +
                                R"(,"layers":[)" + layerList + "]}";
   p.manifestDigest = registry.putManifest(repo, tag, manifest, mediatype::kDockerSchema2);
   return p;
@@ -241,8 +243,9 @@ TEST_F(RegistryTest, ManifestByDigestMustHashToIt) {
   AWAIT_EXPECT_READY(c->fetchManifest(repo(registry), image.manifestDigest));
   // A registry that answers a digest with another document.
   const std::string wanted = sha256Digest("the manifest I asked for");
-  registry.putManifest("test/app", wanted, R"({"schemaVersion":2,"mediaType":")" +
-                                               std::string(mediatype::kDockerSchema2) + R"(","layers":[]})",
+  registry.putManifest("test/app", wanted,
+                       R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kDockerSchema2) +
+                           R"(","layers":[]})",
                        mediatype::kDockerSchema2);
   AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, c->fetchManifest(repo(registry), wanted));
   AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, c->fetchManifest(repo(registry), "sha256:../../etc/passwd"));
@@ -285,7 +288,8 @@ TEST_F(RegistryTest, AnonymousBearerTokenIsFetchedOnceAndCached) {
   EXPECT_EQ("b", sink->data());
   EXPECT_EQ(1u, registry.count("/token"));
   const auto seen = registry.requests();
-  const auto& tokenRequest = *std::find_if(seen.begin(), seen.end(), [](auto& s) { return s.target.rfind("/token", 0) == 0; });
+  const auto& tokenRequest = *std::find_if(seen.begin(), seen.end(),
+                                           [](auto& s) { return s.target.rfind("/token", 0) == 0; });
   EXPECT_NE(std::string::npos, tokenRequest.target.find("scope=repository:test/app:pull"));
   EXPECT_NE(std::string::npos, tokenRequest.target.find("service=fake"));
   EXPECT_TRUE(tokenRequest.authorization.empty());  // anonymous
@@ -396,8 +400,8 @@ TEST_F(RegistryTest, RedirectToAnotherOriginNeverCarriesAuthorization) {
   registry.redirectBlobsTo(storage.url());
   auto c = client();
   auto sink = std::make_shared<StringSink>();
-  AWAIT_READY(c->streamBlob(repo(registry, "test/app", user("alice", "s3cret")),
-                            blobOf(image.layerDigests[0], 11), sink));
+  AWAIT_READY(
+      c->streamBlob(repo(registry, "test/app", user("alice", "s3cret")), blobOf(image.layerDigests[0], 11), sink));
   EXPECT_EQ("layer bytes", sink->data());
   EXPECT_EQ(1u, storage.count("/blobs/"));
   EXPECT_FALSE(storage.sawAuthorization());
@@ -593,12 +597,14 @@ TEST_F(RegistryTest, ResolvePicksThePlatformFromAnIndex) {
   FakeRegistry registry;
   Published amd = publish(registry, "test/multi", "amd64-only", {"amd layer"}, "amd64");
   Published arm = publish(registry, "test/multi", "arm64-only", {"arm layer 1", "arm layer 2"}, "arm64");
-  const std::string index =
-      R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kOciIndex) + R"(","manifests":[)" +
-      descriptorJson(mediatype::kDockerSchema2, arm.manifestDigest, 100,
-                     R"(,"platform":{"os":"linux","architecture":"arm64","variant":"v8"})") + "," +
-      descriptorJson(mediatype::kDockerSchema2, amd.manifestDigest, 100,
-                     R"(,"platform":{"os":"linux","architecture":"amd64"})") + "]}";
+  const std::string index = R"({"schemaVersion":2,"mediaType":")" + std::string(mediatype::kOciIndex) +
+                            R"(","manifests":[)" +
+                            descriptorJson(mediatype::kDockerSchema2, arm.manifestDigest, 100,
+                                           R"(,"platform":{"os":"linux","architecture":"arm64","variant":"v8"})") +
+                            "," +
+                            descriptorJson(mediatype::kDockerSchema2, amd.manifestDigest, 100,
+                                           R"(,"platform":{"os":"linux","architecture":"amd64"})") +
+                            "]}";
   const std::string indexDigest = registry.putManifest("test/multi", "latest", index, mediatype::kOciIndex);
   auto c = client();
   messages::Platform amd64;

@@ -66,12 +66,15 @@ TEST_F(RetryTest, RetriesUnavailableWithBackoffThenSucceeds) {
   std::vector<actors::Clock::TimePoint> starts;
   std::mutex mutex;
   auto start = runtime_.clock().now();
-  Future<int> result = retry<int>(runtime_.clock(), policy_, [&](int n) -> Future<int> {
-    std::lock_guard lock(mutex);
-    starts.push_back(runtime_.clock().now());
-    if (n < 3) return Error(ErrorKind::Unavailable, "503 Service Unavailable");
-    return 7;
-  }, {}, 1);
+  Future<int> result = retry<int>(
+      runtime_.clock(), policy_,
+      [&](int n) -> Future<int> {
+        std::lock_guard lock(mutex);
+        starts.push_back(runtime_.clock().now());
+        if (n < 3) return Error(ErrorKind::Unavailable, "503 Service Unavailable");
+        return 7;
+      },
+      {}, 1);
   drive(result);
   AWAIT_EXPECT_EQ(7, result);
   std::lock_guard lock(mutex);

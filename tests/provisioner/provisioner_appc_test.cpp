@@ -172,10 +172,8 @@ TEST_F(ProvisionerAppcTest, DependenciesAreLayeredUnderTheImageWithOverlayAndCop
     EXPECT_EQ("app", testing::readFile(fs::path(info->rootfs) / "etc/shared")) << "the image over its dependency";
     EXPECT_EQ("app", testing::readFile(fs::path(info->rootfs) / "app"));
     const auto& config = info->image.config();
-    EXPECT_EQ((std::vector<std::string>{"/bin/app", "serve"}),
-              testing::strings(config.entrypoint()));
-    EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=prod"}),
-              testing::strings(config.env()));
+    EXPECT_EQ((std::vector<std::string>{"/bin/app", "serve"}), testing::strings(config.entrypoint()));
+    EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=prod"}), testing::strings(config.env()));
     EXPECT_EQ("/srv", config.working_dir());
     EXPECT_EQ("0:0", config.user());
     auto made = rootfses("c1");
@@ -205,7 +203,8 @@ TEST_F(ProvisionerAppcTest, PruneKeepsWhatContainersUse) {
   ASSERT_EQ(1u, images->size());
   EXPECT_EQ(used->image.key(), images->at(0).key());
   EXPECT_FALSE(fs::exists(workDir_ / "store/appc/images" / unused->appc().id()));
-  for (const auto& id : used->image.appc().image_ids()) EXPECT_TRUE(fs::exists(workDir_ / "store/appc/images" / id / "rootfs"));
+  for (const auto& id : used->image.appc().image_ids())
+    EXPECT_TRUE(fs::exists(workDir_ / "store/appc/images" / id / "rootfs"));
   EXPECT_EQ("base", testing::readFile(fs::path(used->rootfs) / "etc/os"));
 }
 

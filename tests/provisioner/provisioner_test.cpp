@@ -16,8 +16,8 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
-#include "tests/provisioner/helpers.hpp"
 #include "store/paths.hpp"
+#include "tests/provisioner/helpers.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/files.hpp"
@@ -37,7 +37,7 @@ class HeldBackend final : public backend::Backend {
 
   std::string name() const override { return inner_->name(); }
   Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
-                                           const std::string& backendDir) override {
+                                        const std::string& backendDir) override {
     called_.set(Nothing{});
     auto inner = inner_;
     // Out of the caller's discard: once released, the rootfs is made.
@@ -63,7 +63,7 @@ class SharedBackend final : public backend::Backend {
   explicit SharedBackend(std::shared_ptr<backend::Backend> inner) : inner_(std::move(inner)) {}
   std::string name() const override { return inner_->name(); }
   Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
-                                           const std::string& backendDir) override {
+                                        const std::string& backendDir) override {
     return inner_->provision(layers, rootfs, backendDir);
   }
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
@@ -412,7 +412,8 @@ TEST(ProvisionerParseTest, ImagesIdsAndGcConfig) {
   EXPECT_TRUE(parseImage("appc:name,bad").isError());
   EXPECT_TRUE(parseImage("UPPER/case").isError());
   EXPECT_TRUE(validateContainerId("a/b-c_d.e").isSome());
-  for (const char* bad : {"", "a//b", "../x", "a/..", "a b", "/a"}) EXPECT_TRUE(validateContainerId(bad).isError()) << bad;
+  for (const char* bad : {"", "a//b", "../x", "a/..", "a b", "/a"})
+    EXPECT_TRUE(validateContainerId(bad).isError()) << bad;
   auto gc = parseImageGcConfig(
       R"({"image_disk_headroom": 0.25, "image_disk_watch_interval": {"nanoseconds": 5000000000},
           "excluded_images": ["busybox", {"type": "DOCKER", "docker": {"name": "alpine"}}]})");

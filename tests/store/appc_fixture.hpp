@@ -50,8 +50,8 @@ inline std::string jsonString(const std::string& s) {
 inline std::string labelsJson(const std::map<std::string, std::string>& labels) {
   std::string out = "[";
   for (const auto& [name, value] : labels) {
-    out += std::string(out.size() > 1 ? "," : "") + "{\"name\":" + jsonString(name) + ",\"value\":" +
-           jsonString(value) + "}";
+    out += std::string(out.size() > 1 ? "," : "") + "{\"name\":" + jsonString(name) +
+           ",\"value\":" + jsonString(value) + "}";
   }
   return out + "]";
 }
@@ -84,7 +84,8 @@ inline std::string manifestJson(const AciSpec& spec) {
 }
 
 // The tar entries of an ACI: manifest, rootfs/, then rootfs/<each>.
-inline std::vector<testing::TarEntry> aciEntries(const std::string& manifest, const std::vector<testing::TarEntry>& rootfs) {
+inline std::vector<testing::TarEntry> aciEntries(const std::string& manifest,
+                                                 const std::vector<testing::TarEntry>& rootfs) {
   std::vector<testing::TarEntry> entries = {testing::TarEntry::file("manifest", manifest),
                                             testing::TarEntry::directory("rootfs")};
   for (auto entry : rootfs) {
@@ -134,8 +135,11 @@ class AppcStoreTest : public testing::TemporaryDirectoryTest {
     store_.reset();
     fetcher::AppcFetchOptions fetch;
     fetch.prefix = prefix();
-    fetch.retry = fetcher::RetryPolicy{.maxAttempts = 3, .initialDelay = std::chrono::milliseconds(1),
-                                       .maxDelay = std::chrono::milliseconds(5), .multiplier = 2.0, .jitter = 0.1};
+    fetch.retry = fetcher::RetryPolicy{.maxAttempts = 3,
+                                       .initialDelay = std::chrono::milliseconds(1),
+                                       .maxDelay = std::chrono::milliseconds(5),
+                                       .multiplier = 2.0,
+                                       .jitter = 0.1};
     auto fetcher = fetcher::AppcFetcher::create(runtime_, fetch);
     ASSERT_TRUE(fetcher.isSome()) << fetcher.error().message;
     AppcStoreOptions options;

@@ -131,8 +131,10 @@ TEST_F(AppcStoreTest, FetchesFromALocalDirectoryWithoutCopyingTheAci) {
 }
 
 TEST_F(AppcStoreTest, ReadsEveryCompressionAndHashesTheUncompressedTar) {
-  for (auto [compression, tag] : {std::pair{TarCompression::None, "none"}, {TarCompression::Gzip, "gzip"},
-                                  {TarCompression::Bzip2, "bzip2"}, {TarCompression::Xz, "xz"},
+  for (auto [compression, tag] : {std::pair{TarCompression::None, "none"},
+                                  {TarCompression::Gzip, "gzip"},
+                                  {TarCompression::Bzip2, "bzip2"},
+                                  {TarCompression::Xz, "xz"},
                                   {TarCompression::Zstd, "zstd"}}) {
     SCOPED_TRACE(tag);
     AciSpec spec = simple(std::string("example.com/") + tag, tag);
@@ -153,10 +155,8 @@ TEST_F(AppcStoreTest, TheRuntimeConfigComesFromTheManifest) {
   auto info = store_->get(appcImage("example.com/app"));
   AWAIT_READY(info);
   const auto& config = info->image.config();
-  EXPECT_EQ((std::vector<std::string>{"/bin/app", "--flag"}),
-            testing::strings(config.entrypoint()));
-  EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=test"}),
-            testing::strings(config.env()));
+  EXPECT_EQ((std::vector<std::string>{"/bin/app", "--flag"}), testing::strings(config.entrypoint()));
+  EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=test"}), testing::strings(config.env()));
   EXPECT_EQ("/srv", config.working_dir());
   EXPECT_EQ("0:0", config.user());
 }
@@ -470,8 +470,7 @@ TEST_F(AppcStoreTest, RecoverMigratesAnIndexInTheFormerLayout) {
   AWAIT_READY(listed);
   ASSERT_EQ(1u, listed->size());
   EXPECT_EQ(topId, listed->at(0).appc().id());
-  EXPECT_EQ((std::vector<std::string>{baseId, topId}),
-            testing::strings(listed->at(0).appc().image_ids()));
+  EXPECT_EQ((std::vector<std::string>{baseId, topId}), testing::strings(listed->at(0).appc().image_ids()));
   EXPECT_EQ("", listed->at(0).manifest_digest());
   EXPECT_EQ(0, listed->at(0).layer_ids_size());
 

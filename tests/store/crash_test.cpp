@@ -39,8 +39,8 @@ TEST_F(ImageStoreTest, KillNineInTheMiddleOfAnExtractionThenRecover) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    ::execl(PROV_STORE_CRASH_CHILD, PROV_STORE_CRASH_CHILD, storeDir_.c_str(), registry_.url().c_str(),
-            "test/crash", static_cast<char*>(nullptr));
+    ::execl(PROV_STORE_CRASH_CHILD, PROV_STORE_CRASH_CHILD, storeDir_.c_str(), registry_.url().c_str(), "test/crash",
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   // Kill it once the big layer is partly extracted.

@@ -37,9 +37,9 @@ std::vector<TarEntry> sampleTree() {
 
 TEST(DecompressTest, GzipZstdAndNoneRoundTripInAnyPieces) {
   const std::string tar = testing::makeTar(sampleTree(), TarCompression::None);
-  for (auto [compression, kind] : {std::pair{Compression::Gzip, TarCompression::Gzip},
-                                   std::pair{Compression::Zstd, TarCompression::Zstd},
-                                   std::pair{Compression::None, TarCompression::None}}) {
+  for (auto [compression, kind] :
+       {std::pair{Compression::Gzip, TarCompression::Gzip}, std::pair{Compression::Zstd, TarCompression::Zstd},
+        std::pair{Compression::None, TarCompression::None}}) {
     const std::string blob = testing::makeTar(sampleTree(), kind);
     for (std::size_t piece : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, blob.size()}) {
       auto out = unpack(compression, blob, piece);
@@ -97,10 +97,9 @@ TEST(DecompressTest, BombStopsAtTheLimit) {
   ASSERT_TRUE(fed.isError());
   EXPECT_EQ(ErrorKind::ResourceExhausted, fed.error().kind);
   EXPECT_LE(seen, 8u << 20);
-  auto zstdBomb = unpack(Compression::Zstd,
-                         testing::makeTar({TarEntry::file("zeros", std::string(64u << 20, '\0'))},
-                                          TarCompression::Zstd),
-                         65536, 8u << 20);
+  auto zstdBomb = unpack(
+      Compression::Zstd,
+      testing::makeTar({TarEntry::file("zeros", std::string(64u << 20, '\0'))}, TarCompression::Zstd), 65536, 8u << 20);
   ASSERT_TRUE(zstdBomb.isError());
   EXPECT_EQ(ErrorKind::ResourceExhausted, zstdBomb.error().kind);
 }

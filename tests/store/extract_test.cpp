@@ -88,7 +88,8 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
   TarEntry suid = TarEntry::file("bin/tool", "tool", 04755);
   suid.uid = 1000;
   suid.gid = 1001;
-  suid.xattrs = {{"user.note", "hello"}, {"security.capability", std::string("\x01\x00\x00\x02", 4) + std::string(16, '\0')}};
+  suid.xattrs = {{"user.note", "hello"},
+                 {"security.capability", std::string("\x01\x00\x00\x02", 4) + std::string(16, '\0')}};
   TarEntry dir = TarEntry::directory("data", 01777);
   dir.mtime = 1600000000;
   TarEntry chr = entry("dev/null", TarEntry::Type::CharDevice);
@@ -106,10 +107,20 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
   TarEntry setgidDir = TarEntry::directory("sg", 02775);
   setgidDir.gid = 50;
   std::vector<TarEntry> entries = {
-      setgidDir, TarEntry::file("sg/root-file", "r", 0644), TarEntry::file("world", "w", 0666),
-      TarEntry::directory("bin"), suid, link, entry("bin/tool2", TarEntry::Type::Hardlink, "bin/tool"),
-      TarEntry::directory("dev"), chr, entry("dev/fifo", TarEntry::Type::Fifo),
-      dir, TarEntry::file("data/file", "contents"), sparse, forged,
+      setgidDir,
+      TarEntry::file("sg/root-file", "r", 0644),
+      TarEntry::file("world", "w", 0666),
+      TarEntry::directory("bin"),
+      suid,
+      link,
+      entry("bin/tool2", TarEntry::Type::Hardlink, "bin/tool"),
+      TarEntry::directory("dev"),
+      chr,
+      entry("dev/fifo", TarEntry::Type::Fifo),
+      dir,
+      TarEntry::file("data/file", "contents"),
+      sparse,
+      forged,
       TarEntry::file("a/very/" + std::string(200, 'n') + "/" + std::string(200, 'm'), "long")};
   auto done = extractTar(entries);
   AWAIT_READY(done);
@@ -154,11 +165,15 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
 
 TEST_F(ExtractTest, WhiteoutsBecomeOverlayWhiteoutsExceptInTheBottomLayer) {
   std::vector<TarEntry> entries = {
-      TarEntry::directory("etc"), TarEntry::file("etc/.wh.passwd", ""),
-      TarEntry::directory("opaque"), TarEntry::file("opaque/.wh..wh..opq", ""),
+      TarEntry::directory("etc"),
+      TarEntry::file("etc/.wh.passwd", ""),
+      TarEntry::directory("opaque"),
+      TarEntry::file("opaque/.wh..wh..opq", ""),
       TarEntry::file("opaque/readded", "new"),  // an opaque dir re-adding a file in the same layer
-      TarEntry::file("keep/.wh.kept", ""), TarEntry::file("keep/kept", "mine"),  // this layer's own wins
-      TarEntry::file(".wh.gone", ""), TarEntry::directory("gone"),  // deleted, then made again: opaque
+      TarEntry::file("keep/.wh.kept", ""),
+      TarEntry::file("keep/kept", "mine"),  // this layer's own wins
+      TarEntry::file(".wh.gone", ""),
+      TarEntry::directory("gone"),  // deleted, then made again: opaque
       TarEntry::file(".wh..wh.plnk", "")};
   AWAIT_READY(extractTar(entries));
   EXPECT_TRUE(isWhiteout(root_ / "etc/passwd"));
@@ -179,11 +194,13 @@ TEST_F(ExtractTest, WhiteoutsBecomeOverlayWhiteoutsExceptInTheBottomLayer) {
 }
 
 TEST_F(ExtractTest, LaterEntriesReplaceEarlierOnesWithoutWritingThroughThem) {
-  std::vector<TarEntry> entries = {
-      TarEntry::file("x", "file"), TarEntry::directory("x"), TarEntry::file("x/inside", "1"),  // file -> dir
-      TarEntry::symlink("x", outside_.string()),                                              // dir -> symlink
-      TarEntry::file("x", "file again"),                                                      // symlink -> file
-      TarEntry::symlink("y", outside_.string()), TarEntry::directory("y")};
+  std::vector<TarEntry> entries = {TarEntry::file("x", "file"),
+                                   TarEntry::directory("x"),
+                                   TarEntry::file("x/inside", "1"),            // file -> dir
+                                   TarEntry::symlink("x", outside_.string()),  // dir -> symlink
+                                   TarEntry::file("x", "file again"),          // symlink -> file
+                                   TarEntry::symlink("y", outside_.string()),
+                                   TarEntry::directory("y")};
   AWAIT_READY(extractTar(entries));
   EXPECT_EQ("file again", testing::readFile(root_ / "x"));
   EXPECT_TRUE(fs::is_directory(fs::symlink_status(root_ / "y")));
@@ -202,19 +219,29 @@ TEST_F(ExtractTest, EachEscapeIsRejectedNamingTheEntry) {
   const std::vector<Escape> escapes = {
       {"dotdot", {TarEntry::file("a/../../outside/evil", "x")}, "a/../../outside/evil", "'..'"},
       {"absolute", {TarEntry::file(out + "/evil", "x")}, out + "/evil", "absolute"},
-      {"symlink parent", {TarEntry::symlink("link", out), TarEntry::file("link/evil", "x")}, "link/evil",
+      {"symlink parent",
+       {TarEntry::symlink("link", out), TarEntry::file("link/evil", "x")},
+       "link/evil",
        "symlink 'link'"},
-      {"symlink grandparent", {TarEntry::symlink("link", out), TarEntry::file("link/sub/evil", "x")},
-       "link/sub/evil", "symlink 'link'"},
+      {"symlink grandparent",
+       {TarEntry::symlink("link", out), TarEntry::file("link/sub/evil", "x")},
+       "link/sub/evil",
+       "symlink 'link'"},
       {"hardlink outside", {entry("evil", TarEntry::Type::Hardlink, "../outside/target")}, "evil", "outside"},
       {"hardlink absolute", {entry("evil", TarEntry::Type::Hardlink, out + "/target")}, "evil", "outside"},
       {"hardlink through symlink",
-       {TarEntry::symlink("link", out), entry("evil", TarEntry::Type::Hardlink, "link/target")}, "evil", "symlink"},
+       {TarEntry::symlink("link", out), entry("evil", TarEntry::Type::Hardlink, "link/target")},
+       "evil",
+       "symlink"},
       {"whiteout dotdot", {TarEntry::file("a/.wh...", "")}, "a/.wh...", "outside its directory"},
-      {"whiteout through symlink", {TarEntry::symlink("link", out), TarEntry::file("link/.wh.target", "")},
-       "link/.wh.target", "symlink 'link'"},
-      {"opaque through symlink", {TarEntry::symlink("link", out), TarEntry::file("link/.wh..wh..opq", "")},
-       "link/.wh..wh..opq", "symlink 'link'"},
+      {"whiteout through symlink",
+       {TarEntry::symlink("link", out), TarEntry::file("link/.wh.target", "")},
+       "link/.wh.target",
+       "symlink 'link'"},
+      {"opaque through symlink",
+       {TarEntry::symlink("link", out), TarEntry::file("link/.wh..wh..opq", "")},
+       "link/.wh..wh..opq",
+       "symlink 'link'"},
   };
   testing::writeFile(outside_ / "target", "host file");
   for (const auto& escape : escapes) {

@@ -33,8 +33,7 @@ TEST_F(ImageStoreTest, CachesByNormalisedReference) {
   EXPECT_EQ("#!busybox", testing::readFile(fs::path(first->layers[0]) / "bin/busybox"));
   EXPECT_EQ("docker://docker.io/library/busybox:latest", first->image.key());
   EXPECT_EQ(built.manifestDigest, first->image.manifest_digest());
-  EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
-            testing::strings(first->image.config().cmd()));
+  EXPECT_EQ(std::vector<std::string>{"/bin/sh"}, testing::strings(first->image.config().cmd()));
   EXPECT_EQ(built.configJson, testing::readFile(first->configPath));
   const std::size_t manifests = registry_.count("/manifests/");
   for (const char* same : {"busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest"}) {
@@ -119,13 +118,13 @@ TEST_F(ImageStoreTest, BadBlobsFailClearlyAndStoreNothing) {
          registry_.putBlob(built.layerDigests[0], testing::makeTar({TarEntry::file("f", "evil")}));
        },
        ErrorKind::DigestMismatch, "sha256:"},
-      {"wrong diffID",
-       [&](const std::string& repo) { publish(repo, "latest", {tree}, /*wrongDiffId=*/true); },
+      {"wrong diffID", [&](const std::string& repo) { publish(repo, "latest", {tree}, /*wrongDiffId=*/true); },
        ErrorKind::DigestMismatch, "diff_ids"},
       {"truncated gzip",
        [&](const std::string& repo) { publishRaw(repo, testing::makeTar(tree).substr(0, 600), tree); },
        ErrorKind::Corruption, "truncated"},
-      {"gzip bomb", [&](const std::string& repo) { publish(repo, "latest", {{TarEntry::file("f", std::string(8 << 20, 0))}}); },
+      {"gzip bomb",
+       [&](const std::string& repo) { publish(repo, "latest", {{TarEntry::file("f", std::string(8 << 20, 0))}}); },
        ErrorKind::ResourceExhausted, "limit"},
       {"escape", [&](const std::string& repo) { publish(repo, "latest", {{TarEntry::file("../evil", "x")}}); },
        ErrorKind::InvalidArgument, "'../evil'"},
@@ -270,7 +269,8 @@ TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
   TarEntry home = TarEntry::directory("home/user", 0700);
   home.uid = 1000;
   publish("test/implied", "latest",
-          {{tmp, TarEntry::directory("home"), home}, {TarEntry::file("tmp/file", "x"), TarEntry::file("home/user/f", "y")}});
+          {{tmp, TarEntry::directory("home"), home},
+           {TarEntry::file("tmp/file", "x"), TarEntry::file("home/user/f", "y")}});
   auto info = store_->get(dockerImage(registry_.hostPort() + "/test/implied"));
   AWAIT_READY(info);
   struct stat st {};

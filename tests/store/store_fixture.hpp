@@ -39,8 +39,11 @@ class ImageStoreTest : public testing::TemporaryDirectoryTest {
     storeDir_ = sandbox() / "store";
     fetcher::RegistryOptions options;
     options.hubUrl = registry_.url();
-    options.retry = fetcher::RetryPolicy{.maxAttempts = 2, .initialDelay = std::chrono::milliseconds(1),
-                                         .maxDelay = std::chrono::milliseconds(5), .multiplier = 2.0, .jitter = 0.1};
+    options.retry = fetcher::RetryPolicy{.maxAttempts = 2,
+                                         .initialDelay = std::chrono::milliseconds(1),
+                                         .maxDelay = std::chrono::milliseconds(5),
+                                         .multiplier = 2.0,
+                                         .jitter = 0.1};
     auto puller = fetcher::RegistryPuller::create(runtime_, options, 4);
     ASSERT_TRUE(puller.isSome()) << puller.error().message;
     puller_ = std::shared_ptr<fetcher::Puller>(std::move(*puller));
@@ -83,7 +86,8 @@ class ImageStoreTest : public testing::TemporaryDirectoryTest {
   }
 
   // An image whose one layer blob is `blob` (any bytes), its diffID that of `entries`.
-  Published publishRaw(const std::string& repo, const std::string& blob, const std::vector<testing::TarEntry>& entries) {
+  Published publishRaw(const std::string& repo, const std::string& blob,
+                       const std::vector<testing::TarEntry>& entries) {
     return publishBlobs(repo, "latest", {blob},
                         {fetcher::sha256Digest(testing::makeTar(entries, testing::TarCompression::None))});
   }
@@ -94,15 +98,17 @@ class ImageStoreTest : public testing::TemporaryDirectoryTest {
     std::string layerList, diffIdList;
     for (std::size_t i = 0; i < blobs.size(); ++i) {
       p.layerDigests.push_back(registry_.addBlob(blobs[i]));
-      layerList += (i ? "," : "") + descriptor(fetcher::mediatype::kDockerLayerGzip, p.layerDigests.back(), blobs[i].size());
+      layerList += (i ? "," : "") +
+                   descriptor(fetcher::mediatype::kDockerLayerGzip, p.layerDigests.back(), blobs[i].size());
       diffIdList += (i ? ",\"" : "\"") + diffIds[i] + "\"";
     }
     p.configJson = R"({"architecture":")" + fetcher::hostPlatform().architecture() +
                    R"(","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},)"
-                   R"("rootfs":{"type":"layers","diff_ids":[)" + diffIdList + "]}}";
+                   R"("rootfs":{"type":"layers","diff_ids":[)" +
+                   diffIdList + "]}}";
     p.configDigest = registry_.addBlob(p.configJson);
-    const std::string manifest = R"({"schemaVersion":2,"mediaType":")" + std::string(fetcher::mediatype::kDockerSchema2) +
-                                 R"(","config":)" +
+    const std::string manifest = R"({"schemaVersion":2,"mediaType":")" +
+                                 std::string(fetcher::mediatype::kDockerSchema2) + R"(","config":)" +
                                  descriptor(fetcher::mediatype::kDockerConfig, p.configDigest, p.configJson.size()) +
                                  R"(,"layers":[)" + layerList + "]}";
     p.manifestDigest = registry_.putManifest(repo, tag, manifest, fetcher::mediatype::kDockerSchema2);

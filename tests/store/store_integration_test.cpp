@@ -89,7 +89,8 @@ class StoreIntegrationTest : public testing::RealRegistryTest {
     ASSERT_EQ(2u, info.layers.size());
     const fs::path base = info.layers[0], top = info.layers[1];
     EXPECT_EQ(std::string(200'000, 'B'), testing::readFile(base / "bin/busybox"));
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     ASSERT_EQ(0, ::lstat((base / "bin/busybox").c_str(), &a));
     ASSERT_EQ(0, ::lstat((base / "bin/ls").c_str(), &b));
     EXPECT_EQ(a.st_ino, b.st_ino) << "the hardlink is a hardlink";
@@ -101,8 +102,7 @@ class StoreIntegrationTest : public testing::RealRegistryTest {
     EXPECT_EQ(1, ::lgetxattr((top / "var/cache").c_str(), "trusted.overlay.opaque", value, sizeof(value)));
     EXPECT_EQ("fresh", testing::readFile(top / "var/cache/fresh"));
     EXPECT_EQ("busybox", fs::read_symlink(top / "bin/sh").string());
-    EXPECT_EQ(std::vector<std::string>{"/bin/sh"},
-              testing::strings(info.image.config().cmd()));
+    EXPECT_EQ(std::vector<std::string>{"/bin/sh"}, testing::strings(info.image.config().cmd()));
   }
 
   actors::Runtime runtime_;

@@ -36,12 +36,10 @@ std::string describe(const actors::Future<T>& f) {
 }
 
 template <typename T>
-::testing::AssertionResult waitOrFail(const char* expr, const actors::Future<T>& f,
-                                      std::chrono::nanoseconds timeout) {
+::testing::AssertionResult waitOrFail(const char* expr, const actors::Future<T>& f, std::chrono::nanoseconds timeout) {
   if (f.waitFor(timeout) || f.isAbandoned()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "Failed to wait " << std::chrono::duration<double>(timeout).count() << " s for "
-         << expr;
+  return ::testing::AssertionFailure() << "Failed to wait " << std::chrono::duration<double>(timeout).count()
+                                       << " s for " << expr;
 }
 
 template <typename T>
@@ -61,8 +59,7 @@ template <typename T>
 }
 
 template <typename T>
-::testing::AssertionResult awaitDiscarded(const char* expr, const char*,
-                                          const actors::Future<T>& f,
+::testing::AssertionResult awaitDiscarded(const char* expr, const char*, const actors::Future<T>& f,
                                           std::chrono::nanoseconds timeout) {
   if (auto waited = waitOrFail(expr, f, timeout); !waited) return waited;
   if (f.isDiscarded()) return ::testing::AssertionSuccess();
@@ -70,8 +67,7 @@ template <typename T>
 }
 
 template <typename T>
-::testing::AssertionResult awaitAbandoned(const char* expr, const char*,
-                                          const actors::Future<T>& f,
+::testing::AssertionResult awaitAbandoned(const char* expr, const char*, const actors::Future<T>& f,
                                           std::chrono::nanoseconds timeout) {
   if (auto waited = waitOrFail(expr, f, timeout); !waited) return waited;
   if (f.isAbandoned()) return ::testing::AssertionSuccess();
@@ -79,13 +75,11 @@ template <typename T>
 }
 
 template <typename T, typename E>
-::testing::AssertionResult awaitEq(const char* eexpr, const char* expr, const E& expected,
-                                   const actors::Future<T>& f) {
+::testing::AssertionResult awaitEq(const char* eexpr, const char* expr, const E& expected, const actors::Future<T>& f) {
   if (auto ready = awaitReady(expr, "", f, kDefaultAwait); !ready) return ready;
   if (f.get() == expected) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << expr << " is READY with " << ::testing::PrintToString(f.get())
-                                       << ", expected " << eexpr << " = "
-                                       << ::testing::PrintToString(expected);
+                                       << ", expected " << eexpr << " = " << ::testing::PrintToString(expected);
 }
 
 template <typename T>
@@ -93,8 +87,7 @@ template <typename T>
                                       const actors::Future<T>& f) {
   if (auto failed = awaitFailed(expr, "", f, kDefaultAwait); !failed) return failed;
   if (f.failure().kind == kind) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << expr << " failed with kind '"
-                                       << actors::toString(f.failure().kind) << "' ("
+  return ::testing::AssertionFailure() << expr << " failed with kind '" << actors::toString(f.failure().kind) << "' ("
                                        << f.failure().message << "), expected " << kexpr;
 }
 
@@ -110,7 +103,8 @@ template <typename T>
 
 #define AWAIT_DISCARDED_FOR(f, t) ASSERT_PRED_FORMAT2(::prov::testing::awaitDiscarded, f, t)
 #define AWAIT_DISCARDED(f) AWAIT_DISCARDED_FOR(f, ::prov::testing::kDefaultAwait)
-#define AWAIT_EXPECT_DISCARDED(f) EXPECT_PRED_FORMAT2(::prov::testing::awaitDiscarded, f, ::prov::testing::kDefaultAwait)
+#define AWAIT_EXPECT_DISCARDED(f) \
+  EXPECT_PRED_FORMAT2(::prov::testing::awaitDiscarded, f, ::prov::testing::kDefaultAwait)
 
 #define AWAIT_ABANDONED(f) ASSERT_PRED_FORMAT2(::prov::testing::awaitAbandoned, f, ::prov::testing::kDefaultAwait)
 

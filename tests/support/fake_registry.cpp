@@ -150,8 +150,8 @@ struct FakeRegistry::Impl {
     Reply r{401, {}, errorBody("UNAUTHORIZED")};
     r.headers["Content-Type"] = "application/json";
     if (auth == Auth::Bearer) {
-      r.headers["WWW-Authenticate"] =
-          "Bearer realm=\"http://127.0.0.1:" + std::to_string(port) + "/token\",service=\"fake\"";
+      r.headers["WWW-Authenticate"] = "Bearer realm=\"http://127.0.0.1:" + std::to_string(port) +
+                                      "/token\",service=\"fake\"";
     } else {
       r.headers["WWW-Authenticate"] = "Basic realm=\"fake\"";
     }
@@ -225,8 +225,8 @@ struct FakeRegistry::Impl {
       if (!s.range.empty() && !ignoreRange && s.range.rfind("bytes=", 0) == 0) {
         const std::size_t from = std::stoull(s.range.substr(6));
         r.status = 206;
-        r.headers["Content-Range"] = "bytes " + std::to_string(from) + "-" +
-                                     std::to_string(it->second.size() - 1) + "/" + std::to_string(it->second.size());
+        r.headers["Content-Range"] = "bytes " + std::to_string(from) + "-" + std::to_string(it->second.size() - 1) +
+                                     "/" + std::to_string(it->second.size());
         r.body = it->second.substr(std::min(from, it->second.size()));
       }
       if (dropTimes > 0) {

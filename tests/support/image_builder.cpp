@@ -55,9 +55,10 @@ std::string jsonArray(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-std::string descriptor(const char* mediaType, const std::string& digest, std::size_t size, const std::string& extra = "") {
-  return std::string("{\"mediaType\":\"") + mediaType + "\",\"digest\":\"" + digest + "\",\"size\":" +
-         std::to_string(size) + extra + "}";
+std::string descriptor(const char* mediaType, const std::string& digest, std::size_t size,
+                       const std::string& extra = "") {
+  return std::string("{\"mediaType\":\"") + mediaType + "\",\"digest\":\"" + digest +
+         "\",\"size\":" + std::to_string(size) + extra + "}";
 }
 
 }  // namespace
@@ -172,12 +173,12 @@ std::string OciLayout::tagIndex(const std::vector<std::pair<BuiltImage, ImageSpe
     std::string platform = ",\"platform\":{\"os\":\"linux\",\"architecture\":\"" + spec.architecture + "\"";
     if (!spec.variant.empty()) platform += ",\"variant\":\"" + spec.variant + "\"";
     platform += "}";
-    manifests += (manifests.empty() ? "" : ",") +
-                 descriptor("application/vnd.oci.image.manifest.v1+json", image.manifestDigest,
-                            image.manifestJson.size(), platform);
+    manifests += (manifests.empty() ? "" : ",") + descriptor("application/vnd.oci.image.manifest.v1+json",
+                                                             image.manifestDigest, image.manifestJson.size(), platform);
   }
   const std::string index =
-      "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[" + manifests + "]}";
+      "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[" + manifests +
+      "]}";
   const std::string digest = writeBlob(index);
   writeIndexJson("application/vnd.oci.image.index.v1+json", digest, index.size(), tag);
   return digest;

@@ -100,8 +100,10 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
     if (r.status != 0) error = argv[0] + " failed: " + r.output;
     return r.status == 0;
   };
-  std::string config = "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-                       "    rootdirectory: " + (workDir / "storage").string() + "\n  delete:\n    enabled: true\n";
+  std::string config =
+      "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+      "    rootdirectory: " +
+      (workDir / "storage").string() + "\n  delete:\n    enabled: true\n";
   if (options.user) {
     const fs::path htpasswd = workDir / "htpasswd";
     CommandResult r = runCommand({"htpasswd", "-Bbn", options.user->first, options.user->second});
@@ -121,14 +123,15 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
                "-keyout", (workDir / "ca.key").string(), "-out", (d / "ca.crt").string(), "-days", "2", "-subj",
                "/CN=provisioner test CA"}) ||
         !must({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-               (workDir / "server.key").string(), "-out", (workDir / "server.csr").string(), "-subj", "/CN=localhost"}) ||
+               (workDir / "server.key").string(), "-out", (workDir / "server.csr").string(), "-subj",
+               "/CN=localhost"}) ||
         !must({"openssl", "x509", "-req", "-in", (workDir / "server.csr").string(), "-CA", (d / "ca.crt").string(),
                "-CAkey", (workDir / "ca.key").string(), "-CAcreateserial", "-out", (workDir / "server.crt").string(),
                "-days", "2", "-extfile", (workDir / "ext.cnf").string()})) {
       return nullptr;
     }
-    config += "  tls:\n    certificate: " + (workDir / "server.crt").string() + "\n    key: " +
-              (workDir / "server.key").string() + "\n";
+    config += "  tls:\n    certificate: " + (workDir / "server.crt").string() +
+              "\n    key: " + (workDir / "server.key").string() + "\n";
   }
   std::ofstream(workDir / "config.yml") << config;
   const fs::path log = workDir / "registry.log";

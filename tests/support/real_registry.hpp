@@ -17,7 +17,7 @@
 namespace prov::testing {
 
 struct CommandResult {
-  int status = -1;  // exit status, or -1 when it did not exit normally
+  int status = -1;     // exit status, or -1 when it did not exit normally
   std::string output;  // stdout and stderr
 };
 

@@ -16,8 +16,7 @@ std::filesystem::path makeTemporaryDirectory(const std::string& prefix) {
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (::mkdtemp(buffer.data()) == nullptr) {
-    ADD_FAILURE() << "Failed to create a temporary directory '" << pattern
-                  << "': " << std::strerror(errno);
+    ADD_FAILURE() << "Failed to create a temporary directory '" << pattern << "': " << std::strerror(errno);
     std::abort();
   }
   return std::filesystem::path(buffer.data());
