@@ -264,7 +264,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   // The index cut to the entries whose images are all there; entries in the
-  // layout before session 5 moved into StoredImage::appc.
+  // former layout (AppC ids in the sha256 fields) moved into StoredImage::appc.
   Future<Nothing> keepCompleteEntries(const std::vector<StoredImage>& entries) {
     index_.clear();
     std::vector<std::string> gone;
