@@ -2,15 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
 #include <vector>
+
+#include "actors/disk.hpp"
 
 namespace prov::actors::fs {
 
@@ -49,7 +48,7 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
   for (const auto& [name, isDir] : entries) {
     const std::string child = path + "/" + name;
     if (!isDir) {
-      if (::unlinkat(dirFd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      if (disk().unlinkat(dirFd, name.c_str(), 0) != 0 && errno != ENOENT) {
         return errnoError(ErrorKind::IO, "Failed to remove '" + child + "'", errno);
       }
       continue;
@@ -57,10 +56,10 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
     if (isMountRoot(dirFd, name.c_str())) {
       return Error(ErrorKind::IO, "Failed to remove '" + child + "': it is a mount point; unmount it first");
     }
-    Fd childFd(::openat(dirFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    Fd childFd(disk().openat(dirFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (childFd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + child + "'", errno);
     if (auto emptied = emptyDirectory(childFd.get(), child); emptied.isError()) return emptied;
-    if (::unlinkat(dirFd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+    if (disk().unlinkat(dirFd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
       return errnoError(ErrorKind::IO, "Failed to remove '" + child + "'", errno);
     }
   }
@@ -76,7 +75,7 @@ Try<bool> removeTree(const std::string& path) {
     return errnoError(ErrorKind::IO, "Failed to stat '" + path + "'", errno);
   }
   if (!S_ISDIR(st.st_mode)) {
-    if (::unlink(path.c_str()) != 0) {
+    if (disk().unlinkat(AT_FDCWD, path.c_str(), 0) != 0) {
       return errnoError(ErrorKind::IO, "Failed to remove '" + path + "'", errno);
     }
     return true;
@@ -84,20 +83,28 @@ Try<bool> removeTree(const std::string& path) {
   if (isMountRoot(AT_FDCWD, path.c_str())) {
     return Error(ErrorKind::IO, "Failed to remove '" + path + "': it is a mount point; unmount it first");
   }
-  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  Fd fd(disk().openat(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + path + "'", errno);
   if (auto emptied = emptyDirectory(fd.get(), path); emptied.isError()) return emptied.error();
-  if (::rmdir(path.c_str()) != 0) {
+  if (disk().unlinkat(AT_FDCWD, path.c_str(), AT_REMOVEDIR) != 0) {
     return errnoError(ErrorKind::IO, "Failed to remove '" + path + "'", errno);
   }
   return true;
 }
 
 Try<Nothing> makeDirectories(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return Error(ErrorKind::IO, "Failed to create directory '" + path + "': " + ec.message());
-  return Nothing{};
+  if (path.empty()) return Nothing{};
+  if (disk().mkdirat(AT_FDCWD, path.c_str(), 0777) == 0) return Nothing{};
+  int err = errno;
+  const auto slash = path.find_last_of('/', path.find_last_not_of('/'));
+  if (err == ENOENT && slash != std::string::npos && slash != 0) {  // the parent first
+    if (auto parent = makeDirectories(path.substr(0, slash)); parent.isError()) return parent;
+    if (disk().mkdirat(AT_FDCWD, path.c_str(), 0777) == 0) return Nothing{};
+    err = errno;
+  }
+  struct stat st;
+  if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Nothing{};
+  return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
 }
 
 bool exists(const std::string& path) {
@@ -111,10 +118,7 @@ void Fd::reset() {
 }
 
 int openBeneath(int rootFd, const std::string& rel, int flags) {
-  open_how how{};
-  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  return static_cast<int>(::syscall(SYS_openat2, rootFd, rel.c_str(), &how, sizeof(how)));
+  return disk().openBeneath(rootFd, rel.c_str(), flags);
 }
 
 std::vector<std::string> listDirectory(const std::string& dir, bool directoriesOnly) {

@@ -13,6 +13,7 @@
 #include <cerrno>
 
 #include "actors/async.hpp"
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "backend/backends.hpp"
@@ -35,7 +36,7 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
       mounted = links.error();
     } else {
       const std::string options = aufsMountOptions(work, *links, layers.size());
-      if (::mount("aufs", rootfs.c_str(), "aufs", 0, options.c_str()) != 0) {
+      if (actors::fs::disk().mount("aufs", rootfs.c_str(), "aufs", 0, options.c_str()) != 0) {
         mounted = actors::errnoError(ErrorKind::IO, "Failed to mount aufs at '" + rootfs + "'", errno);
       }
       (void)actors::fs::removeTree(*links);

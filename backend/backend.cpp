@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "backend/backends.hpp"
 #include "backend/mount.hpp"
@@ -89,7 +90,7 @@ std::string scratchDir(const std::string& backendDir, const std::string& rootfs)
 }
 
 Try<Nothing> createMountPoint(const std::string& rootfs) {
-  if (::mkdir(rootfs.c_str(), 0755) != 0) {
+  if (actors::fs::disk().mkdirat(AT_FDCWD, rootfs.c_str(), 0755) != 0) {
     if (errno == EEXIST) {
       return Error(ErrorKind::AlreadyExists, "Failed to provision '" + rootfs + "': it is already provisioned");
     }
@@ -99,7 +100,7 @@ Try<Nothing> createMountPoint(const std::string& rootfs) {
 }
 
 Try<Nothing> removeMountPoint(const std::string& rootfs) {
-  if (::rmdir(rootfs.c_str()) == 0 || errno == ENOENT) return Nothing{};
+  if (actors::fs::disk().unlinkat(AT_FDCWD, rootfs.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return Nothing{};
   if (errno == EBUSY) {
     std::fprintf(stderr, "backend: rootfs '%s' is still busy; leaving its mount point\n", rootfs.c_str());
     return Nothing{};
@@ -113,7 +114,7 @@ Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scr
     found = true;
     // Unmounting is the test: EINVAL means it was not a mount point, which
     // saves reading the mount table on every destroy.
-    if (::umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
+    if (actors::fs::disk().umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
       return actors::errnoError(ErrorKind::IO, "Failed to unmount '" + rootfs + "'", errno);
     }
     if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
@@ -132,7 +133,7 @@ Try<std::string> linkLayers(const std::vector<std::string>& layers) {
   }
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const std::string link = dir + "/" + std::to_string(i);
-    if (::symlink(layers[i].c_str(), link.c_str()) != 0) {
+    if (actors::fs::disk().symlinkat(layers[i].c_str(), AT_FDCWD, link.c_str()) != 0) {
       auto error = actors::errnoError(ErrorKind::IO, "Failed to link layer '" + layers[i] + "'", errno);
       (void)actors::fs::removeTree(dir);
       return error;

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "actors/async.hpp"
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "backend/backends.hpp"
@@ -31,7 +32,7 @@ Try<Nothing> bindReadOnly(const std::string& layer, const std::string& rootfs) {
     struct mount_attr attr {};
     attr.attr_set = MOUNT_ATTR_RDONLY;
     bool ok = ::mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) == 0 &&
-              ::move_mount(tree, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0;
+              actors::fs::disk().moveMount(tree, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0;
     int err = errno;
     ::close(tree);
     if (ok) return Nothing{};
@@ -39,12 +40,12 @@ Try<Nothing> bindReadOnly(const std::string& layer, const std::string& rootfs) {
     return mountError("bind-mount '" + layer + "' read-only at", rootfs);
   }
   if (errno != ENOSYS) return mountError("clone the mount tree of", layer);
-  if (::mount(layer.c_str(), rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+  if (actors::fs::disk().mount(layer.c_str(), rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
     return mountError("bind-mount '" + layer + "' at", rootfs);
   }
-  if (::mount(nullptr, rootfs.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
+  if (actors::fs::disk().mount(nullptr, rootfs.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
     auto error = mountError("remount read-only", rootfs);
-    ::umount2(rootfs.c_str(), MNT_DETACH);
+    actors::fs::disk().umount2(rootfs.c_str(), MNT_DETACH);
     return error;
   }
   return Nothing{};

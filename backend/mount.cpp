@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 
 namespace prov::backend::mount {
@@ -89,17 +90,17 @@ Try<bool> isMountPoint(const std::string& path) {
 }
 
 Try<Nothing> unmountLazily(const std::string& path) {
-  if (::umount2(path.c_str(), MNT_DETACH) != 0) {
+  if (actors::fs::disk().umount2(path.c_str(), MNT_DETACH) != 0) {
     return actors::errnoError(actors::ErrorKind::IO, "Failed to unmount '" + path + "'", errno);
   }
   return Nothing{};
 }
 
 Try<Nothing> makeSharedSlave(const std::string& path) {
-  if (::mount(nullptr, path.c_str(), nullptr, MS_SLAVE, nullptr) != 0) {
+  if (actors::fs::disk().mount(nullptr, path.c_str(), nullptr, MS_SLAVE, nullptr) != 0) {
     return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as a slave mount", errno);
   }
-  if (::mount(nullptr, path.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
+  if (actors::fs::disk().mount(nullptr, path.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
     return actors::errnoError(actors::ErrorKind::IO, "Failed to mark '" + path + "' as shared", errno);
   }
   return Nothing{};

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "actors/async.hpp"
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "backend/backends.hpp"
@@ -73,7 +74,7 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
   int mountFd = ::fsmount(fsFd, FSMOUNT_CLOEXEC, 0);
   if (mountFd < 0) return fail("mount the overlay for '" + rootfs + "'");
   ::close(fsFd);
-  int moved = ::move_mount(mountFd, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+  int moved = actors::fs::disk().moveMount(mountFd, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
   int err = errno;
   ::close(mountFd);
   if (moved != 0) return actors::errnoError(ErrorKind::IO, "Failed to attach the overlay at '" + rootfs + "'", err);
@@ -85,7 +86,7 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
   auto links = linkLayers(layers);
   if (links.isError()) return links.error();
   const std::string options = overlayMountOptions(*links, layers.size(), upper, work);
-  int rc = ::mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
+  int rc = actors::fs::disk().mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
   int err = errno;
   (void)actors::fs::removeTree(*links);
   if (rc != 0) {

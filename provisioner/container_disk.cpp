@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "provisioner/paths.hpp"
 
@@ -65,7 +66,7 @@ Try<std::vector<ContainerInfo>> scanContainers(const std::string& root) {
 
 Try<int> lockWorkDir(const std::string& workDir) {
   const std::string path = paths::lockFile(workDir);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int fd = actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     return Error(ErrorKind::IO, "Failed to open the lock file '" + path + "': " + std::strerror(errno));
   }
@@ -83,7 +84,7 @@ Try<int> lockWorkDir(const std::string& workDir) {
     return Error(ErrorKind::IO, "Failed to lock '" + path + "': " + std::strerror(error));
   }
   const std::string self = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, self.data(), self.size(), 0) < 0) {
+  if (actors::fs::disk().ftruncate(fd, 0) != 0 || ::pwrite(fd, self.data(), self.size(), 0) < 0) {
     ::close(fd);
     return Error(ErrorKind::IO, "Failed to write the lock file '" + path + "': " + std::strerror(errno));
   }

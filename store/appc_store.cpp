@@ -14,6 +14,7 @@
 #include "actors/async.hpp"
 #include "actors/collect.hpp"
 #include "actors/defer.hpp"
+#include "actors/disk.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
 #include "actors/process.hpp"
@@ -89,7 +90,7 @@ Try<Fetched> commitAci(const AppcImage& query, const fetcher::AciFile& aci, cons
                        const std::atomic<bool>& cancel) {
   const std::string what = "the ACI of AppC image '" + query.name() + "' ('" + aci.source + "')";
   auto contents = extractAci(aci.path, paths::appc::rootfsIn(staging), what, limits, &cancel);
-  if (aci.downloaded) ::unlink(aci.path.c_str());
+  if (aci.downloaded) actors::fs::disk().unlinkat(AT_FDCWD, aci.path.c_str(), 0);
   if (contents.isError()) return contents.error();
   if (contents->manifest.name() != query.name()) {
     return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" + contents->manifest.name() +
@@ -134,7 +135,7 @@ Try<Nothing> settleImage(const std::string& store, const std::string& id, const 
   }
   auto settled = settleImpliedDirs(paths::appc::rootfs(store, id), implied, below, sync);
   if (settled.isError()) return settled.error();
-  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+  if (actors::fs::disk().unlinkat(AT_FDCWD, file.c_str(), 0) != 0 && errno != ENOENT) {
     return Error(ErrorKind::IO, "Failed to remove '" + file + "': " + std::strerror(errno));
   }
   return Nothing{};

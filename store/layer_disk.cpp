@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
@@ -36,8 +37,8 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
     if (!ok) return false;
     if (!S_ISDIR(st.st_mode)) return true;  // a whiteout, file or symlink hides what is lower
     const timespec times[2] = {st.st_atim, st.st_mtim};
-    return ::fchown(dirFd, st.st_uid, st.st_gid) == 0 && ::fchmod(dirFd, st.st_mode & 07777) == 0 &&
-           ::futimens(dirFd, times) == 0;
+    return actors::fs::disk().fchown(dirFd, st.st_uid, st.st_gid) == 0 &&
+           actors::fs::disk().fchmod(dirFd, st.st_mode & 07777) == 0 && actors::fs::disk().futimens(dirFd, times) == 0;
   }
   return true;
 }
@@ -62,11 +63,11 @@ Try<Nothing> emptyDirectory(const std::string& dir) {
 
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync) {
-  const int rootFd = ::open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int rootFd = actors::fs::disk().openat(AT_FDCWD, rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootFd < 0) return ioError("open the staged layer", rootfs);
   std::vector<int> parentFds;
   for (const auto& parent : parentRootfses) {
-    const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int fd = actors::fs::disk().openat(AT_FDCWD, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) parentFds.push_back(fd);
   }
   Try<Nothing> result = Nothing{};
@@ -92,7 +93,7 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
   auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, sync);
   if (settled.isError()) return settled;
 
-  if (::rename(stagingDir.c_str(), layerDir.c_str()) != 0) {
+  if (actors::fs::disk().renameat(AT_FDCWD, stagingDir.c_str(), AT_FDCWD, layerDir.c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) return ioError("commit the layer to", layerDir);
     auto removed = actors::fs::removeTree(stagingDir);  // committed by someone else
     if (removed.isError()) return removed.error();
@@ -125,7 +126,7 @@ Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::
   std::vector<std::string> marked;
   for (const auto& path : paths) {
     const std::string target = paths::randomChild(paths::gc(storeDir));
-    if (::rename(path.c_str(), target.c_str()) != 0) {
+    if (actors::fs::disk().renameat(AT_FDCWD, path.c_str(), AT_FDCWD, target.c_str()) != 0) {
       if (errno == ENOENT) continue;
       return ioError("move into gc/", path);
     }

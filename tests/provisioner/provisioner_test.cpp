@@ -20,6 +20,7 @@
 #include "tests/provisioner/helpers.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/faulty_disk.hpp"
 #include "tests/support/files.hpp"
 
 namespace prov::provisioner {
@@ -166,6 +167,112 @@ TEST_F(ProvisionerTest, ADestroyThatCannotRemoveTheDirectoryFailsAndCanBeRetried
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
   EXPECT_FALSE(fs::exists(containerDir("c1")));
 }
+
+// ---- disk faults: the N-th call fails with ENOSPC, for every N -----------------
+
+// What every failed run must say: the errno's text and a path of the work dir.
+#define EXPECT_NAMES_THE_FAULT(future, n)                                                                       \
+  do {                                                                                                          \
+    const std::string& message = (future).failure().message;                                                    \
+    EXPECT_NE(std::string::npos, message.find("No space left on device")) << "call " << (n) << ": " << message; \
+    EXPECT_NE(std::string::npos, message.find(workDir_.string())) << "call " << (n) << ": " << message;         \
+  } while (0)
+
+class ProvisionerFaultTest : public ProvisionerTest {
+ protected:
+  // No container's rootfs left behind by a failed provision, and no mount.
+  void expectNoRootfsOf(const std::string& id, long n) {
+    auto containers = provisioner_->containers();
+    AWAIT_READY(containers);
+    for (const auto& c : containers.get()) {
+      if (c.id == id) {
+        EXPECT_TRUE(c.rootfses.empty()) << "call " << n;
+      }
+    }
+    for (const char* name : {backend::kOverlay, backend::kCopy}) {
+      const fs::path rootfses = containerDir(id) / "backends" / name / "rootfses";
+      EXPECT_TRUE(!fs::exists(rootfses) || fs::is_empty(rootfses)) << "call " << n << ": " << name;
+    }
+    EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(containerDir(id))) << "call " << n;
+  }
+
+  // Provision with `backendName` under every fault, the image already pulled.
+  void provisionUnderEveryFault(const char* backendName) {
+    start({}, backendName);
+    AWAIT_READY(provisioner_->provision("warm", dockerImage("alpine")));
+    testing::FaultyDisk disk;
+    Future<ProvisionInfo> info;
+    const long count = testing::fault::sweep(
+        disk, std::nullopt, ENOSPC,
+        [&] {
+          auto destroyed = provisioner_->destroy("c1");
+          AWAIT_READY(destroyed);
+        },
+        [&] {
+          info = provisioner_->provision("c1", dockerImage("alpine"));
+          info.waitFor(testing::kDefaultAwait);
+        },
+        [&](long n, const std::optional<std::string>& failedCall) {
+          ASSERT_TRUE(info.isReady() || info.isFailed()) << "call " << n << ": " << testing::describe(info);
+          if (info.isFailed()) {
+            EXPECT_TRUE(failedCall) << "call " << n;
+            EXPECT_NAMES_THE_FAULT(info, n);
+            expectNoRootfsOf("c1", n);
+            info = provisioner_->provision("c1", dockerImage("alpine"));
+            AWAIT_READY(info);
+          }
+          EXPECT_EQ("alpine", testing::readFile(fs::path(info->rootfs) / "etc/os")) << "call " << n;
+          EXPECT_EQ("sh", testing::readFile(fs::path(info->rootfs) / "bin/sh")) << "call " << n;
+        });
+    RecordProperty("disk_calls", static_cast<int>(count));
+    EXPECT_GE(count, 8);
+  }
+
+  // Destroy a container with two rootfses (one nested) under every fault.
+  void destroyUnderEveryFault(const char* backendName) {
+    start({}, backendName);
+    testing::FaultyDisk disk;
+    Future<bool> destroyed;
+    const long count = testing::fault::sweep(
+        disk, std::nullopt, ENOSPC,
+        [&] {
+          auto exists = provisioner_->containers();
+          AWAIT_READY(exists);
+          if (!exists->empty()) {
+            AWAIT_READY(provisioner_->destroy("c1"));
+          }
+          AWAIT_READY(provisioner_->provision("c1", dockerImage("alpine")));
+          AWAIT_READY(provisioner_->provision("c1/n1", dockerImage("debian")));
+        },
+        [&] {
+          destroyed = provisioner_->destroy("c1");
+          destroyed.waitFor(testing::kDefaultAwait);
+        },
+        [&](long n, const std::optional<std::string>& failedCall) {
+          ASSERT_TRUE(destroyed.isReady() || destroyed.isFailed())
+              << "call " << n << ": " << testing::describe(destroyed);
+          if (destroyed.isFailed()) {
+            EXPECT_TRUE(failedCall) << "call " << n;
+            EXPECT_NAMES_THE_FAULT(destroyed, n);
+            destroyed = provisioner_->destroy("c1");
+            AWAIT_READY(destroyed);
+            EXPECT_TRUE(destroyed.get()) << "call " << n << ": the retry found nothing to destroy";
+          }
+          EXPECT_FALSE(fs::exists(containerDir("c1"))) << "call " << n;
+          EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_)) << "call " << n;
+          auto containers = provisioner_->containers();
+          AWAIT_READY(containers);
+          EXPECT_TRUE(containers->empty()) << "call " << n;
+        });
+    RecordProperty("disk_calls", static_cast<int>(count));
+    EXPECT_GE(count, 20);
+  }
+};
+
+TEST_F(ProvisionerFaultTest, ProvisionWithCopy) { provisionUnderEveryFault(backend::kCopy); }
+TEST_F(ProvisionerFaultTest, ProvisionWithOverlay) { provisionUnderEveryFault(backend::kOverlay); }
+TEST_F(ProvisionerFaultTest, DestroyNestedWithCopy) { destroyUnderEveryFault(backend::kCopy); }
+TEST_F(ProvisionerFaultTest, DestroyNestedWithOverlay) { destroyUnderEveryFault(backend::kOverlay); }
 
 TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
   auto known = provisioner_->provision("known", dockerImage("alpine"));

@@ -43,13 +43,16 @@ TEST_F(ImageStoreTest, KillNineInTheMiddleOfAnExtractionThenRecover) {
             static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  // Kill it once the big layer is partly extracted.
+  // Kill it once the base layer is committed and the big one partly
+  // extracted (layers extract concurrently: on a loaded machine the base
+  // may commit after the big one started).
   bool midway = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!midway && std::chrono::steady_clock::now() < deadline) {
     std::error_code ec;
+    const bool baseCommitted = fs::exists(storeDir_ / "layers", ec) && !fs::is_empty(storeDir_ / "layers", ec);
     for (const auto& staged : fs::directory_iterator(storeDir_ / "staging", ec)) {
-      if (filesUnder(staged.path()) > 2000) midway = true;
+      if (baseCommitted && filesUnder(staged.path()) > 2000) midway = true;
     }
     if (!midway) std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
