@@ -1,6 +1,8 @@
 #include "actors/disk.hpp"
 
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -59,6 +61,16 @@ ssize_t Disk::read(int fd, void* data, std::size_t size) { PROV_DISK_CALL(DiskCa
 ssize_t Disk::write(int fd, const void* data, std::size_t size) {
   PROV_DISK_CALL(DiskCall::Write, "", ::write(fd, data, size));
 }
+
+ssize_t Disk::pwrite(int fd, const void* data, std::size_t size, off_t offset) {
+  PROV_DISK_CALL(DiskCall::Write, "", ::pwrite(fd, data, size, offset));
+}
+
+ssize_t Disk::copyFileRange(int in, off_t* inOffset, int out, off_t* outOffset, std::size_t size) {
+  PROV_DISK_CALL(DiskCall::Write, "", ::copy_file_range(in, inOffset, out, outOffset, size, 0));
+}
+
+int Disk::cloneFile(int out, int in) { PROV_DISK_CALL(DiskCall::Write, "", ::ioctl(out, FICLONE, in)); }
 
 int Disk::fsync(int fd) { PROV_DISK_CALL(DiskCall::Sync, "", ::fsync(fd)); }
 

@@ -27,7 +27,7 @@ namespace prov::actors::fs {
 enum class DiskCall {
   Open,     // openat, openat2
   Read,     // read
-  Write,    // write
+  Write,    // write, pwrite, copy_file_range, FICLONE
   Sync,     // fsync
   Mkdir,    // mkdirat, mknodat
   Rename,   // renameat
@@ -51,6 +51,10 @@ class Disk {
   int openBeneath(int rootFd, const char* path, int flags);
   ssize_t read(int fd, void* data, std::size_t size);
   ssize_t write(int fd, const void* data, std::size_t size);
+  ssize_t pwrite(int fd, const void* data, std::size_t size, off_t offset);
+  ssize_t copyFileRange(int in, off_t* inOffset, int out, off_t* outOffset, std::size_t size);
+  // ioctl(out, FICLONE, in): `out` shares `in`'s blocks.
+  int cloneFile(int out, int in);
   int fsync(int fd);
   int mkdirat(int dirFd, const char* path, mode_t mode);
   int mknodat(int dirFd, const char* path, mode_t mode, dev_t device);

@@ -12,6 +12,7 @@
 #include <map>
 #include <utility>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "store/tar_apply.hpp"
 
@@ -61,7 +62,8 @@ Try<Nothing> copyXattrs(const std::string& source, const std::string& target, in
     return in >= 0 ? ::fgetxattr(in, name, buffer, size) : ::lgetxattr(source.c_str(), name, buffer, size);
   };
   auto set = [&](const char* name, const void* value, std::size_t size) {
-    return out >= 0 ? ::fsetxattr(out, name, value, size, 0) : ::lsetxattr(target.c_str(), name, value, size, 0);
+    return out >= 0 ? actors::fs::disk().fsetxattr(out, name, value, size, 0)
+                    : actors::fs::disk().lsetxattr(target.c_str(), name, value, size, 0);
   };
   ssize_t size = list(nullptr, 0);
   if (size < 0) {
@@ -92,15 +94,15 @@ Try<Nothing> copyXattrs(const std::string& source, const std::string& target, in
 // non-regular entry named `name` in `dirFd`.
 Try<Nothing> applyMetadataAt(int dirFd, const char* name, const std::string& source, const std::string& target,
                              const struct stat& st) {
-  if (::fchownat(dirFd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (actors::fs::disk().fchownat(dirFd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return ioError("change the owner of", target);
   }
-  if (!S_ISLNK(st.st_mode) && ::fchmodat(dirFd, name, st.st_mode & 07777, 0) != 0) {
+  if (!S_ISLNK(st.st_mode) && actors::fs::disk().fchmodat(dirFd, name, st.st_mode & 07777, 0) != 0) {
     return ioError("change the mode of", target);
   }
   if (auto x = copyXattrs(source, target); x.isError()) return x;
   const struct timespec times[2] = {st.st_atim, st.st_mtim};
-  if (::utimensat(dirFd, name, times, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (actors::fs::disk().utimensat(dirFd, name, times, AT_SYMLINK_NOFOLLOW) != 0) {
     return ioError("set the times of", target);
   }
   return Nothing{};
@@ -113,7 +115,7 @@ Try<Nothing> removeAt(int dirFd, const char* name, const std::string& path, cons
     if (removed.isError()) return removed.error();
     return Nothing{};
   }
-  if (::unlinkat(dirFd, name, 0) != 0) return ioError("remove", path);
+  if (actors::fs::disk().unlinkat(dirFd, name, 0) != 0) return ioError("remove", path);
   return Nothing{};
 }
 
@@ -188,8 +190,8 @@ Try<Nothing> Walker::applyEntry(int sourceFd, int targetFd, const char* name, co
     ssize_t n = ::readlinkat(sourceFd, name, link.data(), link.size());
     if (n < 0) return ioError("read the link", source);
     link.resize(static_cast<std::size_t>(n));
-    if (::symlinkat(link.c_str(), targetFd, name) != 0) return ioError("create the symlink", target);
-  } else if (::mknodat(targetFd, name, st.st_mode, st.st_rdev) != 0) {
+    if (actors::fs::disk().symlinkat(link.c_str(), targetFd, name) != 0) return ioError("create the symlink", target);
+  } else if (actors::fs::disk().mknodat(targetFd, name, st.st_mode, st.st_rdev) != 0) {
     return ioError("create the special file", target);
   }
   return applyMetadataAt(targetFd, name, source, target, st);
@@ -204,10 +206,11 @@ Try<Nothing> Walker::applyDirectory(int sourceFd, int targetFd, const char* name
     if (auto removed = removeAt(targetFd, name, target, targetSt); removed.isError()) return removed;
     targetExists = false;
   }
-  if (!targetExists && ::mkdirat(targetFd, name, 0700) != 0) return ioError("create directory", target);
-  Fd sourceDir(::openat(sourceFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!targetExists && actors::fs::disk().mkdirat(targetFd, name, 0700) != 0)
+    return ioError("create directory", target);
+  Fd sourceDir(actors::fs::disk().openat(sourceFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (sourceDir.get() < 0) return ioError("open", source);
-  Fd targetDir(::openat(targetFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  Fd targetDir(actors::fs::disk().openat(targetFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (targetDir.get() < 0) return ioError("open", target);
   plan.directories.push_back(DirectoryFixup{source, target, st});
   return walk(sourceDir.get(), targetDir.get(), source, target);
@@ -218,7 +221,7 @@ Try<Nothing> Walker::applyDirectory(int sourceFd, int targetFd, const char* name
 Try<Nothing> copyRange(int in, int out, off_t offset, off_t length, const CopyJob& job) {
   off_t inOffset = offset, outOffset = offset;
   while (length > 0) {
-    ssize_t n = ::copy_file_range(in, &inOffset, out, &outOffset, static_cast<size_t>(length), 0);
+    ssize_t n = actors::fs::disk().copyFileRange(in, &inOffset, out, &outOffset, static_cast<size_t>(length));
     if (n > 0) {
       length -= n;
       continue;
@@ -234,7 +237,7 @@ Try<Nothing> copyRange(int in, int out, off_t offset, off_t length, const CopyJo
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return ioError("read", job.source, r == 0 ? EIO : errno);
       for (ssize_t done = 0; done < r;) {
-        ssize_t w = ::pwrite(out, buffer + done, static_cast<size_t>(r - done), outOffset);
+        ssize_t w = actors::fs::disk().pwrite(out, buffer + done, static_cast<size_t>(r - done), outOffset);
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) return ioError("write", job.target);
         done += w;
@@ -251,7 +254,7 @@ Try<Nothing> copyContents(int in, int out, const CopyJob& job, std::atomic<bool>
   const off_t size = job.st.st_size;
   if (size == 0) return Nothing{};
   if (reflink.load(std::memory_order_relaxed)) {
-    if (::ioctl(out, FICLONE, in) == 0) return Nothing{};
+    if (actors::fs::disk().cloneFile(out, in) == 0) return Nothing{};
     if (errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL || errno == ENOTTY) {
       reflink.store(false, std::memory_order_relaxed);
     }
@@ -271,16 +274,16 @@ Try<Nothing> copyContents(int in, int out, const CopyJob& job, std::atomic<bool>
     if (auto copied = copyRange(in, out, data, hole - data, job); copied.isError()) return copied;
     data = hole;
   }
-  if (::ftruncate(out, size) != 0) return ioError("size", job.target);
+  if (actors::fs::disk().ftruncate(out, size) != 0) return ioError("size", job.target);
   return Nothing{};
 }
 
 }  // namespace
 
 Try<LayerPlan> prepareLayer(const std::string& layer, const std::string& rootfs) {
-  Fd sourceFd(::open(layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd sourceFd(actors::fs::disk().openat(AT_FDCWD, layer.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (sourceFd.get() < 0) return ioError("open layer", layer);
-  Fd targetFd(::open(rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  Fd targetFd(actors::fs::disk().openat(AT_FDCWD, rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (targetFd.get() < 0) return ioError("open rootfs", rootfs);
   Walker walker;
   struct stat st;
@@ -292,22 +295,25 @@ Try<LayerPlan> prepareLayer(const std::string& layer, const std::string& rootfs)
 }
 
 Try<Nothing> copyFile(const CopyJob& job, std::atomic<bool>& reflink) {
-  Fd in(::open(job.source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  Fd in(actors::fs::disk().openat(AT_FDCWD, job.source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (in.get() < 0) return ioError("open", job.source);
-  Fd out(::open(job.target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  Fd out(actors::fs::disk().openat(AT_FDCWD, job.target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                   0600));
   if (out.get() < 0) return ioError("create", job.target);
   if (auto copied = copyContents(in.get(), out.get(), job, reflink); copied.isError()) return copied;
-  if (::fchown(out.get(), job.st.st_uid, job.st.st_gid) != 0) return ioError("change the owner of", job.target);
-  if (::fchmod(out.get(), job.st.st_mode & 07777) != 0) return ioError("change the mode of", job.target);
+  if (actors::fs::disk().fchown(out.get(), job.st.st_uid, job.st.st_gid) != 0)
+    return ioError("change the owner of", job.target);
+  if (actors::fs::disk().fchmod(out.get(), job.st.st_mode & 07777) != 0)
+    return ioError("change the mode of", job.target);
   if (auto x = copyXattrs(job.source, job.target, in.get(), out.get()); x.isError()) return x;
   const struct timespec times[2] = {job.st.st_atim, job.st.st_mtim};
-  if (::futimens(out.get(), times) != 0) return ioError("set the times of", job.target);
+  if (actors::fs::disk().futimens(out.get(), times) != 0) return ioError("set the times of", job.target);
   return Nothing{};
 }
 
 Try<Nothing> finishLayer(const LayerPlan& plan) {
   for (const auto& link : plan.links) {
-    if (::link(link.existing.c_str(), link.target.c_str()) != 0) {
+    if (actors::fs::disk().linkat(AT_FDCWD, link.existing.c_str(), AT_FDCWD, link.target.c_str(), 0) != 0) {
       return ioError("link '" + link.existing + "' as", link.target);
     }
   }

@@ -13,6 +13,7 @@
 #include <rapidjson/document.h>
 
 #include "actors/async.hpp"
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/random.hpp"
 #include "actors/runtime.hpp"
@@ -285,7 +286,7 @@ class FileSink final : public BodySink {
 
   Try<Nothing> start(const HttpResponse&) override {
     offset_ = 0;
-    if (::ftruncate(fd_->get(), 0) != 0)
+    if (actors::fs::disk().ftruncate(fd_->get(), 0) != 0)
       return Error(ErrorKind::IO, std::string("Failed to truncate the download: ") + std::strerror(errno));
     return Nothing{};
   }
@@ -296,7 +297,8 @@ class FileSink final : public BodySink {
     return actors::async(runtime_, [fd = fd_, chunk, at]() -> Try<Nothing> {
       std::size_t done = 0;
       while (done < chunk.size()) {
-        const ssize_t n = ::pwrite(fd->get(), chunk.data() + done, chunk.size() - done, at + static_cast<off_t>(done));
+        const ssize_t n = actors::fs::disk().pwrite(fd->get(), chunk.data() + done, chunk.size() - done,
+                                                    at + static_cast<off_t>(done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return Error(ErrorKind::IO, std::string("Failed to write the download: ") + std::strerror(errno));
         done += static_cast<std::size_t>(n);
@@ -364,7 +366,8 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
   auto url = parseUrl(source);
   if (url.isError()) return url.error().withContext(what);
   const std::string path = dir + "/download-" + actors::randomName() + ".aci";
-  auto fd = std::make_shared<actors::fs::Fd>(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  auto fd = std::make_shared<actors::fs::Fd>(
+      actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd->valid()) {
     return Error(ErrorKind::IO, what + ": failed to create '" + path + "': " + std::strerror(errno));
   }
@@ -388,7 +391,7 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
                   return AciFile{path, shown, true};
                 })
       .onAny([path, fd](const actors::Future<AciFile>& done) {
-        if (!done.isReady()) ::unlink(path.c_str());
+        if (!done.isReady()) actors::fs::disk().unlinkat(AT_FDCWD, path.c_str(), 0);
       });
 }
 

@@ -17,6 +17,7 @@
 #include <set>
 #include <utility>
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/path.hpp"
 
@@ -62,7 +63,7 @@ class Applier {
   Try<ApplyResult> run() {
     umask_ = currentUmask();
     runningAsRoot_ = ::geteuid() == 0 && ::getegid() == 0;
-    root_ = Fd(::open(rootPath_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    root_ = Fd(actors::fs::disk().openat(AT_FDCWD, rootPath_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root_.valid()) return sysError("open the layer root '" + rootPath_ + "'");
     std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(), &archive_read_free);
     archive_ = a.get();
@@ -169,23 +170,25 @@ class Applier {
       const std::string part = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       start = slash == std::string::npos ? rel.size() + 1 : slash + 1;
       prefix += (prefix.empty() ? "" : "/") + part;
-      int next = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      int next = actors::fs::disk().openat(current.get(), part.c_str(),
+                                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       bool overWhiteout = false;
       if (next < 0 && errno == ENOTDIR && create) {
         // This layer deleted the name below and now puts a directory there:
         // an opaque directory.
         struct stat st {};
         if (::fstatat(current.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && isWhiteout(st) &&
-            ::unlinkat(current.get(), part.c_str(), 0) == 0) {
+            actors::fs::disk().unlinkat(current.get(), part.c_str(), 0) == 0) {
           overWhiteout = true;
           errno = ENOENT;
         }
       }
       if (next < 0 && errno == ENOENT && create) {
-        if (::mkdirat(current.get(), part.c_str(), 0755) != 0) return entryError(entry, "create '" + prefix + "'");
+        if (actors::fs::disk().mkdirat(current.get(), part.c_str(), 0755) != 0)
+          return entryError(entry, "create '" + prefix + "'");
         implied_.insert(prefix);
-        next = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next >= 0 && overWhiteout && ::fsetxattr(next, kOpaqueXattr, "y", 1, 0) != 0) {
+        next = actors::fs::disk().openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next >= 0 && overWhiteout && actors::fs::disk().fsetxattr(next, kOpaqueXattr, "y", 1, 0) != 0) {
           ::close(next);
           return entryError(entry, "mark '" + prefix + "' opaque");
         }
@@ -243,7 +246,7 @@ class Applier {
     if (::fstatat(parentFd, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISDIR(st.st_mode) && type == AE_IFDIR) {
         implied_.erase(path);
-        Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!fd.valid()) return entryError(name, "open the directory");
         return applyDirectoryMetadata(name, path, fd.get(), e);
       }
@@ -261,7 +264,8 @@ class Applier {
   Try<Nothing> removeExisting(const std::string& name, const std::string& path, int parentFd, const std::string& base,
                               const struct stat& st) {
     if (!S_ISDIR(st.st_mode)) {
-      if (::unlinkat(parentFd, base.c_str(), 0) != 0) return entryError(name, "replace the earlier entry");
+      if (actors::fs::disk().unlinkat(parentFd, base.c_str(), 0) != 0)
+        return entryError(name, "replace the earlier entry");
       return Nothing{};
     }
     forgetCache();
@@ -278,10 +282,11 @@ class Applier {
     switch (type) {
       case AE_IFREG: return createFile(name, splitParent(path).first, parentFd, base, e);
       case AE_IFDIR: {
-        if (::mkdirat(parentFd, base.c_str(), 0700) != 0) return entryError(name, "create the directory");
-        Fd fd(::openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (actors::fs::disk().mkdirat(parentFd, base.c_str(), 0700) != 0)
+          return entryError(name, "create the directory");
+        Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!fd.valid()) return entryError(name, "open the directory");
-        if (std::exchange(opaqueNext_, false) && ::fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
+        if (std::exchange(opaqueNext_, false) && actors::fs::disk().fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
           return entryError(name, "mark the directory opaque");
         }
         auto applied = applyDirectoryMetadata(name, path, fd.get(), e);
@@ -295,14 +300,16 @@ class Applier {
         const char* target = archive_entry_symlink(e);
         if (target == nullptr) target = archive_entry_symlink_utf8(e);
         if (target == nullptr || *target == '\0') return rejected(name, "the symlink has no target");
-        if (::symlinkat(target, parentFd, base.c_str()) != 0) return entryError(name, "create the symlink");
+        if (actors::fs::disk().symlinkat(target, parentFd, base.c_str()) != 0)
+          return entryError(name, "create the symlink");
         return applyPathMetadata(name, parentFd, base, e, /*symlink=*/true);
       }
       case AE_IFCHR:
       case AE_IFBLK:
       case AE_IFIFO: {
         const dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
-        if (::mknodat(parentFd, base.c_str(), type | 0600, dev) != 0) return entryError(name, "create the node");
+        if (actors::fs::disk().mknodat(parentFd, base.c_str(), type | 0600, dev) != 0)
+          return entryError(name, "create the node");
         return applyPathMetadata(name, parentFd, base, e, /*symlink=*/false);
       }
       default:
@@ -314,7 +321,8 @@ class Applier {
   Try<Nothing> createFile(const std::string& name, const std::string& parent, int parentFd, const std::string& base,
                           archive_entry* e) {
     const mode_t perm = permissions(e);
-    Fd fd(::openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm & 0777));
+    Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                    perm & 0777));
     if (!fd.valid()) return entryError(name, "create the file");
     std::int64_t end = 0;
     for (;;) {
@@ -326,7 +334,8 @@ class Applier {
       if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return archiveError("read the data of '" + name + "' in");
       const char* data = static_cast<const char*>(block);
       for (std::size_t done = 0; done < size;) {
-        const ssize_t n = ::pwrite(fd.get(), data + done, size - done, offset + static_cast<la_int64_t>(done));
+        const ssize_t n = actors::fs::disk().pwrite(fd.get(), data + done, size - done,
+                                                    offset + static_cast<la_int64_t>(done));
         if (n < 0) {
           if (errno == EINTR) continue;
           return entryError(name, "write");
@@ -336,7 +345,8 @@ class Applier {
       end = std::max<std::int64_t>(end, offset + static_cast<std::int64_t>(size));
     }
     const std::int64_t size = archive_entry_size(e);
-    if (end < size && ::ftruncate(fd.get(), size) != 0) return entryError(name, "size the sparse file");
+    if (end < size && actors::fs::disk().ftruncate(fd.get(), size) != 0)
+      return entryError(name, "size the sparse file");
     // Most files are root's with plain modes: as created, they need neither
     // chown nor chmod (unless a setgid directory gave them its group).
     const bool chown = !(archive_entry_uid(e) == 0 && archive_entry_gid(e) == 0 && runningAsRoot_ &&
@@ -416,7 +426,7 @@ class Applier {
       if (dir.isError()) return dir.error();
       parentFd = *dir;
     }
-    if (::linkat(targetDir.get(), targetBase.c_str(), parentFd, base.c_str(), 0) != 0) {
+    if (actors::fs::disk().linkat(targetDir.get(), targetBase.c_str(), parentFd, base.c_str(), 0) != 0) {
       return entryError(name, "create the hardlink to '" + *target + "'");
     }
     return Nothing{};
@@ -427,7 +437,8 @@ class Applier {
       auto dir = openDir(name, parent, true);
       if (dir.isError()) return dir.error();
       if (options_.bottomLayer) return Nothing{};
-      if (::fsetxattr(*dir, kOpaqueXattr, "y", 1, 0) != 0) return entryError(name, "mark the directory opaque");
+      if (actors::fs::disk().fsetxattr(*dir, kOpaqueXattr, "y", 1, 0) != 0)
+        return entryError(name, "mark the directory opaque");
       return Nothing{};
     }
     const std::string target = base.substr(kWhiteoutPrefix.size());
@@ -442,14 +453,14 @@ class Applier {
     if (::fstatat(*dir, target.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       // This layer's own entry wins; a directory it made keeps nothing from below.
       if (S_ISDIR(st.st_mode)) {
-        Fd fd(::openat(*dir, target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!fd.valid() || ::fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
+        Fd fd(actors::fs::disk().openat(*dir, target.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd.valid() || actors::fs::disk().fsetxattr(fd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
           return entryError(name, "mark '" + target + "' opaque");
         }
       }
       return Nothing{};
     }
-    if (::mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
+    if (actors::fs::disk().mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
       return entryError(name, "create the whiteout");
     return Nothing{};
   }
@@ -486,29 +497,30 @@ class Applier {
   }
 
   Try<Nothing> applyFdMetadata(const std::string& name, int fd, archive_entry* e, bool chown, bool chmod) {
-    if (chown && ::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
+    if (chown && actors::fs::disk().fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
       return entryError(name, "set the owner");
-    if (chmod && ::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    if (chmod && actors::fs::disk().fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
     auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
-      return ::fsetxattr(fd, key, value, size, 0) == 0;
+      return actors::fs::disk().fsetxattr(fd, key, value, size, 0) == 0;
     });
     if (xattrs.isError()) return xattrs;
     timespec times[2];
     entryTimes(e, times);
-    if (::futimens(fd, times) != 0) return entryError(name, "set the times");
+    if (actors::fs::disk().futimens(fd, times) != 0) return entryError(name, "set the times");
     return Nothing{};
   }
 
   Try<Nothing> applyDirectoryMetadata(const std::string& name, const std::string& path, int fd, archive_entry* e) {
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0) return entryError(name, "set the owner");
-    if (::fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    if (actors::fs::disk().fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
+      return entryError(name, "set the owner");
+    if (actors::fs::disk().fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
     if (permissions(e) & S_ISGID) {
       setgidDirs_.insert(path);
     } else {
       setgidDirs_.erase(path);
     }
     auto xattrs = forEachXattr(name, e, [fd](const char* key, const void* value, std::size_t size) {
-      return ::fsetxattr(fd, key, value, size, 0) == 0;
+      return actors::fs::disk().fsetxattr(fd, key, value, size, 0) == 0;
     });
     if (xattrs.isError()) return xattrs;
     DirTimes times{path, {}};
@@ -519,18 +531,21 @@ class Applier {
 
   Try<Nothing> applyPathMetadata(const std::string& name, int parentFd, const std::string& base, archive_entry* e,
                                  bool symlink) {
-    if (::fchownat(parentFd, base.c_str(), archive_entry_uid(e), archive_entry_gid(e), AT_SYMLINK_NOFOLLOW) != 0) {
+    if (actors::fs::disk().fchownat(parentFd, base.c_str(), archive_entry_uid(e), archive_entry_gid(e),
+                                    AT_SYMLINK_NOFOLLOW) != 0) {
       return entryError(name, "set the owner");
     }
-    if (!symlink && ::fchmodat(parentFd, base.c_str(), permissions(e), 0) != 0) return entryError(name, "set the mode");
+    if (!symlink && actors::fs::disk().fchmodat(parentFd, base.c_str(), permissions(e), 0) != 0)
+      return entryError(name, "set the mode");
     const std::string procPath = "/proc/self/fd/" + std::to_string(parentFd) + "/" + base;
     auto xattrs = forEachXattr(name, e, [&procPath](const char* key, const void* value, std::size_t size) {
-      return ::lsetxattr(procPath.c_str(), key, value, size, 0) == 0;
+      return actors::fs::disk().lsetxattr(procPath.c_str(), key, value, size, 0) == 0;
     });
     if (xattrs.isError()) return xattrs;
     timespec times[2];
     entryTimes(e, times);
-    if (::utimensat(parentFd, base.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return entryError(name, "set the times");
+    if (actors::fs::disk().utimensat(parentFd, base.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      return entryError(name, "set the times");
     return Nothing{};
   }
 
@@ -542,7 +557,7 @@ class Applier {
       if (!fd.valid()) continue;  // replaced by a later entry
       struct stat st {};
       if (::fstat(fd.get(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
-      if (::futimens(fd.get(), it->times) != 0) return entryError(it->path, "set the directory times");
+      if (actors::fs::disk().futimens(fd.get(), it->times) != 0) return entryError(it->path, "set the directory times");
     }
     return Nothing{};
   }

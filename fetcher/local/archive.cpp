@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <optional>
 
+#include "actors/disk.hpp"
 #include "fetcher/digest.hpp"
 
 namespace prov::fetcher::local {
@@ -27,7 +28,7 @@ std::string archiveError(struct archive* a) {
 class TarReader {
  public:
   static Try<std::unique_ptr<TarReader>> open(const std::string& path, const std::string& what) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const int fd = actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       const int errnum = errno;
       return actors::errnoError(errnum == ENOENT || errnum == ENOTDIR ? ErrorKind::NotFound : ErrorKind::IO,

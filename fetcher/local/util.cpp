@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/async.hpp"
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/path.hpp"
 #include "fetcher/digest.hpp"
@@ -30,7 +31,7 @@ Error fileError(const std::string& what, const std::string& path, int errnum) {
 using actors::fs::Fd;
 
 Try<int> openRegular(const std::string& path, const std::string& what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fileError(what, path, errno);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
@@ -49,7 +50,7 @@ Try<int> openRegular(const std::string& path, const std::string& what) {
 Try<std::size_t> readFully(int fd, char* buffer, std::size_t size, const std::string& what, const std::string& path) {
   std::size_t total = 0;
   while (total < size) {
-    const ssize_t n = ::read(fd, buffer + total, size - total);
+    const ssize_t n = actors::fs::disk().read(fd, buffer + total, size - total);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fileError(what, path, errno);
