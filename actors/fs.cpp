@@ -83,10 +83,12 @@ Try<bool> removeTree(const std::string& path) {
   if (isMountRoot(AT_FDCWD, path.c_str())) {
     return Error(ErrorKind::IO, "Failed to remove '" + path + "': it is a mount point; unmount it first");
   }
+  // ENOENT below: someone else removed it meanwhile, which is what was asked.
   Fd fd(disk().openat(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0 && errno == ENOENT) return false;
   if (fd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + path + "'", errno);
   if (auto emptied = emptyDirectory(fd.get(), path); emptied.isError()) return emptied.error();
-  if (disk().unlinkat(AT_FDCWD, path.c_str(), AT_REMOVEDIR) != 0) {
+  if (disk().unlinkat(AT_FDCWD, path.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return errnoError(ErrorKind::IO, "Failed to remove '" + path + "'", errno);
   }
   return true;

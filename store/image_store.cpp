@@ -223,7 +223,31 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       committed_.erase(paths::chainIdOfLayer(path));
       configFiles_.erase(paths::baseName(path));
     }
-    return gc_.collect(metadata_.remove(forget), doomed);
+    return gc_.collect(metadata_.remove(forget), doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
+  }
+
+  // A prune that failed part way: what it did not move into gc/ is still in
+  // the store, and the next prune must see it to remove it.
+  Future<Nothing> pruneFailed(const std::vector<std::string>& doomed, const Future<Nothing>& pruned) {
+    return actors::async(runtime_,
+                         [doomed] {
+                           std::vector<std::string> left;
+                           for (const auto& path : doomed) {
+                             if (actors::fs::exists(path)) left.push_back(path);
+                           }
+                           return left;
+                         })
+        .then(actors::defer(self(), [this, pruned](const std::vector<std::string>& left) {
+          for (const auto& path : left) {
+            const std::string id = paths::chainIdOfLayer(path);
+            if (paths::layer(options_.storeDir, id) == path) {
+              committed_.insert(id);
+            } else {
+              configFiles_.insert(paths::baseName(path));
+            }
+          }
+          return pruned;
+        }));
   }
 
   // READY once no prune and no background sweep runs.
@@ -380,7 +404,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
             .run<Staged>([this, image, puller, resolved, blob, stream, reporter] {
               return extract(image, puller, resolved, blob, stream, reporter);
             })
-            .then([parent](const Staged& staged) { return parent.then([staged] { return staged; }); })
+            .then([&runtime = runtime_, parent](const Staged& staged) {
+              // A layer below that failed leaves nothing to commit onto:
+              // this one's staging directory goes too.
+              return parent.then([staged] { return staged; }).recover([&runtime, staged](const Future<Staged>& f) {
+                auto removed = actors::async(runtime, [dir = staged.dir] {
+                  (void)actors::fs::removeTree(dir);  // else the next recover removes it
+                  return Nothing{};
+                });
+                return actors::undiscardable(removed).then([f]() -> Future<Staged> { return f; });
+              });
+            })
             .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
               return actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
                 auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents, layerDir, sync);

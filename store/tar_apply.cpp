@@ -126,8 +126,9 @@ class Applier {
   }
 
   Error entryError(const std::string& entry, const std::string& doing, int error = errno) const {
-    return Error(ErrorKind::IO, "Failed to extract " + options_.what + ": entry '" + entry + "': failed to " + doing +
-                                    ": " + std::strerror(error));
+    // The directory says which file system failed (ENOSPC, EIO, EROFS).
+    return Error(ErrorKind::IO, "Failed to extract " + options_.what + " into '" + rootPath_ + "': entry '" + entry +
+                                    "': failed to " + doing + ": " + std::strerror(error));
   }
 
   // ---- directories inside the root ------------------------------------------
