@@ -214,11 +214,29 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     }
     for (const auto& key : forget) index_.erase(key);
     std::vector<std::string> dirs;
+    std::map<std::string, AppcManifest> removed;
     for (const auto& id : doomed) {
-      manifests_.erase(id);
+      removed.insert(manifests_.extract(id));
       dirs.push_back(paths::appc::image(options_.storeDir, id));
     }
-    return gc_.collect(metadata_.remove(forget), dirs);
+    return gc_.collect(metadata_.remove(forget), dirs).recover(actors::defer(self(), &Self::pruneFailed, removed));
+  }
+
+  // A prune that failed part way: the images it did not move into gc/ are
+  // still in the store, and the next prune must see them to remove them.
+  Future<Nothing> pruneFailed(const std::map<std::string, AppcManifest>& removed, const Future<Nothing>& pruned) {
+    return actors::async(runtime_,
+                         [removed, dir = options_.storeDir] {
+                           std::vector<std::string> left;
+                           for (const auto& [id, manifest] : removed) {
+                             if (actors::fs::exists(paths::appc::image(dir, id))) left.push_back(id);
+                           }
+                           return left;
+                         })
+        .then(actors::defer(self(), [this, removed, pruned](const std::vector<std::string>& left) {
+          for (const auto& id : left) manifests_.emplace(id, removed.at(id));
+          return pruned;
+        }));
   }
 
   // The index entry for `key`: the image `ids` end with, made of `ids`.

@@ -16,6 +16,7 @@
 
 #include "store/aci.hpp"
 #include "tests/store/appc_fixture.hpp"
+#include "tests/support/faulty_disk.hpp"
 #include "tests/support/files.hpp"
 
 namespace prov::store {
@@ -500,6 +501,48 @@ TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
   std::vector<std::string> expected = {baseId, topId, usedId};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(expected, storedImages());
+  (void)loneId;
+}
+
+// Every N-th disk call of a prune fails: the prune fails naming the errno,
+// or succeeds; either way a retried prune leaves exactly the kept images
+// (a failed prune used to forget what it had not removed yet, for good).
+TEST_F(AppcStoreTest, PruneUnderEveryFault) {
+  const auto [baseId, topId] = publishTopOnBase();
+  const std::string loneId = publish(simple("example.com/lone", "lone"));
+  testing::FaultyDisk disk;
+  Future<Nothing> pruned;
+  const long count = testing::fault::sweep(
+      disk, std::nullopt, ENOSPC,
+      [&] {
+        store_.reset();
+        std::filesystem::remove_all(storeDir_);
+        restartStore();
+        AWAIT_READY(store_->get(appcImage("example.com/top")));
+        AWAIT_READY(store_->get(appcImage("example.com/lone")));
+      },
+      [&] {
+        pruned = store_->prune({appcImage("example.com/top")}, {});
+        pruned.waitFor(testing::kDefaultAwait);
+      },
+      [&](long n, const std::optional<std::string>& failedCall) {
+        ASSERT_TRUE(pruned.isReady() || pruned.isFailed()) << "call " << n << ": " << testing::describe(pruned);
+        if (pruned.isFailed()) {
+          EXPECT_TRUE(failedCall) << "call " << n;
+          EXPECT_NE(std::string::npos, pruned.failure().message.find("No space left on device"))
+              << "call " << n << ": " << pruned.failure().message;
+          EXPECT_NE(std::string::npos, pruned.failure().message.find(storeDir_.string()))
+              << "call " << n << ": " << pruned.failure().message;
+          AWAIT_READY(store_->prune({appcImage("example.com/top")}, {}));
+        }
+        std::vector<std::string> expected = {baseId, topId};
+        std::sort(expected.begin(), expected.end());
+        EXPECT_EQ(expected, storedImages()) << "call " << n;
+        auto images = store_->images();
+        AWAIT_READY(images);
+        EXPECT_EQ(1u, images->size()) << "call " << n;
+      });
+  EXPECT_GE(count, 5);
   (void)loneId;
 }
 
