@@ -6,6 +6,7 @@
 // deadlock, the work dir lock, and the parsers.
 
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <gtest/gtest.h>
 
@@ -460,6 +461,56 @@ TEST_F(ProvisionerTest, ImageGcRunsWhenFreeSpaceFallsBelowTheHeadroom) {
   AWAIT_READY(metrics);
   EXPECT_GE(metrics->at("provisioner/image_prunes"), 1.0);
   // The clock stays paused: no further check starts while the test tears down.
+}
+
+// A real full disk: the work dir on a 4 MiB tmpfs. A provision whose image
+// does not fit fails with ENOSPC's text and the staging path, and leaves
+// the store as it was; automatic image GC (headroom 0.7, real statvfs)
+// then prunes the unused image, and the provision retried succeeds.
+TEST_F(ProvisionerTest, AFullDiskFailsTheProvisionClearlyAndImageGcMakesRoom) {
+  provisioner_.reset();
+  runtime_.clock().pause();
+  const fs::path small = sandbox() / "small";
+  fs::create_directories(small);
+  ASSERT_EQ(0, ::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=4m,mode=0755")) << std::strerror(errno);
+  struct Unmount {  // the provisioner's work dir goes with the file system
+    std::unique_ptr<Provisioner>& provisioner;
+    fs::path path;
+    ~Unmount() {
+      if (provisioner) fixture::destroyAll(*provisioner);
+      provisioner.reset();
+      ::umount2(path.c_str(), MNT_DETACH);
+    }
+  } unmount{provisioner_, small};
+  workDir_ = small / "work";
+  publish("test/medium", "latest", {{TarEntry::file("medium", randomBytes(1536 * 1024))}});
+  publish("test/large", "latest", {{TarEntry::file("large", randomBytes(3 * 1024 * 1024))}});
+  ImageGcConfig gc;
+  gc.imageDiskHeadroom = 0.7;
+  gc.imageDiskWatchInterval = std::chrono::seconds(10);
+  start({}, backend::kOverlay, gc);
+  AWAIT_READY(provisioner_->pullImage(dockerImage(registry_.hostPort() + "/test/medium")));
+  const auto storeBefore = testing::treeOf(workDir_ / "store");
+
+  auto failed = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/large"));
+  AWAIT_FAILED(failed);
+  const std::string& message = failed.failure().message;
+  EXPECT_NE(std::string::npos, message.find("No space left on device")) << message;
+  EXPECT_NE(std::string::npos, message.find((workDir_ / "store/docker/staging").string())) << message;
+  waitFor([&] { return testing::treeOf(workDir_ / "store") == storeBefore; });
+  EXPECT_EQ(storeBefore, testing::treeOf(workDir_ / "store")) << "the store is as it was";
+  EXPECT_EQ(1u, imageCount());
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
+
+  // 1.5 of 4 MiB used: under the headroom, so the next check prunes.
+  runtime_.clock().advance(std::chrono::seconds(11));
+  waitFor([&] { return imageCount() == 0; });
+  ASSERT_EQ(0u, imageCount());
+  struct statvfs st {};
+  waitFor([&] { return ::statvfs(small.c_str(), &st) == 0 && st.f_bfree * 10 > st.f_blocks * 9; });
+  auto info = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/large"));
+  AWAIT_READY(info);
+  EXPECT_EQ(3u * 1024 * 1024, fs::file_size(fs::path(info->rootfs) / "large"));
 }
 
 TEST_F(ProvisionerTest, ConcurrentProvisionDestroyAndPruneDoNotDeadlock) {

@@ -30,13 +30,7 @@ using actors::Try;
 using actors::fs::DiskCall;
 using testing::FaultyDisk;
 
-// Every path below `dir`, relative, sorted.
-std::vector<std::string> treeOf(const fs::path& dir) {
-  std::vector<std::string> paths;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) paths.push_back(fs::relative(entry, dir));
-  std::sort(paths.begin(), paths.end());
-  return paths;
-}
+using testing::treeOf;
 
 // `message` names the failed call's target and says ENOSPC's text.
 void expectNamesTheFault(const std::string& message, const std::string& path, long n) {

@@ -5,6 +5,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -58,6 +59,18 @@ void makeSymlink(const std::string& target, const std::filesystem::path& link) {
   if (::symlink(target.c_str(), link.c_str()) != 0) {
     ADD_FAILURE() << "Failed to link '" << link.string() << "': " << std::strerror(errno);
   }
+}
+
+std::vector<std::string> treeOf(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> paths;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    paths.push_back(fs::relative(it->path(), dir).string());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
 }
 
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir) {

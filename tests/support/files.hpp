@@ -20,6 +20,10 @@ void makeWhiteout(const std::filesystem::path& path);
 void makeOpaque(const std::filesystem::path& dir);
 void makeSymlink(const std::string& target, const std::filesystem::path& link);
 
+// Every path below `dir`, relative to it, sorted; what vanishes while it
+// reads (a background cleanup) is left out.
+std::vector<std::string> treeOf(const std::filesystem::path& dir);
+
 // Mount points at or below `dir`, from /proc/self/mountinfo.
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
