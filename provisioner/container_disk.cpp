@@ -14,6 +14,7 @@
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "provisioner/paths.hpp"
+#include "store/atomic_file.hpp"
 
 namespace prov::provisioner {
 
@@ -21,6 +22,7 @@ namespace {
 
 ContainerInfo readContainer(const std::string& id, const std::string& dir) {
   ContainerInfo info{id, {}};
+  (void)store::removeStaleTemporaries(dir);  // a record write a kill cut short
   std::map<std::string, messages::ContainerRootfs> recorded;
   std::ifstream in(paths::record(dir), std::ios::binary);
   if (in) {

@@ -73,11 +73,33 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // The containers found on disk taken in; the unknown ones destroyed; then
   // the stores recovered.
   Future<Nothing> adoptContainers(const std::set<std::string>& known, const std::vector<ContainerInfo>& found) {
+    std::vector<Future<Nothing>> unfinished;
     for (const auto& container : found) {
       auto& info = infos_[container.id];
       if (!info) info = std::make_shared<Info>();
       info->rootfses = container.rootfses;
+      for (const auto& rootfs : container.rootfses) {
+        if (rootfs.unfinished()) unfinished.push_back(takeDownUnfinished(container.id, rootfs));
+      }
     }
+    return actors::collect(unfinished).then(actors::defer(self(), &Self::destroyOrphans, known, found));
+  }
+
+  // A rootfs the process died making or taking down (the record still says
+  // unfinished):
+  // whatever the backend made of it taken down, then out of the record.
+  Future<Nothing> takeDownUnfinished(const std::string& id, const ContainerRootfs& rootfs) {
+    const std::string dir = paths::container(root_, id);
+    auto* b = backend(rootfs.backend());
+    if (!b) return Nothing{};  // a backend not enabled now: destroy() says so
+    // When it cannot be taken down, the record keeps it (still marked), and
+    // destroying the container tries again; recover goes on.
+    return b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()), paths::backendDir(dir, rootfs.backend()))
+        .then(actors::defer(self(), [this, id, rootfsId = rootfs.id()] { return forgetRootfs(id, rootfsId); }))
+        .recover([](const Future<Nothing>&) { return Nothing{}; });
+  }
+
+  Future<Nothing> destroyOrphans(const std::set<std::string>& known, const std::vector<ContainerInfo>& found) {
     std::vector<Future<bool>> orphans;
     for (const auto& container : found) {
       // Unknown, and not inside another unknown one (that destroys it).
@@ -177,6 +199,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     rootfs.set_image_key(pulled.image.key());
     for (const auto& layer : pulled.layers) rootfs.add_layers(layer);
     rootfs.set_config(pulled.configPath);
+    rootfs.set_unfinished(true);
     info->rootfses.push_back(rootfs);
     const std::string dir = paths::container(root_, id);
     const std::string path = paths::rootfs(dir, backendName, rootfs.id());
@@ -189,7 +212,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
           return actors::async(runtime, [rootfses] { return actors::fs::makeDirectories(rootfses); });
         })
         .then(actors::defer(self(), &Self::assemble, rootfs, path, backendDir))
-        .then(actors::defer(self(), &Self::assembled, path, pulled.image))
+        .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled.image))
         .recover(actors::defer(self(), &Self::abandonRootfs, id, rootfs, path, backendDir));
   }
 
@@ -199,10 +222,21 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return backend(rootfs.backend())->provision(layers, path, backendDir);
   }
 
-  ProvisionInfo assembled(const std::string& path, const messages::StoredImage& image,
-                          const backend::RootfsInfo& made) {
-    ++provisions_;
-    return ProvisionInfo{path, parts_.defaultBackend, image, made.ephemeralVolumes};
+  // The rootfs is whole: so says the record, before anyone gets it.
+  Future<ProvisionInfo> assembled(const std::string& id, const std::string& rootfsId, const std::string& path,
+                                  const messages::StoredImage& image, const backend::RootfsInfo& made) {
+    auto it = infos_.find(id);
+    if (it == infos_.end()) return Error(ErrorKind::Unavailable, "Container '" + id + "' was forgotten meanwhile");
+    for (auto& r : it->second->rootfses) {
+      if (r.id() == rootfsId) r.set_unfinished(false);
+    }
+    ContainerRecord record;
+    for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
+    ProvisionInfo info{path, parts_.defaultBackend, image, made.ephemeralVolumes};
+    return writeRecord(paths::container(root_, id), record).then(actors::defer(self(), [this, info] {
+      ++provisions_;
+      return info;
+    }));
   }
 
   // A rootfs that failed (or was discarded) on its way: whatever the backend
@@ -280,7 +314,28 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return Nothing{};
   }
 
-  Future<Nothing> destroyRootfses(const std::string& id, const std::shared_ptr<Info>& info) {
+  // The record first: a kill from here on leaves rootfses that recover
+  // takes down, not ones it would hand out half removed.
+  Nothing destroyRootfses(const std::string& id, const std::shared_ptr<Info>& info) {
+    ContainerRecord record;
+    for (auto& rootfs : info->rootfses) {
+      rootfs.set_unfinished(true);
+      *record.add_rootfses() = rootfs;
+    }
+    if (info->rootfses.empty()) return takeDownRootfses(id, info);
+    writeRecord(paths::container(root_, id), record)
+        .onAny(actors::defer(self(), [this, id, info](const Future<Nothing>& written) {
+          if (written.isReady()) {
+            takeDownRootfses(id, info);
+            return;
+          }
+          destroyFailed(info, Error(ErrorKind::IO, "Failed to destroy container '" + id + "': " +
+                                                       (written.isFailed() ? written.failure().message : "discarded")));
+        }));
+    return Nothing{};
+  }
+
+  Nothing takeDownRootfses(const std::string& id, const std::shared_ptr<Info>& info) {
     const std::string dir = paths::container(root_, id);
     std::vector<Future<bool>> destroys;
     for (const auto& rootfs : info->rootfses) {
@@ -292,7 +347,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       destroys.push_back(
           b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()), paths::backendDir(dir, rootfs.backend())));
     }
-    return actors::await(destroys).then(actors::defer(self(), &Self::rootfsesDestroyed, id, info));
+    actors::await(destroys).then(actors::defer(self(), &Self::rootfsesDestroyed, id, info));
+    return Nothing{};
   }
 
   // Unless a rootfs could not be taken down, the container's directory goes.

@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine:
 #   1. scripts/setup.sh installs any missing Debian package; every C++ file
 #      must be as clang-format (14, .clang-format) writes it;
-#   2. build/          (RelWithDebInfo) builds everything and runs every test;
+#   2. build/          (RelWithDebInfo) builds everything and runs every test,
+#                      then a short crash soak (bench_soak, 60 kill -9 trials);
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
 #                      checks: the runtime's, backends', fetcher's, store's and provisioner's
 #                      tests (the fetcher's against the fake registry);
@@ -85,6 +86,18 @@ fi
 
 run_suite "main" build "" all \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_SANITIZE= -DPROV_BUILD_BENCH=ON
+
+# The crash soak, short: 60 children killed with SIGKILL at random moments,
+# each recovering and checking the invariants (bench/soak_bench.cpp).
+echo "== soak"
+if [[ -x build/bin/bench_soak ]] && build/bin/bench_soak --trials=60 --dir="$PWD/build/soak" >build/soak.log 2>&1; then
+  tail -n 1 build/soak.log
+  total_passed=$((total_passed + 1))
+else
+  grep -v '^op ' build/soak.log 2>/dev/null | tail -n 40
+  echo "error: bench_soak found violations or did not run (log: build/soak.log)" >&2
+  total_failed=$((total_failed + 1))
+fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -59,6 +59,7 @@ Try<Found> scanStore(const std::string& store) {
   if (made.isError()) return made.error();
   auto staged = emptyDirectory(paths::staging(store));
   if (staged.isError()) return staged.error();
+  if (auto removed = removeStaleTemporaries(store); removed.isError()) return removed.error();
   Found found;
   std::vector<std::string> broken;
   for (const auto& id : actors::fs::listDirectory(paths::appc::images(store))) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "actors/disk.hpp"
+#include "actors/fs.hpp"
 #include "actors/random.hpp"
 
 namespace prov::store {
@@ -29,6 +30,15 @@ Try<Nothing> syncDirectory(const std::string& path) {
   const int rc = disk().fsync(fd);
   ::close(fd);
   if (rc != 0) return ioError("fsync", path);
+  return Nothing{};
+}
+
+Try<Nothing> removeStaleTemporaries(const std::string& dir) {
+  for (const auto& name : actors::fs::listDirectory(dir)) {
+    if (name.find(".tmp-") == std::string::npos) continue;
+    const std::string path = dir + "/" + name;
+    if (disk().unlinkat(AT_FDCWD, path.c_str(), 0) != 0 && errno != ENOENT) return ioError("remove", path);
+  }
   return Nothing{};
 }
 

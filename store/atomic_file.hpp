@@ -16,6 +16,11 @@ namespace prov::store {
 // machine may leave the new file empty.
 actors::Try<actors::Nothing> writeFileAtomically(const std::string& path, std::string_view content, bool sync = true);
 
+// Removes the temp files writeFileAtomically left in `dir` when the process
+// died mid-write ("<name>.tmp-<random>"). Only while nothing writes there:
+// at recover.
+actors::Try<actors::Nothing> removeStaleTemporaries(const std::string& dir);
+
 // fsync of a directory (after a rename into it).
 actors::Try<actors::Nothing> syncDirectory(const std::string& path);
 

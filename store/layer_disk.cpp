@@ -109,6 +109,9 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
   if (staged.isError()) return staged.error();
   auto swept = sweepGc(storeDir);
   if (swept.isError()) return swept.error();
+  for (const auto& dir : {storeDir, paths::configs(storeDir)}) {
+    if (auto removed = removeStaleTemporaries(dir); removed.isError()) return removed.error();
+  }
   StoreContents contents;
   for (const auto& name : actors::fs::listDirectory(paths::layers(storeDir))) {
     struct stat st {};

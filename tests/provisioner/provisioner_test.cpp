@@ -291,6 +291,41 @@ TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("known"));
 }
 
+// A kill while a rootfs is being made or taken down leaves its record entry
+// marked unfinished: recover takes that rootfs down (unmounts, removes) and
+// drops it, also for a known container. A record written before the mark
+// existed (no field 6) means "whole", and is kept.
+TEST_F(ProvisionerTest, RecoverTakesDownARootfsLeftUnfinished) {
+  auto unfinished = provisioner_->provision("c1", dockerImage("alpine"));
+  auto whole = provisioner_->provision("c2", dockerImage("alpine"));
+  AWAIT_READY(unfinished);
+  AWAIT_READY(whole);
+  auto mark = [&](const std::string& id, bool value) {
+    messages::ContainerRecord record;
+    ASSERT_TRUE(record.ParseFromString(testing::readFile(containerDir(id) / "layers")));
+    ASSERT_EQ(1, record.rootfses_size());
+    EXPECT_FALSE(record.rootfses(0).unfinished()) << "a provision that returned is marked whole";
+    record.mutable_rootfses(0)->set_unfinished(value);
+    testing::writeFile(containerDir(id) / "layers", record.SerializeAsString());
+  };
+  mark("c1", true);
+  mark("c2", false);     // the former layout: the field absent
+  provisioner_.reset();  // the mounts stay, as after a kill
+  start({"c1", "c2"});
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  ASSERT_EQ(2u, containers->size());
+  for (const auto& c : containers.get()) {
+    EXPECT_EQ(c.id == "c1" ? 0u : 1u, c.rootfses.size()) << c.id;
+  }
+  EXPECT_FALSE(fs::exists(unfinished->rootfs));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(containerDir("c1")));
+  EXPECT_EQ("alpine", testing::readFile(fs::path(whole->rootfs) / "etc/os"));
+  messages::ContainerRecord record;
+  ASSERT_TRUE(record.ParseFromString(testing::readFile(containerDir("c1") / "layers")));
+  EXPECT_EQ(0, record.rootfses_size()) << "the record no longer lists it";
+}
+
 // Records are not fsynced: after a machine crash one may come back empty.
 // Recover still finds the container's rootfs on disk, keeps it when known
 // and destroys it cleanly.
