@@ -416,13 +416,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
               });
             })
             .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
-              return actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
+              // Undiscardable: once staged, the layer is committed or removed.
+              return actors::undiscardable(actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
                 auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents, layerDir, sync);
                 if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
                 return committed;
-              });
-            })
-            .then(actors::defer(self(), &Self::layerCommitted, id, reporter));
+              }));
+            });
+    // Also when the pull was discarded meanwhile: the layer is there.
+    pulled.onReady(actors::defer(self(), &Self::layerCommitted, id, reporter));
     if (reporter) {
       pulled.onFailed(actors::defer(self(), [reporter] { reporter->report(LayerProgress::Phase::Failed); }));
     }
@@ -461,7 +463,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     Future<ExtractedLayer> extracted = stream->result();
     actors::await(fetched, extracted)
         .onAny(actors::defer(self(), [this, dir, fetched, extracted, promise, what = options.apply.what] {
-          if (fetched.isReady() && extracted.isReady()) {
+          // Whole, but discarded meanwhile: the step after would be skipped
+          // and the staged layer lost, so it goes now.
+          if (fetched.isReady() && extracted.isReady() && !promise->future().hasDiscard()) {
             promise->set(Staged{dir, paths::stagedRootfs(dir), extracted->applied.impliedDirs});
             return;
           }

@@ -14,8 +14,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
 
 #include "actors/disk.hpp"
+#include "actors/future.hpp"
+#include "tests/support/await.hpp"
 
 namespace prov::testing {
 
@@ -118,6 +123,27 @@ inline long sweep(FaultyDisk& disk, std::optional<DiskCall> kind, int error, con
     check(n, failedCall);
   }
   return count;
+}
+
+// After run `n` of a sweep: false (a test failure) when `f` is still
+// pending; when it failed, a call must have been failed, and its message
+// must say `errnoText` and name one of `paths` (the directories the
+// operation works in).
+template <typename T>
+bool endedClearly(const actors::Future<T>& f, long n, const std::optional<std::string>& failedCall,
+                  const std::vector<std::string>& paths, const std::string& errnoText = "No space left on device") {
+  if (!f.isReady() && !f.isFailed()) {
+    ADD_FAILURE() << "call " << n << ": " << describe(f);
+    return false;
+  }
+  if (f.isReady()) return true;
+  const std::string& message = f.failure().message;
+  EXPECT_TRUE(failedCall) << "call " << n << ": failed with no fault: " << message;
+  EXPECT_NE(std::string::npos, message.find(errnoText)) << "call " << n << ": " << message;
+  bool named = false;
+  for (const auto& path : paths) named = named || message.find(path) != std::string::npos;
+  EXPECT_TRUE(named) << "call " << n << ": names none of the paths: " << message;
+  return true;
 }
 
 }  // namespace fault
