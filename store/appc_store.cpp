@@ -220,22 +220,17 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       removed.insert(manifests_.extract(id));
       dirs.push_back(paths::appc::image(options_.storeDir, id));
     }
-    return gc_.collect(metadata_.remove(forget), dirs).recover(actors::defer(self(), &Self::pruneFailed, removed));
+    return gc_.collect(metadata_.remove(forget), dirs)
+        .recover(actors::defer(self(), &Self::pruneFailed, removed, dirs));
   }
 
   // A prune that failed part way: the images it did not move into gc/ are
   // still in the store, and the next prune must see them to remove them.
-  Future<Nothing> pruneFailed(const std::map<std::string, AppcManifest>& removed, const Future<Nothing>& pruned) {
-    return actors::async(runtime_,
-                         [removed, dir = options_.storeDir] {
-                           std::vector<std::string> left;
-                           for (const auto& [id, manifest] : removed) {
-                             if (actors::fs::exists(paths::appc::image(dir, id))) left.push_back(id);
-                           }
-                           return left;
-                         })
-        .then(actors::defer(self(), [this, removed, pruned](const std::vector<std::string>& left) {
-          for (const auto& id : left) manifests_.emplace(id, removed.at(id));
+  Future<Nothing> pruneFailed(const std::map<std::string, AppcManifest>& removed, const std::vector<std::string>& dirs,
+                              const Future<Nothing>& pruned) {
+    return gc_.leftBehind(dirs).then(
+        actors::defer(self(), [this, removed, pruned](const std::vector<std::string>& left) {
+          for (const auto& dir : left) manifests_.emplace(paths::baseName(dir), removed.at(paths::baseName(dir)));
           return pruned;
         }));
   }

@@ -1,6 +1,7 @@
 #include "store/gc.hpp"
 
 #include "actors/async.hpp"
+#include "actors/fs.hpp"
 #include "store/layer_disk.hpp"
 
 namespace prov::store {
@@ -25,6 +26,16 @@ Future<Nothing> GarbageCollector::collect(const Future<Nothing>& before, std::ve
       marked.then([&runtime, dir] { return actors::async(runtime, [dir] { return sweepGc(dir); }); }).recover(ignore);
   idle_ = swept.then([previous = idle_] { return previous; }).recover(ignore);
   return marked;
+}
+
+Future<std::vector<std::string>> GarbageCollector::leftBehind(std::vector<std::string> paths) const {
+  return actors::async(runtime_, [paths = std::move(paths)] {
+    std::vector<std::string> left;
+    for (const auto& path : paths) {
+      if (actors::fs::exists(path)) left.push_back(path);
+    }
+    return left;
+  });
 }
 
 }  // namespace prov::store

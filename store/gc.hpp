@@ -26,6 +26,10 @@ class GarbageCollector {
   actors::Future<actors::Nothing> collect(const actors::Future<actors::Nothing>& before,
                                           std::vector<std::string> paths);
 
+  // After a collect() that failed part way: those of `paths` still where
+  // they were (not moved into gc/), which the store must keep counting.
+  actors::Future<std::vector<std::string>> leftBehind(std::vector<std::string> paths) const;
+
   // READY once no collect() and no sweep it started is running: the
   // store's owner waits for it before the directory may go away.
   actors::Future<actors::Nothing> quiesce() const { return actors::undiscardable(idle_); }

@@ -229,25 +229,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // A prune that failed part way: what it did not move into gc/ is still in
   // the store, and the next prune must see it to remove it.
   Future<Nothing> pruneFailed(const std::vector<std::string>& doomed, const Future<Nothing>& pruned) {
-    return actors::async(runtime_,
-                         [doomed] {
-                           std::vector<std::string> left;
-                           for (const auto& path : doomed) {
-                             if (actors::fs::exists(path)) left.push_back(path);
-                           }
-                           return left;
-                         })
-        .then(actors::defer(self(), [this, pruned](const std::vector<std::string>& left) {
-          for (const auto& path : left) {
-            const std::string id = paths::chainIdOfLayer(path);
-            if (paths::layer(options_.storeDir, id) == path) {
-              committed_.insert(id);
-            } else {
-              configFiles_.insert(paths::baseName(path));
-            }
-          }
-          return pruned;
-        }));
+    return gc_.leftBehind(doomed).then(actors::defer(self(), [this, pruned](const std::vector<std::string>& left) {
+      for (const auto& path : left) {
+        const std::string id = paths::chainIdOfLayer(path);
+        if (paths::layer(options_.storeDir, id) == path) {
+          committed_.insert(id);
+        } else {
+          configFiles_.insert(paths::baseName(path));
+        }
+      }
+      return pruned;
+    }));
   }
 
   // READY once no prune and no background sweep runs.
