@@ -431,6 +431,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         {"provisioner/destroys", static_cast<double>(destroys_)},
         {"provisioner/image_prunes", static_cast<double>(prunes_)},
         {"provisioner/image_gc_checks", static_cast<double>(gcChecks_)},
+        {"provisioner/image_gc_prunes", static_cast<double>(gcPrunes_)},
+        {"provisioner/image_gc_failures", static_cast<double>(gcFailures_)},
     };
   }
 
@@ -514,7 +516,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return diskFree(dir);
     }).onAny(actors::defer(self(), [this](const Future<double>& free) {
       if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
-        pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this] { scheduleGcCheck(); }));
+        pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this](const Future<Nothing>& pruned) {
+          ++gcPrunes_;
+          if (!pruned.isReady()) ++gcFailures_;  // the next check tries again
+          scheduleGcCheck();
+        }));
         return;
       }
       scheduleGcCheck();
@@ -527,7 +533,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   std::map<std::string, std::shared_ptr<Info>> infos_;
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
-  std::map<std::string, double> pullMs_;  // by provider: the last image pull's time
+  std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes finished, and of those failed
+  std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
 };
 
 Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runtime& runtime) {

@@ -319,6 +319,62 @@ TEST_F(ProvisionerFaultTest, RecoverUnderEveryFault) {
   RecordProperty("disk_calls", static_cast<int>(count));
   EXPECT_GE(count, 5);
 }
+// The automatic image GC (headroom always short here) under every fault:
+// each round ends; a round that failed is counted as failed and changes
+// nothing it did not finish; the next round, without faults, removes every
+// image and its layers.
+TEST_F(ProvisionerFaultTest, AutomaticImageGcUnderEveryFault) {
+  provisioner_.reset();
+  runtime_.clock().pause();
+  ImageGcConfig gc;
+  gc.imageDiskHeadroom = 0.5;
+  gc.imageDiskWatchInterval = std::chrono::seconds(10);
+  start({}, backend::kCopy, gc, [](const std::string&) -> Try<double> { return 0.0; });
+  auto metric = [&](const std::string& name) {
+    auto metrics = provisioner_->metrics();
+    EXPECT_TRUE(metrics.waitFor(testing::kDefaultAwait) && metrics.isReady());
+    return metrics.isReady() ? metrics->at(name) : -1.0;
+  };
+  // One GC round: the clock moves past the interval, and the round's prune
+  // ends. Returns whether it failed.
+  auto round = [&] {
+    const double prunes = metric("provisioner/image_gc_prunes");
+    const double failures = metric("provisioner/image_gc_failures");
+    runtime_.clock().advance(std::chrono::seconds(11));
+    waitFor([&] { return metric("provisioner/image_gc_prunes") > prunes; });
+    EXPECT_EQ(prunes + 1, metric("provisioner/image_gc_prunes")) << "a round ends";
+    return metric("provisioner/image_gc_failures") > failures;
+  };
+  const fs::path layers = workDir_ / "store/docker/layers";
+  testing::FaultyDisk disk;
+  bool failed = false;
+  const long count = testing::fault::sweep(
+      disk, std::nullopt, ENOSPC,
+      [&] {
+        AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+        AWAIT_READY(provisioner_->pullImage(dockerImage("debian")));
+      },
+      [&] { failed = round(); },
+      [&](long n, const std::optional<std::string>& failedCall) {
+        if (failed) EXPECT_TRUE(failedCall.has_value()) << "call " << n << ": a round failed without a fault";
+        // What the index still lists is whole: it provisions.
+        auto images = provisioner_->images();
+        AWAIT_READY(images);
+        for (const auto& stored : images.get()) {
+          const std::string name = stored.reference().repository() == "library/alpine" ? "alpine" : "debian";
+          auto info = provisioner_->provision("check", dockerImage(name));
+          AWAIT_READY(info);
+          EXPECT_EQ(name, testing::readFile(fs::path(info->rootfs) / "etc/os")) << "call " << n;
+          AWAIT_READY(provisioner_->destroy("check"));
+        }
+        EXPECT_FALSE(round()) << "call " << n << ": the round after the fault";
+        EXPECT_EQ(0u, imageCount()) << "call " << n;
+        EXPECT_TRUE(fs::is_empty(layers)) << "call " << n << ": " << testing::treeOf(layers).size() << " entries";
+      });
+  RecordProperty("disk_calls", static_cast<int>(count));
+  EXPECT_GE(count, 5);
+  EXPECT_GE(metric("provisioner/image_gc_failures"), 1.0) << "some fault failed a round";
+}
 TEST_F(ProvisionerFaultTest, DestroyNestedWithCopy) { destroyUnderEveryFault(backend::kCopy); }
 TEST_F(ProvisionerFaultTest, DestroyNestedWithOverlay) { destroyUnderEveryFault(backend::kOverlay); }
 
