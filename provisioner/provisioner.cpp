@@ -206,11 +206,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     const std::string backendDir = paths::backendDir(dir, backendName);
     ContainerRecord record;
     for (const auto& r : info->rootfses) *record.add_rootfses() = r;
-    // The record first: from now on GC keeps what this rootfs uses.
-    return writeRecord(dir, record)
-        .then([&runtime = runtime_, rootfses = paths::rootfses(dir, backendName)] {
-          return actors::async(runtime, [rootfses] { return actors::fs::makeDirectories(rootfses); });
-        })
+    // The record first: from now on GC keeps what this rootfs uses. The
+    // backend's rootfses directory in the same job (one hop less).
+    return createRecord(dir, record, paths::rootfses(dir, backendName))
         .then(actors::defer(self(), &Self::assemble, rootfs, path, backendDir))
         .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled.image))
         .recover(actors::defer(self(), &Self::abandonRootfs, id, rootfs, path, backendDir));
@@ -476,19 +474,30 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return it == parts_.backends.end() ? nullptr : it->second.get();
   }
 
+  // Writes the record of the container whose directory is `dir`.
+  // Atomic, not fsynced (as Mesos's checkpoints): the record guards layers
+  // against GC while this process runs and lets recover find rootfses after
+  // the process dies, and the page cache outlives the process. A machine
+  // crash takes every mount with it; recover then finds the rootfs
+  // directories on disk even where a record came out empty. An fsync here
+  // costs half the time of a provision.
   Future<Nothing> writeRecord(const std::string& dir, const ContainerRecord& record) {
     std::string bytes;
     record.SerializeToString(&bytes);
-    return actors::async(runtime_, [dir, bytes]() -> Try<Nothing> {
+    return actors::async(
+        runtime_, [dir, bytes] { return store::writeFileAtomically(paths::record(dir), bytes, /*sync=*/false); });
+  }
+
+  // The same, making `dir` first when missing, and `rootfses` after.
+  Future<Nothing> createRecord(const std::string& dir, const ContainerRecord& record, const std::string& rootfses) {
+    std::string bytes;
+    record.SerializeToString(&bytes);
+    return actors::async(runtime_, [dir, bytes, rootfses]() -> Try<Nothing> {
       auto made = actors::fs::makeDirectories(dir);
       if (made.isError()) return made.error();
-      // Atomic, not fsynced (as Mesos's checkpoints): the record guards
-      // layers against GC while this process runs and lets recover find
-      // rootfses after the process dies, and the page cache outlives the
-      // process. A machine crash takes every mount with it; recover then
-      // finds the rootfs directories on disk even where a record came out
-      // empty. An fsync here costs half the time of a provision.
-      return store::writeFileAtomically(paths::record(dir), bytes, /*sync=*/false);
+      auto written = store::writeFileAtomically(paths::record(dir), bytes, /*sync=*/false);
+      if (written.isError()) return written;
+      return actors::fs::makeDirectories(rootfses);
     });
   }
 
