@@ -2,20 +2,20 @@
 
 namespace prov::actors {
 
-Future<Nothing> Slots::acquire() {
+Future<Nothing> Slots::acquire(int priority) {
   if (inUse_ < count_) {
     ++inUse_;
     return Nothing{};
   }
   auto waiter = std::make_shared<Promise<Nothing>>();
-  waiters_.push_back(waiter);
+  waiters_.emplace(std::make_pair(-static_cast<std::int64_t>(priority), arrivals_++), waiter);
   return waiter->future();
 }
 
 void Slots::release() {
   while (!waiters_.empty()) {
-    auto next = std::move(waiters_.front());
-    waiters_.pop_front();
+    auto next = std::move(waiters_.begin()->second);
+    waiters_.erase(waiters_.begin());
     if (next->future().hasDiscard()) {
       next->discard();
       continue;

@@ -1,8 +1,8 @@
 #pragma once
 
-// Slots: at most N pieces of work at once, first come first served. The
-// download and extraction bound of the image store and the blob-transfer
-// bound of the registry puller.
+// Slots: at most N pieces of work at once, higher priority first, first
+// come first served among equals. The extractor's bound on layers that
+// download and extract at once, and the registry puller's on blob transfers.
 //
 //   slots_.setPost([pid = self()](std::function<void()> f) { defer(pid, std::move(f))(); });
 //   return slots_.run<Staged>([this, layer] { return extract(layer); });
@@ -20,9 +20,11 @@
 // drop it once the process is gone.
 
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <utility>
 
 #include "actors/future.hpp"
 
@@ -42,9 +44,9 @@ class Slots {
   std::size_t waiting() const { return waiters_.size(); }
 
   template <typename T>
-  Future<T> run(std::function<Future<T>()> work) {
+  Future<T> run(std::function<Future<T>()> work, int priority = 0) {
     auto result = std::make_shared<Promise<T>>();
-    Future<Nothing> slot = acquire();
+    Future<Nothing> slot = acquire(priority);
     result->future().onDiscard([slot] { slot.discard(); });
     // A granted slot calls back at once, on this strand: in acquire() when
     // one was free, in release() when one passed on.
@@ -68,14 +70,16 @@ class Slots {
  private:
   // READY when a slot is the caller's. A waiter whose future has a discard
   // request is skipped (DISCARDED) when its turn comes.
-  Future<Nothing> acquire();
+  Future<Nothing> acquire(int priority);
   // Gives a slot back: to the first waiter that still wants it, else free.
   void release();
 
   std::size_t count_;
   std::size_t inUse_ = 0;
   Post post_;
-  std::deque<std::shared_ptr<Promise<Nothing>>> waiters_;
+  std::uint64_t arrivals_ = 0;
+  // By (-priority, arrival): the first is the next to get a slot.
+  std::map<std::pair<std::int64_t, std::uint64_t>, std::shared_ptr<Promise<Nothing>>> waiters_;
 };
 
 }  // namespace prov::actors

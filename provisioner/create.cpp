@@ -76,13 +76,15 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
 // The "docker" provider's store: Docker/OCI images from the registry and
 // the local sources.
 Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Runtime& runtime,
-                                                  const std::string& workDir) {
+                                                  const std::string& workDir,
+                                                  const std::shared_ptr<store::Extractor>& extractor) {
   auto pullerFor = pullersFor(flags, runtime);
   if (pullerFor.isError()) return pullerFor.error();
   store::ImageStoreOptions options;
   options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
   options.limits = flags.limits;
   options.progress = flags.progress;
+  options.extractor = extractor;
   auto store = store::ImageStore::create(runtime, options, std::move(*pullerFor));
   if (store.isError()) return badFlag("docker_store_dir", store.error().message);
   return std::unique_ptr<store::Store>(std::move(*store));
@@ -90,7 +92,8 @@ Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Ru
 
 // The "appc" provider's store: AppC images by simple discovery.
 Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runtime& runtime,
-                                                const std::string& workDir) {
+                                                const std::string& workDir,
+                                                const std::shared_ptr<store::Extractor>& extractor) {
   fetcher::AppcFetchOptions fetch;
   fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
   fetch.http.extraCaFile = flags.dockerRegistryCa;
@@ -99,6 +102,7 @@ Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runt
   store::AppcStoreOptions options;
   options.storeDir = flags.appcStoreDir.empty() ? paths::appcStore(workDir) : flags.appcStoreDir;
   options.limits = flags.limits;
+  options.extractor = extractor;
   auto store = store::AppcStore::create(runtime, options, std::move(*fetcher));
   if (store.isError()) return badFlag("appc_store_dir", store.error().message);
   return std::unique_ptr<store::Store>(std::move(*store));
@@ -135,10 +139,12 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
     if (gc.isError()) return gc.error();
     parts.imageGc = *gc;
   }
+  // One extractor for every store: one bound on the node's extractions.
+  auto extractor = std::make_shared<store::Extractor>(runtime);
   for (const std::string provider : store::kProviders) {
     if (providers->count(provider) == 0) continue;
-    auto store = provider == store::kAppcProvider ? appcStoreFor(flags, runtime, workDir)
-                                                  : dockerStoreFor(flags, runtime, workDir);
+    auto store = provider == store::kAppcProvider ? appcStoreFor(flags, runtime, workDir, extractor)
+                                                  : dockerStoreFor(flags, runtime, workDir, extractor);
     if (store.isError()) return store.error();
     parts.stores[provider] = std::move(*store);
   }

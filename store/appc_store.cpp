@@ -22,6 +22,7 @@
 #include "actors/shared_work.hpp"
 #include "store/aci.hpp"
 #include "store/atomic_file.hpp"
+#include "store/extractor.hpp"
 #include "store/gc.hpp"
 #include "store/layer_disk.hpp"
 #include "store/metadata_manager.hpp"
@@ -84,43 +85,41 @@ Try<Found> scanStore(const std::string& store) {
   return found;
 }
 
-// The ACI `aci` (fetched for `query`) extracted into `staging`, checked
-// against what was asked for, and renamed into images/<id>.
-Try<Fetched> commitAci(const AppcImage& query, const fetcher::AciFile& aci, const std::string& staging,
-                       const std::string& store, const ExtractLimits& limits, bool sync,
-                       const std::atomic<bool>& cancel) {
-  const std::string what = "the ACI of AppC image '" + query.name() + "' ('" + aci.source + "')";
-  auto contents = extractAci(aci.path, paths::appc::rootfsIn(staging), what, limits, &cancel);
-  if (aci.downloaded) actors::fs::disk().unlinkat(AT_FDCWD, aci.path.c_str(), 0);
-  if (contents.isError()) return contents.error();
-  if (contents->manifest.name() != query.name()) {
-    return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest names '" + contents->manifest.name() +
-                                                 "', not '" + query.name() + "'");
+// The ACI extracted for `query` (`extracted`) checked against what was
+// asked for, and its staging directory renamed into images/<id>.
+Try<Fetched> commitAci(const AppcImage& query, const messages::ExtractResult& extracted, const std::string& store,
+                       bool sync) {
+  const std::string& what = extracted.what();
+  const AppcManifest& manifest = extracted.appc_manifest();
+  if (manifest.name() != query.name()) {
+    return Error(ErrorKind::InvalidArgument,
+                 "Invalid " + what + ": its manifest names '" + manifest.name() + "', not '" + query.name() + "'");
   }
   for (const char* label : {"os", "arch"}) {
-    auto own = contents->manifest.labels().find(label);
+    auto own = manifest.labels().find(label);
     const std::string& asked = query.labels().at(label);
-    if (own != contents->manifest.labels().end() && own->second != asked) {
+    if (own != manifest.labels().end() && own->second != asked) {
       return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": its manifest says " + label + " '" + own->second +
                                                    "', not '" + asked + "' as asked for");
     }
   }
-  if (!query.id().empty() && contents->id != query.id()) {
-    return Error(ErrorKind::DigestMismatch,
-                 "Invalid " + what + ": its id is '" + contents->id + "', not '" + query.id() + "' as asked for");
+  if (!query.id().empty() && extracted.content_id() != query.id()) {
+    return Error(ErrorKind::DigestMismatch, "Invalid " + what + ": its id is '" + extracted.content_id() + "', not '" +
+                                                query.id() + "' as asked for");
   }
-  auto written = writeFileAtomically(paths::appc::manifestIn(staging), contents->manifestJson);
+  const std::string& staging = extracted.staging_dir();
+  auto written = writeFileAtomically(paths::appc::manifestIn(staging), extracted.appc_manifest_json());
   if (written.isError()) return written.error();
   std::string implied;
-  for (const auto& dir : contents->impliedDirs) implied += dir + "\n";
+  for (const auto& dir : extracted.implied_dirs()) implied += dir + "\n";
   if (!implied.empty()) {
     written = writeFileAtomically(paths::appc::impliedIn(staging), implied, sync);
     if (written.isError()) return written.error();
   }
-  auto committed = commitLayer(staging, paths::appc::rootfsIn(staging), {}, {}, paths::appc::image(store, contents->id),
+  auto committed = commitLayer(staging, extracted.rootfs(), {}, {}, paths::appc::image(store, extracted.content_id()),
                                sync);
   if (committed.isError()) return committed.error();
-  return Fetched{contents->id, contents->manifest, !implied.empty()};
+  return Fetched{extracted.content_id(), manifest, !implied.empty()};
 }
 
 // The directories image `id` only implies (its implied file) settled
@@ -149,7 +148,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   AppcStoreProcess(actors::Runtime& runtime, AppcStoreOptions options, std::shared_ptr<fetcher::AppcFetcher> fetcher)
       : actors::Process<AppcStoreProcess>("appc-store"), runtime_(runtime), options_(std::move(options)),
         fetcher_(std::move(fetcher)), metadata_(runtime, paths::appc::index(options_.storeDir)),
-        gc_(runtime, options_.storeDir) {}
+        gc_(runtime, options_.storeDir),
+        extractor_(options_.extractor ? options_.extractor : std::make_shared<Extractor>(runtime)) {}
 
   void initialize() override {
     fetches_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
@@ -467,46 +467,42 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         }));
   }
 
+  // The ACI fetched and extracted through the extractor, then checked and
+  // committed; the staging directory is gone (committed or removed) before
+  // the caller hears.
   Future<Fetched> download(const AppcImage& query) {
-    const std::string staging = paths::randomChild(paths::staging(options_.storeDir));
-    auto cancel = std::make_shared<std::atomic<bool>>(false);
-    auto made = actors::async(runtime_,
-                              [staging] { return actors::fs::makeDirectories(paths::appc::rootfsIn(staging)); });
-    auto fetched = made.then(
-        [fetcher = fetcher_, query, staging](const Nothing&) { return fetcher->fetch(query, staging); });
-    Future<Fetched> result = fetched.then(actors::defer(self(), &Self::storeAci, query, staging, cancel));
-    // Whatever happened, staging/<random> goes (a commit renamed it away)
-    // before the caller hears of it.
-    auto promise = std::make_shared<Promise<Fetched>>();
-    promise->future().onDiscard([cancel, fetched, result] {
-      cancel->store(true);
-      fetched.discard();
-      result.discard();
-    });
-    result.onAny(actors::defer(self(), &Self::downloaded, staging, promise));
-    return promise->future();
+    messages::ExtractRequest request;
+    request.set_format(messages::ExtractRequest::ACI);
+    request.set_what("the ACI of AppC image '" + query.name() + "'");
+    request.set_staging_parent(paths::staging(options_.storeDir));
+    *request.mutable_limits() = toMessage(options_.limits);
+    request.set_bottom_layer(true);
+    Feed feed = [fetcher = fetcher_, query](const std::string& staging, const std::shared_ptr<fetcher::ByteSink>&) {
+      return fetcher->fetch(query, staging).then([name = query.name()](const fetcher::AciFile& aci) {
+        return Fed{aci.path, aci.downloaded, "the ACI of AppC image '" + name + "' ('" + aci.source + "')"};
+      });
+    };
+    return extractor_->extract(request, std::move(feed))
+        .then(actors::defer(self(), &Self::storeAci, query))
+        .onReady(actors::defer(self(), &Self::stored));
   }
 
-  // On the blocking pool: the fetched ACI extracted into `staging`, checked
-  // against `query` and committed as images/<id>.
-  Future<Fetched> storeAci(const AppcImage& query, const std::string& staging,
-                           const std::shared_ptr<std::atomic<bool>>& cancel, const fetcher::AciFile& aci) {
-    return actors::async(runtime_, [query, staging, cancel, aci, store = options_.storeDir, limits = options_.limits,
-                                    sync = options_.syncImages] {
-      return commitAci(query, aci, staging, store, limits, sync, *cancel);
-    });
+  // On the blocking pool: the extracted ACI checked against `query` and
+  // committed as images/<id>; removed when it is not. Undiscardable: once
+  // extracted, it is committed or removed.
+  Future<Fetched> storeAci(const AppcImage& query, const messages::ExtractResult& extracted) {
+    return actors::undiscardable(actors::async(
+        runtime_, [query, extracted, store = options_.storeDir, sync = options_.syncImages]() -> Try<Fetched> {
+          auto committed = commitAci(query, extracted, store, sync);
+          if (committed.isError()) (void)actors::fs::removeTree(extracted.staging_dir());
+          return committed;
+        }));
   }
 
-  void downloaded(const std::string& staging, const std::shared_ptr<Promise<Fetched>>& promise,
-                  const Future<Fetched>& done) {
-    if (done.isReady()) {
-      manifests_[done->id] = done->manifest;
-      if (done->unsettled) unsettled_.insert(done->id);
-      storedAt_[done->id] = ++stores_;
-    }
-    actors::async(runtime_, [staging] {
-      return actors::fs::removeTree(staging);
-    }).onAny([promise, done](const Future<bool>&) { promise->associate(done); });
+  void stored(const Fetched& fetched) {
+    manifests_[fetched.id] = fetched.manifest;
+    if (fetched.unsettled) unsettled_.insert(fetched.id);
+    storedAt_[fetched.id] = ++stores_;
   }
 
   actors::Runtime& runtime_;
@@ -523,6 +519,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   std::uint64_t gets_ = 0;
   actors::SharedWork<Fetched> fetches_;
   GarbageCollector gc_;
+  const std::shared_ptr<Extractor> extractor_;  // shared with the other stores when the options give one
 };
 
 template class ProcessStore<AppcStoreProcess>;

@@ -37,6 +37,7 @@
 #include "actors/future.hpp"
 #include "fetcher/appc.hpp"
 #include "messages/image.pb.h"
+#include "store/extractor.hpp"
 #include "store/process_store.hpp"
 #include "store/tar_apply.hpp"
 
@@ -50,6 +51,9 @@ struct AppcStoreOptions {
   std::string storeDir;  // <work_dir>/store/appc
   ExtractLimits limits;
   bool syncImages = true;  // syncfs before an image becomes visible
+  // Every ACI's download and extraction goes through it; give the stores
+  // one to share for one bound on the node. Null: the store makes its own.
+  std::shared_ptr<Extractor> extractor;
 };
 
 class AppcStoreProcess;

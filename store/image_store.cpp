@@ -12,13 +12,12 @@
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
 #include "actors/shared_work.hpp"
-#include "actors/slots.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
 #include "store/atomic_file.hpp"
+#include "store/extractor.hpp"
 #include "store/gc.hpp"
 #include "store/layer_disk.hpp"
-#include "store/layer_stream.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
 #include "store/process_store_impl.hpp"
@@ -62,19 +61,10 @@ std::vector<std::string> chainIds(const std::vector<std::string>& diffIds) {
 
 namespace {
 
-struct Staged {
-  std::string dir;     // staging/<random>
-  std::string rootfs;  // paths::stagedRootfs(dir)
-  std::vector<std::string> impliedDirs;
-};
-
-Error cancelled(const std::string& what) {
-  return Error(ErrorKind::Cancelled, "Failed to pull " + what + ": the pull was discarded");
-}
-
 // One layer's progress events (ImageStoreOptions::progress). Its event is
-// touched by one thread at a time: the strand, then the writer of the
-// layer's bytes, then the strand again, each step after the last completed.
+// touched by one thread at a time: the strand, then the extractor's (its
+// strand, the writer of the layer's bytes), then the strand again, each step
+// after the last completed.
 class LayerReporter {
  public:
   LayerReporter(std::function<void(const LayerProgress&)> report, LayerProgress event)
@@ -84,30 +74,16 @@ class LayerReporter {
     event_.phase = phase;
     report_(event_);
   }
-  void addBytes(std::size_t bytes) {
-    event_.bytesDone += static_cast<std::int64_t>(bytes);
-    report(LayerProgress::Phase::Downloading);
+  // The extractor's events for the layer.
+  void extraction(const ExtractProgress& progress) {
+    event_.bytesDone = progress.bytes;
+    report(progress.phase == ExtractProgress::Phase::InputEnded ? LayerProgress::Phase::Extracting
+                                                                : LayerProgress::Phase::Downloading);
   }
 
  private:
   const std::function<void(const LayerProgress&)> report_;
   LayerProgress event_;
-};
-
-// The LayerStream behind a byte counter.
-class CountingSink final : public fetcher::ByteSink {
- public:
-  CountingSink(std::shared_ptr<LayerStream> stream, std::shared_ptr<LayerReporter> reporter)
-      : stream_(std::move(stream)), reporter_(std::move(reporter)) {}
-
-  Future<Nothing> write(std::string_view chunk) override {
-    reporter_->addBytes(chunk.size());
-    return stream_->write(chunk);
-  }
-
- private:
-  const std::shared_ptr<LayerStream> stream_;
-  const std::shared_ptr<LayerReporter> reporter_;
 };
 
 }  // namespace
@@ -116,7 +92,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
  public:
   ImageStoreProcess(actors::Runtime& runtime, ImageStoreOptions options, PullerFor pullerFor)
       : actors::Process<ImageStoreProcess>("docker-store"), runtime_(runtime), options_(std::move(options)),
-        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir), gc_(runtime, options_.storeDir) {}
+        pullerFor_(std::move(pullerFor)), metadata_(runtime, options_.storeDir), gc_(runtime, options_.storeDir),
+        extractor_(options_.extractor
+                       ? options_.extractor
+                       : std::make_shared<Extractor>(runtime, ExtractorOptions{options_.maxConcurrentLayers})) {}
 
   Future<Nothing> recover() {
     return actors::async(runtime_, [dir = options_.storeDir] { return recoverStoreDirs(dir); })
@@ -259,13 +238,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto post = [pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); };
     pulls_.setPost(post);
     layerPulls_.setPost(post);
-    slots_.setPost(post);
-    std::size_t slots = options_.maxConcurrentLayers > 0 ? options_.maxConcurrentLayers
-                                                         : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
-    // A layer job holds a blocking thread while it waits for bytes; the
-    // puller's hashing needs one too.
-    if (runtime_.blockingThreads() > 1) slots = std::min(slots, runtime_.blockingThreads() - 1);
-    slots_.setCount(slots);
   }
 
  private:
@@ -366,10 +338,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                             const std::string& diffId) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
     const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
-    auto compression = fetcher::layerCompression(blob.media_type());
-    if (compression.isError()) {
-      return Error(ErrorKind::Unsupported, "Failed to pull " + what + ": " + compression.error().message);
-    }
     // The layer below, as its own pull (or done): committing waits for it.
     Future<Nothing> parent = Nothing{};
     if (i > 0 && committed_.count(ids[i - 1]) == 0) {
@@ -378,40 +346,46 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         return Error(ErrorKind::Unavailable, "Failed to pull " + what + ": the layer below it is not there");
       parent = *running;
     }
-    LayerStreamOptions stream;
-    stream.compression = *compression;
-    stream.expectedDiffId = diffId;
-    stream.hashDiffId = !(*compression == Compression::None && blob.digest() == diffId);
-    stream.apply.what = what;
-    stream.apply.bottomLayer = i == 0;
-    stream.apply.limits = options_.limits;
+    messages::ExtractRequest request;
+    request.set_format(messages::ExtractRequest::LAYER);
+    request.set_what(what);
+    *request.mutable_layer() = blob;
+    request.set_expected_diff_id(diffId);
+    request.set_staging_parent(paths::staging(options_.storeDir));
+    *request.mutable_limits() = toMessage(options_.limits);
+    request.set_bottom_layer(i == 0);
     std::vector<std::string> parents;
     for (std::size_t j = i; j-- > 0;) parents.push_back(paths::layerRootfs(options_.storeDir, ids[j]));
     const std::string layerDir = paths::layer(options_.storeDir, ids[i]);
     const std::string id = ids[i];
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
+    Feed feed = [image, puller, resolved, blob](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
+      return puller->fetchBlob(image, resolved, blob, sink).then([] { return Fed{}; });
+    };
+    ExtractProgressFn progress;
+    if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
     Future<Nothing> pulled =
-        slots_
-            .run<Staged>([this, image, puller, resolved, blob, stream, reporter] {
-              return extract(image, puller, resolved, blob, stream, reporter);
-            })
-            .then([&runtime = runtime_, parent](const Staged& staged) {
+        extractor_->extract(request, std::move(feed), std::move(progress))
+            .then([&runtime = runtime_, parent](const messages::ExtractResult& staged) {
               // A layer below that failed leaves nothing to commit onto:
               // this one's staging directory goes too.
-              return parent.then([staged] { return staged; }).recover([&runtime, staged](const Future<Staged>& f) {
-                auto removed = actors::async(runtime, [dir = staged.dir] {
-                  (void)actors::fs::removeTree(dir);  // else the next recover removes it
-                  return Nothing{};
-                });
-                return actors::undiscardable(removed).then([f]() -> Future<Staged> { return f; });
-              });
+              return parent.then([staged] { return staged; })
+                  .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
+                    auto removed = actors::async(runtime, [dir = staged.staging_dir()] {
+                      (void)actors::fs::removeTree(dir);  // else the next recover removes it
+                      return Nothing{};
+                    });
+                    return actors::undiscardable(removed).then([f]() -> Future<messages::ExtractResult> { return f; });
+                  });
             })
-            .then([&runtime = runtime_, parents, layerDir, sync = options_.syncLayers](const Staged& staged) {
+            .then([&runtime = runtime_, parents, layerDir,
+                   sync = options_.syncLayers](const messages::ExtractResult& staged) {
               // Undiscardable: once staged, the layer is committed or removed.
               return actors::undiscardable(actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
-                auto committed = commitLayer(staged.dir, staged.rootfs, staged.impliedDirs, parents, layerDir, sync);
-                if (committed.isError()) (void)actors::fs::removeTree(staged.dir);
+                const std::vector<std::string> implied(staged.implied_dirs().begin(), staged.implied_dirs().end());
+                auto committed = commitLayer(staged.staging_dir(), staged.rootfs(), implied, parents, layerDir, sync);
+                if (committed.isError()) (void)actors::fs::removeTree(staged.staging_dir());
                 return committed;
               }));
             });
@@ -428,55 +402,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (reporter) reporter->report(LayerProgress::Phase::Done);
   }
 
-  // Holding a slot: streams the blob into a LayerStream; READY with the
-  // staged layer, or FAILED/DISCARDED with the staging directory removed.
-  Future<Staged> extract(const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
-                         const ResolvedImage& resolved, const messages::Descriptor& blob,
-                         const LayerStreamOptions& options, const std::shared_ptr<LayerReporter>& reporter) {
-    if (reporter) reporter->report(LayerProgress::Phase::Downloading);
-    const std::string dir = paths::randomChild(paths::staging(options_.storeDir));
-    auto stream = LayerStream::start(runtime_, paths::stagedRootfs(dir), options);
-    std::shared_ptr<fetcher::ByteSink> sink = stream;
-    if (reporter) sink = std::make_shared<CountingSink>(stream, reporter);
-    Future<Nothing> fetched = puller->fetchBlob(image, resolved, blob, sink);
-    fetched.onAny([stream, reporter, what = options.apply.what](const Future<Nothing>& f) {
-      if (f.isReady()) {
-        if (reporter) reporter->report(LayerProgress::Phase::Extracting);
-        stream->end();
-      } else {
-        stream->abort(f.isFailed() ? f.failure() : cancelled(what));
-      }
-    });
-    auto promise = std::make_shared<Promise<Staged>>();
-    promise->future().onDiscard([fetched, stream, what = options.apply.what] {
-      fetched.discard();
-      stream->abort(cancelled(what));
-    });
-    Future<ExtractedLayer> extracted = stream->result();
-    actors::await(fetched, extracted)
-        .onAny(actors::defer(self(), [this, dir, fetched, extracted, promise, what = options.apply.what] {
-          // Whole, but discarded meanwhile: the step after would be skipped
-          // and the staged layer lost, so it goes now.
-          if (fetched.isReady() && extracted.isReady() && !promise->future().hasDiscard()) {
-            promise->set(Staged{dir, paths::stagedRootfs(dir), extracted->applied.impliedDirs});
-            return;
-          }
-          std::optional<Error> error;
-          if (extracted.isFailed()) error = extracted.failure();
-          else if (fetched.isFailed()) error = fetched.failure();
-          actors::async(runtime_, [dir] {
-            return actors::fs::removeTree(dir);
-          }).onAny([promise, error, what](const Future<bool>&) {
-            if (error && !promise->future().hasDiscard()) {
-              promise->fail(*error);
-            } else {
-              promise->discard();
-            }
-          });
-        }));
-    return promise->future();
-  }
-
   actors::Runtime& runtime_;
   const ImageStoreOptions options_;
   const PullerFor pullerFor_;
@@ -489,9 +414,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
   GarbageCollector gc_;
-  // At most this many layers download and extract at once, first come
-  // first served.
-  actors::Slots slots_;
+  // Every layer downloads and extracts through it (shared with the other
+  // stores when the options give one).
+  const std::shared_ptr<Extractor> extractor_;
 };
 
 template class ProcessStore<ImageStoreProcess>;

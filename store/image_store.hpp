@@ -14,14 +14,12 @@
 //     fetch each shared layer once. Discarding one caller's future leaves
 //     the pull to the others; when every caller has discarded, the pull (and
 //     its downloads and extractions) stops and leaves nothing behind.
-//   - Each layer streams from the puller into extraction (LayerStream) in a
-//     staging directory; at most `maxConcurrentLayers` at once, base layers
-//     first. A layer is committed (renamed into layers/<chain id>) only after
-//     its blob digest (checked by the puller) and its diffID (checked here,
-//     against the config's rootfs.diff_ids) matched, and after the layers
-//     below it, so that the directories it only implies take their owner,
-//     mode and times from them. On any failure its staging directory is
-//     removed and nothing is stored.
+//   - Each layer streams from the puller into extraction in a staging
+//     directory, through the extractor (store/extractor.hpp), which bounds
+//     how many run at once; a pull asks for its layers base first. A layer is committed (renamed into layers/<chain
+//     id>) only after its blob digest (checked by the puller) and its diffID (checked here, against the config's
+//     rootfs.diff_ids) matched, and after the layers below it, so that the directories it only implies take their
+//     owner, mode and times from them. On any failure its staging directory is removed and nothing is stored.
 // recover(): empties staging/, finishes an interrupted gc/ sweep, loads the
 //   index and drops the images whose layers or config are gone.
 // prune(excluded, activePaths): forgets every image but `excluded` and those
@@ -48,6 +46,7 @@
 #include "actors/future.hpp"
 #include "fetcher/puller.hpp"
 #include "messages/image.pb.h"
+#include "store/extractor.hpp"
 #include "store/process_store.hpp"
 #include "store/tar_apply.hpp"
 
@@ -60,7 +59,7 @@ namespace prov::store {
 // One layer of a pull, as a progress display sees it.
 struct LayerProgress {
   enum class Phase {
-    Waiting,      // queued for a download slot (maxConcurrentLayers)
+    Waiting,      // queued for a slot of the extractor
     Downloading,  // bytesDone of totalBytes went to the layer's extraction
     Extracting,   // every byte arrived; extracting, then committing
     Done,         // committed
@@ -78,14 +77,19 @@ struct ImageStoreOptions {
   std::string storeDir;         // <work_dir>/store/docker
   messages::Platform platform;  // empty os: this host's
   ExtractLimits limits;
-  std::size_t maxConcurrentLayers = 0;  // 0: half the runtime's blocking threads (at least 1)
-  bool syncLayers = true;               // syncfs before a layer becomes visible
+  // Every layer's download and extraction goes through it; give the
+  // stores one to share for one bound on the node. Null: the store makes
+  // its own, with `maxConcurrentLayers` slots (0: ExtractorOptions' default).
+  std::shared_ptr<Extractor> extractor;
+  std::size_t maxConcurrentLayers = 0;
+  bool syncLayers = true;  // syncfs before a layer becomes visible
   // Empty: none. Called synchronously for each layer of each pull: Cached or
   // Waiting, then Downloading (0 bytes when its slot is taken), Extracting,
-  // Done, or Failed at any point. Cached, Waiting, Downloading with 0 bytes,
-  // Done and Failed run on the store's strand; the other Downloading events
-  // and Extracting run on the thread that writes the layer's bytes (the
-  // puller's I/O thread, or a blocking-pool thread for local sources). One
+  // Done, or Failed at any point. Cached, Waiting, Done and Failed run on the
+  // store's strand; Downloading with 0 bytes on the extractor's; the other
+  // Downloading events and Extracting on the thread that writes the layer's
+  // bytes (the puller's I/O thread, or a blocking-pool thread for local
+  // sources). One
   // layer's events come in that order, never at once; a layer that another
   // image's pull is already fetching reports under that pull's key only. So
   // it must be cheap (it runs once per chunk), thread-safe, and must not call
