@@ -165,25 +165,31 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
       stream->abort(discarded(what));
     });
     Future<ExtractedLayer> extracted = stream->result();
-    actors::await(fed, extracted).onAny(actors::defer(self(), [this, started, fed, extracted, sink, promise, what] {
-      // Whole, but discarded meanwhile: the caller would never take the
-      // staged tree, so it goes now.
-      if (fed.isReady() && extracted.isReady() && !promise->future().hasDiscard()) {
-        ExtractResult result = resultOf(started, fed->what.empty() ? what : fed->what);
-        result.set_content_id(extracted->diffId);
-        for (const auto& dir : extracted->applied.impliedDirs) result.add_implied_dirs(dir);
-        result.set_entries(extracted->applied.entries);
-        result.set_blob_bytes(static_cast<std::uint64_t>(sink->bytes()));
-        promise->set(std::move(result));
+    // The extraction ends first on a failure or a discard (the feed's end
+    // aborts it): the staging goes then, without waiting for a feed that
+    // may be slow to stop. A whole tree waits for the feed to end, which is
+    // when the blob's digest was verified.
+    extracted.onAny(actors::defer(self(), [this, started, fed, extracted, sink, promise, what] {
+      if (!extracted.isReady() || promise->future().hasDiscard()) {
+        fed.discard();
+        removeThen(started.dir, promise,
+                   extracted.isFailed() ? std::optional<Error>(extracted.failure()) : std::nullopt);
         return;
       }
-      std::optional<Error> error;
-      if (extracted.isFailed()) {
-        error = extracted.failure();
-      } else if (fed.isFailed()) {
-        error = fed.failure();
-      }
-      removeThen(started.dir, promise, error);
+      fed.onAny(actors::defer(self(), [this, started, fed, extracted, sink, promise, what] {
+        if (fed.isReady() && !promise->future().hasDiscard()) {
+          ExtractResult result = resultOf(started, fed->what.empty() ? what : fed->what);
+          result.set_content_id(extracted->diffId);
+          for (const auto& dir : extracted->applied.impliedDirs) result.add_implied_dirs(dir);
+          result.set_entries(extracted->applied.entries);
+          result.set_blob_bytes(static_cast<std::uint64_t>(sink->bytes()));
+          promise->set(std::move(result));
+          return;
+        }
+        // Whole, but the blob failed its check, or the request was
+        // discarded meanwhile: the caller would never take the tree.
+        removeThen(started.dir, promise, fed.isFailed() ? std::optional<Error>(fed.failure()) : std::nullopt);
+      }));
     }));
     return promise->future();
   }
