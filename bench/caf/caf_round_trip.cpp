@@ -1,12 +1,12 @@
 // bench_caf: request/response round trips in CAF 0.17, for comparison with
 // bench_actors (this project's runtime).
 //
-//   bench_caf [--round_trips=1000000] [--requesters=8] [--runs=5]
+//   bench_caf [--round_trips=1000000] [--requesters=8] [--runs=5] [--workers=2]
 //
 // Shape: one server actor that replies to an int with the same int; R
 // requester actors, each doing its share of the N round trips one after the
 // other (request(...).then(...), the next request sent from the reply
-// handler); the CAF scheduler is limited to 2 worker threads. A run is timed
+// handler); the CAF scheduler is limited to --workers threads. A run is timed
 // (steady_clock) from spawning the requesters until all of them reported done.
 // Each run's round trips/s goes to stderr; the last stdout line is one JSON
 // object with the median, min and max over the runs.
@@ -82,10 +82,11 @@ double run_once(caf::actor_system& sys, long round_trips, int requesters) {
   bool ok = true;
   for (int r = 0; r < requesters && ok; ++r) {
     self->receive([&](done_atom, bool fine) { ok = ok && fine; },
-                  caf::after(std::chrono::minutes(5)) >> [&] {
-                    std::fprintf(stderr, "bench_caf: timed out waiting for requesters\n");
-                    ok = false;
-                  });
+                  caf::after(std::chrono::minutes(5)) >>
+                      [&] {
+                        std::fprintf(stderr, "bench_caf: timed out waiting for requesters\n");
+                        ok = false;
+                      });
   }
   const double elapsed = std::chrono::duration<double>(SteadyClock::now() - start).count();
   self->send_exit(srv, caf::exit_reason::user_shutdown);
@@ -107,26 +108,26 @@ bool parse_long(const char* arg, const char* name, long& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long round_trips = 1000000, requesters = 8, runs = 5;
+  long round_trips = 1000000, requesters = 8, runs = 5, max_workers = 2;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::printf("usage: %s [--round_trips=1000000] [--requesters=8] [--runs=5]\n", argv[0]);
+      std::printf("usage: %s [--round_trips=1000000] [--requesters=8] [--runs=5] [--workers=2]\n", argv[0]);
       return 0;
     }
     if (parse_long(argv[i], "--round_trips", round_trips) || parse_long(argv[i], "--requesters", requesters) ||
-        parse_long(argv[i], "--runs", runs))
+        parse_long(argv[i], "--runs", runs) || parse_long(argv[i], "--workers", max_workers))
       continue;
     std::fprintf(stderr, "error: unknown argument %s\n", argv[i]);
     return 1;
   }
-  if (round_trips < 1 || requesters < 1 || runs < 1 || round_trips > 2147483647L) {
-    std::fprintf(stderr, "error: --round_trips, --requesters and --runs must be at least 1\n");
+  if (round_trips < 1 || requesters < 1 || runs < 1 || max_workers < 1 || round_trips > 2147483647L) {
+    std::fprintf(stderr, "error: --round_trips, --requesters, --runs and --workers must be at least 1\n");
     return 1;
   }
 
   // argv is not handed to CAF (its parser would reject our options).
   caf::actor_system_config cfg;
-  cfg.set("scheduler.max-threads", 2);
+  cfg.set("scheduler.max-threads", static_cast<size_t>(max_workers));
   caf::actor_system sys{cfg};
   const std::size_t workers = sys.scheduler().num_workers();
 

@@ -182,6 +182,10 @@ TEST_F(ProvisionerTest, ADestroyThatCannotRemoveTheDirectoryFailsAndCanBeRetried
 
 class ProvisionerFaultTest : public ProvisionerTest {
  protected:
+  // Installed for the whole test, TearDown included: background work (a
+  // store's gc sweep) may still call it until the provisioner is gone.
+  testing::FaultyDisk disk_;
+
   // No container's rootfs left behind by a failed provision, and no mount.
   void expectNoRootfsOf(const std::string& id, long n) {
     auto containers = provisioner_->containers();
@@ -203,7 +207,7 @@ class ProvisionerFaultTest : public ProvisionerTest {
   void provisionUnderEveryFault(const char* backendName, const std::string& image = "alpine") {
     start({}, backendName);
     AWAIT_READY(provisioner_->provision("warm", dockerImage(image)));
-    testing::FaultyDisk disk;
+    testing::FaultyDisk& disk = disk_;
     Future<ProvisionInfo> info;
     const long count = testing::fault::sweep(
         disk, std::nullopt, ENOSPC,
@@ -223,7 +227,9 @@ class ProvisionerFaultTest : public ProvisionerTest {
             AWAIT_READY(info);
           }
           EXPECT_EQ(image, testing::readFile(fs::path(info->rootfs) / "etc/os")) << "call " << n;
-          if (image == "alpine") EXPECT_EQ("sh", testing::readFile(fs::path(info->rootfs) / "bin/sh")) << "call " << n;
+          if (image == "alpine") {
+            EXPECT_EQ("sh", testing::readFile(fs::path(info->rootfs) / "bin/sh")) << "call " << n;
+          }
         });
     RecordProperty("disk_calls", static_cast<int>(count));
     EXPECT_GE(count, 5);
@@ -232,7 +238,7 @@ class ProvisionerFaultTest : public ProvisionerTest {
   // Destroy a container with two rootfses (one nested) under every fault.
   void destroyUnderEveryFault(const char* backendName) {
     start({}, backendName);
-    testing::FaultyDisk disk;
+    testing::FaultyDisk& disk = disk_;
     Future<bool> destroyed;
     const long count = testing::fault::sweep(
         disk, std::nullopt, ENOSPC,
@@ -276,7 +282,7 @@ TEST_F(ProvisionerFaultTest, ProvisionWithBind) { provisionUnderEveryFault(backe
 // without faults keeps the known one whole and removes the other.
 TEST_F(ProvisionerFaultTest, RecoverUnderEveryFault) {
   Future<Nothing> recovered;
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC,
       [&] {
@@ -346,7 +352,7 @@ TEST_F(ProvisionerFaultTest, AutomaticImageGcUnderEveryFault) {
     return metric("provisioner/image_gc_failures") > failures;
   };
   const fs::path layers = workDir_ / "store/docker/layers";
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   bool failed = false;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC,
@@ -356,7 +362,9 @@ TEST_F(ProvisionerFaultTest, AutomaticImageGcUnderEveryFault) {
       },
       [&] { failed = round(); },
       [&](long n, const std::optional<std::string>& failedCall) {
-        if (failed) EXPECT_TRUE(failedCall.has_value()) << "call " << n << ": a round failed without a fault";
+        if (failed) {
+          EXPECT_TRUE(failedCall.has_value()) << "call " << n << ": a round failed without a fault";
+        }
         // What the index still lists is whole: it provisions.
         auto images = provisioner_->images();
         AWAIT_READY(images);

@@ -507,10 +507,17 @@ TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
 // Every N-th disk call of a prune fails: the prune fails naming the errno,
 // or succeeds; either way a retried prune leaves exactly the kept images
 // (a failed prune used to forget what it had not removed yet, for good).
-TEST_F(AppcStoreTest, PruneUnderEveryFault) {
+class AppcStoreFaultTest : public AppcStoreTest {
+ protected:
+  // Installed for the whole test, TearDown included: the store's gc sweep
+  // may still call it until the store is gone.
+  testing::FaultyDisk disk_;
+};
+
+TEST_F(AppcStoreFaultTest, PruneUnderEveryFault) {
   const auto [baseId, topId] = publishTopOnBase();
   const std::string loneId = publish(simple("example.com/lone", "lone"));
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   Future<Nothing> pruned;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC,

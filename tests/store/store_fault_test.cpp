@@ -25,6 +25,10 @@ using testing::TarEntry;
 
 class StoreFaultTest : public ImageStoreTest {
  protected:
+  // Installed for the whole test, TearDown included: the store's background
+  // work (a gc sweep) may still call it until the store is gone.
+  testing::FaultyDisk disk_;
+
   void SetUp() override {
     ImageStoreTest::SetUp();
     const std::vector<TarEntry> base = {TarEntry::directory("etc"), TarEntry::file("etc/os", "base")};
@@ -82,7 +86,7 @@ class StoreFaultTest : public ImageStoreTest {
 };
 
 TEST_F(StoreFaultTest, PullUnderEveryFault) {
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   Future<ImageInfo> info;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC, [&] { emptyStore(); },
@@ -157,7 +161,7 @@ void StoreFaultTest::sweepLocalPull(std::shared_ptr<fetcher::Puller> puller, con
     store = std::move(*made);
     AWAIT_READY(store->recover());
   };
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   Future<ImageInfo> info;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC,
@@ -224,7 +228,7 @@ TEST_F(StoreFaultTest, PullFromADockerArchiveUnderEveryFault) {
 }
 
 TEST_F(StoreFaultTest, PruneUnderEveryFault) {
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   Future<Nothing> pruned;
   const long count = testing::fault::sweep(
       disk, std::nullopt, ENOSPC,
@@ -258,7 +262,7 @@ TEST_F(StoreFaultTest, PruneUnderEveryFault) {
 }
 
 TEST_F(StoreFaultTest, RecoverUnderEveryFault) {
-  testing::FaultyDisk disk;
+  testing::FaultyDisk& disk = disk_;
   Future<Nothing> recovered;
   std::unique_ptr<ImageStore> fresh;
   const long count = testing::fault::sweep(
