@@ -46,7 +46,9 @@ int Disk::before(DiskCall, const char*) { return 0; }
   return call
 
 int Disk::openat(int dirFd, const char* path, int flags, mode_t mode) {
-  PROV_DISK_CALL(DiskCall::Open, path, ::openat(dirFd, path, flags, mode));
+  // Close-on-exec always: an agent that forks and execs while we work
+  // hands its child none of our descriptors.
+  PROV_DISK_CALL(DiskCall::Open, path, ::openat(dirFd, path, flags | O_CLOEXEC, mode));
 }
 
 int Disk::openBeneath(int rootFd, const char* path, int flags) {

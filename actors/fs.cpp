@@ -23,7 +23,7 @@ bool isMountRoot(int dirFd, const char* name) {
 
 // Empties the directory open as `dirFd` (whose path is `path`).
 Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
-  int listFd = ::dup(dirFd);
+  int listFd = duplicate(dirFd);
   if (listFd < 0) return errnoError(ErrorKind::IO, "Failed to dup '" + path + "'", errno);
   DIR* dir = ::fdopendir(listFd);
   if (dir == nullptr) {
@@ -94,6 +94,36 @@ Try<bool> removeTree(const std::string& path) {
   return true;
 }
 
+int duplicate(int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }
+
+namespace {
+
+Try<std::string> readAll(const std::string& path, Disk& via) {
+  Fd fd(via.openat(AT_FDCWD, path.c_str(), O_RDONLY | O_CLOEXEC, 0));
+  if (!fd.valid()) {
+    const int err = errno;
+    return errnoError(err == ENOENT ? ErrorKind::NotFound : ErrorKind::IO, "Failed to open '" + path + "'", err);
+  }
+  std::string content;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = via.read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errnoError(ErrorKind::IO, "Failed to read '" + path + "'", errno);
+    if (n == 0) return content;
+    content.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+Try<std::string> readFile(const std::string& path) { return readAll(path, disk()); }
+
+Try<std::string> readKernelFile(const std::string& path) {
+  static Disk kernel;  // the default: straight to the kernel
+  return readAll(path, kernel);
+}
+
 Try<Nothing> makeDirectories(const std::string& path) {
   if (path.empty()) return Nothing{};
   if (disk().mkdirat(AT_FDCWD, path.c_str(), 0777) == 0) return Nothing{};
@@ -107,6 +137,26 @@ Try<Nothing> makeDirectories(const std::string& path) {
   struct stat st;
   if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Nothing{};
   return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+}
+
+Try<Nothing> makePrivateDirectory(const std::string& path, mode_t mode) {
+  if (disk().mkdirat(AT_FDCWD, path.c_str(), mode) == 0) return Nothing{};
+  int err = errno;
+  const auto slash = path.find_last_of('/', path.find_last_not_of('/'));
+  if (err == ENOENT && slash != std::string::npos && slash != 0) {  // the parent first
+    if (auto parent = makeDirectories(path.substr(0, slash)); parent.isError()) return parent;
+    if (disk().mkdirat(AT_FDCWD, path.c_str(), mode) == 0) return Nothing{};
+    err = errno;
+  }
+  struct stat st;
+  if (err != EEXIST || ::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+  }
+  if ((st.st_mode & 07777 & ~mode) == 0) return Nothing{};
+  if (disk().fchmodat(AT_FDCWD, path.c_str(), st.st_mode & mode & 07777, 0) != 0) {
+    return errnoError(ErrorKind::IO, "Failed to narrow the permissions of '" + path + "'", errno);
+  }
+  return Nothing{};
 }
 
 bool exists(const std::string& path) {

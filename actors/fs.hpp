@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 // File-system helpers shared by the components above the runtime. Blocking:
 // call them from the blocking pool (async), never on a strand.
 
@@ -53,7 +55,23 @@ std::vector<std::string> listDirectory(const std::string& dir, bool directoriesO
 Try<bool> removeTree(const std::string& path);
 
 // Creates `path` and its missing parents (like mkdir -p).
+// dup(fd), close-on-exec (plain dup() drops the flag).
+int duplicate(int fd);
+
+// The whole of the file `path`, read through a close-on-exec descriptor
+// (std::ifstream's is not). NotFound when it does not exist; IO otherwise.
+Try<std::string> readFile(const std::string& path);
+// The same for a file of the kernel's (/proc), read past the disk seam:
+// it is not the disk, and no fault is injected there.
+Try<std::string> readKernelFile(const std::string& path);
+
 Try<Nothing> makeDirectories(const std::string& path);
+
+// Makes `path` (its missing parents the usual way) with no permission bits
+// beyond `mode`: made with `mode`, or narrowed to it when it was wider (an
+// existing directory keeps the bits `mode` allows). A store or a work dir
+// made so keeps the image content below it out of other users' reach.
+Try<Nothing> makePrivateDirectory(const std::string& path, mode_t mode);
 
 bool exists(const std::string& path);  // lstat succeeds
 

@@ -134,7 +134,7 @@ class Walker {
 };
 
 Try<Nothing> Walker::walk(int sourceFd, int targetFd, const std::string& source, const std::string& target) {
-  int listFd = ::dup(sourceFd);
+  int listFd = actors::fs::duplicate(sourceFd);
   if (listFd < 0) return ioError("duplicate a descriptor of", source);
   DIR* dir = ::fdopendir(listFd);
   if (dir == nullptr) {

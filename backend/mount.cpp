@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
 #include <sstream>
 
 #include "actors/disk.hpp"
@@ -72,11 +71,9 @@ Try<std::vector<MountInfo>> parseTable(const std::string& text) {
 }
 
 Try<std::vector<MountInfo>> table() {
-  std::ifstream in("/proc/self/mountinfo");
-  if (!in) return Error(actors::ErrorKind::IO, "Failed to read /proc/self/mountinfo");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parseTable(text.str());
+  auto text = actors::fs::readKernelFile("/proc/self/mountinfo");
+  if (text.isError()) return text.error();
+  return parseTable(*text);
 }
 
 Try<bool> isMountPoint(const std::string& path) {
@@ -107,7 +104,8 @@ Try<Nothing> makeSharedSlave(const std::string& path) {
 }
 
 bool kernelSupports(const std::string& fsType) {
-  std::ifstream in("/proc/filesystems");
+  auto text = actors::fs::readKernelFile("/proc/filesystems");
+  std::istringstream in(text.isSome() ? *text : std::string());
   std::string line;
   while (std::getline(in, line)) {
     const auto tab = line.find('\t');

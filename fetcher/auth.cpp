@@ -3,10 +3,11 @@
 #include <openssl/evp.h>
 
 #include <cctype>
-#include <fstream>
 #include <sstream>
 
 #include <rapidjson/document.h>
+
+#include "actors/fs.hpp"
 
 namespace prov::fetcher {
 
@@ -93,11 +94,9 @@ Try<DockerAuths> parseDockerConfig(std::string_view json) {
 Try<DockerAuths> loadDockerConfig(const std::string& fileOrJson) {
   const auto first = fileOrJson.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && fileOrJson[first] == '{') return parseDockerConfig(fileOrJson);
-  std::ifstream in(fileOrJson);
-  if (!in) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  auto parsed = parseDockerConfig(text.str());
+  auto text = actors::fs::readFile(fileOrJson);
+  if (text.isError()) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
+  auto parsed = parseDockerConfig(*text);
   if (parsed.isError()) return parsed.error().withContext("'" + fileOrJson + "'");
   return parsed;
 }

@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -24,12 +23,9 @@ ContainerInfo readContainer(const std::string& id, const std::string& dir) {
   ContainerInfo info{id, {}};
   (void)store::removeStaleTemporaries(dir);  // a record write a kill cut short
   std::map<std::string, messages::ContainerRootfs> recorded;
-  std::ifstream in(paths::record(dir), std::ios::binary);
-  if (in) {
-    std::stringstream bytes;
-    bytes << in.rdbuf();
+  if (auto bytes = actors::fs::readFile(paths::record(dir)); bytes.isSome()) {
     messages::ContainerRecord record;
-    if (record.ParseFromString(bytes.str())) {
+    if (record.ParseFromString(*bytes)) {
       for (const auto& rootfs : record.rootfses()) recorded[rootfs.id()] = rootfs;
     }
   }

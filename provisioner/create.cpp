@@ -114,7 +114,10 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   if (flags.workDir.empty() || flags.workDir.front() != '/') {
     return badFlag("work_dir", "'" + flags.workDir + "' is not an absolute path");
   }
-  auto made = actors::fs::makeDirectories(paths::root(flags.workDir));
+  // Others may pass through the work dir (0711: an embedder's own
+  // directories may live there) but not list it; what the provisioner keeps
+  // in it is private to root (Provisioner::create, the stores).
+  auto made = actors::fs::makePrivateDirectory(flags.workDir, 0711);
   if (made.isError()) return badFlag("work_dir", made.error().message);
   std::error_code ec;
   const std::string workDir = std::filesystem::canonical(flags.workDir, ec).string();

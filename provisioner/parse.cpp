@@ -2,9 +2,9 @@
 
 #include <rapidjson/document.h>
 
-#include <fstream>
 #include <sstream>
 
+#include "actors/fs.hpp"
 #include "fetcher/reference.hpp"
 #include "provisioner/provisioner.hpp"
 
@@ -90,11 +90,9 @@ Try<messages::Image> parseImage(const std::string& text) {
 Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile) {
   std::string json = jsonOrFile;
   if (!json.empty() && json.front() != '{') {
-    std::ifstream in(jsonOrFile);
-    if (!in) return Error(ErrorKind::NotFound, "Failed to read the image GC config '" + jsonOrFile + "'");
-    std::stringstream content;
-    content << in.rdbuf();
-    json = content.str();
+    auto content = actors::fs::readFile(jsonOrFile);
+    if (content.isError()) return Error(ErrorKind::NotFound, "Failed to read the image GC config '" + jsonOrFile + "'");
+    json = std::move(*content);
   }
   auto bad = [](const std::string& why) {
     return Error(ErrorKind::InvalidArgument, "Invalid --image_gc_config: " + why);

@@ -551,7 +551,11 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runti
   if (parts.backends.count(parts.defaultBackend) == 0) {
     return Error(ErrorKind::InvalidArgument, "The default backend '" + parts.defaultBackend + "' is not available");
   }
-  auto made = actors::fs::makeDirectories(paths::children(paths::root(parts.workDir)));
+  // Private to root (a wider one narrowed): the rootfses below hold image
+  // content, setuid binaries and device nodes included.
+  auto made = actors::fs::makePrivateDirectory(paths::root(parts.workDir), 0700);
+  if (made.isError()) return made.error();
+  made = actors::fs::makeDirectories(paths::children(paths::root(parts.workDir)));
   if (made.isError()) return made.error();
   auto lock = lockWorkDir(parts.workDir);
   if (lock.isError()) return lock.error();

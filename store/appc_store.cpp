@@ -7,7 +7,6 @@
 #include <atomic>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -56,7 +55,7 @@ struct Found {
 // The store's directories made, staging/ and gc/ emptied, every image with
 // a readable manifest listed; the others are moved into gc/ and swept.
 Try<Found> scanStore(const std::string& store) {
-  auto made = makeDirectories(paths::appc::directories(store));
+  auto made = makeStoreDirectories(store, paths::appc::directories(store));
   if (made.isError()) return made.error();
   auto staged = emptyDirectory(paths::staging(store));
   if (staged.isError()) return staged.error();
@@ -64,10 +63,8 @@ Try<Found> scanStore(const std::string& store) {
   Found found;
   std::vector<std::string> broken;
   for (const auto& id : actors::fs::listDirectory(paths::appc::images(store))) {
-    std::ifstream in(paths::appc::manifest(store, id), std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    auto manifest = fetcher::parseAppcManifest(bytes.str(), "image '" + id + "'");
+    auto bytes = actors::fs::readFile(paths::appc::manifest(store, id));
+    auto manifest = fetcher::parseAppcManifest(bytes.isSome() ? *bytes : std::string(), "image '" + id + "'");
     struct stat st {};
     const bool hasRootfs = ::stat(paths::appc::rootfs(store, id).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
     if (fetcher::validateAppcImageId(id, "").isError() || manifest.isError() || !hasRootfs) {
@@ -128,7 +125,8 @@ Try<Fetched> commitAci(const AppcImage& query, const messages::ExtractResult& ex
 Try<Nothing> settleImage(const std::string& store, const std::string& id, const std::vector<std::string>& below,
                          bool sync) {
   const std::string file = paths::appc::implied(store, id);
-  std::ifstream in(file);
+  auto text = actors::fs::readFile(file);
+  std::istringstream in(text.isSome() ? *text : std::string());
   std::vector<std::string> implied;
   for (std::string line; std::getline(in, line);) {
     if (!line.empty()) implied.push_back(line);
@@ -528,7 +526,7 @@ Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, Appc
                                                   std::shared_ptr<fetcher::AppcFetcher> fetcher) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The AppC store needs a directory");
   if (!fetcher) return Error(ErrorKind::InvalidArgument, "The AppC store needs a fetcher");
-  auto made = makeDirectories(paths::appc::directories(options.storeDir));
+  auto made = makeStoreDirectories(options.storeDir, paths::appc::directories(options.storeDir));
   if (made.isError()) return made.error();
   auto process = std::make_unique<AppcStoreProcess>(runtime, std::move(options), std::move(fetcher));
   return std::unique_ptr<AppcStore>(new AppcStore(std::move(process), runtime));

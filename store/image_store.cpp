@@ -424,7 +424,7 @@ template class ProcessStore<ImageStoreProcess>;
 Try<std::unique_ptr<ImageStore>> ImageStore::create(actors::Runtime& runtime, ImageStoreOptions options,
                                                     PullerFor pullerFor) {
   if (options.storeDir.empty()) return Error(ErrorKind::InvalidArgument, "The image store needs a directory");
-  auto made = makeDirectories(paths::directories(options.storeDir));
+  auto made = makeStoreDirectories(options.storeDir, paths::directories(options.storeDir));
   if (made.isError()) return made.error();
   auto process = std::make_unique<ImageStoreProcess>(runtime, std::move(options), std::move(pullerFor));
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(process), runtime));

@@ -53,6 +53,12 @@ Try<Nothing> makeDirectories(const std::vector<std::string>& dirs) {
   return Nothing{};
 }
 
+Try<Nothing> makeStoreDirectories(const std::string& storeDir, const std::vector<std::string>& dirs) {
+  auto made = actors::fs::makePrivateDirectory(storeDir, 0700);
+  if (made.isError()) return made.error();
+  return makeDirectories(dirs);
+}
+
 Try<Nothing> emptyDirectory(const std::string& dir) {
   for (const auto& name : actors::fs::listDirectory(dir)) {
     auto removed = actors::fs::removeTree(dir + "/" + name);
@@ -103,7 +109,7 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
 }
 
 Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
-  auto made = makeDirectories(paths::directories(storeDir));
+  auto made = makeStoreDirectories(storeDir, paths::directories(storeDir));
   if (made.isError()) return made.error();
   auto staged = emptyDirectory(paths::staging(storeDir));
   if (staged.isError()) return staged.error();

@@ -44,6 +44,11 @@ Try<std::vector<std::string>> markForGc(const std::string& storeDir, const std::
 // Makes each of `dirs` and its missing parents.
 Try<Nothing> makeDirectories(const std::vector<std::string>& dirs);
 
+// The store directory `storeDir` made private to root (0700, a wider one
+// narrowed: image content below it, setuid binaries and device nodes
+// included, is out of other users' reach), then each of `dirs`.
+Try<Nothing> makeStoreDirectories(const std::string& storeDir, const std::vector<std::string>& dirs);
+
 // Deletes everything in `dir` (which stays).
 Try<Nothing> emptyDirectory(const std::string& dir);
 

@@ -2,13 +2,13 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "actors/async.hpp"
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
+#include "actors/fs.hpp"
 #include "actors/process.hpp"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
@@ -31,14 +31,12 @@ struct Loaded {
 
 Try<Loaded> load(const std::string& path) {
   Loaded loaded;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return loaded;
-    return Error(ErrorKind::IO, "Failed to open the image index '" + path + "': " + std::strerror(errno));
+  auto read = actors::fs::readFile(path);
+  if (read.isError()) {
+    if (read.error().kind == ErrorKind::NotFound) return loaded;
+    return read.error().withContext("Failed to read the image index");
   }
-  std::stringstream content;
-  content << in.rdbuf();
-  const std::string bytes = content.str();
+  const std::string bytes = std::move(*read);
   if (bytes.empty()) {
     loaded.warning = "the image index '" + path + "' is empty; starting with no images";
   } else if (!loaded.images.ParseFromString(bytes)) {

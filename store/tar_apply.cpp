@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "actors/disk.hpp"
@@ -40,7 +40,8 @@ std::pair<std::string, std::string> splitParent(const std::string& path) {
 // This process's umask, read without changing it; all bits set (so nothing
 // is taken for granted) when /proc cannot tell.
 mode_t currentUmask() {
-  std::ifstream status("/proc/self/status");
+  auto text = actors::fs::readKernelFile("/proc/self/status");
+  std::istringstream status(text.isSome() ? *text : std::string());
   std::string line;
   while (std::getline(status, line)) {
     if (line.starts_with("Umask:")) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
@@ -163,7 +164,7 @@ class Applier {
   // One component at a time with O_NOFOLLOW: the precise error, and the
   // fallback where openat2 is missing.
   Try<int> walk(const std::string& entry, const std::string& rel, bool create) {
-    Fd current(::dup(root_.get()));
+    Fd current(actors::fs::duplicate(root_.get()));
     std::string prefix;
     std::size_t start = 0;
     while (start <= rel.size()) {
@@ -206,7 +207,7 @@ class Applier {
       }
       current = Fd(next);
     }
-    return ::dup(current.get());
+    return actors::fs::duplicate(current.get());
   }
 
   // ---- entries --------------------------------------------------------------
@@ -410,7 +411,7 @@ class Applier {
     if (*target == path) return Nothing{};
     const auto [targetParent, targetBase] = splitParent(*target);
     if (targetBase.empty()) return rejected(name, "its hardlink target is the layer root");
-    Fd targetDir = targetParent.empty() ? Fd(::dup(root_.get())) : openBeneath(targetParent);
+    Fd targetDir = targetParent.empty() ? Fd(actors::fs::duplicate(root_.get())) : openBeneath(targetParent);
     if (!targetDir.valid()) {
       return rejected(name, "its hardlink target '" + *target + "' is not in the layer (or goes through a symlink)");
     }
@@ -554,7 +555,7 @@ class Applier {
   Try<Nothing> setDirectoryTimes() {
     forgetCache();
     for (auto it = dirTimes_.rbegin(); it != dirTimes_.rend(); ++it) {
-      Fd fd = it->path.empty() ? Fd(::dup(root_.get())) : openBeneath(it->path);
+      Fd fd = it->path.empty() ? Fd(actors::fs::duplicate(root_.get())) : openBeneath(it->path);
       if (!fd.valid()) continue;  // replaced by a later entry
       struct stat st {};
       if (::fstat(fd.get(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;

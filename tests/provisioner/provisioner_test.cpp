@@ -23,6 +23,7 @@
 #include "tests/support/await.hpp"
 #include "tests/support/faulty_disk.hpp"
 #include "tests/support/files.hpp"
+#include "tests/support/real_registry.hpp"
 
 namespace prov::provisioner {
 namespace {
@@ -657,6 +658,66 @@ TEST_F(ProvisionerTest, AFullDiskFailsTheProvisionClearlyAndImageGcMakesRoom) {
   auto info = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/large"));
   AWAIT_READY(info);
   EXPECT_EQ(3u * 1024 * 1024, fs::file_size(fs::path(info->rootfs) / "large"));
+}
+
+// CVE-2021-41091 class: what an image holds (a setuid-root binary, a device
+// node anyone may open) is out of other users' reach, in the store and in
+// copy and overlay rootfses, even under a work dir others may enter.
+TEST_F(ProvisionerTest, ImageContentIsOutOfOtherUsersReach) {
+  for (const fs::path& dir : {sandbox(), workDir_}) {
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms(0755));
+  }
+  TarEntry su = TarEntry::file("bin/su", testing::readFile("/usr/bin/true"), 04755);
+  TarEntry device;
+  device.path = "dev/open";
+  device.type = TarEntry::Type::CharDevice;
+  device.major = 1;  // /dev/null's numbers: opening it proves it was reachable
+  device.minor = 3;
+  device.mode = 0666;
+  publish("test/setuid", "latest", {{TarEntry::directory("bin"), TarEntry::directory("dev"), su, device}});
+  const messages::Image image = dockerImage(registry_.hostPort() + "/test/setuid");
+  start({}, backend::kCopy);
+  auto copied = provisioner_->provision("c1", image);
+  AWAIT_READY(copied);
+  start({"c1"}, backend::kOverlay);
+  auto overlaid = provisioner_->provision("c2", image);
+  AWAIT_READY(overlaid);
+  std::vector<fs::path> roots = {copied->rootfs, overlaid->rootfs};
+  for (const auto& layer : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+    roots.push_back(layer.path() / "rootfs");
+  }
+  ASSERT_EQ(3u, roots.size());
+  const std::vector<std::string> nobody = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  auto as = [](std::vector<std::string> user, std::vector<std::string> argv) {
+    user.insert(user.end(), argv.begin(), argv.end());
+    return testing::runCommand(user);
+  };
+  for (const auto& root : roots) {
+    const std::string su = (root / "bin/su").string(), dev = (root / "dev/open").string();
+    // Root reaches both: the checks below can fail.
+    EXPECT_EQ(0, as({}, {su}).status) << su;
+    EXPECT_EQ(0, as({}, {"head", "-c1", dev}).status) << dev;
+    // Through a shell: setpriv itself resolves and execs its program before
+    // it drops root's capabilities.
+    for (const auto& argv :
+         std::vector<std::vector<std::string>>{{"sh", "-c", "exec \"$0\"", su}, {"head", "-c1", dev}}) {
+      const auto run = as(nobody, argv);
+      EXPECT_NE(0, run.status) << argv.back() << " is reachable by nobody";
+      EXPECT_NE(std::string::npos, run.output.find("Permission denied")) << run.output;
+    }
+  }
+  auto mode = [](const fs::path& path) { return static_cast<unsigned>(fs::status(path).permissions()); };
+  EXPECT_EQ(0700u, mode(workDir_ / "store/docker"));
+  EXPECT_EQ(0700u, mode(workDir_ / "provisioner"));
+  // Wider ones (an older layout, a hand's chmod) are narrowed at start.
+  fs::permissions(workDir_ / "store/docker", fs::perms(0755));
+  fs::permissions(workDir_ / "provisioner", fs::perms(0750));
+  start({"c1", "c2"}, backend::kOverlay);
+  EXPECT_EQ(0700u, mode(workDir_ / "store/docker"));
+  EXPECT_EQ(0700u, mode(workDir_ / "provisioner"));
+  const auto run = as(nobody, {"sh", "-c", "exec \"$0\"", (roots[0] / "bin/su").string()});
+  EXPECT_NE(std::string::npos, run.output.find("Permission denied")) << run.output;
 }
 
 TEST_F(ProvisionerTest, ConcurrentProvisionDestroyAndPruneDoNotDeadlock) {
