@@ -1,5 +1,8 @@
 #include "fetcher/http.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -57,6 +60,29 @@ class Connection {
 
   const std::string& origin() const { return origin_; }
   asio::any_io_executor executor() { return tcp().get_executor(); }
+
+  // Connects to the first of `endpoints` (from the i-th) that answers. Each
+  // attempt is on a socket opened close-on-exec here: Asio's own open()
+  // calls a plain socket(), and setting the flag afterwards races with an
+  // agent's fork, whose child would keep the connection.
+  void connect(std::shared_ptr<const std::vector<tcp::endpoint>> endpoints, std::size_t i, Handler done) {
+    const tcp::endpoint& endpoint = (*endpoints)[i];
+    error_code ec;
+    tcp().socket().close(ec);
+    const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) return done(error_code(errno, boost::system::system_category()), 0);
+    tcp().socket().assign(endpoint.protocol(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return done(ec, 0);
+    }
+    tcp().async_connect(endpoint, [this, endpoints, i, done](error_code ec) {
+      if (ec && ec != asio::error::operation_aborted && ec != beast::error::timeout && i + 1 < endpoints->size()) {
+        return connect(endpoints, i + 1, done);
+      }
+      done(ec, 0);
+    });
+  }
   void close() {
     error_code ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -326,7 +352,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     onConnection(
         options_.connectTimeout,
         [results](Connection& c, Handler done) {
-          c.tcp().async_connect(results, [done](error_code ec, const tcp::endpoint&) { done(ec, 0); });
+          auto endpoints = std::make_shared<std::vector<tcp::endpoint>>();
+          for (const auto& entry : results) endpoints->push_back(entry.endpoint());
+          if (endpoints->empty()) return done(asio::error::host_not_found, 0);
+          c.connect(endpoints, 0, std::move(done));
         },
         &Exchange::connected);
   }
