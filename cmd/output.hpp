@@ -4,11 +4,17 @@
 // tools.
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "provisioner/provisioner.hpp"
 
 namespace prov::cmd {
+
+// `text` fit for a terminal: each control character (ESC, CR, LF, NUL,
+// DEL, ...) as \xNN, so that text from a registry or an image cannot move
+// the cursor, recolour or retitle the terminal that shows it.
+std::string printable(std::string_view text);
 
 // "a,b,,c" -> {"a", "b", "c"}
 std::vector<std::string> splitList(const std::string& text);

@@ -50,7 +50,7 @@ constexpr const char* kUsage =
     "pull and provision show each layer's progress on stderr when it is a terminal.\n";
 
 int fail(const std::string& message, int code = 1) {
-  std::cerr << "error: " << message << "\n";
+  std::cerr << "error: " << cmd::printable(message) << "\n";
   return code;
 }
 

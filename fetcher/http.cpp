@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <mutex>
+#include <optional>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -177,6 +178,20 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
 namespace {
 
+// The part of `request` that holds a control character (a header, named;
+// never its value), if one does.
+std::optional<std::string> controlCharacterIn(const HttpRequest& request, const std::string& userAgent) {
+  auto bad = [](std::string_view text) {
+    return std::any_of(text.begin(), text.end(), [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
+  };
+  if (request.authorization && bad(*request.authorization)) return std::string("authorization");
+  if (bad(userAgent)) return std::string("user agent");
+  for (const auto& [name, value] : request.headers) {
+    if (bad(name) || bad(value)) return "header '" + std::string(bad(name) ? "?" : name) + "'";
+  }
+  return std::nullopt;
+}
+
 // The request as sent to `url`, one hop of `request`: its authorization
 // only to the origin the caller named.
 WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::string& userAgent) {
@@ -333,6 +348,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (url_.scheme == "http" && !(options_.allowPlainHttp && options_.allowPlainHttp(url_.host, url_.port))) {
       return fail(Error(ErrorKind::InvalidArgument,
                         "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
+    }
+    if (auto part = controlCharacterIn(request_, options_.userAgent)) {
+      return fail(Error(ErrorKind::InvalidArgument,
+                        "Refused the request to '" + shown(url_) + "': its " + *part + " holds a control character"));
     }
     connection_ = client_->takeIdle(url_.origin());
     connection_ ? send() : openFresh();

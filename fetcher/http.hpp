@@ -11,6 +11,9 @@
 // - TLS verifies the peer against the system CAs plus an extra bundle, with
 //   SNI and host-name verification. Plain http is refused unless
 //   `allowPlainHttp(host, port)` says yes (the registry layer's rule).
+// - A header value (the authorization, the user agent, any other) with a
+//   control character (CR, LF, NUL, ...) is refused before anything is
+//   sent: header injection on a pooled connection. Beast does not check.
 // - Redirects (301, 302, 303, 307, 308) are followed up to `maxRedirects`.
 //   The request's `authorization` is sent only to the origin of the request
 //   URL: a redirect elsewhere loses it (CVE-2020-15157). Neither it nor any

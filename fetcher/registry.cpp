@@ -1,5 +1,6 @@
 #include "fetcher/registry.hpp"
 
+#include <algorithm>
 #include <mutex>
 
 #include <boost/url/url.hpp>
@@ -288,6 +289,11 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
         }
       }
       if (token.empty()) return Error(ErrorKind::Corruption, what + ": the token response has no token");
+      if (std::any_of(token.begin(), token.end(), [](unsigned char c) { return c < 0x21 || c == 0x7f; })) {
+        // Never into a header: CR/LF there would inject headers.
+        return Error(ErrorKind::Corruption,
+                     what + ": the token service sent a token with a control character or space");
+      }
       long seconds = 60;
       if (doc.HasMember("expires_in") && doc["expires_in"].IsInt64() && doc["expires_in"].GetInt64() > 0) {
         seconds = static_cast<long>(std::min<std::int64_t>(doc["expires_in"].GetInt64(), 24 * 3600));

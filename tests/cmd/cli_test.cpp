@@ -344,6 +344,8 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
       {{"provision", "c1", registry_->hostPort() + "/test/nothing"}, 1, "test/nothing"},
       {{"provision", "../x", "busybox"}, 1, "'../x'"},
       {{"provision", "c1", "Not/A/Reference"}, 1, "Not/A/Reference"},
+      // A terminal escape in what an error quotes is shown, not obeyed.
+      {{"provision", "c1", "\x1b]0;owned\x07\x1b[2Jbad"}, 1, "\\x1b]0;owned\\x07\\x1b[2Jbad"},
       {{"--image_provisioner_backend=aufs", "images"}, 1, "aufs"},
       {{"--image_providers=docker,rkt", "images"}, 1, "rkt"},
       {{"frobnicate"}, 2, "frobnicate"},
@@ -355,6 +357,7 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
     EXPECT_EQ("", result.out) << c.args.back();
     EXPECT_EQ(0u, result.err.find("error: ")) << result.err;
     EXPECT_NE(std::string::npos, result.err.find(c.says)) << result.err;
+    EXPECT_EQ(std::string::npos, result.err.find('\x1b')) << "a raw escape reached the terminal";
   }
   auto help = run({"--help"});
   EXPECT_EQ(0, help.status);

@@ -580,6 +580,46 @@ TEST_F(RegistryTest, PlainHttpOnlyWhereAllowed) {
   EXPECT_EQ("https", url->scheme);
 }
 
+// Header injection: a value with CR/LF (or any control character) is
+// refused before anything is sent, and a token service's token with one
+// never becomes a header.
+TEST_F(RegistryTest, ControlCharactersNeverReachAHeader) {
+  FakeRegistry registry;
+  HttpOptions options;
+  options.allowPlainHttp = [](const std::string&, int) { return true; };
+  auto http = HttpClient::create(runtime_, options);
+  ASSERT_TRUE(http.isSome());
+  HttpRequest request;
+  request.url = *parseUrl(registry.url() + "/v2/");
+  request.authorization = "Bearer abc\r\nX-Injected: 1";
+  Future<HttpResponse> refused = (*http)->fetch(request);
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, refused);
+  EXPECT_NE(std::string::npos, refused.failure().message.find("its authorization holds a control character"))
+      << refused.failure().message;
+  EXPECT_EQ(std::string::npos, refused.failure().message.find("abc")) << "the secret stays out of the message";
+  request.authorization.reset();
+  request.headers.emplace_back("Accept", std::string("a\0b", 3));
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, (*http)->fetch(request));
+  EXPECT_EQ(0u, registry.connectionsAccepted()) << "something was sent";
+
+  Published image = publish(registry, "test/app", "v1", {"layer one"});
+  registry.requireBearer();
+  FakeRegistry::Fault lying;
+  lying.match = "/token";
+  lying.status = 200;
+  lying.headers = {{"Content-Type", "application/json"}};
+  lying.body = R"({"token":"abc\r\nX-Injected: 1"})";
+  registry.fail(lying);
+  auto c = client();
+  Future<FetchedManifest> fetched = c->fetchManifest(repo(registry), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Corruption, fetched);
+  EXPECT_NE(std::string::npos, fetched.failure().message.find("token with a control character"))
+      << fetched.failure().message;
+  for (const auto& seen : registry.requests()) {
+    EXPECT_EQ(std::string::npos, seen.authorization.find("abc")) << seen.target << ": " << seen.authorization;
+  }
+}
+
 TEST_F(RegistryTest, ConnectionRefusedIsUnavailableAfterRetries) {
   int port;
   {
