@@ -480,8 +480,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         return Fed{aci.path, aci.downloaded, "the ACI of AppC image '" + name + "' ('" + aci.source + "')"};
       });
     };
-    return extractor_->extract(request, std::move(feed))
-        .then(actors::defer(self(), &Self::storeAci, query))
+    return afterExtraction(runtime_, extractor_->extract(request, std::move(feed)),
+                           actors::defer(self(), &Self::storeAci, query))
         .onReady(actors::defer(self(), &Self::stored));
   }
 

@@ -47,6 +47,13 @@ ExtractLimits fromMessage(const messages::ExtractLimits& m) {
   return limits;
 }
 
+void removeStaged(actors::Runtime& runtime, const ExtractResult& staged) {
+  actors::async(runtime, [dir = staged.staging_dir()] {
+    (void)actors::fs::removeTree(dir);  // else the next recover removes it
+    return Nothing{};
+  });
+}
+
 namespace {
 
 double msSince(SteadyClock::time_point start) {

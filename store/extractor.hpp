@@ -48,6 +48,7 @@
 // InputEnded on the thread that completed the feed. One request's events
 // come in that order, never at once; it must be cheap and thread-safe.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -83,6 +84,26 @@ struct ExtractorOptions {
   // most all but one (the registry puller hashes there too), at least 1.
   std::size_t slots = 0;
 };
+
+// The caller's next step on a staged tree: next(result) once `extracted` is
+// READY. A discard that reached the caller's chain while the extractor was
+// finishing (the request crosses actors, so it can) makes `then` skip
+// `next`; the staged tree is nobody's then, and is removed instead.
+void removeStaged(actors::Runtime& runtime, const messages::ExtractResult& staged);
+
+template <typename F>
+auto afterExtraction(actors::Runtime& runtime, const actors::Future<messages::ExtractResult>& extracted, F next) {
+  auto taken = std::make_shared<std::atomic<bool>>(false);
+  auto result = extracted.then([taken, next = std::move(next)](const messages::ExtractResult& staged) {
+    taken->store(true);
+    return next(staged);
+  });
+  // Registered after then's callback, so it runs after it.
+  extracted.onReady([&runtime, taken](const messages::ExtractResult& staged) {
+    if (!taken->load()) removeStaged(runtime, staged);
+  });
+  return result;
+}
 
 // Between the request's limits and the extraction's.
 messages::ExtractLimits toMessage(const ExtractLimits& limits);

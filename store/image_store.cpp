@@ -44,7 +44,12 @@ Try<std::string> imageKey(const Image& image) {
       if (image.path().empty() || ec) {
         return Error(ErrorKind::InvalidArgument, "Failed to resolve the image path '" + image.path() + "'");
       }
-      if (image.type() == Image::DOCKER_ARCHIVE) return "docker-archive:" + path.string();
+      if (image.type() == Image::DOCKER_ARCHIVE) {
+        // The image it picks is part of the key: two images of one archive
+        // are two entries, never one served for the other.
+        const std::string picked = fetcher::toString(image.reference());
+        return "docker-archive:" + path.string() + (picked.empty() ? "" : ":" + picked);
+      }
       return "oci:" + path.string() + (image.layout_tag().empty() ? "" : ":" + image.layout_tag());
     }
     default: return Error(ErrorKind::Unsupported, "The Docker image store does not hold this image type");
@@ -366,19 +371,20 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
     Future<Nothing> pulled =
-        extractor_->extract(request, std::move(feed), std::move(progress))
-            .then([&runtime = runtime_, parent](const messages::ExtractResult& staged) {
-              // A layer below that failed leaves nothing to commit onto:
-              // this one's staging directory goes too.
-              return parent.then([staged] { return staged; })
-                  .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
-                    auto removed = actors::async(runtime, [dir = staged.staging_dir()] {
-                      (void)actors::fs::removeTree(dir);  // else the next recover removes it
-                      return Nothing{};
-                    });
-                    return actors::undiscardable(removed).then([f]() -> Future<messages::ExtractResult> { return f; });
-                  });
-            })
+        afterExtraction(runtime_, extractor_->extract(request, std::move(feed), std::move(progress)),
+                        [&runtime = runtime_, parent](const messages::ExtractResult& staged) {
+                          // A layer below that failed leaves nothing to commit onto:
+                          // this one's staging directory goes too.
+                          return parent.then([staged] { return staged; })
+                              .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
+                                auto removed = actors::async(runtime, [dir = staged.staging_dir()] {
+                                  (void)actors::fs::removeTree(dir);  // else the next recover removes it
+                                  return Nothing{};
+                                });
+                                return actors::undiscardable(removed).then(
+                                    [f]() -> Future<messages::ExtractResult> { return f; });
+                              });
+                        })
             .then([&runtime = runtime_, parents, layerDir,
                    sync = options_.syncLayers](const messages::ExtractResult& staged) {
               // Undiscardable: once staged, the layer is committed or removed.

@@ -102,7 +102,7 @@ struct ImageStoreOptions {
 using PullerFor = std::function<std::shared_ptr<fetcher::Puller>(const messages::Image&)>;
 
 // The normalised key of an image: "docker://docker.io/library/busybox:latest",
-// "oci:/abs/dir:tag", "docker-archive:/abs/file". InvalidArgument for a bad
+// "oci:/abs/dir:tag", "docker-archive:/abs/file[:reference]". InvalidArgument for a bad
 // reference.
 Try<std::string> imageKey(const messages::Image& image);
 

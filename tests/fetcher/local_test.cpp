@@ -29,8 +29,11 @@ using actors::Promise;
 using testing::BuiltImage;
 using testing::ImageSpec;
 using testing::OciLayout;
+using testing::SavedImage;
+using testing::savedImage;
 using testing::TarCompression;
 using testing::TarEntry;
+using testing::writeSave;
 
 // Keeps what it gets; checks that writes never overlap.
 class CollectSink : public ByteSink {
@@ -392,62 +395,6 @@ TEST_F(LocalOciTest, CorruptedTruncatedAndMissingBlobsFailFetch) {
 }
 
 // ------------------------------------------------------------ docker save
-
-// An image for a hand-written docker-save archive: `<hex>.json` config and
-// `<hex>/layer.tar` layers (compressed as asked), with its manifest.json item.
-struct SavedImage {
-  std::vector<std::string> repoTags;
-  std::string configJson;
-  std::string configName;
-  std::vector<std::string> layerBlobs;  // as stored
-  std::vector<std::string> layerNames;
-  std::vector<std::string> diffIds;
-
-  std::string manifestItem() const {
-    std::string tags, layers;
-    for (const auto& t : repoTags) tags += (tags.empty() ? "\"" : ",\"") + t + "\"";
-    for (const auto& l : layerNames) layers += (layers.empty() ? "\"" : ",\"") + l + "\"";
-    return "{\"Config\":\"" + configName + "\",\"RepoTags\":[" + tags + "],\"Layers\":[" + layers + "]}";
-  }
-  std::vector<TarEntry> entries() const {
-    std::vector<TarEntry> out = {TarEntry::file(configName, configJson)};
-    for (std::size_t i = 0; i < layerNames.size(); ++i) out.push_back(TarEntry::file(layerNames[i], layerBlobs[i]));
-    return out;
-  }
-};
-
-SavedImage savedImage(std::vector<std::string> repoTags, const std::string& marker,
-                      const std::vector<TarCompression>& compressions) {
-  SavedImage image;
-  image.repoTags = std::move(repoTags);
-  std::string diffIds;
-  for (std::size_t i = 0; i < compressions.size(); ++i) {
-    const std::vector<TarEntry> files = {TarEntry::file("layer" + std::to_string(i), marker + std::to_string(i))};
-    image.layerBlobs.push_back(testing::makeTar(files, compressions[i]));
-    image.diffIds.push_back(sha256Digest(testing::makeTar(files, TarCompression::None)));
-    image.layerNames.push_back(sha256Digest(image.layerBlobs.back()).substr(7) + "/layer.tar");
-    diffIds += (diffIds.empty() ? "\"" : ",\"") + image.diffIds.back() + "\"";
-  }
-  image.configJson = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"MARKER=" + marker +
-                     "\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[" + diffIds + "]}}";
-  image.configName = sha256Digest(image.configJson).substr(7) + ".json";
-  return image;
-}
-
-void writeSave(const fs::path& file, const std::vector<SavedImage>& images, std::string manifest = "",
-               std::vector<TarEntry> extra = {}, TarCompression compression = TarCompression::None) {
-  std::vector<TarEntry> entries;
-  for (const auto& image : images) {
-    for (auto& e : image.entries()) entries.push_back(std::move(e));
-  }
-  if (manifest.empty()) {
-    for (const auto& image : images) manifest += (manifest.empty() ? "[" : ",") + image.manifestItem();
-    manifest += "]";
-  }
-  for (auto& e : extra) entries.push_back(std::move(e));
-  entries.push_back(TarEntry::file("manifest.json", manifest));
-  testing::writeFile(file, testing::makeTar(entries, compression));
-}
 
 // Mesos's ProvisionerDockerLocalStoreTest fixture: abc:latest = 456 on 123.
 std::vector<testing::LegacyLayer> mesosLayers(TarCompression compression = TarCompression::None) {

@@ -11,6 +11,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "fetcher/digest.hpp"
+#include "fetcher/local/local.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
@@ -281,6 +282,39 @@ TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
   EXPECT_EQ(1000u, st.st_uid);
 }
 
+// Two images of one `docker save` archive, picked by reference, are two
+// entries: the second is never served the first's layers.
+TEST_F(ImageStoreTest, TwoImagesOfOneArchiveAreTwoEntries) {
+  const fs::path file = sandbox() / "two.tar";
+  testing::writeSave(file, {testing::savedImage({"one:1"}, "one", {testing::TarCompression::Gzip}),
+                            testing::savedImage({"two:2"}, "two", {testing::TarCompression::Gzip})});
+  auto created = fetcher::DockerArchivePuller::create(runtime_);
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  std::shared_ptr<fetcher::Puller> archives(std::move(*created));
+  ImageStoreOptions options;
+  options.storeDir = (sandbox() / "archive-store").string();
+  options.syncLayers = false;
+  auto store = ImageStore::create(runtime_, options, [archives](const messages::Image&) { return archives; });
+  ASSERT_TRUE(store.isSome()) << store.error().message;
+  AWAIT_READY((*store)->recover());
+  auto pick = [&](const std::string& reference) {
+    messages::Image image;
+    image.set_type(messages::Image::DOCKER_ARCHIVE);
+    image.set_path(file.string());
+    *image.mutable_reference() = *fetcher::parseImageReference(reference);
+    return image;
+  };
+  for (const auto& [reference, marker] : {std::pair<std::string, std::string>{"one:1", "one"}, {"two:2", "two"}}) {
+    auto info = (*store)->get(pick(reference));
+    AWAIT_READY(info);
+    ASSERT_EQ(1u, info->layers.size());
+    EXPECT_EQ(marker + "0", testing::readFile(fs::path(info->layers[0]) / "layer0")) << reference;
+  }
+  auto images = (*store)->images();
+  AWAIT_READY(images);
+  EXPECT_EQ(2u, images->size());
+}
+
 TEST(ImageKeyTest, NormalisesEachSource) {
   messages::Image docker;
   docker.set_type(messages::Image::DOCKER);
@@ -295,6 +329,8 @@ TEST(ImageKeyTest, NormalisesEachSource) {
   archive.set_type(messages::Image::DOCKER_ARCHIVE);
   archive.set_path("/tmp/./a.tar");
   EXPECT_EQ("docker-archive:/tmp/a.tar", *imageKey(archive));
+  *archive.mutable_reference() = *fetcher::parseImageReference("one:1");
+  EXPECT_EQ("docker-archive:/tmp/a.tar:one:1", *imageKey(archive));
   EXPECT_EQ(2u, chainIds({"sha256:a", "sha256:b"}).size());
   EXPECT_EQ("sha256:a", chainIds({"sha256:a", "sha256:b"})[0]);
   EXPECT_EQ(fetcher::sha256Digest("sha256:a sha256:b"), chainIds({"sha256:a", "sha256:b"})[1]);

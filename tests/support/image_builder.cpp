@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "fetcher/digest.hpp"
+#include "tests/support/files.hpp"
 
 namespace prov::testing {
 
@@ -222,6 +223,52 @@ void removeTarEntries(const fs::path& file, const std::vector<std::string>& name
   archive_write_free(a);
   archive_read_free(in);
   std::ofstream(file, std::ios::binary | std::ios::trunc) << out;
+}
+
+std::string SavedImage::manifestItem() const {
+  std::string tags, layers;
+  for (const auto& t : repoTags) tags += (tags.empty() ? "\"" : ",\"") + t + "\"";
+  for (const auto& l : layerNames) layers += (layers.empty() ? "\"" : ",\"") + l + "\"";
+  return "{\"Config\":\"" + configName + "\",\"RepoTags\":[" + tags + "],\"Layers\":[" + layers + "]}";
+}
+
+std::vector<TarEntry> SavedImage::entries() const {
+  std::vector<TarEntry> out = {TarEntry::file(configName, configJson)};
+  for (std::size_t i = 0; i < layerNames.size(); ++i) out.push_back(TarEntry::file(layerNames[i], layerBlobs[i]));
+  return out;
+}
+
+SavedImage savedImage(std::vector<std::string> repoTags, const std::string& marker,
+                      const std::vector<TarCompression>& compressions) {
+  SavedImage image;
+  image.repoTags = std::move(repoTags);
+  std::string diffIds;
+  for (std::size_t i = 0; i < compressions.size(); ++i) {
+    const std::vector<TarEntry> files = {TarEntry::file("layer" + std::to_string(i), marker + std::to_string(i))};
+    image.layerBlobs.push_back(makeTar(files, compressions[i]));
+    image.diffIds.push_back(fetcher::sha256Digest(makeTar(files, TarCompression::None)));
+    image.layerNames.push_back(fetcher::sha256Digest(image.layerBlobs.back()).substr(7) + "/layer.tar");
+    diffIds += (diffIds.empty() ? "\"" : ",\"") + image.diffIds.back() + "\"";
+  }
+  image.configJson = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"MARKER=" + marker +
+                     "\"]},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[" + diffIds + "]}}";
+  image.configName = fetcher::sha256Digest(image.configJson).substr(7) + ".json";
+  return image;
+}
+
+void writeSave(const std::filesystem::path& file, const std::vector<SavedImage>& images, std::string manifest,
+               std::vector<TarEntry> extra, TarCompression compression) {
+  std::vector<TarEntry> entries;
+  for (const auto& image : images) {
+    for (auto& e : image.entries()) entries.push_back(std::move(e));
+  }
+  if (manifest.empty()) {
+    for (const auto& image : images) manifest += (manifest.empty() ? "[" : ",") + image.manifestItem();
+    manifest += "]";
+  }
+  for (auto& e : extra) entries.push_back(std::move(e));
+  entries.push_back(TarEntry::file("manifest.json", manifest));
+  writeFile(file, makeTar(entries, compression));
 }
 
 }  // namespace prov::testing

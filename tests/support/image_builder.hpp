@@ -93,6 +93,30 @@ struct LegacyLayer {
 void writeLegacyDockerSave(const std::filesystem::path& file, const std::string& repositories,
                            const std::vector<LegacyLayer>& layers);
 
+// An image for a hand-written docker-save archive: `<hex>.json` config and
+// `<hex>/layer.tar` layers (compressed as asked), with its manifest.json item.
+struct SavedImage {
+  std::vector<std::string> repoTags;
+  std::string configJson;
+  std::string configName;
+  std::vector<std::string> layerBlobs;  // as stored
+  std::vector<std::string> layerNames;
+  std::vector<std::string> diffIds;
+
+  std::string manifestItem() const;
+  std::vector<TarEntry> entries() const;
+};
+
+// One file "layer<i>" holding `marker` + i per layer, a layer per
+// compression; its config says Env MARKER=`marker`.
+SavedImage savedImage(std::vector<std::string> repoTags, const std::string& marker,
+                      const std::vector<TarCompression>& compressions);
+
+// A `docker save` archive of `images` (its manifest.json written from them
+// unless given), with `extra` entries.
+void writeSave(const std::filesystem::path& file, const std::vector<SavedImage>& images, std::string manifest = "",
+               std::vector<TarEntry> extra = {}, TarCompression compression = TarCompression::None);
+
 // Rewrites the tar `file` without the entries named `names` (GNU tar's
 // --delete mangles skopeo's archives).
 void removeTarEntries(const std::filesystem::path& file, const std::vector<std::string>& names);
