@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <vector>
 
 #include "actors/disk.hpp"
@@ -124,36 +125,39 @@ Try<std::string> readKernelFile(const std::string& path) {
   return readAll(path, kernel);
 }
 
-Try<Nothing> makeDirectories(const std::string& path) {
-  if (path.empty()) return Nothing{};
-  if (disk().mkdirat(AT_FDCWD, path.c_str(), 0777) == 0) return Nothing{};
-  int err = errno;
-  const auto slash = path.find_last_of('/', path.find_last_not_of('/'));
-  if (err == ENOENT && slash != std::string::npos && slash != 0) {  // the parent first
-    if (auto parent = makeDirectories(path.substr(0, slash)); parent.isError()) return parent;
-    if (disk().mkdirat(AT_FDCWD, path.c_str(), 0777) == 0) return Nothing{};
-    err = errno;
-  }
-  struct stat st;
-  if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Nothing{};
-  return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
-}
+namespace {
 
-Try<Nothing> makePrivateDirectory(const std::string& path, mode_t mode) {
+// `path` made with `mode` (its missing parents with 0777, less the umask).
+// When it was there already, `existing` (if given) gets its mode.
+Try<Nothing> makeDirectory(const std::string& path, mode_t mode, std::optional<mode_t>* existing) {
   if (disk().mkdirat(AT_FDCWD, path.c_str(), mode) == 0) return Nothing{};
   int err = errno;
   const auto slash = path.find_last_of('/', path.find_last_not_of('/'));
   if (err == ENOENT && slash != std::string::npos && slash != 0) {  // the parent first
-    if (auto parent = makeDirectories(path.substr(0, slash)); parent.isError()) return parent;
+    if (auto parent = makeDirectory(path.substr(0, slash), 0777, nullptr); parent.isError()) return parent;
     if (disk().mkdirat(AT_FDCWD, path.c_str(), mode) == 0) return Nothing{};
     err = errno;
   }
   struct stat st;
-  if (err != EEXIST || ::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+  if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (existing) *existing = st.st_mode & 07777;
+    return Nothing{};
   }
-  if ((st.st_mode & 07777 & ~mode) == 0) return Nothing{};
-  if (disk().fchmodat(AT_FDCWD, path.c_str(), st.st_mode & mode & 07777, 0) != 0) {
+  return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+}
+
+}  // namespace
+
+Try<Nothing> makeDirectories(const std::string& path) {
+  if (path.empty()) return Nothing{};
+  return makeDirectory(path, 0777, nullptr);
+}
+
+Try<Nothing> makePrivateDirectory(const std::string& path, mode_t mode) {
+  std::optional<mode_t> existing;
+  auto made = makeDirectory(path, mode, &existing);
+  if (made.isError() || !existing || (*existing & ~mode) == 0) return made;
+  if (disk().fchmodat(AT_FDCWD, path.c_str(), *existing & mode, 0) != 0) {
     return errnoError(ErrorKind::IO, "Failed to narrow the permissions of '" + path + "'", errno);
   }
   return Nothing{};

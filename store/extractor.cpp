@@ -47,8 +47,8 @@ ExtractLimits fromMessage(const messages::ExtractLimits& m) {
   return limits;
 }
 
-void removeStaged(actors::Runtime& runtime, const ExtractResult& staged) {
-  actors::async(runtime, [dir = staged.staging_dir()] {
+Future<Nothing> removeStaged(actors::Runtime& runtime, const ExtractResult& staged) {
+  return actors::async(runtime, [dir = staged.staging_dir()] {
     (void)actors::fs::removeTree(dir);  // else the next recover removes it
     return Nothing{};
   });

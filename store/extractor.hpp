@@ -89,7 +89,7 @@ struct ExtractorOptions {
 // READY. A discard that reached the caller's chain while the extractor was
 // finishing (the request crosses actors, so it can) makes `then` skip
 // `next`; the staged tree is nobody's then, and is removed instead.
-void removeStaged(actors::Runtime& runtime, const messages::ExtractResult& staged);
+actors::Future<Nothing> removeStaged(actors::Runtime& runtime, const messages::ExtractResult& staged);
 
 template <typename F>
 auto afterExtraction(actors::Runtime& runtime, const actors::Future<messages::ExtractResult>& extracted, F next) {

@@ -377,10 +377,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                           // this one's staging directory goes too.
                           return parent.then([staged] { return staged; })
                               .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
-                                auto removed = actors::async(runtime, [dir = staged.staging_dir()] {
-                                  (void)actors::fs::removeTree(dir);  // else the next recover removes it
-                                  return Nothing{};
-                                });
+                                auto removed = removeStaged(runtime, staged);
                                 return actors::undiscardable(removed).then(
                                     [f]() -> Future<messages::ExtractResult> { return f; });
                               });
