@@ -58,14 +58,14 @@ class CountingPuller final : public fetcher::Puller {
     return inner_->resolve(image, platform);
   }
   actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                            const messages::Descriptor& blob,
-                                            std::shared_ptr<fetcher::ByteSink> sink) override {
+                                            const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
+                                            std::shared_ptr<fetcher::BlobSources> sources) override {
     {
       std::lock_guard lock(mutex_);
       ++fetched_;
       digests_.insert(blob.digest());
     }
-    return inner_->fetchBlob(image, resolved, blob, std::move(sink));
+    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
   }
   std::size_t fetched() {
     std::lock_guard lock(mutex_);

@@ -1,5 +1,7 @@
 #include "fetcher/puller.hpp"
 
+#include <atomic>
+
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/process.hpp"
@@ -26,14 +28,23 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
   }
 
   Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                            const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
+                            const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                            std::shared_ptr<BlobSources> sources) {
     auto repositories = client_->repositories(normalize(image.reference()), credentialsOf(image));
     if (repositories.isError()) return repositories.error();
     // The endpoint the image came from first.
     std::stable_partition(repositories->begin(), repositories->end(),
                           [&](const Repository& r) { return r.endpoint.toString() == resolved.endpoint(); });
-    Transfer transfer{std::move(*repositories), blob, std::move(sink)};
-    return slots_.run<Nothing>([this, transfer] { return fetchFrom(client_, transfer, 0); });
+    if (!sources) sources = std::make_shared<BlobSources>();
+    sources->known(repositories->size());
+    const std::size_t first = sources->first();
+    if (first >= repositories->size()) {
+      return Error(ErrorKind::InvalidArgument, "Failed to fetch the blob '" + blob.digest() + "': source " +
+                                                   std::to_string(first) + " of " +
+                                                   std::to_string(repositories->size()) + " asked for");
+    }
+    Transfer transfer{std::move(*repositories), blob, std::move(sink), std::move(sources)};
+    return slots_.run<Nothing>([this, transfer, first] { return fetchFrom(client_, transfer, first); });
   }
 
  private:
@@ -41,6 +52,25 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     std::vector<Repository> repositories;
     messages::Descriptor blob;
     std::shared_ptr<ByteSink> sink;
+    std::shared_ptr<BlobSources> sources;
+  };
+
+  // Passes bytes on, noting that source `i` delivered some.
+  class NotingSink final : public ByteSink {
+   public:
+    NotingSink(std::shared_ptr<ByteSink> out, std::shared_ptr<BlobSources> sources, std::size_t i)
+        : out_(std::move(out)), sources_(std::move(sources)), i_(i) {}
+    Future<Nothing> write(std::string_view chunk) override {
+      if (!delivered_.exchange(true)) sources_->delivered(i_);
+      return out_->write(chunk);
+    }
+    bool delivered() const { return delivered_; }
+
+   private:
+    std::shared_ptr<ByteSink> out_;
+    std::shared_ptr<BlobSources> sources_;
+    std::size_t i_;
+    std::atomic<bool> delivered_{false};
   };
 
   static std::optional<messages::Credentials> credentialsOf(const messages::Image& image) {
@@ -50,12 +80,14 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
 
   static Future<Nothing> fetchFrom(const std::shared_ptr<RegistryClient>& client, const Transfer& transfer,
                                    std::size_t i) {
-    Future<Nothing> result = client->streamBlob(transfer.repositories[i], transfer.blob, transfer.sink);
+    auto noting = std::make_shared<NotingSink>(transfer.sink, transfer.sources, i);
+    Future<Nothing> result = client->streamBlob(transfer.repositories[i], transfer.blob, noting);
     if (i + 1 == transfer.repositories.size()) return result;
     // Only a blob no byte of which reached the sink may move on to the next
-    // endpoint; our sinks cannot take a blob twice, so falling through is
-    // for errors before the body (not found, refused, unreachable).
-    return result.repair([client, transfer, i](const Future<Nothing>& failed) -> Future<Nothing> {
+    // endpoint (BlobSources): falling through is for errors before the body
+    // (not found, refused, unreachable).
+    return result.repair([client, transfer, i, noting](const Future<Nothing>& failed) -> Future<Nothing> {
+      if (noting->delivered()) return failed;
       const ErrorKind kind = failed.failure().kind;
       if (kind == ErrorKind::DigestMismatch || kind == ErrorKind::Corruption || kind == ErrorKind::Cancelled) {
         return failed;
@@ -90,8 +122,10 @@ Future<messages::ResolvedImage> RegistryPuller::resolve(const messages::Image& i
 }
 
 Future<Nothing> RegistryPuller::fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                          const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
-  return process_.dispatch(&RegistryPullerProcess::fetchBlob, image, resolved, blob, std::move(sink));
+                                          const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                          std::shared_ptr<BlobSources> sources) {
+  return process_.dispatch(&RegistryPullerProcess::fetchBlob, image, resolved, blob, std::move(sink),
+                           std::move(sources));
 }
 
 }  // namespace prov::fetcher

@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "actors/future.hpp"
 #include "actors/process_owner.hpp"
@@ -21,21 +23,66 @@ class Runtime;
 
 namespace prov::fetcher {
 
+// Where one transfer of a blob may take its bytes from. A puller may know
+// several sources for a blob (a registry's mirrors, then the registry). It
+// moves on to the next only while no byte of the blob reached the sink:
+// once one has, a failure ends the transfer, since two sources spliced into
+// one stream could put a mirror's own entries into a layer wherever the
+// stream is not hashed whole. The caller may then start over from nothing
+// (a fresh sink, fresh hashes) at restartAt(). Thread-safe.
+class BlobSources {
+ public:
+  explicit BlobSources(std::size_t first = 0) : first_(first) {}
+  std::size_t first() const { return first_; }
+
+  // By the puller: how many sources it knows, and that source `i` sent
+  // bytes on to the sink.
+  void known(std::size_t count) {
+    std::lock_guard lock(mutex_);
+    count_ = count;
+  }
+  void delivered(std::size_t i) {
+    std::lock_guard lock(mutex_);
+    delivered_ = i;
+  }
+
+  // The source a fresh transfer should start at: the one after the last
+  // that sent bytes, if there is one.
+  std::optional<std::size_t> restartAt() const {
+    std::lock_guard lock(mutex_);
+    if (!delivered_ || *delivered_ + 1 >= count_) return std::nullopt;
+    return *delivered_ + 1;
+  }
+
+ private:
+  const std::size_t first_;
+  mutable std::mutex mutex_;
+  std::size_t count_ = 1;
+  std::optional<std::size_t> delivered_;
+};
+
 class Puller {
  public:
   virtual ~Puller() = default;
   virtual actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                           const messages::Platform& platform) = 0;
   // READY once every byte of `blob` went to `sink` and its digest and size
-  // matched; on failure, what the sink got is garbage.
+  // matched; on failure, what the sink got is garbage. `sources` says where
+  // to start and records where bytes came from (see BlobSources).
   virtual actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                            const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) = 0;
+                                            const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                            std::shared_ptr<BlobSources> sources) = 0;
+  // From the first source.
+  actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
+                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
+    return fetchBlob(image, resolved, blob, std::move(sink), std::make_shared<BlobSources>());
+  }
 };
 
 class RegistryPullerProcess;
 
 // An actor: at most `maxConcurrentBlobs` blob downloads in flight (others
-// queue, first come first served); a blob is fetched from the endpoint its
+// queue, first come first served); a blob's sources are the endpoint its
 // image was resolved at, then the reference's other endpoints. Discarding a
 // queued fetch drops it; discarding one in flight closes its connection.
 class RegistryPuller final : public Puller {
@@ -46,8 +93,10 @@ class RegistryPuller final : public Puller {
 
   actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                   const messages::Platform& platform) override;
+  using Puller::fetchBlob;
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) override;
+                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                    std::shared_ptr<BlobSources> sources) override;
 
   RegistryClient& client();
 

@@ -365,13 +365,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     const std::string id = ids[i];
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
-    Feed feed = [image, puller, resolved, blob](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
-      return puller->fetchBlob(image, resolved, blob, sink).then([] { return Fed{}; });
-    };
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
     Future<Nothing> pulled =
-        afterExtraction(runtime_, extractor_->extract(request, std::move(feed), std::move(progress)),
+        afterExtraction(runtime_, extractLayer(request, image, puller, resolved, progress, 0),
                         [&runtime = runtime_, parent](const messages::ExtractResult& staged) {
                           // A layer below that failed leaves nothing to commit onto:
                           // this one's staging directory goes too.
@@ -398,6 +395,36 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       pulled.onFailed(actors::defer(self(), [reporter] { reporter->report(LayerProgress::Phase::Failed); }));
     }
     return pulled;
+  }
+
+  // One layer blob extracted into a fresh staging directory, from source
+  // `first` on. A source that broke after sending bytes is not spliced with
+  // the next (BlobSources): the failed extraction removed its staging, and
+  // the layer starts over from nothing at the next source.
+  Future<messages::ExtractResult> extractLayer(const messages::ExtractRequest& request, const Image& image,
+                                               const std::shared_ptr<fetcher::Puller>& puller,
+                                               const ResolvedImage& resolved, const ExtractProgressFn& progress,
+                                               std::size_t first) {
+    auto sources = std::make_shared<fetcher::BlobSources>(first);
+    Feed feed = [image, puller, resolved, blob = request.layer(),
+                 sources](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
+      return puller->fetchBlob(image, resolved, blob, sink, sources).then([] { return Fed{}; });
+    };
+    return extractor_->extract(request, std::move(feed), progress)
+        .repair(actors::defer(self(),
+                              [this, request, image, puller, resolved, progress, sources](
+                                  const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
+                                const auto next = sources->restartAt();
+                                if (!next || !restartable(failed.failure().kind)) return failed;
+                                return extractLayer(request, image, puller, resolved, progress, *next);
+                              }));
+  }
+
+  // What a source's bad bytes or broken connection look like; another
+  // source may do better. Limits, disk errors and discards would not.
+  static bool restartable(ErrorKind kind) {
+    return kind == ErrorKind::Unavailable || kind == ErrorKind::Timeout || kind == ErrorKind::Corruption ||
+           kind == ErrorKind::DigestMismatch;
   }
 
   void layerCommitted(const std::string& id, const std::shared_ptr<LayerReporter>& reporter) {

@@ -351,7 +351,9 @@ Future<messages::ResolvedImage> DockerArchivePuller::resolve(const messages::Ima
 }
 
 Future<Nothing> DockerArchivePuller::fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                               const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
+                                               const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                               std::shared_ptr<BlobSources> sources) {
+  if (auto one = local::oneSource(sources, blob); one.isError()) return one.error();
   auto archive = archiveOf(image, tarballDir_, "fetch");
   if (archive.isError()) return archive.error();
   const std::string what = "Failed to fetch the blob '" + blob.digest() + "' of '" + describe(image) + "'";

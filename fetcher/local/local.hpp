@@ -66,7 +66,8 @@
 // fetchBlob streams a layer (or the config) into the sink in chunks of 1 MiB,
 // waiting for each write before reading on, hashing as it goes; READY only
 // when the size and digest matched, DigestMismatch otherwise (the sink then
-// holds garbage). A discard stops it at the next chunk.
+// holds garbage). A discard stops it at the next chunk. A local blob has one
+// source, read once from its start: nothing to fall through to or splice.
 //
 // Threads: every file access runs on the runtime's blocking pool
 // (actors::async); nothing blocks the caller or a strand. Both pullers are
@@ -100,8 +101,10 @@ class OciLayoutPuller final : public Puller {
   // InvalidArgument unless image.type() is OCI_LAYOUT with a path.
   actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                   const messages::Platform& platform) override;
+  using Puller::fetchBlob;
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) override;
+                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                    std::shared_ptr<BlobSources> sources) override;
 
  private:
   explicit OciLayoutPuller(actors::Runtime& runtime) : runtime_(runtime) {}
@@ -118,8 +121,10 @@ class DockerArchivePuller final : public Puller {
   actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                   const messages::Platform& platform) override;
   // The archive is the one resolve() used: resolved.endpoint().
+  using Puller::fetchBlob;
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) override;
+                                    const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                    std::shared_ptr<BlobSources> sources) override;
 
  private:
   DockerArchivePuller(actors::Runtime& runtime, std::string tarballDir)

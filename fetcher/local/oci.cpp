@@ -218,7 +218,9 @@ Future<messages::ResolvedImage> OciLayoutPuller::resolve(const messages::Image& 
 }
 
 Future<Nothing> OciLayoutPuller::fetchBlob(const messages::Image& image, const messages::ResolvedImage&,
-                                           const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
+                                           const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
+                                           std::shared_ptr<BlobSources> sources) {
+  if (auto one = local::oneSource(sources, blob); one.isError()) return one.error();
   auto dir = layoutDir(image, "fetch");
   if (dir.isError()) return dir.error();
   const std::string what = "Failed to fetch the blob '" + blob.digest() + "' from 'oci:" + *dir + "'";

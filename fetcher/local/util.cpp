@@ -271,6 +271,15 @@ Future<Nothing> streamBlob(actors::Runtime& runtime, SourceOpener open, const me
   return std::make_shared<Stream>(runtime, std::move(open), blob, std::move(sink), std::move(what))->start();
 }
 
+Try<Nothing> oneSource(const std::shared_ptr<BlobSources>& sources, const messages::Descriptor& blob) {
+  if (!sources) return Nothing{};
+  sources->known(1);
+  if (sources->first() == 0) return Nothing{};
+  return Error(ErrorKind::InvalidArgument, "Failed to fetch the blob '" + blob.digest() +
+                                               "': a local blob has one source, source " +
+                                               std::to_string(sources->first()) + " was asked for");
+}
+
 Try<std::string> normalizeRelative(std::string_view path) {
   const std::string shown(path.substr(0, 200));
   if (path.empty()) return Error(ErrorKind::InvalidArgument, "an empty path");

@@ -11,6 +11,7 @@
 
 #include "actors/future.hpp"
 #include "fetcher/byte_sink.hpp"
+#include "fetcher/puller.hpp"
 #include "fetcher/types.hpp"
 #include "messages/image.pb.h"
 
@@ -52,6 +53,10 @@ std::unique_ptr<ChunkSource> fromBytes(std::string bytes);
 // start with `what`.
 actors::Future<Nothing> streamBlob(actors::Runtime& runtime, SourceOpener open, const messages::Descriptor& blob,
                                    std::shared_ptr<ByteSink> sink, std::string what);
+
+// A local blob's one source: notes it, and refuses a later one (a restart
+// after a failure has nowhere else to go).
+Try<Nothing> oneSource(const std::shared_ptr<BlobSources>& sources, const messages::Descriptor& blob);
 
 // "a/./b//c" -> "a/b/c". InvalidArgument when `path` is empty, absolute or
 // has a ".." component.

@@ -700,6 +700,46 @@ TEST_F(RegistryTest, MirrorsAreTriedInOrderAndFallThrough) {
   EXPECT_EQ(upstreamBefore, upstream.requests().size());
 }
 
+// A mirror that sent part of a blob and broke is not followed by the
+// upstream in the same stream: the transfer fails with what the mirror sent
+// only, and says where a fresh transfer starts. From there, the upstream's
+// blob whole.
+TEST_F(RegistryTest, ABlobThatBrokeAfterBytesIsNeverContinuedFromAnotherSource) {
+  FakeRegistry upstream, mirror;
+  const std::string layer(4096, 'u');
+  publish(upstream, "test/app", "v1", {layer});
+  Published mirrored = publish(mirror, "test/app", "v1", {layer});
+  mirror.putBlob(mirrored.layerDigests[0], std::string(4096, 'm'));  // a lie of the same size
+  mirror.dropBlobsAfter(1024, 100, {mirrored.layerDigests[0].substr(7)});
+  mirror.ignoreRange();
+  RegistryOptions o = options(fastRetry(2));
+  o.mirrored = upstream.hostPort();
+  o.mirrors = {mirror.url()};
+  o.http.chunkBytes = 1024;
+  auto puller = RegistryPuller::create(runtime_, o, 2);
+  ASSERT_TRUE(puller.isSome());
+  messages::Image image;
+  *image.mutable_reference() = reference(upstream, "test/app:v1");
+  Future<messages::ResolvedImage> resolved = (*puller)->resolve(image, hostPlatform());
+  AWAIT_READY(resolved);
+  EXPECT_EQ(mirror.url() + "/", resolved->endpoint());
+  const messages::Descriptor blob = resolved->manifest().layers(0);
+
+  auto spliced = std::make_shared<StringSink>();
+  auto sources = std::make_shared<BlobSources>();
+  auto broken = (*puller)->fetchBlob(image, resolved.get(), blob, spliced, sources);
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, broken);
+  EXPECT_EQ(std::string(1024, 'm'), spliced->data()) << "nothing of the upstream's after the mirror's";
+  EXPECT_EQ(0u, upstream.count(blob.digest().substr(7)));
+  ASSERT_EQ(std::optional<std::size_t>(1), sources->restartAt());
+
+  auto fresh = std::make_shared<StringSink>();
+  auto again = std::make_shared<BlobSources>(*sources->restartAt());
+  AWAIT_READY((*puller)->fetchBlob(image, resolved.get(), blob, fresh, again));
+  EXPECT_EQ(layer, fresh->data());
+  EXPECT_EQ(std::nullopt, again->restartAt()) << "the upstream is the last source";
+}
+
 TEST_F(RegistryTest, PullerBoundsBlobsInFlight) {
   FakeRegistry registry;
   std::vector<std::string> layers;

@@ -10,11 +10,14 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "fetcher/digest.hpp"
 #include "fetcher/local/local.hpp"
+#include "fetcher/manifest.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/fake_registry.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
@@ -105,6 +108,59 @@ class StoreIntegrationTest : public testing::RealRegistryTest {
     EXPECT_EQ(std::vector<std::string>{"/bin/sh"}, testing::strings(info.image.config().cmd()));
   }
 
+  // A store whose registry `mirrored` (host:port) has `mirror` in front;
+  // blob bytes go on in chunks of `chunkBytes`.
+  std::unique_ptr<ImageStore> mirroredStore(const std::string& mirrored, const testing::FakeRegistry& mirror,
+                                            std::size_t chunkBytes) {
+    fetcher::RegistryOptions o;
+    o.http.chunkBytes = chunkBytes;
+    o.mirrored = mirrored;
+    o.mirrors = {mirror.url()};
+    o.retry = fetcher::RetryPolicy{.maxAttempts = 3,
+                                   .initialDelay = std::chrono::milliseconds(1),
+                                   .maxDelay = std::chrono::milliseconds(5),
+                                   .multiplier = 2.0,
+                                   .jitter = 0.1};
+    auto puller = fetcher::RegistryPuller::create(runtime_, o, 4);
+    EXPECT_TRUE(puller.isSome());
+    std::shared_ptr<fetcher::Puller> shared(std::move(*puller));
+    ImageStoreOptions options;
+    options.storeDir = (sandbox() / ("mirrored-store" + std::to_string(++n_))).string();
+    auto store = ImageStore::create(runtime_, options, [shared](const messages::Image&) { return shared; });
+    EXPECT_TRUE(store.isSome());
+    auto recovered = (*store)->recover();
+    EXPECT_TRUE(recovered.waitFor(std::chrono::seconds(15)) && recovered.isReady());
+    return std::move(*store);
+  }
+
+  // Makes `mirror` lie about every layer blob of `layers`: a tar prefix of
+  // its own entry (compressed as the layer is), zero-padded to the blob's
+  // size, that breaks off after the prefix on every attempt, Range or not.
+  // Returns the prefix's size: as the chunk size, the whole prefix goes on
+  // before the break, as it would from a mirror sending more.
+  static std::size_t lieAboutLayers(testing::FakeRegistry& mirror,
+                                    const std::vector<std::pair<std::string, std::size_t>>& layers,
+                                    TarCompression compression) {
+    const std::string prefix = testing::makeTarPrefix({TarEntry::file("from-the-mirror", "spliced")}, compression);
+    std::vector<std::string> digests;
+    for (const auto& [digest, size] : layers) {
+      EXPECT_LT(prefix.size(), size);
+      std::string lie = prefix;
+      lie.resize(size, '\0');
+      mirror.putBlob(digest, lie);
+      digests.push_back(digest.substr(7));
+    }
+    mirror.dropBlobsAfter(prefix.size(), 1000, digests);
+    mirror.ignoreRange();
+    return prefix.size();
+  }
+
+  static void expectNoMirrorEntry(const ImageInfo& info) {
+    for (const auto& layer : info.layers) {
+      EXPECT_FALSE(fs::exists(fs::path(layer) / "from-the-mirror")) << layer;
+    }
+  }
+
   actors::Runtime runtime_;
   std::unique_ptr<ImageStore> store_;
   int n_ = 0;
@@ -125,6 +181,82 @@ TEST_F(StoreIntegrationTest, OciGzipAndZstdPushedBySkopeo) {
   expectSampleLayers(zstd.get());
   // The same trees: the same diffIDs, so the same chain ids and one copy on disk.
   EXPECT_EQ(gzip->layers, zstd->layers);
+}
+
+// A lying mirror (the fake registry) in front of the real registry: it has
+// the image's manifest and config, but answers each layer blob with a tar
+// prefix of its own entry that breaks off, and every retry the same way. A
+// source that sent bytes is never followed by another in the same stream:
+// the layer starts over from nothing at the registry, and what is stored is
+// the registry's layer exactly. Uncompressed layers (whose diffID is their
+// digest, so not hashed twice) most of all.
+TEST_F(StoreIntegrationTest, ALyingMirrorNeverSplicesItsBytesIntoALayer) {
+  const std::vector<std::pair<TarCompression, std::string>> kinds = {
+      {TarCompression::None, "none"}, {TarCompression::Gzip, "gzip"}, {TarCompression::Zstd, "zstd"}};
+  for (const auto& [compression, name] : kinds) {
+    SCOPED_TRACE(name);
+    ImageSpec spec = sampleImage(compression);
+    for (auto& layer : spec.layers) layer.push_back(TarEntry::file("compression", name));  // new layers each time
+    OciLayout layout(sandbox() / ("lie-" + name));
+    const testing::BuiltImage built = layout.addImage(spec);
+    layout.tag(built, "t");
+    const std::string repo = "test/lie-" + name;
+    // As built: the mirror serves these very bytes.
+    auto pushed = registry_->push("oci:" + layout.dir().string() + ":t", repo + ":t", "oci", false,
+                                  {"--preserve-digests"});
+    ASSERT_EQ(0, pushed.status) << pushed.output;
+
+    testing::FakeRegistry mirror;
+    mirror.putManifest(repo, "t", built.manifestJson, fetcher::mediatype::kOciManifest);
+    mirror.putBlob(built.configDigest, built.configJson);
+    std::vector<std::pair<std::string, std::size_t>> layers;
+    for (std::size_t i = 0; i < built.layerDigests.size(); ++i)
+      layers.emplace_back(built.layerDigests[i], built.layerBlobs[i].size());
+    const std::size_t chunk = lieAboutLayers(mirror, layers, compression);
+
+    auto store = mirroredStore(registry_->hostPort(), mirror, chunk);
+    messages::Image image;
+    image.set_type(messages::Image::DOCKER);
+    *image.mutable_reference() = *fetcher::parseImageReference(registry_->hostPort() + "/" + repo + ":t");
+    auto info = store->get(image);
+    AWAIT_READY(info);
+    for (const auto& [digest, size] : layers) EXPECT_LE(1u, mirror.count(digest.substr(7))) << "the mirror was asked";
+    expectSampleLayers(info.get());
+    expectNoMirrorEntry(info.get());
+    EXPECT_EQ(name, testing::readFile(fs::path(info->layers[1]) / "compression"));
+    EXPECT_TRUE(fs::is_empty(fs::path(sandbox() / ("mirrored-store" + std::to_string(n_)) / "staging")));
+  }
+}
+
+// Schema 1 has no sizes and no diffIDs: nothing but the blob digest guards a
+// layer, so a spliced stream would be taken whole. The fake registry is the
+// upstream here (the real one no longer takes schema 1 pushes).
+TEST_F(StoreIntegrationTest, ALyingMirrorNeverSplicesItsBytesIntoASchema1Layer) {
+  testing::FakeRegistry upstream, mirror;
+  const std::string blob = testing::makeTar(
+      {TarEntry::directory("etc"), TarEntry::file("etc/upstream", std::string(50'000, 'u'))}, TarCompression::Gzip);
+  const std::string digest = upstream.addBlob(blob);
+  const std::string id(64, 'a');
+  const std::string v1 = R"({\"id\":\")" + id + R"(\",\"architecture\":\")" + fetcher::hostPlatform().architecture() +
+                         R"(\",\"os\":\"linux\",\"config\":{\"Cmd\":[\"sh\"]}})";
+  const std::string manifest = R"({"schemaVersion":1,"name":"test/old","tag":"v1","architecture":")" +
+                               fetcher::hostPlatform().architecture() + R"(","fsLayers":[{"blobSum":")" + digest +
+                               R"("}],"history":[{"v1Compatibility":")" + v1 + R"("}]})";
+  upstream.putManifest("test/old", "v1", manifest, fetcher::mediatype::kDockerSchema1);
+  mirror.putManifest("test/old", "v1", manifest, fetcher::mediatype::kDockerSchema1);
+  const std::size_t chunk = lieAboutLayers(mirror, {{digest, blob.size()}}, TarCompression::Gzip);
+
+  auto store = mirroredStore(upstream.hostPort(), mirror, chunk);
+  messages::Image image;
+  image.set_type(messages::Image::DOCKER);
+  *image.mutable_reference() = *fetcher::parseImageReference(upstream.hostPort() + "/test/old:v1");
+  auto info = store->get(image);
+  AWAIT_READY(info);
+  EXPECT_LE(1u, mirror.count(digest.substr(7)));
+  EXPECT_LE(1u, upstream.count(digest.substr(7)));
+  ASSERT_EQ(1u, info->layers.size());
+  EXPECT_EQ(std::string(50'000, 'u'), testing::readFile(fs::path(info->layers[0]) / "etc/upstream"));
+  expectNoMirrorEntry(info.get());
 }
 
 // The local sources through the same store: an OCI layout directory, a

@@ -1,4 +1,5 @@
 #include "tests/support/fake_registry.hpp"
+#include <algorithm>
 
 #include <sys/socket.h>
 
@@ -83,6 +84,16 @@ struct FakeRegistry::Impl {
   std::string redirect;
   std::size_t dropAfter = 0;
   int dropTimes = 0;
+  std::vector<std::string> dropOnly;  // targets containing one of these; all when empty
+
+  bool dropping(const std::string& target) {
+    if (dropTimes <= 0) return false;
+    if (!dropOnly.empty() && std::none_of(dropOnly.begin(), dropOnly.end(),
+                                          [&](const std::string& m) { return target.find(m) != std::string::npos; }))
+      return false;
+    --dropTimes;
+    return true;
+  }
   bool ignoreRange = false;
   int trickleMs = 0;
   bool closeEach = false;
@@ -192,10 +203,7 @@ struct FakeRegistry::Impl {
     }
     if (auto file = files.find(target); file != files.end()) {
       Reply r{200, {{"Content-Type", "application/octet-stream"}}, file->second};
-      if (dropTimes > 0) {
-        --dropTimes;
-        r.stopAfter = dropAfter;
-      }
+      if (dropping(target)) r.stopAfter = dropAfter;
       return r;
     }
     if (target.rfind("/token", 0) == 0) {
@@ -229,10 +237,7 @@ struct FakeRegistry::Impl {
                                      "/" + std::to_string(it->second.size());
         r.body = it->second.substr(std::min(from, it->second.size()));
       }
-      if (dropTimes > 0) {
-        --dropTimes;
-        r.stopAfter = dropAfter;
-      }
+      if (dropping(target)) r.stopAfter = dropAfter;
       r.trickleMs = trickleMs;
       return r;
     }
@@ -332,10 +337,11 @@ void FakeRegistry::redirectBlobsTo(const std::string& baseUrl) {
   impl_->redirect = baseUrl;
 }
 
-void FakeRegistry::dropBlobsAfter(std::size_t bytes, int times) {
+void FakeRegistry::dropBlobsAfter(std::size_t bytes, int times, std::vector<std::string> only) {
   std::lock_guard lock(impl_->mutex);
   impl_->dropAfter = bytes;
   impl_->dropTimes = times;
+  impl_->dropOnly = std::move(only);
 }
 
 void FakeRegistry::ignoreRange(bool ignore) {

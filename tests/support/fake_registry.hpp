@@ -57,9 +57,10 @@ class FakeRegistry {
   void fail(Fault fault);
   // Blob GETs answered with 307 to `baseUrl` + the same target.
   void redirectBlobsTo(const std::string& baseUrl);
-  // The next `times` blob bodies stop after `bytes` bytes (full
-  // Content-Length sent), and the connection closes.
-  void dropBlobsAfter(std::size_t bytes, int times = 1);
+  // The next `times` blob bodies (only those whose target contains one of
+  // `only`, when given) stop after `bytes` bytes (full Content-Length
+  // sent), and the connection closes.
+  void dropBlobsAfter(std::size_t bytes, int times = 1, std::vector<std::string> only = {});
   // Range requests answered with 200 and the whole blob.
   void ignoreRange(bool ignore = true);
   // Blob bodies sent one byte every `intervalMs`.

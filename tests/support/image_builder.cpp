@@ -115,6 +115,30 @@ std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compres
   return out;
 }
 
+std::string makeTarPrefix(const std::vector<TarEntry>& entries, TarCompression compression) {
+  std::string tar = makeTar(entries, TarCompression::None);
+  tar.resize(tar.size() - 1024);
+  if (compression == TarCompression::None) return tar;
+  std::string out;
+  struct archive* a = archive_write_new();
+  check(archive_write_set_format_raw(a), a, "format");
+  if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
+  if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
+  if (compression == TarCompression::Xz) check(archive_write_add_filter_xz(a), a, "xz");
+  if (compression == TarCompression::Bzip2) check(archive_write_add_filter_bzip2(a), a, "bzip2");
+  archive_write_set_bytes_in_last_block(a, 1);
+  check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
+  struct archive_entry* entry = archive_entry_new();
+  archive_entry_set_filetype(entry, AE_IFREG);
+  archive_entry_set_size(entry, static_cast<la_int64_t>(tar.size()));
+  check(archive_write_header(a, entry), a, "header");
+  if (archive_write_data(a, tar.data(), tar.size()) < 0) check(ARCHIVE_FATAL, a, "data");
+  archive_entry_free(entry);
+  check(archive_write_close(a), a, "close");
+  archive_write_free(a);
+  return out;
+}
+
 OciLayout::OciLayout(fs::path dir) : dir_(std::move(dir)) {
   fs::create_directories(dir_ / "blobs" / "sha256");
   std::ofstream(dir_ / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";

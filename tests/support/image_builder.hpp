@@ -35,6 +35,10 @@ enum class TarCompression { None, Gzip, Zstd, Xz, Bzip2 };
 
 // A pax tar of `entries`, in order, compressed as asked.
 std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression = TarCompression::Gzip);
+// The entries of such a tar without its end (the two zero blocks): a valid
+// prefix of a longer tar, then compressed as asked (one whole gzip member or
+// zstd frame, which a decompressor continues past).
+std::string makeTarPrefix(const std::vector<TarEntry>& entries, TarCompression compression);
 
 struct BuiltImage {
   std::string manifestDigest;

@@ -163,10 +163,11 @@ RealRegistry::~RealRegistry() {
 }
 
 CommandResult RealRegistry::push(const std::string& source, const std::string& repoTag, const std::string& format,
-                                 bool all) const {
+                                 bool all, const std::vector<std::string>& extra) const {
   std::vector<std::string> argv = {"skopeo", "--insecure-policy", "copy", "--retry-times", "2"};
   if (!format.empty()) argv.insert(argv.end(), {"--format", format});
   if (all) argv.push_back("--all");
+  argv.insert(argv.end(), extra.begin(), extra.end());
   if (tls_) {
     argv.push_back("--dest-cert-dir=" + certDir_.string());
   } else {

@@ -42,9 +42,10 @@ class RealRegistry {
   std::filesystem::path caFile() const { return certDir_ / "ca.crt"; }
 
   // skopeo copy `source` (e.g. "oci:/dir:tag") to `repoTag` here;
-  // `format` is "v2s2" or "oci"; `all` copies every image of an index.
-  CommandResult push(const std::string& source, const std::string& repoTag, const std::string& format,
-                     bool all = false) const;
+  // `format` is "v2s2" or "oci"; `all` copies every image of an index;
+  // `extra` goes to skopeo copy as is.
+  CommandResult push(const std::string& source, const std::string& repoTag, const std::string& format, bool all = false,
+                     const std::vector<std::string>& extra = {}) const;
 
  private:
   RealRegistry() = default;
