@@ -102,8 +102,17 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "local directory ending in /")(
       "image_gc_config", po::value(&flags.imageGcConfig),
       "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
-      "{\"nanoseconds\":N},\"excluded_images\":[...]}")("json", po::bool_switch(&in.json), "print JSON")(
-      "exclude", po::value(&in.excluded)->composing(), "prune: an image to keep (repeatable)");
+      "{\"nanoseconds\":N},\"excluded_images\":[...]}")(
+      "max_layer_bytes", po::value(&flags.limits.maxLayerBytes)->default_value(flags.limits.maxLayerBytes),
+      "a layer (or ACI) may unpack to at most this many bytes; also caps a download of unknown size")(
+      "max_layer_entries", po::value(&flags.limits.maxEntries)->default_value(flags.limits.maxEntries),
+      "a layer may hold at most this many files, directories and links")(
+      "max_image_bytes", po::value(&flags.limits.maxImageBytes)->default_value(flags.limits.maxImageBytes),
+      "an image's new layers together may unpack to at most this many bytes")(
+      "max_image_layers", po::value(&flags.limits.maxImageLayers)->default_value(flags.limits.maxImageLayers),
+      "an image may have at most this many layers (AppC: images in its dependency tree)")(
+      "json", po::bool_switch(&in.json), "print JSON")("exclude", po::value(&in.excluded)->composing(),
+                                                       "prune: an image to keep (repeatable)");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;

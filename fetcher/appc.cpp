@@ -282,16 +282,23 @@ namespace {
 // the file over.
 class FileSink final : public BodySink {
  public:
-  FileSink(actors::Runtime& runtime, std::shared_ptr<actors::fs::Fd> fd) : runtime_(runtime), fd_(std::move(fd)) {}
+  FileSink(actors::Runtime& runtime, std::shared_ptr<actors::fs::Fd> fd, std::uint64_t maxBytes, std::string what)
+      : runtime_(runtime), fd_(std::move(fd)), maxBytes_(maxBytes), what_(std::move(what)) {}
 
-  Try<Nothing> start(const HttpResponse&) override {
+  Try<Nothing> start(const HttpResponse& head) override {
     offset_ = 0;
+    const std::string length = head.header("content-length");
+    if (!length.empty() && length.size() < 20 && length.find_first_not_of("0123456789") == std::string::npos &&
+        std::stoull(length) > maxBytes_) {
+      return tooLarge();
+    }
     if (actors::fs::disk().ftruncate(fd_->get(), 0) != 0)
       return Error(ErrorKind::IO, std::string("Failed to truncate the download: ") + std::strerror(errno));
     return Nothing{};
   }
 
   actors::Future<Nothing> write(std::string_view chunk) override {
+    if (static_cast<std::uint64_t>(offset_) + chunk.size() > maxBytes_) return tooLarge();
     const off_t at = offset_;
     offset_ += static_cast<off_t>(chunk.size());
     return actors::async(runtime_, [fd = fd_, chunk, at]() -> Try<Nothing> {
@@ -308,8 +315,15 @@ class FileSink final : public BodySink {
   }
 
  private:
+  Error tooLarge() const {
+    return Error(ErrorKind::ResourceExhausted, what_ + ": it is larger than " + std::to_string(maxBytes_) +
+                                                   " bytes (the layer size limit, --max_layer_bytes)");
+  }
+
   actors::Runtime& runtime_;
   std::shared_ptr<actors::fs::Fd> fd_;
+  const std::uint64_t maxBytes_;
+  const std::string what_;
   off_t offset_ = 0;
 };
 
@@ -371,10 +385,10 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
   if (!fd->valid()) {
     return Error(ErrorKind::IO, what + ": failed to create '" + path + "': " + std::strerror(errno));
   }
-  auto sink = std::make_shared<FileSink>(impl_->runtime, fd);
   auto impl = impl_;
   const std::string shown = url->toString().substr(0, url->toString().find('?'));
   const std::string message = "Failed to fetch AppC image '" + image.name() + "' from '" + shown + "'";
+  auto sink = std::make_shared<FileSink>(impl_->runtime, fd, impl_->options.maxBytes, message);
   actors::Future<HttpResponse> fetched = retry<HttpResponse>(
       impl->runtime.clock(), impl->options.retry,
       [impl, request = HttpRequest{"GET", *url, {}, std::nullopt, 0}, sink, message](int) {

@@ -70,6 +70,8 @@ struct AppcFetchOptions {
   std::string prefix = "http://";  // http://, https:// or a local directory
   HttpOptions http;
   RetryPolicy retry;
+  // A download longer than this is refused (ResourceExhausted), and removed.
+  std::uint64_t maxBytes = 64ull << 30;
 };
 
 // Where an image's ACI came from: a file to read, and whether it is a

@@ -101,16 +101,23 @@ Try<Nothing> verifyDigest(std::string_view data, std::string_view digest, std::s
   return Nothing{};
 }
 
-Try<BlobCheck> BlobCheck::create(std::string_view digest, std::int64_t size, std::string what) {
+Try<BlobCheck> BlobCheck::create(std::string_view digest, std::int64_t size, std::string what,
+                                 std::uint64_t maxUnsized) {
   auto hasher = Hasher::forDigest(digest);
   if (hasher.isError()) return hasher.error().withContext(what);
-  return BlobCheck(std::move(*hasher), std::string(digest), size, std::move(what));
+  return BlobCheck(std::move(*hasher), std::string(digest), size, std::move(what), maxUnsized);
 }
 
-BlobCheck::BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what)
-    : hasher_(std::move(hasher)), digest_(std::move(digest)), size_(size), what_(std::move(what)) {}
+BlobCheck::BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what, std::uint64_t maxUnsized)
+    : hasher_(std::move(hasher)), digest_(std::move(digest)), size_(size), maxUnsized_(maxUnsized),
+      what_(std::move(what)) {}
 
 Try<Nothing> BlobCheck::admit(std::size_t bytes) {
+  if (size_ < 0 && delivered_ + bytes > maxUnsized_) {
+    return Error(ErrorKind::ResourceExhausted, what_ + ": a blob without a size sent more than " +
+                                                   std::to_string(maxUnsized_) +
+                                                   " bytes (the layer size limit, --max_layer_bytes)");
+  }
   if (size_ >= 0 && delivered_ + bytes > static_cast<std::uint64_t>(size_)) {
     return Error(ErrorKind::DigestMismatch,
                  what_ + ": more bytes than the descriptor's size of " + std::to_string(size_));

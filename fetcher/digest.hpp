@@ -47,10 +47,13 @@ class Hasher {
 class BlobCheck {
  public:
   // InvalidArgument for a digest of an unknown algorithm; messages start
-  // with `what`.
-  static Try<BlobCheck> create(std::string_view digest, std::int64_t size, std::string what);
+  // with `what`. A blob without a size (negative) may have up to
+  // `maxUnsized` bytes.
+  static Try<BlobCheck> create(std::string_view digest, std::int64_t size, std::string what,
+                               std::uint64_t maxUnsized = UINT64_MAX);
 
-  // Counts `bytes` more: DigestMismatch when they would pass the size.
+  // Counts `bytes` more: DigestMismatch when they would pass the size,
+  // ResourceExhausted when an unsized blob would pass `maxUnsized`.
   Try<Nothing> admit(std::size_t bytes);
   void hash(std::string_view chunk) { hasher_.update(chunk); }
   std::uint64_t delivered() const { return delivered_; }
@@ -59,10 +62,11 @@ class BlobCheck {
   Try<Nothing> finish();
 
  private:
-  BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what);
+  BlobCheck(Hasher hasher, std::string digest, std::int64_t size, std::string what, std::uint64_t maxUnsized);
   Hasher hasher_;
   std::string digest_;
   std::int64_t size_;
+  std::uint64_t maxUnsized_;
   std::string what_;
   std::uint64_t delivered_ = 0;
 };

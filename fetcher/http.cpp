@@ -431,9 +431,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       }
       mode_ = Mode::Sink;
     } else {
+      // An error's body is kept only in part, as its explanation.
+      const bool success = response_.status >= 200 && response_.status < 300;
       mode_ = Mode::Buffer;
-      cap_ = sink_ ? kErrorBodyCap : request_.maxBody;
-      truncate_ = sink_ != nullptr;
+      cap_ = success ? request_.maxBody : std::min(kErrorBodyCap, request_.maxBody);
+      truncate_ = !success;
     }
     stall_.reset();
     reading_ = 0;
@@ -478,6 +480,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // chunk is read into again only after its write completed.
   void deliver(bool last) {
     const std::size_t n = std::exchange(filled_, 0);
+    if (mode_ == Mode::Discard && !last) {
+      // A redirect's body is not read past a chunk or so: a server may
+      // send one without end.
+      skipped_ += n;
+      if (skipped_ > kErrorBodyCap) {
+        closeConnection();
+        return redirect();
+      }
+    }
     if (mode_ == Mode::Sink) {
       const Handed handed{reading_, n, last};
       reading_ ^= 1;
@@ -616,6 +627,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Mode mode_ = Mode::Buffer;
   std::size_t cap_ = 0;
   bool truncate_ = false;
+  std::size_t skipped_ = 0;  // body bytes of redirects read and dropped
   std::vector<char> chunks_[2];
   int reading_ = 0;  // the chunk the socket is read into
   std::size_t filled_ = 0;

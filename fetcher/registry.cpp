@@ -464,7 +464,7 @@ Future<Nothing> RegistryClient::streamBlob(const Repository& repository, const m
                                            std::shared_ptr<ByteSink> sink) {
   const std::string what = blobWhat(repository, blob);
   if (auto valid = validateDigest(blob.digest()); valid.isError()) return valid.error().withContext(what);
-  auto check = BlobCheck::create(blob.digest(), blob.size(), what);
+  auto check = BlobCheck::create(blob.digest(), blob.size(), what, impl_->options.maxUnsizedBlobBytes);
   if (check.isError()) return check.error();
   auto verifying = std::make_shared<VerifyingSink>(impl_->runtime, std::move(sink), std::move(*check), blob.size(),
                                                    what);

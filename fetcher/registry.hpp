@@ -57,6 +57,8 @@ struct RegistryOptions {
   DockerAuths auths;
   RetryPolicy retry;
   HttpOptions http;  // allowPlainHttp is set from `insecure` and the localhost rule
+  // A blob whose descriptor has no size (schema 1) may be this long.
+  std::uint64_t maxUnsizedBlobBytes = 64ull << 30;
 };
 
 // A repository at one endpoint, with the credentials to use there.

@@ -91,6 +91,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fs::create_directories(root);
   auto decompressor = Decompressor::create(compression, "layer 'fuzz'", 64ull << 20);
   if (decompressor.isError()) std::abort();
+  // The image's limit below the layer's, so that both refuse inputs.
+  (*decompressor)
+      ->shareBudget(std::make_shared<ByteBudget>(
+          16ull << 20, prov::actors::Error(prov::actors::ErrorKind::ResourceExhausted, "the image size limit")));
   BytesSource source(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1), **decompressor);
   ApplyOptions options;
   options.what = "layer 'fuzz'";

@@ -49,6 +49,7 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
     options.insecure.insert(flags.dockerInsecureRegistries.begin(), flags.dockerInsecureRegistries.end());
     options.mirrors = flags.dockerRegistryMirrors;
     options.http.extraCaFile = flags.dockerRegistryCa;
+    options.maxUnsizedBlobBytes = flags.limits.maxLayerBytes;
     if (!flags.dockerConfig.empty()) {
       auto auths = fetcher::loadDockerConfig(flags.dockerConfig);
       if (auths.isError()) return badFlag("docker_config", auths.error().message);
@@ -97,6 +98,7 @@ Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runt
   fetcher::AppcFetchOptions fetch;
   fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
   fetch.http.extraCaFile = flags.dockerRegistryCa;
+  fetch.maxBytes = flags.limits.maxLayerBytes;
   auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
   if (fetcher.isError()) return fetcher.error();
   store::AppcStoreOptions options;
@@ -124,6 +126,13 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   if (ec) return badFlag("work_dir", ec.message());
   auto providers = providersOf(flags.imageProviders);
   if (providers.isError()) return providers.error();
+  for (const auto& [flag, value] :
+       {std::pair<const char*, std::uint64_t>{"max_layer_bytes", flags.limits.maxLayerBytes},
+        {"max_layer_entries", flags.limits.maxEntries},
+        {"max_image_bytes", flags.limits.maxImageBytes},
+        {"max_image_layers", flags.limits.maxImageLayers}}) {
+    if (value == 0) return badFlag(flag, "0 would refuse every image");
+  }
 
   Parts parts;
   parts.workDir = workDir;

@@ -36,7 +36,7 @@ class AciSource final : public TarSource {
     total_ += static_cast<std::uint64_t>(n);
     if (total_ > limit_) {
       return Error(ErrorKind::ResourceExhausted, "Failed to read " + what_ + ": it is over " + std::to_string(limit_) +
-                                                     " bytes uncompressed (the layer limit)");
+                                                     " bytes uncompressed (the layer size limit, --max_layer_bytes)");
     }
     hasher_.update(buffer_.data(), static_cast<std::size_t>(n));
     return std::string_view(buffer_.data(), static_cast<std::size_t>(n));

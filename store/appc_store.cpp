@@ -315,7 +315,6 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     std::map<std::string, Future<std::vector<std::string>>> resolved;  // full key -> ids
     std::size_t images = 0;
   };
-  static constexpr std::size_t kMaxImages = 256;
 
   // The ids making `query`'s image: its dependencies' (recursively, each
   // once) and then its own. `chain` holds the full keys and ids above it.
@@ -324,9 +323,11 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     const std::string key = fullKey(query);
     if (std::find(chain.begin(), chain.end(), key) != chain.end()) return cycleError(chain, key);
     if (auto done = resolution->resolved.find(key); done != resolution->resolved.end()) return done->second;
-    if (++resolution->images > kMaxImages) {
-      return Error(ErrorKind::ResourceExhausted, "AppC image '" + chain.front().substr(5) + "' has more than " +
-                                                     std::to_string(kMaxImages) + " images in its dependency tree");
+    if (++resolution->images > options_.limits.maxImageLayers) {
+      return Error(ErrorKind::ResourceExhausted,
+                   "AppC image '" + chain.front().substr(5) + "' has more than " +
+                       std::to_string(options_.limits.maxImageLayers) +
+                       " images in its dependency tree (the image layer limit, --max_image_layers)");
     }
     chain.push_back(key);
     Future<std::vector<std::string>> ids = fetchImage(query, cached, serial)

@@ -11,7 +11,15 @@ Try<std::string_view> Decompressor::produced(std::string_view data) {
   outputBytes_ += data.size();
   if (outputBytes_ > limit_) {
     return Error(ErrorKind::ResourceExhausted, "Failed to unpack " + what_ + ": it unpacks to more than " +
-                                                   std::to_string(limit_) + " bytes (the layer size limit)");
+                                                   std::to_string(limit_) +
+                                                   " bytes (the layer size limit, --max_layer_bytes)");
+  }
+  if (budget_) {
+    if (auto taken = budget_->take(data.size()); taken.isError()) {
+      budget_->giveBack(data.size());
+      outputBytes_ -= data.size();  // what the budget holds of this layer
+      return taken.error();
+    }
   }
   return data;
 }

@@ -10,6 +10,7 @@
 // when the output passes `maxOutputBytes` (a decompression bomb stops there,
 // it never fills the disk); whatever `out` returns, as it is.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,24 @@ using actors::Try;
 using fetcher::Compression;
 
 inline constexpr std::size_t kOutputChunk = 256 * 1024;
+
+// Unpacked bytes shared by the layers of one image, taken as they unpack
+// (from several threads). Past the limit, `exhausted` is the error.
+class ByteBudget {
+ public:
+  ByteBudget(std::uint64_t limit, Error exhausted) : limit_(limit), exhausted_(std::move(exhausted)) {}
+  Try<Nothing> take(std::uint64_t bytes) {
+    if (used_.fetch_add(bytes) + bytes > limit_) return exhausted_;
+    return Nothing{};
+  }
+  // What a failed layer took: it unpacks again, or not at all.
+  void giveBack(std::uint64_t bytes) { used_.fetch_sub(bytes); }
+
+ private:
+  const std::uint64_t limit_;
+  const Error exhausted_;
+  std::atomic<std::uint64_t> used_{0};
+};
 
 class Decompressor {
  public:
@@ -54,6 +73,9 @@ class Decompressor {
   Try<Nothing> finish(const Output& out);
 
   std::uint64_t outputBytes() const { return outputBytes_; }
+  // Output also counts against `budget` (may be null); outputBytes() is
+  // what this one took of it.
+  void shareBudget(std::shared_ptr<ByteBudget> budget) { budget_ = std::move(budget); }
 
  protected:
   Decompressor(std::string what, std::uint64_t limit) : what_(std::move(what)), limit_(limit) {}
@@ -64,6 +86,7 @@ class Decompressor {
   std::string what_;
   std::uint64_t limit_;
   std::uint64_t outputBytes_ = 0;
+  std::shared_ptr<ByteBudget> budget_;
 };
 
 }  // namespace prov::store

@@ -99,7 +99,8 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
     slots_.setCount(slots);
   }
 
-  Future<ExtractResult> extract(const ExtractRequest& request, const Feed& feed, const ExtractProgressFn& progress) {
+  Future<ExtractResult> extract(const ExtractRequest& request, const Feed& feed, const ExtractProgressFn& progress,
+                                const std::shared_ptr<ByteBudget>& budget) {
     if (request.staging_parent().empty()) {
       return Error(ErrorKind::InvalidArgument,
                    "Failed to extract " + request.what() + ": the request names no staging directory");
@@ -114,10 +115,10 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
     }
     const auto queued = SteadyClock::now();
     return slots_.run<ExtractResult>(
-        [this, request, feed, progress, compression, queued] {
+        [this, request, feed, progress, compression, queued, budget] {
           if (progress) progress({ExtractProgress::Phase::Admitted, 0});
           Started started{paths::randomChild(request.staging_parent()), msSince(queued), SteadyClock::now()};
-          return compression ? runLayer(request, feed, progress, *compression, started)
+          return compression ? runLayer(request, feed, progress, *compression, started, budget)
                              : runAci(request, feed, progress, started);
         },
         request.priority());
@@ -144,8 +145,10 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
 
   // A layer streamed through a LayerStream into <dir>/rootfs.
   Future<ExtractResult> runLayer(const ExtractRequest& request, const Feed& feed, const ExtractProgressFn& progress,
-                                 Compression compression, const Started& started) {
+                                 Compression compression, const Started& started,
+                                 const std::shared_ptr<ByteBudget>& budget) {
     LayerStreamOptions options;
+    options.budget = budget;
     options.compression = compression;
     options.expectedDiffId = request.expected_diff_id();
     // The puller verified the blob's digest: when the blob is the tar
@@ -272,8 +275,10 @@ Extractor::Extractor(actors::Runtime& runtime, ExtractorOptions options)
 
 Extractor::~Extractor() = default;
 
-Future<ExtractResult> Extractor::extract(const ExtractRequest& request, Feed feed, ExtractProgressFn progress) {
-  return process_.dispatch(&ExtractorProcess::extract, request, std::move(feed), std::move(progress));
+Future<ExtractResult> Extractor::extract(const ExtractRequest& request, Feed feed, ExtractProgressFn progress,
+                                         std::shared_ptr<ByteBudget> budget) {
+  return process_.dispatch(&ExtractorProcess::extract, request, std::move(feed), std::move(progress),
+                           std::move(budget));
 }
 
 Future<Extractor::Load> Extractor::load() { return process_.dispatch(&ExtractorProcess::load); }

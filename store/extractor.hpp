@@ -59,6 +59,7 @@
 #include "actors/process_owner.hpp"
 #include "fetcher/byte_sink.hpp"
 #include "messages/extract.pb.h"
+#include "store/decompress.hpp"
 #include "store/tar_apply.hpp"
 
 namespace prov::store {
@@ -118,8 +119,11 @@ class Extractor {
   Extractor(const Extractor&) = delete;
   Extractor& operator=(const Extractor&) = delete;
 
+  // `budget` (may be null): the image's unpacked bytes, which this layer
+  // shares with the image's others (LayerStreamOptions::budget).
   actors::Future<messages::ExtractResult> extract(const messages::ExtractRequest& request, Feed feed,
-                                                  ExtractProgressFn progress = {});
+                                                  ExtractProgressFn progress = {},
+                                                  std::shared_ptr<ByteBudget> budget = nullptr);
 
   struct Load {
     std::size_t slots = 0;    // the bound

@@ -281,7 +281,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                                               std::to_string(diffIds.size()) + " diff_ids for " +
                                               std::to_string(layers.size()) + " layers");
     }
+    if (auto within = withinImageLimits(key, resolved); within.isError()) return within.error();
     const std::vector<std::string> ids = chainIds(diffIds);
+    // What this pull's layers unpack to, together.
+    auto budget = std::make_shared<ByteBudget>(
+        options_.limits.maxImageBytes,
+        Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layers unpack to more than " +
+                                                std::to_string(options_.limits.maxImageBytes) +
+                                                " bytes (the image size limit, --max_image_bytes)"));
     inflightConfigs_.emplace(key, paths::hexOf(resolved.manifest().config().digest()));
     for (const auto& id : ids) inflightLayers_.emplace(key, id);
     std::vector<Future<Nothing>> joined;
@@ -292,7 +299,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         continue;
       }
       joined.push_back(layerPulls_.join(ids[i], [&] {
-        return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string());
+        return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(), budget);
       }));
     }
     return actors::collect(joined)
@@ -301,6 +308,36 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
           inflightConfigs_.erase(key);
           inflightLayers_.erase(key);
         }));
+  }
+
+  // The image limits that the manifest alone can tell are passed: the
+  // layer count, and the declared (compressed) sizes.
+  Try<Nothing> withinImageLimits(const std::string& key, const ResolvedImage& resolved) const {
+    const auto& layers = resolved.manifest().layers();
+    const ExtractLimits& limits = options_.limits;
+    if (static_cast<std::uint64_t>(layers.size()) > limits.maxImageLayers) {
+      return Error(ErrorKind::ResourceExhausted,
+                   "Failed to pull '" + key + "': it has " + std::to_string(layers.size()) + " layers, more than " +
+                       std::to_string(limits.maxImageLayers) + " (the image layer limit, --max_image_layers)");
+    }
+    std::uint64_t declared = 0;
+    for (const auto& layer : layers) {
+      if (layer.size() < 0) continue;
+      if (static_cast<std::uint64_t>(layer.size()) > limits.maxLayerBytes) {
+        return Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layer '" + layer.digest() +
+                                                       "' is " + std::to_string(layer.size()) + " bytes, more than " +
+                                                       std::to_string(limits.maxLayerBytes) +
+                                                       " (the layer size limit, --max_layer_bytes)");
+      }
+      declared += static_cast<std::uint64_t>(layer.size());
+    }
+    if (declared > limits.maxImageBytes) {
+      return Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layers are " +
+                                                     std::to_string(declared) + " bytes compressed, more than " +
+                                                     std::to_string(limits.maxImageBytes) +
+                                                     " (the image size limit, --max_image_bytes)");
+    }
+    return Nothing{};
   }
 
   Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved,
@@ -340,7 +377,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<Nothing> pullLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                             const ResolvedImage& resolved, std::size_t i, const std::vector<std::string>& ids,
-                            const std::string& diffId) {
+                            const std::string& diffId, const std::shared_ptr<ByteBudget>& budget) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
     const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
     // The layer below, as its own pull (or done): committing waits for it.
@@ -368,7 +405,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
     Future<Nothing> pulled =
-        afterExtraction(runtime_, extractLayer(request, image, puller, resolved, progress, 0),
+        afterExtraction(runtime_, extractLayer(request, image, puller, resolved, progress, budget, 0),
                         [&runtime = runtime_, parent](const messages::ExtractResult& staged) {
                           // A layer below that failed leaves nothing to commit onto:
                           // this one's staging directory goes too.
@@ -404,19 +441,19 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<messages::ExtractResult> extractLayer(const messages::ExtractRequest& request, const Image& image,
                                                const std::shared_ptr<fetcher::Puller>& puller,
                                                const ResolvedImage& resolved, const ExtractProgressFn& progress,
-                                               std::size_t first) {
+                                               const std::shared_ptr<ByteBudget>& budget, std::size_t first) {
     auto sources = std::make_shared<fetcher::BlobSources>(first);
     Feed feed = [image, puller, resolved, blob = request.layer(),
                  sources](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
       return puller->fetchBlob(image, resolved, blob, sink, sources).then([] { return Fed{}; });
     };
-    return extractor_->extract(request, std::move(feed), progress)
+    return extractor_->extract(request, std::move(feed), progress, budget)
         .repair(actors::defer(self(),
-                              [this, request, image, puller, resolved, progress, sources](
+                              [this, request, image, puller, resolved, progress, budget, sources](
                                   const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
                                 const auto next = sources->restartAt();
                                 if (!next || !restartable(failed.failure().kind)) return failed;
-                                return extractLayer(request, image, puller, resolved, progress, *next);
+                                return extractLayer(request, image, puller, resolved, progress, budget, *next);
                               }));
   }
 

@@ -107,6 +107,7 @@ struct LayerStream::State final : TarSource {
       if (*done) outcome.isError() ? (*done)->fail(*failed) : (*done)->set(Nothing{});
     }
     if (outcome.isError()) {
+      if (options.budget) options.budget->giveBack(decompressor->outputBytes());
       result.fail(outcome.error());
     } else {
       result.set(std::move(*outcome));
@@ -129,6 +130,7 @@ std::shared_ptr<LayerStream> LayerStream::start(actors::Runtime& runtime, std::s
     return stream;
   }
   state->decompressor = std::move(*decompressor);
+  state->decompressor->shareBudget(state->options.budget);
   if (state->options.hashDiffId) state->hasher.emplace(*fetcher::Hasher::create("sha256"));
   auto job = actors::async(runtime, [state] { state->run(); });
   job.onFailed([state](const Future<Nothing>& f) {  // the runtime refused the job

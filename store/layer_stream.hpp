@@ -46,6 +46,9 @@ struct LayerStreamOptions {
   // uncompressed layer): the same bytes are not hashed twice.
   bool hashDiffId = true;
   ApplyOptions apply;
+  // The image's unpacked bytes, shared with its other layers (may be null);
+  // a failed layer gives back what it took.
+  std::shared_ptr<ByteBudget> budget;
 };
 
 class LayerStream final : public fetcher::ByteSink, public std::enable_shared_from_this<LayerStream> {

@@ -80,7 +80,7 @@ class Applier {
       if (++result_.entries > options_.limits.maxEntries) {
         return Error(ErrorKind::ResourceExhausted, "Failed to extract " + options_.what + ": it has more than " +
                                                        std::to_string(options_.limits.maxEntries) +
-                                                       " entries (the entry limit)");
+                                                       " entries (the entry limit, --max_layer_entries)");
       }
       auto applied = applyEntry(entry);
       if (applied.isError()) return applied.error();

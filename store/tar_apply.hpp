@@ -48,11 +48,18 @@ using actors::Try;
 // contents hidden), as overlayfs reads it; stored layers keep it so.
 inline constexpr const char* kOpaqueXattr = "trusted.overlay.opaque";
 
+// What an image may unpack to. The first four bound one layer (or ACI),
+// the last two one image: its layers together (layers it shares with an
+// image already stored count for that one). The command line's flags carry
+// the names in comments.
 struct ExtractLimits {
-  std::uint64_t maxLayerBytes = 64ull << 30;  // uncompressed tar bytes
-  std::uint64_t maxEntries = 4'000'000;
+  std::uint64_t maxLayerBytes = 64ull << 30;  // uncompressed tar bytes (--max_layer_bytes); also the
+                                              // compressed bytes of a blob that declares no size
+  std::uint64_t maxEntries = 4'000'000;       // --max_layer_entries
   std::size_t maxPathBytes = 4096;
-  std::size_t maxXattrBytes = 1 << 20;  // names and values of one entry
+  std::size_t maxXattrBytes = 1 << 20;         // names and values of one entry
+  std::uint64_t maxImageBytes = 128ull << 30;  // uncompressed, all layers (--max_image_bytes)
+  std::uint32_t maxImageLayers = 128;          // layers or ACI dependencies (--max_image_layers)
 };
 
 // Where the tar bytes come from: read() returns the next piece (valid until

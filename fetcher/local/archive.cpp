@@ -204,6 +204,11 @@ Try<ArchiveIndex> indexArchive(const std::string& path, const CaptureLimit& capt
     if (!next->has_value()) break;
     auto& [name, entry] = **next;
     if (name.empty()) continue;
+    if (index.entries.size() >= kMaxArchiveEntries && index.entries.count(name) == 0) {
+      return Error(ErrorKind::ResourceExhausted, what + ": '" + path + "' has more than " +
+                                                     std::to_string(kMaxArchiveEntries) +
+                                                     " entries, more than any `docker save` archive");
+    }
     if (auto it = index.entries.find(name); it != index.entries.end()) {
       if (it->second.type != ArchiveEntry::Type::Directory || entry.type != ArchiveEntry::Type::Directory) {
         return Error(ErrorKind::Corruption, what + ": the entry '" + name + "' appears twice in '" + path + "'");

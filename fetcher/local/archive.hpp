@@ -35,9 +35,14 @@ struct ArchiveIndex {
 // file is an error (ResourceExhausted).
 using CaptureLimit = std::function<std::size_t(const std::string& name)>;
 
+// How many entries an archive's index holds at most: a `docker save` has a
+// few per layer, so this is thousands of layers.
+inline constexpr std::size_t kMaxArchiveEntries = 10'000;
+
 // Pass 1. Captures files while their total stays under `budget` bytes.
 // NotFound when `path` does not exist; Corruption when it is not a tar or a
-// non-directory name appears twice.
+// non-directory name appears twice; ResourceExhausted past
+// kMaxArchiveEntries entries.
 Try<ArchiveIndex> indexArchive(const std::string& path, const CaptureLimit& capture, std::size_t budget,
                                const std::string& what);
 

@@ -365,6 +365,36 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
   EXPECT_NE(std::string::npos, help.out.find("--docker_registry"));
 }
 
+// The limits are flags, listed in --help; past one, the error names it, its
+// flag and the image, and nothing is stored.
+TEST_F(CliTest, LimitsAreFlagsAndNameThemselves) {
+  const std::string image = pushBusybox("limited", {TarEntry::file("tmp/a", "a"), TarEntry::file("tmp/b", "b")});
+  struct Case {
+    std::string flag;
+    std::string says;
+  };
+  for (const Case& c :
+       {Case{"--max_image_layers=1", "--max_image_layers"}, Case{"--max_image_bytes=100000", "--max_image_bytes"},
+        Case{"--max_layer_bytes=100000", "--max_layer_bytes"}, Case{"--max_layer_entries=2", "--max_layer_entries"}}) {
+    auto result = run({c.flag, "pull", image});
+    EXPECT_EQ(1, result.status) << c.flag << ": " << result.err;
+    EXPECT_NE(std::string::npos, result.err.find(c.says)) << result.err;
+    EXPECT_NE(std::string::npos, result.err.find("test/limited")) << result.err;
+    auto images = run({"images"});
+    EXPECT_EQ(0, images.status) << images.err;
+    EXPECT_EQ(std::string::npos, images.out.find("test/limited")) << images.out;
+  }
+  auto zero = run({"--max_image_layers=0", "images"});
+  EXPECT_EQ(1, zero.status);
+  EXPECT_NE(std::string::npos, zero.err.find("max_image_layers")) << zero.err;
+  EXPECT_EQ(0, run({"pull", image}).status) << "the defaults let it through";
+
+  auto help = run({"--help"});
+  for (const char* flag : {"--max_layer_bytes", "--max_layer_entries", "--max_image_bytes", "--max_image_layers"}) {
+    EXPECT_NE(std::string::npos, help.out.find(flag)) << flag;
+  }
+}
+
 TEST_F(CliTest, KillNineDuringAPullThenEverythingIsConsistent) {
   std::vector<TarEntry> many;
   for (int d = 0; d < 40; ++d) {

@@ -11,6 +11,7 @@
 
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
+#include "fetcher/local/archive.hpp"
 #include "fetcher/local/local.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/reference.hpp"
@@ -643,6 +644,20 @@ TEST_F(DockerArchiveTest, MissingNotATarAndMalformedManifestJson) {
   f = resolve(archive(empty));
   AWAIT_EXPECT_ERROR(ErrorKind::Corruption, f);
   EXPECT_TRUE(mentions(f, "manifest.json"));
+}
+
+// The index of an archive is bounded: an archive of a million empty
+// entries does not become a million map nodes.
+TEST_F(DockerArchiveTest, AnArchiveOfTooManyEntriesIsRefused) {
+  std::vector<TarEntry> entries;
+  for (std::size_t i = 0; i <= local::kMaxArchiveEntries; ++i)
+    entries.push_back(TarEntry::directory(std::to_string(i)));
+  const fs::path crowded = sandbox() / "crowded.tar";
+  testing::writeFile(crowded, testing::makeTar(entries, TarCompression::None));
+  Future<messages::ResolvedImage> f = resolve(archive(crowded));
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, f);
+  EXPECT_TRUE(mentions(f, crowded.string()));
+  EXPECT_TRUE(mentions(f, "more than 10000 entries"));
 }
 
 TEST_F(DockerArchiveTest, PathsMustStayInsideTheArchive) {

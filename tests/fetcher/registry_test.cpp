@@ -421,6 +421,49 @@ TEST_F(RegistryTest, RedirectLoopsAreBounded) {
   EXPECT_EQ(1u, c->http().connectionsOpened());
 }
 
+// A redirect's body is not read to its end, and an error's body is kept
+// only in part: a server may send either without end (here 64 MiB, of which
+// at most what the sockets buffer went out).
+TEST_F(RegistryTest, RedirectAndErrorBodiesAreReadOnlyInPart) {
+  FakeRegistry registry, storage;
+  const std::string digest = storage.addBlob("the layer");
+  auto redirect = fault("/blobs/", 302, 1, {{"Location", storage.url() + "/v2/library/app/blobs/" + digest}});
+  redirect.body = std::string(64 << 20, 'r');
+  registry.fail(redirect);
+  auto c = client(options(fastRetry(1)));
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry), blobOf(digest, 9), sink));
+  EXPECT_EQ("the layer", sink->data());
+  EXPECT_LT(registry.bodyBytesSent(), std::size_t{32} << 20);
+
+  FakeRegistry failing;
+  auto error = fault("/manifests/", 500, 1);
+  error.body = std::string(64 << 20, 'e');
+  failing.fail(error);
+  Future<FetchedManifest> fetched = c->fetchManifest(repo(failing), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, fetched);
+  EXPECT_NE(std::string::npos, fetched.failure().message.find("HTTP 500")) << fetched.failure().message;
+  EXPECT_LT(failing.bodyBytesSent(), std::size_t{32} << 20);
+}
+
+// Schema 1 descriptors carry no size: such a blob is bounded by the layer
+// size limit instead.
+TEST_F(RegistryTest, ABlobWithoutASizeIsBounded) {
+  FakeRegistry registry;
+  const std::string content(1 << 20, 'x');
+  const std::string digest = registry.addBlob(content);
+  RegistryOptions o = options(fastRetry(1));
+  o.maxUnsizedBlobBytes = 64 << 10;
+  auto c = client(o);
+  Future<Nothing> streamed = c->streamBlob(repo(registry), blobOf(digest, -1), std::make_shared<StringSink>());
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, streamed);
+  EXPECT_NE(std::string::npos, streamed.failure().message.find("--max_layer_bytes")) << streamed.failure().message;
+  o.maxUnsizedBlobBytes = 1 << 20;
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(client(o)->streamBlob(repo(registry), blobOf(digest, -1), sink));
+  EXPECT_TRUE(sink->data() == content);
+}
+
 TEST_F(RegistryTest, BrokenBlobResumesWithRange) {
   FakeRegistry registry;
   std::string content(3 << 20, 'x');

@@ -84,6 +84,25 @@ TEST_F(AppcStoreTest, FetcherDownloadsOverHttp) {
   EXPECT_EQ(1, std::distance(fs::directory_iterator(into), fs::directory_iterator())) << "the failed download is gone";
 }
 
+// A download is bounded (by --max_layer_bytes in the command line), and a
+// refused one leaves nothing.
+TEST_F(AppcStoreTest, FetcherRefusesADownloadOverItsLimit) {
+  const std::string bytes = makeAci(simple("example.com/big"));
+  publishBytes("example.com/big", bytes);
+  fetcher::AppcFetchOptions options;
+  options.prefix = server_.url() + "/acis/";
+  options.maxBytes = bytes.size() - 1;
+  auto fetcher = fetcher::AppcFetcher::create(runtime_, options);
+  ASSERT_TRUE(fetcher.isSome()) << fetcher.error().message;
+  const fs::path into = sandbox() / "fetched";
+  fs::create_directories(into);
+  auto aci = (*fetcher)->fetch(*fetcher::withDefaultLabels(appcImage("example.com/big").appc()), into.string());
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, aci);
+  EXPECT_NE(std::string::npos, aci.failure().message.find("example.com/big")) << aci.failure().message;
+  EXPECT_NE(std::string::npos, aci.failure().message.find("--max_layer_bytes")) << aci.failure().message;
+  EXPECT_TRUE(fs::is_empty(into)) << "the refused download is gone";
+}
+
 TEST_F(AppcStoreTest, FetchesOverHttpAndExtractsTheRootfs) {
   useHttp();
   const std::string id = publish(simple("example.com/image"));
@@ -272,15 +291,17 @@ TEST_F(AppcStoreTest, ADenseDependencyGraphResolvesEachImageOnce) {
 }
 
 TEST_F(AppcStoreTest, ADependencyTreeOverTheLimitIsRefused) {
-  for (int i = 0; i < 260; ++i) {
+  // The default limit: 128.
+  for (int i = 0; i < 130; ++i) {
     AciSpec spec = simple("example.com/c" + std::to_string(i), std::to_string(i));
-    if (i + 1 < 260) spec.dependencies.push_back({"example.com/c" + std::to_string(i + 1), "", {}});
+    if (i + 1 < 130) spec.dependencies.push_back({"example.com/c" + std::to_string(i + 1), "", {}});
     publish(spec);
   }
   auto info = store_->get(appcImage("example.com/c0"));
   AWAIT_FAILED_FOR(info, std::chrono::seconds(120));
   EXPECT_EQ(ErrorKind::ResourceExhausted, info.failure().kind) << info.failure().message;
-  EXPECT_NE(std::string::npos, info.failure().message.find("more than 256 images")) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("more than 128 images")) << info.failure().message;
+  EXPECT_NE(std::string::npos, info.failure().message.find("--max_image_layers")) << info.failure().message;
   EXPECT_NE(std::string::npos, info.failure().message.find("example.com/c0")) << info.failure().message;
 }
 

@@ -284,6 +284,71 @@ TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
 
 // Two images of one `docker save` archive, picked by reference, are two
 // entries: the second is never served the first's layers.
+// A layer within its own limit each, but an image whose layers together
+// unpack past the image's (one small bomb listed many times, or many
+// bombs): refused while unpacking, naming the limit, its flag and the
+// image; no staging left and no index entry.
+TEST_F(ImageStoreTest, AnImageIsBoundedAsAWholeNotOnlyLayerByLayer) {
+  restartStore([](ImageStoreOptions& o) {
+    o.limits.maxLayerBytes = 4 << 20;
+    o.limits.maxImageBytes = 10 << 20;
+  });
+  std::vector<std::vector<TarEntry>> layers;
+  for (int i = 0; i < 4; ++i) layers.push_back({TarEntry::file("f" + std::to_string(i), std::string(3 << 20, 0))});
+  auto built = publish("test/bombs", "latest", layers);
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/bombs"));
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, got);
+  EXPECT_NE(std::string::npos, got.failure().message.find("--max_image_bytes")) << got.failure().message;
+  EXPECT_NE(std::string::npos, got.failure().message.find("test/bombs")) << got.failure().message;
+  waitFor([&] { return stagingEntries().empty(); });
+  expectStagingEmpty();
+  auto images = store_->images();
+  AWAIT_READY(images);
+  EXPECT_TRUE(images->empty());
+
+  // Three of them fit: the budget is the pull's, and a failed layer gives
+  // back what it took.
+  layers.pop_back();
+  publish("test/three", "latest", layers);
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/three")));
+}
+
+// Caught from the manifest alone, before any layer is asked for: more
+// layers than the image may have (a tiny bomb listed thousands of times),
+// a layer declaring more bytes than a layer may unpack to, or layers
+// declaring more than the image may.
+TEST_F(ImageStoreTest, ImageLimitsTheManifestShowsAreCheckedBeforeAnyDownload) {
+  const std::string blob = testing::makeTar({TarEntry::file("f", "tiny")});
+  const std::string diffId = fetcher::sha256Digest(
+      testing::makeTar({TarEntry::file("f", "tiny")}, testing::TarCompression::None));
+  publishBlobs("test/many", "latest", std::vector<std::string>(200, blob), std::vector<std::string>(200, diffId));
+  restartStore([](ImageStoreOptions& o) { o.limits.maxImageBytes = 8 << 10; });
+  publishBlobs("test/wide", "latest",
+               std::vector<std::string>(3, testing::makeTar({TarEntry::file("r", randomBytes(4000))})),
+               std::vector<std::string>(3, diffId));
+  struct Case {
+    std::string repo, says;
+  };
+  for (const Case& c :
+       {Case{"test/many", "200 layers, more than 128 (the image layer limit, --max_image_layers)"},
+        Case{"test/wide", "bytes compressed, more than 8192 (the image size limit, --max_image_bytes)"}}) {
+    SCOPED_TRACE(c.repo);
+    const std::size_t blobsBefore = registry_.count("/blobs/");
+    auto got = store_->get(dockerImage(registry_.hostPort() + "/" + c.repo));
+    AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, got);
+    EXPECT_NE(std::string::npos, got.failure().message.find(c.says)) << got.failure().message;
+    EXPECT_NE(std::string::npos, got.failure().message.find(c.repo)) << got.failure().message;
+    // The config only.
+    EXPECT_EQ(blobsBefore + 1, registry_.count("/blobs/"));
+    expectStagingEmpty();
+  }
+  restartStore([](ImageStoreOptions& o) { o.limits.maxLayerBytes = 1000; });
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/wide"));
+  AWAIT_EXPECT_ERROR(ErrorKind::ResourceExhausted, got);
+  EXPECT_NE(std::string::npos, got.failure().message.find("(the layer size limit, --max_layer_bytes)"))
+      << got.failure().message;
+}
+
 TEST_F(ImageStoreTest, TwoImagesOfOneArchiveAreTwoEntries) {
   const fs::path file = sandbox() / "two.tar";
   testing::writeSave(file, {testing::savedImage({"one:1"}, "one", {testing::TarCompression::Gzip}),
