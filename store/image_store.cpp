@@ -302,7 +302,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(), budget);
       }));
     }
+    // The layer pulls themselves (not this pull's places in them): on a
+    // failure, the caller hears only once each has ended, committed or its
+    // staging removed, so a failed pull leaves nothing behind.
+    std::vector<Future<Nothing>> layerWork;
+    for (const auto& id : ids) {
+      if (auto work = layerPulls_.peek(id)) layerWork.push_back(*work);
+    }
     return actors::collect(joined)
+        .repair([layerWork](const Future<std::vector<Nothing>>& failed) {
+          return actors::await(layerWork).then([failed] { return failed; });
+        })
         .then(actors::defer(self(), &Self::finishPull, key, resolved, ids))
         .onAny(actors::defer(self(), [this, key] {
           inflightConfigs_.erase(key);

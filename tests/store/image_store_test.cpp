@@ -284,6 +284,22 @@ TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
 
 // Two images of one `docker save` archive, picked by reference, are two
 // entries: the second is never served the first's layers.
+// A bottom layer that fails while the layers above it are on their way:
+// by the time the caller hears, every layer of the pull has ended and
+// staging is empty (not at the next recover).
+TEST_F(ImageStoreTest, AFailedPullLeavesNoStagingBehindWhenTheCallerHears) {
+  std::vector<std::vector<TarEntry>> layers = {{TarEntry::file("base", "base")}};
+  for (int i = 0; i < 3; ++i) layers.push_back({TarEntry::file("big" + std::to_string(i), randomBytes(8 << 20))});
+  auto built = publish("test/corrupt-base", "latest", layers);
+  registry_.putBlob(built.layerDigests[0], testing::makeTar({TarEntry::file("base", "evil")}));
+  for (int round = 0; round < 3; ++round) {
+    auto got = store_->get(dockerImage(registry_.hostPort() + "/test/corrupt-base"));
+    AWAIT_EXPECT_ERROR(ErrorKind::DigestMismatch, got);
+    expectStagingEmpty();
+    EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
+  }
+}
+
 // A layer within its own limit each, but an image whose layers together
 // unpack past the image's (one small bomb listed many times, or many
 // bombs): refused while unpacking, naming the limit, its flag and the
