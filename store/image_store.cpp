@@ -414,28 +414,31 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
-    Future<Nothing> pulled =
-        afterExtraction(runtime_, extractLayer(request, image, puller, resolved, progress, budget, 0),
-                        [&runtime = runtime_, parent](const messages::ExtractResult& staged) {
-                          // A layer below that failed leaves nothing to commit onto:
-                          // this one's staging directory goes too.
-                          return parent.then([staged] { return staged; })
-                              .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
-                                auto removed = removeStaged(runtime, staged);
-                                return actors::undiscardable(removed).then(
-                                    [f]() -> Future<messages::ExtractResult> { return f; });
-                              });
-                        })
-            .then([&runtime = runtime_, parents, layerDir,
-                   sync = options_.syncLayers](const messages::ExtractResult& staged) {
-              // Undiscardable: once staged, the layer is committed or removed.
-              return actors::undiscardable(actors::async(runtime, [staged, parents, layerDir, sync]() -> Try<Nothing> {
-                const std::vector<std::string> implied(staged.implied_dirs().begin(), staged.implied_dirs().end());
-                auto committed = commitLayer(staged.staging_dir(), staged.rootfs(), implied, parents, layerDir, sync);
-                if (committed.isError()) (void)actors::fs::removeTree(staged.staging_dir());
-                return committed;
+    // Once staged, the tree is committed or removed, whatever is discarded
+    // meanwhile: the steps after staging form one undiscardable chain (a
+    // discard reaching a `then` of it as its source completes would skip
+    // the step, and leave the tree in staging).
+    Future<Nothing> pulled = afterExtraction(
+        runtime_, extractLayer(request, image, puller, resolved, progress, budget, 0),
+        [&runtime = runtime_, parent, parents, layerDir,
+         sync = options_.syncLayers](const messages::ExtractResult& staged) {
+          // A layer below that failed leaves nothing to commit onto: this
+          // one's staging directory goes too.
+          Future<messages::ExtractResult> below =
+              parent.then([staged] { return staged; })
+                  .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
+                    return removeStaged(runtime, staged).then([f]() -> Future<messages::ExtractResult> { return f; });
+                  });
+          return actors::undiscardable(
+              below.then([&runtime, parents, layerDir, sync](const messages::ExtractResult& s) {
+                return actors::async(runtime, [s, parents, layerDir, sync]() -> Try<Nothing> {
+                  const std::vector<std::string> implied(s.implied_dirs().begin(), s.implied_dirs().end());
+                  auto committed = commitLayer(s.staging_dir(), s.rootfs(), implied, parents, layerDir, sync);
+                  if (committed.isError()) (void)actors::fs::removeTree(s.staging_dir());
+                  return committed;
+                });
               }));
-            });
+        });
     // Also when the pull was discarded meanwhile: the layer is there.
     pulled.onReady(actors::defer(self(), &Self::layerCommitted, id, reporter));
     if (reporter) {
