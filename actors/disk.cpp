@@ -23,8 +23,9 @@ std::atomic<Disk*> current{&kernel};
 }  // namespace
 
 const char* name(DiskCall call) {
-  static constexpr const char* kNames[kDiskCallKinds] = {"open",   "read", "write", "sync",  "mkdir", "rename",
-                                                         "remove", "link", "attr",  "xattr", "mount", "unmount"};
+  static constexpr const char* kNames[kDiskCallKinds] = {"open",   "read",    "write",  "sync", "mkdir",
+                                                         "rename", "remove",  "link",   "attr", "xattr",
+                                                         "mount",  "unmount", "resolve"};
   return kNames[static_cast<int>(call)];
 }
 
@@ -55,7 +56,7 @@ int Disk::openBeneath(int rootFd, const char* path, int flags) {
   open_how how{};
   how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  PROV_DISK_CALL(DiskCall::Open, path, static_cast<int>(::syscall(SYS_openat2, rootFd, path, &how, sizeof(how))));
+  PROV_DISK_CALL(DiskCall::Resolve, path, static_cast<int>(::syscall(SYS_openat2, rootFd, path, &how, sizeof(how))));
 }
 
 ssize_t Disk::read(int fd, void* data, std::size_t size) { PROV_DISK_CALL(DiskCall::Read, "", ::read(fd, data, size)); }

@@ -25,7 +25,7 @@ namespace prov::actors::fs {
 
 // What a call does, for counting and failing calls by kind.
 enum class DiskCall {
-  Open,     // openat, openat2
+  Open,     // openat
   Read,     // read
   Write,    // write, pwrite, copy_file_range, FICLONE
   Sync,     // fsync
@@ -37,8 +37,9 @@ enum class DiskCall {
   Xattr,    // fsetxattr, lsetxattr
   Mount,    // mount, move_mount
   Unmount,  // umount2
+  Resolve,  // openat2 beneath a root (openBeneath)
 };
-inline constexpr int kDiskCallKinds = 12;
+inline constexpr int kDiskCallKinds = 13;
 const char* name(DiskCall call);
 
 class Disk {

@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "actors/disk.hpp"
@@ -15,12 +18,6 @@
 namespace prov::actors::fs {
 
 namespace {
-
-bool isMountRoot(int dirFd, const char* name) {
-  struct statx stx {};
-  if (::statx(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &stx) != 0) return false;
-  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
 
 // Empties the directory open as `dirFd` (whose path is `path`).
 Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
@@ -173,8 +170,124 @@ void Fd::reset() {
   fd_ = -1;
 }
 
+namespace {
+
+// openBeneath without openat2.
+int walkBeneath(int rootFd, const std::string& rel, int flags) {
+  struct stat root {};
+  if (::fstat(rootFd, &root) != 0) return -1;
+  if (rel.empty() || rel.front() == '/') {
+    errno = EXDEV;
+    return -1;
+  }
+  Fd current(duplicate(rootFd));
+  if (!current.valid()) return -1;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t slash = rel.find('/', start);
+    const bool last = slash == std::string::npos;
+    const std::string part = rel.substr(start, last ? std::string::npos : slash - start);
+    start = last ? rel.size() : slash + 1;
+    if (part == "..") {
+      errno = EXDEV;
+      return -1;
+    }
+    if (part.empty() || part == ".") {
+      if (!last) continue;
+      return duplicate(current.get());
+    }
+    const int next = disk().openat(current.get(), part.c_str(),
+                                   last ? (flags | O_NOFOLLOW) : (O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+    if (next < 0) {
+      // O_NOFOLLOW | O_DIRECTORY on a symlink says ENOTDIR; openat2 ELOOP.
+      struct stat link {};
+      if (errno == ENOTDIR && ::fstatat(current.get(), part.c_str(), &link, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(link.st_mode))
+        errno = ELOOP;
+      return -1;
+    }
+    struct stat st {};
+    if (::fstat(next, &st) != 0 || st.st_dev != root.st_dev) {
+      const int error = errno == 0 ? EXDEV : errno;
+      ::close(next);
+      errno = st.st_dev != root.st_dev ? EXDEV : error;
+      return -1;
+    }
+    if (last) return next;
+    current = Fd(next);
+  }
+}
+
+std::atomic<bool> mountRootFallback{false};
+
+}  // namespace
+
 int openBeneath(int rootFd, const std::string& rel, int flags) {
-  return disk().openBeneath(rootFd, rel.c_str(), flags);
+  const int fd = disk().openBeneath(rootFd, rel.c_str(), flags);
+  if (fd >= 0 || errno != ENOSYS) return fd;
+  return walkBeneath(rootFd, rel, flags);
+}
+
+void forceMountRootFallback(bool force) { mountRootFallback = force; }
+
+bool isMountRoot(int dirFd, const char* name) {
+  struct statx stx {};
+  if (::statx(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &stx) != 0) return false;
+  if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && !mountRootFallback) {
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  }
+  // A mount's root and its parent (".." leaves the mount) differ in device
+  // or, for a bind mount within one file system, in mount id.
+  struct statx parent {};
+  const std::string up = std::string(name) + "/..";
+  if (::statx(dirFd, up.c_str(), AT_NO_AUTOMOUNT, STATX_MNT_ID, &parent) != 0) return false;
+  if (stx.stx_dev_major != parent.stx_dev_major || stx.stx_dev_minor != parent.stx_dev_minor) return true;
+  if ((stx.stx_mask & STATX_MNT_ID) && (parent.stx_mask & STATX_MNT_ID)) return stx.stx_mnt_id != parent.stx_mnt_id;
+  // Before 5.8, no mount ids: the mount table says.
+  std::string path = name;
+  if (path.empty() || path.front() != '/') {
+    char dir[PATH_MAX + 1] = {};
+    const std::string link = dirFd == AT_FDCWD ? "/proc/self/cwd" : "/proc/self/fd/" + std::to_string(dirFd);
+    const ssize_t n = ::readlink(link.c_str(), dir, PATH_MAX);
+    if (n <= 0) return false;
+    path = std::string(dir, static_cast<std::size_t>(n)) + "/" + path;
+  }
+  return isMountPoint(path);
+}
+
+bool isMountPoint(const std::string& path) {
+  auto table = readKernelFile("/proc/self/mountinfo");
+  if (table.isError()) return false;
+  std::size_t start = 0;
+  while (start < table->size()) {
+    std::size_t end = table->find('\n', start);
+    if (end == std::string::npos) end = table->size();
+    const std::string_view line(table->data() + start, end - start);
+    start = end + 1;
+    // "ID PARENT MAJOR:MINOR ROOT MOUNT_POINT ...", spaces and the like in
+    // MOUNT_POINT written as \ooo.
+    std::size_t field = 0, at = 0;
+    for (; field < 4 && at != std::string_view::npos; ++field) {
+      at = line.find(' ', at);
+      if (at != std::string_view::npos) ++at;
+    }
+    if (at == std::string_view::npos) continue;
+    const std::string_view escaped = line.substr(at, line.find(' ', at) - at);
+    std::string point;
+    for (std::size_t i = 0; i < escaped.size(); ++i) {
+      if (escaped[i] == '\\' && i + 3 < escaped.size()) {
+        const std::string_view octal = escaped.substr(i + 1, 3);
+        if (octal.find_first_not_of("01234567") == std::string_view::npos) {
+          point += static_cast<char>((octal[0] - '0') * 64 + (octal[1] - '0') * 8 + (octal[2] - '0'));
+          i += 3;
+          continue;
+        }
+      }
+      point += escaped[i];
+    }
+    if (point == path) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> listDirectory(const std::string& dir, bool directoriesOnly) {

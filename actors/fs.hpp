@@ -38,8 +38,21 @@ class Fd {
 
 // openat2(rootFd, rel, flags | O_CLOEXEC) resolved beneath rootFd without
 // following any symlink, magic link or mount crossing; -1 with errno set
-// otherwise (ENOSYS where the kernel lacks openat2).
+// otherwise. Where the kernel lacks openat2 (before 5.6), a walk one
+// component at a time with O_NOFOLLOW, refusing ".." (EXDEV) and a change
+// of device (EXDEV), does the same (a bind mount of the same file system
+// is not seen there).
 int openBeneath(int rootFd, const std::string& rel, int flags);
+
+// Whether `name` (relative to dirFd, not followed) is the root of a mount.
+// STATX_ATTR_MOUNT_ROOT says so from Linux 5.8; before, or when
+// forceMountRootFallback(true) (for tests), its device or mount id is
+// compared with its parent's.
+bool isMountRoot(int dirFd, const char* name);
+void forceMountRootFallback(bool force);
+// Whether /proc/self/mountinfo lists `path` (absolute, as the kernel
+// writes it) as a mount point: what isMountRoot asks before Linux 5.8.
+bool isMountPoint(const std::string& path);
 
 // The names in `dir` (no "." or ".."), sorted; with `directoriesOnly`, only
 // the entries that are directories (not symlinks to them). Empty when `dir`

@@ -35,8 +35,11 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
     if (links.isError()) {
       mounted = links.error();
     } else {
-      const std::string options = aufsMountOptions(work, *links, layers.size());
-      if (actors::fs::disk().mount("aufs", rootfs.c_str(), "aufs", 0, options.c_str()) != 0) {
+      auto named = MountPaths::open({work, *links});  // no path of ours in the options
+      if (named.isError()) {
+        mounted = named.error();
+      } else if (const std::string options = aufsMountOptions(named->path(0), named->path(1), layers.size());
+                 actors::fs::disk().mount("aufs", rootfs.c_str(), "aufs", 0, options.c_str()) != 0) {
         mounted = actors::errnoError(ErrorKind::IO, "Failed to mount aufs at '" + rootfs + "'", errno);
       }
       (void)actors::fs::removeTree(*links);

@@ -142,6 +142,18 @@ Try<std::string> linkLayers(const std::vector<std::string>& layers) {
   return dir;
 }
 
+Try<MountPaths> MountPaths::open(const std::vector<std::string>& paths) {
+  MountPaths named;
+  for (const auto& path : paths) {
+    actors::fs::Fd fd(actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_PATH | O_DIRECTORY));
+    if (!fd.valid()) return actors::errnoError(ErrorKind::IO, "Failed to open '" + path + "'", errno);
+    named.fds_.push_back(std::make_shared<actors::fs::Fd>(std::move(fd)));
+  }
+  return named;
+}
+
+std::string MountPaths::path(std::size_t i) const { return "/proc/self/fd/" + std::to_string(fds_.at(i)->get()); }
+
 std::string overlayMountOptions(const std::string& links, std::size_t layerCount, const std::string& upperdir,
                                 const std::string& workdir) {
   std::string options = "lowerdir=";

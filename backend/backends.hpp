@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/fs.hpp"
 #include "backend/backend.hpp"
 
 namespace prov::backend {
@@ -25,6 +26,18 @@ std::string aufsMountOptions(const std::string& workdir, const std::string& link
 // used where the kernel has no `lowerdir+`.
 std::string overlayMountOptions(const std::string& links, std::size_t layerCount, const std::string& upperdir,
                                 const std::string& workdir);
+
+// Directories named in mount data by a descriptor of this process
+// ("/proc/self/fd/N"), so that no character of their paths (',', ':', '='
+// included) is read as a separator. Open while the object lives.
+class MountPaths {
+ public:
+  static Try<MountPaths> open(const std::vector<std::string>& paths);
+  std::string path(std::size_t i) const;
+
+ private:
+  std::vector<std::shared_ptr<actors::fs::Fd>> fds_;
+};
 
 // Short links to the layers: makes a fresh directory under $TMPDIR (or
 // /tmp) holding symlinks 0..n-1 to `layers`, so that mount data stays under

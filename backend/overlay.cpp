@@ -85,7 +85,14 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
                             const std::string& rootfs) {
   auto links = linkLayers(layers);
   if (links.isError()) return links.error();
-  const std::string options = overlayMountOptions(*links, layers.size(), upper, work);
+  // No path of ours goes into the options (a ',' or ':' in one would be
+  // read as a separator): each is named by a descriptor of this process.
+  auto named = MountPaths::open({*links, upper, work});
+  if (named.isError()) {
+    (void)actors::fs::removeTree(*links);
+    return named.error();
+  }
+  const std::string options = overlayMountOptions(named->path(0), layers.size(), named->path(1), named->path(2));
   int rc = actors::fs::disk().mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
   int err = errno;
   (void)actors::fs::removeTree(*links);

@@ -20,6 +20,21 @@ Error badFlag(const std::string& flag, const std::string& why) {
   return Error(ErrorKind::InvalidArgument, "Invalid --" + flag + ": " + why);
 }
 
+// A store dir as the store will name it: absolute, made (private to root)
+// when missing, then canonical, so that a trailing slash or a symlink in
+// the flag never makes the same store look like another (prune compares
+// paths). Empty: `fallback`, already canonical.
+Try<std::string> storeDirOf(const char* flag, const std::string& value, const std::string& fallback) {
+  if (value.empty()) return fallback;
+  if (value.front() != '/') return badFlag(flag, "'" + value + "' is not an absolute path");
+  auto made = actors::fs::makePrivateDirectory(value, 0700);
+  if (made.isError()) return badFlag(flag, made.error().message);
+  std::error_code ec;
+  const std::string canonical = std::filesystem::canonical(value, ec).string();
+  if (ec) return badFlag(flag, "'" + value + "': " + ec.message());
+  return canonical;
+}
+
 Try<std::set<std::string>> providersOf(const std::string& text) {
   std::set<std::string> providers;
   std::stringstream in(text);
@@ -82,7 +97,9 @@ Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Ru
   auto pullerFor = pullersFor(flags, runtime);
   if (pullerFor.isError()) return pullerFor.error();
   store::ImageStoreOptions options;
-  options.storeDir = flags.dockerStoreDir.empty() ? paths::dockerStore(workDir) : flags.dockerStoreDir;
+  auto storeDir = storeDirOf("docker_store_dir", flags.dockerStoreDir, paths::dockerStore(workDir));
+  if (storeDir.isError()) return storeDir.error();
+  options.storeDir = *storeDir;
   options.limits = flags.limits;
   options.progress = flags.progress;
   options.extractor = extractor;
@@ -102,7 +119,9 @@ Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runt
   auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
   if (fetcher.isError()) return fetcher.error();
   store::AppcStoreOptions options;
-  options.storeDir = flags.appcStoreDir.empty() ? paths::appcStore(workDir) : flags.appcStoreDir;
+  auto storeDir = storeDirOf("appc_store_dir", flags.appcStoreDir, paths::appcStore(workDir));
+  if (storeDir.isError()) return storeDir.error();
+  options.storeDir = *storeDir;
   options.limits = flags.limits;
   options.extractor = extractor;
   auto store = store::AppcStore::create(runtime, options, std::move(*fetcher));

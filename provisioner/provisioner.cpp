@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -389,11 +390,20 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
     return underLock<Nothing>(Lock::Write, [this, excluded] {
+      // As recorded, and canonical: a record written when the store dir
+      // was spelled another way (a symlink, a trailing slash) still names
+      // the layers a container mounts.
       std::set<std::string> active;
+      auto use = [&active](const std::string& path) {
+        active.insert(path);
+        std::error_code ec;
+        const auto canonical = std::filesystem::canonical(path, ec);
+        if (!ec) active.insert(canonical.string());
+      };
       for (const auto& [id, info] : infos_) {
         for (const auto& rootfs : info->rootfses) {
-          active.insert(rootfs.layers().begin(), rootfs.layers().end());
-          if (!rootfs.config().empty()) active.insert(rootfs.config());
+          for (const auto& layer : rootfs.layers()) use(layer);
+          if (!rootfs.config().empty()) use(rootfs.config());
         }
       }
       ++prunes_;

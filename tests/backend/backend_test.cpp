@@ -107,6 +107,31 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+// Paths holding what mount data uses as separators (',' ':' '=') and
+// spaces work with every backend: none is ever written into mount data
+// (the overlay without lowerdir+ names its directories by descriptor).
+TEST_F(BackendTest, PathsWithMountOptionSeparatorsWorkWithEveryBackend) {
+  const std::string odd = "odd ,dir:with=seps";
+  writeFile(path(odd + "/l,1/base"), "base");
+  writeFile(path(odd + "/l:2=x/top"), "top");
+  prov::testing::makeDirectory(path(odd + "/rootfses"));
+  for (const char* name : {kCopy, kBind, kOverlay}) {
+    SCOPED_TRACE(name);
+    auto backend = make(name);
+    ASSERT_TRUE(backend);
+    const bool stacked = std::string(name) != kBind;
+    std::vector<std::string> layers = {path(odd + "/l,1")};
+    if (stacked) layers.push_back(path(odd + "/l:2=x"));
+    const std::string rootfs = path(odd + "/rootfses/r," + std::string(name));
+    const std::string backendDir = path(odd + "/back,end=" + std::string(name));
+    AWAIT_READY(backend->provision(layers, rootfs, backendDir));
+    EXPECT_EQ("base", readFile(rootfs + "/base"));
+    if (stacked) EXPECT_EQ("top", readFile(rootfs + "/top"));
+    AWAIT_EXPECT_EQ(true, backend->destroy(rootfs, backendDir));
+    EXPECT_FALSE(fs::exists(rootfs));
+  }
+}
+
 TEST_F(BackendTest, RootfsMountsAreSharedAsMesosMakesThem) {
   prov::testing::makeDirectory(path("layer/etc"));
   prov::testing::makeDirectory(path("rootfses"));

@@ -9,11 +9,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "actors/fs.hpp"
 #include "backend/backend.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/files.hpp"
@@ -179,6 +182,68 @@ TEST_F(CopyBackendTest, DestroyRefusesToCrossAMountInsideTheRootfs) {
   EXPECT_EQ("keep me", readFile(path("host/precious")));
   ASSERT_EQ(0, ::umount2(path("rootfs/mnt").c_str(), MNT_DETACH));
   AWAIT_EXPECT_EQ(true, copy_->destroy(path("rootfs"), path("backend")));
+}
+
+// What a kernel before 5.8 makes the library do instead (run normally and
+// with PROV_TEST_OLD_KERNEL=1, see tests/support/temp_dir.cpp): resolving
+// beneath a root refuses the same things without openat2, and mount roots
+// are found without STATX_ATTR_MOUNT_ROOT, a bind mount within one file
+// system and a mount point with a space in its name included.
+class KernelFallbackTest : public prov::testing::TemporaryDirectoryTest {
+ protected:
+  std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
+};
+
+TEST_F(KernelFallbackTest, ResolvingBeneathARootRefusesWhatOpenat2Refuses) {
+  makeDirectory(path("root/a/b"));
+  writeFile(path("root/a/b/file"), "x");
+  writeFile(path("outside"), "secret");
+  ASSERT_EQ(0, ::symlink("../../outside", path("root/a/link").c_str()));
+  ASSERT_EQ(0, ::symlink("b", path("root/a/dirlink").c_str()));
+  makeDirectory(path("root/tmpfs"));
+  ASSERT_EQ(0, ::mount("tmpfs", path("root/tmpfs").c_str(), "tmpfs", 0, "size=1m"));
+  makeDirectory(path("root/tmpfs/inside"));
+  actors::fs::Fd root(::open(path("root").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(root.valid());
+
+  actors::fs::Fd file(actors::fs::openBeneath(root.get(), "a/b/file", O_RDONLY));
+  EXPECT_TRUE(file.valid()) << std::strerror(errno);
+  actors::fs::Fd dir(actors::fs::openBeneath(root.get(), "a/b", O_RDONLY | O_DIRECTORY));
+  EXPECT_TRUE(dir.valid()) << std::strerror(errno);
+  struct Case {
+    const char* rel;
+    int error;
+  };
+  for (const Case& c : {Case{"a/link", ELOOP}, Case{"a/dirlink/file", ELOOP}, Case{"../outside", EXDEV},
+                        Case{"a/../../outside", EXDEV}, Case{"tmpfs/inside", EXDEV}, Case{"a/missing", ENOENT}}) {
+    errno = 0;
+    const int fd = actors::fs::openBeneath(root.get(), c.rel, O_RDONLY);
+    EXPECT_EQ(-1, fd) << c.rel;
+    if (fd >= 0) ::close(fd);
+    EXPECT_EQ(c.error, errno) << c.rel << ": " << std::strerror(errno);
+  }
+  ASSERT_EQ(0, ::umount2(path("root/tmpfs").c_str(), MNT_DETACH));
+}
+
+TEST_F(KernelFallbackTest, MountRootsAreSeenWithAndWithoutTheStatxAttribute) {
+  makeDirectory(path("host"));
+  makeDirectory(path("plain"));
+  makeDirectory(path("bind target"));
+  ASSERT_EQ(0, ::mount(path("host").c_str(), path("bind target").c_str(), nullptr, MS_BIND, nullptr));
+  for (bool fallback : {false, true}) {
+    SCOPED_TRACE(fallback ? "compared with the parent" : "as statx says");
+    actors::fs::forceMountRootFallback(fallback);
+    EXPECT_TRUE(actors::fs::isMountRoot(AT_FDCWD, path("bind target").c_str()));
+    EXPECT_FALSE(actors::fs::isMountRoot(AT_FDCWD, path("plain").c_str()));
+    EXPECT_FALSE(actors::fs::isMountRoot(AT_FDCWD, path("host").c_str()));
+  }
+  actors::fs::forceMountRootFallback(std::getenv("PROV_TEST_OLD_KERNEL") != nullptr);
+  // Before 5.8 there are no mount ids either: the mount table.
+  EXPECT_TRUE(actors::fs::isMountPoint(path("bind target")));
+  EXPECT_TRUE(actors::fs::isMountPoint("/proc"));
+  EXPECT_FALSE(actors::fs::isMountPoint(path("plain")));
+  ASSERT_EQ(0, ::umount2(path("bind target").c_str(), MNT_DETACH));
+  EXPECT_FALSE(actors::fs::isMountPoint(path("bind target")));
 }
 
 }  // namespace

@@ -365,6 +365,32 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
   EXPECT_NE(std::string::npos, help.out.find("--docker_registry"));
 }
 
+// A store dir spelled one way when a container was provisioned (through a
+// symlink, with a trailing slash) and another way at prune: the store dir is
+// made canonical, and so are the layers the records name, so prune never
+// takes a layer a container mounts.
+TEST_F(CliTest, AStoreDirSpelledDifferentlyNeverLetsPruneTakeAMountedLayer) {
+  const std::string image = pushBusybox("spelled");
+  const fs::path real = sandbox() / "store-real", link = sandbox() / "store-link";
+  fs::create_directories(real);
+  fs::create_directory_symlink(real, link);
+  auto provisioned = run(
+      {"--docker_store_dir=" + link.string() + "/", "--image_provisioner_backend=overlay", "provision", "c1", image});
+  ASSERT_EQ(0, provisioned.status) << provisioned.err;
+  const std::string rootfs = provisioned.out.substr(0, provisioned.out.size() - 1);
+  auto pruned = run({"--docker_store_dir=" + real.string(), "prune"});
+  ASSERT_EQ(0, pruned.status) << pruned.err;
+  EXPECT_FALSE(fs::is_empty(real / "layers")) << "a mounted layer was pruned";
+  auto ran = testing::runCommand({"chroot", rootfs, "/bin/sh", "-c", "echo still here"});
+  EXPECT_EQ("still here\n", ran.output);
+  ASSERT_EQ(0, run({"--docker_store_dir=" + real.string(), "destroy", "c1"}).status);
+  ASSERT_EQ(0, run({"--docker_store_dir=" + link.string(), "prune"}).status);
+  EXPECT_TRUE(fs::is_empty(real / "layers")) << "once unused, they go";
+  auto relative = run({"--docker_store_dir=store", "images"});
+  EXPECT_EQ(1, relative.status);
+  EXPECT_NE(std::string::npos, relative.err.find("--docker_store_dir")) << relative.err;
+}
+
 // The limits are flags, listed in --help; past one, the error names it, its
 // flag and the image, and nothing is stored.
 TEST_F(CliTest, LimitsAreFlagsAndNameThemselves) {

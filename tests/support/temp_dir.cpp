@@ -1,7 +1,9 @@
 #include "tests/support/temp_dir.hpp"
 
+#include "actors/disk.hpp"
 #include "actors/fs.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +32,50 @@ std::vector<std::filesystem::path>& created() {
 }  // namespace
 
 std::vector<std::filesystem::path> sandboxesCreated() { return created(); }
+
+namespace {
+
+// With PROV_TEST_OLD_KERNEL=1 in the environment, the whole run takes the
+// paths a kernel before 5.8 makes the library take: openat2 fails with
+// ENOSYS (so every resolution beneath a root walks component by component)
+// and STATX_ATTR_MOUNT_ROOT is ignored (so mount roots are found by
+// comparing with the parent). A run in which no openat2 was refused fails:
+// the hook did not take.
+class NoOpenat2Disk final : public actors::fs::Disk {
+ public:
+  std::atomic<long> refused{0};
+
+ protected:
+  int before(actors::fs::DiskCall call, const char*) override {
+    if (call != actors::fs::DiskCall::Resolve) return 0;
+    ++refused;
+    return ENOSYS;
+  }
+};
+
+class OldKernel final : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    actors::fs::installDisk(&disk_);
+    actors::fs::forceMountRootFallback(true);
+  }
+  void TearDown() override {
+    actors::fs::installDisk(nullptr);
+    actors::fs::forceMountRootFallback(false);
+    EXPECT_GT(disk_.refused.load(), 0) << "PROV_TEST_OLD_KERNEL: no openat2 call was made to refuse";
+  }
+
+ private:
+  NoOpenat2Disk disk_;
+};
+
+[[maybe_unused]] const bool oldKernel = [] {
+  const char* value = std::getenv("PROV_TEST_OLD_KERNEL");
+  if (value != nullptr && std::string(value) == "1") ::testing::AddGlobalTestEnvironment(new OldKernel);
+  return true;
+}();
+
+}  // namespace
 
 void TemporaryDirectoryTest::SetUp() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
