@@ -27,6 +27,15 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     return client_->resolve(normalize(image.reference()), platform, credentialsOf(image));
   }
 
+  Future<Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) {
+    const std::string what = "Failed to serve '" + toString(normalize(image.reference())) +
+                             "' from the store: it was pulled with credentials, and this request's cannot read it";
+    auto repositories = client_->repositories(normalize(image.reference()), credentialsOf(image));
+    if (repositories.isError()) return repositories.error();
+    if (repositories->empty()) return Error(ErrorKind::Unauthorized, what);
+    return checkAt(client_, *repositories, 0, manifestDigest, what);
+  }
+
   Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                             const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
                             std::shared_ptr<BlobSources> sources) {
@@ -72,6 +81,22 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     std::size_t i_;
     std::atomic<bool> delivered_{false};
   };
+
+  static Future<Nothing> checkAt(const std::shared_ptr<RegistryClient>& client,
+                                 const std::vector<Repository>& repositories, std::size_t i, const std::string& digest,
+                                 const std::string& what) {
+    return client->fetchManifest(repositories[i], digest)
+        .then([](const FetchedManifest&) { return Nothing{}; })
+        .repair([client, repositories, i, digest, what](const Future<Nothing>& failed) -> Future<Nothing> {
+          const ErrorKind kind = failed.failure().kind;
+          if (kind == ErrorKind::Cancelled) return failed;
+          if (i + 1 < repositories.size()) return checkAt(client, repositories, i + 1, digest, what);
+          if (kind == ErrorKind::Unauthorized || kind == ErrorKind::Forbidden || kind == ErrorKind::NotFound) {
+            return Error(ErrorKind::Unauthorized, what + ": " + failed.failure().message);
+          }
+          return failed.failure().withContext(what);
+        });
+  }
 
   static std::optional<messages::Credentials> credentialsOf(const messages::Image& image) {
     if (!image.has_credentials() || image.credentials().username().empty()) return std::nullopt;
@@ -119,6 +144,10 @@ RegistryClient& RegistryPuller::client() { return *client_; }
 Future<messages::ResolvedImage> RegistryPuller::resolve(const messages::Image& image,
                                                         const messages::Platform& platform) {
   return process_.dispatch(&RegistryPullerProcess::resolve, image, platform);
+}
+
+Future<Nothing> RegistryPuller::checkAccess(const messages::Image& image, const std::string& manifestDigest) {
+  return process_.dispatch(&RegistryPullerProcess::checkAccess, image, manifestDigest);
 }
 
 Future<Nothing> RegistryPuller::fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,

@@ -72,6 +72,16 @@ class Puller {
   virtual actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                             const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
                                             std::shared_ptr<BlobSources> sources) = 0;
+  // Whether `image`'s credentials (or none) can still read `manifestDigest`
+  // of `image`'s repository: for a store that serves an image pulled with
+  // another request's credentials. Unauthorized when they cannot. Local
+  // sources have nothing to check.
+  virtual actors::Future<Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) {
+    (void)image;
+    (void)manifestDigest;
+    return Nothing{};
+  }
+
   // From the first source.
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                     const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink) {
@@ -97,6 +107,10 @@ class RegistryPuller final : public Puller {
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                     const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,
                                     std::shared_ptr<BlobSources> sources) override;
+
+  // A GET of the manifest by digest with the image's credentials, at each
+  // of its endpoints until one answers.
+  actors::Future<Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) override;
 
   RegistryClient& client();
 

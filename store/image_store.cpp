@@ -137,7 +137,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (key.isError()) return key.error();
     const bool recheck = image.has_cached() && !image.cached();
     auto cached = images_.find(*key);
-    if (recheck || cached == images_.end()) return pulls_.join(*key, [&] { return pull(*key, image); });
+    if (recheck || cached == images_.end()) return joinPull(*key, image);
     // A cached image: are its layers and config still on disk?
     StoredImage stored = cached->second;
     std::vector<std::string> paths;
@@ -164,8 +164,30 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       }
     }
     if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
-    if (complete) return infoOf(stored);
-    return pulls_.join(key, [&] { return pull(key, image); });
+    if (!complete) return joinPull(key, image);
+    if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return infoOf(stored);
+    // Pulled with someone's credentials: served only to a request whose
+    // own can still read it.
+    std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
+    if (!puller)
+      return Error(ErrorKind::Unsupported, "Failed to get '" + key + "': no image source for it is configured");
+    return puller->checkAccess(image, stored.manifest_digest()).then(actors::defer(self(), [this, stored] {
+      return infoOf(stored);
+    }));
+  }
+
+  // Requests with different credentials never share a pull: what one may
+  // read is not handed to another through the pull it joined.
+  Future<ImageInfo> joinPull(const std::string& key, const Image& image) {
+    std::string shared = key;
+    if (hasOwnCredentials(image)) {
+      shared += "\n" + fetcher::sha256Digest(image.credentials().username() + "\n" + image.credentials().password());
+    }
+    return pulls_.join(shared, [&] { return pull(key, image); });
+  }
+
+  static bool hasOwnCredentials(const Image& image) {
+    return image.has_credentials() && !image.credentials().username().empty();
   }
 
   Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
@@ -313,7 +335,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         .repair([layerWork](const Future<std::vector<Nothing>>& failed) {
           return actors::await(layerWork).then([failed] { return failed; });
         })
-        .then(actors::defer(self(), &Self::finishPull, key, resolved, ids))
+        .then(actors::defer(self(), &Self::finishPull, key, resolved, ids, hasOwnCredentials(image)))
         .onAny(actors::defer(self(), [this, key] {
           inflightConfigs_.erase(key);
           inflightLayers_.erase(key);
@@ -351,9 +373,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved,
-                               const std::vector<std::string>& ids) {
+                               const std::vector<std::string>& ids, bool credentialed) {
     StoredImage image;
     image.set_key(key);
+    image.set_access(credentialed ? StoredImage::ACCESS_CREDENTIALED : StoredImage::ACCESS_PUBLIC);
     *image.mutable_reference() = resolved.reference();
     image.set_manifest_digest(resolved.manifest_digest());
     image.set_config_digest(resolved.config_json().empty() ? "" : resolved.manifest().config().digest());

@@ -284,6 +284,61 @@ TEST_F(ImageStoreTest, ImpliedDirectoriesTakeTheirMetadataFromTheLayersBelow) {
 
 // Two images of one `docker save` archive, picked by reference, are two
 // entries: the second is never served the first's layers.
+// KEP-2535: an image pulled with one requester's credentials is served
+// from the store to another only if the other's credentials can still read
+// its manifest; a public image costs no request at all.
+TEST_F(ImageStoreTest, ACachedPrivateImageIsServedOnlyToWhoCanStillReadIt) {
+  publish("test/private", "latest", {{TarEntry::file("secret", "s3cret data")}});
+  registry_.requireBasic("alice", "alice-pw");
+  auto as = [&](const std::string& user, const std::string& password) {
+    messages::Image image = dockerImage(registry_.hostPort() + "/test/private");
+    if (!user.empty()) {
+      image.mutable_credentials()->set_username(user);
+      image.mutable_credentials()->set_password(password);
+    }
+    return image;
+  };
+  auto alice = store_->get(as("alice", "alice-pw"));
+  AWAIT_READY(alice);
+  const std::size_t blobs = registry_.count("/blobs/");
+  for (const auto& [user, password] : {std::pair<std::string, std::string>{"bob", "bob-pw"}, {"", ""}}) {
+    SCOPED_TRACE(user.empty() ? "no credentials" : user);
+    auto other = store_->get(as(user, password));
+    AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, other);
+    EXPECT_NE(std::string::npos, other.failure().message.find("test/private")) << other.failure().message;
+  }
+  const std::size_t manifests = registry_.count("/manifests/");
+  AWAIT_READY(store_->get(as("alice", "alice-pw")));
+  EXPECT_EQ(manifests + 1, registry_.count("/manifests/")) << "one manifest request to check alice";
+  EXPECT_EQ(blobs, registry_.count("/blobs/")) << "served from the store";
+  // Also after a restart (the index keeps how it was pulled).
+  restartStore();
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, store_->get(as("bob", "bob-pw")));
+
+  // An index written before the field existed (the previous layout): the
+  // entry reads ACCESS_UNKNOWN and is checked the same.
+  store_.reset();
+  messages::StoredImages index;
+  ASSERT_TRUE(index.ParseFromString(testing::readFile(storeDir_ / "images")));
+  ASSERT_EQ(1, index.images_size());
+  EXPECT_EQ(messages::StoredImage::ACCESS_CREDENTIALED, index.images(0).access());
+  index.mutable_images(0)->clear_access();
+  testing::writeFile(storeDir_ / "images", index.SerializeAsString());
+  restartStore();
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, store_->get(as("", "")));
+  AWAIT_READY(store_->get(as("alice", "alice-pw")));
+}
+
+TEST_F(ImageStoreTest, ACachedPublicImageCostsNoRequest) {
+  publish("test/public", "latest", {{TarEntry::file("f", "public")}});
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/public")));
+  const std::size_t before = registry_.requests().size();
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/public")));
+  restartStore();
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/public")));
+  EXPECT_EQ(before, registry_.requests().size());
+}
+
 // A bottom layer that fails while the layers above it are on their way:
 // by the time the caller hears, every layer of the pull has ended and
 // staging is empty (not at the next recover).
