@@ -64,16 +64,27 @@ std::string descriptor(const char* mediaType, const std::string& digest, std::si
 
 }  // namespace
 
-std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression) {
-  std::string out;
+namespace {
+
+// A writer into `out`: a pax tar, or the raw bytes of one entry; compressed
+// as asked, with no padding after the end.
+struct archive* openWriter(std::string& out, bool raw, TarCompression compression) {
   struct archive* a = archive_write_new();
-  check(archive_write_set_format_pax_restricted(a), a, "format");
+  check(raw ? archive_write_set_format_raw(a) : archive_write_set_format_pax_restricted(a), a, "format");
   if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
   if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
   if (compression == TarCompression::Xz) check(archive_write_add_filter_xz(a), a, "xz");
   if (compression == TarCompression::Bzip2) check(archive_write_add_filter_bzip2(a), a, "bzip2");
   archive_write_set_bytes_in_last_block(a, 1);
   check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
+  return a;
+}
+
+}  // namespace
+
+std::string makeTar(const std::vector<TarEntry>& entries, TarCompression compression) {
+  std::string out;
+  struct archive* a = openWriter(out, false, compression);
   for (const auto& e : entries) {
     struct archive_entry* entry = archive_entry_new();
     archive_entry_set_pathname(entry, e.path.c_str());
@@ -120,14 +131,7 @@ std::string makeTarPrefix(const std::vector<TarEntry>& entries, TarCompression c
   tar.resize(tar.size() - 1024);
   if (compression == TarCompression::None) return tar;
   std::string out;
-  struct archive* a = archive_write_new();
-  check(archive_write_set_format_raw(a), a, "format");
-  if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
-  if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
-  if (compression == TarCompression::Xz) check(archive_write_add_filter_xz(a), a, "xz");
-  if (compression == TarCompression::Bzip2) check(archive_write_add_filter_bzip2(a), a, "bzip2");
-  archive_write_set_bytes_in_last_block(a, 1);
-  check(archive_write_open2(a, &out, nullptr, appendTo, nullptr, nullptr), a, "open");
+  struct archive* a = openWriter(out, true, compression);
   struct archive_entry* entry = archive_entry_new();
   archive_entry_set_filetype(entry, AE_IFREG);
   archive_entry_set_size(entry, static_cast<la_int64_t>(tar.size()));
