@@ -186,7 +186,7 @@ int walkBeneath(int rootFd, const std::string& rel, int flags) {
   for (;;) {
     const std::size_t slash = rel.find('/', start);
     const bool last = slash == std::string::npos;
-    const std::string part = rel.substr(start, last ? std::string::npos : slash - start);
+    std::string part = rel.substr(start, last ? std::string::npos : slash - start);
     start = last ? rel.size() : slash + 1;
     if (part == "..") {
       errno = EXDEV;
@@ -194,23 +194,31 @@ int walkBeneath(int rootFd, const std::string& rel, int flags) {
     }
     if (part.empty() || part == ".") {
       if (!last) continue;
-      return duplicate(current.get());
+      part = ".";  // the directory reached, opened as the caller asks
     }
+    // Intermediate directories need search permission only, as with openat2.
     const int next = disk().openat(current.get(), part.c_str(),
-                                   last ? (flags | O_NOFOLLOW) : (O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+                                   last ? (flags | O_NOFOLLOW) : (O_PATH | O_DIRECTORY | O_NOFOLLOW));
     if (next < 0) {
       // O_NOFOLLOW | O_DIRECTORY on a symlink says ENOTDIR; openat2 ELOOP.
+      const int error = errno;
       struct stat link {};
-      if (errno == ENOTDIR && ::fstatat(current.get(), part.c_str(), &link, AT_SYMLINK_NOFOLLOW) == 0 &&
-          S_ISLNK(link.st_mode))
-        errno = ELOOP;
+      const bool symlink = error == ENOTDIR &&
+                           ::fstatat(current.get(), part.c_str(), &link, AT_SYMLINK_NOFOLLOW) == 0 &&
+                           S_ISLNK(link.st_mode);
+      errno = symlink ? ELOOP : error;
       return -1;
     }
     struct stat st {};
-    if (::fstat(next, &st) != 0 || st.st_dev != root.st_dev) {
-      const int error = errno == 0 ? EXDEV : errno;
+    if (::fstat(next, &st) != 0) {
+      const int error = errno;
       ::close(next);
-      errno = st.st_dev != root.st_dev ? EXDEV : error;
+      errno = error;
+      return -1;
+    }
+    if (st.st_dev != root.st_dev) {
+      ::close(next);
+      errno = EXDEV;
       return -1;
     }
     if (last) return next;
@@ -224,7 +232,8 @@ std::atomic<bool> mountRootFallback{false};
 
 int openBeneath(int rootFd, const std::string& rel, int flags) {
   const int fd = disk().openBeneath(rootFd, rel.c_str(), flags);
-  if (fd >= 0 || errno != ENOSYS) return fd;
+  // ENOSYS: no openat2 (before 5.6); EPERM: a seccomp filter that forbids it.
+  if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
   return walkBeneath(rootFd, rel, flags);
 }
 
@@ -232,15 +241,18 @@ void forceMountRootFallback(bool force) { mountRootFallback = force; }
 
 bool isMountRoot(int dirFd, const char* name) {
   struct statx stx {};
-  if (::statx(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &stx) != 0) return false;
+  if (::statx(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_MNT_ID, &stx) != 0) return false;
   if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && !mountRootFallback) {
     return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
   }
   // A mount's root and its parent (".." leaves the mount) differ in device
   // or, for a bind mount within one file system, in mount id.
+  if (!S_ISDIR(stx.stx_mode)) return false;  // what removeTree asks of: directories
   struct statx parent {};
   const std::string up = std::string(name) + "/..";
-  if (::statx(dirFd, up.c_str(), AT_NO_AUTOMOUNT, STATX_MNT_ID, &parent) != 0) return false;
+  // Not knowing is taken as a mount (removeTree then stops rather than
+  // descending into one), unless it is gone.
+  if (::statx(dirFd, up.c_str(), AT_NO_AUTOMOUNT, STATX_MNT_ID, &parent) != 0) return errno != ENOENT;
   if (stx.stx_dev_major != parent.stx_dev_major || stx.stx_dev_minor != parent.stx_dev_minor) return true;
   if ((stx.stx_mask & STATX_MNT_ID) && (parent.stx_mask & STATX_MNT_ID)) return stx.stx_mnt_id != parent.stx_mnt_id;
   // Before 5.8, no mount ids: the mount table says.

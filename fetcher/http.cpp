@@ -434,7 +434,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       // An error's body is kept only in part, as its explanation.
       const bool success = response_.status >= 200 && response_.status < 300;
       mode_ = Mode::Buffer;
-      cap_ = success ? request_.maxBody : std::min(kErrorBodyCap, request_.maxBody);
+      cap_ = success ? request_.maxBody : kErrorBodyCap;
       truncate_ = !success;
     }
     stall_.reset();

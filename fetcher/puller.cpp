@@ -91,7 +91,7 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
           const ErrorKind kind = failed.failure().kind;
           if (kind == ErrorKind::Cancelled) return failed;
           if (i + 1 < repositories.size()) return checkAt(client, repositories, i + 1, digest, what);
-          if (kind == ErrorKind::Unauthorized || kind == ErrorKind::Forbidden || kind == ErrorKind::NotFound) {
+          if (kind == ErrorKind::Unauthorized || kind == ErrorKind::Forbidden) {
             return Error(ErrorKind::Unauthorized, what + ": " + failed.failure().message);
           }
           return failed.failure().withContext(what);

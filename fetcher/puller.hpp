@@ -75,7 +75,7 @@ class Puller {
   // Whether `image`'s credentials (or none) can still read `manifestDigest`
   // of `image`'s repository: for a store that serves an image pulled with
   // another request's credentials. Unauthorized when they cannot. Local
-  // sources have nothing to check.
+  // sources have nothing to check. NotFound when the manifest is gone.
   virtual actors::Future<Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) {
     (void)image;
     (void)manifestDigest;

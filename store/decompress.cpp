@@ -8,8 +8,8 @@
 namespace prov::store {
 
 Try<std::string_view> Decompressor::produced(std::string_view data) {
-  outputBytes_ += data.size();
-  if (outputBytes_ > limit_) {
+  // outputBytes_ counts only what was let through: what the budget holds.
+  if (outputBytes_ + data.size() > limit_) {
     return Error(ErrorKind::ResourceExhausted, "Failed to unpack " + what_ + ": it unpacks to more than " +
                                                    std::to_string(limit_) +
                                                    " bytes (the layer size limit, --max_layer_bytes)");
@@ -17,10 +17,10 @@ Try<std::string_view> Decompressor::produced(std::string_view data) {
   if (budget_) {
     if (auto taken = budget_->take(data.size()); taken.isError()) {
       budget_->giveBack(data.size());
-      outputBytes_ -= data.size();  // what the budget holds of this layer
       return taken.error();
     }
   }
+  outputBytes_ += data.size();
   return data;
 }
 

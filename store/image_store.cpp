@@ -171,9 +171,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
     if (!puller)
       return Error(ErrorKind::Unsupported, "Failed to get '" + key + "': no image source for it is configured");
-    return puller->checkAccess(image, stored.manifest_digest()).then(actors::defer(self(), [this, stored] {
-      return infoOf(stored);
-    }));
+    // NotFound: the digest is gone (a moved tag whose old manifest was
+    // deleted): pulled afresh, with this request's own credentials.
+    return puller->checkAccess(image, stored.manifest_digest())
+        .then(actors::defer(self(), [this, stored] { return infoOf(stored); }))
+        .repair(actors::defer(self(), [this, key, image](const Future<ImageInfo>& failed) -> Future<ImageInfo> {
+          if (failed.failure().kind != ErrorKind::NotFound) return failed;
+          return joinPull(key, image);
+        }));
   }
 
   // Requests with different credentials never share a pull: what one may
@@ -311,34 +316,38 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layers unpack to more than " +
                                                 std::to_string(options_.limits.maxImageBytes) +
                                                 " bytes (the image size limit, --max_image_bytes)"));
-    inflightConfigs_.emplace(key, paths::hexOf(resolved.manifest().config().digest()));
-    for (const auto& id : ids) inflightLayers_.emplace(key, id);
-    std::vector<Future<Nothing>> joined;
+    // This pull's own (pulls of one key with other credentials run beside it).
+    const std::string pullId = key + "#" + std::to_string(++pullSerial_);
+    inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
+    for (const auto& id : ids) inflightLayers_.emplace(pullId, id);
+    std::vector<Future<Nothing>> joined, layerWork;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (committed_.count(ids[i]) > 0) {
         auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
         if (reporter) reporter->report(LayerProgress::Phase::Cached);
         continue;
       }
+      bool started = false;
       joined.push_back(layerPulls_.join(ids[i], [&] {
+        started = true;
         return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(), budget);
       }));
-    }
-    // The layer pulls themselves (not this pull's places in them): on a
-    // failure, the caller hears only once each has ended, committed or its
-    // staging removed, so a failed pull leaves nothing behind.
-    std::vector<Future<Nothing>> layerWork;
-    for (const auto& id : ids) {
-      if (auto work = layerPulls_.peek(id)) layerWork.push_back(*work);
+      // The layer pulls this pull started (not its places in them, nor
+      // another pull's): on a failure, the caller hears only once each has
+      // ended, committed or its staging removed, so a failed pull leaves
+      // nothing behind.
+      if (started) {
+        if (auto work = layerPulls_.peek(ids[i])) layerWork.push_back(*work);
+      }
     }
     return actors::collect(joined)
         .repair([layerWork](const Future<std::vector<Nothing>>& failed) {
           return actors::await(layerWork).then([failed] { return failed; });
         })
         .then(actors::defer(self(), &Self::finishPull, key, resolved, ids, hasOwnCredentials(image)))
-        .onAny(actors::defer(self(), [this, key] {
-          inflightConfigs_.erase(key);
-          inflightLayers_.erase(key);
+        .onAny(actors::defer(self(), [this, pullId] {
+          inflightConfigs_.erase(pullId);
+          inflightLayers_.erase(pullId);
         }));
   }
 
@@ -512,8 +521,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::map<std::string, StoredImage> images_;
   std::set<std::string> committed_;                          // chain ids in layers/
   std::set<std::string> configFiles_;                        // names in configs/
-  std::multimap<std::string, std::string> inflightConfigs_;  // pull key -> config hex
-  std::multimap<std::string, std::string> inflightLayers_;   // pull key -> chain ids it needs
+  std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex
+  std::multimap<std::string, std::string> inflightLayers_;   // pull id -> chain ids it needs
+  std::uint64_t pullSerial_ = 0;
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
   GarbageCollector gc_;

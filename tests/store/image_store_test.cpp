@@ -329,6 +329,32 @@ TEST_F(ImageStoreTest, ACachedPrivateImageIsServedOnlyToWhoCanStillReadIt) {
   AWAIT_READY(store_->get(as("alice", "alice-pw")));
 }
 
+// The tag moved and the old manifest is gone from the registry: the check
+// finds nothing, and the image is pulled afresh with the request's own
+// credentials (which may read the new one, or not).
+TEST_F(ImageStoreTest, ACachedPrivateImageWhoseManifestIsGoneIsPulledAgain) {
+  const Published old = publish("test/moved", "latest", {{TarEntry::file("f", "old")}});
+  registry_.requireBasic("alice", "alice-pw");
+  auto as = [&](const std::string& user) {
+    messages::Image image = dockerImage(registry_.hostPort() + "/test/moved");
+    image.mutable_credentials()->set_username(user);
+    image.mutable_credentials()->set_password(user + "-pw");
+    return image;
+  };
+  AWAIT_READY(store_->get(as("alice")));
+  publish("test/moved", "latest", {{TarEntry::file("f", "new")}});
+  testing::FakeRegistry::Fault gone;
+  gone.match = "/manifests/" + old.manifestDigest;
+  gone.status = 404;
+  gone.times = 100;
+  registry_.fail(gone);
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, store_->get(as("bob")));
+  auto again = store_->get(as("alice"));
+  AWAIT_READY(again);
+  ASSERT_EQ(1u, again->layers.size());
+  EXPECT_EQ("new", testing::readFile(fs::path(again->layers[0]) / "f"));
+}
+
 TEST_F(ImageStoreTest, ACachedPublicImageCostsNoRequest) {
   publish("test/public", "latest", {{TarEntry::file("f", "public")}});
   AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/public")));
