@@ -390,24 +390,31 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
     return underLock<Nothing>(Lock::Write, [this, excluded] {
-      // As recorded, and canonical: a record written when the store dir
-      // was spelled another way (a symlink, a trailing slash) still names
-      // the layers a container mounts.
-      std::set<std::string> active;
-      auto use = [&active](const std::string& path) {
-        active.insert(path);
-        std::error_code ec;
-        const auto canonical = std::filesystem::canonical(path, ec);
-        if (!ec) active.insert(canonical.string());
-      };
+      std::vector<std::string> recorded;
       for (const auto& [id, info] : infos_) {
         for (const auto& rootfs : info->rootfses) {
-          for (const auto& layer : rootfs.layers()) use(layer);
-          if (!rootfs.config().empty()) use(rootfs.config());
+          recorded.insert(recorded.end(), rootfs.layers().begin(), rootfs.layers().end());
+          if (!rootfs.config().empty()) recorded.push_back(rootfs.config());
         }
       }
       ++prunes_;
-      return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
+      // As recorded, and canonical (file system calls: on the blocking
+      // pool): a record written when the store dir was spelled another way
+      // (a symlink, a trailing slash) still names the layers a container
+      // mounts.
+      return actors::async(runtime(),
+                           [recorded] {
+                             std::set<std::string> active(recorded.begin(), recorded.end());
+                             for (const auto& path : recorded) {
+                               std::error_code ec;
+                               const auto canonical = std::filesystem::canonical(path, ec);
+                               if (!ec) active.insert(canonical.string());
+                             }
+                             return active;
+                           })
+          .then(actors::defer(self(), [this, excluded](const std::set<std::string>& active) {
+            return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
+          }));
     });
   }
 
