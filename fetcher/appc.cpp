@@ -389,9 +389,12 @@ actors::Future<AciFile> AppcFetcher::fetch(const messages::AppcImage& image, con
   const std::string shown = url->toString().substr(0, url->toString().find('?'));
   const std::string message = "Failed to fetch AppC image '" + image.name() + "' from '" + shown + "'";
   auto sink = std::make_shared<FileSink>(impl_->runtime, fd, impl_->options.maxBytes, message);
+  HttpRequest request;
+  request.url = *url;
+  request.maxBody = 0;
   actors::Future<HttpResponse> fetched = retry<HttpResponse>(
       impl->runtime.clock(), impl->options.retry,
-      [impl, request = HttpRequest{"GET", *url, {}, std::nullopt, 0}, sink, message](int) {
+      [impl, request, sink, message](int) {
         return impl->http->stream(request, sink).then([message](const HttpResponse& r) -> actors::Future<HttpResponse> {
           if (r.status >= 200 && r.status < 300) return r;
           return statusError(message, r.status);

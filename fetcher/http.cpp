@@ -17,11 +17,14 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "actors/runtime.hpp"
 
@@ -34,7 +37,7 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using Parser = bhttp::response_parser<bhttp::buffer_body>;
-using WireRequest = bhttp::request<bhttp::empty_body>;
+using WireRequest = bhttp::request<bhttp::string_body>;
 using Handler = std::function<void(error_code, std::size_t)>;
 
 namespace {
@@ -54,7 +57,8 @@ class Connection {
   explicit Connection(std::string origin) : origin_(std::move(origin)) {}
   virtual ~Connection() = default;
   virtual beast::tcp_stream& tcp() = 0;
-  virtual void handshake(const std::string& host, Handler done) = 0;
+  // TLS set-up (nothing for plain); `verify`: the peer's chain and name.
+  virtual void handshake(const std::string& host, bool verify, Handler done) = 0;
   virtual void write(WireRequest& request, Handler done) = 0;
   virtual void readHeader(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
   virtual void readSome(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
@@ -90,6 +94,8 @@ class Connection {
     tcp().close();
   }
   bool reused = false;
+  // Why the peer's certificate failed verification, after a failed handshake.
+  std::string verifyFailure;
 
  private:
   std::string origin_;
@@ -118,22 +124,30 @@ class StreamConnection : public Connection {
 class PlainConnection final : public StreamConnection<beast::tcp_stream> {
  public:
   PlainConnection(std::string origin, asio::any_io_executor strand) : StreamConnection(std::move(origin), strand) {}
-  void handshake(const std::string&, Handler done) override { done({}, 0); }
+  void handshake(const std::string&, bool, Handler done) override { done({}, 0); }
 };
 
 class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp_stream>> {
  public:
   TlsConnection(std::string origin, asio::any_io_executor strand, ssl::context& context)
       : StreamConnection(std::move(origin), strand, context) {}
-  void handshake(const std::string& host, Handler done) override {
+  void handshake(const std::string& host, bool verify, Handler done) override {
     // SNI, then the peer's chain against our CAs and its name against `host`.
     if (!SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
       done(error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()), 0);
       return;
     }
-    stream_.set_verify_mode(ssl::verify_peer);
-    stream_.set_verify_callback(ssl::host_name_verification(host));
-    stream_.async_handshake(ssl::stream_base::client, [done = std::move(done)](error_code ec) { done(ec, 0); });
+    if (verify) {
+      stream_.set_verify_mode(ssl::verify_peer);
+      stream_.set_verify_callback(ssl::host_name_verification(host));
+    } else {
+      stream_.set_verify_mode(ssl::verify_none);
+    }
+    stream_.async_handshake(ssl::stream_base::client, [this, done = std::move(done)](error_code ec) {
+      const long result = SSL_get_verify_result(stream_.native_handle());
+      if (ec && result != X509_V_OK) verifyFailure = X509_verify_cert_error_string(result);
+      done(ec, 0);
+    });
   }
 };
 
@@ -146,8 +160,28 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::mutex mutex;
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;
   std::atomic<std::size_t> opened{0};
+  std::set<std::string> plainOrigins;  // "host:port", under `mutex`
 
-  Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)) {}
+  Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)), plainOrigins(options.plainOrigins) {}
+
+  TlsMode tlsMode(const Url& url) const {
+    return options.tlsMode ? options.tlsMode(url.host, url.port) : TlsMode::Verify;
+  }
+  bool knownPlain(const Url& url) {
+    std::lock_guard lock(mutex);
+    return plainOrigins.count(url.host + ":" + std::to_string(url.port)) > 0;
+  }
+  // Records what `url`'s origin speaks, and tells the options' callback
+  // when that changed.
+  void foundPlain(const Url& url, bool plain) {
+    const std::string origin = url.host + ":" + std::to_string(url.port);
+    {
+      std::lock_guard lock(mutex);
+      const bool changed = plain ? plainOrigins.insert(origin).second : plainOrigins.erase(origin) > 0;
+      if (!changed) return;
+    }
+    if (options.onPlainFound) options.onPlainFound(origin, plain);
+  }
 
   std::shared_ptr<Connection> takeIdle(const std::string& origin) {
     std::lock_guard lock(mutex);
@@ -156,6 +190,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     auto connection = std::move(it->second.back());
     it->second.pop_back();
     connection->reused = true;
+    connection->verifyFailure.clear();
     return connection;
   }
 
@@ -206,6 +241,10 @@ WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::s
   if (request.authorization && sameOrigin(url, request.url)) {
     wire.set(bhttp::field::authorization, *request.authorization);
   }
+  if (!request.body.empty() && sameOrigin(url, request.url)) {
+    wire.body() = request.body;
+    wire.prepare_payload();
+  }
   return wire;
 }
 
@@ -229,10 +268,23 @@ bool isRedirect(const HttpResponse& response) {
   return (s == 301 || s == 302 || s == 303 || s == 307 || s == 308) && !response.header("location").empty();
 }
 
-// A failed socket operation, as the caller sees it.
-Error ioError(error_code ec, const std::string& what, const Url& url) {
+// Whether a failed TLS handshake means the server speaks something else
+// (a plain HTTP server answers a ClientHello with an HTTP 400).
+bool notTls(error_code ec) {
+  if (ec.category() != asio::error::get_ssl_category()) return false;
+  const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+  return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG || reason == SSL_R_HTTP_REQUEST;
+}
+
+// A failed socket operation, as the caller sees it; `verifyFailure`: why
+// the peer's certificate was refused, if it was.
+Error ioError(error_code ec, const std::string& what, const Url& url, const std::string& verifyFailure = {}) {
   ErrorKind kind = ErrorKind::Unavailable;
   std::string cause = ec.message();
+  if (!verifyFailure.empty()) {
+    cause = "the server's certificate failed verification: " + verifyFailure +
+            " (a private CA is given with --docker_registry_ca)";
+  }
   if (ec == beast::error::timeout) {
     kind = ErrorKind::Timeout;
     cause = "timed out";
@@ -345,9 +397,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void begin() {
     if (discarded_) return;
-    if (url_.scheme == "http" && !(options_.allowPlainHttp && options_.allowPlainHttp(url_.host, url_.port))) {
-      return fail(Error(ErrorKind::InvalidArgument,
-                        "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
+    if (redirects_ == 0) {
+      if (url_.scheme == "http" && !(options_.allowPlainHttp && options_.allowPlainHttp(url_.host, url_.port))) {
+        return fail(Error(ErrorKind::InvalidArgument,
+                          "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
+      }
+      // An origin found before not to speak TLS, where that is allowed.
+      if (url_.scheme == "https" && client_->tlsMode(url_) != TlsMode::Verify && client_->knownPlain(url_)) {
+        toPlain();
+        viaMemory_ = true;
+      }
     }
     if (auto part = controlCharacterIn(request_, options_.userAgent)) {
       return fail(Error(ErrorKind::InvalidArgument,
@@ -382,13 +441,46 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void connected(error_code ec, std::size_t) {
     if (ec) return failIo(ec, "connect to");
     onConnection(
-        options_.connectTimeout, [host = url_.host](Connection& c, Handler done) { c.handshake(host, done); },
+        options_.connectTimeout,
+        [host = url_.host, verify = client_->tlsMode(url_) != TlsMode::AnyCertOrPlain](Connection& c, Handler done) {
+          c.handshake(host, verify, done);
+        },
         &Exchange::secured);
   }
 
   void secured(error_code ec, std::size_t) {
-    if (ec) return failIo(ec, "set up TLS with");
+    if (ec && redirects_ == 0 && notTls(ec) && client_->tlsMode(url_) != TlsMode::Verify) {
+      // The server speaks plain http, where the rule allows it.
+      client_->foundPlain(url_, true);
+      closeConnection();
+      toPlain();
+      return openFresh();
+    }
+    if (ec) {
+      const std::string why = connection_->verifyFailure;
+      closeConnection();
+      return fail(ioError(ec, "set up TLS with", url_, why));
+    }
     send();
+  }
+
+  // The first hop over plain http to the same host and port: the caller's
+  // authorization goes with it (the same server, asked for the same thing).
+  void toPlain() {
+    url_.scheme = "http";
+    request_.url.scheme = "http";
+  }
+
+  // A remembered plain origin that no longer is one: over TLS again.
+  bool backToTls() {
+    if (!viaMemory_) return false;
+    viaMemory_ = false;
+    client_->foundPlain(url_, false);
+    closeConnection();
+    url_.scheme = "https";
+    request_.url.scheme = "https";
+    openFresh();
+    return true;
   }
 
   void send() {
@@ -413,7 +505,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   // A reused connection the server closed meanwhile: once more on a new one.
+  // A remembered plain origin that breaks a fresh connection: TLS again.
   void retryOrFail(error_code ec, const char* what) {
+    if (!connection_->reused && ec != beast::error::timeout && backToTls()) return;
     if (!connection_->reused || ec == beast::error::timeout) return failIo(ec, what);
     closeConnection();
     openFresh();
@@ -422,6 +516,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void headRead(error_code ec, std::size_t) {
     if (ec) return retryOrFail(ec, "read a response from");
     response_ = responseHead(*parser_, url_, redirects_ > 0);
+    // A TLS server answers a plain request with 400 (Go's says "Client sent
+    // an HTTP request to an HTTPS server").
+    if (response_.status == 400 && backToTls()) return;
     if (isRedirect(response_)) {
       mode_ = Mode::Discard;
     } else if (sink_ && response_.status >= 200 && response_.status < 300) {
@@ -574,8 +671,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     }
     auto next = resolveRedirect(url_, response_.header("location"));
     if (next.isError()) return fail(next.error().withContext("Failed to follow a redirect from '" + shown(url_) + "'"));
-    if (url_.scheme == "https" && next->scheme == "http" &&
-        !(options_.allowPlainHttp && options_.allowPlainHttp(next->host, next->port))) {
+    // https never becomes http; http stays http (the first hop was allowed).
+    if (url_.scheme == "https" && next->scheme == "http") {
       return fail(Error(ErrorKind::InvalidArgument,
                         "Refused a redirect from '" + shown(url_) + "' to plain http '" + shown(*next) + "'"));
     }
@@ -608,11 +705,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // The request, and where it stands.
   const std::shared_ptr<HttpClient::Impl> client_;
   const HttpOptions& options_;
-  const HttpRequest request_;
+  HttpRequest request_;  // its url's scheme changes only with toPlain() and backToTls()
   const std::shared_ptr<BodySink> sink_;
   Url url_;
   int redirects_ = 0;
   bool discarded_ = false;
+  bool viaMemory_ = false;  // plain http because the origin was remembered as plain
   actors::Promise<HttpResponse> promise_;
   asio::strand<asio::io_context::executor_type> strand_;
   // The connection and what goes over it: its strand uses these while an

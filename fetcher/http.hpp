@@ -9,15 +9,24 @@
 //   response byte is sent again on a new connection (the server may have
 //   closed an idle connection meanwhile).
 // - TLS verifies the peer against the system CAs plus an extra bundle, with
-//   SNI and host-name verification. Plain http is refused unless
-//   `allowPlainHttp(host, port)` says yes (the registry layer's rule).
+//   SNI and host-name verification, unless `tlsMode` says otherwise for
+//   the host. A certificate that fails is an IO error naming the failure.
+// - Plain http: a URL that says http is refused unless `allowPlainHttp`
+//   says yes for its host and port. A URL that says https goes over plain
+//   http only when `tlsMode` allows it for the host and the server does
+//   not speak TLS (it answers a ClientHello with something else); that
+//   origin is then remembered as plain (`plainOrigins`, `onPlainFound`) and
+//   later requests go there over http directly. A remembered origin that
+//   answers a plain request with 400 or breaks it is tried over TLS again.
+//   Only the first hop of a request is ever moved to plain http.
 // - A header value (the authorization, the user agent, any other) with a
 //   control character (CR, LF, NUL, ...) is refused before anything is
 //   sent: header injection on a pooled connection. Beast does not check.
-// - Redirects (301, 302, 303, 307, 308) are followed up to `maxRedirects`.
-//   The request's `authorization` is sent only to the origin of the request
-//   URL: a redirect elsewhere loses it (CVE-2020-15157). Neither it nor any
-//   URL query appears in an error message.
+// - Redirects (301, 302, 303, 307, 308) are followed up to `maxRedirects`:
+//   never from https to http; from http to http (the first hop was allowed
+//   plain). The request's `authorization` is sent only to the origin of the
+//   request URL: a redirect elsewhere loses it (CVE-2020-15157). Neither it
+//   nor any URL query appears in an error message.
 // - Bodies stream through a BodySink with back-pressure: the next chunk is
 //   read from the socket only when the sink's future for the previous one is
 //   ready, so a slow consumer slows the socket and memory stays at one chunk.
@@ -40,6 +49,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -55,6 +65,13 @@ class Runtime;
 
 namespace prov::fetcher {
 
+// How a URL that says https is reached.
+enum class TlsMode {
+  Verify,          // TLS, the peer's certificate and name verified; nothing else
+  VerifyOrPlain,   // as Verify; plain http when the server does not speak TLS
+  AnyCertOrPlain,  // TLS without verification; plain http when the server does not speak TLS
+};
+
 struct HttpOptions {
   std::chrono::milliseconds connectTimeout{30'000};
   std::chrono::milliseconds stallWindow{30'000};
@@ -64,8 +81,16 @@ struct HttpOptions {
   std::size_t maxIdlePerOrigin = 8;
   std::string extraCaFile;  // PEM bundle trusted beside the system CAs
   std::string userAgent = "provisioner/0.1";
-  // Whether plain http may be used for host:port. Default: never.
+  // Whether a URL that says http may be requested at host:port (first hop
+  // only; see the redirect rule). Default: never.
   std::function<bool(const std::string& host, int port)> allowPlainHttp;
+  // How a URL that says https reaches host:port. Default: Verify.
+  std::function<TlsMode(const std::string& host, int port)> tlsMode;
+  // "host:port"s known not to speak TLS (found by an earlier run).
+  std::set<std::string> plainOrigins;
+  // Told "host:port" each time an origin is found not to speak TLS, or
+  // found to speak it again ("plain" false). Called on a network thread.
+  std::function<void(const std::string& hostPort, bool plain)> onPlainFound;
 };
 
 struct HttpRequest {
@@ -73,6 +98,7 @@ struct HttpRequest {
   Url url;
   std::vector<std::pair<std::string, std::string>> headers;  // sent to every hop
   std::optional<std::string> authorization;                  // only to url's origin
+  std::string body;                                          // only to url's origin
   std::size_t maxBody = 1u << 20;                            // cap for a buffered body (see fetch())
 };
 

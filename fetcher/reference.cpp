@@ -172,15 +172,4 @@ Try<std::optional<int>> registryPort(std::string_view registry) {
   return std::optional<int>(value);
 }
 
-Try<std::string> registryScheme(std::string_view registry) {
-  auto port = registryPort(registry);
-  if (port.isError()) return port.error();
-  if (!*port) return std::string("https");
-  if (**port == 443) return std::string("https");
-  if (**port == 80) return std::string("http");
-  const std::string host = registryHost(registry);
-  if (host == "localhost" || host == "127.0.0.1") return std::string("http");
-  return std::string("https");
-}
-
 }  // namespace prov::fetcher

@@ -38,10 +38,8 @@ std::string toString(const messages::ImageReference& reference);
 
 // The host:port part of a registry, split as Mesos does (GetRegistrySpec).
 // registryPort: none when no port is given; an error when it is not a
-// number in 1..65535. registryScheme: https, except http for port 80 and
-// for localhost/127.0.0.1 on a port other than 443.
+// number in 1..65535.
 std::string registryHost(std::string_view registry);
 Try<std::optional<int>> registryPort(std::string_view registry);
-Try<std::string> registryScheme(std::string_view registry);
 
 }  // namespace prov::fetcher

@@ -1,5 +1,8 @@
 #include "fetcher/registry.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <mutex>
 
@@ -141,9 +144,34 @@ class VerifyingSink final : public BodySink {
 
 }  // namespace
 
+bool isLoopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  const std::string bare = host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
+  return ::inet_pton(AF_INET6, bare.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+namespace {
+
+bool listedInsecure(const std::set<std::string>& insecure, const std::string& host, int port) {
+  const std::string bare = host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
+  const std::string withPort = (bare.find(':') != std::string::npos ? "[" + bare + "]" : bare) + ":" +
+                               std::to_string(port);
+  return insecure.count(withPort) > 0 || ((port == 80 || port == 443) && insecure.count(bare) > 0);
+}
+
+}  // namespace
+
 bool plainHttpAllowed(const std::set<std::string>& insecure, const std::string& host, int port) {
-  if ((host == "localhost" || host == "127.0.0.1" || host == "::1") && port != 443) return true;
-  return insecure.count(host + ":" + std::to_string(port)) > 0 || (port == 80 && insecure.count(host) > 0);
+  return isLoopback(host) || listedInsecure(insecure, host, port);
+}
+
+TlsMode registryTlsMode(const std::set<std::string>& insecure, const std::string& host, int port) {
+  if (listedInsecure(insecure, host, port)) return TlsMode::AnyCertOrPlain;
+  if (isLoopback(host)) return TlsMode::VerifyOrPlain;
+  return TlsMode::Verify;
 }
 
 struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl> {
@@ -210,7 +238,10 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     }
     return send(request, sink)
         .then([self, repository, request, sink](const HttpResponse& r) mutable -> Future<HttpResponse> {
-          if (r.status != 401) return r;
+          // GCR answers an anonymous request with 403 and a challenge.
+          const bool challenged = r.status == 401 ||
+                                  (r.status == 403 && !request.authorization && !r.header("www-authenticate").empty());
+          if (!challenged) return r;
           return self->authenticate(repository, r)
               .then([self, request, sink](const std::string& authorization) mutable {
                 request.authorization = authorization;
@@ -266,7 +297,24 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     request.url = *realmUrl;
     request.url.target = std::string(url.encoded_target());
     request.maxBody = 64 * 1024;
-    if (repository.credentials && !repository.credentials->username().empty()) {
+    if (repository.credentials && !repository.credentials->identity_token().empty()) {
+      // An identity token is an OAuth2 refresh token: exchanged with a POST
+      // (grant_type=refresh_token), as Docker does; its answer has
+      // access_token.
+      boost::urls::url form;
+      auto params = form.params();
+      params.append({"grant_type", "refresh_token"});
+      params.append({"refresh_token", repository.credentials->identity_token()});
+      params.append({"client_id", "provisioner"});
+      if (auto service = challenge.params.find("service"); service != challenge.params.end()) {
+        params.append({"service", service->second});
+      }
+      params.append({"scope", scope != challenge.params.end() ? scope->second : scopeOf(repository)});
+      request.method = "POST";
+      request.url.target = realmUrl->target;
+      request.body = std::string(form.encoded_query());
+      request.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    } else if (repository.credentials && !repository.credentials->username().empty()) {
       request.authorization = "Basic " + basicCredentials(*repository.credentials);
     }
     auto self = shared_from_this();
@@ -348,6 +396,9 @@ Try<std::shared_ptr<RegistryClient>> RegistryClient::create(actors::Runtime& run
   http.allowPlainHttp = [insecure = options.insecure](const std::string& host, int port) {
     return plainHttpAllowed(insecure, host, port);
   };
+  http.tlsMode = [insecure = options.insecure](const std::string& host, int port) {
+    return registryTlsMode(insecure, host, port);
+  };
   auto client = HttpClient::create(runtime, std::move(http));
   if (client.isError()) return client.error();
   impl->http = *client;
@@ -371,9 +422,7 @@ Try<std::vector<Repository>> RegistryClient::repositories(
       list.push_back(Repository{*url, registry, reference.repository(), findCredentials(options.auths, host)});
     }
   }
-  Try<Url> upstream = registry == kDockerHub
-                          ? parseUrl(options.hubUrl)
-                          : registryUrl(reference.registry(), "/", options.insecure.count(reference.registry()) > 0);
+  Try<Url> upstream = registry == kDockerHub ? parseUrl(options.hubUrl) : registryUrl(reference.registry(), "/");
   if (upstream.isError()) return upstream.error();
   upstream->target = "/";
   // The config may name the registry, or the host the default registry

@@ -2,9 +2,12 @@
 
 // The Docker Registry HTTP API v2 / OCI distribution protocol, client side.
 //
-// - Endpoints: a registry's references go to its own URL (https, or http
-//   for a registry in `insecure` and for localhost/127.0.0.1 on a port other
-//   than 443); docker.io's go to `hubUrl`. References of the `mirrored`
+// - Endpoints: a registry's references go to https://<registry>/ and
+//   docker.io's to `hubUrl`. How https is reached (registryTlsMode): a
+//   registry listed in `insecure` with TLS unverified, or plain http when it
+//   does not speak TLS; a loopback one (127.0.0.0/8, ::1, localhost) with
+//   TLS verified, or plain http when it does not speak TLS; any other with
+//   TLS verified only. The plain ones found go to `http.onPlainFound`. References of the `mirrored`
 //   registry try each of `mirrors` first, in order, and fall through to the
 //   upstream on any error; when all fail the upstream's error is reported.
 // - Auth: a 401 with a Bearer challenge gets a token from the challenge's
@@ -56,7 +59,7 @@ struct RegistryOptions {
   std::string mirrored = "docker.io";                   // the registry the mirrors stand in for
   DockerAuths auths;
   RetryPolicy retry;
-  HttpOptions http;  // allowPlainHttp is set from `insecure` and the localhost rule
+  HttpOptions http;  // allowPlainHttp and tlsMode are set from `insecure` and the loopback rule
   // A blob whose descriptor has no size (schema 1) may be this long.
   std::uint64_t maxUnsizedBlobBytes = 64ull << 30;
 };
@@ -116,8 +119,13 @@ class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
   std::shared_ptr<Impl> impl_;
 };
 
-// The Mesos rule for plain http: localhost or 127.0.0.1 on a port other than
-// 443, or a registry listed as insecure ("host:port").
+// 127.0.0.0/8, ::1 (bracketed or not) and "localhost".
+bool isLoopback(const std::string& host);
+// Whether a URL that says http (a mirror, a token realm) may be used: a
+// loopback host, or one listed in `insecure` ("host:port", or "host" for
+// ports 80 and 443).
 bool plainHttpAllowed(const std::set<std::string>& insecure, const std::string& host, int port);
+// How a URL that says https reaches host:port (the rule above).
+TlsMode registryTlsMode(const std::set<std::string>& insecure, const std::string& host, int port);
 
 }  // namespace prov::fetcher

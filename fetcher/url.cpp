@@ -69,10 +69,9 @@ Try<Url> resolveRedirect(const Url& base, std::string_view location) {
 
 bool sameOrigin(const Url& a, const Url& b) { return a.scheme == b.scheme && a.host == b.host && a.port == b.port; }
 
-Try<Url> registryUrl(std::string_view registry, std::string_view target, bool insecure) {
-  auto scheme = registryScheme(registry);
-  if (scheme.isError()) return scheme.error();
-  return parseUrl((insecure ? std::string("http") : *scheme) + "://" + std::string(registry) + std::string(target));
+Try<Url> registryUrl(std::string_view registry, std::string_view target) {
+  if (auto port = registryPort(registry); port.isError()) return port.error();
+  return parseUrl("https://" + std::string(registry) + std::string(target));
 }
 
 }  // namespace prov::fetcher

@@ -36,9 +36,9 @@ Try<Url> resolveRedirect(const Url& base, std::string_view location);
 
 bool sameOrigin(const Url& a, const Url& b);
 
-// The registry URL for `registry` (host[:port]) and `target`, with the scheme
-// Mesos's rule gives (registryScheme): http only for port 80 and for
-// localhost/127.0.0.1 on other ports than 443, unless `insecure`.
-Try<Url> registryUrl(std::string_view registry, std::string_view target, bool insecure = false);
+// The registry URL for `registry` (host[:port]) and `target`: always https;
+// whether it may end up plain http is the HTTP client's tlsMode
+// (registryTlsMode in registry.hpp).
+Try<Url> registryUrl(std::string_view registry, std::string_view target);
 
 }  // namespace prov::fetcher

@@ -16,6 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (again.isError() || again->SerializeAsString() != parsed->SerializeAsString()) std::abort();
   auto normal = prov::fetcher::normalize(*parsed);
   if (normal.registry().empty() || (normal.tag().empty() && normal.digest().empty())) std::abort();
-  (void)prov::fetcher::registryScheme(normal.registry());
+  (void)prov::fetcher::registryPort(normal.registry());
   return 0;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "actors/fs.hpp"
@@ -11,6 +13,7 @@
 #include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/appc_store.hpp"
+#include "store/atomic_file.hpp"
 
 namespace prov::provisioner {
 
@@ -50,9 +53,47 @@ Try<std::set<std::string>> providersOf(const std::string& text) {
   return providers;
 }
 
+// The loopback and insecure registries found not to speak TLS, kept in the
+// docker store's "plain-registries" (one "host:port" per line) so that a
+// later command goes to them over http directly instead of paying a TLS
+// attempt first. A cache: absent (a store from before it) or unreadable
+// is empty; a line that is not a host:port is ignored.
+class PlainRegistries {
+ public:
+  explicit PlainRegistries(std::string path) : path_(std::move(path)) {
+    std::ifstream in(path_);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.size() < 300 && line.find_first_of(" \t/") == std::string::npos &&
+          line.find(':') != std::string::npos) {
+        known_.insert(line);
+      }
+    }
+  }
+  std::set<std::string> known() const {
+    std::lock_guard lock(mutex_);
+    return known_;
+  }
+  // On a network thread, once per registry and process: a small write
+  // without fsync, done before the request goes on (so a command that ends
+  // right after has it saved).
+  void found(const std::string& hostPort, bool plain) {
+    std::lock_guard lock(mutex_);
+    if (plain ? !known_.insert(hostPort).second : known_.erase(hostPort) == 0) return;
+    std::string text;
+    for (const auto& origin : known_) text += origin + "\n";
+    // Best effort: without it the next command pays one TLS attempt.
+    (void)store::writeFileAtomically(path_, text, /*sync=*/false);
+  }
+
+ private:
+  const std::string path_;
+  mutable std::mutex mutex_;
+  std::set<std::string> known_;
+};
+
 // The pullers for --docker_registry (a URL or a directory of tarballs) and
-// the local sources.
-Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
+// the local sources; `storeDir` keeps what the registry client learns.
+Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, const std::string& storeDir) {
   std::shared_ptr<fetcher::Puller> registry;
   if (!flags.dockerRegistry.empty() && flags.dockerRegistry.front() == '/') {
     auto tarballs = fetcher::DockerArchivePuller::create(runtime, flags.dockerRegistry);
@@ -64,6 +105,9 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
     options.insecure.insert(flags.dockerInsecureRegistries.begin(), flags.dockerInsecureRegistries.end());
     options.mirrors = flags.dockerRegistryMirrors;
     options.http.extraCaFile = flags.dockerRegistryCa;
+    auto plain = std::make_shared<PlainRegistries>(storeDir + "/plain-registries");
+    options.http.plainOrigins = plain->known();
+    options.http.onPlainFound = [plain](const std::string& hostPort, bool isPlain) { plain->found(hostPort, isPlain); };
     options.maxUnsizedBlobBytes = flags.limits.maxLayerBytes;
     if (!flags.dockerConfig.empty()) {
       auto auths = fetcher::loadDockerConfig(flags.dockerConfig);
@@ -94,11 +138,11 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime) {
 Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Runtime& runtime,
                                                   const std::string& workDir,
                                                   const std::shared_ptr<store::Extractor>& extractor) {
-  auto pullerFor = pullersFor(flags, runtime);
-  if (pullerFor.isError()) return pullerFor.error();
-  store::ImageStoreOptions options;
   auto storeDir = storeDirOf("docker_store_dir", flags.dockerStoreDir, paths::dockerStore(workDir));
   if (storeDir.isError()) return storeDir.error();
+  auto pullerFor = pullersFor(flags, runtime, *storeDir);
+  if (pullerFor.isError()) return pullerFor.error();
+  store::ImageStoreOptions options;
   options.storeDir = *storeDir;
   options.limits = flags.limits;
   options.progress = flags.progress;

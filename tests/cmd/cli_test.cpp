@@ -209,6 +209,9 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   auto pulled = run({"pull", image});
   ASSERT_EQ(0, pulled.status) << pulled.err;
   EXPECT_EQ(0u, pulled.out.find("docker://" + image + ":latest sha256:")) << pulled.out;
+  // The registry on 127.0.0.1 was tried over TLS, found plain, and the
+  // store remembers it (a store from before had no such file).
+  EXPECT_EQ(registry_->hostPort() + "\n", testing::readFile(workDir_ / "store/docker/plain-registries"));
 
   auto overlay = run({"--image_provisioner_backend=overlay", "--json", "provision", "c1", image});
   ASSERT_EQ(0, overlay.status) << overlay.err;

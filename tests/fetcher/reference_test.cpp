@@ -60,11 +60,9 @@ TEST(ReferenceTest, MesosParseImageReference) {
 // Mesos DockerSpecTest.GetRegistrySpec.
 TEST(ReferenceTest, MesosGetRegistrySpec) {
   EXPECT_FALSE(*registryPort(""));
-  EXPECT_EQ("https", *registryScheme(""));
   EXPECT_EQ("", registryHost(""));
 
   EXPECT_TRUE(registryPort(":").isError());
-  EXPECT_TRUE(registryScheme(":").isError());
   EXPECT_EQ("", registryHost(":"));
 
   EXPECT_TRUE(registryPort("invalid_host:x80").isError());
@@ -73,16 +71,9 @@ TEST(ReferenceTest, MesosGetRegistrySpec) {
   EXPECT_EQ("invalid_port", registryHost("invalid_port:80:80"));
 
   EXPECT_FALSE(*registryPort("index.docker.io"));
-  EXPECT_EQ("https", *registryScheme("index.docker.io"));
   EXPECT_EQ(80, **registryPort("localhost:80"));
-  EXPECT_EQ("http", *registryScheme("localhost:80"));
   EXPECT_EQ(443, **registryPort("registry-1.docker.io:443"));
-  EXPECT_EQ("https", *registryScheme("registry-1.docker.io:443"));
-  EXPECT_EQ("https", *registryScheme("127.0.0.1:443"));
   EXPECT_EQ(1234, **registryPort("127.0.0.1:1234"));
-  EXPECT_EQ("http", *registryScheme("127.0.0.1:1234"));
-  EXPECT_EQ("http", *registryScheme("localhost:1234"));
-  EXPECT_EQ("https", *registryScheme("registry.example.com:5000"));
 }
 
 TEST(ReferenceTest, NormalisesAsDockerDoes) {

@@ -9,6 +9,7 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/fake_registry.hpp"
 #include "tests/support/files.hpp"
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
@@ -181,7 +182,8 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
   auto noCa = RegistryPuller::create(runtime_, untrusted, 2);
   Future<messages::ResolvedImage> refused = (*noCa)->resolve(image, platform("amd64"));
   AWAIT_EXPECT_ERROR(ErrorKind::IO, refused);
-  EXPECT_NE(std::string::npos, refused.failure().message.find("certificate verify failed"))
+  EXPECT_NE(std::string::npos,
+            refused.failure().message.find("certificate failed verification: unable to get local issuer certificate"))
       << refused.failure().message;
 
   // Without credentials, and with a wrong password.
@@ -201,6 +203,122 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
   auto failed = RegistryPuller::create(runtime_, badCa, 2);
   ASSERT_TRUE(failed.isError());
   EXPECT_NE(std::string::npos, failed.error().message.find("missing.pem"));
+}
+
+// The scheme rule on loopback: a TLS registry named by its 127.0.0.1
+// address is reached over TLS and verified (its CA given); without the CA
+// the certificate error is the answer, never a retry over plain http; when
+// listed as insecure it is reached over TLS without verification.
+TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
+  auto registry = startRegistry({.tls = true});
+  ASSERT_NE(nullptr, registry);
+  OciLayout layout(sandbox() / "layout");
+  const auto built = layout.addImage(smallImage("amd64", "loopback-tls"));
+  layout.tag(built, "v1");
+  auto pushed = registry->push("oci:" + layout.dir().string() + ":v1", "test/tls:v1", "v2s2");
+  ASSERT_EQ(0, pushed.status) << pushed.output;
+  const auto ref = *parseNormalized(registry->hostPort() + "/test/tls:v1");
+
+  std::vector<std::string> plainFound;
+  RegistryOptions options;
+  options.retry.maxAttempts = 2;
+  options.http.extraCaFile = registry->caFile().string();
+  options.http.onPlainFound = [&](const std::string& origin, bool plain) {
+    plainFound.push_back(origin + (plain ? " plain" : " tls"));
+  };
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, ref, platform("amd64"), built, "loopback-tls");
+  EXPECT_TRUE(plainFound.empty());
+
+  messages::Image image;
+  *image.mutable_reference() = ref;
+  RegistryOptions untrusted = options;
+  untrusted.http.extraCaFile.clear();
+  auto noCa = RegistryPuller::create(runtime_, untrusted, 2);
+  Future<messages::ResolvedImage> refused = (*noCa)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, refused);
+  EXPECT_NE(std::string::npos,
+            refused.failure().message.find("'https://" + registry->hostPort() +
+                                           "/v2/test/tls/manifests/v1': the server's certificate failed verification: "
+                                           "unable to get local issuer certificate"))
+      << refused.failure().message;
+  EXPECT_TRUE(plainFound.empty());  // no plain http was tried
+
+  // Listed as insecure: TLS without verification.
+  RegistryOptions insecure = untrusted;
+  insecure.insecure = {registry->hostPort()};
+  auto anyCert = RegistryPuller::create(runtime_, insecure, 2);
+  pullAndVerify(**anyCert, ref, platform("amd64"), built, "loopback-tls");
+
+  // Remembered as plain by an earlier run, but TLS now: tried over TLS
+  // again after the plain request's 400, and the memory corrected.
+  RegistryOptions stale = options;
+  stale.http.plainOrigins = {registry->hostPort()};
+  auto remembered = RegistryPuller::create(runtime_, stale, 2);
+  pullAndVerify(**remembered, ref, platform("amd64"), built, "loopback-tls");
+  EXPECT_EQ(std::vector<std::string>{registry->hostPort() + " tls"}, plainFound);
+}
+
+// A TLS registry whose blobs redirect to plain http: refused, though the
+// target is on loopback (https never becomes http), and nothing reaches it.
+TEST_F(RealRegistryTest, ATlsRegistrysRedirectToPlainHttpIsRefused) {
+  testing::FakeRegistry storage("127.0.0.2");
+  auto registry = startRegistry({.tls = true, .redirectBlobsTo = storage.url() + "/"});
+  ASSERT_NE(nullptr, registry);
+  storage.serveDirectory(registry->storageDir().string());
+  OciLayout layout(sandbox() / "layout");
+  const auto built = layout.addImage(smallImage("amd64", "downgrade"));
+  layout.tag(built, "v1");
+  auto pushed = registry->push("oci:" + layout.dir().string() + ":v1", "test/downgrade:v1", "v2s2");
+  ASSERT_EQ(0, pushed.status) << pushed.output;
+  RegistryOptions options;
+  options.retry.maxAttempts = 1;
+  options.http.extraCaFile = registry->caFile().string();
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  messages::Image image;
+  *image.mutable_reference() = *parseNormalized(registry->hostPort() + "/test/downgrade:v1");
+  Future<messages::ResolvedImage> resolved = (*puller)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, resolved);  // the config blob is redirected too
+  EXPECT_NE(std::string::npos, resolved.failure().message.find("Refused a redirect from 'https://" +
+                                                               registry->hostPort() + "/v2/test/downgrade/blobs/"))
+      << resolved.failure().message;
+  EXPECT_NE(std::string::npos, resolved.failure().message.find("to plain http 'http://127.0.0.2:"));
+  EXPECT_EQ(0u, storage.requests().size());
+}
+
+// A plain registry on 127.0.0.1 whose blobs redirect (the registry's
+// redirect middleware) to a plain blob server on 127.0.0.2: followed, as the
+// registry was reached over plain http, and the blob server never sees the
+// registry's credentials.
+TEST_F(RealRegistryTest, PlainLoopbackRegistryRedirectsBlobsToAnotherLoopbackHost) {
+  testing::FakeRegistry storage("127.0.0.2");
+  auto registry = startRegistry(
+      {.user = std::make_pair(std::string("alice"), std::string("pa55word")), .redirectBlobsTo = storage.url() + "/"});
+  ASSERT_NE(nullptr, registry);
+  storage.serveDirectory(registry->storageDir().string());
+  OciLayout layout(sandbox() / "layout");
+  const auto built = layout.addImage(smallImage("amd64", "redirected"));
+  layout.tag(built, "v1");
+  auto pushed = registry->push("oci:" + layout.dir().string() + ":v1", "test/redirected:v1", "v2s2");
+  ASSERT_EQ(0, pushed.status) << pushed.output;
+
+  std::vector<std::string> plainFound;
+  RegistryOptions options;
+  options.retry.maxAttempts = 2;
+  options.auths = *parseDockerConfig(R"({"auths":{")" + registry->hostPort() +
+                                     R"(":{"auth":"YWxpY2U6cGE1NXdvcmQ="}}})");  // alice:pa55word
+  options.http.onPlainFound = [&](const std::string& origin, bool plain) {
+    plainFound.push_back(origin + (plain ? " plain" : " tls"));
+  };
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/redirected:v1"), platform("amd64"), built,
+                "redirected");
+  EXPECT_EQ(built.layerDigests.size() + 1, storage.count("/docker/registry/v2/blobs/"));  // layers and config
+  EXPECT_FALSE(storage.sawAuthorization());
+  // Found plain once (the first request's TLS attempt), then remembered.
+  EXPECT_EQ(std::vector<std::string>{registry->hostPort() + " plain"}, plainFound);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -166,6 +167,13 @@ Published publish(FakeRegistry& registry, const std::string& repo, const std::st
                                descriptorJson(mediatype::kDockerConfig, p.configDigest, config.size()) +
                                R"(,"layers":[)" + layerList + "]}";
   p.manifestDigest = registry.putManifest(repo, tag, manifest, mediatype::kDockerSchema2);
+  return p;
+}
+
+messages::Platform platform(const std::string& architecture) {
+  messages::Platform p;
+  p.set_os("linux");
+  p.set_architecture(architecture);
   return p;
 }
 
@@ -336,6 +344,159 @@ TEST_F(RegistryTest, TokenIsRenewedWhenExpiresInHasPassedOnTheClock) {
   EXPECT_EQ(2u, registry.count("/token"));
   // Expired before use: token first, then one manifest request, no 401 round trip.
   EXPECT_EQ(before + 2, registry.requests().size());
+}
+
+// Registries that bend the protocol, one knob each.
+
+// ECR answers HEAD with 405 (MESOS-7427): the client never needs HEAD.
+TEST_F(RegistryTest, ARegistryThatRefusesHeadIsPulledWithGets) {
+  FakeRegistry registry;
+  registry.answerHead(405);
+  Published image = publish(registry, "test/app", "v1", {"a", "b"});
+  AWAIT_READY(client()->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(client()->streamBlob(repo(registry), blobOf(image.layerDigests[1], 1), sink));
+  EXPECT_EQ("b", sink->data());
+  for (const auto& seen : registry.requests()) EXPECT_NE("HEAD", seen.method) << seen.target;
+}
+
+// A challenge with only a realm (MESOS-10092): the scope is the
+// repository's pull scope, and no service is invented.
+TEST_F(RegistryTest, AChallengeWithoutScopeOrServiceGetsTheRepositorysScope) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  registry.challengeWith("realm=\"" + registry.url() + "/token\"");
+  publish(registry, "test/app", "v1", {"a"});
+  AWAIT_READY(client()->fetchManifest(repo(registry), "v1"));
+  const auto seen = registry.requests();
+  const auto token = std::find_if(seen.begin(), seen.end(), [](auto& r) { return r.target.rfind("/token", 0) == 0; });
+  ASSERT_NE(seen.end(), token);
+  EXPECT_EQ("/token?scope=repository:test/app:pull", token->target);
+}
+
+// A token answer with access_token (OAuth2 style) instead of token.
+TEST_F(RegistryTest, ATokenAnswerWithAccessTokenIsUsed) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  registry.tokenFieldName("access_token");
+  publish(registry, "test/app", "v1", {"a"});
+  AWAIT_READY(client()->fetchManifest(repo(registry), "v1"));
+  EXPECT_EQ("Bearer tok-1", registry.requests().back().authorization);
+}
+
+// GCR answers an anonymous request with 403 and a challenge (MESOS-7431):
+// answered like a 401; a 403 with a token is still Forbidden.
+TEST_F(RegistryTest, AnAnonymous403WithAChallengeIsAnsweredWithAToken) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  registry.forbidAnonymous();
+  publish(registry, "test/app", "v1", {"a"});
+  AWAIT_READY(client()->fetchManifest(repo(registry), "v1"));
+  EXPECT_EQ(1u, registry.count("/token"));
+  registry.fail({.match = "/manifests/", .status = 403, .headers = {}, .body = "", .times = 1});
+  AWAIT_EXPECT_ERROR(ErrorKind::Forbidden, client()->fetchManifest(repo(registry), "v1"));
+}
+
+// S3-backed registries serve manifests as text/plain or
+// application/octet-stream: judged by their own mediaType and shape.
+TEST_F(RegistryTest, AManifestServedAsPlainTextIsJudgedByItsOwnShape) {
+  for (const std::string type : {"text/plain", "application/octet-stream"}) {
+    FakeRegistry registry;
+    Published image = publish(registry, "test/app", "v1", {"a"});
+    auto fetched = client()->fetchManifest(repo(registry), "v1");
+    AWAIT_READY(fetched);
+    const std::string served = fetched->body;
+    registry.putManifest("test/app", "v2", served, type);
+    Future<messages::ResolvedImage> resolved = client()->resolve(reference(registry, "test/app:v2"), platform("amd64"));
+    AWAIT_READY(resolved);
+    EXPECT_EQ(mediatype::kDockerSchema2, resolved->manifest().media_type()) << type;
+    EXPECT_EQ(image.layerDigests, std::vector<std::string>({resolved->manifest().layers(0).digest()}));
+  }
+}
+
+// A token that runs out in the middle of a big layer (MESOS-9221): the
+// transfer breaks, the resumed request meets a 401, a new token is fetched
+// and the layer resumes with Range where it stopped, not from byte 0.
+TEST_F(RegistryTest, ATokenThatExpiresInTheMiddleOfALayerResumesWithRange) {
+  FakeRegistry registry;
+  registry.requireBearer({}, /*tokenUses=*/2);
+  std::string big(2 << 20, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + (i / 4096) % 26);
+  Published image = publish(registry, "test/app", "v1", {big});
+  auto c = client();
+  AWAIT_READY(c->fetchManifest(repo(registry), "v1"));  // the token's first use
+  registry.dropBlobsAfter(1 << 20);                     // its second: the layer breaks after 1 MiB
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[0], big.size()), sink));
+  EXPECT_TRUE(sink->data() == big);
+  EXPECT_EQ(2u, registry.count("/token"));
+  const auto seen = registry.requests();
+  const auto& last = seen.back();
+  EXPECT_EQ("bytes=" + std::to_string(1 << 20) + "-", last.range);
+  EXPECT_EQ("Bearer tok-2", last.authorization);
+  std::size_t fromZero = 0;
+  for (const auto& r : seen) fromZero += r.target.find("/blobs/") != std::string::npos && r.range.empty();
+  EXPECT_EQ(1u, fromZero);  // only the first attempt
+}
+
+// An identity token (the Docker config's identitytoken, an OAuth2 refresh
+// token) is exchanged at the realm with a form POST, as Docker does.
+TEST_F(RegistryTest, AnIdentityTokenIsExchangedWithAnOAuth2Post) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  registry.acceptRefreshToken("refresh-me");
+  publish(registry, "test/app", "v1", {"a"});
+  messages::Credentials identity;
+  identity.set_identity_token("refresh-me");
+  AWAIT_READY(client()->fetchManifest(repo(registry, "test/app", identity), "v1"));
+  const auto seen = registry.requests();
+  const auto post = std::find_if(seen.begin(), seen.end(), [](auto& r) { return r.method == "POST"; });
+  ASSERT_NE(seen.end(), post);
+  EXPECT_EQ("/token", post->target);
+  EXPECT_EQ("application/x-www-form-urlencoded", post->contentType);
+  EXPECT_EQ(
+      "grant_type=refresh_token&refresh_token=refresh-me&client_id=provisioner&service=fake&"
+      "scope=repository:test/app:pull",
+      post->body);
+  EXPECT_TRUE(post->authorization.empty());
+  EXPECT_EQ("Bearer tok-1", seen.back().authorization);
+
+  identity.set_identity_token("not-the-token");
+  Future<FetchedManifest> refused = client()->fetchManifest(repo(registry, "test/app", identity), "v1");
+  AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, refused);
+  EXPECT_EQ(std::string::npos, refused.failure().message.find("not-the-token"));
+}
+
+// The scheme rule: a registry on 127.0.0.1 named without a scheme is tried
+// over TLS first; one that answers the ClientHello as plain HTTP is used
+// over http from then on, and told to onPlainFound (for the store's state)
+// once. A client that starts knowing it pays no TLS attempt at all.
+TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
+  FakeRegistry registry;
+  registry.requireBearer();
+  publish(registry, "test/app", "v1", {"a", "b"});
+  std::mutex mutex;
+  std::vector<std::string> found;
+  RegistryOptions o = options();
+  o.http.onPlainFound = [&](const std::string& origin, bool plain) {
+    std::lock_guard lock(mutex);
+    found.push_back(origin + (plain ? " plain" : " tls"));
+  };
+  auto c = client(o);
+  AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  EXPECT_EQ(1u, registry.notHttpConnections());
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(std::vector<std::string>{registry.hostPort() + " plain"}, found);
+  }
+  // Authorization went to the plain origin it was issued for.
+  EXPECT_EQ("Bearer tok-1", registry.requests().back().authorization);
+
+  RegistryOptions known = options();
+  known.http.plainOrigins = {registry.hostPort()};
+  AWAIT_READY(client(known)->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  EXPECT_EQ(1u, registry.notHttpConnections());
 }
 
 TEST_F(RegistryTest, BasicAuthWhereTheRegistryAsksForIt) {
@@ -615,12 +776,24 @@ TEST_F(RegistryTest, PlainHttpOnlyWhereAllowed) {
   AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, refused);
   EXPECT_EQ(0u, registry.connectionsAccepted());
   EXPECT_TRUE(plainHttpAllowed({}, "127.0.0.1", 5000));
+  EXPECT_TRUE(plainHttpAllowed({}, "127.0.0.2", 443));
   EXPECT_TRUE(plainHttpAllowed({}, "localhost", 80));
-  EXPECT_FALSE(plainHttpAllowed({}, "127.0.0.1", 443));
+  EXPECT_TRUE(plainHttpAllowed({}, "::1", 5000));
+  EXPECT_FALSE(plainHttpAllowed({}, "128.0.0.1", 5000));
   EXPECT_FALSE(plainHttpAllowed({}, "registry.example.com", 5000));
   EXPECT_TRUE(plainHttpAllowed({"registry.example.com:5000"}, "registry.example.com", 5000));
-  auto url = registryUrl("registry.example.com:5000", "/v2/");
-  EXPECT_EQ("https", url->scheme);
+  EXPECT_FALSE(plainHttpAllowed({"registry.example.com:5000"}, "registry.example.com", 5001));
+  EXPECT_TRUE(plainHttpAllowed({"[fd00::1]:5000"}, "fd00::1", 5000));
+  // Every registry URL says https; how it is reached is the TLS mode.
+  EXPECT_EQ("https", registryUrl("registry.example.com:5000", "/v2/")->scheme);
+  EXPECT_EQ("https", registryUrl("127.0.0.1:5000", "/v2/")->scheme);
+  EXPECT_EQ("https", registryUrl("localhost:80", "/v2/")->scheme);
+  EXPECT_EQ(TlsMode::Verify, registryTlsMode({}, "registry.example.com", 5000));
+  EXPECT_EQ(TlsMode::VerifyOrPlain, registryTlsMode({}, "127.0.0.1", 443));
+  EXPECT_EQ(TlsMode::VerifyOrPlain, registryTlsMode({}, "127.1.2.3", 5000));
+  EXPECT_EQ(TlsMode::VerifyOrPlain, registryTlsMode({}, "localhost", 5000));
+  EXPECT_EQ(TlsMode::AnyCertOrPlain, registryTlsMode({"127.0.0.1:5000"}, "127.0.0.1", 5000));
+  EXPECT_EQ(TlsMode::AnyCertOrPlain, registryTlsMode({"r.example.com:5000"}, "r.example.com", 5000));
 }
 
 // Header injection: a value with CR/LF (or any control character) is
@@ -728,7 +901,8 @@ TEST_F(RegistryTest, MirrorsAreTriedInOrderAndFallThrough) {
   auto c = client(o);
   Future<messages::ResolvedImage> resolved = c->resolve(reference(upstream, "test/app:v1"), hostPlatform());
   AWAIT_READY(resolved);
-  EXPECT_EQ(upstream.url() + "/", resolved->endpoint());
+  // The endpoint as named (https); it was reached over plain http.
+  EXPECT_EQ("https://" + upstream.hostPort() + "/", resolved->endpoint());
   EXPECT_EQ(1u, emptyMirror.count("/manifests/v1"));
 
   // A mirror that has the image serves it; the upstream is not asked.

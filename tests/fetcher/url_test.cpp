@@ -47,11 +47,13 @@ TEST(UrlTest, RedirectsResolveAndOriginsCompare) {
   EXPECT_TRUE(resolveRedirect(base, "ftp://x/").isError());
 }
 
-TEST(UrlTest, RegistryUrlsFollowTheMesosSchemeRule) {
-  EXPECT_EQ("http://127.0.0.1:5000/v2/", registryUrl("127.0.0.1:5000", "/v2/")->toString());
+// Every registry URL says https: the HTTP client's TLS mode decides whether
+// a loopback or insecure registry ends up on plain http.
+TEST(UrlTest, RegistryUrlsAreHttps) {
+  EXPECT_EQ("https://127.0.0.1:5000/v2/", registryUrl("127.0.0.1:5000", "/v2/")->toString());
   EXPECT_EQ("https://registry.io/v2/", registryUrl("registry.io", "/v2/")->toString());
   EXPECT_EQ("https://registry.io:5000/v2/", registryUrl("registry.io:5000", "/v2/")->toString());
-  EXPECT_EQ("http://registry.io:5000/v2/", registryUrl("registry.io:5000", "/v2/", true)->toString());
+  EXPECT_EQ("https://localhost:80/v2/", registryUrl("localhost:80", "/v2/")->toString());
   EXPECT_TRUE(registryUrl("registry.io:x", "/v2/").isError());
 }
 

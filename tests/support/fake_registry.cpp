@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -35,6 +37,7 @@ const char* reason(int status) {
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -65,6 +68,13 @@ struct FakeRegistry::Impl {
   std::vector<std::shared_ptr<tcp::socket>> sockets;
   bool stopping = false;
   int port = 0;
+  std::string address = "127.0.0.1";
+  std::string directory;                       // served for GETs nothing else answers
+  int headStatus = 0;                          // HEAD answered with this when set
+  std::optional<std::string> challengeParams;  // WWW-Authenticate's Bearer params, as given
+  std::string tokenField = "token";
+  bool forbidAnonymous = false;  // 403 (with the challenge) instead of 401 without credentials
+  std::string refreshToken;      // POST /token with grant_type=refresh_token accepts this one
 
   std::map<std::string, std::string> blobs;
   std::map<std::string, std::string> files;  // target -> body (plain files, no auth)
@@ -121,6 +131,14 @@ struct FakeRegistry::Impl {
       bhttp::request<bhttp::string_body> request;
       boost::system::error_code ec;
       bhttp::read(socket, buffer, request, ec);
+      if (ec && ec != bhttp::error::end_of_stream && ec != asio::error::eof && ec != asio::error::connection_reset) {
+        // Not HTTP (a TLS ClientHello, say): answered as Go's and nginx's
+        // servers answer it.
+        ++notHttp;
+        static const std::string kBad = "HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        boost::system::error_code ignored;
+        asio::write(socket, asio::buffer(kBad), ignored);
+      }
       if (ec) break;
       Reply reply = handle(request);
       if (!send(socket, reply)) break;
@@ -132,6 +150,7 @@ struct FakeRegistry::Impl {
   }
 
   std::atomic<std::size_t> bodyBytesSent{0};
+  std::atomic<std::size_t> notHttp{0};
 
   bool send(tcp::socket& socket, const Reply& reply) {
     std::string head = "HTTP/1.1 " + std::to_string(reply.status) + " " + reason(reply.status) + "\r\n";
@@ -161,8 +180,9 @@ struct FakeRegistry::Impl {
     Reply r{401, {}, errorBody("UNAUTHORIZED")};
     r.headers["Content-Type"] = "application/json";
     if (auth == Auth::Bearer) {
-      r.headers["WWW-Authenticate"] = "Bearer realm=\"http://127.0.0.1:" + std::to_string(port) +
-                                      "/token\",service=\"fake\"";
+      r.headers["WWW-Authenticate"] = "Bearer " + (challengeParams
+                                                       ? *challengeParams
+                                                       : "realm=\"http://" + hostPort() + "/token\",service=\"fake\"");
     } else {
       r.headers["WWW-Authenticate"] = "Basic realm=\"fake\"";
     }
@@ -179,6 +199,12 @@ struct FakeRegistry::Impl {
   // Called with the mutex held.
   std::optional<Reply> checkAuth(const std::string& authorization) {
     if (auth == Auth::None) return std::nullopt;
+    if (forbidAnonymous && authorization.empty()) {
+      Reply r = challenge();
+      r.status = 403;
+      r.body = errorBody("DENIED");
+      return r;
+    }
     if (auth == Auth::Basic) {
       if (user && authorization == basicFor(*user)) return std::nullopt;
       return challenge();
@@ -192,9 +218,15 @@ struct FakeRegistry::Impl {
   Reply handle(const bhttp::request<bhttp::string_body>& request) {
     std::lock_guard lock(mutex);
     const std::string target(request.target());
-    Seen s{std::string(request.method_string()), target, std::string(request[bhttp::field::authorization]),
-           std::string(request[bhttp::field::range]), std::string(request[bhttp::field::accept])};
+    Seen s{std::string(request.method_string()),
+           target,
+           std::string(request[bhttp::field::authorization]),
+           std::string(request[bhttp::field::range]),
+           std::string(request[bhttp::field::accept]),
+           std::string(request[bhttp::field::content_type]),
+           request.body()};
     seen.push_back(s);
+    if (headStatus != 0 && request.method() == bhttp::verb::head) return Reply{headStatus, {}, ""};
     for (auto it = faults.begin(); it != faults.end(); ++it) {
       if (target.find(it->match) == std::string::npos) continue;
       Reply r{it->status, it->headers, it->body};
@@ -207,14 +239,26 @@ struct FakeRegistry::Impl {
       return r;
     }
     if (target.rfind("/token", 0) == 0) {
-      if (user && s.authorization != basicFor(*user)) return Reply{401, {}, "{}"};
+      if (s.method == "POST") {
+        // OAuth2 refresh (an identity token): the form must carry it.
+        const std::string want = "grant_type=refresh_token";
+        if (s.contentType != "application/x-www-form-urlencoded" || s.body.find(want) == std::string::npos ||
+            refreshToken.empty() || s.body.find("refresh_token=" + refreshToken) == std::string::npos) {
+          return Reply{401, {}, "{}"};
+        }
+      } else if (user && s.authorization != basicFor(*user)) {
+        return Reply{401, {}, "{}"};
+      } else if (!refreshToken.empty()) {
+        return Reply{401, {}, "{}"};  // only the identity token is accepted
+      }
       std::string token = "tok-" + std::to_string(++tokens);
       usesLeft["Bearer " + token] = tokenUses > 0 ? tokenUses : -1;
-      std::string body = "{\"token\":\"" + token + "\"";
+      std::string body = "{\"" + tokenField + "\":\"" + token + "\"";
       if (expiresIn >= 0) body += ",\"expires_in\":" + std::to_string(expiresIn);
       return Reply{200, {{"Content-Type", "application/json"}}, body + "}"};
     }
-    if (target.rfind("/v2/", 0) != 0) return Reply{404, {}, errorBody("NOT_FOUND")};
+    if (target.rfind("/v2/", 0) != 0 && directory.empty()) return Reply{404, {}, errorBody("NOT_FOUND")};
+    if (target.rfind("/v2/", 0) != 0) return handleFile(target);
     if (auto refused = checkAuth(s.authorization)) return *refused;
     if (target == "/v2/") return Reply{200, {{"Content-Type", "application/json"}}, "{}"};
     if (auto at = target.rfind("/manifests/"); at != std::string::npos) {
@@ -243,10 +287,26 @@ struct FakeRegistry::Impl {
     }
     return Reply{404, {}, errorBody("NOT_FOUND")};
   }
+
+  Reply handleFile(const std::string& target) {
+    if (target.find("..") == std::string::npos) {
+      std::ifstream in(directory + target.substr(0, target.find('?')), std::ios::binary);
+      if (in) {
+        return Reply{
+            200, {{"Content-Type", "application/octet-stream"}}, std::string(std::istreambuf_iterator<char>(in), {})};
+      }
+    }
+    return Reply{404, {}, errorBody("NOT_FOUND")};
+  }
+
+  std::string hostPort() const {
+    return (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" + std::to_string(port);
+  }
 };
 
-FakeRegistry::FakeRegistry() : impl_(std::make_unique<Impl>()) {
-  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
+FakeRegistry::FakeRegistry(const std::string& address) : impl_(std::make_unique<Impl>()) {
+  impl_->address = address;
+  tcp::endpoint endpoint(asio::ip::make_address(address), 0);
   impl_->acceptor.open(endpoint.protocol());
   impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
   impl_->acceptor.bind(endpoint);
@@ -266,7 +326,7 @@ FakeRegistry::~FakeRegistry() {
     asio::io_context ioc;
     tcp::socket wake(ioc);
     boost::system::error_code ec;
-    wake.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(impl_->port)), ec);
+    wake.connect(tcp::endpoint(asio::ip::make_address(impl_->address), static_cast<unsigned short>(impl_->port)), ec);
   }
   impl_->acceptThread.join();
   std::vector<std::thread> threads;
@@ -279,7 +339,7 @@ FakeRegistry::~FakeRegistry() {
 }
 
 int FakeRegistry::port() const { return impl_->port; }
-std::string FakeRegistry::hostPort() const { return "127.0.0.1:" + std::to_string(impl_->port); }
+std::string FakeRegistry::hostPort() const { return impl_->hostPort(); }
 std::string FakeRegistry::url() const { return "http://" + hostPort(); }
 
 std::string FakeRegistry::addBlob(const std::string& content) {
@@ -344,6 +404,36 @@ void FakeRegistry::dropBlobsAfter(std::size_t bytes, int times, std::vector<std:
   impl_->dropOnly = std::move(only);
 }
 
+void FakeRegistry::serveDirectory(const std::string& root) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->directory = root;
+}
+
+void FakeRegistry::answerHead(int status) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->headStatus = status;
+}
+
+void FakeRegistry::challengeWith(const std::string& params) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->challengeParams = params;
+}
+
+void FakeRegistry::tokenFieldName(const std::string& name) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->tokenField = name;
+}
+
+void FakeRegistry::forbidAnonymous(bool forbid) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->forbidAnonymous = forbid;
+}
+
+void FakeRegistry::acceptRefreshToken(const std::string& token) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->refreshToken = token;
+}
+
 void FakeRegistry::ignoreRange(bool ignore) {
   std::lock_guard lock(impl_->mutex);
   impl_->ignoreRange = ignore;
@@ -365,6 +455,8 @@ std::vector<FakeRegistry::Seen> FakeRegistry::requests() const {
 }
 
 std::size_t FakeRegistry::bodyBytesSent() const { return impl_->bodyBytesSent.load(); }
+
+std::size_t FakeRegistry::notHttpConnections() const { return impl_->notHttp.load(); }
 
 std::size_t FakeRegistry::connectionsAccepted() const {
   std::lock_guard lock(impl_->mutex);

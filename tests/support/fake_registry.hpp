@@ -16,12 +16,13 @@ namespace prov::testing {
 
 class FakeRegistry {
  public:
-  FakeRegistry();
+  // Listens on `address` (127.0.0.2, ::1, ...) at a free port.
+  explicit FakeRegistry(const std::string& address = "127.0.0.1");
   ~FakeRegistry();
 
   int port() const;
-  std::string hostPort() const;  // "127.0.0.1:PORT"
-  std::string url() const;       // "http://127.0.0.1:PORT"
+  std::string hostPort() const;  // "127.0.0.1:PORT", "[::1]:PORT"
+  std::string url() const;       // "http://" + hostPort()
 
   // Content. addBlob returns "sha256:<hex>"; putBlob serves `content` under
   // any digest (a lying registry).
@@ -61,6 +62,20 @@ class FakeRegistry {
   // `only`, when given) stop after `bytes` bytes (full Content-Length
   // sent), and the connection closes.
   void dropBlobsAfter(std::size_t bytes, int times = 1, std::vector<std::string> only = {});
+  // Files under `root` served for GETs outside /v2/ (a blob store that a
+  // registry redirects to), without auth.
+  void serveDirectory(const std::string& root);
+  // Every HEAD answered with `status` (ECR's 405).
+  void answerHead(int status);
+  // The Bearer challenge's parameters as given (e.g. only a realm).
+  void challengeWith(const std::string& params);
+  // The token answer's field: "token" (default) or "access_token".
+  void tokenFieldName(const std::string& name);
+  // A request without credentials gets 403 (with the challenge), not 401.
+  void forbidAnonymous(bool forbid = true);
+  // /token accepts only an OAuth2 refresh: a POST with
+  // grant_type=refresh_token&refresh_token=<token>.
+  void acceptRefreshToken(const std::string& token);
   // Range requests answered with 200 and the whole blob.
   void ignoreRange(bool ignore = true);
   // Blob bodies sent one byte every `intervalMs`.
@@ -74,9 +89,14 @@ class FakeRegistry {
     std::string authorization;
     std::string range;
     std::string accept;
+    std::string contentType;
+    std::string body;
   };
   std::vector<Seen> requests() const;
   std::size_t connectionsAccepted() const;
+  // Connections that opened with something other than HTTP (a TLS
+  // ClientHello): each got a 400.
+  std::size_t notHttpConnections() const;
   // Body bytes written to sockets so far (not counting trickled ones).
   std::size_t bodyBytesSent() const;
   // Requests whose target contains `match`.

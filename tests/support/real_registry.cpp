@@ -94,6 +94,7 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
   registry->user_ = options.user;
   registry->certDir_ = workDir / "certs";
   fs::create_directories(workDir / "storage");
+  registry->storageDir_ = workDir / "storage";
   fs::create_directories(registry->certDir_);
   auto must = [&](const std::vector<std::string>& argv) {
     CommandResult r = runCommand(argv);
@@ -132,6 +133,11 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
     }
     config += "  tls:\n    certificate: " + (workDir / "server.crt").string() +
               "\n    key: " + (workDir / "server.key").string() + "\n";
+  }
+  if (options.schema1) config += "compatibility:\n  schema1:\n    enabled: true\n";
+  if (!options.redirectBlobsTo.empty()) {
+    config += "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: " +
+              options.redirectBlobsTo + "\n";
   }
   std::ofstream(workDir / "config.yml") << config;
   const fs::path log = workDir / "registry.log";

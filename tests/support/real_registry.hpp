@@ -28,7 +28,9 @@ class RealRegistry {
  public:
   struct Options {
     bool tls = false;
-    std::optional<std::pair<std::string, std::string>> user;  // htpasswd Basic auth
+    std::optional<std::pair<std::string, std::string>> user{};  // htpasswd Basic auth
+    bool schema1 = false;           // compatibility.schema1.enabled: accepts and serves signed schema 1
+    std::string redirectBlobsTo{};  // a base URL: blob GETs answered 307 to <it>/<storage path of the blob>
   };
 
   // Empty with `error` set when the server cannot be started.
@@ -40,6 +42,8 @@ class RealRegistry {
   std::string url() const { return (tls_ ? "https://" : "http://") + hostPort(); }
   // The test CA (TLS only), and a directory holding it as ca.crt (for skopeo).
   std::filesystem::path caFile() const { return certDir_ / "ca.crt"; }
+  // Where the registry keeps its files (a redirect's target serves these).
+  std::filesystem::path storageDir() const { return storageDir_; }
 
   // skopeo copy `source` (e.g. "oci:/dir:tag") to `repoTag` here;
   // `format` is "v2s2" or "oci"; `all` copies every image of an index;
@@ -54,6 +58,7 @@ class RealRegistry {
   bool tls_ = false;
   std::optional<std::pair<std::string, std::string>> user_;
   std::filesystem::path certDir_;
+  std::filesystem::path storageDir_;
 };
 
 }  // namespace prov::testing
