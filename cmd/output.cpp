@@ -142,7 +142,8 @@ std::string imagesText(const std::vector<messages::StoredImage>& images, bool js
   if (!json) {
     std::string out;
     for (const auto& i : images) {
-      out += i.key() + "  " + imageDigest(i) + "  " + std::to_string(layerCount(i)) + " layers\n";
+      const auto layers = layerCount(i);
+      out += i.key() + "  " + imageDigest(i) + "  " + std::to_string(layers) + (layers == 1 ? " layer\n" : " layers\n");
     }
     return out;
   }

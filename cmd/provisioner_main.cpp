@@ -79,6 +79,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   Invocation in;
   provisioner::Flags& flags = in.flags;
   std::string dockerInsecure, dockerMirrors;
+  double lockTimeout = 60;
   po::options_description options("Flags (--name=value)");
   options.add_options()("help", "print this help")("work_dir", po::value(&flags.workDir)->default_value(flags.workDir),
                                                    "where containers and the image store live")(
@@ -92,8 +93,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "the Docker/OCI image store (default: <work_dir>/store/docker)")(
       "docker_config", po::value(&flags.dockerConfig), "Docker config.json with registry credentials: a file or JSON")(
       "docker_insecure_registries", po::value(&dockerInsecure),
-      "HOST:PORT,... allowed over plain http")("docker_registry_ca", po::value(&flags.dockerRegistryCa),
-                                               "a PEM CA bundle trusted for registries, beside the system's")(
+      "HOST:PORT,... reached over TLS without verification, or plain http when they do not speak TLS")(
+      "docker_registry_ca", po::value(&flags.dockerRegistryCa),
+      "a PEM CA bundle trusted for registries, beside the system's")(
       "docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")(
       "appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (default: <work_dir>/store/appc)")(
       "appc_simple_discovery_uri_prefix",
@@ -111,6 +113,8 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "an image's new layers together may unpack to at most this many bytes")(
       "max_image_layers", po::value(&flags.limits.maxImageLayers)->default_value(flags.limits.maxImageLayers),
       "an image may have at most this many layers (AppC: images in its dependency tree)")(
+      "lock_timeout", po::value(&lockTimeout)->default_value(lockTimeout),
+      "seconds to wait for the work dir while another command uses it (0: do not wait)")(
       "json", po::bool_switch(&in.json), "print JSON")("exclude", po::value(&in.excluded)->composing(),
                                                        "prune: an image to keep (repeatable)");
   po::options_description hidden;
@@ -131,6 +135,11 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
     std::cout << kUsage << "\n" << options << "\n";
     return vm.count("help") ? 0 : 2;
   }
+  if (!(lockTimeout >= 0 && lockTimeout <= 24 * 3600)) {
+    std::cerr << "error: Invalid --lock_timeout: " << lockTimeout << " is not a number of seconds in 0..86400\n";
+    return 2;
+  }
+  flags.lockTimeout = std::chrono::milliseconds(static_cast<long>(lockTimeout * 1000));
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
   const std::map<std::string, std::size_t> arity = {{"pull", 1},       {"provision", 2}, {"destroy", 1},
@@ -209,6 +218,12 @@ int main(int argc, char** argv) {
   if (pulls && ::isatty(STDERR_FILENO)) {
     progress = std::make_unique<cmd::ProgressDisplay>(STDERR_FILENO);
     in.flags.progress = progress->callback();
+  }
+  if (::isatty(STDERR_FILENO)) {
+    in.flags.onLockWait = [&in](pid_t holder) {
+      std::cerr << "waiting for " << in.flags.workDir << ": another provisioner (pid " << holder
+                << ") uses it (--lock_timeout=" << in.flags.lockTimeout.count() / 1000.0 << "s)\n";
+    };
   }
   actors::Runtime runtime;
   auto created = provisioner::Provisioner::create(in.flags, runtime);

@@ -3,12 +3,18 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
@@ -62,24 +68,74 @@ Try<std::vector<ContainerInfo>> scanContainers(const std::string& root) {
   return found;
 }
 
-Try<int> lockWorkDir(const std::string& workDir) {
+namespace {
+
+// The pid of the process holding a flock on `fd`'s file, as the kernel
+// reports it in /proc/locks ("1: FLOCK  ADVISORY  WRITE <pid> <maj>:<min>:<ino> 0 EOF";
+// blocked waiters are "1: -> FLOCK ..."); else the pid the holder wrote into
+// the file; 0 when neither says yet.
+pid_t lockHolder(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    char device[64];
+    std::snprintf(device, sizeof device, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
+                  static_cast<unsigned long>(st.st_ino));
+    std::ifstream locks("/proc/locks");
+    for (std::string line; std::getline(locks, line);) {
+      std::istringstream fields(line);
+      std::string number, kind, mode, access, id;
+      long pid = 0;
+      fields >> number >> kind;
+      if (kind == "->") continue;
+      if (fields >> mode >> access >> pid >> id && kind == "FLOCK" && id == device && pid > 0) {
+        return static_cast<pid_t>(pid);
+      }
+    }
+  }
+  char text[32] = {};
+  const ssize_t n = ::pread(fd, text, sizeof(text) - 1, 0);
+  return n > 0 ? static_cast<pid_t>(std::atol(text)) : 0;
+}
+
+}  // namespace
+
+Try<int> lockWorkDir(const std::string& workDir, std::chrono::milliseconds timeout,
+                     const std::function<void(pid_t)>& onWait) {
   const std::string path = paths::lockFile(workDir);
   const int fd = actors::fs::disk().openat(AT_FDCWD, path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     return Error(ErrorKind::IO, "Failed to open the lock file '" + path + "': " + std::strerror(errno));
   }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
+  bool told = false;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
-    char pid[32] = {};
-    const ssize_t n = ::pread(fd, pid, sizeof(pid) - 1, 0);
-    ::close(fd);
-    if (error == EWOULDBLOCK) {
-      std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "unknown";
-      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-      return Error(ErrorKind::Unavailable,
-                   "Failed to lock the work dir '" + workDir + "': another provisioner (pid " + holder + ") uses it");
+    if (error == EINTR) continue;
+    if (error != EWOULDBLOCK) {
+      ::close(fd);
+      return Error(ErrorKind::IO, "Failed to lock '" + path + "': " + std::strerror(error));
     }
-    return Error(ErrorKind::IO, "Failed to lock '" + path + "': " + std::strerror(error));
+    // The kernel names the holder; an instant after its flock it may not
+    // show yet, so a pid is awaited a moment, even past the timeout.
+    const pid_t holder = lockHolder(fd);
+    const bool late = std::chrono::steady_clock::now() >= deadline;
+    if (holder > 0 && late) {
+      ::close(fd);
+      const std::string waited = timeout.count() > 0
+                                     ? " (waited " + std::to_string(timeout.count() / 1000.0).substr(0, 4) + " s)"
+                                     : "";
+      return Error(ErrorKind::Unavailable, "Failed to lock the work dir '" + workDir + "': another provisioner (pid " +
+                                               std::to_string(holder) + ") holds it" + waited);
+    }
+    if (holder > 0 && !told && onWait) {
+      onWait(holder);
+      told = true;
+    }
+    // Polled: flock cannot wait with a timeout, and an alarm signal is not a
+    // library's to take.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
   }
   const std::string self = std::to_string(::getpid()) + "\n";
   if (actors::fs::disk().ftruncate(fd, 0) != 0 || ::pwrite(fd, self.data(), self.size(), 0) < 0) {

@@ -3,6 +3,10 @@
 // The provisioner's blocking disk steps: listing containers, the work dir
 // lock.
 
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,8 +20,11 @@ namespace prov::provisioner {
 // the record lists them. A missing or unreadable record leaves them empty.
 Try<std::vector<ContainerInfo>> scanContainers(const std::string& root);
 
-// An exclusive, non-blocking flock on <work_dir>/lock, which then holds this
-// process's pid. Unavailable naming the holder's pid when taken.
-Try<int> lockWorkDir(const std::string& workDir);
+// An exclusive flock on <work_dir>/lock, which then holds this process's
+// pid. While another holds it: waits up to `timeout` (0: not at all),
+// telling `onWait` the holder's pid once; then Unavailable naming the
+// holder's pid (as the kernel reports it, so it is always known).
+Try<int> lockWorkDir(const std::string& workDir, std::chrono::milliseconds timeout = {},
+                     const std::function<void(pid_t)>& onWait = {});
 
 }  // namespace prov::provisioner

@@ -199,6 +199,8 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
 
   Parts parts;
   parts.workDir = workDir;
+  parts.lockTimeout = flags.lockTimeout;
+  parts.onLockWait = flags.onLockWait;
   parts.backends = backend::createBackends(runtime);
   if (parts.backends.empty()) return Error(ErrorKind::Unsupported, "No rootfs backend can run on this machine");
   std::string available;

@@ -574,7 +574,7 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runti
   if (made.isError()) return made.error();
   made = actors::fs::makeDirectories(paths::children(paths::root(parts.workDir)));
   if (made.isError()) return made.error();
-  auto lock = lockWorkDir(parts.workDir);
+  auto lock = lockWorkDir(parts.workDir, parts.lockTimeout, parts.onLockWait);
   if (lock.isError()) return lock.error();
   auto process = std::make_unique<ProvisionerProcess>(runtime, std::move(parts));
   return std::unique_ptr<Provisioner>(new Provisioner(std::move(process), runtime, actors::fs::Fd(*lock)));

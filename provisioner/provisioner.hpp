@@ -30,6 +30,8 @@
 // One process per work dir: create() takes an exclusive lock on
 // <work_dir>/lock and fails naming the pid that holds it.
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -78,6 +80,13 @@ struct Flags {
   store::ExtractLimits limits;
   // The command line's progress display; empty: none.
   std::function<void(const store::LayerProgress&)> progress;
+  // How long create() waits for the work dir's lock while another process
+  // holds it. 0 (an embedder's default): fail at once, Unavailable naming
+  // the holder's pid; an agent must not wait silently on another agent.
+  // The command line waits (--lock_timeout).
+  std::chrono::milliseconds lockTimeout{0};
+  // Told the holder's pid once when create() starts waiting for the lock.
+  std::function<void(pid_t holder)> onLockWait;
 };
 
 struct ImageGcConfig {
@@ -123,7 +132,9 @@ class Provisioner {
     std::map<std::string, std::unique_ptr<backend::Backend>> backends;
     std::string defaultBackend;
     std::optional<ImageGcConfig> imageGc;
-    DiskFree diskFree;  // empty: statvfs
+    DiskFree diskFree;                         // empty: statvfs
+    std::chrono::milliseconds lockTimeout{0};  // as Flags::lockTimeout
+    std::function<void(pid_t holder)> onLockWait;
   };
   static Try<std::unique_ptr<Provisioner>> create(Parts parts, actors::Runtime& runtime);
 

@@ -19,9 +19,16 @@ cmake --build build --target provisioner >/dev/null
 demo=$(mktemp -d /tmp/provisioner-demo.XXXXXX)
 work=${1:-$demo/work}
 registry_pid=""
+# Stops the registry and removes the demo's files; the script's own status
+# stays its exit status (the killed registry's 143 is not ours).
 cleanup() {
-  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  local rc=$?
+  if [[ -n $registry_pid ]]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   rm -rf "$demo"
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -88,4 +95,4 @@ for c in web-1 web-2 web-3; do p destroy "$c"; done
 p containers
 p prune
 p images
-echo "== done: the registry stops now; work dir $work"
+echo "== done: the registry stops now${1:+; work dir $work}"

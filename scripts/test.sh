@@ -3,7 +3,8 @@
 #   1. scripts/setup.sh installs any missing Debian package; every C++ file
 #      must be as clang-format (14, .clang-format) writes it;
 #   2. build/          (RelWithDebInfo) builds everything and runs every test,
-#                      then a short crash soak (bench_soak, 60 kill -9 trials);
+#                      then a short crash soak (bench_soak, 60 kill -9 trials)
+#                      and scripts/demo.sh (the README's first command);
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
 #                      checks: the runtime's, backends', fetcher's, store's and provisioner's
 #                      tests (the fetcher's against the fake registry);
@@ -96,6 +97,17 @@ if [[ -x build/bin/bench_soak ]] && build/bin/bench_soak --trials=60 --dir="$PWD
 else
   grep -v '^op ' build/soak.log 2>/dev/null | tail -n 40
   echo "error: bench_soak found violations or did not run (log: build/soak.log)" >&2
+  total_failed=$((total_failed + 1))
+fi
+
+# The README's first command, as a newcomer runs it: exit 0 when it worked.
+echo "== demo"
+if bash scripts/demo.sh >build/demo.log 2>&1; then
+  echo "scripts/demo.sh: exit 0"
+  total_passed=$((total_passed + 1))
+else
+  tail -n 40 build/demo.log
+  echo "error: scripts/demo.sh failed (log: build/demo.log)" >&2
   total_failed=$((total_failed + 1))
 fi
 

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/file.h>
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -253,7 +255,8 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_EQ("", again.out);
   EXPECT_EQ(0u, again.err.find("error: ")) << again.err;
   EXPECT_EQ(0, run({"prune"}).status);
-  EXPECT_NE("", run({"images"}).out) << "c2 still uses the image: it stays";
+  const std::string listed = run({"images"}).out;
+  EXPECT_NE(std::string::npos, listed.find("  1 layer\n")) << "c2 still uses the image: it stays; " << listed;
   EXPECT_EQ(0, run({"destroy", "c2"}).status);
   EXPECT_EQ(0, run({"prune", "--exclude=" + image}).status);
   EXPECT_NE("", run({"images"}).out) << "an excluded image stays";
@@ -290,6 +293,58 @@ std::string appcArch() {
 // An AppC image built from busybox-static, with a dependency, found by
 // simple discovery in a local directory: provisioned, run via chroot,
 // listed, destroyed and pruned.
+// Eight commands at once on one work dir: each waits for the lock in turn
+// (--lock_timeout, 60 s by default) and all succeed, each rootfs complete.
+TEST_F(CliTest, EightProvisionsAtOnceOnOneWorkDirAllSucceed) {
+  const std::string image = pushBusybox("busybox");
+  std::string script;
+  for (int i = 1; i <= 8; ++i) {
+    std::string line;
+    for (const auto& a : command({"provision", "p" + std::to_string(i), image})) line += "'" + a + "' ";
+    const std::string out = (sandbox() / ("out" + std::to_string(i))).string();
+    script += "(" + line + ">'" + out + "' 2>'" + out + ".err'; echo $? >'" + out + ".rc') &\n";
+  }
+  script += "wait\n";
+  auto ran = testing::runCommand({"sh", "-c", script});
+  ASSERT_EQ(0, ran.status) << ran.output;
+  for (int i = 1; i <= 8; ++i) {
+    const fs::path out = sandbox() / ("out" + std::to_string(i));
+    EXPECT_EQ("0\n", testing::readFile(out.string() + ".rc")) << testing::readFile(out.string() + ".err");
+    std::string rootfs = testing::readFile(out);
+    if (!rootfs.empty()) rootfs.pop_back();
+    auto echoed = testing::runCommand({"chroot", rootfs, "/bin/echo", "p" + std::to_string(i)});
+    EXPECT_EQ("p" + std::to_string(i) + "\n", echoed.output) << rootfs;
+  }
+  for (int i = 1; i <= 8; ++i) EXPECT_EQ(0, run({"destroy", "p" + std::to_string(i)}).status);
+}
+
+// A holder that keeps the lock past --lock_timeout: the command fails
+// naming the holder's pid (here this test's), and changes nothing.
+TEST_F(CliTest, AHolderPastTheLockTimeoutIsNamed) {
+  fs::create_directories(workDir_);
+  const int fd = ::open((workDir_ / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::flock(fd, LOCK_EX));  // and no pid written: the kernel names the holder
+  auto waited = run({"--lock_timeout=0.3", "containers"});
+  EXPECT_EQ(1, waited.status);
+  EXPECT_EQ("", waited.out);
+  EXPECT_NE(std::string::npos,
+            waited.err.find("another provisioner (pid " + std::to_string(::getpid()) + ") holds it (waited 0.30 s)"))
+      << waited.err;
+  auto refused = run({"--lock_timeout=0", "containers"});
+  EXPECT_EQ(1, refused.status);
+  EXPECT_NE(std::string::npos, refused.err.find("(pid " + std::to_string(::getpid()) + ") holds it\n")) << refused.err;
+  // On a terminal, one line says who is waited for.
+  auto shown = runOnTerminal({"--lock_timeout=0.3", "containers"});
+  EXPECT_EQ(1, shown.status);
+  EXPECT_NE(std::string::npos, shown.terminal.find("waiting for " + workDir_.string() + ": another provisioner (pid " +
+                                                   std::to_string(::getpid()) + ") uses it (--lock_timeout=0.3s)"))
+      << shown.terminal;
+  EXPECT_EQ(2, run({"--lock_timeout=-1", "containers"}).status);
+  ::close(fd);
+  EXPECT_EQ(0, run({"containers"}).status);
+}
+
 TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {
   const fs::path acis = sandbox() / "acis";
   fs::create_directories(acis / "example.com");
@@ -451,9 +506,9 @@ TEST_F(CliTest, KillNineDuringAPullThenEverythingIsConsistent) {
     }
     if (!midway) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  // While it holds the work dir, another run is refused, naming it.
+  // While it holds the work dir, another run (not waiting) is refused, naming it.
   if (midway) {
-    auto refused = run({"images"});
+    auto refused = run({"--lock_timeout=0", "images"});
     EXPECT_EQ(1, refused.status);
     EXPECT_NE(std::string::npos, refused.err.find("pid " + std::to_string(child))) << refused.err;
   }
