@@ -2,8 +2,10 @@
 
 #include <sys/utsname.h>
 
+#include <optional>
 #include <set>
 
+#include <openssl/evp.h>
 #include <rapidjson/document.h>
 
 #include "fetcher/digest.hpp"
@@ -335,6 +337,68 @@ Try<messages::ImageConfig> readConfig(const Reader& r, const Value& doc, bool re
 }
 
 }  // namespace
+
+namespace {
+
+// RFC 4648 base64url without padding, as JWS writes it.
+std::optional<std::string> base64UrlDecode(std::string_view text) {
+  std::string standard(text);
+  for (char& c : standard) {
+    if (c == '-') c = '+';
+    if (c == '_') c = '/';
+  }
+  while (standard.size() % 4 != 0) standard += '=';
+  std::string out(standard.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(standard.data()),
+                                static_cast<int>(standard.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t length = static_cast<std::size_t>(n);
+  for (std::size_t i = standard.size(); i > 0 && standard[i - 1] == '='; --i) --length;
+  out.resize(length);
+  return out;
+}
+
+}  // namespace
+
+Try<std::string> manifestPayload(std::string_view body) {
+  if (body.find("\"signatures\"") == std::string_view::npos) return std::string(body);
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("signatures") || !doc.HasMember("fsLayers")) {
+    return std::string(body);  // not a signed schema 1 manifest; parsing says what it is
+  }
+  auto bad = [](const std::string& why) {
+    return Error(ErrorKind::Corruption, "The signed schema 1 manifest is malformed: " + why);
+  };
+  const auto& signatures = doc["signatures"];
+  if (!signatures.IsArray() || signatures.Empty()) return bad("'signatures' is not a non-empty array");
+  std::optional<std::string> payload;
+  for (const auto& signature : signatures.GetArray()) {
+    if (!signature.IsObject() || !signature.HasMember("protected") || !signature["protected"].IsString()) {
+      return bad("a signature has no protected header");
+    }
+    auto header = base64UrlDecode(signature["protected"].GetString());
+    if (!header) return bad("a protected header is not base64url");
+    rapidjson::Document fields;
+    fields.Parse(header->data(), header->size());
+    if (fields.HasParseError() || !fields.IsObject() || !fields.HasMember("formatLength") ||
+        !fields["formatLength"].IsInt64() || !fields.HasMember("formatTail") || !fields["formatTail"].IsString()) {
+      return bad("a protected header lacks formatLength or formatTail");
+    }
+    const std::int64_t length = fields["formatLength"].GetInt64();
+    if (length < 0 || static_cast<std::uint64_t>(length) > body.size()) {
+      return bad("formatLength " + std::to_string(length) + " is outside the body's " + std::to_string(body.size()) +
+                 " bytes");
+    }
+    auto tail = base64UrlDecode(fields["formatTail"].GetString());
+    if (!tail) return bad("a formatTail is not base64url");
+    std::string candidate = std::string(body.substr(0, static_cast<std::size_t>(length))) + *tail;
+    if (payload && *payload != candidate) return bad("its signatures disagree on the payload");
+    payload = std::move(candidate);
+  }
+  return *payload;
+}
 
 Try<Document> parseManifestDocument(std::string_view body, std::string_view contentType, std::size_t limit) {
   Reader r("manifest");

@@ -62,6 +62,15 @@ using Document = std::variant<messages::Manifest, messages::Index>;
 Try<Document> parseManifestDocument(std::string_view body, std::string_view contentType,
                                     std::size_t limit = kMaxManifestBytes);
 
+// The bytes a manifest's digest is taken over (the registry's
+// Docker-Content-Digest, a "@sha256:" reference): for a signed schema 1
+// manifest its JWS payload, the body without its signatures as each
+// signature's protected header rebuilds it (the first formatLength bytes,
+// then formatTail); every other body as it is. Corruption when the
+// signatures are malformed or disagree. The signatures themselves are not
+// verified: Docker's schema 1 keys are ephemeral and prove nothing.
+Try<std::string> manifestPayload(std::string_view body);
+
 // Image config JSON (Docker or OCI).
 Try<messages::ImageConfig> parseImageConfig(std::string_view body, std::size_t limit = kMaxConfigBytes);
 

@@ -461,16 +461,19 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
           repository, [request] { return request; }, nullptr, what)
       .then([what, tagOrDigest, byDigest](const HttpResponse& r) -> Future<FetchedManifest> {
         FetchedManifest fetched;
+        // A signed schema 1 manifest's digest is its payload's.
+        auto payload = manifestPayload(r.body);
+        if (payload.isError()) return payload.error().withContext(what);
         if (byDigest) {
-          if (auto ok = verifyDigest(r.body, tagOrDigest, "the manifest"); ok.isError())
+          if (auto ok = verifyDigest(*payload, tagOrDigest, "the manifest"); ok.isError())
             return ok.error().withContext(what);
           fetched.digest = tagOrDigest;
         } else {
-          fetched.digest = sha256Digest(r.body);
+          fetched.digest = sha256Digest(*payload);
           const std::string claimed = r.header("docker-content-digest");
           if (!claimed.empty()) {
             if (auto valid = validateDigest(claimed); valid.isError()) return valid.error().withContext(what);
-            if (auto ok = verifyDigest(r.body, claimed, "the manifest"); ok.isError()) {
+            if (auto ok = verifyDigest(*payload, claimed, "the manifest"); ok.isError()) {
               return ok.error().withContext(what + " (Docker-Content-Digest)");
             }
           }

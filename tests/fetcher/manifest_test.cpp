@@ -1,3 +1,7 @@
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "fetcher/digest.hpp"
@@ -136,6 +140,74 @@ TEST(ManifestTest, DockerSchema1BaseFirst) {
   EXPECT_EQ("PATH=/bin", config->env(0));
   EXPECT_EQ(0, config->entrypoint_size());  // null
   EXPECT_EQ("/w", config->working_dir());
+}
+
+std::string base64Url(const std::string& text) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  unsigned value = 0;
+  int bits = 0;
+  for (unsigned char c : text) {
+    value = (value << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      out += kAlphabet[(value >> (bits - 6)) & 63];
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out += kAlphabet[(value << (6 - bits)) & 63];
+  return out;
+}
+
+// A signed schema 1 body as libtrust writes it: the payload's closing
+// "\n}" replaced by the signatures; each protected header says how to
+// rebuild the payload (formatLength bytes, then formatTail).
+std::string signedSchema1(const std::string& payload, const std::vector<std::pair<long, std::string>>& headers) {
+  const std::size_t cut = payload.rfind('}');
+  std::string body = payload.substr(0, cut);
+  while (!body.empty() && (body.back() == '\n' || body.back() == ' ')) body.pop_back();
+  body += ",\n   \"signatures\": [";
+  for (std::size_t i = 0; i < headers.size(); ++i) {
+    const std::string header = R"({"formatLength":)" + std::to_string(headers[i].first) + R"(,"formatTail":")" +
+                               base64Url(headers[i].second) + R"(","time":"2026-12-01T00:00:00Z"})";
+    body += std::string(i ? "," : "") + R"({"header":{"alg":"ES256"},"signature":"c2ln","protected":")" +
+            base64Url(header) + "\"}";
+  }
+  return body + "]\n}";
+}
+
+// A signed schema 1 manifest's digest is its JWS payload's (what
+// Docker-Content-Digest and a @sha256: reference name), never the body's:
+// the registry signs it again on every GET.
+TEST(ManifestTest, SignedSchema1DigestIsThePayloads) {
+  std::string payload = schema1();
+  payload.erase(payload.find(",\n    \"signatures\""));
+  payload += "\n}";
+  const std::size_t cut = payload.rfind('}');
+  std::string kept = payload.substr(0, cut);
+  while (!kept.empty() && (kept.back() == '\n' || kept.back() == ' ')) kept.pop_back();
+  const long length = static_cast<long>(kept.size());
+  const std::string tail = payload.substr(kept.size());
+  const std::string body = signedSchema1(payload, {{length, tail}});
+  ASSERT_NE(payload, body);
+  auto rebuilt = manifestPayload(body);
+  ASSERT_TRUE(rebuilt.isSome()) << rebuilt.error().message;
+  EXPECT_EQ(payload, *rebuilt);
+  EXPECT_EQ(sha256Digest(payload), sha256Digest(*rebuilt));
+  // Two signatures that agree; an unsigned document or another kind: as is.
+  EXPECT_EQ(payload, *manifestPayload(signedSchema1(payload, {{length, tail}, {length, tail}})));
+  EXPECT_EQ(payload, *manifestPayload(payload));
+  EXPECT_EQ("{\"schemaVersion\":2}", *manifestPayload("{\"schemaVersion\":2}"));
+  // Malformed or disagreeing signatures.
+  for (const auto& broken : {signedSchema1(payload, {{length, tail}, {length - 1, tail}}),
+                             signedSchema1(payload, {{1 << 30, tail}}), signedSchema1(payload, {{-1, tail}})}) {
+    auto refused = manifestPayload(broken);
+    ASSERT_TRUE(refused.isError());
+    EXPECT_EQ(ErrorKind::Corruption, refused.error().kind) << refused.error().message;
+  }
+  std::string noProtected = body;
+  noProtected.replace(noProtected.find("\"protected\""), 11, "\"unprotect\"");
+  EXPECT_TRUE(manifestPayload(noProtected).isError());
 }
 
 // Mesos ParseInvalidV2ImageManifest, ValidateV2ImageManifestFsLayersNonEmpty,

@@ -190,6 +190,56 @@ TEST_F(StoreIntegrationTest, OciGzipAndZstdPushedBySkopeo) {
 // the layer starts over from nothing at the registry, and what is stored is
 // the registry's layer exactly. Uncompressed layers (whose diffID is their
 // digest, so not hashed twice) most of all.
+// Signed schema 1 as a real registry serves it: Debian's docker-registry
+// with schema 1 enabled, images pushed by skopeo as v2s1 (signed with an
+// ephemeral key, signed again by the registry on every GET). The digest is
+// the JWS payload's; by tag and by that digest, each layer equals the one
+// of the same image pushed as v2s2.
+TEST_F(StoreIntegrationTest, SignedSchema1PushedBySkopeoEqualsItsSchema2Twin) {
+  std::string error;
+  auto schema1 = RealRegistry::start(sandbox() / "schema1-registry", {.schema1 = true}, error);
+  ASSERT_NE(nullptr, schema1) << error;
+  ImageSpec one;
+  one.architecture = fetcher::hostPlatform().architecture();
+  one.layers = {{TarEntry::directory("etc"), TarEntry::file("etc/hello", "hello\n", 0640)}};
+  one.cmd = {"/bin/sh"};
+  int n = 0;
+  ImageSpec two = sampleImage(TarCompression::Gzip);  // whiteouts, an opaque dir, a hardlink
+  one.history = two.history = true;
+  for (const ImageSpec& spec : {one, two}) {
+    OciLayout layout(sandbox() / ("layout-s1-" + std::to_string(++n)));
+    layout.tag(layout.addImage(spec), "t");
+    const std::string tag = std::to_string(n);
+    for (const std::string format : {"v2s1", "v2s2"}) {
+      auto pushed = schema1->push("oci:" + layout.dir().string() + ":t", "test/" + format + ":" + tag, format);
+      ASSERT_EQ(0, pushed.status) << pushed.output;
+    }
+    auto get = [&](const std::string& name) {
+      messages::Image image;
+      image.set_type(messages::Image::DOCKER);
+      *image.mutable_reference() = *fetcher::parseImageReference(schema1->hostPort() + "/" + name);
+      return store_->get(image);
+    };
+    actors::Future<ImageInfo> signed1 = get("test/v2s1:" + tag), twin = get("test/v2s2:" + tag);
+    AWAIT_READY(signed1);
+    AWAIT_READY(twin);
+    EXPECT_EQ("", signed1->configPath) << "schema 1 carries its config in the manifest";
+    ASSERT_EQ(twin->layers.size(), signed1->layers.size());
+    for (std::size_t i = 0; i < twin->layers.size(); ++i) {
+      EXPECT_EQ(testing::treeOf(twin->layers[i]), testing::treeOf(signed1->layers[i])) << "layer " << i;
+    }
+    EXPECT_EQ(std::vector<std::string>{"/bin/sh"}, testing::strings(signed1->image.config().cmd()));
+    // By the digest the registry names: the payload's.
+    const std::string digest = signed1->image.manifest_digest();
+    auto raw = testing::runCommand({"curl", "-fsS", "-o", "/dev/null", "-w", "%header{docker-content-digest}",
+                                    "http://" + schema1->hostPort() + "/v2/test/v2s1/manifests/" + tag});
+    EXPECT_EQ(digest, raw.output);
+    actors::Future<ImageInfo> byDigest = get("test/v2s1@" + digest);
+    AWAIT_READY(byDigest);
+    EXPECT_EQ(signed1->layers, byDigest->layers);
+  }
+}
+
 TEST_F(StoreIntegrationTest, ALyingMirrorNeverSplicesItsBytesIntoALayer) {
   const std::vector<std::pair<TarCompression, std::string>> kinds = {
       {TarCompression::None, "none"}, {TarCompression::Gzip, "gzip"}, {TarCompression::Zstd, "zstd"}};

@@ -173,6 +173,14 @@ BuiltImage OciLayout::addImage(const ImageSpec& spec) {
   config += ",\"config\":{\"Env\":" + jsonArray(spec.env) + ",\"Cmd\":" + jsonArray(spec.cmd);
   if (!spec.entrypoint.empty()) config += ",\"Entrypoint\":" + jsonArray(spec.entrypoint);
   config += ",\"WorkingDir\":\"" + spec.workingDir + "\",\"User\":\"" + spec.user + "\"}";
+  if (spec.history) {
+    config += ",\"history\":[";
+    for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+      config += std::string(i ? "," : "") + "{\"created\":\"2026-01-01T00:00:00Z\",\"created_by\":\"layer " +
+                std::to_string(i) + "\"}";
+    }
+    config += "]";
+  }
   config += ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":" + jsonArray(image.diffIds) + "}}";
   image.configJson = config;
   image.configDigest = writeBlob(config);

@@ -60,6 +60,7 @@ struct ImageSpec {
   std::string workingDir = "/";
   std::string user;
   TarCompression compression = TarCompression::Gzip;
+  bool history = false;  // a history entry per layer (skopeo needs them to convert to schema 1)
 };
 
 // An OCI image layout at `dir` (created if missing), with its blobs.
