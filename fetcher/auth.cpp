@@ -1,5 +1,7 @@
 #include "fetcher/auth.hpp"
 
+#include <algorithm>
+
 #include <openssl/evp.h>
 
 #include <cctype>
@@ -105,6 +107,89 @@ std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, s
   auto it = auths.find(canonicalRegistry(registry));
   if (it == auths.end()) return std::nullopt;
   return it->second;
+}
+
+std::string CredentialHelpers::forRegistry(std::string_view registry) const {
+  auto it = byRegistry.find(canonicalRegistry(registry));
+  return it != byRegistry.end() ? it->second : store;
+}
+
+Try<CredentialHelpers> parseCredentialHelpers(std::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return configError("it is not a JSON object");
+  auto validName = [](const std::string& name) {
+    return !name.empty() && name.size() <= 100 && name.front() != '.' &&
+           std::all_of(name.begin(), name.end(),
+                       [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; });
+  };
+  CredentialHelpers helpers;
+  if (auto it = doc.FindMember("credsStore"); it != doc.MemberEnd()) {
+    if (!it->value.IsString()) return configError("'credsStore' is not a string");
+    helpers.store = it->value.GetString();
+    if (!helpers.store.empty() && !validName(helpers.store)) {
+      return configError("'credsStore' names no helper: '" + helpers.store.substr(0, 100) + "'");
+    }
+  }
+  if (auto it = doc.FindMember("credHelpers"); it != doc.MemberEnd()) {
+    if (!it->value.IsObject()) return configError("'credHelpers' is not an object");
+    for (auto h = it->value.MemberBegin(); h != it->value.MemberEnd(); ++h) {
+      const std::string key = h->name.GetString();
+      if (!h->value.IsString() || !validName(h->value.GetString())) {
+        return configError("the credential helper of '" + key + "' is not a helper name");
+      }
+      helpers.byRegistry[canonicalRegistry(parseAuthUrl(key))] = h->value.GetString();
+    }
+  }
+  return helpers;
+}
+
+Try<CredentialHelpers> loadCredentialHelpers(const std::string& fileOrJson) {
+  const auto first = fileOrJson.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && fileOrJson[first] == '{') return parseCredentialHelpers(fileOrJson);
+  auto text = actors::fs::readFile(fileOrJson);
+  if (text.isError()) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
+  auto parsed = parseCredentialHelpers(*text);
+  if (parsed.isError()) return parsed.error().withContext("'" + fileOrJson + "'");
+  return parsed;
+}
+
+std::string helperServerUrl(std::string_view registry) {
+  const std::string canonical = canonicalRegistry(registry);
+  return canonical == "docker.io" ? "https://index.docker.io/v1/" : canonical;
+}
+
+Try<std::optional<messages::Credentials>> parseHelperAnswer(const std::string& helper, int status,
+                                                            std::string_view output) {
+  std::string_view trimmed = output;
+  while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.remove_suffix(1);
+  const std::string program = "docker-credential-" + helper;
+  if (status != 0) {
+    if (trimmed == "credentials not found in native keychain") return std::optional<messages::Credentials>();
+    std::string line(trimmed.substr(0, trimmed.find('\n')).substr(0, 200));
+    std::erase_if(line, [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    return Error(ErrorKind::Unavailable, "The credential helper '" + program + "' failed (exit status " +
+                                             std::to_string(status) + ")" + (line.empty() ? "" : ": " + line));
+  }
+  rapidjson::Document doc;
+  doc.Parse(output.data(), output.size());
+  auto text = [&](const char* name) -> std::string {
+    auto m = doc.FindMember(name);
+    return m != doc.MemberEnd() && m->value.IsString() ? m->value.GetString() : "";
+  };
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return Error(ErrorKind::Corruption, "The credential helper '" + program + "' answered something other than JSON");
+  }
+  const std::string username = text("Username"), secret = text("Secret");
+  if (username.empty() && secret.empty()) return std::optional<messages::Credentials>();
+  messages::Credentials credentials;
+  if (username == "<token>") {
+    credentials.set_identity_token(secret);
+  } else {
+    credentials.set_username(username);
+    credentials.set_password(secret);
+  }
+  return std::optional<messages::Credentials>(std::move(credentials));
 }
 
 Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header) {

@@ -39,6 +39,35 @@ std::string canonicalRegistry(std::string_view registry);
 
 std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, std::string_view registry);
 
+// The credential helpers a Docker config names (the protocol of
+// docker-credential-helpers): `credHelpers` maps a registry to a helper,
+// `credsStore` is the helper for every other registry. A helper's name is
+// what follows "docker-credential-" in its program's name; one with a
+// character outside [A-Za-z0-9._-] is refused (it names a program to run).
+struct CredentialHelpers {
+  std::map<std::string, std::string> byRegistry;  // canonical registry -> name
+  std::string store;
+  // The helper for `registry`; "" when none.
+  std::string forRegistry(std::string_view registry) const;
+};
+
+Try<CredentialHelpers> parseCredentialHelpers(std::string_view json);
+// As loadDockerConfig.
+Try<CredentialHelpers> loadCredentialHelpers(const std::string& fileOrJson);
+
+// What a helper is asked for `registry`, as Docker asks it: Docker Hub is
+// "https://index.docker.io/v1/", any other registry its host[:port].
+std::string helperServerUrl(std::string_view registry);
+
+// A helper's answer to `get` (exit status and stdout): the credentials, or
+// none when it has none for the server (exit 1 with "credentials not found
+// in native keychain", or, from older helpers, exit 0 with an empty
+// Username and Secret). A Username of "<token>" makes the Secret an
+// identity token. Another failure is Unavailable with the helper's first
+// line of output (a helper's error message, never a secret).
+Try<std::optional<messages::Credentials>> parseHelperAnswer(const std::string& helper, int status,
+                                                            std::string_view output);
+
 struct Challenge {
   std::string scheme;                         // lowercased: "bearer", "basic"
   std::map<std::string, std::string> params;  // names lowercased

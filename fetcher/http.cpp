@@ -169,12 +169,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   }
   bool knownPlain(const Url& url) {
     std::lock_guard lock(mutex);
-    return plainOrigins.count(url.host + ":" + std::to_string(url.port)) > 0;
+    return plainOrigins.count(url.hostPort()) > 0;
   }
   // Records what `url`'s origin speaks, and tells the options' callback
   // when that changed.
   void foundPlain(const Url& url, bool plain) {
-    const std::string origin = url.host + ":" + std::to_string(url.port);
+    const std::string origin = url.hostPort();
     {
       std::lock_guard lock(mutex);
       const bool changed = plain ? plainOrigins.insert(origin).second : plainOrigins.erase(origin) > 0;
@@ -235,7 +235,7 @@ WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::s
   wire.target(url.target);
   wire.version(11);
   const bool defaultPort = (url.scheme == "https" && url.port == 443) || (url.scheme == "http" && url.port == 80);
-  wire.set(bhttp::field::host, defaultPort ? url.host : url.host + ":" + std::to_string(url.port));
+  wire.set(bhttp::field::host, defaultPort ? url.hostForUrl() : url.hostPort());
   wire.set(bhttp::field::user_agent, userAgent);
   for (const auto& [name, value] : request.headers) wire.set(name, value);
   if (request.authorization && sameOrigin(url, request.url)) {

@@ -1,5 +1,8 @@
 #include "fetcher/reference.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cctype>
 #include <vector>
 
@@ -34,8 +37,26 @@ bool validPathComponent(std::string_view c) {
   return true;
 }
 
-// domain-component ('.' domain-component)* (':' port)?
+// Where the port's ':' is in a registry, or npos: after an IPv6 literal's
+// closing bracket.
+std::size_t portColon(std::string_view registry) {
+  const auto close = registry.front() == '[' ? registry.find(']') : 0;
+  if (close == std::string_view::npos) return std::string_view::npos;
+  return registry.find(':', close);
+}
+
+// domain-component ('.' domain-component)* (':' port)?, or an IPv6 literal
+// in brackets with an optional port (as distribution/reference accepts
+// since v0.6): "[::1]:5000".
 bool validRegistry(std::string_view r) {
+  if (!r.empty() && r.front() == '[') {
+    const auto close = r.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string inside(r.substr(1, close - 1));
+    in6_addr address{};
+    if (::inet_pton(AF_INET6, inside.c_str(), &address) != 1) return false;
+    return close + 1 == r.size() || r[close + 1] == ':';
+  }
   const auto colon = r.rfind(':');
   std::string_view host = colon == std::string_view::npos ? r : r.substr(0, colon);
   if (host.empty()) return false;
@@ -153,10 +174,13 @@ std::string toString(const messages::ImageReference& reference) {
   return out;
 }
 
-std::string registryHost(std::string_view registry) { return std::string(registry.substr(0, registry.find(':'))); }
+std::string registryHost(std::string_view registry) {
+  if (registry.empty()) return "";
+  return std::string(registry.substr(0, portColon(registry)));
+}
 
 Try<std::optional<int>> registryPort(std::string_view registry) {
-  const auto colon = registry.find(':');
+  const auto colon = registry.empty() ? std::string_view::npos : portColon(registry);
   if (colon == std::string_view::npos) return std::optional<int>{};
   const std::string_view port = registry.substr(colon + 1);
   auto bad = [&] {

@@ -14,6 +14,7 @@
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
+#include "fetcher/subprocess.hpp"
 
 namespace prov::fetcher {
 
@@ -192,11 +193,63 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
   // Tokens and Basic answers are per origin and per credentials: two images
   // with different credentials on one registry never share them.
   // (The key holds a hash of the credentials, never the secret itself.)
+  // A helper's repository is keyed by the helper (its answer is not known
+  // before the first challenge, and is the same for every request).
   static std::string keyOf(const Repository& repository) {
     const auto& c = repository.credentials;
     const std::string who =
-        c ? sha256Digest(c->username() + '\0' + c->password() + '\0' + c->identity_token()).substr(7, 16) : "-";
+        !repository.credentialHelper.empty() ? "helper:" + repository.credentialHelper + ":" + repository.helperServer
+        : c ? sha256Digest(c->username() + '\0' + c->password() + '\0' + c->identity_token()).substr(7, 16)
+            : "-";
     return repository.endpoint.origin() + " " + who;
+  }
+
+  struct HelperAnswer {
+    Future<std::optional<messages::Credentials>> answer;
+    actors::Clock::TimePoint expires;
+  };
+  std::map<std::string, HelperAnswer> helperAnswers;  // "helper server", under `mutex`
+
+  // `repository` with the credentials its helper gives, if it has one (run
+  // once per helper and server for 5 minutes; a failure is not kept).
+  Future<Repository> withCredentials(const Repository& repository) {
+    if (repository.credentialHelper.empty()) return repository;
+    const std::string key = repository.credentialHelper + " " + repository.helperServer;
+    std::optional<Future<std::optional<messages::Credentials>>> answer;
+    {
+      std::lock_guard lock(mutex);
+      auto it = helperAnswers.find(key);
+      if (it != helperAnswers.end() && it->second.expires > runtime.clock().now() &&
+          (it->second.answer.isPending() || it->second.answer.isReady())) {
+        answer = it->second.answer;
+      } else {
+        answer = runHelper(repository.credentialHelper, repository.helperServer);
+        helperAnswers[key] = HelperAnswer{*answer, runtime.clock().now() + std::chrono::minutes(5)};
+      }
+    }
+    return answer->then([repository](const std::optional<messages::Credentials>& found) {
+      Repository with = repository;
+      if (found) with.credentials = found;
+      return with;
+    });
+  }
+
+  Future<std::optional<messages::Credentials>> runHelper(const std::string& helper, const std::string& server) {
+    const std::string program = "docker-credential-" + helper;
+    const auto timeout = options.helperTimeout;
+    return actors::async(runtime, [helper, program, server, timeout]() -> Try<std::optional<messages::Credentials>> {
+      const std::string what = "Failed to get the credentials for '" + server + "' from '" + program + "'";
+      auto ran = runSubprocess({program, "get"}, server, timeout);
+      if (ran.isError()) return ran.error().withContext(what);
+      if (ran->timedOut) {
+        return Error(ErrorKind::Timeout, what + ": it did not answer within " +
+                                             std::to_string(timeout.count() / 1000.0).substr(0, 4) +
+                                             " s and was killed");
+      }
+      auto parsed = parseHelperAnswer(helper, ran->status, ran->output);
+      if (parsed.isError()) return parsed.error().withContext(what);
+      return *parsed;
+    });
   }
 
   std::optional<std::string> cached(const Repository& repository) {
@@ -229,7 +282,10 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
       if (auto challenge = knownChallenge(repository)) {
         const std::string what = "Failed to authenticate to '" + repository.registry + "' for '" + repository.name +
                                  "'";
-        return bearer(repository, *challenge, what)
+        return withCredentials(repository)
+            .then([self, challenge = *challenge, what](const Repository& with) {
+              return self->bearer(with, challenge, what);
+            })
             .then([self, request, sink](const std::string& authorization) mutable {
               request.authorization = authorization;
               return self->send(request, sink);
@@ -242,7 +298,8 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
           const bool challenged = r.status == 401 ||
                                   (r.status == 403 && !request.authorization && !r.header("www-authenticate").empty());
           if (!challenged) return r;
-          return self->authenticate(repository, r)
+          return self->withCredentials(repository)
+              .then([self, r](const Repository& with) { return self->authenticate(with, r); })
               .then([self, request, sink](const std::string& authorization) mutable {
                 request.authorization = authorization;
                 return self->send(request, sink);
@@ -283,7 +340,7 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     if (realmUrl.isError()) return realmUrl.error().withContext(what);
     boost::urls::url url;
     url.set_scheme(realmUrl->scheme);
-    url.set_host(realmUrl->host);
+    url.set_host(realmUrl->hostForUrl());
     url.set_port_number(static_cast<std::uint16_t>(realmUrl->port));
     url.set_encoded_path(realmUrl->target.substr(0, realmUrl->target.find('?')));
     if (auto q = realmUrl->target.find('?'); q != std::string::npos)
@@ -418,8 +475,13 @@ Try<std::vector<Repository>> RegistryClient::repositories(
       auto url = parseUrl(mirror);
       if (url.isError()) return url.error();
       url->target = "/";
-      const std::string host = url->host + ":" + std::to_string(url->port);
-      list.push_back(Repository{*url, registry, reference.repository(), findCredentials(options.auths, host)});
+      const std::string host = url->hostPort();
+      Repository at{*url, registry, reference.repository(), findCredentials(options.auths, host), "", ""};
+      if (const std::string helper = options.helpers.forRegistry(host); !helper.empty()) {
+        at.credentialHelper = helper;
+        at.helperServer = helperServerUrl(host);
+      }
+      list.push_back(std::move(at));
     }
   }
   Try<Url> upstream = registry == kDockerHub ? parseUrl(options.hubUrl) : registryUrl(reference.registry(), "/");
@@ -428,9 +490,16 @@ Try<std::vector<Repository>> RegistryClient::repositories(
   // The config may name the registry, or the host the default registry
   // (--docker_registry) points at.
   auto found = credentialsFor(registry);
-  if (!found) found = findCredentials(options.auths, upstream->host + ":" + std::to_string(upstream->port));
+  if (!found) found = findCredentials(options.auths, upstream->hostPort());
   if (!found) found = findCredentials(options.auths, upstream->host);
-  list.push_back(Repository{*upstream, registry, reference.repository(), found});
+  Repository repository{*upstream, registry, reference.repository(), found, "", ""};
+  if (!credentials) {
+    if (const std::string helper = options.helpers.forRegistry(registry); !helper.empty()) {
+      repository.credentialHelper = helper;
+      repository.helperServer = helperServerUrl(registry);
+    }
+  }
+  list.push_back(std::move(repository));
   return list;
 }
 

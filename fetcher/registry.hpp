@@ -10,9 +10,14 @@
 //   TLS verified only. The plain ones found go to `http.onPlainFound`. References of the `mirrored`
 //   registry try each of `mirrors` first, in order, and fall through to the
 //   upstream on any error; when all fail the upstream's error is reported.
-// - Auth: a 401 with a Bearer challenge gets a token from the challenge's
-//   realm (anonymously, or with Basic credentials from the image or the
-//   Docker config), cached per (origin, scope) until `expires_in` (default
+// - Credentials, in the order consulted: the image's own; the Docker
+//   config's credential helper for the registry (credHelpers, else
+//   credsStore), run only once a registry asks for credentials, its answer
+//   cached for 5 minutes; the config's auths.
+// - Auth: a 401 (or GCR's 403 on an anonymous request) with a Bearer
+//   challenge gets a token from the challenge's realm (anonymously, with
+//   Basic credentials, or for an identity token with an OAuth2 refresh
+//   POST), cached per (origin, scope) until `expires_in` (default
 //   60 s) runs out on the runtime's clock; a 401 with a cached token (expired
 //   mid-pull) gets a new one once. A Basic challenge is answered with the
 //   credentials, if any. A second 401 is Unauthorized.
@@ -30,6 +35,7 @@
 //
 // Thread-safe; no call blocks. Credentials never appear in a message.
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,6 +64,10 @@ struct RegistryOptions {
   std::vector<std::string> mirrors;                     // base URLs, tried in order
   std::string mirrored = "docker.io";                   // the registry the mirrors stand in for
   DockerAuths auths;
+  // Helpers run (docker-credential-<name> get) when a registry needs
+  // credentials and the image brings none; before `auths`, as Docker does.
+  CredentialHelpers helpers;
+  std::chrono::milliseconds helperTimeout{30'000};
   RetryPolicy retry;
   HttpOptions http;  // allowPlainHttp and tlsMode are set from `insecure` and the loopback rule
   // A blob whose descriptor has no size (schema 1) may be this long.
@@ -70,6 +80,12 @@ struct Repository {
   std::string registry;  // canonical name, for messages ("docker.io")
   std::string name;      // "library/busybox"
   std::optional<messages::Credentials> credentials;
+  // When the image brings no credentials and the Docker config names a
+  // helper for this endpoint: its name and the server it is asked for.
+  // Its answer wins over `credentials` (from the config's auths), which
+  // stay the fallback when it has none.
+  std::string credentialHelper{};
+  std::string helperServer{};
 };
 
 struct FetchedManifest {

@@ -41,11 +41,15 @@ Try<Url> fromView(boost::urls::url_view view, std::string_view text) {
 
 }  // namespace
 
-std::string Url::origin() const { return scheme + "://" + host + ":" + std::to_string(port); }
+std::string Url::hostForUrl() const { return host.find(':') != std::string::npos ? "[" + host + "]" : host; }
+
+std::string Url::hostPort() const { return hostForUrl() + ":" + std::to_string(port); }
+
+std::string Url::origin() const { return scheme + "://" + hostPort(); }
 
 std::string Url::toString() const {
   const bool defaultPort = (scheme == "https" && port == 443) || (scheme == "http" && port == 80);
-  return scheme + "://" + host + (defaultPort ? "" : ":" + std::to_string(port)) + target;
+  return scheme + "://" + hostForUrl() + (defaultPort ? "" : ":" + std::to_string(port)) + target;
 }
 
 Try<Url> parseUrl(std::string_view text) {

@@ -17,7 +17,7 @@ namespace prov::fetcher {
 
 struct Url {
   std::string scheme;  // "http" or "https"
-  std::string host;    // lowercased
+  std::string host;    // lowercased; an IPv6 literal without its brackets
   int port = 0;        // the scheme's default when the URL gives none
   std::string target;  // path and query, at least "/"
 
@@ -25,6 +25,10 @@ struct Url {
   std::string toString() const;
   // "scheme://host:port".
   std::string origin() const;
+  // "host:port", an IPv6 host in brackets ("[::1]:5000").
+  std::string hostPort() const;
+  // The host as a URL or a Host header writes it: an IPv6 one in brackets.
+  std::string hostForUrl() const;
 };
 
 // An absolute http or https URL; InvalidArgument naming it otherwise.

@@ -113,6 +113,9 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
       auto auths = fetcher::loadDockerConfig(flags.dockerConfig);
       if (auths.isError()) return badFlag("docker_config", auths.error().message);
       options.auths = std::move(*auths);
+      auto helpers = fetcher::loadCredentialHelpers(flags.dockerConfig);
+      if (helpers.isError()) return badFlag("docker_config", helpers.error().message);
+      options.helpers = std::move(*helpers);
     }
     auto puller = fetcher::RegistryPuller::create(runtime, std::move(options));
     if (puller.isError()) return badFlag("docker_registry", puller.error().message);

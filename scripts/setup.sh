@@ -16,6 +16,8 @@ packages=(
   libgtest-dev libgmock-dev
   # real servers and tools used by integration tests and the demo
   docker-registry skopeo busybox-static apache2-utils openssl curl
+  # a real credential helper (docker-credential-pass over pass and gpg)
+  golang-docker-credential-helpers pass gnupg
 )
 
 missing=()

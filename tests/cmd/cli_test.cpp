@@ -19,6 +19,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -343,6 +344,82 @@ TEST_F(CliTest, AHolderPastTheLockTimeoutIsNamed) {
   EXPECT_EQ(2, run({"--lock_timeout=-1", "containers"}).status);
   ::close(fd);
   EXPECT_EQ(0, run({"containers"}).status);
+}
+
+// Credentials from Debian's real credential helper, docker-credential-pass,
+// over `pass` with a throwaway GPG key: --docker_config names it in
+// credHelpers, the registry (htpasswd) gets its answer. Without it the
+// registry refuses the pull.
+TEST_F(CliTest, CredentialsFromDebiansPassHelper) {
+  std::string error;
+  auto secured = RealRegistry::start(sandbox() / "auth-registry",
+                                     {.user = std::make_pair(std::string("alice"), std::string("s3cret"))}, error);
+  ASSERT_NE(nullptr, secured) << error;
+  testing::ImageSpec spec;
+  spec.layers = {busyboxLayer()};
+  spec.cmd = {"/bin/sh"};
+  OciLayout layout(sandbox() / "layout-private");
+  layout.tag(layout.addImage(spec), "latest");
+  auto pushed = secured->push("oci:" + layout.dir().string() + ":latest", "test/private:latest", "v2s2");
+  ASSERT_EQ(0, pushed.status) << pushed.output;
+  const std::string image = secured->hostPort() + "/test/private";
+
+  // A short directory: gpg-agent's socket path must fit in 108 bytes.
+  char dir[] = "/tmp/pcred-XXXXXX";
+  ASSERT_NE(nullptr, ::mkdtemp(dir));
+  const std::string gnupg = std::string(dir) + "/gnupg", store = std::string(dir) + "/store";
+  const std::vector<std::string> env = {"env", "GNUPGHOME=" + gnupg, "PASSWORD_STORE_DIR=" + store};
+  auto setup = testing::runCommand(
+      {"bash", "-c",
+       "set -e; umask 077; mkdir -p \"$0\" \"$1\"\n"
+       "export GNUPGHOME=\"$0\" PASSWORD_STORE_DIR=\"$1\"\n"
+       "printf '%s\\n' '%no-protection' 'Key-Type: eddsa' 'Key-Curve: ed25519' 'Key-Usage: sign' "
+       "'Subkey-Type: ecdh' 'Subkey-Curve: cv25519' 'Subkey-Usage: encrypt' 'Name-Real: provisioner test' "
+       "'Name-Email: test@example.invalid' 'Expire-Date: 0' '%commit' | gpg --batch --no-tty --quiet --gen-key\n"
+       "pass init \"$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1==\"fpr\"{print $10; exit}')\"\n"
+       "printf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}' \"$2\" | "
+       "docker-credential-pass store",
+       gnupg, store, secured->hostPort()});
+  struct Cleanup {
+    std::string dir, gnupg;
+    ~Cleanup() {
+      testing::runCommand({"env", "GNUPGHOME=" + gnupg, "gpgconf", "--kill", "gpg-agent"});
+      testing::runCommand({"sh", "-c",
+                           "for i in $(seq 50); do pgrep -f -- \"--homedir $0\" >/dev/null || exit 0; "
+                           "sleep 0.1; done",
+                           gnupg});
+      std::filesystem::remove_all(dir);
+    }
+  } cleanup{dir, gnupg};
+  ASSERT_EQ(0, setup.status) << setup.output;
+
+  auto withEnv = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = env;
+    for (const auto& a : command(args)) argv.push_back(a);
+    return testing::runCommand(argv);
+  };
+  const std::string config = R"(--docker_config={"credHelpers":{")" + secured->hostPort() + R"(":"pass"}})";
+  auto provisioned = withEnv({config, "provision", "c1", image});
+  ASSERT_EQ(0, provisioned.status) << provisioned.output;
+  const std::string rootfs = provisioned.output.substr(0, provisioned.output.find('\n'));
+  EXPECT_EQ("private\n", testing::runCommand({"chroot", rootfs, "/bin/echo", "private"}).output);
+
+  // Another work dir (the image not stored yet): without the helper the
+  // registry refuses; a credsStore helper that is not installed is named.
+  auto elsewhere = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = env;
+    argv.push_back(PROV_CLI);
+    argv.push_back("--work_dir=" + (sandbox() / "other-work").string());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::runCommand(argv);
+  };
+  auto refused = elsewhere({"pull", image});
+  EXPECT_EQ(1, refused.status);
+  EXPECT_NE(std::string::npos, refused.output.find("the registry asks for credentials and none are configured"))
+      << refused.output;
+  auto missing = elsewhere({R"(--docker_config={"credsStore":"nothere"})", "pull", image});
+  EXPECT_EQ(1, missing.status);
+  EXPECT_NE(std::string::npos, missing.output.find("'docker-credential-nothere' is not installed")) << missing.output;
 }
 
 TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {

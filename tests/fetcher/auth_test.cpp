@@ -90,6 +90,55 @@ TEST(DockerConfigTest, FindsCredentialsByRegistryHost) {
   EXPECT_EQ("aHViOnB3", basicCredentials(c));
 }
 
+TEST(DockerConfigTest, CredentialHelpersAndStore) {
+  auto helpers = parseCredentialHelpers(R"({"auths":{"r.io":{}},"credsStore":"pass",
+      "credHelpers":{"https://index.docker.io/v1/":"desktop","127.0.0.1:5000":"ecr-login"}})");
+  ASSERT_TRUE(helpers.isSome()) << helpers.error().message;
+  EXPECT_EQ("desktop", helpers->forRegistry("docker.io"));
+  EXPECT_EQ("desktop", helpers->forRegistry("registry-1.docker.io"));
+  EXPECT_EQ("ecr-login", helpers->forRegistry("127.0.0.1:5000"));
+  EXPECT_EQ("pass", helpers->forRegistry("r.io"));
+  EXPECT_EQ("", parseCredentialHelpers(R"({"auths":{}})")->forRegistry("r.io"));
+  // A name is part of a program's name: nothing that could be a path.
+  for (const char* bad :
+       {R"({"credsStore":"../../bin/sh"})", R"({"credsStore":".hidden"})", R"({"credHelpers":{"r.io":"a/b"}})",
+        R"({"credHelpers":{"r.io":7}})", R"({"credsStore":["pass"]})"}) {
+    auto refused = parseCredentialHelpers(bad);
+    ASSERT_TRUE(refused.isError()) << bad;
+    EXPECT_EQ(ErrorKind::InvalidArgument, refused.error().kind);
+  }
+  EXPECT_EQ("https://index.docker.io/v1/", helperServerUrl("docker.io"));
+  EXPECT_EQ("127.0.0.1:5000", helperServerUrl("127.0.0.1:5000"));
+}
+
+// The answers of docker-credential-helpers' `get`, old and new.
+TEST(DockerConfigTest, CredentialHelperAnswers) {
+  auto found = parseHelperAnswer("pass", 0,
+                                 R"({"ServerURL":"r.io","Username":"alice","Secret":"s3cret"})"
+                                 "\n");
+  ASSERT_TRUE(found.isSome());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ("alice", (*found)->username());
+  EXPECT_EQ("s3cret", (*found)->password());
+  auto token = parseHelperAnswer("pass", 0, R"({"ServerURL":"r.io","Username":"\u003ctoken\u003e","Secret":"rt"})");
+  ASSERT_TRUE(token.isSome() && token->has_value());
+  EXPECT_EQ("rt", (*token)->identity_token());
+  EXPECT_EQ("", (*token)->username());
+  // None: the new helpers' message, the old ones' empty answer.
+  EXPECT_FALSE(parseHelperAnswer("pass", 1, "credentials not found in native keychain\n")->has_value());
+  EXPECT_FALSE(parseHelperAnswer("pass", 0, R"({"ServerURL":"r.io","Username":"","Secret":""})")->has_value());
+  auto failed = parseHelperAnswer("pass", 1, "exit status 2: gpg: decryption failed: No secret key\nmore\n");
+  ASSERT_TRUE(failed.isError());
+  EXPECT_EQ(ErrorKind::Unavailable, failed.error().kind);
+  EXPECT_EQ(
+      "The credential helper 'docker-credential-pass' failed (exit status 1): exit status 2: gpg: decryption "
+      "failed: No secret key",
+      failed.error().message);
+  auto garbage = parseHelperAnswer("pass", 0, "not json s3cret");
+  ASSERT_TRUE(garbage.isError());
+  EXPECT_EQ(std::string::npos, garbage.error().message.find("s3cret"));
+}
+
 TEST(WwwAuthenticateTest, BearerChallenge) {
   auto c = parseWwwAuthenticate(
       R"(Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull")");

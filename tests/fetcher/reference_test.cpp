@@ -76,6 +76,28 @@ TEST(ReferenceTest, MesosGetRegistrySpec) {
   EXPECT_EQ(1234, **registryPort("127.0.0.1:1234"));
 }
 
+// IPv6 literal registries, as distribution/reference accepts them since v0.6.
+TEST(ReferenceTest, IpV6LiteralRegistries) {
+  auto r = parseImageReference("[::1]:5000/test/app:v1");
+  ASSERT_TRUE(r.isSome()) << r.error().message;
+  EXPECT_EQ("[::1]:5000", r->registry());
+  EXPECT_EQ("test/app", r->repository());
+  EXPECT_EQ("v1", r->tag());
+  EXPECT_EQ("[::1]:5000/test/app:v1", toString(*r));
+  EXPECT_EQ(5000, **registryPort("[::1]:5000"));
+  EXPECT_EQ("[::1]", registryHost("[::1]:5000"));
+  r = parseImageReference("[2001:db8::1]/app");
+  ASSERT_TRUE(r.isSome()) << r.error().message;
+  EXPECT_EQ("[2001:db8::1]", r->registry());
+  EXPECT_FALSE(*registryPort("[2001:db8::1]"));
+  EXPECT_EQ("[fd00::1]:443/a/b@" + std::string("sha256:") + std::string(64, 'a'),
+            toString(*parseImageReference("[fd00::1]:443/a/b@sha256:" + std::string(64, 'a'))));
+  for (const char* bad : {"[::1/app", "[not-an-ip]:5000/app", "[::1]x/app", "[::1]:/app", "[::1]:99999/app",
+                          "[fe80::1%eth0]:5000/app", "[1.2.3.4]:5000/app"}) {
+    EXPECT_TRUE(parseImageReference(bad).isError()) << bad;
+  }
+}
+
 TEST(ReferenceTest, NormalisesAsDockerDoes) {
   EXPECT_EQ("docker.io/library/busybox:latest", toString(*parseNormalized("busybox")));
   EXPECT_EQ("docker.io/library/busybox:latest", toString(*parseNormalized("busybox:latest")));

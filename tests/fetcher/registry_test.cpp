@@ -3,7 +3,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
+#include <sys/stat.h>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -15,6 +20,7 @@
 #include "fetcher/registry.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/fake_registry.hpp"
+#include "tests/support/files.hpp"
 
 namespace prov::fetcher {
 namespace {
@@ -497,6 +503,127 @@ TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
   known.http.plainOrigins = {registry.hostPort()};
   AWAIT_READY(client(known)->resolve(reference(registry, "test/app:v1"), platform("amd64")));
   EXPECT_EQ(1u, registry.notHttpConnections());
+}
+
+// Credential helpers, scripted: each is a docker-credential-<name> in a
+// directory put first in PATH for the test.
+class CredentialHelperTest : public RegistryTest {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/prov-helpers-XXXXXX";
+    ASSERT_NE(nullptr, ::mkdtemp(dir));
+    dir_ = dir;
+    const char* path = std::getenv("PATH");
+    oldPath_ = path ? path : "";
+    ::setenv("PATH", (dir_ + ":" + oldPath_).c_str(), 1);
+  }
+  void TearDown() override {
+    ::setenv("PATH", oldPath_.c_str(), 1);
+    std::filesystem::remove_all(dir_);
+  }
+  // docker-credential-<name>: logs each server it is asked for, then `body`.
+  std::string helper(const std::string& name, const std::string& body) {
+    const std::string path = dir_ + "/docker-credential-" + name;
+    testing::writeFile(path, "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread -r server\necho \"$server\" >>" + dir_ + "/" +
+                                 name + ".log\n" + body + "\n");
+    ::chmod(path.c_str(), 0755);
+    return name;
+  }
+  std::string asked(const std::string& name) const {
+    std::ifstream in(dir_ + "/" + name + ".log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string dir_, oldPath_;
+};
+
+TEST_F(CredentialHelperTest, AHelpersAnswerIsAskedOnceAndUsed) {
+  FakeRegistry registry;
+  registry.requireBearer(std::make_pair(std::string("alice"), std::string("s3cret")));
+  Published image = publish(registry, "test/app", "v1", {"a", "b"});
+  RegistryOptions o = options();
+  o.helpers.byRegistry[registry.hostPort()] = helper(
+      "fake", R"(printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret"}' "$server")");
+  auto c = client(o);
+  AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  auto repositories = c->repositories(reference(registry, "test/app:v1"));
+  ASSERT_TRUE(repositories.isSome());
+  for (const auto& digest : image.layerDigests) {
+    AWAIT_READY(c->streamBlob(repositories->back(), blobOf(digest, 1), std::make_shared<StringSink>()));
+  }
+  EXPECT_EQ(registry.hostPort() + "\n", asked("fake"));  // once, for every request of the process
+  EXPECT_EQ(1u, registry.count("/token"));
+}
+
+TEST_F(CredentialHelperTest, CredsStoreWithNothingFallsBackToAuthsAndATokenIsAnIdentityToken) {
+  FakeRegistry registry;
+  registry.requireBearer(std::make_pair(std::string("alice"), std::string("s3cret")));
+  publish(registry, "test/app", "v1", {"a"});
+  RegistryOptions o = options();
+  o.helpers.store = helper("empty", R"(echo "credentials not found in native keychain"; exit 1)");
+  o.auths = *parseDockerConfig(R"({"auths":{")" + registry.hostPort() + R"(":{"auth":"YWxpY2U6czNjcmV0"}}})");
+  AWAIT_READY(client(o)->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  EXPECT_EQ(registry.hostPort() + "\n", asked("empty"));
+
+  FakeRegistry oauth;
+  oauth.requireBearer();
+  oauth.acceptRefreshToken("from-the-helper");
+  publish(oauth, "test/app", "v1", {"a"});
+  RegistryOptions t = options();
+  t.helpers.store = helper("token", R"(printf '{"ServerURL":"r","Username":"<token>","Secret":"from-the-helper"}')");
+  AWAIT_READY(client(t)->resolve(reference(oauth, "test/app:v1"), platform("amd64")));
+  EXPECT_EQ(1u, oauth.count("/token"));
+}
+
+TEST_F(CredentialHelperTest, AMissingFailingOrSlowHelperIsAClearError) {
+  FakeRegistry registry;
+  registry.requireBearer(std::make_pair(std::string("alice"), std::string("s3cret")));
+  publish(registry, "test/app", "v1", {"a"});
+  struct Case {
+    std::string name, body;
+    ErrorKind kind;
+    std::string says;
+  } cases[] = {
+      {"nothere", "", ErrorKind::NotFound, "'docker-credential-nothere' is not installed (not found in PATH)"},
+      {"broken", "echo 'keychain locked'; exit 1", ErrorKind::Unavailable,
+       "'docker-credential-broken' failed (exit status 1): keychain locked"},
+      {"slow", "sleep 20", ErrorKind::Timeout, "'docker-credential-slow': it did not answer within 0.30 s"},
+  };
+  for (const auto& c : cases) {
+    RegistryOptions o = options(fastRetry(1));
+    o.helperTimeout = std::chrono::milliseconds(300);
+    o.helpers.store = c.body.empty() ? c.name : helper(c.name, c.body);
+    const auto started = std::chrono::steady_clock::now();
+    Future<messages::ResolvedImage> failed = client(o)->resolve(reference(registry, "test/app:v1"), platform("amd64"));
+    AWAIT_EXPECT_ERROR(c.kind, failed);
+    EXPECT_NE(std::string::npos, failed.failure().message.find("Failed to get the credentials for '" +
+                                                               registry.hostPort() + "' from 'docker-credential-"))
+        << failed.failure().message;
+    EXPECT_NE(std::string::npos, failed.failure().message.find(c.says)) << failed.failure().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10)) << c.name;
+  }
+}
+
+// A registry on an IPv6 literal: the reference parses and prints, the
+// scheme rule applies (::1 is loopback: TLS tried, plain found), tokens
+// come from its realm and blobs stream.
+TEST_F(RegistryTest, ARegistryOnAnIpV6Literal) {
+  FakeRegistry registry("::1");
+  EXPECT_EQ("[::1]:" + std::to_string(registry.port()), registry.hostPort());
+  registry.requireBearer();
+  Published image = publish(registry, "test/app", "v1", {"a", "b"});
+  const auto ref = reference(registry, "test/app:v1");
+  EXPECT_EQ(registry.hostPort() + "/test/app:v1", toString(ref));
+  auto c = client();
+  Future<messages::ResolvedImage> resolved = c->resolve(ref, platform("amd64"));
+  AWAIT_READY(resolved);
+  EXPECT_EQ("https://" + registry.hostPort() + "/", resolved->endpoint());
+  auto repositories = c->repositories(ref);
+  ASSERT_TRUE(repositories.isSome());
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_READY(c->streamBlob(repositories->back(), blobOf(image.layerDigests[1], 1), sink));
+  EXPECT_EQ("b", sink->data());
+  EXPECT_EQ(1u, registry.notHttpConnections());
+  EXPECT_EQ(1u, registry.count("/token"));
 }
 
 TEST_F(RegistryTest, BasicAuthWhereTheRegistryAsksForIt) {
