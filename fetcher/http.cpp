@@ -17,6 +17,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -88,12 +89,41 @@ class Connection {
       done(ec, 0);
     });
   }
+  // CONNECT `hostPort` through the proxy this socket is connected to (the
+  // tunnel's TLS handshake follows); the proxy's answer in tunnelStatus.
+  void tunnel(const std::string& hostPort, const std::string& authorization, Handler done) {
+    struct State {
+      bhttp::request<bhttp::empty_body> request;
+      bhttp::response_parser<bhttp::empty_body> parser;
+      beast::flat_buffer buffer;
+    };
+    auto state = std::make_shared<State>();
+    state->request.method(bhttp::verb::connect);
+    state->request.target(hostPort);
+    state->request.version(11);
+    state->request.set(bhttp::field::host, hostPort);
+    if (!authorization.empty()) state->request.set(bhttp::field::proxy_authorization, authorization);
+    // The answer to a CONNECT has no body, whatever its headers say: what
+    // follows a 200 is the tunnel.
+    state->parser.skip(true);
+    bhttp::async_write(tcp(), state->request, [this, state, done](error_code ec, std::size_t) {
+      if (ec) return done(ec, 0);
+      bhttp::async_read_header(tcp(), state->buffer, state->parser, [this, state, done](error_code ec, std::size_t) {
+        if (!ec) tunnelStatus = static_cast<int>(state->parser.get().result_int());
+        // The server speaks only after our ClientHello: bytes already here
+        // would be lost to the TLS stream, which reads the socket afresh.
+        if (!ec && tunnelStatus == 200 && state->buffer.size() > 0) ec = bhttp::error::unexpected_body;
+        done(ec, 0);
+      });
+    });
+  }
   void close() {
     error_code ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
     tcp().close();
   }
   bool reused = false;
+  int tunnelStatus = 0;  // the proxy's answer to CONNECT, after tunnel()
   // Why the peer's certificate failed verification, after a failed handshake.
   std::string verifyFailure;
 
@@ -183,6 +213,19 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     if (options.onPlainFound) options.onPlainFound(origin, plain);
   }
 
+  // The proxy `url` goes through, or null when it goes direct.
+  const Proxy* proxyFor(const Url& url) const {
+    const auto& proxy = url.scheme == "https" ? options.proxy.https : options.proxy.http;
+    if (!proxy || bypassProxy(options.proxy, url.host, url.port)) return nullptr;
+    return &*proxy;
+  }
+  // Where a connection for `url` is pooled: a proxied one and a direct one
+  // never mix.
+  std::string poolKey(const Url& url) const {
+    const Proxy* proxy = proxyFor(url);
+    return proxy ? proxy->shown() + " " + url.origin() : url.origin();
+  }
+
   std::shared_ptr<Connection> takeIdle(const std::string& origin) {
     std::lock_guard lock(mutex);
     auto it = idle.find(origin);
@@ -206,8 +249,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::shared_ptr<Connection> open(const Url& url) {
     ++opened;
     auto strand = asio::make_strand(runtime.ioContext());
-    if (url.scheme == "https") return std::make_shared<TlsConnection>(url.origin(), strand, tls);
-    return std::make_shared<PlainConnection>(url.origin(), strand);
+    if (url.scheme == "https") return std::make_shared<TlsConnection>(poolKey(url), strand, tls);
+    return std::make_shared<PlainConnection>(poolKey(url), strand);
   }
 };
 
@@ -228,11 +271,13 @@ std::optional<std::string> controlCharacterIn(const HttpRequest& request, const 
 }
 
 // The request as sent to `url`, one hop of `request`: its authorization
-// only to the origin the caller named.
-WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::string& userAgent) {
+// only to the origin the caller named. Through `proxy` (plain http only) in
+// absolute form, with the proxy's credentials.
+WireRequest wireRequest(const HttpRequest& request, const Url& url, const std::string& userAgent, const Proxy* proxy) {
   WireRequest wire;
   wire.method_string(request.method);
-  wire.target(url.target);
+  wire.target(proxy ? url.toString() : url.target);
+  if (proxy && !proxy->authorization.empty()) wire.set(bhttp::field::proxy_authorization, proxy->authorization);
   wire.version(11);
   const bool defaultPort = (url.scheme == "https" && url.port == 443) || (url.scheme == "http" && url.port == 80);
   wire.set(bhttp::field::host, defaultPort ? url.hostForUrl() : url.hostPort());
@@ -412,18 +457,28 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return fail(Error(ErrorKind::InvalidArgument,
                         "Refused the request to '" + shown(url_) + "': its " + *part + " holds a control character"));
     }
-    connection_ = client_->takeIdle(url_.origin());
+    connection_ = client_->takeIdle(client_->poolKey(url_));
     connection_ ? send() : openFresh();
   }
 
+  // A new connection to url_'s origin, or to the proxy it goes through.
   void openFresh() {
     connection_ = client_->open(url_);
     auto step = [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
       if (self->over()) return;
-      if (ec) return self->failIo(ec, "resolve");
+      if (ec) return self->failIo(ec, self->via("resolve"));
       self->connect(results);
     };
-    resolver_.async_resolve(url_.host, std::to_string(url_.port), asio::bind_executor(strand_, std::move(step)));
+    const Proxy* proxy = client_->proxyFor(url_);
+    resolver_.async_resolve(proxy ? proxy->host : url_.host, std::to_string(proxy ? proxy->port : url_.port),
+                            asio::bind_executor(strand_, std::move(step)));
+  }
+
+  // `what` ("connect to") for a message about url_: through its proxy, the
+  // proxy is named too ("connect to the proxy 'http://p:3128' for").
+  std::string via(const std::string& what) const {
+    const Proxy* proxy = client_->proxyFor(url_);
+    return proxy ? what + " the proxy '" + proxy->shown() + "' for" : what;
   }
 
   void connect(const tcp::resolver::results_type& results) {
@@ -439,7 +494,50 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void connected(error_code ec, std::size_t) {
-    if (ec) return failIo(ec, "connect to");
+    if (ec) return failIo(ec, via("connect to"));
+    const Proxy* proxy = client_->proxyFor(url_);
+    if (proxy && url_.scheme == "https") {
+      return onConnection(
+          options_.connectTimeout,
+          [target = url_.hostPort(), authorization = proxy->authorization](Connection& c, Handler done) {
+            c.tunnel(target, authorization, std::move(done));
+          },
+          &Exchange::tunneled);
+    }
+    handshake();
+  }
+
+  // Through a proxy, the CONNECT answered: TLS with the target from here.
+  void tunneled(error_code ec, std::size_t) {
+    const Proxy* proxy = client_->proxyFor(url_);
+    const std::string what = "open a tunnel through the proxy '" + proxy->shown() + "' to";
+    if (ec) return failIo(ec, what);
+    const int status = connection_->tunnelStatus;
+    if (status != 200) {
+      closeConnection();
+      return fail(proxyRefused(*proxy, status, what));
+    }
+    handshake();
+  }
+
+  // A proxy's answer other than a tunnel or a response: 401 (tinyproxy's
+  // for wrong credentials) and 407 are Unauthorized, 403 Forbidden,
+  // anything else Unavailable. The credentials are not named.
+  Error proxyRefused(const Proxy& proxy, int status, const std::string& what) const {
+    ErrorKind kind = ErrorKind::Unavailable;
+    std::string hint;
+    if (status == 401 || status == 407) {
+      kind = ErrorKind::Unauthorized;
+      hint = proxy.authorization.empty() ? " (it wants credentials: http://user:password@host:port)"
+                                         : " (it refused the credentials in the proxy URL)";
+    }
+    if (status == 403) kind = ErrorKind::Forbidden;
+    const std::string reason(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
+    return Error(kind, "Failed to " + what + " '" + shown(url_) + "': the proxy answered " + std::to_string(status) +
+                           (reason.empty() || reason == "<unknown-status>" ? "" : " " + reason) + hint);
+  }
+
+  void handshake() {
     onConnection(
         options_.connectTimeout,
         [host = url_.host, verify = client_->tlsMode(url_) != TlsMode::AnyCertOrPlain](Connection& c, Handler done) {
@@ -484,7 +582,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void send() {
-    wire_ = wireRequest(request_, url_, options_.userAgent);
+    // Only plain http goes to a proxy as a request; https went through
+    // the tunnel.
+    wire_ = wireRequest(request_, url_, options_.userAgent, url_.scheme == "http" ? client_->proxyFor(url_) : nullptr);
     buffer_.clear();
     // Beast reads as much as the buffer has room for: without room, a read
     // is a few KiB and the transfer crawls.
@@ -516,6 +616,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void headRead(error_code ec, std::size_t) {
     if (ec) return retryOrFail(ec, "read a response from");
     response_ = responseHead(*parser_, url_, redirects_ > 0);
+    // Only a proxy asks for proxy credentials: never the caller's answer.
+    const Proxy* proxy = url_.scheme == "http" ? client_->proxyFor(url_) : nullptr;
+    if (response_.status == 407 && proxy) {
+      closeConnection();
+      return fail(proxyRefused(*proxy, 407, "send a request through the proxy '" + proxy->shown() + "' to"));
+    }
     // A TLS server answers a plain request with 400 (Go's says "Client sent
     // an HTTP request to an HTTPS server").
     if (response_.status == 400 && backToTls()) return;
@@ -751,6 +857,19 @@ Try<std::shared_ptr<HttpClient>> HttpClient::create(actors::Runtime& runtime, Ht
     impl->tls.load_verify_file(impl->options.extraCaFile, ec);
     if (ec) {
       return Error(ErrorKind::IO, "Failed to load the CA bundle '" + impl->options.extraCaFile + "': " + ec.message());
+    }
+  }
+  for (const auto* proxy : {&impl->options.proxy.http, &impl->options.proxy.https}) {
+    if (!*proxy) continue;
+    const auto& p = **proxy;
+    if (p.host.empty() || p.port <= 0 || p.port > 65535) {
+      return Error(ErrorKind::InvalidArgument, "Invalid proxy '" + p.shown() + "': it needs a host and a port");
+    }
+    const bool control = std::any_of(p.authorization.begin(), p.authorization.end(),
+                                     [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    if (control) {
+      return Error(ErrorKind::InvalidArgument,
+                   "Invalid proxy '" + p.shown() + "': its credentials hold a control character");
     }
   }
   impl->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |

@@ -35,6 +35,20 @@
 //   while a request or response is on the wire (not while the sink is
 //   working), the transfer must average at least `minBytesPerSecond` over
 //   every `stallWindow`, or it fails with Timeout: a trickle is a stall.
+// - Proxies (`proxy`, see proxy.hpp; none by default): each hop (redirects
+//   included) whose host no_proxy does not list goes through the proxy for
+//   its scheme. An http URL is sent to the http proxy in absolute form
+//   (GET http://host:port/path); an https URL is tunnelled through the
+//   https proxy with CONNECT host:port, and TLS then runs end to end with
+//   the target exactly as without a proxy (SNI and verification against the
+//   target host), plain fallback included (after it the URL is http and
+//   takes the http proxy, or none). Connections are pooled per proxy and
+//   origin: a proxied one and a direct one never mix. The proxy's
+//   credentials go only to the proxy (Proxy-Authorization) and never into
+//   a message. A proxy that refuses a CONNECT, or answers 407, fails the
+//   request naming the proxy: Unauthorized for 401 and 407, Forbidden for
+//   403, Unavailable otherwise; connectTimeout covers the proxy's connect
+//   and its CONNECT answer.
 //
 // Errors: Unavailable for connection trouble (refused, reset, closed
 // early), Timeout for the timeouts, IO for TLS failures (certificate
@@ -56,6 +70,7 @@
 #include <vector>
 
 #include "actors/future.hpp"
+#include "fetcher/proxy.hpp"
 #include "fetcher/types.hpp"
 #include "fetcher/url.hpp"
 
@@ -91,6 +106,9 @@ struct HttpOptions {
   // Told "host:port" each time an origin is found not to speak TLS, or
   // found to speak it again ("plain" false). Called on a network thread.
   std::function<void(const std::string& hostPort, bool plain)> onPlainFound;
+  // The proxies to go through (proxyFromEnvironment() reads the usual
+  // variables). Default: none, every request goes direct.
+  ProxySettings proxy;
 };
 
 struct HttpRequest {
@@ -127,7 +145,9 @@ class BodySink {
 
 class HttpClient {
  public:
-  // Fails (IO) when the extra CA file cannot be loaded.
+  // Fails (IO) when the extra CA file cannot be loaded; InvalidArgument for
+  // a proxy without a host or port, or whose credentials hold a control
+  // character.
   static Try<std::shared_ptr<HttpClient>> create(actors::Runtime& runtime, HttpOptions options);
   ~HttpClient();
 

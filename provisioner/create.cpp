@@ -9,6 +9,7 @@
 #include "actors/fs.hpp"
 #include "fetcher/auth.hpp"
 #include "fetcher/local/local.hpp"
+#include "fetcher/proxy.hpp"
 #include "fetcher/puller.hpp"
 #include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
@@ -105,6 +106,9 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     options.insecure.insert(flags.dockerInsecureRegistries.begin(), flags.dockerInsecureRegistries.end());
     options.mirrors = flags.dockerRegistryMirrors;
     options.http.extraCaFile = flags.dockerRegistryCa;
+    auto proxy = fetcher::proxyFromEnvironment();
+    if (proxy.isError()) return proxy.error();
+    options.http.proxy = std::move(*proxy);
     auto plain = std::make_shared<PlainRegistries>(storeDir + "/plain-registries");
     options.http.plainOrigins = plain->known();
     options.http.onPlainFound = [plain](const std::string& hostPort, bool isPlain) { plain->found(hostPort, isPlain); };
@@ -162,6 +166,9 @@ Try<std::unique_ptr<store::Store>> appcStoreFor(const Flags& flags, actors::Runt
   fetcher::AppcFetchOptions fetch;
   fetch.prefix = flags.appcSimpleDiscoveryUriPrefix;
   fetch.http.extraCaFile = flags.dockerRegistryCa;
+  auto proxy = fetcher::proxyFromEnvironment();
+  if (proxy.isError()) return proxy.error();
+  fetch.http.proxy = std::move(*proxy);
   fetch.maxBytes = flags.limits.maxLayerBytes;
   auto fetcher = fetcher::AppcFetcher::create(runtime, std::move(fetch));
   if (fetcher.isError()) return fetcher.error();

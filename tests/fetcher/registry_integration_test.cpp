@@ -1,11 +1,13 @@
 // The registry client against the real registry server (Debian's
 // docker-registry) with images pushed by skopeo: plain HTTP, TLS with a test
-// CA and htpasswd Basic auth, Docker schema 2, OCI, and a multi-platform index.
+// CA and htpasswd Basic auth, Docker schema 2, OCI, and a multi-platform index;
+// and through a real HTTP proxy (Debian's tinyproxy).
 
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
+#include "fetcher/proxy.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "tests/support/await.hpp"
@@ -14,6 +16,7 @@
 #include "tests/support/image_builder.hpp"
 #include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_proxy.hpp"
 
 namespace prov::fetcher {
 namespace {
@@ -23,6 +26,7 @@ using testing::ImageSpec;
 using testing::OciLayout;
 using testing::RealRegistry;
 using testing::TarEntry;
+using testing::TinyProxy;
 
 // Hashes what it gets; keeps nothing.
 class DigestSink : public ByteSink {
@@ -61,6 +65,26 @@ class RealRegistryTest : public testing::TemporaryDirectoryTest {
     auto registry = RealRegistry::start(sandbox() / "registry", options, error);
     EXPECT_NE(nullptr, registry) << error;
     return registry;
+  }
+
+  std::unique_ptr<TinyProxy> startProxy(TinyProxy::Options options = {}) {
+    std::string error;
+    auto proxy = TinyProxy::start(sandbox() / "proxy", options, error);
+    EXPECT_NE(nullptr, proxy) << error;
+    return proxy;
+  }
+
+  // A registry with `repo`:v1 pushed (an image marked `marker`), or null.
+  std::unique_ptr<RealRegistry> registryWith(RealRegistry::Options options, const std::string& repo,
+                                             const std::string& marker, testing::BuiltImage& built) {
+    auto registry = startRegistry(options);
+    if (!registry) return nullptr;
+    OciLayout layout(sandbox() / ("layout-" + marker));
+    built = layout.addImage(smallImage("amd64", marker));
+    layout.tag(built, "v1");
+    auto pushed = registry->push("oci:" + layout.dir().string() + ":v1", repo + ":v1", "v2s2");
+    EXPECT_EQ(0, pushed.status) << pushed.output;
+    return pushed.status == 0 ? std::move(registry) : nullptr;
   }
 
   // Resolves and fetches every blob, checking each against what was built.
@@ -319,6 +343,158 @@ TEST_F(RealRegistryTest, PlainLoopbackRegistryRedirectsBlobsToAnotherLoopbackHos
   EXPECT_FALSE(storage.sawAuthorization());
   // Found plain once (the first request's TLS attempt), then remembered.
   EXPECT_EQ(std::vector<std::string>{registry->hostPort() + " plain"}, plainFound);
+}
+
+// Both proxies at `proxyUrl`.
+ProxySettings throughProxy(const std::string& proxyUrl) {
+  ProxySettings settings;
+  settings.http = *parseProxy(proxyUrl, "test");
+  settings.https = settings.http;
+  return settings;
+}
+
+// A plain registry on loopback through the proxy (loopback is proxied
+// unless no_proxy lists it): the TLS attempt goes through a CONNECT tunnel
+// and finds plain http, then the requests go to the proxy in absolute form.
+TEST_F(RealRegistryTest, PlainRegistryThroughProxy) {
+  testing::BuiltImage built;
+  auto registry = registryWith({}, "test/proxied", "proxied", built);
+  ASSERT_NE(nullptr, registry);
+  auto proxy = startProxy();
+  ASSERT_NE(nullptr, proxy);
+
+  RegistryOptions options;
+  options.retry.maxAttempts = 1;
+  options.http.proxy = throughProxy(proxy->url());
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/proxied:v1"), platform("amd64"), built,
+                "proxied");
+  const std::string log = proxy->log();
+  EXPECT_NE(std::string::npos, log.find("CONNECT " + registry->hostPort() + " HTTP/1.1")) << log;
+  EXPECT_NE(std::string::npos, log.find("GET http://" + registry->hostPort() + "/v2/test/proxied/manifests/v1")) << log;
+  EXPECT_NE(std::string::npos, log.find("GET http://" + registry->hostPort() + "/v2/test/proxied/blobs/sha256:"))
+      << log;
+}
+
+// A TLS registry through the proxy: a CONNECT tunnel, and TLS inside it
+// verified against the registry (its test CA), not the proxy.
+TEST_F(RealRegistryTest, TlsRegistryThroughProxyTunnel) {
+  testing::BuiltImage built;
+  auto registry = registryWith({.tls = true}, "test/tunnelled", "tunnelled", built);
+  ASSERT_NE(nullptr, registry);
+  auto proxy = startProxy();
+  ASSERT_NE(nullptr, proxy);
+
+  std::vector<std::string> plainFound;
+  RegistryOptions options;
+  options.retry.maxAttempts = 1;
+  options.http.extraCaFile = registry->caFile().string();
+  options.http.proxy = throughProxy(proxy->url());
+  options.http.onPlainFound = [&](const std::string& origin, bool plain) {
+    plainFound.push_back(origin + (plain ? " plain" : " tls"));
+  };
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/tunnelled:v1"), platform("amd64"), built,
+                "tunnelled");
+  EXPECT_TRUE(plainFound.empty());
+  const std::string log = proxy->log();
+  EXPECT_NE(std::string::npos, log.find("CONNECT " + registry->hostPort() + " HTTP/1.1")) << log;
+  EXPECT_EQ(std::string::npos, log.find("GET http://" + registry->hostPort())) << log;
+
+  // Without the CA the registry's certificate is refused, through the
+  // tunnel as directly.
+  options.http.extraCaFile.clear();
+  auto untrusted = RegistryPuller::create(runtime_, options, 2);
+  messages::Image image;
+  *image.mutable_reference() = *parseNormalized(registry->hostPort() + "/test/tunnelled:v1");
+  Future<messages::ResolvedImage> refused = (*untrusted)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, refused);
+  EXPECT_NE(std::string::npos, refused.failure().message.find("certificate failed verification"))
+      << refused.failure().message;
+}
+
+// no_proxy lists the registry (by address, by block): nothing of it goes to
+// the proxy.
+TEST_F(RealRegistryTest, NoProxyBypassesTheProxy) {
+  testing::BuiltImage built;
+  auto registry = registryWith({}, "test/direct", "direct", built);
+  ASSERT_NE(nullptr, registry);
+  auto proxy = startProxy();
+  ASSERT_NE(nullptr, proxy);
+
+  const std::vector<std::string> lists = {"127.0.0.1", "example.com, 127.0.0.0/8",
+                                          "127.0.0.1:" + std::to_string(registry->port())};
+  for (const auto& noProxy : lists) {
+    RegistryOptions options;
+    options.retry.maxAttempts = 1;
+    options.http.proxy = throughProxy(proxy->url());
+    options.http.proxy.noProxy = parseNoProxy(noProxy);
+    auto puller = RegistryPuller::create(runtime_, options, 2);
+    ASSERT_TRUE(puller.isSome());
+    pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/direct:v1"), platform("amd64"), built,
+                  "direct");
+  }
+  EXPECT_EQ(std::string::npos, proxy->log().find(registry->hostPort())) << proxy->log();
+}
+
+// A proxy behind Basic auth: its credentials from the proxy URL work;
+// without them, or with a wrong password, Unauthorized naming the proxy and
+// never the password.
+TEST_F(RealRegistryTest, ProxyWithBasicAuth) {
+  testing::BuiltImage built;
+  auto registry = registryWith({}, "test/authproxy", "authproxy", built);
+  ASSERT_NE(nullptr, registry);
+  const auto user = std::make_pair(std::string("bob"), std::string("pr0xy-s3cret"));
+  auto proxy = startProxy({.user = user});
+  ASSERT_NE(nullptr, proxy);
+  const auto ref = *parseNormalized(registry->hostPort() + "/test/authproxy:v1");
+
+  RegistryOptions options;
+  options.retry.maxAttempts = 1;
+  options.http.proxy = throughProxy(proxy->url(user));
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, ref, platform("amd64"), built, "authproxy");
+
+  messages::Image image;
+  *image.mutable_reference() = ref;
+  for (const auto& given : {proxy->url(), proxy->url(std::make_pair(user.first, std::string("wrong-s3cret")))}) {
+    options.http.proxy = throughProxy(given);
+    auto refused = RegistryPuller::create(runtime_, options, 2);
+    ASSERT_TRUE(refused.isSome());
+    Future<messages::ResolvedImage> resolved = (*refused)->resolve(image, platform("amd64"));
+    AWAIT_EXPECT_ERROR(ErrorKind::Unauthorized, resolved);
+    const std::string& message = resolved.failure().message;
+    EXPECT_NE(std::string::npos, message.find("the proxy 'http://127.0.0.1:" + std::to_string(proxy->port()) + "'"))
+        << message;
+    EXPECT_EQ(std::string::npos, message.find("s3cret")) << message;
+    EXPECT_EQ(std::string::npos, message.find("bob")) << message;
+  }
+}
+
+// A proxy nobody listens on: Unavailable naming the proxy.
+TEST_F(RealRegistryTest, ProxyDownIsUnavailable) {
+  int port = 0;
+  {
+    auto gone = startProxy();
+    ASSERT_NE(nullptr, gone);
+    port = gone->port();
+  }  // stopped: its port is free now
+  RegistryOptions options;
+  options.retry.maxAttempts = 1;
+  options.http.connectTimeout = std::chrono::seconds(5);
+  options.http.proxy = throughProxy("http://127.0.0.1:" + std::to_string(port));
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  messages::Image image;
+  *image.mutable_reference() = *parseNormalized("127.0.0.1:5999/test/nothing:v1");
+  Future<messages::ResolvedImage> resolved = (*puller)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, resolved);
+  EXPECT_NE(std::string::npos, resolved.failure().message.find("Failed to connect to the proxy 'http://127.0.0.1:" +
+                                                               std::to_string(port) + "' for"))
+      << resolved.failure().message;
 }
 
 }  // namespace

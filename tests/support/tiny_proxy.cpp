@@ -1,0 +1,139 @@
+#include "tests/support/tiny_proxy.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace prov::testing {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string readAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool accepting(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// `name` found in PATH, or empty.
+std::string inPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const std::string candidate = dir + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options options, std::string& error) {
+  const std::string binary = inPath("tinyproxy");
+  if (binary.empty()) {
+    error = "cannot find tinyproxy (apt-get install tinyproxy)";
+    return nullptr;
+  }
+  fs::create_directories(workDir);
+  std::unique_ptr<TinyProxy> proxy(new TinyProxy());
+  proxy->port_ = freePort();
+  proxy->log_ = workDir / "tinyproxy.log";
+  // No ConnectPort line: CONNECT goes to any port (the registries' are
+  // random). No User: it runs as we do, so it can write its log.
+  std::ofstream config(workDir / "tinyproxy.conf");
+  config << "Port " << proxy->port_ << "\nListen 127.0.0.1\nTimeout 60\nMaxClients 100\nAllow 127.0.0.1\n"
+         << "LogFile \"" << proxy->log_.string() << "\"\nLogLevel Info\nDisableViaHeader Yes\n";
+  if (options.user) config << "BasicAuth " << options.user->first << " " << options.user->second << "\n";
+  config.close();
+
+  // Everything the child needs is made before fork: after it, in a process
+  // with threads, only async-signal-safe calls.
+  const std::string conf = (workDir / "tinyproxy.conf").string();
+  const std::string out = (workDir / "tinyproxy.out").string();
+  std::vector<std::string> argv = {binary, "-d", "-c", conf};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    error = "cannot fork for tinyproxy";
+    return nullptr;
+  }
+  if (pid == 0) {
+    const int in = ::open("/dev/null", O_RDONLY);
+    const int log = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || log < 0) ::_exit(127);
+    ::dup2(in, 0);
+    ::dup2(log, 1);
+    ::dup2(log, 2);
+    ::close_range(3, ~0U, 0);  // none of the test's sockets or files
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  proxy->pid_ = pid;
+  for (int i = 0; i < 200; ++i) {
+    if (readAll(proxy->log_).find("listening on fd") != std::string::npos && accepting(proxy->port_)) return proxy;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      proxy->pid_ = -1;
+      error = "tinyproxy exited: " + readAll(out) + readAll(proxy->log_);
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  error = "tinyproxy did not listen on port " + std::to_string(proxy->port_) + ": " + readAll(proxy->log_);
+  return nullptr;
+}
+
+TinyProxy::~TinyProxy() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+std::string TinyProxy::url(const std::optional<std::pair<std::string, std::string>>& user) const {
+  const std::string credentials = user ? user->first + ":" + user->second + "@" : "";
+  return "http://" + credentials + "127.0.0.1:" + std::to_string(port_);
+}
+
+std::string TinyProxy::log() const { return readAll(log_); }
+
+}  // namespace prov::testing
