@@ -194,8 +194,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)), plainOrigins(options.plainOrigins) {}
 
+  // Through a proxy, a loopback host is the proxy's and whoever answers
+  // the CONNECT is unknown: verified TLS only, unless the operator listed
+  // the host as insecure.
   TlsMode tlsMode(const Url& url) const {
-    return options.tlsMode ? options.tlsMode(url.host, url.port) : TlsMode::Verify;
+    const TlsMode mode = options.tlsMode ? options.tlsMode(url.host, url.port) : TlsMode::Verify;
+    if (mode == TlsMode::VerifyOrPlain && proxyFor(url)) return TlsMode::Verify;
+    return mode;
   }
   bool knownPlain(const Url& url) {
     std::lock_guard lock(mutex);
@@ -557,6 +562,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     if (ec) {
       const std::string why = connection_->verifyFailure;
       closeConnection();
+      if (notTls(ec)) {
+        return fail(Error(ErrorKind::IO, "Failed to set up TLS with '" + shown(url_) +
+                                             "': the server does not speak TLS (plain http is used only for a "
+                                             "loopback registry reached directly, or one listed as insecure)"));
+      }
       return fail(ioError(ec, "set up TLS with", url_, why));
     }
     send();
@@ -571,7 +581,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // A remembered plain origin that no longer is one: over TLS again.
   bool backToTls() {
-    if (!viaMemory_) return false;
+    if (!viaMemory_ || redirects_ > 0) return false;
     viaMemory_ = false;
     client_->foundPlain(url_, false);
     closeConnection();

@@ -2,6 +2,8 @@
 
 #include <sys/utsname.h>
 
+#include <algorithm>
+#include <cctype>
 #include <optional>
 #include <set>
 
@@ -342,6 +344,10 @@ namespace {
 
 // RFC 4648 base64url without padding, as JWS writes it.
 std::optional<std::string> base64UrlDecode(std::string_view text) {
+  // Only the URL alphabet, unpadded (as Go's RawURLEncoding): OpenSSL's
+  // decoder would also take '+', '/', '=' and spaces.
+  if (!std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; }))
+    return std::nullopt;
   std::string standard(text);
   for (char& c : standard) {
     if (c == '-') c = '+';
@@ -365,7 +371,8 @@ Try<std::string> manifestPayload(std::string_view body) {
   if (body.find("\"signatures\"") == std::string_view::npos) return std::string(body);
   rapidjson::Document doc;
   doc.Parse(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("signatures") || !doc.HasMember("fsLayers")) {
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("signatures") || !doc.HasMember("schemaVersion") ||
+      !doc["schemaVersion"].IsInt() || doc["schemaVersion"].GetInt() != 1) {
     return std::string(body);  // not a signed schema 1 manifest; parsing says what it is
   }
   auto bad = [](const std::string& why) {
@@ -373,6 +380,9 @@ Try<std::string> manifestPayload(std::string_view body) {
   };
   const auto& signatures = doc["signatures"];
   if (!signatures.IsArray() || signatures.Empty()) return bad("'signatures' is not a non-empty array");
+  // Each signature rebuilds the payload: a few at most (a registry sends
+  // one), so that a body of many cannot make it copy gigabytes.
+  if (signatures.Size() > 16) return bad("it has more than 16 signatures");
   std::optional<std::string> payload;
   for (const auto& signature : signatures.GetArray()) {
     if (!signature.IsObject() || !signature.HasMember("protected") || !signature["protected"].IsString()) {

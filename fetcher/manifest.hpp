@@ -68,7 +68,10 @@ Try<Document> parseManifestDocument(std::string_view body, std::string_view cont
 // signature's protected header rebuilds it (the first formatLength bytes,
 // then formatTail); every other body as it is. Corruption when the
 // signatures are malformed or disagree. The signatures themselves are not
-// verified: Docker's schema 1 keys are ephemeral and prove nothing.
+// verified: Docker's schema 1 keys are ephemeral and prove nothing. The
+// manifest must be parsed from the payload, never from the body: only the
+// payload is what the digest names (a body could carry other layers before
+// signatures whose headers rebuild someone else's payload).
 Try<std::string> manifestPayload(std::string_view body);
 
 // Image config JSON (Docker or OCI).

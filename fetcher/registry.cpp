@@ -477,9 +477,11 @@ Try<std::vector<Repository>> RegistryClient::repositories(
       url->target = "/";
       const std::string host = url->hostPort();
       Repository at{*url, registry, reference.repository(), findCredentials(options.auths, host), "", ""};
-      if (const std::string helper = options.helpers.forRegistry(host); !helper.empty()) {
+      // credHelpers may name a mirror with its port or, at 443, without.
+      const std::string named = url->port == 443 && !options.helpers.byRegistry.count(host) ? url->hostForUrl() : host;
+      if (const std::string helper = options.helpers.forRegistry(named); !helper.empty()) {
         at.credentialHelper = helper;
-        at.helperServer = helperServerUrl(host);
+        at.helperServer = helperServerUrl(named);
       }
       list.push_back(std::move(at));
     }
@@ -547,11 +549,12 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
             }
           }
         }
-        auto document = parseManifestDocument(r.body, r.header("content-type"));
+        // What the digest covers is what is used.
+        auto document = parseManifestDocument(*payload, r.header("content-type"));
         if (document.isError()) return document.error().withContext(what);
         fetched.document = std::move(*document);
         fetched.mediaType = r.header("content-type");
-        fetched.body = r.body;
+        fetched.body = std::move(*payload);
         return fetched;
       });
 }

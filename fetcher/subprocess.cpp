@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 extern char** environ;
@@ -41,6 +43,23 @@ struct SpawnSetup {
     posix_spawnattr_destroy(&attr);
   }
 };
+
+// `program` in PATH's absolute directories: a relative entry ("." or
+// empty) would run whatever sits in the agent's current directory.
+std::string findInPath(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (!rest.empty()) {
+    const auto colon = rest.find(':');
+    const std::string_view dir = rest.substr(0, colon);
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    if (dir.empty() || dir.front() != '/') continue;
+    std::string candidate = std::string(dir) + "/" + program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
 
 int remainingMs(std::chrono::steady_clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -83,8 +102,10 @@ Try<SubprocessResult> runSubprocess(const std::vector<std::string>& argv, std::s
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  const std::string found = findInPath(program);
+  if (found.empty()) return Error(ErrorKind::NotFound, "'" + program + "' is not installed (not found in PATH)");
   pid_t pid = -1;
-  const int spawned = ::posix_spawnp(&pid, program.c_str(), &setup.actions, &setup.attr, args.data(), environ);
+  const int spawned = ::posix_spawn(&pid, found.c_str(), &setup.actions, &setup.attr, args.data(), environ);
   if (spawned == ENOENT || spawned == EACCES) {
     return Error(ErrorKind::NotFound, "'" + program + "' is not installed (not found in PATH)");
   }
@@ -135,7 +156,6 @@ Try<SubprocessResult> runSubprocess(const std::vector<std::string>& argv, std::s
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
-  if (result.timedOut) ::kill(-pid, SIGKILL);  // what it started, if any of it is left
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
 }

@@ -30,7 +30,8 @@ struct SubprocessResult {
   bool timedOut = false;  // killed after the timeout
 };
 
-// `argv[0]` is searched in PATH. NotFound when it is not there (or not
+// `argv[0]` is searched in PATH's absolute directories (never "." or an
+// empty entry: not the agent's current directory). NotFound when it is not there (or not
 // executable); IO when it cannot be started otherwise.
 Try<SubprocessResult> runSubprocess(const std::vector<std::string>& argv, std::string_view input,
                                     std::chrono::milliseconds timeout, std::size_t maxOutput = 64 * 1024);

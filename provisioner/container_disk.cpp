@@ -117,16 +117,20 @@ Try<int> lockWorkDir(const std::string& workDir, std::chrono::milliseconds timeo
       return Error(ErrorKind::IO, "Failed to lock '" + path + "': " + std::strerror(error));
     }
     // The kernel names the holder; an instant after its flock it may not
-    // show yet, so a pid is awaited a moment, even past the timeout.
+    // show yet, so a pid is awaited a moment (2 s), even past the timeout.
+    // A holder no pid names (another tool's flock where /proc/locks cannot
+    // match the file, as on btrfs) is said to be unknown after that.
     const pid_t holder = lockHolder(fd);
-    const bool late = std::chrono::steady_clock::now() >= deadline;
-    if (holder > 0 && late) {
+    const auto now = std::chrono::steady_clock::now();
+    if ((holder > 0 && now >= deadline) || now >= deadline + std::chrono::seconds(2)) {
       ::close(fd);
       const std::string waited = timeout.count() > 0
                                      ? " (waited " + std::to_string(timeout.count() / 1000.0).substr(0, 4) + " s)"
                                      : "";
-      return Error(ErrorKind::Unavailable, "Failed to lock the work dir '" + workDir + "': another provisioner (pid " +
-                                               std::to_string(holder) + ") holds it" + waited);
+      const std::string who = holder > 0 ? "another provisioner (pid " + std::to_string(holder) + ")"
+                                         : "another process (its pid is neither in /proc/locks nor in the file)";
+      return Error(ErrorKind::Unavailable,
+                   "Failed to lock the work dir '" + workDir + "': " + who + " holds it" + waited);
     }
     if (holder > 0 && !told && onWait) {
       onWait(holder);

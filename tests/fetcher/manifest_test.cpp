@@ -6,6 +6,7 @@
 
 #include "fetcher/digest.hpp"
 #include "fetcher/manifest.hpp"
+#include "tests/support/files.hpp"
 
 namespace prov::fetcher {
 namespace {
@@ -142,23 +143,6 @@ TEST(ManifestTest, DockerSchema1BaseFirst) {
   EXPECT_EQ("/w", config->working_dir());
 }
 
-std::string base64Url(const std::string& text) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  unsigned value = 0;
-  int bits = 0;
-  for (unsigned char c : text) {
-    value = (value << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      out += kAlphabet[(value >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += kAlphabet[(value << (6 - bits)) & 63];
-  return out;
-}
-
 // A signed schema 1 body as libtrust writes it: the payload's closing
 // "\n}" replaced by the signatures; each protected header says how to
 // rebuild the payload (formatLength bytes, then formatTail).
@@ -169,9 +153,9 @@ std::string signedSchema1(const std::string& payload, const std::vector<std::pai
   body += ",\n   \"signatures\": [";
   for (std::size_t i = 0; i < headers.size(); ++i) {
     const std::string header = R"({"formatLength":)" + std::to_string(headers[i].first) + R"(,"formatTail":")" +
-                               base64Url(headers[i].second) + R"(","time":"2026-12-01T00:00:00Z"})";
+                               testing::base64Url(headers[i].second) + R"(","time":"2026-12-01T00:00:00Z"})";
     body += std::string(i ? "," : "") + R"({"header":{"alg":"ES256"},"signature":"c2ln","protected":")" +
-            base64Url(header) + "\"}";
+            testing::base64Url(header) + "\"}";
   }
   return body + "]\n}";
 }
@@ -205,6 +189,15 @@ TEST(ManifestTest, SignedSchema1DigestIsThePayloads) {
     ASSERT_TRUE(refused.isError());
     EXPECT_EQ(ErrorKind::Corruption, refused.error().kind) << refused.error().message;
   }
+  // More than 16 signatures, and base64 that is not base64url: refused.
+  EXPECT_TRUE(
+      manifestPayload(signedSchema1(payload, std::vector<std::pair<long, std::string>>(17, {length, tail}))).isError());
+  std::string padded = body;
+  const auto at = padded.find("\"protected\":\"") + 13;
+  padded.insert(padded.find('"', at), "==");
+  EXPECT_TRUE(manifestPayload(padded).isError());
+  // Not schema 1 (schemaVersion 2): the body as it is, signatures or not.
+  EXPECT_EQ(R"({"schemaVersion":2,"signatures":[]})", *manifestPayload(R"({"schemaVersion":2,"signatures":[]})"));
   std::string noProtected = body;
   noProtected.replace(noProtected.find("\"protected\""), 11, "\"unprotect\"");
   EXPECT_TRUE(manifestPayload(noProtected).isError());

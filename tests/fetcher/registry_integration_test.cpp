@@ -366,6 +366,19 @@ TEST_F(RealRegistryTest, PlainRegistryThroughProxy) {
   RegistryOptions options;
   options.retry.maxAttempts = 1;
   options.http.proxy = throughProxy(proxy->url());
+  // Through a proxy, loopback is the proxy's: a plain registry must be
+  // listed as insecure, as Docker wants any plain registry to be.
+  auto unlisted = RegistryPuller::create(runtime_, options, 2);
+  messages::Image image;
+  *image.mutable_reference() = *parseNormalized(registry->hostPort() + "/test/proxied:v1");
+  Future<messages::ResolvedImage> refused = (*unlisted)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, refused);
+  EXPECT_NE(std::string::npos,
+            refused.failure().message.find("Failed to set up TLS with 'https://" + registry->hostPort() +
+                                           "/v2/test/proxied/manifests/v1': the server does "
+                                           "not speak TLS"))
+      << refused.failure().message;
+  options.insecure = {registry->hostPort()};
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());
   pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/proxied:v1"), platform("amd64"), built,
@@ -453,6 +466,7 @@ TEST_F(RealRegistryTest, ProxyWithBasicAuth) {
 
   RegistryOptions options;
   options.retry.maxAttempts = 1;
+  options.insecure = {registry->hostPort()};  // plain, through a proxy
   options.http.proxy = throughProxy(proxy->url(user));
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());

@@ -626,6 +626,34 @@ TEST_F(RegistryTest, ARegistryOnAnIpV6Literal) {
   EXPECT_EQ(1u, registry.count("/token"));
 }
 
+// A hostile signed schema 1 body: its own layers first, then a signature
+// whose protected header rebuilds the real manifest's payload (one byte of
+// the body, then the rest as formatTail). The digest pinned in the
+// reference matches that payload; what is used must be the payload too,
+// never the body's layers.
+TEST_F(RegistryTest, ASignedSchema1BodyIsUsedOnlyAsItsPayload) {
+  FakeRegistry registry;
+  const std::string v1 = R"({\"id\":\")" + std::string(64, 'a') + R"(\"})";
+  auto manifest = [&](const std::string& layer) {
+    return R"({"schemaVersion":1,"name":"test/app","tag":"v1","architecture":"amd64","fsLayers":[{"blobSum":")" +
+           layer + R"("}],"history":[{"v1Compatibility":")" + v1 + R"("}])";
+  };
+  const std::string real = registry.addBlob("real layer"), evil = registry.addBlob("evil layer");
+  const std::string payload = manifest(real) + "}";
+  const std::string header = R"({"formatLength":1,"formatTail":")" + testing::base64Url(payload.substr(1)) + R"("})";
+  const std::string body = manifest(evil) + R"(,"signatures":[{"header":{"alg":"ES256"},"signature":"c2ln",)" +
+                           R"("protected":")" + testing::base64Url(header) + R"("}]})";
+  const std::string digest = sha256Digest(payload);
+  registry.putManifest("test/app", digest, body, mediatype::kDockerSchema1Signed);
+  registry.claimDigest("test/app", digest, digest);
+  Future<FetchedManifest> fetched = client()->fetchManifest(repo(registry), digest);
+  AWAIT_READY(fetched);
+  const auto& m = std::get<messages::Manifest>(fetched->document);
+  ASSERT_EQ(1, m.layers_size());
+  EXPECT_EQ(real, m.layers(0).digest());
+  EXPECT_EQ(payload, fetched->body);
+}
+
 TEST_F(RegistryTest, BasicAuthWhereTheRegistryAsksForIt) {
   FakeRegistry registry;
   registry.requireBasic("alice", "s3cret");

@@ -87,4 +87,21 @@ std::vector<std::string> mountsUnder(const std::filesystem::path& dir) {
   return found;
 }
 
+std::string base64Url(const std::string& text) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  unsigned value = 0;
+  int bits = 0;
+  for (unsigned char c : text) {
+    value = (value << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      out += kAlphabet[(value >> (bits - 6)) & 63];
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out += kAlphabet[(value << (6 - bits)) & 63];
+  return out;
+}
+
 }  // namespace prov::testing

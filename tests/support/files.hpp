@@ -25,6 +25,9 @@ void makeSymlink(const std::string& target, const std::filesystem::path& link);
 std::vector<std::string> treeOf(const std::filesystem::path& dir);
 
 // Mount points at or below `dir`, from /proc/self/mountinfo.
+// RFC 4648 base64url without padding (JWS's encoding).
+std::string base64Url(const std::string& text);
+
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
 // A protobuf repeated string field (or any range of strings) as a vector,
