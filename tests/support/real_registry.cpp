@@ -37,6 +37,8 @@ pid_t spawnLogged(const std::vector<std::string>& argv, const fs::path& log) {
   return rc == 0 ? pid : -1;
 }
 
+}  // namespace
+
 std::string readAll(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -67,8 +69,6 @@ bool accepting(int port) {
   ::close(fd);
   return ok;
 }
-
-}  // namespace
 
 CommandResult runCommand(const std::vector<std::string>& argv) {
   char name[] = "/tmp/prov-command-XXXXXX";

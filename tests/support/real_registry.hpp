@@ -24,6 +24,12 @@ struct CommandResult {
 // Runs argv[0] (searched in PATH) with `argv`, waits, captures its output.
 CommandResult runCommand(const std::vector<std::string>& argv);
 
+// For test servers: a file's whole content ("" when unreadable), a free
+// port on 127.0.0.1 (free when asked), whether something accepts there.
+std::string readAll(const std::filesystem::path& path);
+int freePort();
+bool accepting(int port);
+
 class RealRegistry {
  public:
   struct Options {
