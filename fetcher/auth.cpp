@@ -19,18 +19,6 @@ Error configError(const std::string& why) {
   return Error(ErrorKind::InvalidArgument, "Failed to parse the Docker config: " + why);
 }
 
-Try<std::string> base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) return Error(ErrorKind::InvalidArgument, "bad base64 length");
-  std::string out(text.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return Error(ErrorKind::InvalidArgument, "bad base64");
-  std::size_t length = static_cast<std::size_t>(n);
-  for (std::size_t i = text.size(); i > 0 && text[i - 1] == '='; --i) --length;  // padding
-  out.resize(length);
-  return out;
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -93,15 +81,23 @@ Try<DockerAuths> parseDockerConfig(std::string_view json) {
   return result;
 }
 
-Try<DockerAuths> loadDockerConfig(const std::string& fileOrJson) {
+namespace {
+
+// `fileOrJson` parsed by `parse`: inline JSON, or the file it names.
+template <typename T>
+Try<T> loadConfig(const std::string& fileOrJson, Try<T> (*parse)(std::string_view)) {
   const auto first = fileOrJson.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && fileOrJson[first] == '{') return parseDockerConfig(fileOrJson);
+  if (first != std::string::npos && fileOrJson[first] == '{') return parse(fileOrJson);
   auto text = actors::fs::readFile(fileOrJson);
   if (text.isError()) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
-  auto parsed = parseDockerConfig(*text);
+  auto parsed = parse(*text);
   if (parsed.isError()) return parsed.error().withContext("'" + fileOrJson + "'");
   return parsed;
 }
+
+}  // namespace
+
+Try<DockerAuths> loadDockerConfig(const std::string& fileOrJson) { return loadConfig(fileOrJson, &parseDockerConfig); }
 
 std::optional<messages::Credentials> findCredentials(const DockerAuths& auths, std::string_view registry) {
   auto it = auths.find(canonicalRegistry(registry));
@@ -145,13 +141,7 @@ Try<CredentialHelpers> parseCredentialHelpers(std::string_view json) {
 }
 
 Try<CredentialHelpers> loadCredentialHelpers(const std::string& fileOrJson) {
-  const auto first = fileOrJson.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && fileOrJson[first] == '{') return parseCredentialHelpers(fileOrJson);
-  auto text = actors::fs::readFile(fileOrJson);
-  if (text.isError()) return Error(ErrorKind::NotFound, "Failed to read the Docker config '" + fileOrJson + "'");
-  auto parsed = parseCredentialHelpers(*text);
-  if (parsed.isError()) return parsed.error().withContext("'" + fileOrJson + "'");
-  return parsed;
+  return loadConfig(fileOrJson, &parseCredentialHelpers);
 }
 
 std::string helperServerUrl(std::string_view registry) {
@@ -259,6 +249,18 @@ Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header) {
   }
   if (challenges.empty()) return bad("no challenge");
   return challenges;
+}
+
+Try<std::string> base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return Error(ErrorKind::InvalidArgument, "bad base64 length");
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return Error(ErrorKind::InvalidArgument, "bad base64");
+  std::size_t length = static_cast<std::size_t>(n);
+  for (std::size_t i = text.size(); i > 0 && text[i - 1] == '='; --i) --length;  // padding
+  out.resize(length);
+  return out;
 }
 
 std::string basicCredentials(const messages::Credentials& credentials) {

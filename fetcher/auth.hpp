@@ -75,6 +75,9 @@ struct Challenge {
 
 Try<std::vector<Challenge>> parseWwwAuthenticate(std::string_view header);
 
+// Standard base64 (RFC 4648, padded); InvalidArgument when it is not.
+Try<std::string> base64Decode(std::string_view text);
+
 // base64 of "user:password", for a Basic Authorization header.
 std::string basicCredentials(const messages::Credentials& credentials);
 

@@ -7,9 +7,9 @@
 #include <optional>
 #include <set>
 
-#include <openssl/evp.h>
 #include <rapidjson/document.h>
 
+#include "fetcher/auth.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/json.hpp"
 
@@ -349,20 +349,12 @@ std::optional<std::string> base64UrlDecode(std::string_view text) {
   if (!std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; }))
     return std::nullopt;
   std::string standard(text);
-  for (char& c : standard) {
-    if (c == '-') c = '+';
-    if (c == '_') c = '/';
-  }
+  std::replace(standard.begin(), standard.end(), '-', '+');
+  std::replace(standard.begin(), standard.end(), '_', '/');
   while (standard.size() % 4 != 0) standard += '=';
-  std::string out(standard.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(standard.data()),
-                                static_cast<int>(standard.size()));
-  if (n < 0) return std::nullopt;
-  std::size_t length = static_cast<std::size_t>(n);
-  for (std::size_t i = standard.size(); i > 0 && standard[i - 1] == '='; --i) --length;
-  out.resize(length);
-  return out;
+  auto decoded = base64Decode(standard);
+  if (decoded.isError()) return std::nullopt;
+  return *decoded;
 }
 
 }  // namespace
