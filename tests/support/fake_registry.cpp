@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -113,12 +114,23 @@ struct FakeRegistry::Impl {
 
   void acceptLoop() {
     for (;;) {
+      // accept4 with SOCK_CLOEXEC, not Asio's accept (plain accept(2)): a
+      // descriptor audit in this process must never see a server socket
+      // that is, for a moment, inheritable.
+      const int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+      std::lock_guard lock(mutex);
+      if (stopping) {
+        if (fd >= 0) ::close(fd);
+        return;
+      }
+      if (fd < 0) continue;
       auto socket = std::make_shared<tcp::socket>(ioc);
       boost::system::error_code ec;
-      acceptor.accept(*socket, ec);
-      std::lock_guard lock(mutex);
-      if (stopping) return;
-      if (ec) continue;
+      socket->assign(acceptor.local_endpoint().protocol(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        continue;
+      }
       ++accepted;
       sockets.push_back(socket);
       threads.emplace_back([this, socket] { serve(*socket); });
