@@ -93,11 +93,12 @@ std::string imageJson(const messages::StoredImage& i) {
   return buffer.GetString();
 }
 
-std::string provisionJson(const provisioner::ProvisionInfo& info) {
+std::string provisionJson(const provisioner::ProvisionInfo& info, const std::string& bundle) {
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
   w.StartObject();
   string(w, "rootfs", info.rootfs);
+  if (!bundle.empty()) string(w, "bundle", bundle);
   string(w, "backend", info.backend);
   image(w, info.image);
   config(w, info.image.config());
@@ -129,6 +130,7 @@ std::string containersText(const std::vector<provisioner::ContainerInfo>& contai
       string(w, "id", r.id());
       string(w, "backend", r.backend());
       string(w, "image", r.image_key());
+      if (!r.bundle().empty()) string(w, "bundle", r.bundle());
       w.EndObject();
     }
     w.EndArray();

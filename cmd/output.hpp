@@ -28,7 +28,8 @@ std::string imageDigest(const messages::StoredImage& image);
 std::string imageJson(const messages::StoredImage& image);
 // {"rootfs", "backend", "image": {...}, "config": {"env", "entrypoint", "cmd",
 //  "working_dir", "user"}, "ephemeral_volumes": [...]}
-std::string provisionJson(const provisioner::ProvisionInfo& info);
+// With `bundle` (provision --bundle), a "bundle" member too.
+std::string provisionJson(const provisioner::ProvisionInfo& info, const std::string& bundle = "");
 // One line per container ("ID  N rootfs(es)  BACKEND:ROOTFS_ID ..."), or a JSON array.
 std::string containersText(const std::vector<provisioner::ContainerInfo>& containers, bool json);
 // One line per image ("KEY  MANIFEST_DIGEST  N layers"), or a JSON array.

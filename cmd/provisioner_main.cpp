@@ -1,7 +1,8 @@
 // provisioner: the command line over the Provisioner library.
 //
 //   provisioner [FLAGS] pull IMAGE
-//   provisioner [FLAGS] provision CONTAINER_ID IMAGE
+//   provisioner [FLAGS] provision CONTAINER_ID IMAGE [--bundle=DIR [--entrypoint=X]
+//                                  [--terminal] [-- COMMAND ARGS...]]
 //   provisioner [FLAGS] destroy CONTAINER_ID
 //   provisioner [FLAGS] containers
 //   provisioner [FLAGS] images
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -39,6 +41,9 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  pull IMAGE                       fetch an image into the store\n"
     "  provision CONTAINER_ID IMAGE     make a rootfs for a container; prints its path\n"
+    "     [--bundle=DIR [-- COMMAND...]]  and an OCI runtime bundle for runc (`runc run -b DIR ID`):\n"
+    "                                   DIR (new, made 0700) gets config.json; prints DIR instead;\n"
+    "                                   COMMAND replaces the image's Cmd; destroy removes it\n"
     "  destroy CONTAINER_ID             remove a container's rootfses (exit 3: unknown id)\n"
     "  containers                       list containers and their rootfses\n"
     "  images                           list the images in the store\n"
@@ -71,6 +76,10 @@ struct Invocation {
   std::string command;
   std::vector<std::string> args;
   std::vector<std::string> excluded;  // prune --exclude
+  // provision --bundle
+  std::string bundle;
+  std::optional<std::string> entrypoint;
+  bool terminal = false;
 };
 
 // The invocation, or the exit code to stop with (0 after --help, 2 after a
@@ -116,7 +125,12 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "lock_timeout", po::value(&lockTimeout)->default_value(lockTimeout),
       "seconds to wait for the work dir while another command uses it (0: do not wait)")(
       "json", po::bool_switch(&in.json), "print JSON")("exclude", po::value(&in.excluded)->composing(),
-                                                       "prune: an image to keep (repeatable)");
+                                                       "prune: an image to keep (repeatable)")(
+      "bundle", po::value(&in.bundle),
+      "provision: also write an OCI runtime bundle in this new directory (absolute or relative)")(
+      "entrypoint", po::value<std::string>(),
+      "provision --bundle: run this instead of the image's Entrypoint (and drop its Cmd; '' clears it)")(
+      "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;
@@ -146,7 +160,13 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
                                                     {"containers", 0}, {"images", 0},    {"prune", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
-  if (in.args.size() != wanted->second) {
+  if (vm.count("entrypoint")) in.entrypoint = vm["entrypoint"].as<std::string>();
+  if (in.command != "provision" && (!in.bundle.empty() || in.entrypoint || in.terminal)) {
+    return fail("--bundle, --entrypoint and --terminal are for provision", 2);
+  }
+  if (in.bundle.empty() && (in.entrypoint || in.terminal)) return fail("--entrypoint and --terminal need --bundle", 2);
+  const bool command = in.command == "provision" && !in.bundle.empty() && in.args.size() > wanted->second;
+  if (in.args.size() != wanted->second && !command) {
     return fail("'" + in.command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
   }
   if (in.command != "prune" && !in.excluded.empty()) return fail("--exclude is for prune", 2);
@@ -154,9 +174,10 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
 }
 
 // pull IMAGE, provision ID IMAGE.
-int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::ProgressDisplay* progress) {
+// `existed`: the container was on disk before this command.
+int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::ProgressDisplay* progress, bool existed) {
   std::string error;
-  auto image = provisioner::parseImage(in.args.back());
+  auto image = provisioner::parseImage(in.command == "pull" ? in.args[0] : in.args[1]);
   if (image.isError()) return fail(image.error().message);
   if (in.command == "pull") {
     // A pull is a provision that hands out nothing: the store's get.
@@ -171,7 +192,29 @@ int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::Prog
   auto info = blockOn(p.provision(in.args[0], *image), error);
   if (progress) progress->finish();
   if (!info) return fail(error);
-  std::cout << (in.json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
+  if (in.bundle.empty()) {
+    std::cout << (in.json ? cmd::provisionJson(*info) : info->rootfs) << "\n";
+    return 0;
+  }
+  provisioner::BundleOptions options;
+  std::error_code ec;
+  options.dir = std::filesystem::absolute(in.bundle, ec).lexically_normal().string();
+  if (!options.dir.empty() && options.dir.size() > 1 && options.dir.back() == '/') options.dir.pop_back();
+  if (in.entrypoint) {
+    options.entrypoint = in.entrypoint->empty() ? std::vector<std::string>{} : std::vector<std::string>{*in.entrypoint};
+  }
+  if (in.args.size() > 2) options.cmd = std::vector<std::string>(in.args.begin() + 2, in.args.end());
+  options.terminal = in.terminal;
+  auto bundle = blockOn(p.writeBundle(in.args[0], *info, options), error);
+  if (!bundle) {
+    // Nothing half done: a container this command made goes again (one
+    // that was there before keeps the new rootfs; the message says so).
+    if (existed) return fail(error + " (the rootfs " + info->rootfs + " stays with the container)");
+    std::string ignored;
+    blockOn(p.destroy(in.args[0]), ignored);
+    return fail(error);
+  }
+  std::cout << (in.json ? cmd::provisionJson(*info, *bundle) : *bundle) << "\n";
   return 0;
 }
 
@@ -233,5 +276,6 @@ int main(int argc, char** argv) {
   if (known.isError()) return fail(known.error().message);
   std::string error;
   if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
-  return pulls ? pullOrProvision(p, in, progress.get()) : runCommand(p, in);
+  if (!pulls) return runCommand(p, in);
+  return pullOrProvision(p, in, progress.get(), in.command == "provision" && known->count(in.args[0]) > 0);
 }

@@ -19,6 +19,7 @@
 #include "actors/random.hpp"
 #include "actors/runtime.hpp"
 #include "actors/rwlock.hpp"
+#include "provisioner/bundle.hpp"
 #include "provisioner/container_disk.hpp"
 #include "provisioner/paths.hpp"
 #include "store/atomic_file.hpp"
@@ -95,7 +96,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     if (!b) return Nothing{};  // a backend not enabled now: destroy() says so
     // When it cannot be taken down, the record keeps it (still marked), and
     // destroying the container tries again; recover goes on.
-    return b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()), paths::backendDir(dir, rootfs.backend()))
+    return takeDown(dir, rootfs)
         .then(actors::defer(self(), [this, id, rootfsId = rootfs.id()] { return forgetRootfs(id, rootfsId); }))
         .recover([](const Future<Nothing>&) { return Nothing{}; });
   }
@@ -266,6 +267,89 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     });
   }
 
+  // ---- bundles --------------------------------------------------------------
+
+  Future<std::string> writeBundle(const std::string& id, const ProvisionInfo& provisioned, BundleOptions options) {
+    return underLock<std::string>(Lock::Read, [this, id, provisioned, options]() mutable -> Future<std::string> {
+      auto fail = [&](ErrorKind kind, const std::string& why) {
+        return Error(kind, "Failed to write a bundle for container '" + id + "': " + why);
+      };
+      auto it = infos_.find(id);
+      if (it == infos_.end() || it->second->destroying) return fail(ErrorKind::NotFound, "no such container");
+      const std::string dir = paths::container(root_, id);
+      ContainerRootfs* rootfs = nullptr;
+      for (auto& r : it->second->rootfses) {
+        if (paths::rootfs(dir, r.backend(), r.id()) == provisioned.rootfs) rootfs = &r;
+      }
+      if (rootfs == nullptr || rootfs->unfinished()) {
+        return fail(ErrorKind::NotFound, "'" + provisioned.rootfs + "' is not one of its rootfses");
+      }
+      if (!rootfs->bundle().empty()) {
+        return fail(ErrorKind::AlreadyExists, "its rootfs already has the bundle '" + rootfs->bundle() + "'");
+      }
+      if (options.dir.empty() || options.dir.front() != '/') {
+        return fail(ErrorKind::InvalidArgument, "the bundle directory '" + options.dir + "' is not absolute");
+      }
+      // Checked before it is recorded: what the record names is removed at
+      // destroy, and a directory that was there before is not ours.
+      if (actors::fs::exists(options.dir)) {
+        return fail(ErrorKind::AlreadyExists, "'" + options.dir + "' already exists");
+      }
+      if (options.hostname.empty()) options.hostname = id.substr(id.rfind('/') + 1);
+      rootfs->set_bundle(options.dir);
+      const std::string rootfsId = rootfs->id();
+      ContainerRecord record;
+      for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
+      Future<std::string> written =
+          writeRecord(dir, record)
+              .then(actors::defer(self(),
+                                  [this, config = provisioned.image.config(), path = provisioned.rootfs, options] {
+                                    return actors::async(runtime_, [config, path, options] {
+                                      return provisioner::writeBundle(config, path, options);
+                                    });
+                                  }))
+              .then([dir = options.dir] { return dir; })
+              .recover(actors::defer(self(), [this, id, rootfsId](const Future<std::string>& failed) {
+                // Not made: out of the record again.
+                Error error = failed.isFailed() ? failed.failure() : Error(ErrorKind::Cancelled, "discarded");
+                return unrecordBundle(id, rootfsId).then([error]() -> Future<std::string> { return error; });
+              }));
+      // A destroy waits for it as for a provision in flight: it never
+      // removes a bundle that is being made.
+      auto settled = [](const auto& f) {
+        return f.then([](const auto&) { return Nothing{}; }).recover([](const auto&) { return Nothing{}; });
+      };
+      std::vector<Future<Nothing>> inFlight = {settled(it->second->provisioning), settled(written)};
+      it->second->provisioning = actors::collect(inFlight).then([](const std::vector<Nothing>&) { return Nothing{}; });
+      return written;
+    });
+  }
+
+  Future<Nothing> unrecordBundle(const std::string& id, const std::string& rootfsId) {
+    auto it = infos_.find(id);
+    if (it == infos_.end()) return Nothing{};
+    for (auto& r : it->second->rootfses) {
+      if (r.id() == rootfsId) r.clear_bundle();
+    }
+    ContainerRecord record;
+    for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
+    return writeRecord(paths::container(root_, id), record).recover([](const Future<Nothing>&) { return Nothing{}; });
+  }
+
+  // A rootfs taken down: its bundle first (nothing of the image stays
+  // reachable through it), then what the backend made.
+  Future<bool> takeDown(const std::string& dir, const ContainerRootfs& rootfs) {
+    auto* b = backend(rootfs.backend());
+    if (b == nullptr) return Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'");
+    Future<bool> bundleGone = true;
+    if (!rootfs.bundle().empty()) {
+      bundleGone = actors::async(runtime_, [bundle = rootfs.bundle()] { return removeBundle(bundle); });
+    }
+    return bundleGone.then(
+        [b, path = paths::rootfs(dir, rootfs.backend(), rootfs.id()),
+         backendDir = paths::backendDir(dir, rootfs.backend())](bool) { return b->destroy(path, backendDir); });
+  }
+
   // ---- destroy --------------------------------------------------------------
 
   Future<bool> destroy(const std::string& id) {
@@ -343,8 +427,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         destroys.push_back(Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'"));
         continue;
       }
-      destroys.push_back(
-          b->destroy(paths::rootfs(dir, rootfs.backend(), rootfs.id()), paths::backendDir(dir, rootfs.backend())));
+      destroys.push_back(takeDown(dir, rootfs));
     }
     actors::await(destroys).then(actors::defer(self(), &Self::rootfsesDestroyed, id, info));
     return Nothing{};
@@ -591,6 +674,11 @@ Future<Nothing> Provisioner::recover(const std::set<std::string>& known) {
 
 Future<ProvisionInfo> Provisioner::provision(const std::string& id, const messages::Image& image) {
   return process_.dispatch(&ProvisionerProcess::provision, id, image);
+}
+
+Future<std::string> Provisioner::writeBundle(const std::string& id, const ProvisionInfo& provisioned,
+                                             const BundleOptions& options) {
+  return process_.dispatch(&ProvisionerProcess::writeBundle, id, provisioned, options);
 }
 
 Future<bool> Provisioner::destroy(const std::string& id) { return process_.dispatch(&ProvisionerProcess::destroy, id); }

@@ -48,6 +48,7 @@
 #include "backend/backend.hpp"
 #include "messages/container.pb.h"
 #include "messages/image.pb.h"
+#include "provisioner/bundle.hpp"
 #include "store/image_store.hpp"
 #include "store/store.hpp"
 
@@ -142,6 +143,13 @@ class Provisioner {
 
   Future<Nothing> recover(const std::set<std::string>& knownContainerIds);
   Future<ProvisionInfo> provision(const std::string& containerId, const messages::Image& image);
+  // Writes an OCI runtime bundle (provisioner/bundle.hpp) for a rootfs of
+  // the container that provision() handed out: options.dir, which must not
+  // exist, made 0700 with config.json and a link to the rootfs. Recorded
+  // with the rootfs first, so that destroy() (and recover() of a container
+  // that is gone) removes it. Its path.
+  Future<std::string> writeBundle(const std::string& containerId, const ProvisionInfo& provisioned,
+                                  const BundleOptions& options);
   Future<bool> destroy(const std::string& containerId);
   // Fetches an image into its store without provisioning anything.
   Future<messages::StoredImage> pullImage(const messages::Image& image);

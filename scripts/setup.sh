@@ -15,7 +15,7 @@ packages=(
   zlib1g-dev libzstd-dev libisal-dev
   libgtest-dev libgmock-dev
   # real servers and tools used by integration tests and the demo
-  docker-registry skopeo busybox-static apache2-utils openssl curl tinyproxy
+  docker-registry skopeo busybox-static apache2-utils openssl curl tinyproxy runc
   # a real credential helper (docker-credential-pass over pass and gpg)
   golang-docker-credential-helpers pass gnupg
 )
