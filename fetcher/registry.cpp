@@ -11,6 +11,7 @@
 
 #include "actors/async.hpp"
 #include "actors/clock.hpp"
+#include "actors/log.hpp"
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
@@ -376,7 +377,10 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
     }
     auto self = shared_from_this();
     const std::string key = keyOf(repository) + " " + scopeOf(repository);
-    return http->fetch(request).then([self, key, what](const HttpResponse& r) -> Future<std::string> {
+    // What the log may say: not the key, whose middle is derived from the
+    // credentials.
+    const std::string logged = repository.endpoint.origin() + " " + scopeOf(repository);
+    return http->fetch(request).then([self, key, logged, what](const HttpResponse& r) -> Future<std::string> {
       if (r.status == 401 || r.status == 403) {
         return Error(ErrorKind::Unauthorized,
                      what + ": the token service refused the credentials (HTTP " + std::to_string(r.status) + ")");
@@ -404,6 +408,7 @@ struct RegistryClient::Impl : std::enable_shared_from_this<RegistryClient::Impl>
         seconds = static_cast<long>(std::min<std::int64_t>(doc["expires_in"].GetInt64(), 24 * 3600));
       }
       std::string authorization = "Bearer " + token;
+      actors::log(actors::LogLevel::Info, "auth.token", {{"scope", logged}, {"expires_s", std::to_string(seconds)}});
       std::lock_guard lock(self->mutex);
       self->tokens[key] = Token{authorization, self->runtime.clock().now() + std::chrono::seconds(seconds)};
       return authorization;

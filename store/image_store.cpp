@@ -9,6 +9,7 @@
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
 #include "actors/shared_work.hpp"
@@ -292,11 +293,44 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     messages::Platform platform = options_.platform;
     if (platform.os().empty()) platform = fetcher::hostPlatform();
-    return puller->resolve(image, platform).then(actors::defer(self(), &Self::fetchLayers, key, image, puller));
+    actors::log(actors::LogLevel::Info, "pull.start", {{"image", key}});
+    const auto started = std::chrono::steady_clock::now();
+    auto stats = std::make_shared<PullStats>();
+    return puller->resolve(image, platform)
+        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats))
+        .then([key, started, stats](ImageInfo info) {
+          info.fetched = true;
+          info.fetchedBytes = stats->fetchedBytes;
+          info.imageBytes = stats->imageBytes;
+          actors::log(actors::LogLevel::Info, "pull.end",
+                      {{"image", key},
+                       {"digest", info.image.manifest_digest()},
+                       {"layers", std::to_string(info.layers.size())},
+                       {"fetched_layers", std::to_string(stats->fetchedLayers)},
+                       {"fetched_bytes", std::to_string(stats->fetchedBytes)},
+                       {"ms", std::to_string(millisSince(started))}});
+          return info;
+        })
+        .onFailed([key, started](const Error& error) {
+          actors::log(actors::LogLevel::Warn, "pull.failed",
+                      {{"image", key}, {"ms", std::to_string(millisSince(started))}, {"error", error.message}});
+        });
+  }
+
+  // What one pull fetched, for its log line and the pull histogram.
+  struct PullStats {
+    std::int64_t imageBytes = 0;  // every layer, compressed, as the manifest declares
+    std::int64_t fetchedBytes = 0;
+    std::size_t fetchedLayers = 0;
+  };
+
+  static long long millisSince(std::chrono::steady_clock::time_point started) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   }
 
   Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
-                                const std::shared_ptr<fetcher::Puller>& puller, const ResolvedImage& resolved) {
+                                const std::shared_ptr<fetcher::Puller>& puller, const std::shared_ptr<PullStats>& stats,
+                                const ResolvedImage& resolved) {
     const auto& layers = resolved.manifest().layers();
     std::vector<std::string> diffIds(resolved.config().diff_ids().begin(), resolved.config().diff_ids().end());
     const bool verifiable = !diffIds.empty();
@@ -321,6 +355,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
     for (const auto& id : ids) inflightLayers_.emplace(pullId, id);
     std::vector<Future<Nothing>> joined, layerWork;
+    for (const auto& layer : layers) stats->imageBytes += layer.size();
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (committed_.count(ids[i]) > 0) {
         auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
@@ -338,6 +373,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       // nothing behind.
       if (started) {
         if (auto work = layerPulls_.peek(ids[i])) layerWork.push_back(*work);
+        ++stats->fetchedLayers;
+        stats->fetchedBytes += layers[static_cast<int>(i)].size();
       }
     }
     return actors::collect(joined)

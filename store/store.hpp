@@ -19,6 +19,7 @@
 //   remaining image, no path in `activePaths` and no running get uses.
 // images(): what the index holds now.
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,6 +47,11 @@ struct ImageInfo {
   messages::StoredImage image;
   std::vector<std::string> layers;  // layer rootfs directories, base first
   std::string configPath;           // the config file a container uses ("" when none: schema 1)
+  // Set when this call pulled the image (not served from the store): its
+  // layers' compressed size as the manifest declares, and what was fetched.
+  bool fetched = false;
+  std::int64_t imageBytes = 0;
+  std::int64_t fetchedBytes = 0;
 };
 
 class Store {

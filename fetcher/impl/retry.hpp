@@ -3,7 +3,10 @@
 // Template definitions for fetcher/retry.hpp.
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
+
+#include "actors/log.hpp"
 
 namespace prov::fetcher {
 namespace detail {
@@ -66,6 +69,10 @@ class RetryLoop : public std::enable_shared_from_this<RetryLoop<T>> {
     }
     Duration delay = backoff_.next();
     if (failed.retryAfter) delay = std::max(delay, std::min(*failed.retryAfter, policy_.maxRetryAfter));
+    actors::log(actors::LogLevel::Warn, "retry",
+                {{"attempt", std::to_string(attempts_)},
+                 {"delay_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count())},
+                 {"error", failed.error.message}});
     if (promise_.future().hasDiscard()) {
       promise_.discard();
       return;
