@@ -15,6 +15,7 @@ namespace prov::actors {
 namespace {
 
 thread_local Runtime::Impl* workerRuntime = nullptr;
+thread_local Runtime::Impl* blockingRuntime = nullptr;  // set while a blocking-pool task runs
 
 std::size_t cores() { return std::max(1u, std::thread::hardware_concurrency()); }
 
@@ -81,9 +82,24 @@ Runtime::~Runtime() {
   impl_->clock.reset();
 }
 
+// Joins every offloaded thread, those that start meanwhile too.
+static void joinOffloaded(Runtime::Impl& impl) {
+  for (;;) {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(impl.offloadMutex);
+      threads.swap(impl.offloaded);
+    }
+    if (threads.empty()) return;
+    for (auto& thread : threads) thread.join();
+  }
+}
+
 void Runtime::shutdown() {
   if (impl_->stopped.load()) return;
-  assert(!onWorkerThread() && "Runtime::shutdown() on one of its own worker threads");
+  assert(!onRuntimeThread() && "Runtime::shutdown() on one of its own threads");
+  // Teardowns handed over by offload() first: they need the runtime running.
+  joinOffloaded(*impl_);
   {
     std::lock_guard lock(impl_->submitMutex);
     impl_->accepting.store(false);
@@ -104,6 +120,7 @@ void Runtime::shutdown() {
   impl_->blocking.join();
   impl_->settle();
 
+  joinOffloaded(*impl_);
   impl_->guard.reset();
   impl_->io.stop();
   for (auto& worker : impl_->workers) worker.join();
@@ -117,6 +134,12 @@ boost::asio::io_context& Runtime::ioContext() { return impl_->io; }
 std::size_t Runtime::workerThreads() const { return impl_->options.workerThreads; }
 std::size_t Runtime::blockingThreads() const { return impl_->options.blockingThreads; }
 bool Runtime::onWorkerThread() const { return workerRuntime == impl_.get(); }
+bool Runtime::onRuntimeThread() const { return workerRuntime == impl_.get() || blockingRuntime == impl_.get(); }
+
+void Runtime::offload(std::function<void()> work) {
+  std::lock_guard lock(impl_->offloadMutex);
+  impl_->offloaded.emplace_back(std::move(work));
+}
 void Runtime::settle() { impl_->settle(); }
 
 namespace detail {
@@ -127,11 +150,13 @@ bool submitBlocking(Runtime& runtime, std::function<void()> task) {
   if (!impl.accepting.load()) return false;
   impl.eventPosted();
   boost::asio::post(impl.blocking, [&impl, task = std::move(task)] {
+    blockingRuntime = &impl;
     try {
       task();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "runtime: unexpected exception in a blocking task: %s\n", e.what());
     }
+    blockingRuntime = nullptr;
     impl.eventDone();
   });
   return true;

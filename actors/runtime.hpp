@@ -53,6 +53,14 @@ class Runtime {
 
   // True on one of this runtime's worker threads.
   bool onWorkerThread() const;
+  // True on a worker thread or a blocking-pool thread of this runtime.
+  bool onRuntimeThread() const;
+
+  // Runs `work` on a thread of its own, outside the runtime, now; shutdown()
+  // (and so the destructor) waits for it first, while the runtime still
+  // runs. For work that blocks on the runtime and so must not run on one of
+  // its threads: a facade destroyed from a callback hands its teardown here.
+  void offload(std::function<void()> work);
 
   // Blocks until every event posted through this runtime (dispatches, timer
   // callbacks, blocking-pool tasks) has run, including the ones those events

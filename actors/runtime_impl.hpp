@@ -36,6 +36,8 @@ struct Runtime::Impl {
   boost::asio::io_context io;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
   std::vector<std::thread> workers;
+  std::mutex offloadMutex;
+  std::vector<std::thread> offloaded;  // Runtime::offload's threads, joined by shutdown()
   boost::asio::thread_pool blocking;
   std::unique_ptr<Clock> clock;  // destroyed before `io`
 

@@ -7,6 +7,7 @@
 //   provisioner [FLAGS] containers
 //   provisioner [FLAGS] images
 //   provisioner [FLAGS] prune [--exclude=IMAGE ...]
+//   provisioner [FLAGS] metrics
 //
 // Every run takes the work dir's lock, recovers (every container on disk
 // counts as known), then does its one command. Exit status: 0 done, 1 an
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "actors/actors.hpp"
+#include "actors/log.hpp"
 #include "cmd/output.hpp"
 #include "cmd/progress.hpp"
 #include "provisioner/provisioner.hpp"
@@ -48,6 +50,7 @@ constexpr const char* kUsage =
     "  containers                       list containers and their rootfses\n"
     "  images                           list the images in the store\n"
     "  prune [--exclude=IMAGE ...]      remove images and layers no container uses\n"
+    "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
     "       appc:NAME[,LABEL=VALUE...]\n"
@@ -80,6 +83,7 @@ struct Invocation {
   std::string bundle;
   std::optional<std::string> entrypoint;
   bool terminal = false;
+  actors::LogLevel logLevel = actors::LogLevel::Error;
 };
 
 // The invocation, or the exit code to stop with (0 after --help, 2 after a
@@ -89,6 +93,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   provisioner::Flags& flags = in.flags;
   std::string dockerInsecure, dockerMirrors;
   double lockTimeout = 60;
+  std::string logLevel = "error";
   po::options_description options("Flags (--name=value)");
   options.add_options()("help", "print this help")("work_dir", po::value(&flags.workDir)->default_value(flags.workDir),
                                                    "where containers and the image store live")(
@@ -122,8 +127,10 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "an image's new layers together may unpack to at most this many bytes")(
       "max_image_layers", po::value(&flags.limits.maxImageLayers)->default_value(flags.limits.maxImageLayers),
       "an image may have at most this many layers (AppC: images in its dependency tree)")(
-      "lock_timeout", po::value(&lockTimeout)->default_value(lockTimeout),
-      "seconds to wait for the work dir while another command uses it (0: do not wait)")(
+      "log_level", po::value(&logLevel)->default_value(logLevel),
+      "error, warn, info or debug: one structured line per event on stderr (pulls, retries, tokens, GC, "
+      "recovery)")("lock_timeout", po::value(&lockTimeout)->default_value(lockTimeout),
+                   "seconds to wait for the work dir while another command uses it (0: do not wait)")(
       "json", po::bool_switch(&in.json), "print JSON")("exclude", po::value(&in.excluded)->composing(),
                                                        "prune: an image to keep (repeatable)")(
       "bundle", po::value(&in.bundle),
@@ -154,10 +161,13 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
     return 2;
   }
   flags.lockTimeout = std::chrono::milliseconds(static_cast<long>(lockTimeout * 1000));
+  auto level = actors::parseLogLevel(logLevel);
+  if (!level) return fail("Invalid --log_level '" + logLevel + "': error, warn, info or debug", 2);
+  in.logLevel = *level;
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
-  const std::map<std::string, std::size_t> arity = {{"pull", 1},       {"provision", 2}, {"destroy", 1},
-                                                    {"containers", 0}, {"images", 0},    {"prune", 0}};
+  const std::map<std::string, std::size_t> arity = {{"pull", 1},   {"provision", 2}, {"destroy", 1}, {"containers", 0},
+                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
   if (vm.count("entrypoint")) in.entrypoint = vm["entrypoint"].as<std::string>();
@@ -233,6 +243,12 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
     std::cout << cmd::containersText(*containers, in.json);
     return 0;
   }
+  if (in.command == "metrics") {
+    auto text = blockOn(p.metricsText(), error);
+    if (!text) return fail(error);
+    std::cout << *text;
+    return 0;
+  }
   if (in.command == "images") {
     auto images = blockOn(p.images(), error);
     if (!images) return fail(error);
@@ -268,6 +284,7 @@ int main(int argc, char** argv) {
                 << ") uses it (--lock_timeout=" << in.flags.lockTimeout.count() / 1000.0 << "s)\n";
     };
   }
+  actors::setLogSink(actors::stderrSink(), in.logLevel);
   actors::Runtime runtime;
   auto created = provisioner::Provisioner::create(in.flags, runtime);
   if (created.isError()) return fail(created.error().message);

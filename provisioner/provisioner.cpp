@@ -15,12 +15,14 @@
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "actors/process.hpp"
 #include "actors/random.hpp"
 #include "actors/runtime.hpp"
 #include "actors/rwlock.hpp"
 #include "provisioner/bundle.hpp"
 #include "provisioner/container_disk.hpp"
+#include "provisioner/metrics.hpp"
 #include "provisioner/paths.hpp"
 #include "store/atomic_file.hpp"
 
@@ -81,7 +83,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       if (!info) info = std::make_shared<Info>();
       info->rootfses = container.rootfses;
       for (const auto& rootfs : container.rootfses) {
-        if (rootfs.unfinished()) unfinished.push_back(takeDownUnfinished(container.id, rootfs));
+        if (!rootfs.unfinished()) continue;
+        actors::log(actors::LogLevel::Info, "recover.unfinished",
+                    {{"container", container.id}, {"rootfs", rootfs.id()}, {"backend", rootfs.backend()}});
+        unfinished.push_back(takeDownUnfinished(container.id, rootfs));
       }
     }
     return actors::collect(unfinished).then(actors::defer(self(), &Self::destroyOrphans, known, found));
@@ -108,12 +113,14 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       if (known.count(container.id) > 0) continue;
       const std::string parent = parentOf(container.id);
       if (!parent.empty() && infos_.count(parent) > 0 && known.count(parent) == 0) continue;
+      actors::log(actors::LogLevel::Info, "recover.destroy", {{"container", container.id}, {"reason", "unknown"}});
       orphans.push_back(destroyTree(container.id));
     }
     return actors::collect(orphans).then(actors::defer(self(), &Self::recoverStores));
   }
 
   Future<Nothing> recoverStores() {
+    actors::log(actors::LogLevel::Info, "recover.containers", {{"kept", std::to_string(infos_.size())}});
     return forEachStore([](store::Store& store) { return store.recover(); });
   }
 
@@ -185,6 +192,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<ProvisionInfo> imagePulled(const std::string& id, std::chrono::steady_clock::time_point started,
                                     const std::string& provider, const store::ImageInfo& pulled) {
     pullMs_[provider] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (pulled.fetched) pullDurations_.observe(pulled.imageBytes, pullMs_[provider] / 1000.0);
     return makeRootfs(id, pulled);
   }
 
@@ -263,7 +271,14 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         return Error(ErrorKind::Unsupported, "Failed to pull: the " + store::providerOf(image) +
                                                  " image provider is not enabled (--image_providers)");
       }
-      return fetched->then([](const store::ImageInfo& info) { return info.image; });
+      const auto started = std::chrono::steady_clock::now();
+      return fetched->then(actors::defer(self(), [this, started](const store::ImageInfo& info) {
+        if (info.fetched) {
+          pullDurations_.observe(info.imageBytes,
+                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        }
+        return info.image;
+      }));
     });
   }
 
@@ -469,6 +484,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     info->termination.fail(error);
   }
 
+  std::string metricsText() { return prometheusText(metrics(), pullDurations_); }
+
   // ---- images ---------------------------------------------------------------
 
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
@@ -481,6 +498,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         }
       }
       ++prunes_;
+      actors::log(actors::LogLevel::Info, "gc.prune",
+                  {{"excluded", std::to_string(excluded.size())}, {"containers", std::to_string(infos_.size())}});
       // As recorded, and canonical (file system calls: on the blocking
       // pool): a record written when the store dir was spelled another way
       // (a symlink, a trailing slash) still names the layers a container
@@ -625,9 +644,16 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return diskFree(dir);
     }).onAny(actors::defer(self(), [this](const Future<double>& free) {
       if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
+        actors::log(
+            actors::LogLevel::Info, "gc.headroom",
+            {{"free", std::to_string(free.get())}, {"headroom", std::to_string(parts_.imageGc->imageDiskHeadroom)}});
         pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this](const Future<Nothing>& pruned) {
           ++gcPrunes_;
-          if (!pruned.isReady()) ++gcFailures_;  // the next check tries again
+          if (!pruned.isReady()) {
+            ++gcFailures_;  // the next check tries again
+            actors::log(actors::LogLevel::Warn, "gc.failed",
+                        {{"error", pruned.isFailed() ? pruned.failure().message : "discarded"}});
+          }
           scheduleGcCheck();
         }));
         return;
@@ -644,6 +670,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes finished, and of those failed
   std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
+  PullDurations pullDurations_;
 };
 
 Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runtime& runtime) {
@@ -663,43 +690,61 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runti
   return std::unique_ptr<Provisioner>(new Provisioner(std::move(process), runtime, actors::fs::Fd(*lock)));
 }
 
-Provisioner::Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, actors::fs::Fd lock)
-    : lock_(std::move(lock)), process_(runtime, std::move(process)) {}
+struct Provisioner::Owned {
+  Owned(std::unique_ptr<ProvisionerProcess> p, actors::Runtime& runtime, actors::fs::Fd l)
+      : lock(std::move(l)), process(runtime, std::move(p)) {}
+  actors::fs::Fd lock;  // released after the process stopped (members go in reverse order)
+  actors::ProcessOwner<ProvisionerProcess> process;
+};
 
-Provisioner::~Provisioner() = default;
+Provisioner::Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, actors::fs::Fd lock)
+    : runtime_(runtime), owned_(std::make_unique<Owned>(std::move(process), runtime, std::move(lock))) {}
+
+Provisioner::~Provisioner() {
+  if (!runtime_.onRuntimeThread()) return;  // owned_ goes here, waiting as it must
+  // The last reference travels with the thread's function.
+  std::shared_ptr<Owned> owned(std::move(owned_));
+  runtime_.offload([owned = std::move(owned)]() mutable { owned.reset(); });
+}
 
 Future<Nothing> Provisioner::recover(const std::set<std::string>& known) {
-  return process_.dispatch(&ProvisionerProcess::recover, known);
+  return owned_->process.dispatch(&ProvisionerProcess::recover, known);
 }
 
 Future<ProvisionInfo> Provisioner::provision(const std::string& id, const messages::Image& image) {
-  return process_.dispatch(&ProvisionerProcess::provision, id, image);
+  return owned_->process.dispatch(&ProvisionerProcess::provision, id, image);
 }
 
 Future<std::string> Provisioner::writeBundle(const std::string& id, const ProvisionInfo& provisioned,
                                              const BundleOptions& options) {
-  return process_.dispatch(&ProvisionerProcess::writeBundle, id, provisioned, options);
+  return owned_->process.dispatch(&ProvisionerProcess::writeBundle, id, provisioned, options);
 }
 
-Future<bool> Provisioner::destroy(const std::string& id) { return process_.dispatch(&ProvisionerProcess::destroy, id); }
+Future<bool> Provisioner::destroy(const std::string& id) {
+  return owned_->process.dispatch(&ProvisionerProcess::destroy, id);
+}
 
 Future<messages::StoredImage> Provisioner::pullImage(const messages::Image& image) {
-  return process_.dispatch(&ProvisionerProcess::pullImage, image);
+  return owned_->process.dispatch(&ProvisionerProcess::pullImage, image);
 }
 
 Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& excluded) {
-  return process_.dispatch(&ProvisionerProcess::pruneImages, excluded);
+  return owned_->process.dispatch(&ProvisionerProcess::pruneImages, excluded);
 }
 
 Future<std::vector<ContainerInfo>> Provisioner::containers() {
-  return process_.dispatch(&ProvisionerProcess::containers);
+  return owned_->process.dispatch(&ProvisionerProcess::containers);
 }
 
 Future<std::vector<messages::StoredImage>> Provisioner::images() {
-  return process_.dispatch(&ProvisionerProcess::images);
+  return owned_->process.dispatch(&ProvisionerProcess::images);
 }
 
-Future<std::map<std::string, double>> Provisioner::metrics() { return process_.dispatch(&ProvisionerProcess::metrics); }
+Future<std::map<std::string, double>> Provisioner::metrics() {
+  return owned_->process.dispatch(&ProvisionerProcess::metrics);
+}
+
+Future<std::string> Provisioner::metricsText() { return owned_->process.dispatch(&ProvisionerProcess::metricsText); }
 
 Try<std::set<std::string>> Provisioner::containersOnDisk(const std::string& workDir) {
   auto found = scanContainers(paths::root(workDir));

@@ -159,6 +159,9 @@ class Provisioner {
   Future<std::vector<messages::StoredImage>> images();
   // Counters and timers, with Mesos's names where Mesos has one.
   Future<std::map<std::string, double>> metrics();
+  // The same and the pull-duration histogram, in Prometheus's text format
+  // (provisioner/metrics.hpp).
+  Future<std::string> metricsText();
 
   // The ids of every container on disk under `workDir` (for a command-line
   // run that counts them all as known).
@@ -166,8 +169,14 @@ class Provisioner {
 
  private:
   Provisioner(std::unique_ptr<ProvisionerProcess> process, actors::Runtime& runtime, actors::fs::Fd lock);
-  actors::fs::Fd lock_;  // released after the process stopped (members go in reverse order)
-  actors::ProcessOwner<ProvisionerProcess> process_;
+  struct Owned;
+  actors::Runtime& runtime_;
+  // The process and the work dir's lock. Destroyed here, or, when the
+  // Provisioner is destroyed on a runtime thread (in a callback), on a
+  // thread of its own (Runtime::offload): stopping the process and its
+  // stores waits for them, which must neither block a runtime thread nor
+  // delete a process under its own running handler.
+  std::unique_ptr<Owned> owned_;
 };
 
 // "a", "a/b": each part [A-Za-z0-9_.-]+, not "." or "..". InvalidArgument otherwise.
