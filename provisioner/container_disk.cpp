@@ -80,7 +80,9 @@ pid_t lockHolder(int fd) {
     char device[64];
     std::snprintf(device, sizeof device, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
                   static_cast<unsigned long>(st.st_ino));
-    std::ifstream locks("/proc/locks");
+    // Through a close-on-exec descriptor (std::ifstream's is not).
+    auto text = actors::fs::readKernelFile("/proc/locks");
+    std::istringstream locks(text.isSome() ? *text : std::string());
     for (std::string line; std::getline(locks, line);) {
       std::istringstream fields(line);
       std::string number, kind, mode, access, id;

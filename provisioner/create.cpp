@@ -62,7 +62,9 @@ Try<std::set<std::string>> providersOf(const std::string& text) {
 class PlainRegistries {
  public:
   explicit PlainRegistries(std::string path) : path_(std::move(path)) {
-    std::ifstream in(path_);
+    // Through a close-on-exec descriptor (std::ifstream's is not).
+    auto text = actors::fs::readFile(path_);
+    std::istringstream in(text.isSome() ? *text : std::string());
     for (std::string line; std::getline(in, line);) {
       if (!line.empty() && line.size() < 300 && line.find_first_of(" \t/") == std::string::npos &&
           line.find(':') != std::string::npos) {

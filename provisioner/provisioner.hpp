@@ -24,7 +24,7 @@
 //                         config a container uses; removes the rest.
 //
 // Automatic image GC: with `imageGcConfig`, every `image_disk_watch_interval`
-// the free fraction of the store's file system is checked, and below
+// the free fraction of the work dir's file system is checked, and below
 // `image_disk_headroom` pruneImages(excluded_images) runs.
 //
 // One process per work dir: create() takes an exclusive lock on
