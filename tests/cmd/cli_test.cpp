@@ -319,6 +319,41 @@ TEST_F(CliTest, EightProvisionsAtOnceOnOneWorkDirAllSucceed) {
   for (int i = 1; i <= 8; ++i) EXPECT_EQ(0, run({"destroy", "p" + std::to_string(i)}).status);
 }
 
+// provision --bundle: a bundle runc runs, with the command given after
+// "--"; refused into an existing directory (and the new container goes
+// again); destroy removes it. Bundle flags without --bundle are usage
+// errors; metrics prints the Prometheus text.
+TEST_F(CliTest, ProvisionABundleRuncRunsItDestroyRemovesIt) {
+  const std::string image = pushBusybox("bundled");
+  const fs::path bundle = sandbox() / "bundle1";
+  auto made = run({"provision", "c1", image, "--bundle=" + bundle.string(), "--", "/bin/echo", "hello from runc"});
+  ASSERT_EQ(0, made.status) << made.err;
+  EXPECT_EQ(bundle.string() + "\n", made.out);
+  EXPECT_TRUE(fs::exists(bundle / "config.json"));
+  auto ran = testing::runCommand(
+      {"runc", "--root", (sandbox() / "runc").string(), "run", "--bundle", bundle.string(), "cli-bundle-c1"});
+  EXPECT_EQ(0, ran.status) << ran.output;
+  EXPECT_EQ("hello from runc\n", ran.output);
+
+  auto taken = run({"provision", "c2", image, "--bundle=" + bundle.string()});
+  EXPECT_EQ(1, taken.status);
+  EXPECT_NE(std::string::npos, taken.err.find("already exists")) << taken.err;
+  EXPECT_EQ("", taken.out);
+  auto listed = run({"containers"});
+  EXPECT_EQ(std::string::npos, listed.out.find("c2")) << listed.out;
+
+  EXPECT_EQ(2, run({"provision", "c3", image, "--entrypoint=/bin/sh"}).status);
+  EXPECT_EQ(2, run({"images", "--bundle=/tmp/x"}).status);
+  EXPECT_EQ(2, run({"provision", "c3", image, "extra"}).status);
+
+  auto metrics = run({"metrics"});
+  EXPECT_EQ(0, metrics.status) << metrics.err;
+  EXPECT_NE(std::string::npos, metrics.out.find("# TYPE provisioner_containers gauge\nprovisioner_containers 1\n"))
+      << metrics.out;
+  EXPECT_EQ(0, run({"destroy", "c1"}).status);
+  EXPECT_FALSE(fs::exists(bundle));
+}
+
 // A holder that keeps the lock past --lock_timeout: the command fails
 // naming the holder's pid (here this test's), and changes nothing.
 TEST_F(CliTest, AHolderPastTheLockTimeoutIsNamed) {
