@@ -25,9 +25,9 @@
 #include <regex>
 #include <thread>
 
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/support/registry_fixture.hpp"
 #include "tests/support/temp_dir.hpp"
 
