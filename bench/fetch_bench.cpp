@@ -27,7 +27,7 @@
 #include "bench/registry.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/registry.hpp"
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 
 namespace {
 

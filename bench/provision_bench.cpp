@@ -40,8 +40,8 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "provisioner/provisioner.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 
 namespace {
 

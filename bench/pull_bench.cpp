@@ -51,7 +51,7 @@
 #include "bench/pull_system.hpp"
 #include "bench/pull_tools.hpp"
 #include "bench/pull_workloads.hpp"
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 
 namespace {
 

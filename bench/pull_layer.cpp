@@ -14,7 +14,7 @@
 #include <stdexcept>
 
 #include "bench/pull_process.hpp"
-#include "tests/support/image_builder.hpp"
+#include "testkit/image_builder.hpp"
 
 namespace prov::bench::pull {
 

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 
 namespace prov::bench {
 

@@ -60,8 +60,8 @@
 #include "provisioner/provisioner.hpp"
 #include "store/image_store.hpp"
 #include "store/paths.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
 
 namespace {
 

@@ -8,6 +8,7 @@
 //   provisioner [FLAGS] images
 //   provisioner [FLAGS] prune [--exclude=IMAGE ...]
 //   provisioner [FLAGS] metrics
+//   provisioner --version               prints "provisioner <version>"
 //
 // Every run takes the work dir's lock, recovers (every container on disk
 // counts as known), then does its one command. Exit status: 0 done, 1 an
@@ -31,6 +32,7 @@
 #include "cmd/output.hpp"
 #include "cmd/progress.hpp"
 #include "provisioner/provisioner.hpp"
+#include "provisioner/version.hpp"
 
 namespace {
 
@@ -86,8 +88,8 @@ struct Invocation {
   actors::LogLevel logLevel = actors::LogLevel::Error;
 };
 
-// The invocation, or the exit code to stop with (0 after --help, 2 after a
-// usage error, which has been printed).
+// The invocation, or the exit code to stop with (0 after --help or
+// --version, 2 after a usage error, which has been printed).
 std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   Invocation in;
   provisioner::Flags& flags = in.flags;
@@ -95,8 +97,8 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   double lockTimeout = 60;
   std::string logLevel = "error";
   po::options_description options("Flags (--name=value)");
-  options.add_options()("help", "print this help")("work_dir", po::value(&flags.workDir)->default_value(flags.workDir),
-                                                   "where containers and the image store live")(
+  options.add_options()("help", "print this help")("version", "print the version and exit")(
+      "work_dir", po::value(&flags.workDir)->default_value(flags.workDir), "where containers and the image store live")(
       "image_providers", po::value(&flags.imageProviders)->default_value(flags.imageProviders),
       "image types to serve: docker, appc (comma separated)")(
       "image_provisioner_backend", po::value(&flags.imageProvisionerBackend),
@@ -151,6 +153,10 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   } catch (const po::error& e) {
     std::cerr << "error: " << e.what() << "\n" << kUsage;
     return 2;
+  }
+  if (vm.count("version")) {
+    std::cout << "provisioner " << kVersion << "\n";
+    return 0;
   }
   if (vm.count("help") || !vm.count("command")) {
     std::cout << kUsage << "\n" << options << "\n";

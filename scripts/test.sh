@@ -3,8 +3,10 @@
 #   1. scripts/setup.sh installs any missing Debian package; every C++ file
 #      must be as clang-format (14, .clang-format) writes it;
 #   2. build/          (RelWithDebInfo) builds everything and runs every test,
-#                      then a short crash soak (bench_soak, 60 kill -9 trials)
-#                      and scripts/demo.sh (the README's first command);
+#                      then a short crash soak (bench_soak, 60 kill -9 trials),
+#                      scripts/demo.sh (the README's first command) and
+#                      scripts/install_test.sh (install into a temporary
+#                      prefix, build examples/agent against it);
 #   3. build-address/  AddressSanitizer + UndefinedBehaviorSanitizer + leak
 #                      checks: the runtime's, backends', fetcher's, store's and provisioner's
 #                      tests (the fetcher's against the fake registry);
@@ -108,6 +110,19 @@ if bash scripts/demo.sh >build/demo.log 2>&1; then
 else
   tail -n 40 build/demo.log
   echo "error: scripts/demo.sh failed (log: build/demo.log)" >&2
+  total_failed=$((total_failed + 1))
+fi
+
+# The installed package, as an embedder uses it: a tests-off build installed
+# into a temporary prefix, every installed header compiled on its own, and
+# examples/agent built and run against the prefix and a moved copy of it.
+echo "== install"
+if bash scripts/install_test.sh >build/install.log 2>&1; then
+  tail -n 1 build/install.log
+  total_passed=$((total_passed + 1))
+else
+  tail -n 40 build/install.log
+  echo "error: scripts/install_test.sh failed (log: build/install.log)" >&2
   total_failed=$((total_failed + 1))
 fi
 

@@ -15,8 +15,8 @@
 #include "backend/backend.hpp"
 #include "backend/backends.hpp"
 #include "backend/mount.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::backend {

@@ -16,8 +16,8 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "backend/mount.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::backend {

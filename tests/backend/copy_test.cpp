@@ -18,8 +18,8 @@
 #include "actors/actors.hpp"
 #include "actors/fs.hpp"
 #include "backend/backend.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::backend {

@@ -25,9 +25,10 @@
 #include <regex>
 #include <thread>
 
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
+#include "provisioner/version.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/support/registry_fixture.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -533,6 +534,11 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
   EXPECT_EQ(0, help.status);
   EXPECT_NE(std::string::npos, help.out.find("provision CONTAINER_ID IMAGE"));
   EXPECT_NE(std::string::npos, help.out.find("--docker_registry"));
+  EXPECT_NE(std::string::npos, help.out.find("--version"));
+  auto version = run({"--version"});
+  EXPECT_EQ(0, version.status) << version.err;
+  EXPECT_EQ(std::string("provisioner ") + kVersion + "\n", version.out);
+  EXPECT_EQ("", version.err);
 }
 
 // A store dir spelled one way when a container was provisioned (through a

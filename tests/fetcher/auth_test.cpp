@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "fetcher/auth.hpp"
-#include "tests/support/files.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::fetcher {

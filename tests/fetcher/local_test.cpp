@@ -15,10 +15,10 @@
 #include "fetcher/local/local.hpp"
 #include "fetcher/manifest.hpp"
 #include "fetcher/reference.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::fetcher {

@@ -6,7 +6,7 @@
 
 #include "fetcher/digest.hpp"
 #include "fetcher/manifest.hpp"
-#include "tests/support/files.hpp"
+#include "testkit/files.hpp"
 
 namespace prov::fetcher {
 namespace {

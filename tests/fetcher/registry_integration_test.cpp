@@ -10,13 +10,13 @@
 #include "fetcher/proxy.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
+#include "testkit/tiny_proxy.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/fake_registry.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
-#include "tests/support/tiny_proxy.hpp"
 
 namespace prov::fetcher {
 namespace {

@@ -18,9 +18,9 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "fetcher/registry.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/fake_registry.hpp"
-#include "tests/support/files.hpp"
 
 namespace prov::fetcher {
 namespace {

@@ -19,11 +19,11 @@
 #include "messages/container.pb.h"
 #include "provisioner/bundle.hpp"
 #include "provisioner/provisioner.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/provisioner/helpers.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::provisioner {

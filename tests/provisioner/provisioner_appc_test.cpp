@@ -8,9 +8,9 @@
 
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
+#include "testkit/files.hpp"
 #include "tests/provisioner/helpers.hpp"
 #include "tests/store/appc_fixture.hpp"
-#include "tests/support/files.hpp"
 
 namespace prov::provisioner {
 namespace {

@@ -18,12 +18,12 @@
 #include "backend/backend.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/paths.hpp"
+#include "testkit/files.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/provisioner/helpers.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/faulty_disk.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/real_registry.hpp"
 
 namespace prov::provisioner {
 namespace {

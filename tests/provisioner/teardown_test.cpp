@@ -15,8 +15,8 @@
 #include "actors/runtime.hpp"
 #include "fetcher/manifest.hpp"
 #include "provisioner/provisioner.hpp"
+#include "testkit/image_builder.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/image_builder.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::provisioner {

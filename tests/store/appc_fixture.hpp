@@ -16,9 +16,9 @@
 #include "fetcher/appc.hpp"
 #include "fetcher/digest.hpp"
 #include "store/appc_store.hpp"
+#include "testkit/image_builder.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/fake_registry.hpp"
-#include "tests/support/image_builder.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "store/aci.hpp"
+#include "testkit/files.hpp"
 #include "tests/store/appc_fixture.hpp"
 #include "tests/support/faulty_disk.hpp"
-#include "tests/support/files.hpp"
 
 namespace prov::store {
 namespace {

@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testkit/files.hpp"
 #include "tests/store/store_fixture.hpp"
-#include "tests/support/files.hpp"
 
 #ifndef PROV_STORE_CRASH_CHILD
 #error "PROV_STORE_CRASH_CHILD must name the crash child executable"

@@ -2,7 +2,7 @@
 
 #include "fetcher/digest.hpp"
 #include "store/decompress.hpp"
-#include "tests/support/image_builder.hpp"
+#include "testkit/image_builder.hpp"
 
 namespace prov::store {
 namespace {

@@ -26,10 +26,10 @@
 #include "fetcher/local/local.hpp"
 #include "fetcher/puller.hpp"
 #include "store/image_store.hpp"
+#include "testkit/image_builder.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/image_builder.hpp"
-#include "tests/support/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

@@ -15,9 +15,9 @@
 #include "messages/image.pb.h"
 #include "store/atomic_file.hpp"
 #include "store/metadata_manager.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/faulty_disk.hpp"
-#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

@@ -11,9 +11,9 @@
 #include "actors/path.hpp"
 #include "fetcher/digest.hpp"
 #include "store/layer_stream.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

@@ -14,10 +14,10 @@
 
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
 #include "tests/store/appc_fixture.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/image_builder.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

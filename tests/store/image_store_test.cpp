@@ -16,9 +16,9 @@
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
 #include "store/paths.hpp"
+#include "testkit/files.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/await.hpp"
-#include "tests/support/files.hpp"
 
 namespace prov::store {
 namespace {

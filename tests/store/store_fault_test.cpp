@@ -12,10 +12,10 @@
 #include <gtest/gtest.h>
 
 #include "fetcher/local/local.hpp"
+#include "testkit/files.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/store/store_fixture.hpp"
 #include "tests/support/faulty_disk.hpp"
-#include "tests/support/files.hpp"
-#include "tests/support/real_registry.hpp"
 
 namespace prov::store {
 namespace {

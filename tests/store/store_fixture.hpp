@@ -18,9 +18,9 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
+#include "testkit/image_builder.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/fake_registry.hpp"
-#include "tests/support/image_builder.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::store {

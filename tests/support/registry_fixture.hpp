@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::testing {

@@ -1,6 +1,6 @@
-#include "tests/support/tiny_proxy.hpp"
+#include "testkit/tiny_proxy.hpp"
 
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "tests/support/real_registry.hpp"
+#include "testkit/real_registry.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "tests/support/files.hpp"
+#include "testkit/files.hpp"
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -6,27 +6,42 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
-#include <gtest/gtest.h>
-
 namespace prov::testing {
+
+namespace {
+std::atomic<FailureReporter> reporter{nullptr};
+}  // namespace
+
+FailureReporter setFailureReporter(FailureReporter next) { return reporter.exchange(next); }
+
+void reportFailure(const std::string& message) {
+  if (FailureReporter r = reporter.load()) {
+    r(message);
+  } else {
+    std::cerr << "error: " << message << std::endl;
+  }
+}
 
 void writeFile(const std::filesystem::path& path, const std::string& content) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << content;
-  if (!out) ADD_FAILURE() << "Failed to write '" << path.string() << "'";
+  if (!out) reportFailure(std::string("Failed to write '") + path.string() + "'");
 }
 
 std::string readFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    ADD_FAILURE() << "Failed to read '" << path.string() << "': " << std::strerror(errno);
+    const int error = errno;
+    reportFailure(std::string("Failed to read '") + path.string() + "': " + std::strerror(error));
     return "<error: unreadable>";
   }
   std::stringstream buffer;
@@ -37,27 +52,30 @@ std::string readFile(const std::filesystem::path& path) {
 void makeDirectory(const std::filesystem::path& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec) ADD_FAILURE() << "Failed to create '" << path.string() << "': " << ec.message();
+  if (ec) reportFailure(std::string("Failed to create '") + path.string() + "': " + ec.message());
 }
 
 void makeWhiteout(const std::filesystem::path& path) {
   makeDirectory(path.parent_path());
   if (::mknod(path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
-    ADD_FAILURE() << "Failed to make whiteout '" << path.string() << "': " << std::strerror(errno);
+    const int error = errno;
+    reportFailure(std::string("Failed to make whiteout '") + path.string() + "': " + std::strerror(error));
   }
 }
 
 void makeOpaque(const std::filesystem::path& dir) {
   makeDirectory(dir);
   if (::setxattr(dir.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
-    ADD_FAILURE() << "Failed to mark '" << dir.string() << "' opaque: " << std::strerror(errno);
+    const int error = errno;
+    reportFailure(std::string("Failed to mark '") + dir.string() + "' opaque: " + std::strerror(error));
   }
 }
 
 void makeSymlink(const std::string& target, const std::filesystem::path& link) {
   makeDirectory(link.parent_path());
   if (::symlink(target.c_str(), link.c_str()) != 0) {
-    ADD_FAILURE() << "Failed to link '" << link.string() << "': " << std::strerror(errno);
+    const int error = errno;
+    reportFailure(std::string("Failed to link '") + link.string() + "': " + std::strerror(error));
   }
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 
-// Small file helpers for tests; each records a test failure (naming the path
-// and errno) when the operation fails.
+// Small file helpers for tests and benchmark drivers. When one fails it
+// reports it (naming the path and errno) through reportFailure(): on stderr
+// by default; in a test binary tests/support installs a reporter that fails
+// the running test (ADD_FAILURE). No GoogleTest here.
 
 #include <filesystem>
 #include <string>
@@ -9,9 +11,16 @@
 
 namespace prov::testing {
 
+// Where a helper's failure goes. The reporter may be called from any
+// thread; setFailureReporter returns the one it replaces (nullptr: the
+// default, which prints "error: <message>" on stderr).
+using FailureReporter = void (*)(const std::string& message);
+FailureReporter setFailureReporter(FailureReporter reporter);
+void reportFailure(const std::string& message);
+
 // Writes `content` to `path`, creating missing parent directories.
 void writeFile(const std::filesystem::path& path, const std::string& content);
-// The file's content, or "<error: ...>" (and a test failure) if unreadable.
+// The file's content, or "<error: ...>" (and a failure reported) if unreadable.
 std::string readFile(const std::filesystem::path& path);
 void makeDirectory(const std::filesystem::path& path);
 // An overlay whiteout: a 0/0 character device.
@@ -25,10 +34,10 @@ void makeSymlink(const std::string& target, const std::filesystem::path& link);
 std::vector<std::string> treeOf(const std::filesystem::path& dir);
 
 // Mount points at or below `dir`, from /proc/self/mountinfo.
+std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
+
 // RFC 4648 base64url without padding (JWS's encoding).
 std::string base64Url(const std::string& text);
-
-std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
 // A protobuf repeated string field (or any range of strings) as a vector,
 // for EXPECT_EQ.

@@ -1,4 +1,4 @@
-#include "tests/support/image_builder.hpp"
+#include "testkit/image_builder.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "fetcher/digest.hpp"
-#include "tests/support/files.hpp"
+#include "testkit/files.hpp"
 
 namespace prov::testing {
 
