@@ -99,7 +99,8 @@ version=$("$prefix/bin/provisioner" --version) || fail "provisioner --version: e
 echo "install_test: installed; bin/provisioner --version: $version"
 
 # build_agent PREFIX NAME: examples/agent configured against PREFIX, built
-# and run; it must print the version and "recovered".
+# and run: --version must print the version, and scripts/agent_test.sh
+# (tasks in runc, kill -9, restart) must pass with it.
 build_agent() {
   local with=$1 name=$2
   local dir=$build/agent-$name
@@ -111,13 +112,13 @@ build_agent() {
   [[ $found == "$with/lib/cmake/provisioner" ]] || fail "examples/agent found provisioner in '$found', not in $with"
   run "$build/agent-$name-build.log" cmake --build "$dir" -- -j"$jobs"
   local out
-  if ! out=$("$dir/agent" 2>&1); then
+  out=$("$dir/agent" --version 2>&1) || fail "examples/agent ($name) --version exited non-zero: $out"
+  grep -qxF "$version" <<<"$out" || fail "examples/agent ($name) --version printed '$out', not '$version'"
+  if ! out=$(bash "$root/scripts/agent_test.sh" "$dir/agent" "$with/bin/provisioner" 2>&1); then
     echo "$out" >&2
-    fail "examples/agent ($name) exited non-zero"
+    fail "scripts/agent_test.sh with examples/agent ($name)"
   fi
-  echo "$out" | sed 's/^/  agent: /'
-  grep -qxF "$version" <<<"$out" || fail "examples/agent ($name) did not print '$version'"
-  grep -qx "recovered" <<<"$out" || fail "examples/agent ($name) did not print 'recovered'"
+  echo "$out" | sed 's/^/  /'
 }
 
 build_agent "$prefix" installed
