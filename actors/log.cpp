@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <ctime>
 #include <memory>
@@ -135,31 +136,38 @@ const char* toString(LogLevel level) {
 }
 
 std::string withoutQueries(std::string_view text) {
+  // Each "scheme://" whose scheme is http or https, in any case: the URL
+  // runs to whitespace or a quote; its user:password@ and its query go.
+  auto lower = [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); };
   std::string out;
   out.reserve(text.size());
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const std::size_t http = text.find("http", i);
-    if (http == std::string_view::npos) break;
-    const std::string_view rest = text.substr(http);
-    const bool url = rest.rfind("http://", 0) == 0 || rest.rfind("https://", 0) == 0;
-    std::size_t end = http + 4;
-    if (url) {
-      // The URL runs to whitespace or a quote.
-      end = http;
-      while (end < text.size() && text[end] > ' ' && text[end] != '\'' && text[end] != '"') ++end;
-      const std::size_t query = text.substr(http, end - http).find('?');
-      if (query != std::string_view::npos) {
-        out += text.substr(i, http + query - i);
-        out += "?…";
-        i = end;
-        continue;
-      }
+  std::size_t copied = 0, at = 0;
+  while ((at = text.find("://", at)) != std::string_view::npos) {
+    std::size_t start = at;
+    while (start > 0 && std::isalpha(static_cast<unsigned char>(text[start - 1]))) --start;
+    std::string scheme;
+    for (std::size_t k = start; k < at; ++k) scheme += lower(text[k]);
+    if (scheme != "http" && scheme != "https") {
+      at += 3;
+      continue;
     }
-    out += text.substr(i, end - i);
-    i = end;
+    std::size_t end = at + 3;
+    while (end < text.size() && static_cast<unsigned char>(text[end]) > ' ' && text[end] != '\'' && text[end] != '"') {
+      ++end;
+    }
+    const std::string_view url = text.substr(at + 3, end - at - 3);
+    const std::size_t slash = url.find('/');
+    const std::size_t userinfo = url.substr(0, slash).rfind('@');
+    const std::size_t query = url.find('?');
+    out += text.substr(copied, at + 3 - copied);
+    std::string_view rest = url;
+    if (userinfo != std::string_view::npos) rest.remove_prefix(userinfo + 1);
+    const std::size_t cut = rest.find('?');
+    out += rest.substr(0, cut);
+    if (query != std::string_view::npos) out += "?…";
+    copied = at = end;
   }
-  out += text.substr(i);
+  out += text.substr(copied);
   return out;
 }
 

@@ -9,8 +9,8 @@
 // The sink runs on the thread that logs, often a runtime thread: it must not
 // block (format, hand off, return). Field values never hold a secret:
 // callers log no credential, token or header, and every URL's query string
-// (where presigned blob URLs keep their signatures) is cut off here, in
-// log(), whatever the caller passed.
+// (where presigned blob URLs keep their signatures) and user:password@ are
+// cut off here, in log(), whatever the caller passed.
 
 #include <chrono>
 #include <functional>
@@ -60,8 +60,9 @@ LogSink stderrSink();
 std::optional<LogLevel> parseLogLevel(std::string_view text);
 const char* toString(LogLevel level);
 
-// `text` with the query string of every http:// or https:// URL in it cut
-// to "?…" (what log() does to every field).
+// `text` with the query string of every http:// or https:// URL in it (any
+// case) cut to "?…" and its user:password@ removed (what log() does to
+// every field).
 std::string withoutQueries(std::string_view text);
 
 }  // namespace prov::actors

@@ -85,13 +85,13 @@ Runtime::~Runtime() {
 // Joins every offloaded thread, those that start meanwhile too.
 static void joinOffloaded(Runtime::Impl& impl) {
   for (;;) {
-    std::vector<std::thread> threads;
+    std::vector<Runtime::Impl::Offloaded> threads;
     {
       std::lock_guard lock(impl.offloadMutex);
       threads.swap(impl.offloaded);
     }
     if (threads.empty()) return;
-    for (auto& thread : threads) thread.join();
+    for (auto& t : threads) t.thread.join();
   }
 }
 
@@ -137,8 +137,23 @@ bool Runtime::onWorkerThread() const { return workerRuntime == impl_.get(); }
 bool Runtime::onRuntimeThread() const { return workerRuntime == impl_.get() || blockingRuntime == impl_.get(); }
 
 void Runtime::offload(std::function<void()> work) {
+  if (impl_->stopped.load()) {
+    work();  // no runtime thread is left to block
+    return;
+  }
   std::lock_guard lock(impl_->offloadMutex);
-  impl_->offloaded.emplace_back(std::move(work));
+  // The ones that ended are joined now, not at shutdown.
+  std::erase_if(impl_->offloaded, [](Impl::Offloaded& t) {
+    if (!t.done->load()) return false;
+    t.thread.join();
+    return true;
+  });
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread thread([work = std::move(work), done] {
+    work();
+    done->store(true);
+  });
+  impl_->offloaded.push_back({std::move(thread), std::move(done)});
 }
 void Runtime::settle() { impl_->settle(); }
 

@@ -37,7 +37,11 @@ struct Runtime::Impl {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
   std::vector<std::thread> workers;
   std::mutex offloadMutex;
-  std::vector<std::thread> offloaded;  // Runtime::offload's threads, joined by shutdown()
+  struct Offloaded {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Offloaded> offloaded;  // Runtime::offload's threads: reaped by the next offload, joined by shutdown()
   boost::asio::thread_pool blocking;
   std::unique_ptr<Clock> clock;  // destroyed before `io`
 

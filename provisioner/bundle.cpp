@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string_view>
 
+#include <rapidjson/document.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
@@ -130,20 +132,29 @@ Try<std::optional<std::string>> readInRoot(const std::string& rootfs, const std:
   if (!root.valid()) {
     return Error(ErrorKind::IO, "Failed to open the rootfs '" + rootfs + "': " + std::strerror(errno));
   }
+  // O_PATH first: an image's /etc/passwd may be a device node (the
+  // extractor makes them), and opening one for reading acts on the host's
+  // device (a watchdog arms, a tape rewinds). Only a regular file is then
+  // opened for reading, through the descriptor already resolved.
   open_how how{};
-  how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+  how.flags = O_PATH | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   int fd = static_cast<int>(::syscall(SYS_openat2, root.get(), path.c_str(), &how, sizeof how));
   if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
     // No openat2 (before Linux 5.6): without following any symlink.
-    fd = actors::fs::openBeneath(root.get(), path.substr(1), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fd = actors::fs::openBeneath(root.get(), path.substr(1), O_PATH);
   }
   if (fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) return std::optional<std::string>();
   if (fd < 0) return Error(ErrorKind::IO, "Failed to open '" + path + "' in the rootfs: " + std::strerror(errno));
-  actors::fs::Fd file(fd);
+  actors::fs::Fd located(fd);
   struct stat st {};
-  if (::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(located.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return Error(ErrorKind::InvalidArgument, "'" + path + "' in the rootfs is not a regular file");
+  }
+  const std::string viaProc = "/proc/self/fd/" + std::to_string(located.get());
+  actors::fs::Fd file(::open(viaProc.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!file.valid()) {
+    return Error(ErrorKind::IO, "Failed to open '" + path + "' in the rootfs: " + std::strerror(errno));
   }
   if (static_cast<std::size_t>(st.st_size) > kMaxAccountFile) {
     return Error(ErrorKind::ResourceExhausted,
@@ -374,13 +385,12 @@ Try<std::string> runtimeConfig(const messages::ImageConfig& image, const std::st
   mount(w, "/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"});
   w.EndArray();
 
-  // The image's labels, and what the image spec's conversion rules carry.
+  // What the image spec's conversion rules carry, but not the image's
+  // labels: runtimes act on some annotations (runc's org.systemd.property.*
+  // with systemd cgroups, crun's run.oci.*), and an image must not choose
+  // them. Docker and containerd do not copy labels either.
   key(w, "annotations");
   w.StartObject();
-  for (const auto& [name, value] : image.labels()) {
-    if (name.rfind("org.opencontainers.image.", 0) == 0) continue;  // those below are the image's own
-    member(w, name.c_str(), value);
-  }
   if (!image.os().empty()) member(w, "org.opencontainers.image.os", image.os());
   if (!image.architecture().empty()) member(w, "org.opencontainers.image.architecture", image.architecture());
   if (!image.created().empty()) member(w, "org.opencontainers.image.created", image.created());
@@ -421,9 +431,78 @@ Try<std::string> runtimeConfig(const messages::ImageConfig& image, const std::st
   return std::string(buffer.GetString(), buffer.GetSize()) + "\n";
 }
 
+namespace {
+
+// `dir` as parent and name; the name neither empty, "." nor "..".
+bool splitDir(const std::string& dir, std::string& parent, std::string& name) {
+  const auto slash = dir.rfind('/');
+  if (slash == std::string::npos) return false;
+  parent = slash == 0 ? "/" : dir.substr(0, slash);
+  name = dir.substr(slash + 1);
+  return !name.empty() && name != "." && name != "..";
+}
+
+// A directory opened by a path with no symlink in it (RESOLVE_NO_SYMLINKS):
+// whoever owns a directory on the way cannot swap in a link to steer what
+// root does next. -1 with errno otherwise.
+int openNoSymlinks(const std::string& path) {
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const int fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+  if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
+  // Before Linux 5.6: component by component with O_NOFOLLOW.
+  actors::fs::Fd root(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (path == "/") return ::dup(root.get());
+  return actors::fs::openBeneath(root.get(), path.substr(1), O_RDONLY | O_DIRECTORY);
+}
+
+Error ioError(const std::string& what, const std::string& path, int error) {
+  return Error(error == ENOENT ? ErrorKind::NotFound : ErrorKind::IO,
+               "Failed to " + what + " '" + path + "': " + std::strerror(error));
+}
+
+// config.json, whole or not at all, in the directory `dirFd`.
+Try<Nothing> writeConfig(int dirFd, const std::string& dir, const std::string& text) {
+  const std::string temp = "config.json.tmp-" + std::to_string(::getpid());
+  actors::fs::Fd file(::openat(dirFd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!file.valid()) return ioError("create", dir + "/" + temp, errno);
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(file.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ioError("write", dir + "/" + temp, n < 0 ? errno : EIO);
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(file.get()) != 0) return ioError("fsync", dir + "/" + temp, errno);
+  if (::renameat(dirFd, temp.c_str(), dirFd, "config.json") != 0) return ioError("rename", dir + "/config.json", errno);
+  if (::fsync(dirFd) != 0) return ioError("fsync", dir, errno);
+  return Nothing{};
+}
+
+}  // namespace
+
+Try<std::string> bundleDirectory(const std::string& dir) {
+  std::string parent, name;
+  if (dir.empty() || dir.front() != '/' || !splitDir(dir, parent, name)) {
+    return Error(ErrorKind::InvalidArgument, "The bundle directory '" + dir +
+                                                 "' is not an absolute path to a new "
+                                                 "directory");
+  }
+  char resolved[PATH_MAX];
+  if (::realpath(parent.c_str(), resolved) == nullptr) return ioError("resolve the bundle's parent", parent, errno);
+  const std::string canonical = (std::string(resolved) == "/" ? "" : std::string(resolved)) + "/" + name;
+  struct stat st {};
+  if (::lstat(canonical.c_str(), &st) == 0) {
+    return Error(ErrorKind::AlreadyExists, "The bundle directory '" + canonical + "' already exists");
+  }
+  return canonical;
+}
+
 Try<Nothing> writeBundle(const messages::ImageConfig& image, const std::string& rootfs, const BundleOptions& options) {
   const std::string& dir = options.dir;
-  if (dir.empty() || dir.front() != '/') {
+  std::string parent, name;
+  if (dir.empty() || dir.front() != '/' || !splitDir(dir, parent, name)) {
     return Error(ErrorKind::InvalidArgument, "The bundle directory '" + dir + "' is not an absolute path");
   }
   auto user = resolveExecUser(image.user(), rootfs);
@@ -433,49 +512,73 @@ Try<Nothing> writeBundle(const messages::ImageConfig& image, const std::string& 
   }
   auto config = runtimeConfig(image, rootfs, *user, options);
   if (config.isError()) return config.error();
-  if (::mkdir(dir.c_str(), 0700) != 0) {
+  actors::fs::Fd parentFd(openNoSymlinks(parent));
+  if (!parentFd.valid()) {
+    return ioError("open the bundle's parent (a path without symlinks, as bundleDirectory() gives)", parent, errno);
+  }
+  if (::mkdirat(parentFd.get(), name.c_str(), 0700) != 0) {
     const int error = errno;
     if (error == EEXIST) return Error(ErrorKind::AlreadyExists, "The bundle directory '" + dir + "' already exists");
-    return Error(error == ENOENT ? ErrorKind::NotFound : ErrorKind::IO,
-                 "Failed to create the bundle directory '" + dir + "': " + std::strerror(error));
+    return ioError("create the bundle directory", dir, error);
   }
   auto made = [&]() -> Try<Nothing> {
-    if (::chmod(dir.c_str(), 0700) != 0) return Error(ErrorKind::IO, std::string("chmod: ") + std::strerror(errno));
-    if (::symlink(rootfs.c_str(), (dir + "/rootfs").c_str()) != 0) {
-      return Error(ErrorKind::IO, std::string("symlink rootfs: ") + std::strerror(errno));
-    }
-    return store::writeFileAtomically(dir + "/config.json", *config);
+    actors::fs::Fd dirFd(::openat(parentFd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dirFd.valid()) return ioError("open", dir, errno);
+    if (::fchmod(dirFd.get(), 0700) != 0) return ioError("chmod", dir, errno);
+    if (::symlinkat(rootfs.c_str(), dirFd.get(), "rootfs") != 0) return ioError("link", dir + "/rootfs", errno);
+    return writeConfig(dirFd.get(), dir, *config);
   }();
   if (made.isError()) {
-    (void)removeBundle(dir);
+    (void)removeBundle(dir, rootfs);
     return Error(made.error().kind, "Failed to write the bundle '" + dir + "': " + made.error().message);
   }
   return Nothing{};
 }
 
-Try<bool> removeBundle(const std::string& dir) {
-  actors::fs::Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) {
-    if (errno == ENOENT) return false;
-    return Error(ErrorKind::IO, "Failed to open the bundle '" + dir + "': " + std::strerror(errno));
-  }
-  auto unlinkIf = [&](const std::string& name, bool link) -> Try<Nothing> {
+Try<bool> removeBundle(const std::string& dir, const std::string& rootfs) {
+  std::string parent, name;
+  if (!splitDir(dir, parent, name)) return false;
+  actors::fs::Fd parentFd(openNoSymlinks(parent));
+  // Gone, or no longer reachable without a symlink: not ours to touch.
+  if (!parentFd.valid()) return false;
+  actors::fs::Fd dirFd(::openat(parentFd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dirFd.valid()) return false;
+  // Ours: its rootfs link names our rootfs, or its config.json does.
+  char target[PATH_MAX];
+  const ssize_t length = ::readlinkat(dirFd.get(), "rootfs", target, sizeof target - 1);
+  bool ours = length > 0 && std::string(target, static_cast<std::size_t>(length)) == rootfs;
+  if (!ours) {
+    actors::fs::Fd config(::openat(dirFd.get(), "config.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat st {};
-    if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Nothing{};
-    if (link != S_ISLNK(st.st_mode) || (!link && !S_ISREG(st.st_mode))) return Nothing{};  // not ours
-    if (::unlinkat(fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
-      return Error(ErrorKind::IO, "Failed to remove '" + dir + "/" + name + "': " + std::strerror(errno));
+    if (config.valid() && ::fstat(config.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1 << 20)) {
+      std::string text(static_cast<std::size_t>(st.st_size), '\0');
+      const ssize_t n = ::read(config.get(), text.data(), text.size());
+      rapidjson::Document doc;
+      if (n > 0) doc.Parse(text.data(), static_cast<std::size_t>(n));
+      ours = !doc.HasParseError() && doc.IsObject() && doc.HasMember("root") && doc["root"].IsObject() &&
+             doc["root"].HasMember("path") && doc["root"]["path"].IsString() &&
+             rootfs == doc["root"]["path"].GetString();
     }
-    return Nothing{};
-  };
-  for (const auto& name : actors::fs::listDirectory(dir)) {
-    if (name.rfind("config.json.tmp-", 0) != 0) continue;
-    if (auto removed = unlinkIf(name, false); removed.isError()) return removed.error();
   }
-  if (auto removed = unlinkIf("config.json", false); removed.isError()) return removed.error();
-  if (auto removed = unlinkIf("rootfs", true); removed.isError()) return removed.error();
-  if (::rmdir(dir.c_str()) != 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT) {
-    return Error(ErrorKind::IO, "Failed to remove the bundle '" + dir + "': " + std::strerror(errno));
+  struct stat self {};
+  const bool empty = actors::fs::listDirectory("/proc/self/fd/" + std::to_string(dirFd.get())).empty();
+  if (!ours) {
+    // Killed between mkdir and the link: an empty 0700 directory of root's
+    // is what it left; anything else is somebody else's.
+    if (!empty || ::fstat(dirFd.get(), &self) != 0 || self.st_uid != ::geteuid() || (self.st_mode & 07777) != 0700) {
+      return false;
+    }
+  } else {
+    for (const auto& entry : actors::fs::listDirectory("/proc/self/fd/" + std::to_string(dirFd.get()))) {
+      const bool mine = entry == "config.json" || entry == "rootfs" || entry.rfind("config.json.tmp-", 0) == 0;
+      if (mine && ::unlinkat(dirFd.get(), entry.c_str(), 0) != 0 && errno != ENOENT) {
+        return ioError("remove", dir + "/" + entry, errno);
+      }
+    }
+  }
+  if (::unlinkat(parentFd.get(), name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOTEMPTY && errno != EEXIST &&
+      errno != ENOENT) {
+    return ioError("remove the bundle", dir, errno);
   }
   return true;
 }

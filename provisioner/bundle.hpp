@@ -80,15 +80,27 @@ actors::Try<ExecUser> resolveExecUser(const std::string& user, const std::string
 actors::Try<std::string> runtimeConfig(const messages::ImageConfig& image, const std::string& rootfs,
                                        const ExecUser& user, const BundleOptions& options);
 
-// Makes options.dir (0700) with config.json and the rootfs link. Checks
-// first and makes nothing on an error; what it made is removed again when
-// a later step fails. Blocking.
+// The bundle directory `dir` will be: absolute, its parent resolved to a
+// path without symlinks (realpath), the name kept. InvalidArgument when it
+// is not absolute or names no new entry; AlreadyExists when it exists.
+// Blocking.
+actors::Try<std::string> bundleDirectory(const std::string& dir);
+
+// Makes options.dir (as bundleDirectory() gives it; mode 0700) with
+// config.json and the rootfs link. Everything below the parent is made
+// relative to descriptors, the parent opened without following any
+// symlink: whoever owns a directory on the path cannot steer root's mkdir,
+// chmod or writes elsewhere. Checks first and makes nothing on an error;
+// what it made is removed again when a later step fails. Blocking.
 actors::Try<actors::Nothing> writeBundle(const messages::ImageConfig& image, const std::string& rootfs,
                                          const BundleOptions& options);
 
-// Removes what writeBundle makes in `dir` (config.json, its temporaries, the
-// rootfs link) and then `dir` when it is empty; anything else somebody put
-// there stays, with `dir`. False when `dir` did not exist. Blocking.
-actors::Try<bool> removeBundle(const std::string& dir);
+// Removes what writeBundle made in `dir` for `rootfs` (config.json, its
+// temporaries, the rootfs link), then `dir` when that leaves it empty.
+// Only a directory that is ours: reached without a symlink, with a rootfs
+// link or a config.json naming `rootfs` (or empty, 0700 and root's: a
+// writeBundle killed after its mkdir). Anything else somebody put there
+// stays, with `dir`. False when there was nothing of ours. Blocking.
+actors::Try<bool> removeBundle(const std::string& dir, const std::string& rootfs);
 
 }  // namespace prov::provisioner

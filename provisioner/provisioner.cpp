@@ -185,7 +185,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     const auto started = std::chrono::steady_clock::now();
     Future<ProvisionInfo> provisioning = fetched->then(
         actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image)));
-    info->provisioning = provisioning.then([](const ProvisionInfo&) { return Nothing{}; });
+    chainInFlight(*info, provisioning);
     return provisioning;
   }
 
@@ -302,42 +302,62 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       if (!rootfs->bundle().empty()) {
         return fail(ErrorKind::AlreadyExists, "its rootfs already has the bundle '" + rootfs->bundle() + "'");
       }
-      if (options.dir.empty() || options.dir.front() != '/') {
-        return fail(ErrorKind::InvalidArgument, "the bundle directory '" + options.dir + "' is not absolute");
-      }
-      // Checked before it is recorded: what the record names is removed at
-      // destroy, and a directory that was there before is not ours.
-      if (actors::fs::exists(options.dir)) {
-        return fail(ErrorKind::AlreadyExists, "'" + options.dir + "' already exists");
-      }
       if (options.hostname.empty()) options.hostname = id.substr(id.rfind('/') + 1);
-      rootfs->set_bundle(options.dir);
-      const std::string rootfsId = rootfs->id();
-      ContainerRecord record;
-      for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
-      Future<std::string> written =
-          writeRecord(dir, record)
-              .then(actors::defer(self(),
-                                  [this, config = provisioned.image.config(), path = provisioned.rootfs, options] {
-                                    return actors::async(runtime_, [config, path, options] {
-                                      return provisioner::writeBundle(config, path, options);
-                                    });
-                                  }))
-              .then([dir = options.dir] { return dir; })
-              .recover(actors::defer(self(), [this, id, rootfsId](const Future<std::string>& failed) {
-                // Not made: out of the record again.
-                Error error = failed.isFailed() ? failed.failure() : Error(ErrorKind::Cancelled, "discarded");
-                return unrecordBundle(id, rootfsId).then([error]() -> Future<std::string> { return error; });
+      // Undiscardable: once the directory may be made, the record must end
+      // up saying whether it was.
+      Future<std::string> written = actors::undiscardable(
+          actors::async(runtime_, [dir = options.dir] { return bundleDirectory(dir); })
+              .then(actors::defer(self(), &Self::recordBundle, id, rootfs->id(), provisioned, options))
+              .repair([id](const Future<std::string>& failed) -> Future<std::string> {
+                return failed.failure().withContext("Failed to write a bundle for container '" + id + "'");
               }));
       // A destroy waits for it as for a provision in flight: it never
       // removes a bundle that is being made.
-      auto settled = [](const auto& f) {
-        return f.then([](const auto&) { return Nothing{}; }).recover([](const auto&) { return Nothing{}; });
-      };
-      std::vector<Future<Nothing>> inFlight = {settled(it->second->provisioning), settled(written)};
-      it->second->provisioning = actors::collect(inFlight).then([](const std::vector<Nothing>&) { return Nothing{}; });
+      chainInFlight(*it->second, written);
       return written;
     });
+  }
+
+  // The directory (canonical, new) recorded with its rootfs, then made; out
+  // of the record again when it could not be made.
+  Future<std::string> recordBundle(const std::string& id, const std::string& rootfsId, const ProvisionInfo& provisioned,
+                                   BundleOptions options, const std::string& canonical) {
+    auto it = infos_.find(id);
+    if (it == infos_.end() || it->second->destroying) return Error(ErrorKind::NotFound, "no such container");
+    ContainerRootfs* rootfs = nullptr;
+    for (auto& r : it->second->rootfses) {
+      if (r.id() == rootfsId) rootfs = &r;
+    }
+    if (rootfs == nullptr) return Error(ErrorKind::NotFound, "its rootfs is gone");
+    if (!rootfs->bundle().empty()) {
+      return Error(ErrorKind::AlreadyExists, "its rootfs already has the bundle '" + rootfs->bundle() + "'");
+    }
+    rootfs->set_bundle(canonical);
+    options.dir = canonical;
+    ContainerRecord record;
+    for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
+    return writeRecord(paths::container(root_, id), record)
+        .then(actors::defer(self(),
+                            [this, config = provisioned.image.config(), path = provisioned.rootfs, options] {
+                              return actors::async(runtime_, [config, path, options] {
+                                return provisioner::writeBundle(config, path, options);
+                              });
+                            }))
+        .then([canonical] { return canonical; })
+        .recover(actors::defer(self(), [this, id, rootfsId](const Future<std::string>& failed) {
+          Error error = failed.isFailed() ? failed.failure() : Error(ErrorKind::Cancelled, "discarded");
+          return unrecordBundle(id, rootfsId).then([error]() -> Future<std::string> { return error; });
+        }));
+  }
+
+  // `work` joins what a destroy of the container waits for.
+  template <typename T>
+  static void chainInFlight(Info& info, const Future<T>& work) {
+    auto settled = [](const auto& f) {
+      return f.then([](const auto&) { return Nothing{}; }).recover([](const auto&) { return Nothing{}; });
+    };
+    std::vector<Future<Nothing>> inFlight = {settled(info.provisioning), settled(work)};
+    info.provisioning = actors::collect(inFlight).then([](const std::vector<Nothing>&) { return Nothing{}; });
   }
 
   Future<Nothing> unrecordBundle(const std::string& id, const std::string& rootfsId) {
@@ -354,15 +374,27 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // A rootfs taken down: its bundle first (nothing of the image stays
   // reachable through it), then what the backend made.
   Future<bool> takeDown(const std::string& dir, const ContainerRootfs& rootfs) {
-    auto* b = backend(rootfs.backend());
-    if (b == nullptr) return Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'");
+    if (backend(rootfs.backend()) == nullptr) {
+      return Error(ErrorKind::NotFound, "unknown backend '" + rootfs.backend() + "'");
+    }
+    const std::string path = paths::rootfs(dir, rootfs.backend(), rootfs.id());
     Future<bool> bundleGone = true;
     if (!rootfs.bundle().empty()) {
-      bundleGone = actors::async(runtime_, [bundle = rootfs.bundle()] { return removeBundle(bundle); });
+      // A bundle that cannot be removed (somebody replaced or locked its
+      // directory) is theirs now: said, and the rootfs goes anyway.
+      bundleGone = actors::async(runtime_, [bundle = rootfs.bundle(), path] {
+                     return removeBundle(bundle, path);
+                   }).repair([bundle = rootfs.bundle()](const Future<bool>& failed) {
+        actors::log(actors::LogLevel::Warn, "bundle.left", {{"bundle", bundle}, {"error", failed.failure().message}});
+        return false;
+      });
     }
-    return bundleGone.then(
-        [b, path = paths::rootfs(dir, rootfs.backend(), rootfs.id()),
-         backendDir = paths::backendDir(dir, rootfs.backend())](bool) { return b->destroy(path, backendDir); });
+    return bundleGone.then(actors::defer(
+        self(), [this, name = rootfs.backend(), path, backendDir = paths::backendDir(dir, rootfs.backend())](bool) {
+          auto* b = backend(name);
+          return b ? b->destroy(path, backendDir)
+                   : Future<bool>(Error(ErrorKind::NotFound, "unknown backend '" + name + "'"));
+        }));
   }
 
   // ---- destroy --------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include <rapidjson/document.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -133,12 +134,18 @@ TEST_F(BundleFilesTest, APasswdLinkIsResolvedInsideTheRootfs) {
   EXPECT_EQ(4001u, inside->uid);
   EXPECT_EQ(4002u, inside->gid);
 
-  // Not a regular file (a FIFO would block the reader): refused.
+  // Not a regular file (a FIFO would block a reader, a device node acts on
+  // the host's device when opened): refused before it is opened for reading.
   fs::remove(rootfs / "etc/passwd");
   ASSERT_EQ(0, ::mkfifo((rootfs / "etc/passwd").c_str(), 0644));
   auto fifo = resolveExecUser("insider", rootfs.string());
   ASSERT_TRUE(fifo.isError());
   EXPECT_NE(std::string::npos, fifo.error().message.find("not a regular file")) << fifo.error().message;
+  fs::remove(rootfs / "etc/passwd");
+  ASSERT_EQ(0, ::mknod((rootfs / "etc/passwd").c_str(), S_IFCHR | 0644, ::makedev(1, 3)));
+  auto device = resolveExecUser("insider", rootfs.string());
+  ASSERT_TRUE(device.isError());
+  EXPECT_NE(std::string::npos, device.error().message.find("not a regular file")) << device.error().message;
 }
 
 rapidjson::Document parseJson(const std::string& text) {
@@ -204,7 +211,8 @@ TEST(RuntimeConfigTest, ArgsEnvCwdAndUserComeFromTheImage) {
   EXPECT_EQ((std::vector<std::string>{"pid", "network", "ipc", "uts", "mount"}), namespaces);
   EXPECT_GE(doc["linux"]["maskedPaths"].Size(), 10u);
   EXPECT_EQ(5u, doc["linux"]["readonlyPaths"].Size());
-  EXPECT_STREQ("someone", doc["annotations"]["maintainer"].GetString());
+  // Labels are not annotations: runtimes act on some (org.systemd.property.*, run.oci.*).
+  EXPECT_FALSE(doc["annotations"].HasMember("maintainer"));
   EXPECT_STREQ("amd64", doc["annotations"]["org.opencontainers.image.architecture"].GetString());
 
   // Root gets the set in effective and permitted too.
@@ -412,6 +420,52 @@ TEST_F(BundleTest, AnExistingDirectoryOrAMissingUserChangesNothing) {
 
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
   EXPECT_EQ("my own", testing::readFile(dir / "config.json")) << "a directory that was there is not ours";
+}
+
+// The path to a bundle changed under it (a parent swapped for a symlink,
+// the directory replaced by somebody else's): destroy touches none of what
+// it then reaches, and the rootfs goes anyway.
+TEST_F(BundleTest, DestroyNeverFollowsASwappedPathToSomebodyElsesFiles) {
+  auto first = provision("c1", "busybox");
+  auto second = provision("c2", "busybox");
+  fs::create_directories(sandbox() / "p");
+  BundleOptions options;
+  options.dir = (sandbox() / "p/b1").string();
+  AWAIT_READY(provisioner_->writeBundle("c1", first, options));
+  options.dir = (sandbox() / "p/b2").string();
+  AWAIT_READY(provisioner_->writeBundle("c2", second, options));
+
+  // p becomes a link to q, where b1 is somebody else's bundle.
+  fs::rename(sandbox() / "p", sandbox() / "p-moved");
+  fs::create_directories(sandbox() / "q/b1");
+  testing::writeFile(sandbox() / "q/b1/config.json", "theirs");
+  fs::create_symlink(sandbox() / "q", sandbox() / "p");
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_EQ("theirs", testing::readFile(sandbox() / "q/b1/config.json"));
+  EXPECT_FALSE(fs::exists(first.rootfs));
+
+  // b2 replaced by a directory of somebody else's, at the same path.
+  fs::remove(sandbox() / "p");
+  fs::rename(sandbox() / "p-moved", sandbox() / "p");
+  fs::remove_all(sandbox() / "p/b2");
+  fs::create_directories(sandbox() / "p/b2");
+  testing::writeFile(sandbox() / "p/b2/config.json", R"({"root": {"path": "/elsewhere"}})");
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c2"));
+  EXPECT_TRUE(fs::exists(sandbox() / "p/b2/config.json"));
+  EXPECT_FALSE(fs::exists(second.rootfs));
+}
+
+// A parent given through a symlink is recorded as the path it resolves to.
+TEST_F(BundleTest, TheRecordNamesTheResolvedDirectory) {
+  auto info = provision("c1", "busybox");
+  fs::create_directories(sandbox() / "real");
+  fs::create_symlink(sandbox() / "real", sandbox() / "alias");
+  BundleOptions options;
+  options.dir = (sandbox() / "alias/b").string();
+  AWAIT_EXPECT_EQ((sandbox() / "real/b").string(), provisioner_->writeBundle("c1", info, options));
+  EXPECT_TRUE(fs::exists(sandbox() / "real/b/config.json"));
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_FALSE(fs::exists(sandbox() / "real/b"));
 }
 
 // What somebody else put in the bundle stays (with the directory); recover

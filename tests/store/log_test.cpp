@@ -30,6 +30,10 @@ TEST(LogTest, LinesAreLogfmtWithQuotedValuesAndNoQueryStrings) {
   EXPECT_EQ("GET 'https://blobs.example/x?…' failed; see http://h/p",
             actors::withoutQueries("GET 'https://blobs.example/x?X-Amz-Signature=abc&y=1' failed; see http://h/p"));
   EXPECT_EQ("no url here?x=1", actors::withoutQueries("no url here?x=1"));
+  EXPECT_EQ(
+      "realm HTTPS://auth.example/token?… and https://registry:5000/v2/",
+      actors::withoutQueries("realm HTTPS://alice:pw@auth.example/token?scope=x and https://bob@registry:5000/v2/"));
+  EXPECT_EQ("ftp://u:p@h/x?y", actors::withoutQueries("ftp://u:p@h/x?y"));
   EXPECT_EQ(LogLevel::Debug, actors::parseLogLevel("debug"));
   EXPECT_FALSE(actors::parseLogLevel("loud"));
 }
