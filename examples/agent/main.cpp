@@ -256,8 +256,9 @@ class Containerizer : public actors::Process<Containerizer> {
       if (ec) return actors::Error(actors::ErrorKind::IO, "Failed to save the agent's state: " + ec.message());
       return Nothing{};
     };
-    saved_ = saved_.recover([](const Future<Nothing>&) { return Nothing{}; })
-                 .then(actors::defer(self(), [this, write] { return actors::async(runtime_, write); }));
+    saved_ = saved_.recover([](const Future<Nothing>&) { return Nothing{}; }).then(actors::defer(self(), [this, write] {
+      return actors::async(runtime_, write);
+    }));
     return saved_;
   }
 
