@@ -80,7 +80,12 @@ TEST_F(ImageStoreTest, ConcurrentGetsShareOnePullAndSharedLayersAreFetchedOnce) 
   gets.push_back(store_->get(dockerImage(registry_.hostPort() + "/test/b:latest")));
   for (auto& get : gets) AWAIT_READY(get);
   EXPECT_EQ(1u, registry_.count("/v2/test/a/manifests/latest"));
-  EXPECT_EQ(1u, registry_.count(a.layerDigests[0])) << "the shared base layer is fetched once";
+  // The base's blob under either image's digest: the gzip header holds a
+  // time, so the two publishes may differ in their bytes (not in their
+  // diffID), and either pull may be the one to fetch it.
+  const std::size_t baseFetches = registry_.count(a.layerDigests[0]) +
+                                  (b.layerDigests[0] != a.layerDigests[0] ? registry_.count(b.layerDigests[0]) : 0);
+  EXPECT_EQ(1u, baseFetches) << "the shared base layer is fetched once";
   EXPECT_EQ(1u, registry_.count(a.layerDigests[1]));
   EXPECT_EQ(1u, registry_.count(b.layerDigests[1]));
   EXPECT_EQ(gets[0]->layers[0], gets[3]->layers[0]);
