@@ -151,26 +151,15 @@ Try<std::optional<std::string>> readInRoot(const std::string& rootfs, const std:
   if (::fstat(located.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return Error(ErrorKind::InvalidArgument, "'" + path + "' in the rootfs is not a regular file");
   }
-  const std::string viaProc = "/proc/self/fd/" + std::to_string(located.get());
-  actors::fs::Fd file(::open(viaProc.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-  if (!file.valid()) {
-    return Error(ErrorKind::IO, "Failed to open '" + path + "' in the rootfs: " + std::strerror(errno));
-  }
   if (static_cast<std::size_t>(st.st_size) > kMaxAccountFile) {
     return Error(ErrorKind::ResourceExhausted,
                  "'" + path + "' in the rootfs is larger than " + std::to_string(kMaxAccountFile) + " bytes");
   }
-  std::string text(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t n = ::read(file.get(), text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error(ErrorKind::IO, "Failed to read '" + path + "' in the rootfs: " + std::strerror(errno));
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  text.resize(got);
-  return std::optional<std::string>(std::move(text));
+  // Read through the descriptor already resolved, never the path again.
+  auto text = actors::fs::readFile("/proc/self/fd/" + std::to_string(located.get()));
+  if (text.isError())
+    return Error(ErrorKind::IO, "Failed to read '" + path + "' in the rootfs: " + text.error().message);
+  return std::optional<std::string>(std::move(*text));
 }
 
 using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
@@ -561,7 +550,8 @@ Try<bool> removeBundle(const std::string& dir, const std::string& rootfs) {
     }
   }
   struct stat self {};
-  const bool empty = actors::fs::listDirectory("/proc/self/fd/" + std::to_string(dirFd.get())).empty();
+  const std::vector<std::string> entries = actors::fs::listDirectory("/proc/self/fd/" + std::to_string(dirFd.get()));
+  const bool empty = entries.empty();
   if (!ours) {
     // Killed between mkdir and the link: an empty 0700 directory of root's
     // is what it left; anything else is somebody else's.
@@ -569,7 +559,7 @@ Try<bool> removeBundle(const std::string& dir, const std::string& rootfs) {
       return false;
     }
   } else {
-    for (const auto& entry : actors::fs::listDirectory("/proc/self/fd/" + std::to_string(dirFd.get()))) {
+    for (const auto& entry : entries) {
       const bool mine = entry == "config.json" || entry == "rootfs" || entry.rfind("config.json.tmp-", 0) == 0;
       if (mine && ::unlinkat(dirFd.get(), entry.c_str(), 0) != 0 && errno != ENOENT) {
         return ioError("remove", dir + "/" + entry, errno);
