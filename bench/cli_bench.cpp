@@ -1,0 +1,166 @@
+// bench_cli: what a whole command costs, timed from outside (spawn to exit),
+// this project's command line beside the peers in the same run.
+//
+//   build/bin/bench_cli [--runs=10] [--dir=/tmp/bench-cli] [--provisioner=PATH]
+//
+// Needs root (the store's layers keep their owners). Installs skopeo, umoci
+// and docker-registry when missing, starts Debian's docker-registry on a
+// free 127.0.0.1 port (plain HTTP) and pushes one image with skopeo: busybox
+// (the host's /bin/busybox and two links) in one layer. Then, --runs times,
+// the tools alternating within a run and trading places from run to run:
+//   images_empty      `provisioner images` on an empty work dir (no peer);
+//   containers_empty  `provisioner containers` on an empty work dir (no peer);
+//   tiny_cold         `provisioner pull` of the image into a new work dir,
+//                     beside `skopeo copy` into a new OCI layout followed by
+//                     `umoci unpack` (timed together);
+//   warm_repull       the same pull again, everything present, beside
+//                     `skopeo copy` into the layout that already holds it.
+// `sync` runs before each timed command. Ours runs with its defaults (its
+// layers synced to disk; the peers sync nothing).
+// Figures: the median milliseconds of each (min and max printed beside),
+// and peer median / ours. The last line printed is one JSON object:
+//   {"images_empty_ms":..,"containers_empty_ms":..,"tiny_cold_ms":..,
+//    "tiny_cold_skopeo_umoci_ms":..,"tiny_cold_speedup":..,"warm_repull_ms":..,
+//    "warm_repull_skopeo_ms":..,"warm_repull_speedup":..,"runs":..}
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/options.hpp"
+#include "bench/pull_process.hpp"
+#include "bench/pull_system.hpp"
+#include "bench/registry.hpp"
+#include "testkit/files.hpp"
+#include "testkit/image_builder.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+using namespace prov;
+using bench::pull::ProcessResult;
+
+// One command, timed; throws naming it and its log's tail when it fails.
+double timedMs(const std::vector<std::string>& argv, const fs::path& log) {
+  ::sync();
+  const ProcessResult result = bench::pull::runLogged(argv, log, std::chrono::seconds(120));
+  if (!result.ok()) {
+    throw std::runtime_error("'" + bench::pull::joinArgs(argv) + "' failed (" + result.describe() +
+                             "): " + bench::pull::tailOf(log));
+  }
+  return result.seconds * 1000.0;
+}
+
+struct Series {
+  std::vector<double> ms;
+  double median() const { return bench::median(ms); }
+  std::string shown() const {
+    char line[96];
+    std::snprintf(line, sizeof line, "%8.1f ms  (min %.1f, max %.1f)", median(), *std::min_element(ms.begin(), ms.end()),
+                  *std::max_element(ms.begin(), ms.end()));
+    return line;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int runs = 10;
+  std::string dir = "/tmp/bench-cli";
+  std::string provisioner = (fs::read_symlink("/proc/self/exe").parent_path() / "provisioner").string();
+  po::options_description options("bench_cli: whole commands timed from outside, ours beside skopeo and umoci");
+  options.add_options()("runs", po::value(&runs)->default_value(runs), "timed runs per figure (the median is kept)")(
+      "dir", po::value(&dir)->default_value(dir), "work directory (emptied first): registry, work dirs, logs")(
+      "provisioner", po::value(&provisioner)->default_value(provisioner), "the provisioner command to time");
+  po::variables_map vm;
+  if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
+  if (runs < 1) {
+    std::fprintf(stderr, "error: --runs must be at least 1\n");
+    return 1;
+  }
+  try {
+    bench::pull::ensurePackages();
+    auto registry = bench::freshRegistry(dir);
+    if (!registry) return 1;
+    const fs::path root(dir);
+    const fs::path log = root / "commands.log";
+
+    testing::ImageSpec spec;
+    spec.layers = {{testing::TarEntry::directory("bin"),
+                    testing::TarEntry::file("bin/busybox", testing::readFile("/bin/busybox"), 0755),
+                    testing::TarEntry::symlink("bin/sh", "busybox"), testing::TarEntry::symlink("bin/echo", "busybox")}};
+    spec.cmd = {"/bin/sh"};
+    testing::OciLayout source(root / "source");
+    source.tag(source.addImage(spec), "latest");
+    auto pushed = registry->push("oci:" + source.dir().string() + ":latest", "bench/tiny:latest", "v2s2");
+    if (pushed.status != 0) throw std::runtime_error("skopeo failed to push: " + pushed.output);
+    const std::string image = registry->hostPort() + "/bench/tiny:latest";
+
+    std::map<std::string, Series> series;
+    for (int run = 0; run < runs; ++run) {
+      const fs::path work = root / ("work" + std::to_string(run));
+      const fs::path empty = root / ("empty" + std::to_string(run));
+      const fs::path layout = root / ("layout" + std::to_string(run));
+      const fs::path bundle = root / ("bundle" + std::to_string(run));
+      auto ours = [&](const fs::path& workDir, const std::vector<std::string>& args) {
+        std::vector<std::string> argv = {provisioner, "--work_dir=" + workDir.string()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return timedMs(argv, log);
+      };
+      auto skopeoCopy = [&] {
+        return timedMs({"skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+                        "docker://" + image, "oci:" + layout.string() + ":latest"},
+                       log);
+      };
+      auto umociUnpack = [&] {
+        return timedMs({"umoci", "unpack", "--image", layout.string() + ":latest", bundle.string()}, log);
+      };
+      series["images_empty"].ms.push_back(ours(empty, {"images"}));
+      series["containers_empty"].ms.push_back(ours(empty, {"containers"}));
+      // Trading places from run to run: neither always goes first.
+      const bool oursFirst = run % 2 == 0;
+      for (int turn = 0; turn < 2; ++turn) {
+        if ((turn == 0) == oursFirst) {
+          series["tiny_cold"].ms.push_back(ours(work, {"pull", image}));
+        } else {
+          series["tiny_cold_skopeo_umoci"].ms.push_back(skopeoCopy() + umociUnpack());
+        }
+      }
+      for (int turn = 0; turn < 2; ++turn) {
+        if ((turn == 0) == oursFirst) {
+          series["warm_repull"].ms.push_back(ours(work, {"pull", image}));
+        } else {
+          series["warm_repull_skopeo"].ms.push_back(skopeoCopy());
+        }
+      }
+      if (!fs::is_directory(bundle / "rootfs/bin")) throw std::runtime_error("umoci unpacked no rootfs/bin");
+      for (const auto& path : {work, empty, layout, bundle}) fs::remove_all(path);
+    }
+
+    std::printf("bench_cli: %d runs, medians; %s\n", runs, bench::pull::packageVersions().c_str());
+    for (const auto& [name, s] : series) std::printf("  %-24s %s\n", name.c_str(), s.shown().c_str());
+    const double tinySpeedup = series["tiny_cold_skopeo_umoci"].median() / series["tiny_cold"].median();
+    const double warmSpeedup = series["warm_repull_skopeo"].median() / series["warm_repull"].median();
+    std::printf("  tiny cold: skopeo+umoci / ours = %.2fx; warm re-pull: skopeo / ours = %.2fx\n", tinySpeedup,
+                warmSpeedup);
+    std::printf(
+        "{\"images_empty_ms\":%.2f,\"containers_empty_ms\":%.2f,\"tiny_cold_ms\":%.2f,"
+        "\"tiny_cold_skopeo_umoci_ms\":%.2f,\"tiny_cold_speedup\":%.2f,\"warm_repull_ms\":%.2f,"
+        "\"warm_repull_skopeo_ms\":%.2f,\"warm_repull_speedup\":%.2f,\"runs\":%d}\n",
+        series["images_empty"].median(), series["containers_empty"].median(), series["tiny_cold"].median(),
+        series["tiny_cold_skopeo_umoci"].median(), tinySpeedup, series["warm_repull"].median(),
+        series["warm_repull_skopeo"].median(), warmSpeedup, runs);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

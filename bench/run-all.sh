@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Every benchmark driver with its peers, then one markdown table of ours,
+# the peers and the ratios (each driver's own output, ending in its JSON
+# line, goes to <dir>/<driver>.log).
+#
+#   bench/run-all.sh [--quick] [--build-dir=build-bench] [--dir=/tmp/bench-all]
+#
+# Builds the drivers first (RelWithDebInfo, Ninja, ccache) in --build-dir.
+# Needs root; the drivers install their peers' Debian packages when missing
+# (skopeo, umoci, containerd, docker-registry, curl). --quick: fewer runs and
+# smaller workloads (a few minutes instead of about forty; noisier).
+# Exits non-zero when a driver failed (its row says so).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+build=build-bench
+dir=/tmp/bench-all
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    --build-dir=*) build=${arg#*=} ;;
+    --dir=*) dir=${arg#*=} ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+command -v ninja >/dev/null && command -v cmake >/dev/null || bash scripts/setup.sh
+if ! { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROV_BUILD_BENCH=ON \
+         -DPROV_BUILD_TESTS=OFF >/dev/null && cmake --build "$build" -- -j"$(nproc)" >/dev/null; }; then
+  echo "error: building the drivers in $build failed (run: cmake --build $build)" >&2
+  exit 1
+fi
+mkdir -p "$dir"
+bin=$build/bin
+if [ $quick = 1 ]; then
+  cli="--runs=5"; pull="--runs=1 --workloads=medium"; fetch="--size-mib=256 --runs=3"
+  backend="--runs=1 --pairs=200"; provision="--containers=200"; actors="--runs=3 --round_trips=200000"
+else
+  cli="--runs=10"; pull="--runs=5"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
+fi
+
+status=0
+# run NAME ARGS...: the driver's output to its log; its JSON line kept.
+run() {
+  local name=$1
+  shift
+  echo "== $name $*" >&2
+  if "$bin/$name" "$@" >"$dir/$name.log" 2>&1; then
+    tail -n 1 "$dir/$name.log" >"$dir/$name.json"
+  else
+    echo "error: $name failed; see $dir/$name.log" >&2
+    echo '{}' >"$dir/$name.json"
+    status=1
+  fi
+}
+# shellcheck disable=SC2086  # the option strings split into words
+{
+  run bench_cli $cli --dir="$dir/cli"
+  run bench_pull $pull --dir="$dir/pull"
+  run bench_fetch $fetch --dir="$dir/fetch"
+  run bench_backend $backend
+  run bench_provision $provision --dir="$dir/provision"
+  run bench_actors $actors --workers=2
+  if [ -x "$bin/bench_caf" ]; then run bench_caf $actors --workers=2; else echo '{}' >"$dir/bench_caf.json"; fi
+}
+
+python3 - "$dir" "$(nproc)" <<'EOF'
+import json, sys, os
+d, cores = sys.argv[1], sys.argv[2]
+def load(name):
+    try:
+        with open(os.path.join(d, name + ".json")) as f:
+            return json.loads(f.read() or "{}")
+    except (OSError, ValueError):
+        return {}
+cli, pull, fetch = load("bench_cli"), load("bench_pull"), load("bench_fetch")
+backend, provision, actors, caf = load("bench_backend"), load("bench_provision"), load("bench_actors"), load("bench_caf")
+rows = []
+def row(figure, ours, unit, peer=None, peer_name="", lower_is_better=True):
+    def shown(v):
+        return "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}")
+    ratio = "-"
+    if ours and peer:
+        ratio = f"{(peer / ours) if lower_is_better else (ours / peer):.2f}x"
+    rows.append(f"| {figure} | {shown(ours)} {unit} | {shown(peer)} {unit if peer is not None else ''} {peer_name} | {ratio} |")
+row("`images`, empty store", cli.get("images_empty_ms"), "ms")
+row("`containers`, empty work dir", cli.get("containers_empty_ms"), "ms")
+row("tiny cold pull (busybox), whole command", cli.get("tiny_cold_ms"), "ms", cli.get("tiny_cold_skopeo_umoci_ms"), "skopeo+umoci")
+row("warm re-pull, whole command", cli.get("warm_repull_ms"), "ms", cli.get("warm_repull_skopeo_ms"), "skopeo")
+for key, name in (("medium", "medium"), ("many_small", "many-small"), ("big_file", "big-file")):
+    w = pull.get(key)
+    if not w:
+        continue
+    peers = [(w.get("containerd_s"), "containerd"), (w.get("skopeo_umoci_s"), "skopeo+umoci")]
+    peers = [p for p in peers if p[0]]
+    best = min(peers) if peers else (None, "")
+    row(f"{name} cold pull", w.get("ours_s"), "s", best[0], best[1])
+row("one blob, verified, MiB/s", fetch.get("blob_mib_per_s"), "MiB/s", fetch.get("curl_openssl_sha256_mib_per_s"),
+    "curl \\| openssl sha256", lower_is_better=False)
+row("copy backend, 5 layers", backend.get("copy_s"), "s", backend.get("cp_a_s"), "cp -a")
+row("overlay provision+destroy, 64 in flight", backend.get("overlay_provisions_per_s"), "/s", lower_is_better=False)
+row("overlay provision+destroy, 2 in flight", backend.get("overlay_provisions_per_s_2"), "/s", lower_is_better=False)
+row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False)
+row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
+row("round trips, 8 requesters x 1 server", actors.get("roundtrip_8x1_per_s"), "/s", caf.get("round_trip_per_s_median"), "CAF 0.17",
+    lower_is_better=False)
+print(f"\n{cores} cores; medians; ratio above 1: ours better. Logs and JSON: {d}\n")
+print("| figure | ours | peer | ratio |")
+print("|---|---|---|---|")
+print("\n".join(rows))
+EOF
+exit $status
