@@ -1,11 +1,16 @@
 #include "fetcher/http.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -181,13 +186,72 @@ class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp
   }
 };
 
+// A TLS client context whose system CAs are read at the first certificate
+// it must verify: parsing Debian's bundle takes ~20 ms, which a command
+// that never verifies one (no TLS, a loopback registry found to speak
+// plain http, an insecure one) should not pay, nor any command pay twice.
+struct TrustContext {
+  ssl::context context{ssl::context::tls_client};
+  std::once_flag systemCasLoaded;
+};
+
+// The context's certificate verification (SSL_CTX_set_cert_verify_callback):
+// OpenSSL's own, once the system's CAs are in the store. A connection that
+// does not verify (verify_none) leaves them unread.
+int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
+  auto* trust = static_cast<TrustContext*>(arg);
+  const auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(chain, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  if (ssl == nullptr || (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0) {
+    std::call_once(trust->systemCasLoaded, [trust] {
+      // As set_default_verify_paths: the bundle and the hashed directory,
+      // SSL_CERT_FILE and SSL_CERT_DIR honoured. A bundle that cannot be
+      // read leaves the chain unverified, which names itself.
+      if (X509_STORE_set_default_paths(SSL_CTX_get_cert_store(trust->context.native_handle())) != 1) {
+        ::ERR_clear_error();
+      }
+    });
+  }
+  return X509_verify_cert(chain);
+}
+
+// The trust context of every client in this process that trusts
+// `extraCaFile` ("" for none) beside the system's CAs, made at the first
+// TLS connection. Keyed by the file's identity too: a bundle the operator
+// replaced is read anew by the clients made after.
+Try<std::shared_ptr<TrustContext>> sharedTrustContext(const std::string& extraCaFile) {
+  std::string key = extraCaFile;
+  if (!extraCaFile.empty()) {
+    struct stat st {};
+    if (::stat(extraCaFile.c_str(), &st) != 0) {
+      return Error(ErrorKind::IO, "Failed to load the CA bundle '" + extraCaFile + "': " + std::strerror(errno));
+    }
+    key += '\0' + std::to_string(st.st_dev) + ':' + std::to_string(st.st_ino) + ':' + std::to_string(st.st_size) + ':' +
+           std::to_string(st.st_mtim.tv_sec) + '.' + std::to_string(st.st_mtim.tv_nsec);
+  }
+  // Never destroyed: a client may outlive static destruction's order.
+  static auto* mutex = new std::mutex;
+  static auto* made = new std::map<std::string, std::weak_ptr<TrustContext>>;
+  std::lock_guard lock(*mutex);
+  if (auto trust = (*made)[key].lock()) return trust;
+  auto trust = std::make_shared<TrustContext>();
+  if (!extraCaFile.empty()) {
+    error_code ec;
+    trust->context.load_verify_file(extraCaFile, ec);
+    if (ec) return Error(ErrorKind::IO, "Failed to load the CA bundle '" + extraCaFile + "': " + ec.message());
+  }
+  SSL_CTX_set_cert_verify_callback(trust->context.native_handle(), verifyWithSystemCas, trust.get());
+  trust->context.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                             ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  (*made)[key] = trust;
+  return trust;
+}
 }  // namespace
 
 struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   actors::Runtime& runtime;
   HttpOptions options;
-  ssl::context tls{ssl::context::tls_client};
   std::mutex mutex;
+  std::shared_ptr<TrustContext> trust;  // under `mutex`, from the first TLS connection on
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;
   std::atomic<std::size_t> opened{0};
   std::set<std::string> plainOrigins;  // "host:port", under `mutex`
@@ -251,11 +315,26 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     if (list.size() < options.maxIdlePerOrigin) list.push_back(std::move(connection));
   }
 
-  std::shared_ptr<Connection> open(const Url& url) {
-    ++opened;
+  Try<std::shared_ptr<Connection>> open(const Url& url) {
     auto strand = asio::make_strand(runtime.ioContext());
-    if (url.scheme == "https") return std::make_shared<TlsConnection>(poolKey(url), strand, tls);
-    return std::make_shared<PlainConnection>(poolKey(url), strand);
+    if (url.scheme != "https") {
+      ++opened;
+      return std::shared_ptr<Connection>(std::make_shared<PlainConnection>(poolKey(url), strand));
+    }
+    std::shared_ptr<TrustContext> context;
+    {
+      std::lock_guard lock(mutex);
+      context = trust;
+    }
+    if (!context) {
+      auto shared = sharedTrustContext(options.extraCaFile);
+      if (shared.isError()) return shared.error();
+      std::lock_guard lock(mutex);
+      if (!trust) trust = std::move(*shared);
+      context = trust;
+    }
+    ++opened;
+    return std::shared_ptr<Connection>(std::make_shared<TlsConnection>(poolKey(url), strand, context->context));
   }
 };
 
@@ -468,7 +547,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // A new connection to url_'s origin, or to the proxy it goes through.
   void openFresh() {
-    connection_ = client_->open(url_);
+    auto opened = client_->open(url_);
+    if (opened.isError()) return fail(opened.error());
+    connection_ = std::move(*opened);
     auto step = [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
       if (self->over()) return;
       if (ec) return self->failIo(ec, self->via("resolve"));
@@ -860,14 +941,11 @@ std::string HttpResponse::header(const std::string& lowercaseName) const {
 
 Try<std::shared_ptr<HttpClient>> HttpClient::create(actors::Runtime& runtime, HttpOptions options) {
   auto impl = std::make_shared<Impl>(runtime, std::move(options));
-  error_code ec;
-  impl->tls.set_default_verify_paths(ec);
-  if (ec) return Error(ErrorKind::IO, "Failed to load the system CA certificates: " + ec.message());
-  if (!impl->options.extraCaFile.empty()) {
-    impl->tls.load_verify_file(impl->options.extraCaFile, ec);
-    if (ec) {
-      return Error(ErrorKind::IO, "Failed to load the CA bundle '" + impl->options.extraCaFile + "': " + ec.message());
-    }
+  // The CAs are parsed at the first TLS connection; a bundle that cannot
+  // be read is named now.
+  if (!impl->options.extraCaFile.empty() && ::access(impl->options.extraCaFile.c_str(), R_OK) != 0) {
+    return Error(ErrorKind::IO,
+                 "Failed to load the CA bundle '" + impl->options.extraCaFile + "': " + std::strerror(errno));
   }
   for (const auto* proxy : {&impl->options.proxy.http, &impl->options.proxy.https}) {
     if (!*proxy) continue;
@@ -882,8 +960,6 @@ Try<std::shared_ptr<HttpClient>> HttpClient::create(actors::Runtime& runtime, Ht
                    "Invalid proxy '" + p.shown() + "': its credentials hold a control character");
     }
   }
-  impl->tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   return std::shared_ptr<HttpClient>(new HttpClient(std::move(impl)));
 }
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/proxy.hpp"
@@ -227,6 +229,42 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
   auto failed = RegistryPuller::create(runtime_, badCa, 2);
   ASSERT_TRUE(failed.isError());
   EXPECT_NE(std::string::npos, failed.error().message.find("missing.pem"));
+
+  // One that is not PEM is parsed, and named, at the first TLS connection:
+  // creating a puller costs no CA parsing; the failure is not retried.
+  RegistryOptions garbledCa = options;
+  garbledCa.http.extraCaFile = (sandbox() / "garbled.pem").string();
+  testing::writeFile(garbledCa.http.extraCaFile, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n");
+  auto garbled = RegistryPuller::create(runtime_, garbledCa, 2);
+  ASSERT_TRUE(garbled.isSome()) << garbled.error().message;
+  Future<messages::ResolvedImage> unparsed = (*garbled)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, unparsed);
+  EXPECT_NE(std::string::npos,
+            unparsed.failure().message.find("Failed to load the CA bundle '" + garbledCa.http.extraCaFile + "'"))
+      << unparsed.failure().message;
+}
+
+// The system's CAs are read at the first certificate to verify, not when a
+// client is made (nor at a TLS attempt that finds plain http): a puller
+// made before SSL_CERT_FILE names the test CA trusts it when it verifies.
+TEST_F(RealRegistryTest, SystemCasAreReadAtTheFirstVerification) {
+  auto registry = startRegistry({.tls = true});
+  ASSERT_NE(nullptr, registry);
+  OciLayout layout(sandbox() / "layout");
+  const auto built = layout.addImage(smallImage("amd64", "system-ca"));
+  layout.tag(built, "v1");
+  ASSERT_EQ(0, registry->push("oci:" + layout.dir().string() + ":v1", "test/system-ca:v1", "v2s2").status);
+
+  RegistryOptions options;  // no extra CA: the system's alone
+  options.retry.maxAttempts = 1;
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  struct Environment {
+    ~Environment() { ::unsetenv("SSL_CERT_FILE"); }
+  } restore;
+  ::setenv("SSL_CERT_FILE", registry->caFile().c_str(), 1);
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/system-ca:v1"), platform("amd64"), built,
+                "system-ca");
 }
 
 // The scheme rule on loopback: a TLS registry named by its 127.0.0.1
