@@ -1,5 +1,6 @@
-# zstd and ISA-L (libisal) as IMPORTED targets prov::zstd and prov::isal,
-# found by name with find_library (ISA-L ships no CMake package).
+# zstd, ISA-L (libisal) and libarchive as IMPORTED targets prov::zstd,
+# prov::isal and prov::archive, found by name with find_library (ISA-L
+# ships no CMake package).
 #
 # store/CMakeLists.txt links them PRIVATE into prov_store. prov_store is a
 # static library, so whoever links it needs them too: its exported link
@@ -8,8 +9,8 @@
 # again on the consumer's machine instead of at paths recorded at build time.
 #
 # Sets PROV_SYSTEM_LIBS_MISSING to what was not found (empty: everything was).
-# ZSTD_LIBRARY, ISAL_LIBRARY and ISAL_INCLUDE_DIR are cache variables: set
-# them to use other copies (a static libisal.a, say).
+# ZSTD_LIBRARY, ISAL_LIBRARY, ISAL_INCLUDE_DIR and the ARCHIVE_* ones are
+# cache variables: set them to use other copies (a static libisal.a, say).
 
 set(PROV_SYSTEM_LIBS_MISSING "")
 
@@ -35,5 +36,47 @@ if(NOT TARGET prov::isal)
     endif()
   else()
     list(APPEND PROV_SYSTEM_LIBS_MISSING "ISA-L (ISAL_LIBRARY; Debian: libisal-dev)")
+  endif()
+endif()
+
+# prov::archive. With PROV_STATIC_ARCHIVE (ON unless set otherwise): Debian's
+# libarchive.a with the compressors of what is read and written here (zlib,
+# bzip2, xz, zstd). The shared libarchive.so.13 brings libxml2 and ICU with
+# it (for xar, never used here), whose loading and relocation cost every
+# command about 9 ms of its start on this project's machines
+# (bench/cli_bench.cpp); the static archive brings only the tar reader and
+# writer and the filters. The price: a libarchive security update needs the
+# command rebuilt, as the peers' Go binaries, which carry their own tar
+# code, do. OFF: the shared library (find_package(LibArchive)).
+if(NOT DEFINED PROV_STATIC_ARCHIVE)
+  set(PROV_STATIC_ARCHIVE ON)
+endif()
+if(NOT TARGET prov::archive)
+  if(PROV_STATIC_ARCHIVE)
+    find_library(ARCHIVE_STATIC_LIBRARY libarchive.a)
+    find_path(ARCHIVE_INCLUDE_DIR archive.h)
+    find_library(ARCHIVE_Z_LIBRARY z)
+    find_library(ARCHIVE_BZ2_LIBRARY bz2)
+    find_library(ARCHIVE_LZMA_LIBRARY lzma)
+    if(ARCHIVE_STATIC_LIBRARY AND ARCHIVE_INCLUDE_DIR AND ARCHIVE_Z_LIBRARY AND ARCHIVE_BZ2_LIBRARY
+       AND ARCHIVE_LZMA_LIBRARY AND TARGET prov::zstd)
+      add_library(prov::archive STATIC IMPORTED)
+      set_target_properties(prov::archive PROPERTIES
+        IMPORTED_LOCATION "${ARCHIVE_STATIC_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${ARCHIVE_INCLUDE_DIR}"
+        INTERFACE_LINK_LIBRARIES "${ARCHIVE_Z_LIBRARY};${ARCHIVE_BZ2_LIBRARY};${ARCHIVE_LZMA_LIBRARY};prov::zstd")
+    else()
+      list(APPEND PROV_SYSTEM_LIBS_MISSING
+           "static libarchive (libarchive.a, archive.h, libz, libbz2, liblzma; Debian: libarchive-dev, zlib1g-dev, "
+           "libbz2-dev, liblzma-dev; or PROV_STATIC_ARCHIVE=OFF)")
+    endif()
+  else()
+    find_package(LibArchive QUIET)
+    if(LibArchive_FOUND)
+      add_library(prov::archive INTERFACE IMPORTED)
+      set_target_properties(prov::archive PROPERTIES INTERFACE_LINK_LIBRARIES LibArchive::LibArchive)
+    else()
+      list(APPEND PROV_SYSTEM_LIBS_MISSING "libarchive (Debian: libarchive-dev)")
+    endif()
   endif()
 endif()
