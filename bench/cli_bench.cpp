@@ -16,7 +16,10 @@
 //   warm_repull       the same pull again, everything present, beside
 //                     `skopeo copy` into the layout that already holds it.
 // `sync` runs before each timed command. Ours runs with its defaults (its
-// layers synced to disk; the peers sync nothing).
+// layers synced to disk; the peers sync nothing). A new work dir knows
+// nothing of the registry either: ours first tries TLS there, as for any
+// registry on 127.0.0.1, finds plain http and remembers it (skopeo is told
+// --src-tls-verify=false).
 // Figures: the median milliseconds of each (min and max printed beside),
 // and peer median / ours. The last line printed is one JSON object:
 //   {"images_empty_ms":..,"containers_empty_ms":..,"tiny_cold_ms":..,
@@ -64,8 +67,8 @@ struct Series {
   double median() const { return bench::median(ms); }
   std::string shown() const {
     char line[96];
-    std::snprintf(line, sizeof line, "%8.1f ms  (min %.1f, max %.1f)", median(), *std::min_element(ms.begin(), ms.end()),
-                  *std::max_element(ms.begin(), ms.end()));
+    std::snprintf(line, sizeof line, "%8.1f ms  (min %.1f, max %.1f)", median(),
+                  *std::min_element(ms.begin(), ms.end()), *std::max_element(ms.begin(), ms.end()));
     return line;
   }
 };
@@ -96,7 +99,8 @@ int main(int argc, char** argv) {
     testing::ImageSpec spec;
     spec.layers = {{testing::TarEntry::directory("bin"),
                     testing::TarEntry::file("bin/busybox", testing::readFile("/bin/busybox"), 0755),
-                    testing::TarEntry::symlink("bin/sh", "busybox"), testing::TarEntry::symlink("bin/echo", "busybox")}};
+                    testing::TarEntry::symlink("bin/sh", "busybox"),
+                    testing::TarEntry::symlink("bin/echo", "busybox")}};
     spec.cmd = {"/bin/sh"};
     testing::OciLayout source(root / "source");
     source.tag(source.addImage(spec), "latest");
@@ -116,8 +120,8 @@ int main(int argc, char** argv) {
         return timedMs(argv, log);
       };
       auto skopeoCopy = [&] {
-        return timedMs({"skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
-                        "docker://" + image, "oci:" + layout.string() + ":latest"},
+        return timedMs({"skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false", "docker://" + image,
+                        "oci:" + layout.string() + ":latest"},
                        log);
       };
       auto umociUnpack = [&] {
