@@ -1,5 +1,6 @@
 #include "fetcher/http.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,10 +163,21 @@ class PlainConnection final : public StreamConnection<beast::tcp_stream> {
   void handshake(const std::string&, bool, Handler done) override { done({}, 0); }
 };
 
+// A TLS client context whose system CAs are read at the first certificate
+// it must verify: parsing Debian's bundle takes ~20 ms, which a command
+// that never verifies one (no TLS, a loopback registry found to speak
+// plain http, an insecure one) should not pay, nor any command pay twice.
+struct TrustContext {
+  ssl::context context{ssl::context::tls_client};
+  std::once_flag systemCasLoaded;
+};
+
 class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp_stream>> {
  public:
-  TlsConnection(std::string origin, asio::any_io_executor strand, ssl::context& context)
-      : StreamConnection(std::move(origin), strand, context) {}
+  // Holds `trust`: its verification callback may run as long as the
+  // connection does.
+  TlsConnection(std::string origin, asio::any_io_executor strand, std::shared_ptr<TrustContext> trust)
+      : StreamConnection(std::move(origin), strand, trust->context), trust_(std::move(trust)) {}
   void handshake(const std::string& host, bool verify, Handler done) override {
     // SNI, then the peer's chain against our CAs and its name against `host`.
     if (!SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
@@ -184,33 +196,32 @@ class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp
       done(ec, 0);
     });
   }
-};
 
-// A TLS client context whose system CAs are read at the first certificate
-// it must verify: parsing Debian's bundle takes ~20 ms, which a command
-// that never verifies one (no TLS, a loopback registry found to speak
-// plain http, an insecure one) should not pay, nor any command pay twice.
-struct TrustContext {
-  ssl::context context{ssl::context::tls_client};
-  std::once_flag systemCasLoaded;
+ private:
+  std::shared_ptr<TrustContext> trust_;
 };
 
 // The context's certificate verification (SSL_CTX_set_cert_verify_callback):
 // OpenSSL's own, once the system's CAs are in the store. A connection that
-// does not verify (verify_none) leaves them unread.
+// does not verify (verify_none) checks nothing and touches no store: OpenSSL
+// calls this for it too, and the store may be loading on another thread.
+// The first load holds an I/O thread (and other verifying handshakes) for
+// its ~20 ms, once per process.
 int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
   auto* trust = static_cast<TrustContext*>(arg);
   const auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(chain, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  if (ssl == nullptr || (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0) {
-    std::call_once(trust->systemCasLoaded, [trust] {
-      // As set_default_verify_paths: the bundle and the hashed directory,
-      // SSL_CERT_FILE and SSL_CERT_DIR honoured. A bundle that cannot be
-      // read leaves the chain unverified, which names itself.
-      if (X509_STORE_set_default_paths(SSL_CTX_get_cert_store(trust->context.native_handle())) != 1) {
-        ::ERR_clear_error();
-      }
-    });
+  if (ssl != nullptr && SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE) {
+    X509_STORE_CTX_set_error(chain, X509_V_OK);
+    return 1;
   }
+  std::call_once(trust->systemCasLoaded, [trust] {
+    // As set_default_verify_paths: the bundle and the hashed directory,
+    // SSL_CERT_FILE and SSL_CERT_DIR honoured. A bundle that cannot be
+    // read leaves the chain unverified, which names itself.
+    if (X509_STORE_set_default_paths(SSL_CTX_get_cert_store(trust->context.native_handle())) != 1) {
+      ::ERR_clear_error();
+    }
+  });
   return X509_verify_cert(chain);
 }
 
@@ -334,7 +345,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       context = trust;
     }
     ++opened;
-    return std::shared_ptr<Connection>(std::make_shared<TlsConnection>(poolKey(url), strand, context->context));
+    return std::shared_ptr<Connection>(std::make_shared<TlsConnection>(poolKey(url), strand, std::move(context)));
   }
 };
 
@@ -945,7 +956,8 @@ Try<std::shared_ptr<HttpClient>> HttpClient::create(actors::Runtime& runtime, Ht
   auto impl = std::make_shared<Impl>(runtime, std::move(options));
   // The CAs are parsed at the first TLS connection; a bundle that cannot
   // be read is named now.
-  if (!impl->options.extraCaFile.empty() && ::access(impl->options.extraCaFile.c_str(), R_OK) != 0) {
+  if (!impl->options.extraCaFile.empty() &&
+      ::faccessat(AT_FDCWD, impl->options.extraCaFile.c_str(), R_OK, AT_EACCESS) != 0) {
     return Error(ErrorKind::IO,
                  "Failed to load the CA bundle '" + impl->options.extraCaFile + "': " + std::strerror(errno));
   }
