@@ -38,8 +38,10 @@ bin=$build/bin
 if [ $quick = 1 ]; then
   cli="--runs=5"; pull="--runs=1 --workloads=medium"; fetch="--size-mib=256 --runs=3"
   backend="--runs=1 --pairs=200"; provision="--containers=200"; actors="--runs=3 --round_trips=200000"
+  growth="--runs=1 --containers=10,1000 --layers=1,10,100 --images=10,100"
 else
   cli="--runs=10"; pull="--runs=5"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
+  growth=""
 fi
 
 status=0
@@ -63,6 +65,7 @@ run() {
   run bench_fetch $fetch --dir="$dir/fetch"
   run bench_backend $backend
   run bench_provision $provision --dir="$dir/provision"
+  run bench_growth $growth --dir="$dir/growth"
   run bench_actors $actors --workers=2
   if [ -x "$bin/bench_caf" ]; then run bench_caf $actors --workers=2; else echo '{}' >"$dir/bench_caf.json"; fi
 }
@@ -78,6 +81,7 @@ def load(name):
         return {}
 cli, pull, fetch = load("bench_cli"), load("bench_pull"), load("bench_fetch")
 backend, provision, actors, caf = load("bench_backend"), load("bench_provision"), load("bench_actors"), load("bench_caf")
+growth = load("bench_growth")
 rows = []
 def row(figure, ours, unit, peer=None, peer_name="", lower_is_better=True):
     def shown(v):
@@ -107,6 +111,23 @@ row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False
 row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
 row("round trips, 8 requesters x 1 server", actors.get("roundtrip_8x1_per_s"), "/s", caf.get("round_trip_per_s_median"), "CAF 0.17",
     lower_is_better=False)
+# How cost grows: each figure at its largest count beside its smallest,
+# with the ratio of the two per-item costs (1.00: linear).
+def growth_row(name, what):
+    sizes = sorted(int(k[len(name) + 1:-3]) for k in growth if k.startswith(name + "_") and k.endswith("_ms"))
+    if len(sizes) < 2:
+        return
+    lo, hi = sizes[0], sizes[-1]
+    a, b = growth[f"{name}_{lo}_ms"], growth[f"{name}_{hi}_ms"]
+    per = f"{(b / hi) / (a / lo):.2f}" if a > 0 else "-"
+    rows.append(f"| {what}: {lo} -> {hi} | {a:.1f} -> {b:.1f} ms | per item, large / small: {per} | - |")
+growth_row("recover", "recover, containers")
+growth_row("containers", "`containers()`, containers")
+growth_row("provision_layers", "overlay provision, layers")
+growth_row("images", "`images()`, images")
+growth_row("prune", "prune, images")
+if "resident_mib_added" in growth:
+    rows.append(f"| memory with {growth.get('resident_containers')} containers | {growth['resident_mib_added']:.1f} MiB | - | - |")
 print(f"\n{cores} cores; medians; ratio above 1: ours better. Logs and JSON: {d}\n")
 print("| figure | ours | peer | ratio |")
 print("|---|---|---|---|")

@@ -248,12 +248,9 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
 // client is made (nor at a TLS attempt that finds plain http): a puller
 // made before SSL_CERT_FILE names the test CA trusts it when it verifies.
 TEST_F(RealRegistryTest, SystemCasAreReadAtTheFirstVerification) {
-  auto registry = startRegistry({.tls = true});
+  testing::BuiltImage built;
+  auto registry = registryWith({.tls = true}, "test/system-ca", "system-ca", built);
   ASSERT_NE(nullptr, registry);
-  OciLayout layout(sandbox() / "layout");
-  const auto built = layout.addImage(smallImage("amd64", "system-ca"));
-  layout.tag(built, "v1");
-  ASSERT_EQ(0, registry->push("oci:" + layout.dir().string() + ":v1", "test/system-ca:v1", "v2s2").status);
 
   RegistryOptions options;  // no extra CA: the system's alone
   options.retry.maxAttempts = 1;
