@@ -44,8 +44,8 @@ bool kernelSupports(const std::string& fsType);
 Try<long> fileSystemType(const std::string& path);
 
 // Whether readdir on a directory of `path`'s file system reports entry
-// types (overlayfs needs d_type). Creates and removes a probe directory
-// inside `path`.
+// types (overlayfs needs d_type): yes when an entry of `path` has its type
+// reported; otherwise creates and removes a probe directory inside `path`.
 Try<bool> supportsDType(const std::string& path);
 
 }  // namespace prov::backend::mount

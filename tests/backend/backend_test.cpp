@@ -211,6 +211,35 @@ TEST_F(BackendTest, DefaultBackendOnThisMachine) {
   EXPECT_TRUE(*dtype);
 }
 
+// The d_type answer: from the probe in an empty directory, which goes
+// again; from an entry already there otherwise, writing nothing (the
+// directory's mtime stays); never from "." and "..". (No file system at
+// hand lacks d_type, so only the answer "yes" is seen here.)
+TEST_F(BackendTest, DTypeFromAnEntryThereOrFromAProbe) {
+  const std::string empty = path("empty");
+  ASSERT_EQ(0, ::mkdir(empty.c_str(), 0755));
+  auto probed = mount::supportsDType(empty);
+  ASSERT_TRUE(probed.isSome()) << probed.error().message;
+  EXPECT_TRUE(*probed);
+  EXPECT_TRUE(std::filesystem::is_empty(empty));
+
+  const std::string used = path("used");
+  ASSERT_EQ(0, ::mkdir(used.c_str(), 0755));
+  ASSERT_EQ(0, ::mkdir((used + "/store").c_str(), 0755));
+  struct stat before {};
+  ASSERT_EQ(0, ::stat(used.c_str(), &before));
+  auto seen = mount::supportsDType(used);
+  ASSERT_TRUE(seen.isSome()) << seen.error().message;
+  EXPECT_TRUE(*seen);
+  struct stat after {};
+  ASSERT_EQ(0, ::stat(used.c_str(), &after));
+  EXPECT_EQ(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+  EXPECT_EQ(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+
+  auto missing = mount::supportsDType(path("missing"));
+  EXPECT_TRUE(missing.isError());
+}
+
 TEST(MountTableTest, ParsesAndUnescapes) {
   auto table = mount::parseTable(
       "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n"
