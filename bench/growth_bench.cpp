@@ -12,8 +12,10 @@
 //   containers  the work dir grows to each count of --containers (all from
 //               one small image); at each, a new Provisioner over it times
 //               recover() (all of them known) and containers(), and the
-//               process's resident memory beside the first one's is the
-//               provisioner's own (resident_mib_added);
+//               heap in use (mallinfo2, every arena) and resident memory
+//               beside the first one's are the provisioner's own
+//               (heap_mib_added, resident_mib_added: the latter counts
+//               malloc's fragments too);
 //   layers      an image of N one-file layers provisioned and destroyed,
 //               --runs times, for each N of --layers (the pull is not timed);
 //   images      the store grows to each count of --images one-layer images;
@@ -72,8 +74,12 @@ double timedMs(const std::function<void()>& fn) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
 }
 
+// Bytes malloc has handed out and not had back, over every arena.
+double heapInUseMib() { return static_cast<double>(::mallinfo2().uordblks) / (1024.0 * 1024.0); }
+
 // Resident memory, after giving back to the kernel what malloc holds free
-// (what provisioners before this one left would count otherwise).
+// (what provisioners before this one left would count otherwise; the
+// fragments it cannot give back still count).
 double residentMib() {
   ::malloc_trim(0);
   std::ifstream status("/proc/self/status");
@@ -169,13 +175,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<Row> rows;
-  double residentAdded = 0;
+  double residentAdded = 0, heapAdded = 0;
   std::size_t residentCount = 0;
   try {
     fs::remove_all(dir);
     fs::create_directories(dir);
     Bench bench(dir);
-    const double baseMib = residentMib();
+    const double baseMib = residentMib(), baseHeapMib = heapInUseMib();
 
     // Containers.
     {
@@ -200,6 +206,7 @@ int main(int argc, char** argv) {
           lists.push_back(timedMs([&] { await(p->containers(), "containers"); }));
           if (r == 0) {
             residentAdded = residentMib() - baseMib;
+            heapAdded = heapInUseMib() - baseHeapMib;
             residentCount = target;
           }
         }
@@ -276,11 +283,11 @@ int main(int argc, char** argv) {
                   row.ms);
     json += entry;
   }
-  std::printf("resident memory added by a provisioner holding %zu containers: %.1f MiB\n", residentCount,
-              residentAdded);
-  char tail[96];
-  std::snprintf(tail, sizeof tail, ",\"resident_mib_added\":%.1f,\"resident_containers\":%zu}", residentAdded,
-                residentCount);
+  std::printf("memory added by a provisioner holding %zu containers: heap in use %.1f MiB, resident %.1f MiB\n",
+              residentCount, heapAdded, residentAdded);
+  char tail[128];
+  std::snprintf(tail, sizeof tail, ",\"heap_mib_added\":%.1f,\"resident_mib_added\":%.1f,\"resident_containers\":%zu}",
+                heapAdded, residentAdded, residentCount);
   std::printf("%s%s\n", json.c_str(), tail);
   return 0;
 }

@@ -126,8 +126,9 @@ growth_row("containers", "`containers()`, containers")
 growth_row("provision_layers", "overlay provision, layers")
 growth_row("images", "`images()`, images")
 growth_row("prune", "prune, images")
-if "resident_mib_added" in growth:
-    rows.append(f"| memory with {growth.get('resident_containers')} containers | {growth['resident_mib_added']:.1f} MiB | - | - |")
+if "heap_mib_added" in growth:
+    rows.append(f"| memory with {growth.get('resident_containers')} containers | {growth['heap_mib_added']:.1f} MiB heap, "
+                f"{growth['resident_mib_added']:.1f} MiB resident | - | - |")
 print(f"\n{cores} cores; medians; ratio above 1: ours better. Logs and JSON: {d}\n")
 print("| figure | ours | peer | ratio |")
 print("|---|---|---|---|")
