@@ -321,6 +321,34 @@ TEST_F(CliTest, EightProvisionsAtOnceOnOneWorkDirAllSucceed) {
   for (int i = 1; i <= 8; ++i) EXPECT_EQ(0, run({"destroy", "p" + std::to_string(i)}).status);
 }
 
+// The registry flags on the command line: a TLS registry on 127.0.0.1 is
+// refused without its CA (the certificate error, nothing stored), pulled
+// with it (--docker_registry_ca), and, in another work dir, pulled
+// without verification once listed as insecure, still over TLS.
+TEST_F(CliTest, ATlsRegistryOnLoopbackWithItsCaOrListedInsecure) {
+  std::string error;
+  registry_ = RealRegistry::start(sandbox() / "tls-registry", {.tls = true}, error);
+  ASSERT_NE(nullptr, registry_) << error;
+  const std::string image = pushBusybox("secure");
+
+  auto refused = run({"pull", image});
+  EXPECT_EQ(1, refused.status);
+  EXPECT_NE(std::string::npos, refused.err.find("certificate failed verification")) << refused.err;
+  EXPECT_EQ("", refused.out);
+  EXPECT_EQ(std::string::npos, run({"images"}).out.find("secure"));
+
+  auto pulled = run({"--docker_registry_ca=" + registry_->caFile().string(), "pull", image});
+  ASSERT_EQ(0, pulled.status) << pulled.err;
+  EXPECT_EQ(0u, pulled.out.find("docker://" + image + ":latest sha256:")) << pulled.out;
+  EXPECT_FALSE(fs::exists(workDir_ / "store/docker/plain-registries"));
+
+  workDir_ = sandbox() / "work-insecure";
+  auto insecure = run({"--docker_insecure_registries=" + registry_->hostPort(), "pull", image});
+  ASSERT_EQ(0, insecure.status) << insecure.err;
+  EXPECT_EQ(0u, insecure.out.find("docker://" + image + ":latest sha256:")) << insecure.out;
+  EXPECT_FALSE(fs::exists(workDir_ / "store/docker/plain-registries"));
+}
+
 // provision --bundle: a bundle runc runs, with the command given after
 // "--"; refused into an existing directory (and the new container goes
 // again); destroy removes it. Bundle flags without --bundle are usage
