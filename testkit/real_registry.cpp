@@ -3,12 +3,15 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -160,13 +163,19 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
   return nullptr;
 }
 
-RealRegistry::~RealRegistry() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+void stopServer(pid_t pid) {
+  if (pid <= 0) return;
+  const int exited = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  ::kill(pid, SIGTERM);
+  pollfd ended{exited, POLLIN, 0};
+  if (exited < 0 || ::poll(&ended, 1, 5000) != 1) ::kill(pid, SIGKILL);
+  if (exited >= 0) ::close(exited);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
 }
+
+RealRegistry::~RealRegistry() { stopServer(pid_); }
 
 CommandResult RealRegistry::push(const std::string& source, const std::string& repoTag, const std::string& format,
                                  bool all, const std::vector<std::string>& extra) const {

@@ -29,6 +29,9 @@ CommandResult runCommand(const std::vector<std::string>& argv);
 std::string readAll(const std::filesystem::path& path);
 int freePort();
 bool accepting(int port);
+// Stops a test server: SIGTERM, SIGKILL when it has not ended 5 s later
+// (one stopped while it starts must not hang a test), then reaps it.
+void stopServer(pid_t pid);
 
 class RealRegistry {
  public:

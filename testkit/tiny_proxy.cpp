@@ -93,23 +93,9 @@ std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options opt
   return nullptr;
 }
 
-// SIGTERM, and SIGKILL when it has not ended 5 s later: a tinyproxy
-// stopped while it starts must not hang the test (a fresh CI run once
-// waited here until ctest's timeout).
-TinyProxy::~TinyProxy() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
+// Bounded (a fresh CI run once waited for a tinyproxy stopped while it
+// started until ctest's timeout).
+TinyProxy::~TinyProxy() { stopServer(pid_); }
 
 std::string TinyProxy::url(const std::optional<std::pair<std::string, std::string>>& user) const {
   const std::string credentials = user ? user->first + ":" + user->second + "@" : "";
