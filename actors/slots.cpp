@@ -2,28 +2,57 @@
 
 namespace prov::actors {
 
-Future<Nothing> Slots::acquire(int priority) {
-  if (inUse_ < count_) {
-    ++inUse_;
-    return Nothing{};
-  }
-  auto waiter = std::make_shared<Promise<Nothing>>();
-  waiters_.emplace(std::make_pair(-static_cast<std::int64_t>(priority), arrivals_++), waiter);
-  return waiter->future();
+bool Slots::mayRun(int priority) const {
+  if (inUse_ < count_) return true;
+  return inUse_ < count_ + extra_ && (running_.empty() || priority > *running_.rbegin());
 }
 
-void Slots::release() {
+Future<int> Slots::acquire(Priority priority) {
+  const int now = priority->load();
+  if (waiters_.empty() && mayRun(now)) {
+    ++inUse_;
+    running_.insert(now);
+    return now;
+  }
+  auto promise = std::make_shared<Promise<int>>();
+  waiters_.emplace(arrivals_++, Waiter{std::move(priority), promise});
+  // It may be more urgent than the waiters before it.
+  grant();
+  return promise->future();
+}
+
+void Slots::release(int priority) {
+  auto it = running_.find(priority);
+  if (it != running_.end()) running_.erase(it);
+  if (inUse_ > 0) --inUse_;
+  grant();
+}
+
+void Slots::grant() {
   while (!waiters_.empty()) {
-    auto next = std::move(waiters_.begin()->second);
-    waiters_.erase(waiters_.begin());
-    if (next->future().hasDiscard()) {
-      next->discard();
+    // The most urgent; the first to come among equals. A scan: waiters are
+    // few (layers of pulls in progress), and priorities change in place.
+    auto best = waiters_.begin();
+    int bestPriority = best->second.priority->load();
+    for (auto it = std::next(waiters_.begin()); it != waiters_.end(); ++it) {
+      const int p = it->second.priority->load();
+      if (p > bestPriority) {
+        best = it;
+        bestPriority = p;
+      }
+    }
+    const auto promise = best->second.promise;
+    if (promise->future().hasDiscard()) {
+      waiters_.erase(best);
+      promise->discard();
       continue;
     }
-    next->set(Nothing{});  // the slot passes on
-    return;
+    if (!mayRun(bestPriority)) return;
+    waiters_.erase(best);
+    ++inUse_;
+    running_.insert(bestPriority);
+    promise->set(bestPriority);
   }
-  if (inUse_ > 0) --inUse_;
 }
 
 }  // namespace prov::actors

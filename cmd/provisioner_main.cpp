@@ -85,6 +85,7 @@ struct Invocation {
   std::string bundle;
   std::optional<std::string> entrypoint;
   bool terminal = false;
+  int priority = 0;  // pull, provision
   actors::LogLevel logLevel = actors::LogLevel::Error;
 };
 
@@ -139,7 +140,11 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "provision: also write an OCI runtime bundle in this new directory (absolute or relative)")(
       "entrypoint", po::value<std::string>(),
       "provision --bundle: run this instead of the image's Entrypoint (and drop its Cmd; '' clears it)")(
-      "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)");
+      "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)")(
+      "priority", po::value(&in.priority)->default_value(0),
+      "pull, provision: the image's downloads and extractions go before those of lower priority that wait for a "
+      "slot in the same process, and one may run beyond the bound; one command runs one pull, so this orders it "
+      "only against pulls an embedding agent runs beside it (Image.priority)");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;
@@ -186,6 +191,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
     return fail("'" + in.command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
   }
   if (in.command != "prune" && !in.excluded.empty()) return fail("--exclude is for prune", 2);
+  if (vm.count("priority") && !vm["priority"].defaulted() && in.command != "pull" && in.command != "provision") {
+    return fail("--priority is for pull and provision", 2);
+  }
   return in;
 }
 
@@ -195,6 +203,7 @@ int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::Prog
   std::string error;
   auto image = provisioner::parseImage(in.command == "pull" ? in.args[0] : in.args[1]);
   if (image.isError()) return fail(image.error().message);
+  image->set_priority(in.priority);
   if (in.command == "pull") {
     // A pull is a provision that hands out nothing: the store's get.
     auto info = blockOn(p.pullImage(*image), error);

@@ -1,6 +1,7 @@
 #include "fetcher/puller.hpp"
 
 #include <atomic>
+#include <map>
 
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
@@ -17,11 +18,7 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
  public:
   RegistryPullerProcess(std::shared_ptr<RegistryClient> client, std::size_t limit)
       : actors::Process<RegistryPullerProcess>("registry-puller"), client_(std::move(client)),
-        slots_(std::max<std::size_t>(1, limit)) {}
-
-  void initialize() override {
-    slots_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
-  }
+        limit_(std::max<std::size_t>(1, limit)) {}
 
   Future<messages::ResolvedImage> resolve(const messages::Image& image, const messages::Platform& platform) {
     return client_->resolve(normalize(image.reference()), platform, credentialsOf(image));
@@ -53,7 +50,8 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
                                                    std::to_string(repositories->size()) + " asked for");
     }
     Transfer transfer{std::move(*repositories), blob, std::move(sink), std::move(sources)};
-    return slots_.run<Nothing>([this, transfer, first] { return fetchFrom(client_, transfer, first); });
+    return slotsOf(transfer.repositories[first].endpoint.toString())
+        .run<Nothing>([this, transfer, first] { return fetchFrom(client_, transfer, first); }, image.priority());
   }
 
  private:
@@ -121,8 +119,20 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     });
   }
 
+  // The bound on one registry's transfers (the endpoint a transfer starts
+  // at): a slow registry does not hold back the others.
+  actors::Slots& slotsOf(const std::string& endpoint) {
+    auto& slots = slots_[endpoint];
+    if (!slots) {
+      slots = std::make_unique<actors::Slots>(limit_);
+      slots->setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
+    }
+    return *slots;
+  }
+
   std::shared_ptr<RegistryClient> client_;
-  actors::Slots slots_;  // blob transfers in flight
+  const std::size_t limit_;
+  std::map<std::string, std::unique_ptr<actors::Slots>> slots_;  // blob transfers in flight, by endpoint
 };
 
 Try<std::unique_ptr<RegistryPuller>> RegistryPuller::create(actors::Runtime& runtime, RegistryOptions options,

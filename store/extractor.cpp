@@ -97,10 +97,14 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
     std::size_t slots = options_.slots > 0 ? options_.slots : std::max<std::size_t>(1, runtime_.blockingThreads() / 2);
     if (runtime_.blockingThreads() > 1) slots = std::min(slots, runtime_.blockingThreads() - 1);
     slots_.setCount(slots);
+    // One more for an urgent request, where the pool has a thread for it
+    // beside the puller's.
+    const std::size_t spare = runtime_.blockingThreads() > slots + 1 ? runtime_.blockingThreads() - slots - 1 : 0;
+    slots_.setExtra(std::min(options_.urgentSlots, spare));
   }
 
   Future<ExtractResult> extract(const ExtractRequest& request, const Feed& feed, const ExtractProgressFn& progress,
-                                const std::shared_ptr<ByteBudget>& budget) {
+                                const std::shared_ptr<ByteBudget>& budget, actors::Slots::Priority priority) {
     if (request.staging_parent().empty()) {
       return Error(ErrorKind::InvalidArgument,
                    "Failed to extract " + request.what() + ": the request names no staging directory");
@@ -121,10 +125,12 @@ class ExtractorProcess : public actors::Process<ExtractorProcess> {
           return compression ? runLayer(request, feed, progress, *compression, started, budget)
                              : runAci(request, feed, progress, started);
         },
-        request.priority());
+        priority ? std::move(priority) : std::make_shared<const std::atomic<int>>(request.priority()));
   }
 
-  Extractor::Load load() const { return {slots_.count(), slots_.inUse(), slots_.waiting()}; }
+  void reconsider() { slots_.reconsider(); }
+
+  Extractor::Load load() const { return {slots_.count(), slots_.extra(), slots_.inUse(), slots_.waiting()}; }
 
  private:
   struct Started {
@@ -276,10 +282,12 @@ Extractor::Extractor(actors::Runtime& runtime, ExtractorOptions options)
 Extractor::~Extractor() = default;
 
 Future<ExtractResult> Extractor::extract(const ExtractRequest& request, Feed feed, ExtractProgressFn progress,
-                                         std::shared_ptr<ByteBudget> budget) {
+                                         std::shared_ptr<ByteBudget> budget, actors::Slots::Priority priority) {
   return process_.dispatch(&ExtractorProcess::extract, request, std::move(feed), std::move(progress),
-                           std::move(budget));
+                           std::move(budget), std::move(priority));
 }
+
+void Extractor::reconsider() { process_.dispatch(&ExtractorProcess::reconsider); }
 
 Future<Extractor::Load> Extractor::load() { return process_.dispatch(&ExtractorProcess::load); }
 

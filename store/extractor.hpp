@@ -14,7 +14,9 @@
 //   });
 //
 // extract(request, feed, progress) waits for a slot (higher `priority`
-// first, first come first served among equals), then makes
+// first, first come first served among equals; `priority`, when given, is
+// a shared value the caller may raise while the request waits, then call
+// reconsider(); else request.priority), then makes
 // staging_parent/<random> and calls feed(stagingDir, sink) on the
 // extractor's strand. A request is admitted once, for its download and its
 // extraction together; the slot is its until its result completes.
@@ -57,6 +59,7 @@
 
 #include "actors/future.hpp"
 #include "actors/process_owner.hpp"
+#include "actors/slots.hpp"
 #include "fetcher/byte_sink.hpp"
 #include "messages/extract.pb.h"
 #include "store/decompress.hpp"
@@ -84,6 +87,11 @@ struct ExtractorOptions {
   // Requests that run at once. 0: half the runtime's blocking threads; at
   // most all but one (the registry puller hashes there too), at least 1.
   std::size_t slots = 0;
+  // Requests that may run beyond `slots`, each only while it is more urgent
+  // than every request running (actors/slots.hpp): an urgent small image
+  // does not wait for a large one's layers. Capped so that the slots and
+  // these leave the puller one blocking thread.
+  std::size_t urgentSlots = 1;
 };
 
 // The caller's next step on a staged tree: next(result) once `extracted` is
@@ -123,10 +131,14 @@ class Extractor {
   // shares with the image's others (LayerStreamOptions::budget).
   actors::Future<messages::ExtractResult> extract(const messages::ExtractRequest& request, Feed feed,
                                                   ExtractProgressFn progress = {},
-                                                  std::shared_ptr<ByteBudget> budget = nullptr);
+                                                  std::shared_ptr<ByteBudget> budget = nullptr,
+                                                  actors::Slots::Priority priority = nullptr);
+  // Grants the slots that raised priorities now allow.
+  void reconsider();
 
   struct Load {
     std::size_t slots = 0;    // the bound
+    std::size_t urgent = 0;   // extra slots for urgent requests
     std::size_t running = 0;  // requests holding a slot
     std::size_t waiting = 0;  // requests waiting for one
   };

@@ -189,7 +189,46 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (hasOwnCredentials(image)) {
       shared += "\n" + fetcher::sha256Digest(image.credentials().username() + "\n" + image.credentials().password());
     }
-    return pulls_.join(shared, [&] { return pull(key, image); });
+    auto found = pullPriorities_.find(shared);
+    if (found != pullPriorities_.end() && pulls_.peek(shared)) {
+      raise(*found->second, image.priority());
+      return pulls_.join(shared, [&] { return pull(key, image, found->second); });
+    }
+    auto priority = std::make_shared<PullPriority>(image.priority());
+    pullPriorities_[shared] = priority;
+    Future<ImageInfo> joined = pulls_.join(shared, [&] { return pull(key, image, priority); });
+    joined.onAny(actors::defer(self(), [this, shared, priority] {
+      auto it = pullPriorities_.find(shared);
+      if (it != pullPriorities_.end() && it->second == priority) pullPriorities_.erase(it);
+    }));
+    return joined;
+  }
+
+  // A pull's priority: the highest of the requests that joined it, and so
+  // of the layers it started or joined.
+  struct PullPriority {
+    explicit PullPriority(int initial) : value(std::make_shared<std::atomic<int>>(initial)) {}
+    std::shared_ptr<std::atomic<int>> value;
+    std::vector<std::string> layers;  // chain ids it waits for
+  };
+
+  static bool raiseTo(std::atomic<int>& value, int priority) {
+    int now = value.load();
+    while (now < priority) {
+      if (value.compare_exchange_weak(now, priority)) return true;
+    }
+    return false;
+  }
+
+  // A more urgent request joined `pull`: its layers still waiting for a slot
+  // move up (no second queue where the old order would hold).
+  void raise(PullPriority& pull, int priority) {
+    if (!raiseTo(*pull.value, priority)) return;
+    for (const auto& id : pull.layers) {
+      auto layer = layerPriorities_.find(id);
+      if (layer != layerPriorities_.end()) raiseTo(*layer->second, priority);
+    }
+    extractor_->reconsider();
   }
 
   static bool hasOwnCredentials(const Image& image) {
@@ -286,7 +325,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   // ---- one image ------------------------------------------------------------
 
-  Future<ImageInfo> pull(const std::string& key, const Image& image) {
+  Future<ImageInfo> pull(const std::string& key, const Image& image, const std::shared_ptr<PullPriority>& priority) {
     std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
     if (!puller) {
       return Error(ErrorKind::Unsupported, "Failed to pull '" + key + "': no image source for it is configured");
@@ -297,7 +336,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     const auto started = std::chrono::steady_clock::now();
     auto stats = std::make_shared<PullStats>();
     return puller->resolve(image, platform)
-        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats))
+        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority))
         .then([key, started, stats](ImageInfo info) {
           info.fetched = true;
           info.fetchedBytes = stats->fetchedBytes;
@@ -330,7 +369,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
                                 const std::shared_ptr<fetcher::Puller>& puller, const std::shared_ptr<PullStats>& stats,
-                                const ResolvedImage& resolved) {
+                                const std::shared_ptr<PullPriority>& priority, const ResolvedImage& resolved) {
     const auto& layers = resolved.manifest().layers();
     std::vector<std::string> diffIds(resolved.config().diff_ids().begin(), resolved.config().diff_ids().end());
     const bool verifiable = !diffIds.empty();
@@ -363,9 +402,22 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         continue;
       }
       bool started = false;
+      priority->layers.push_back(ids[i]);
+      auto layerPriority = layerPriorities_.find(ids[i]);
+      if (layerPriority != layerPriorities_.end() && raiseTo(*layerPriority->second, priority->value->load())) {
+        extractor_->reconsider();
+      }
       joined.push_back(layerPulls_.join(ids[i], [&] {
         started = true;
-        return pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(), budget);
+        auto own = std::make_shared<std::atomic<int>>(priority->value->load());
+        layerPriorities_[ids[i]] = own;
+        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, ids,
+                                          verifiable ? diffIds[i] : std::string(), budget, own);
+        layer.onAny(actors::defer(self(), [this, id = ids[i], own] {
+          auto it = layerPriorities_.find(id);
+          if (it != layerPriorities_.end() && it->second == own) layerPriorities_.erase(it);
+        }));
+        return layer;
       }));
       // The layer pulls this pull started (not its places in them, nor
       // another pull's): on a failure, the caller hears only once each has
@@ -456,7 +508,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<Nothing> pullLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
                             const ResolvedImage& resolved, std::size_t i, const std::vector<std::string>& ids,
-                            const std::string& diffId, const std::shared_ptr<ByteBudget>& budget) {
+                            const std::string& diffId, const std::shared_ptr<ByteBudget>& budget,
+                            const std::shared_ptr<std::atomic<int>>& priority) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
     const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
     // The layer below, as its own pull (or done): committing waits for it.
@@ -488,7 +541,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // discard reaching a `then` of it as its source completes would skip
     // the step, and leave the tree in staging).
     Future<Nothing> pulled = afterExtraction(
-        runtime_, extractLayer(request, image, puller, resolved, progress, budget, 0),
+        runtime_, extractLayer(request, image, puller, resolved, progress, budget, priority, 0),
         [&runtime = runtime_, parent, parents, layerDir,
          sync = options_.syncLayers](const messages::ExtractResult& staged) {
           // A layer below that failed leaves nothing to commit onto: this
@@ -523,20 +576,27 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<messages::ExtractResult> extractLayer(const messages::ExtractRequest& request, const Image& image,
                                                const std::shared_ptr<fetcher::Puller>& puller,
                                                const ResolvedImage& resolved, const ExtractProgressFn& progress,
-                                               const std::shared_ptr<ByteBudget>& budget, std::size_t first) {
+                                               const std::shared_ptr<ByteBudget>& budget,
+                                               const std::shared_ptr<std::atomic<int>>& priority, std::size_t first) {
     auto sources = std::make_shared<fetcher::BlobSources>(first);
-    Feed feed = [image, puller, resolved, blob = request.layer(),
-                 sources](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
-      return puller->fetchBlob(image, resolved, blob, sink, sources).then([] { return Fed{}; });
+    // The download queues (per registry) by the layer's priority as it is
+    // when the extractor admits it.
+    Feed feed = [image, puller, resolved, blob = request.layer(), sources,
+                 priority](const std::string&, const std::shared_ptr<fetcher::ByteSink>& sink) {
+      Image now = image;
+      now.set_priority(priority->load());
+      return puller->fetchBlob(now, resolved, blob, sink, sources).then([] { return Fed{}; });
     };
-    return extractor_->extract(request, std::move(feed), progress, budget)
-        .repair(actors::defer(self(),
-                              [this, request, image, puller, resolved, progress, budget, sources](
-                                  const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
-                                const auto next = sources->restartAt();
-                                if (!next || !restartable(failed.failure().kind)) return failed;
-                                return extractLayer(request, image, puller, resolved, progress, budget, *next);
-                              }));
+    messages::ExtractRequest queued = request;
+    queued.set_priority(priority->load());
+    return extractor_->extract(queued, std::move(feed), progress, budget, priority)
+        .repair(actors::defer(
+            self(), [this, request, image, puller, resolved, progress, budget, priority, sources](
+                        const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
+              const auto next = sources->restartAt();
+              if (!next || !restartable(failed.failure().kind)) return failed;
+              return extractLayer(request, image, puller, resolved, progress, budget, priority, *next);
+            }));
   }
 
   // What a source's bad bytes or broken connection look like; another
@@ -563,6 +623,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::uint64_t pullSerial_ = 0;
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
+  std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;         // by shared pull key
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> layerPriorities_;  // by chain id, while pulled
   GarbageCollector gc_;
   // Every layer downloads and extracts through it (shared with the other
   // stores when the options give one).

@@ -164,6 +164,84 @@ TEST_F(SlotsTest, ADiscardOfRunningWorkReachesItAndTheSlotComesBack) {
   EXPECT_EQ(0u, slots_.inUse());
 }
 
+// Work at a priority that runs until the test ends it; appends its name
+// to `order` when it starts.
+Future<Nothing> prioritized(Slots& slots, std::vector<std::string>& order, const std::string& name,
+                            Promise<Nothing>& end, Slots::Priority priority) {
+  return slots.run<Nothing>(
+      [&order, &end, name] {
+        order.push_back(name);
+        return end.future();
+      },
+      std::move(priority));
+}
+
+Slots::Priority at(int priority) { return std::make_shared<const std::atomic<int>>(priority); }
+
+TEST_F(SlotsTest, TheMostUrgentWaiterFirstAsItIsWhenASlotFrees) {
+  Slots slots(1);
+  slots.setPost([](std::function<void()> f) { f(); });
+  std::vector<std::string> order;
+  Promise<Nothing> endA, endB, endC, endD;
+  auto raised = std::make_shared<std::atomic<int>>(0);
+  Future<Nothing> fa = prioritized(slots, order, "a", endA, at(0));
+  Future<Nothing> fb = prioritized(slots, order, "b", endB, at(0));
+  Future<Nothing> fc = prioritized(slots, order, "c", endC, at(5));
+  Future<Nothing> fd = prioritized(slots, order, "d", endD, raised);
+  EXPECT_EQ(std::vector<std::string>{"a"}, order);
+  // d came last at 0; a more urgent caller joined it since.
+  raised->store(9);
+  slots.reconsider();
+  EXPECT_EQ(std::vector<std::string>{"a"}, order) << "no extra slot was allowed";
+  endA.set(Nothing{});
+  endD.set(Nothing{});
+  endC.set(Nothing{});
+  endB.set(Nothing{});
+  AWAIT_READY(fb);
+  EXPECT_EQ((std::vector<std::string>{"a", "d", "c", "b"}), order);
+  EXPECT_EQ(0u, slots.inUse());
+}
+
+TEST_F(SlotsTest, AnExtraSlotOnlyForWorkMoreUrgentThanAllThatRuns) {
+  Slots slots(2);
+  slots.setExtra(1);
+  slots.setPost([](std::function<void()> f) { f(); });
+  std::vector<std::string> order;
+  Promise<Nothing> endA, endB, endC, endD, endE, endF;
+  auto raised = std::make_shared<std::atomic<int>>(0);
+  Future<Nothing> fa = prioritized(slots, order, "a", endA, at(0));
+  Future<Nothing> fb = prioritized(slots, order, "b", endB, at(0));
+  Future<Nothing> fc = prioritized(slots, order, "c", endC, raised);
+  EXPECT_EQ((std::vector<std::string>{"a", "b"}), order) << "an equal does not take the extra slot";
+  Future<Nothing> fd = prioritized(slots, order, "d", endD, at(5));
+  EXPECT_EQ((std::vector<std::string>{"a", "b", "d"}), order) << "the urgent one did not wait";
+  EXPECT_EQ(3u, slots.inUse());
+  Future<Nothing> fe = prioritized(slots, order, "e", endE, at(5));
+  Future<Nothing> ff = prioritized(slots, order, "f", endF, at(7));
+  EXPECT_EQ(3u, order.size()) << "one extra slot only";
+  // a ends: 2 run, which is the bound; f is above them (0 and 5), e is not.
+  endA.set(Nothing{});
+  AWAIT_READY(fa);
+  EXPECT_EQ((std::vector<std::string>{"a", "b", "d", "f"}), order);
+  endD.set(Nothing{});
+  AWAIT_READY(fd);
+  EXPECT_EQ(4u, order.size()) << "e (5) is not above f (7), and 2 run";
+  // c, raised above everything running, takes the extra slot now.
+  raised->store(8);
+  slots.reconsider();
+  EXPECT_EQ((std::vector<std::string>{"a", "b", "d", "f", "c"}), order);
+  endB.set(Nothing{});
+  endF.set(Nothing{});
+  AWAIT_READY(ff);
+  EXPECT_EQ((std::vector<std::string>{"a", "b", "d", "f", "c", "e"}), order);
+  endC.set(Nothing{});
+  endE.set(Nothing{});
+  AWAIT_READY(fe);
+  AWAIT_READY(fc);
+  EXPECT_EQ(0u, slots.inUse());
+  EXPECT_EQ(0u, slots.waiting());
+}
+
 // ---- SharedWork ---------------------------------------------------------------
 
 // SharedWork is driven from one process; these tests call it from the test

@@ -274,7 +274,7 @@ TEST_F(ExtractorTest, AFailingRequestLeavesNoStaging) {
 }
 
 TEST_F(ExtractorTest, PrioritiesAreServedInOrderWhenSlotsAreScarce) {
-  Extractor extractor(runtime_, ExtractorOptions{.slots = 1});
+  Extractor extractor(runtime_, ExtractorOptions{.slots = 1, .urgentSlots = 0});
   HeldFeeds feeds;
   const std::string tar = testing::makeTar({TarEntry::file("f", "x")}, testing::TarCompression::None);
   const std::string blob = testing::makeTar({TarEntry::file("f", "x")});
@@ -300,6 +300,53 @@ TEST_F(ExtractorTest, PrioritiesAreServedInOrderWhenSlotsAreScarce) {
     finish(next, blob);
   }
   EXPECT_EQ(std::vector<std::string>({"b", "d", "c", "a", "e"}), order);
+  for (auto& result : results) AWAIT_READY(result);
+}
+
+// An urgent request does not wait for a long one to end: it takes the
+// extra slot; one as urgent as it then waits, and so does one of the
+// running priority. A waiter raised above them takes a slot freed later.
+TEST_F(ExtractorTest, AnUrgentRequestRunsBesideTheBoundAndARaiseReordersWaiters) {
+  Extractor extractor(runtime_, ExtractorOptions{.slots = 1, .urgentSlots = 1});
+  HeldFeeds feeds;
+  const std::string tar = testing::makeTar({TarEntry::file("f", "x")}, testing::TarCompression::None);
+  const std::string blob = testing::makeTar({TarEntry::file("f", "x")});
+  std::vector<Future<ExtractResult>> results;
+  results.push_back(extractor.extract(layerRequest(blob, tar, 0), feeds.feed("big")));
+  HeldFeeds::Admitted big, urgent;
+  ASSERT_TRUE(feeds.waitFor(0, big));
+  results.push_back(extractor.extract(layerRequest(blob, tar, 0), feeds.feed("next-big")));
+  auto raised = std::make_shared<std::atomic<int>>(0);
+  results.push_back(extractor.extract(layerRequest(blob, tar, 0), feeds.feed("joined"), {}, nullptr, raised));
+  results.push_back(extractor.extract(layerRequest(blob, tar, 10), feeds.feed("urgent")));
+  ASSERT_TRUE(feeds.waitFor(1, urgent));
+  EXPECT_EQ("urgent", urgent.name);
+  results.push_back(extractor.extract(layerRequest(blob, tar, 10), feeds.feed("urgent-too")));
+  const Extractor::Load load =
+      loadWhen(extractor, [](const Extractor::Load& l) { return l.running == 2 && l.waiting == 3; });
+  EXPECT_EQ(1u, load.slots);
+  EXPECT_EQ(1u, load.urgent);
+  EXPECT_EQ(2u, load.running);
+  EXPECT_EQ(3u, load.waiting);
+  // A more urgent request joined "joined"'s pull: the extra slot is taken,
+  // so it goes first when one frees, before "urgent-too" and "next-big".
+  raised->store(20);
+  extractor.reconsider();
+  EXPECT_EQ(2u, feeds.count());
+  finish(urgent, blob);
+  HeldFeeds::Admitted joined;
+  ASSERT_TRUE(feeds.waitFor(2, joined));
+  EXPECT_EQ("joined", joined.name);
+  finish(joined, blob);
+  finish(big, blob);
+  std::vector<std::string> order;
+  for (std::size_t i = 3; i < 5; ++i) {
+    HeldFeeds::Admitted next;
+    ASSERT_TRUE(feeds.waitFor(i, next));
+    order.push_back(next.name);
+    finish(next, blob);
+  }
+  EXPECT_EQ(std::vector<std::string>({"urgent-too", "next-big"}), order);
   for (auto& result : results) AWAIT_READY(result);
 }
 

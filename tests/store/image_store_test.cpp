@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "fetcher/digest.hpp"
@@ -480,6 +482,85 @@ TEST_F(ImageStoreTest, TwoImagesOfOneArchiveAreTwoEntries) {
   auto images = (*store)->images();
   AWAIT_READY(images);
   EXPECT_EQ(2u, images->size());
+}
+
+// Records the order in which layer blobs are asked for (each only once
+// the extractor admitted its layer) and holds one until the test lets go.
+class HoldingPuller final : public fetcher::Puller {
+ public:
+  HoldingPuller(std::shared_ptr<fetcher::Puller> inner, std::string held)
+      : inner_(std::move(inner)), held_(std::move(held)) {}
+  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
+                                                  const messages::Platform& platform) override {
+    return inner_->resolve(image, platform);
+  }
+  actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
+                                    const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
+                                    std::shared_ptr<fetcher::BlobSources> sources) override {
+    {
+      std::lock_guard lock(mutex_);
+      asked_.push_back(blob.digest());
+      priorities_.push_back(image.priority());
+    }
+    if (blob.digest() != held_) return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
+    return gate_.future().then([inner = inner_, image, resolved, blob, sink, sources] {
+      return inner->fetchBlob(image, resolved, blob, sink, sources);
+    });
+  }
+  void release() { gate_.set(Nothing{}); }
+  std::vector<std::string> asked() {
+    std::lock_guard lock(mutex_);
+    return asked_;
+  }
+  std::vector<int> priorities() {
+    std::lock_guard lock(mutex_);
+    return priorities_;
+  }
+
+ private:
+  std::shared_ptr<fetcher::Puller> inner_;
+  const std::string held_;
+  actors::Promise<Nothing> gate_;
+  std::mutex mutex_;
+  std::vector<std::string> asked_;
+  std::vector<int> priorities_;
+};
+
+// One slot: "big" holds it; "b" then "c" wait for it. A more urgent
+// request for "c" joins its pull: c's layer goes before b's, and its
+// download carries the raised priority. Nothing is pulled twice.
+TEST_F(ImageStoreTest, AMoreUrgentCallerRaisesThePullItJoins) {
+  auto big = publish("test/big", "latest", {{TarEntry::file("big", "big")}});
+  auto b = publish("test/b", "latest", {{TarEntry::file("b", "b")}});
+  auto c = publish("test/c", "latest", {{TarEntry::file("c", "c")}});
+  auto holding = std::make_shared<HoldingPuller>(puller_, big.layerDigests[0]);
+  puller_ = holding;
+  auto extractor = std::make_shared<Extractor>(runtime_, ExtractorOptions{.slots = 1, .urgentSlots = 0});
+  restartStore([&](ImageStoreOptions& options) { options.extractor = extractor; });
+  auto gotBig = store_->get(dockerImage(registry_.hostPort() + "/test/big"));
+  waitFor([&] { return holding->asked().size() == 1; });
+  ASSERT_EQ(std::vector<std::string>{big.layerDigests[0]}, holding->asked());
+  auto waiting = [&](std::size_t n) {
+    waitFor([&] {
+      auto load = extractor->load();
+      return load.waitFor(std::chrono::seconds(5)) && load.isReady() && load->waiting == n;
+    });
+  };
+  auto gotB = store_->get(dockerImage(registry_.hostPort() + "/test/b"));
+  waiting(1);  // b's layer first in line
+  auto gotC = store_->get(dockerImage(registry_.hostPort() + "/test/c"));
+  waiting(2);
+  messages::Image urgent = dockerImage(registry_.hostPort() + "/test/c");
+  urgent.set_priority(5);
+  auto gotUrgent = store_->get(urgent);
+  // The raise reached the store's strand before the slot frees.
+  AWAIT_READY(store_->images());
+  holding->release();
+  for (auto* got : {&gotBig, &gotB, &gotC, &gotUrgent}) AWAIT_READY(*got);
+  EXPECT_EQ((std::vector<std::string>{big.layerDigests[0], c.layerDigests[0], b.layerDigests[0]}), holding->asked());
+  EXPECT_EQ((std::vector<int>{0, 5, 0}), holding->priorities());
+  EXPECT_EQ(1u, registry_.count("/v2/test/c/manifests/latest"));
+  EXPECT_EQ(gotC->layers, gotUrgent->layers);
 }
 
 TEST(ImageKeyTest, NormalisesEachSource) {
