@@ -869,6 +869,29 @@ TEST_F(RegistryTest, SlowConsumerSlowsTheSocket) {
   EXPECT_LE(sink->largest(), o.http.chunkBytes);
 }
 
+// Stalls are judged per phase: time the consumer (the extraction) holds
+// the bytes is not time on the wire, so a slow disk or a busy extractor
+// never reads as a stalled download, however long it holds.
+TEST_F(RegistryTest, AConsumerThatHoldsTheBytesIsNotAStall) {
+  FakeRegistry registry;
+  const std::size_t size = 8u << 20;
+  const std::string digest = registry.addBlob(std::string(size, 'h'));
+  RegistryOptions o = options(fastRetry(1));
+  o.http.stallWindow = 200ms;
+  o.http.minBytesPerSecond = 1 << 20;
+  auto c = client(o);
+  auto sink = std::make_shared<HeldSink>();
+  Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
+  ASSERT_TRUE(waitUntil([&] { return sink->received() > 0; }));
+  // Held for five stall windows: the condition under test is time passing.
+  const auto heldUntil = std::chrono::steady_clock::now() + 5 * o.http.stallWindow;
+  waitUntil([&] { return std::chrono::steady_clock::now() >= heldUntil; });
+  EXPECT_TRUE(transfer.isPending()) << (transfer.isFailed() ? transfer.failure().message : "");
+  sink->release();
+  AWAIT_EXPECT_READY(transfer);
+  EXPECT_EQ(size, sink->received());
+}
+
 TEST_F(RegistryTest, DiscardingATransferClosesItsConnection) {
   FakeRegistry registry;
   const std::size_t size = 32u << 20;
