@@ -39,9 +39,10 @@ if [ $quick = 1 ]; then
   cli="--runs=5"; pull="--runs=1 --workloads=medium"; fetch="--size-mib=256 --runs=3"
   backend="--runs=1 --pairs=200"; provision="--containers=200"; actors="--runs=3 --round_trips=200000"
   growth="--runs=1 --containers=10,1000 --layers=1,10,100 --images=10,100"
+  queue="--runs=1 --big_mib=256 --burst=20 --scratch_mib=2048"
 else
   cli="--runs=10"; pull="--runs=5"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
-  growth=""
+  growth=""; queue="--runs=5"
 fi
 
 status=0
@@ -66,6 +67,7 @@ run() {
   run bench_backend $backend
   run bench_provision $provision --dir="$dir/provision"
   run bench_growth $growth --dir="$dir/growth"
+  run bench_queue $queue --dir="$dir/queue"
   run bench_actors $actors --workers=2
   if [ -x "$bin/bench_caf" ]; then run bench_caf $actors --workers=2; else echo '{}' >"$dir/bench_caf.json"; fi
 }
@@ -81,7 +83,7 @@ def load(name):
         return {}
 cli, pull, fetch = load("bench_cli"), load("bench_pull"), load("bench_fetch")
 backend, provision, actors, caf = load("bench_backend"), load("bench_provision"), load("bench_actors"), load("bench_caf")
-growth = load("bench_growth")
+growth, queue = load("bench_growth"), load("bench_queue")
 rows = []
 def row(figure, ours, unit, peer=None, peer_name="", lower_is_better=True):
     def shown(v):
@@ -111,6 +113,13 @@ row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False
 row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
 row("round trips, 8 requesters x 1 server", actors.get("roundtrip_8x1_per_s"), "/s", caf.get("round_trip_per_s_median"), "CAF 0.17",
     lower_is_better=False)
+if queue:
+    rows.append(f"| small image during a {queue.get('big_alone_s', 0):.1f} s big pull, priority / FIFO "
+                f"| {queue.get('small_prio_ms', 0):.0f} ms ({queue.get('prio_vs_alone', 0):.2f}x alone) "
+                f"| {queue.get('small_fifo_ms', 0):.0f} ms FIFO | {queue.get('fifo_vs_prio', 0):.2f}x |")
+    rows.append(f"| burst of {queue.get('burst')} provisions, one uncached image, p99 time-to-rootfs "
+                f"| {queue.get('burst_p99_s', 0):.2f} s ({queue.get('burst_p99_vs_single', 0):.2f}x one alone, "
+                f"{queue.get('burst_blobs_fetched')} blobs fetched) | {queue.get('burst_single_s', 0):.2f} s one alone | - |")
 # How cost grows: each figure at its largest count beside its smallest,
 # with the ratio of the two per-item costs (1.00: linear).
 def growth_row(name, what):

@@ -1186,5 +1186,54 @@ TEST_F(RegistryTest, PullerBoundsBlobsInFlight) {
   for (std::size_t i = 0; i < sinks.size(); ++i) EXPECT_EQ(layers[i].size(), sinks[i]->received());
 }
 
+// The bound is per registry: one held transfer from A leaves B's free. On
+// one registry, waiting transfers go by their image's priority.
+TEST_F(RegistryTest, PullerBoundsEachRegistryAndOrdersItsQueueByPriority) {
+  FakeRegistry a, b;
+  publish(a, "test/app", "v1", {std::string(4096, 'h'), std::string(4096, 'l'), std::string(4096, 'u')});
+  publish(b, "test/app", "v1", {std::string(4096, 'b')});
+  auto puller = RegistryPuller::create(runtime_, options(), 1);
+  ASSERT_TRUE(puller.isSome());
+  messages::Image fromA, fromB;
+  *fromA.mutable_reference() = reference(a, "test/app:v1");
+  *fromB.mutable_reference() = reference(b, "test/app:v1");
+  Future<messages::ResolvedImage> resolvedA = (*puller)->resolve(fromA, hostPlatform());
+  Future<messages::ResolvedImage> resolvedB = (*puller)->resolve(fromB, hostPlatform());
+  AWAIT_READY(resolvedA);
+  AWAIT_READY(resolvedB);
+  const auto& layersA = resolvedA->manifest().layers();
+  auto held = std::make_shared<HeldSink>();
+  Future<Nothing> first = (*puller)->fetchBlob(fromA, resolvedA.get(), layersA[0], held);
+  ASSERT_TRUE(waitUntil([&] { return held->received() > 0; }));
+  // A's slot is taken: these two wait, the later one more urgent.
+  std::mutex mutex;
+  std::vector<std::string> order;
+  auto recording = [&](const std::string& name) {
+    return std::make_shared<HeldSink>([&, name] {
+      std::lock_guard lock(mutex);
+      order.push_back(name);
+    });
+  };
+  auto lowSink = recording("low"), urgentSink = recording("urgent");
+  lowSink->release();
+  urgentSink->release();
+  Future<Nothing> low = (*puller)->fetchBlob(fromA, resolvedA.get(), layersA[1], lowSink);
+  messages::Image urgent = fromA;
+  urgent.set_priority(5);
+  Future<Nothing> high = (*puller)->fetchBlob(urgent, resolvedA.get(), layersA[2], urgentSink);
+  // B has a slot of its own.
+  auto fromBSink = std::make_shared<StringSink>();
+  AWAIT_EXPECT_READY((*puller)->fetchBlob(fromB, resolvedB.get(), resolvedB->manifest().layers(0), fromBSink));
+  EXPECT_EQ(std::string(4096, 'b'), fromBSink->data());
+  EXPECT_TRUE(low.isPending());
+  EXPECT_TRUE(high.isPending());
+  held->release();
+  AWAIT_EXPECT_READY(first);
+  AWAIT_EXPECT_READY(low);
+  AWAIT_EXPECT_READY(high);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ((std::vector<std::string>{"urgent", "low"}), order);
+}
+
 }  // namespace
 }  // namespace prov::fetcher
