@@ -1,5 +1,7 @@
 #include "actors/slots.hpp"
 
+#include <vector>
+
 namespace prov::actors {
 
 bool Slots::mayRun(int priority) const {
@@ -29,25 +31,30 @@ void Slots::release(int priority) {
 }
 
 void Slots::grant() {
-  while (!waiters_.empty()) {
+  for (;;) {
     // The most urgent; the first to come among equals. A scan: waiters are
     // few (layers of pulls in progress), and priorities change in place.
-    auto best = waiters_.begin();
-    int bestPriority = best->second.priority->load();
-    for (auto it = std::next(waiters_.begin()); it != waiters_.end(); ++it) {
+    // Waiters given up on go on the way, whatever their rank.
+    std::vector<std::shared_ptr<Promise<int>>> gaveUp;
+    auto best = waiters_.end();
+    int bestPriority = 0;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.promise->future().hasDiscard()) {
+        gaveUp.push_back(std::move(it->second.promise));
+        it = waiters_.erase(it);
+        continue;
+      }
       const int p = it->second.priority->load();
-      if (p > bestPriority) {
+      if (best == waiters_.end() || p > bestPriority) {
         best = it;
         bestPriority = p;
       }
+      ++it;
     }
+    for (auto& promise : gaveUp) promise->discard();
+    if (!gaveUp.empty()) continue;  // their callbacks may have changed the waiters
+    if (best == waiters_.end() || !mayRun(bestPriority)) return;
     const auto promise = best->second.promise;
-    if (promise->future().hasDiscard()) {
-      waiters_.erase(best);
-      promise->discard();
-      continue;
-    }
-    if (!mayRun(bestPriority)) return;
     waiters_.erase(best);
     ++inUse_;
     running_.insert(bestPriority);

@@ -11,8 +11,8 @@
 // free), on the owner's strand, and gives the slot back when the future
 // work() returned completes, however it completes. A discard requested on
 // run()'s result before the slot came drops the work (it is never called;
-// the result is DISCARDED and no slot is taken); one requested later
-// reaches work()'s future. A slot is never lost: each grant is given back
+// the result is DISCARDED, on the owner's strand, and no slot is taken);
+// one requested later reaches work()'s future. A slot is never lost: each grant is given back
 // exactly once.
 //
 // Priority: a number, or a shared one (Priority) that its owner may raise
@@ -68,7 +68,11 @@ class Slots {
   Future<T> run(std::function<Future<T>()> work, Priority priority) {
     auto result = std::make_shared<Promise<T>>();
     Future<int> slot = acquire(std::move(priority));
-    result->future().onDiscard([slot] { slot.discard(); });
+    // A waiter given up on leaves the queue at once (grant() drops it).
+    result->future().onDiscard([this, slot, post = post_] {
+      slot.discard();
+      post([this] { grant(); });
+    });
     // A granted slot calls back at once, on this strand: in acquire() when
     // one was free, in a later grant otherwise.
     slot.onAny([this, post = post_, result, work = std::move(work)](const Future<int>& granted) {

@@ -142,9 +142,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "provision --bundle: run this instead of the image's Entrypoint (and drop its Cmd; '' clears it)")(
       "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)")(
       "priority", po::value(&in.priority)->default_value(0),
-      "pull, provision: the image's downloads and extractions go before those of lower priority that wait for a "
-      "slot in the same process, and one may run beyond the bound; one command runs one pull, so this orders it "
-      "only against pulls an embedding agent runs beside it (Image.priority)");
+      "pull, provision: the pull's rank among the pulls of one process (an agent that embeds the library sets "
+      "Image.priority): its layers go before waiting ones of lower priority, and one more urgent than all that run "
+      "starts at once; a command runs one pull, so on its own this changes nothing");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&in.command))("args", po::value(&in.args));
   po::options_description all;

@@ -125,6 +125,8 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
     auto& slots = slots_[endpoint];
     if (!slots) {
       slots = std::make_unique<actors::Slots>(limit_);
+      // A layer the extractor let run as urgent is not held back here.
+      slots->setExtra(1);
       slots->setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
     }
     return *slots;

@@ -92,8 +92,9 @@ class Puller {
 class RegistryPullerProcess;
 
 // An actor: at most `maxConcurrentBlobs` blob downloads in flight from one
-// registry endpoint (others queue, by the image's priority, then first come
-// first served); a blob's sources are the endpoint its
+// registry endpoint (the one a transfer starts at; others queue, by the
+// image's priority, then first come first served), and one more for a
+// download more urgent than all that run; a blob's sources are the endpoint its
 // image was resolved at, then the reference's other endpoints. Discarding a
 // queued fetch drops it; discarding one in flight closes its connection.
 class RegistryPuller final : public Puller {

@@ -197,10 +197,16 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto priority = std::make_shared<PullPriority>(image.priority());
     pullPriorities_[shared] = priority;
     Future<ImageInfo> joined = pulls_.join(shared, [&] { return pull(key, image, priority); });
-    joined.onAny(actors::defer(self(), [this, shared, priority] {
+    // Kept while the pull runs, whoever of its callers stays.
+    auto forget = actors::defer(self(), [this, shared, priority] {
       auto it = pullPriorities_.find(shared);
       if (it != pullPriorities_.end() && it->second == priority) pullPriorities_.erase(it);
-    }));
+    });
+    if (auto running = pulls_.peek(shared)) {
+      running->onAny(forget);
+    } else {
+      forget();
+    }
     return joined;
   }
 

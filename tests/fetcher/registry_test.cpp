@@ -1187,10 +1187,12 @@ TEST_F(RegistryTest, PullerBoundsBlobsInFlight) {
 }
 
 // The bound is per registry: one held transfer from A leaves B's free. On
-// one registry, waiting transfers go by their image's priority.
+// one registry, waiting transfers go by their image's priority, and one
+// more urgent than all that run does not wait.
 TEST_F(RegistryTest, PullerBoundsEachRegistryAndOrdersItsQueueByPriority) {
   FakeRegistry a, b;
-  publish(a, "test/app", "v1", {std::string(4096, 'h'), std::string(4096, 'l'), std::string(4096, 'u')});
+  publish(a, "test/app", "v1",
+          {std::string(4096, 'h'), std::string(4096, 'l'), std::string(4096, 'u'), std::string(4096, 'x')});
   publish(b, "test/app", "v1", {std::string(4096, 'b')});
   auto puller = RegistryPuller::create(runtime_, options(), 1);
   ASSERT_TRUE(puller.isSome());
@@ -1214,25 +1216,31 @@ TEST_F(RegistryTest, PullerBoundsEachRegistryAndOrdersItsQueueByPriority) {
       order.push_back(name);
     });
   };
-  auto lowSink = recording("low"), urgentSink = recording("urgent");
+  auto lowSink = recording("low"), soonerSink = recording("sooner"), urgentSink = recording("urgent");
   lowSink->release();
-  urgentSink->release();
+  soonerSink->release();
+  // The urgent one holds the extra slot until the test lets go.
   Future<Nothing> low = (*puller)->fetchBlob(fromA, resolvedA.get(), layersA[1], lowSink);
-  messages::Image urgent = fromA;
+  messages::Image sooner = fromA, urgent = fromA;
+  sooner.set_priority(3);
   urgent.set_priority(5);
-  Future<Nothing> high = (*puller)->fetchBlob(urgent, resolvedA.get(), layersA[2], urgentSink);
+  Future<Nothing> high = (*puller)->fetchBlob(urgent, resolvedA.get(), layersA[3], urgentSink);
+  ASSERT_TRUE(waitUntil([&] { return urgentSink->received() > 0; })) << "the urgent transfer waited";
+  Future<Nothing> soon = (*puller)->fetchBlob(sooner, resolvedA.get(), layersA[2], soonerSink);
   // B has a slot of its own.
   auto fromBSink = std::make_shared<StringSink>();
   AWAIT_EXPECT_READY((*puller)->fetchBlob(fromB, resolvedB.get(), resolvedB->manifest().layers(0), fromBSink));
   EXPECT_EQ(std::string(4096, 'b'), fromBSink->data());
   EXPECT_TRUE(low.isPending());
-  EXPECT_TRUE(high.isPending());
+  EXPECT_TRUE(soon.isPending()) << "3 is not above the urgent 5: no second extra slot";
   held->release();
+  urgentSink->release();
   AWAIT_EXPECT_READY(first);
-  AWAIT_EXPECT_READY(low);
   AWAIT_EXPECT_READY(high);
+  AWAIT_EXPECT_READY(soon);
+  AWAIT_EXPECT_READY(low);
   std::lock_guard lock(mutex);
-  EXPECT_EQ((std::vector<std::string>{"urgent", "low"}), order);
+  EXPECT_EQ((std::vector<std::string>{"urgent", "sooner", "low"}), order);
 }
 
 }  // namespace

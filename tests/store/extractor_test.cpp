@@ -332,6 +332,7 @@ TEST_F(ExtractorTest, AnUrgentRequestRunsBesideTheBoundAndARaiseReordersWaiters)
   // so it goes first when one frees, before "urgent-too" and "next-big".
   raised->store(20);
   extractor.reconsider();
+  AWAIT_READY(extractor.load());  // after the reconsider, on the extractor's strand
   EXPECT_EQ(2u, feeds.count());
   finish(urgent, blob);
   HeldFeeds::Admitted joined;

@@ -548,8 +548,12 @@ TEST_F(ImageStoreTest, AMoreUrgentCallerRaisesThePullItJoins) {
   };
   auto gotB = store_->get(dockerImage(registry_.hostPort() + "/test/b"));
   waiting(1);  // b's layer first in line
+  // c's pull outlives its first caller: the raise still reaches it.
+  auto leaving = store_->get(dockerImage(registry_.hostPort() + "/test/c"));
   auto gotC = store_->get(dockerImage(registry_.hostPort() + "/test/c"));
   waiting(2);
+  leaving.discard();
+  AWAIT_DISCARDED(leaving);
   messages::Image urgent = dockerImage(registry_.hostPort() + "/test/c");
   urgent.set_priority(5);
   auto gotUrgent = store_->get(urgent);
