@@ -49,7 +49,7 @@ Try<std::unique_ptr<Backend>> createBackend(actors::Runtime& runtime, const std:
     return makeCopyBackend(runtime, parallelism);
   }
   if (name == kBind) return makeBindBackend(runtime);
-  if (name == kOverlay) return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus);
+  if (name == kOverlay) return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus, options.overlayVolatile);
   if (name == kAufs) return makeAufsBackend(runtime);
   return Error(ErrorKind::InvalidArgument, "Unknown backend '" + name + "': expected one of copy, bind, overlay, aufs");
 }

@@ -67,6 +67,15 @@ struct BackendOptions {
   // overlay: mount with the new mount API and `lowerdir+` when the kernel
   // has it (6.8+); false forces the short-symlink layout Mesos uses.
   bool overlayUseLowerdirPlus = true;
+  // overlay: mount with `volatile` (Linux 5.10+): the kernel skips every
+  // sync of the container's writable layer, fsync in the container
+  // included, and the sync of the upper file system when a rootfs is
+  // unmounted, which is most of what a destroy costs (a journal commit).
+  // What a container wrote may be lost in a host crash; this provisioner
+  // never mounts a rootfs again after one (a destroy removes it), so only
+  // an agent that keeps data in a container's rootfs across a crash loses
+  // anything. Off by default.
+  bool overlayVolatile = false;
   // copy: files copied at once (0: the runtime's blocking threads, at most 8).
   std::size_t copyParallelism = 0;
 };

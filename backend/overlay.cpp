@@ -41,7 +41,7 @@ std::string kernelMessage(int fsFd) {
 }
 
 Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const std::string& upper,
-                                   const std::string& work, const std::string& rootfs) {
+                                   const std::string& work, const std::string& rootfs, bool isVolatile) {
   int fsFd = ::fsopen("overlay", FSOPEN_CLOEXEC);
   if (fsFd < 0) {
     if (errno == ENOSYS) return Error(ErrorKind::Unsupported, "no new mount API");
@@ -68,6 +68,9 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
   if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "workdir", work.c_str(), 0) != 0) {
     return fail("set the overlay workdir '" + work + "'");
   }
+  if (isVolatile && ::fsconfig(fsFd, FSCONFIG_SET_FLAG, "volatile", nullptr, 0) != 0) {
+    return fail("mount the overlay for '" + rootfs + "' volatile (Linux 5.10+)");
+  }
   if (::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
     return fail("create the overlay for '" + rootfs + "'");
   }
@@ -82,7 +85,7 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
 }
 
 Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
-                            const std::string& rootfs) {
+                            const std::string& rootfs, bool isVolatile) {
   auto links = linkLayers(layers);
   if (links.isError()) return links.error();
   // No path of ours goes into the options (a ',' or ':' in one would be
@@ -92,7 +95,8 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
     (void)actors::fs::removeTree(*links);
     return named.error();
   }
-  const std::string options = overlayMountOptions(named->path(0), layers.size(), named->path(1), named->path(2));
+  const std::string options = overlayMountOptions(named->path(0), layers.size(), named->path(1), named->path(2)) +
+                              (isVolatile ? ",volatile" : "");
   int rc = actors::fs::disk().mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
   int err = errno;
   (void)actors::fs::removeTree(*links);
@@ -105,7 +109,7 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
 }
 
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
-                                  const std::string& backendDir, bool useLowerdirPlus) {
+                                  const std::string& backendDir, bool useLowerdirPlus, bool isVolatile) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string upper = scratchUpper(scratch);
   const std::string work = scratchWork(scratch);
@@ -124,10 +128,10 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
   if (mounted.isSome()) mounted = actors::fs::makeDirectories(upper);
   if (mounted.isSome()) mounted = actors::fs::makeDirectories(work);
   if (mounted.isSome()) {
-    mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs)
+    mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs, isVolatile)
                               : Try<Nothing>(Error(ErrorKind::Unsupported, "lowerdir+ disabled"));
     if (mounted.isError() && mounted.error().kind == ErrorKind::Unsupported) {
-      mounted = mountWithLinks(layers, upper, work, rootfs);
+      mounted = mountWithLinks(layers, upper, work, rootfs, isVolatile);
     }
     if (mounted.isSome()) {
       mounted = mount::makeSharedSlave(rootfs);
@@ -144,8 +148,8 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
 
 class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
  public:
-  explicit OverlayBackendProcess(bool useLowerdirPlus)
-      : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus) {}
+  OverlayBackendProcess(bool useLowerdirPlus, bool isVolatile)
+      : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus), volatile_(isVolatile) {}
 
   Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
                                const std::string& backendDir) {
@@ -157,8 +161,8 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
                                                    "': " + std::to_string(layers.size()) +
                                                    " layers exceed overlayfs's limit of " + std::to_string(kMaxLayers));
     }
-    return actors::async(runtime(), [layers, rootfs, backendDir, plus = useLowerdirPlus_] {
-      return provisionBlocking(layers, rootfs, backendDir, plus);
+    return actors::async(runtime(), [layers, rootfs, backendDir, plus = useLowerdirPlus_, isVolatile = volatile_] {
+      return provisionBlocking(layers, rootfs, backendDir, plus, isVolatile);
     });
   }
 
@@ -169,11 +173,12 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
 
  private:
   bool useLowerdirPlus_;
+  bool volatile_;
 };
 
 }  // namespace
 
-Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus) {
+Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus, bool isVolatile) {
   if (::geteuid() != 0) {
     return Error(ErrorKind::Unsupported, "The overlay backend requires root privileges");
   }
@@ -183,7 +188,7 @@ Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool 
                  "(try 'modprobe overlay')");
   }
   return std::unique_ptr<Backend>(
-      std::make_unique<ProcessBackend<OverlayBackendProcess>>(runtime, kOverlay, useLowerdirPlus));
+      std::make_unique<ProcessBackend<OverlayBackendProcess>>(runtime, kOverlay, useLowerdirPlus, isVolatile));
 }
 
 }  // namespace prov::backend

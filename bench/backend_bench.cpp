@@ -13,7 +13,10 @@
 // Figures:
 //   overlay_provisions_per_s   overlay provision+destroy pairs per second,
 //                              --pairs of them with 64 in flight (and, as
-//                              overlay_provisions_per_s_2, with 2 in flight)
+//                              overlay_provisions_per_s_2, with 2 in flight);
+//                              medians of --runs
+//   overlay_volatile_...       the same with BackendOptions::overlayVolatile,
+//                              in turn with the default in each run
 //   copy_s / cp_a_s            median seconds of the copy backend applying
 //                              the 5 layers, and of `cp -a --remove-destination`
 //                              (needed to put a whiteout device over a lower
@@ -234,16 +237,29 @@ int main(int argc, char** argv) {
 
   actors::Runtime runtime;
   auto overlay = backend::createBackend(runtime, backend::kOverlay);
+  auto volatileOverlay = backend::createBackend(runtime, backend::kOverlay, {.overlayVolatile = true});
   auto copy = backend::createBackend(runtime, backend::kCopy);
-  if (overlay.isError() || copy.isError()) {
-    std::cerr << "error: " << (overlay.isError() ? overlay.error() : copy.error()).message << "\n";
+  if (overlay.isError() || copy.isError() || volatileOverlay.isError()) {
+    std::cerr << "error: "
+              << (overlay.isError() ? overlay.error() : copy.isError() ? copy.error() : volatileOverlay.error()).message
+              << "\n";
     return 1;
   }
 
-  const double overlay2 = overlayPairsPerSecond(**overlay, scratch.dir, layers, pairs, 2);
-  std::printf("overlay provision+destroy, 2 in flight:  %8.0f /s\n", overlay2);
-  const double overlay64 = overlayPairsPerSecond(**overlay, scratch.dir, layers, pairs, 64);
-  std::printf("overlay provision+destroy, 64 in flight: %8.0f /s\n", overlay64);
+  // Each figure once per run, the default and the volatile mount in turn.
+  std::vector<double> o2, o64, v2, v64;
+  for (int i = 0; i < runs; ++i) {
+    o2.push_back(overlayPairsPerSecond(**overlay, scratch.dir, layers, pairs, 2));
+    v2.push_back(overlayPairsPerSecond(**volatileOverlay, scratch.dir, layers, pairs, 2));
+    o64.push_back(overlayPairsPerSecond(**overlay, scratch.dir, layers, pairs, 64));
+    v64.push_back(overlayPairsPerSecond(**volatileOverlay, scratch.dir, layers, pairs, 64));
+    std::printf("run %d: overlay pairs/s, 2 in flight %.0f (volatile %.0f), 64 in flight %.0f (volatile %.0f)\n", i + 1,
+                o2.back(), v2.back(), o64.back(), v64.back());
+  }
+  const double overlay2 = bench::median(o2), overlay64 = bench::median(o64);
+  const double volatile2 = bench::median(v2), volatile64 = bench::median(v64);
+  std::printf("overlay provision+destroy, 2 in flight:  %8.0f /s (volatile %.0f /s)\n", overlay2, volatile2);
+  std::printf("overlay provision+destroy, 64 in flight: %8.0f /s (volatile %.0f /s)\n", overlay64, volatile64);
 
   std::vector<double> copyTimes, cpTimes;
   for (int i = 0; i < runs; ++i) {
@@ -259,11 +275,13 @@ int main(int argc, char** argv) {
               *std::min_element(cpTimes.begin(), cpTimes.end()), *std::max_element(cpTimes.begin(), cpTimes.end()));
 
   overlay->reset();
+  volatileOverlay->reset();
   copy->reset();
   if (!vm.count("keep")) removeScratch(scratch);
   std::printf(
-      "{\"overlay_provisions_per_s\": %.0f, \"overlay_provisions_per_s_2\": %.0f, \"copy_s\": %.3f, "
+      "{\"overlay_provisions_per_s\": %.0f, \"overlay_provisions_per_s_2\": %.0f, "
+      "\"overlay_volatile_provisions_per_s\": %.0f, \"overlay_volatile_provisions_per_s_2\": %.0f, \"copy_s\": %.3f, "
       "\"cp_a_s\": %.3f, \"copy_ratio_vs_cp\": %.3f, \"runs\": %d, \"pairs\": %d}\n",
-      overlay64, overlay2, copyS, cpS, copyS / cpS, runs, pairs);
+      overlay64, overlay2, volatile64, volatile2, copyS, cpS, copyS / cpS, runs, pairs);
   return 0;
 }

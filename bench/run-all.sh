@@ -109,6 +109,8 @@ row("one blob, verified, MiB/s", fetch.get("blob_mib_per_s"), "MiB/s", fetch.get
 row("copy backend, 5 layers", backend.get("copy_s"), "s", backend.get("cp_a_s"), "cp -a")
 row("overlay provision+destroy, 64 in flight", backend.get("overlay_provisions_per_s"), "/s", lower_is_better=False)
 row("overlay provision+destroy, 2 in flight", backend.get("overlay_provisions_per_s_2"), "/s", lower_is_better=False)
+row("the same, --overlay_volatile, 64 in flight", backend.get("overlay_volatile_provisions_per_s"), "/s", lower_is_better=False)
+row("the same, --overlay_volatile, 2 in flight", backend.get("overlay_volatile_provisions_per_s_2"), "/s", lower_is_better=False)
 row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False)
 row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
 row("round trips, 8 requesters x 1 server", actors.get("roundtrip_8x1_per_s"), "/s", caf.get("round_trip_per_s_median"), "CAF 0.17",

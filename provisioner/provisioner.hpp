@@ -79,6 +79,7 @@ struct Flags {
   std::string appcSimpleDiscoveryUriPrefix = "http://";
   std::string imageGcConfig;  // JSON or a file holding it
   store::ExtractLimits limits;
+  bool overlayVolatile = false;  // backend::BackendOptions::overlayVolatile
   // The command line's progress display; empty: none.
   std::function<void(const store::LayerProgress&)> progress;
   // How long create() waits for the work dir's lock while another process

@@ -268,6 +268,27 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));
 }
 
+// --overlay_volatile reaches the mount (the kernel lists the option) and
+// --priority is taken by provision; the rootfs works and goes on destroy.
+TEST_F(CliTest, OverlayVolatileAndPriorityOnProvision) {
+  const std::string image = pushBusybox("busybox");
+  auto provisioned =
+      run({"--image_provisioner_backend=overlay", "--overlay_volatile", "--priority=7", "provision", "v1", image});
+  ASSERT_EQ(0, provisioned.status) << provisioned.err;
+  const std::string rootfs = provisioned.out.substr(0, provisioned.out.size() - 1);
+  std::string options;
+  std::istringstream table(testing::readFile("/proc/self/mountinfo"));
+  for (std::string line; std::getline(table, line);) {
+    if (line.find(" " + rootfs + " ") != std::string::npos) options = line.substr(line.find(" - "));
+  }
+  EXPECT_NE(std::string::npos, options.find("volatile")) << rootfs << ": " << options;
+  auto ran = testing::runCommand({"chroot", rootfs, "/bin/echo", "volatile"});
+  EXPECT_EQ("volatile\n", ran.output);
+  EXPECT_EQ(0, run({"destroy", "v1"}).status);
+  EXPECT_FALSE(fs::exists(rootfs));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
+}
+
 // An ACI built here: `manifest` (an ImageManifest) and rootfs/ with `entries`.
 std::string makeAci(const std::string& name, const std::string& version, const std::string& app,
                     const std::string& dependencies, const std::vector<TarEntry>& entries) {
@@ -554,6 +575,8 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
       {{"--image_providers=docker,rkt", "images"}, 1, "rkt"},
       {{"frobnicate"}, 2, "frobnicate"},
       {{"provision", "c1"}, 2, "provision"},
+      {{"--priority=3", "images"}, 2, "--priority"},
+      {{"--priority=high", "pull", "busybox"}, 2, "priority"},
   };
   for (const auto& c : cases) {
     auto result = run(c.args);
