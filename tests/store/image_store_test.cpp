@@ -567,6 +567,47 @@ TEST_F(ImageStoreTest, AMoreUrgentCallerRaisesThePullItJoins) {
   EXPECT_EQ(gotC->layers, gotUrgent->layers);
 }
 
+// Two images that share a base layer share its pull: a more urgent pull
+// of the second raises the layer the first started, before b's own layer
+// that waits ahead of it.
+TEST_F(ImageStoreTest, AMoreUrgentPullRaisesASharedLayerAnotherPullStarted) {
+  const std::vector<TarEntry> base = {TarEntry::file("base", "shared")};
+  auto big = publish("test/big", "latest", {{TarEntry::file("big", "big")}});
+  auto b = publish("test/b", "latest", {{TarEntry::file("b", "b")}});
+  auto first = publish("test/first", "latest", {base});
+  auto second = publish("test/second", "latest", {base, {TarEntry::file("top", "top")}});
+  auto holding = std::make_shared<HoldingPuller>(puller_, big.layerDigests[0]);
+  puller_ = holding;
+  auto extractor = std::make_shared<Extractor>(runtime_, ExtractorOptions{.slots = 1, .urgentSlots = 0});
+  restartStore([&](ImageStoreOptions& options) { options.extractor = extractor; });
+  auto waiting = [&](std::size_t n) {
+    waitFor([&] {
+      auto load = extractor->load();
+      return load.waitFor(std::chrono::seconds(5)) && load.isReady() && load->waiting == n;
+    });
+  };
+  auto gotBig = store_->get(dockerImage(registry_.hostPort() + "/test/big"));
+  waitFor([&] { return holding->asked().size() == 1; });
+  auto gotB = store_->get(dockerImage(registry_.hostPort() + "/test/b"));
+  waiting(1);
+  auto gotFirst = store_->get(dockerImage(registry_.hostPort() + "/test/first"));
+  waiting(2);
+  messages::Image urgent = dockerImage(registry_.hostPort() + "/test/second");
+  urgent.set_priority(5);
+  auto gotSecond = store_->get(urgent);
+  waiting(3);  // its top layer waits too, at 5
+  holding->release();
+  for (auto* got : {&gotBig, &gotB, &gotFirst, &gotSecond}) AWAIT_READY(*got);
+  const auto asked = holding->asked();
+  ASSERT_EQ(4u, asked.size());
+  // The base (first's digest or second's: the same diffID) and the top
+  // layer, both at 5, before b's.
+  EXPECT_EQ(big.layerDigests[0], asked[0]);
+  EXPECT_EQ(b.layerDigests[0], asked[3]) << "b's layer went before the raised ones";
+  EXPECT_EQ((std::vector<int>{0, 5, 5, 0}), holding->priorities());
+  EXPECT_EQ(gotFirst->layers[0], gotSecond->layers[0]) << "one base layer for both";
+}
+
 TEST(ImageKeyTest, NormalisesEachSource) {
   messages::Image docker;
   docker.set_type(messages::Image::DOCKER);
