@@ -37,4 +37,11 @@ inline double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The value at fraction `p` (0.99: p99) of the sorted values; 0 for none.
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
 }  // namespace prov::bench

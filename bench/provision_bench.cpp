@@ -35,6 +35,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/provisioner_kit.hpp"
 #include "bench/pull_system.hpp"
 #include "bench/registry.hpp"
 #include "fetcher/puller.hpp"
@@ -48,69 +49,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace prov;
 using SteadyClock = std::chrono::steady_clock;
-
-// Counts layer blob downloads, by digest.
-class CountingPuller final : public fetcher::Puller {
- public:
-  explicit CountingPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
-  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
-                                                  const messages::Platform& platform) override {
-    return inner_->resolve(image, platform);
-  }
-  actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                            const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
-                                            std::shared_ptr<fetcher::BlobSources> sources) override {
-    {
-      std::lock_guard lock(mutex_);
-      ++fetched_;
-      digests_.insert(blob.digest());
-    }
-    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
-  }
-  std::size_t fetched() {
-    std::lock_guard lock(mutex_);
-    return fetched_;
-  }
-  void reset() {
-    std::lock_guard lock(mutex_);
-    fetched_ = 0;
-    digests_.clear();
-  }
-
- private:
-  std::shared_ptr<fetcher::Puller> inner_;
-  std::mutex mutex_;
-  std::size_t fetched_ = 0;
-  std::set<std::string> digests_;
-};
+using bench::CountingPuller;
+using bench::makeProvisioner;
+using bench::percentile;
 
 double seconds(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
-
-std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime, const fs::path& workDir,
-                                                          std::shared_ptr<fetcher::Puller> puller) {
-  fs::remove_all(workDir);
-  provisioner::Provisioner::Parts parts;
-  parts.workDir = workDir.string();
-  store::ImageStoreOptions options;
-  options.storeDir = (workDir / "store/docker").string();
-  auto store = store::ImageStore::create(runtime, options, [puller](const messages::Image&) { return puller; });
-  if (store.isError()) {
-    std::fprintf(stderr, "error: %s\n", store.error().message.c_str());
-    return nullptr;
-  }
-  parts.stores[store::kDockerProvider] = std::move(*store);
-  parts.backends = backend::createBackends(runtime);
-  parts.defaultBackend = backend::defaultBackend(workDir.string());
-  auto created = provisioner::Provisioner::create(std::move(parts), runtime);
-  if (created.isError()) {
-    std::fprintf(stderr, "error: %s\n", created.error().message.c_str());
-    return nullptr;
-  }
-  auto recovered = (*created)->recover({});
-  recovered.waitFor(std::chrono::minutes(5));
-  return std::move(*created);
 }
 
 struct Round {
@@ -149,11 +93,6 @@ Round provisionAll(provisioner::Provisioner& p, const std::vector<messages::Imag
   }
   round.latenciesMs = latencies;
   return round;
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
 
 void destroyAll(provisioner::Provisioner& p) {

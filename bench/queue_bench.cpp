@@ -39,6 +39,7 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/provisioner_kit.hpp"
 #include "bench/pull_system.hpp"
 #include "bench/registry.hpp"
 #include "fetcher/puller.hpp"
@@ -53,69 +54,13 @@ namespace {
 namespace fs = std::filesystem;
 using namespace prov;
 using SteadyClock = std::chrono::steady_clock;
-
-// Counts layer blob downloads.
-class CountingPuller final : public fetcher::Puller {
- public:
-  explicit CountingPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
-  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
-                                                  const messages::Platform& platform) override {
-    return inner_->resolve(image, platform);
-  }
-  actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                            const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
-                                            std::shared_ptr<fetcher::BlobSources> sources) override {
-    ++fetched_;
-    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
-  }
-  std::size_t fetched() const { return fetched_.load(); }
-  void reset() { fetched_ = 0; }
-
- private:
-  std::shared_ptr<fetcher::Puller> inner_;
-  std::atomic<std::size_t> fetched_{0};
-};
+using bench::CountingPuller;
+using bench::makeProvisioner;
+using bench::median;
+using bench::percentile;
 
 double secondsSince(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
-
-// A provisioner on a fresh work dir whose store shares `extractor`.
-std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime, const fs::path& workDir,
-                                                          std::shared_ptr<fetcher::Puller> puller,
-                                                          std::shared_ptr<store::Extractor> extractor) {
-  fs::remove_all(workDir);
-  provisioner::Provisioner::Parts parts;
-  parts.workDir = workDir.string();
-  store::ImageStoreOptions options;
-  options.storeDir = (workDir / "store/docker").string();
-  options.extractor = std::move(extractor);
-  auto store = store::ImageStore::create(runtime, options, [puller](const messages::Image&) { return puller; });
-  if (store.isError()) {
-    std::fprintf(stderr, "error: %s\n", store.error().message.c_str());
-    return nullptr;
-  }
-  parts.stores[store::kDockerProvider] = std::move(*store);
-  parts.backends = backend::createBackends(runtime);
-  parts.defaultBackend = backend::defaultBackend(workDir.string());
-  auto created = provisioner::Provisioner::create(std::move(parts), runtime);
-  if (created.isError()) {
-    std::fprintf(stderr, "error: %s\n", created.error().message.c_str());
-    return nullptr;
-  }
-  auto recovered = (*created)->recover({});
-  recovered.waitFor(std::chrono::minutes(5));
-  return std::move(*created);
 }
 
 // Bytes that neither repeat nor compress (a layer of binaries, roughly).

@@ -1,0 +1,74 @@
+#pragma once
+
+// What the drivers that run an embedded Provisioner share: a puller that
+// counts layer blob downloads, and a Provisioner on a fresh work dir.
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "backend/backend.hpp"
+#include "fetcher/puller.hpp"
+#include "provisioner/provisioner.hpp"
+#include "store/extractor.hpp"
+#include "store/image_store.hpp"
+
+namespace prov::bench {
+
+// Counts layer blob downloads.
+class CountingPuller final : public fetcher::Puller {
+ public:
+  explicit CountingPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
+  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
+                                                  const messages::Platform& platform) override {
+    return inner_->resolve(image, platform);
+  }
+  actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
+                                            const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
+                                            std::shared_ptr<fetcher::BlobSources> sources) override {
+    ++fetched_;
+    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
+  }
+  std::size_t fetched() const { return fetched_.load(); }
+  void reset() { fetched_ = 0; }
+
+ private:
+  std::shared_ptr<fetcher::Puller> inner_;
+  std::atomic<std::size_t> fetched_{0};
+};
+
+// A recovered Provisioner on `workDir` (removed first), its docker store
+// pulling through `puller` (and extracting through `extractor` when
+// given), with every backend this machine runs; null after a line on
+// stderr when it cannot be made.
+inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime,
+                                                                 const std::filesystem::path& workDir,
+                                                                 std::shared_ptr<fetcher::Puller> puller,
+                                                                 std::shared_ptr<store::Extractor> extractor = nullptr) {
+  std::filesystem::remove_all(workDir);
+  provisioner::Provisioner::Parts parts;
+  parts.workDir = workDir.string();
+  store::ImageStoreOptions options;
+  options.storeDir = (workDir / "store/docker").string();
+  options.extractor = std::move(extractor);
+  auto store = store::ImageStore::create(runtime, options, [puller](const messages::Image&) { return puller; });
+  if (store.isError()) {
+    std::fprintf(stderr, "error: %s\n", store.error().message.c_str());
+    return nullptr;
+  }
+  parts.stores[store::kDockerProvider] = std::move(*store);
+  parts.backends = backend::createBackends(runtime);
+  parts.defaultBackend = backend::defaultBackend(workDir.string());
+  auto created = provisioner::Provisioner::create(std::move(parts), runtime);
+  if (created.isError()) {
+    std::fprintf(stderr, "error: %s\n", created.error().message.c_str());
+    return nullptr;
+  }
+  auto recovered = (*created)->recover({});
+  recovered.waitFor(std::chrono::minutes(5));
+  return std::move(*created);
+}
+
+}  // namespace prov::bench
