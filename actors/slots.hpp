@@ -43,6 +43,16 @@
 
 namespace prov::actors {
 
+// Raises a shared priority to `priority` if it is lower; true if it rose.
+// Call the Slots' reconsider() after (on its owner's strand).
+inline bool raisePriority(std::atomic<int>& value, int priority) {
+  int now = value.load();
+  while (now < priority) {
+    if (value.compare_exchange_weak(now, priority)) return true;
+  }
+  return false;
+}
+
 class Slots {
  public:
   using Post = std::function<void(std::function<void()>)>;

@@ -53,6 +53,16 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
     ::close(fsFd);
     return actors::errnoError(ErrorKind::IO, "Failed to " + what + detail, err);
   };
+  // Before 6.5 overlay takes the kernel's legacy parameters, which accept
+  // any key (lowerdir+ too) and fail only at create: a key no overlay knows
+  // tells them apart.
+  if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "x-provisioner-probe", "1", 0) == 0) {
+    ::close(fsFd);
+    return Error(ErrorKind::Unsupported, "legacy overlay parameters");
+  }
+  char refused[512];
+  while (::read(fsFd, refused, sizeof(refused)) > 0) {
+  }  // the probe's "Unknown parameter": not what a later failure should quote
   for (std::size_t i = layers.size(); i-- > 0;) {
     if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "lowerdir+", layers[i].c_str(), 0) != 0) {
       if (i + 1 == layers.size() && errno == EINVAL) {
@@ -101,9 +111,13 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
   int err = errno;
   (void)actors::fs::removeTree(*links);
   if (rc != 0) {
-    return actors::errnoError(
-        ErrorKind::IO,
-        "Failed to mount the overlay of " + std::to_string(layers.size()) + " layers at '" + rootfs + "'", err);
+    const std::string hint = isVolatile && err == EINVAL
+                                 ? " (overlay's 'volatile' needs Linux 5.10 or later: without --overlay_volatile?)"
+                                 : "";
+    return actors::errnoError(ErrorKind::IO,
+                              "Failed to mount the overlay of " + std::to_string(layers.size()) + " layers at '" +
+                                  rootfs + "'" + hint,
+                              err);
   }
   return Nothing{};
 }

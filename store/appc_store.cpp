@@ -174,6 +174,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     const std::uint64_t serial = ++gets_;
     busy_[serial];
     auto resolution = std::make_shared<Resolution>();
+    resolution->priority = image.priority();
     return resolve(*query, cached, {}, serial, resolution)
         .then(actors::defer(self(), &Self::remember, key))
         .then(actors::defer(self(), &Self::infoOf))
@@ -314,6 +315,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   struct Resolution {
     std::map<std::string, Future<std::vector<std::string>>> resolved;  // full key -> ids
     std::size_t images = 0;
+    int priority = 0;  // the request's (Image.priority), for every fetch of its tree
   };
 
   // The ids making `query`'s image: its dependencies' (recursively, each
@@ -330,7 +332,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
                        " images in its dependency tree (the image layer limit, --max_image_layers)");
     }
     chain.push_back(key);
-    Future<std::vector<std::string>> ids = fetchImage(query, cached, serial)
+    Future<std::vector<std::string>> ids = fetchImage(query, cached, serial, resolution->priority)
                                                .then(actors::defer(self(), &Self::resolveDependencies, cached, chain,
                                                                    serial, resolution));
     resolution->resolved.emplace(key, ids);
@@ -423,7 +425,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   // One image (without its dependencies): from the store when it is there,
   // else fetched once for everyone asking. Its id is held for `serial`
   // (against prune) in the same turn it becomes known.
-  Future<std::string> fetchImage(const AppcImage& query, bool cached, std::uint64_t serial) {
+  Future<std::string> fetchImage(const AppcImage& query, bool cached, std::uint64_t serial, int priority) {
     auto hold = [this, serial](const std::string& id) {
       if (auto held = busy_.find(serial); held != busy_.end()) held->second.insert(id);
       return id;
@@ -459,8 +461,26 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       if (best != nullptr) return hold(bestId);
     }
     const std::string key = fullKey(query);
-    return fetches_.join(key, [&] { return download(query); })
-        .then(actors::defer(self(), [this, key, hold](const Fetched& fetched) {
+    // One priority per fetch, the highest of those who asked (a fetch
+    // joined by a more urgent request moves up in the extractor's queue).
+    auto& shared = fetchPriorities_[key];
+    if (shared && fetches_.peek(key)) {
+      if (actors::raisePriority(*shared, priority)) extractor_->reconsider();
+    } else {
+      shared = std::make_shared<std::atomic<int>>(priority);
+    }
+    auto own = shared;
+    Future<Fetched> fetched = fetches_.join(key, [&] { return download(query, own); });
+    auto forget = actors::defer(self(), [this, key, own] {
+      auto it = fetchPriorities_.find(key);
+      if (it != fetchPriorities_.end() && it->second == own) fetchPriorities_.erase(it);
+    });
+    if (auto running = fetches_.peek(key)) {
+      running->onAny(forget);
+    } else {
+      forget();
+    }
+    return fetched.then(actors::defer(self(), [this, key, hold](const Fetched& fetched) {
           aliases_[key] = fetched.id;
           return hold(fetched.id);
         }));
@@ -469,7 +489,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   // The ACI fetched and extracted through the extractor, then checked and
   // committed; the staging directory is gone (committed or removed) before
   // the caller hears.
-  Future<Fetched> download(const AppcImage& query) {
+  Future<Fetched> download(const AppcImage& query, const std::shared_ptr<std::atomic<int>>& priority) {
     messages::ExtractRequest request;
     request.set_format(messages::ExtractRequest::ACI);
     request.set_what("the ACI of AppC image '" + query.name() + "'");
@@ -481,7 +501,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         return Fed{aci.path, aci.downloaded, "the ACI of AppC image '" + name + "' ('" + aci.source + "')"};
       });
     };
-    return afterExtraction(runtime_, extractor_->extract(request, std::move(feed)),
+    request.set_priority(priority->load());
+    return afterExtraction(runtime_, extractor_->extract(request, std::move(feed), {}, nullptr, priority),
                            actors::defer(self(), &Self::storeAci, query))
         .onReady(actors::defer(self(), &Self::stored));
   }
@@ -517,6 +538,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   std::uint64_t stores_ = 0;
   std::uint64_t gets_ = 0;
   actors::SharedWork<Fetched> fetches_;
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> fetchPriorities_;  // by full key, while fetched
   GarbageCollector gc_;
   const std::shared_ptr<Extractor> extractor_;  // shared with the other stores when the options give one
 };

@@ -218,21 +218,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> layers;  // chain ids it waits for
   };
 
-  static bool raiseTo(std::atomic<int>& value, int priority) {
-    int now = value.load();
-    while (now < priority) {
-      if (value.compare_exchange_weak(now, priority)) return true;
-    }
-    return false;
-  }
-
   // A more urgent request joined `pull`: its layers still waiting for a slot
   // move up (no second queue where the old order would hold).
   void raise(PullPriority& pull, int priority) {
-    if (!raiseTo(*pull.value, priority)) return;
+    if (!actors::raisePriority(*pull.value, priority)) return;
     for (const auto& id : pull.layers) {
       auto layer = layerPriorities_.find(id);
-      if (layer != layerPriorities_.end()) raiseTo(*layer->second, priority);
+      if (layer != layerPriorities_.end()) actors::raisePriority(*layer->second, priority);
     }
     extractor_->reconsider();
   }
@@ -410,7 +402,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       bool started = false;
       priority->layers.push_back(ids[i]);
       auto layerPriority = layerPriorities_.find(ids[i]);
-      if (layerPriority != layerPriorities_.end() && raiseTo(*layerPriority->second, priority->value->load())) {
+      if (layerPriority != layerPriorities_.end() && actors::raisePriority(*layerPriority->second, priority->value->load())) {
         extractor_->reconsider();
       }
       joined.push_back(layerPulls_.join(ids[i], [&] {

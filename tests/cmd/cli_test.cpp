@@ -273,18 +273,20 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
 TEST_F(CliTest, OverlayVolatileAndPriorityOnProvision) {
   const std::string image = pushBusybox("busybox");
   auto provisioned =
-      run({"--image_provisioner_backend=overlay", "--overlay_volatile", "--priority=7", "provision", "v1", image});
+      run({"--image_provisioner_backend=overlay", "--overlay_volatile", "--priority=7", "provision", "c1", image});
   ASSERT_EQ(0, provisioned.status) << provisioned.err;
   const std::string rootfs = provisioned.out.substr(0, provisioned.out.size() - 1);
   std::string options;
   std::istringstream table(testing::readFile("/proc/self/mountinfo"));
   for (std::string line; std::getline(table, line);) {
-    if (line.find(" " + rootfs + " ") != std::string::npos) options = line.substr(line.find(" - "));
+    if (line.find(" " + rootfs + " ") != std::string::npos) options = line.substr(line.rfind(' ') + 1);
   }
-  EXPECT_NE(std::string::npos, options.find("volatile")) << rootfs << ": " << options;
+  options = "," + options + ",";
+  EXPECT_TRUE(options.find(",volatile,") != std::string::npos || options.find(",fsync=volatile,") != std::string::npos)
+      << rootfs << ": " << options;
   auto ran = testing::runCommand({"chroot", rootfs, "/bin/echo", "volatile"});
   EXPECT_EQ("volatile\n", ran.output);
-  EXPECT_EQ(0, run({"destroy", "v1"}).status);
+  EXPECT_EQ(0, run({"destroy", "c1"}).status);
   EXPECT_FALSE(fs::exists(rootfs));
   EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
 }
@@ -576,6 +578,7 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
       {{"frobnicate"}, 2, "frobnicate"},
       {{"provision", "c1"}, 2, "provision"},
       {{"--priority=3", "images"}, 2, "--priority"},
+      {{"--image_provisioner_backend=copy", "--overlay_volatile", "images"}, 1, "overlay_volatile"},
       {{"--priority=high", "pull", "busybox"}, 2, "priority"},
   };
   for (const auto& c : cases) {

@@ -145,6 +145,7 @@ class AppcStoreTest : public testing::TemporaryDirectoryTest {
     AppcStoreOptions options;
     options.storeDir = storeDir_.string();
     options.syncImages = false;
+    options.extractor = extractor_;
     auto store = AppcStore::create(runtime_, options, std::move(*fetcher));
     ASSERT_TRUE(store.isSome()) << store.error().message;
     store_ = std::move(*store);
@@ -206,6 +207,7 @@ class AppcStoreTest : public testing::TemporaryDirectoryTest {
   bool http_ = false;
   std::filesystem::path storeDir_, acis_;
   std::unique_ptr<AppcStore> store_;
+  std::shared_ptr<Extractor> extractor_;  // null: the store makes its own
 };
 
 }  // namespace prov::store

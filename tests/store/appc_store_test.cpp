@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "store/aci.hpp"
 #include "testkit/files.hpp"
@@ -336,6 +337,48 @@ TEST_F(AppcStoreTest, ConcurrentGetsShareOneFetch) {
     EXPECT_EQ(id, get->image.appc().id());
   }
   EXPECT_EQ(1u, server_.count(".aci"));
+}
+
+// Image.priority reaches the extractor for AppC fetches: with the one slot
+// held, an urgent image takes the extra slot; a plain one waits until a
+// more urgent request for it joins its fetch and raises it.
+TEST_F(AppcStoreTest, APriorityAndARaiseReachTheExtractor) {
+  extractor_ = std::make_shared<Extractor>(runtime_, ExtractorOptions{.slots = 1, .urgentSlots = 1});
+  restartStore();
+  publish(simple("example.com/plain"));
+  publish(simple("example.com/urgent"));
+  // Holds the slot: an extraction whose archive never comes until the end.
+  messages::ExtractRequest holder;
+  holder.set_format(messages::ExtractRequest::ACI);
+  holder.set_what("the holder");
+  holder.set_staging_parent((storeDir_ / "staging").string());
+  actors::Promise<Fed> never;
+  auto held = extractor_->extract(holder, [&](const std::string&, const std::shared_ptr<fetcher::ByteSink>&) {
+    return never.future();
+  });
+  auto waiting = [&](std::size_t n) {
+    for (int i = 0; i < 3000; ++i) {
+      auto load = extractor_->load();
+      if (load.waitFor(std::chrono::seconds(5)) && load.isReady() && load->waiting == n && load->running >= 1) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  };
+  auto plain = store_->get(appcImage("example.com/plain"));
+  ASSERT_TRUE(waiting(1));
+  messages::Image urgentImage = appcImage("example.com/urgent");
+  urgentImage.set_priority(5);
+  AWAIT_READY(store_->get(urgentImage));
+  EXPECT_TRUE(plain.isPending()) << "0 is not above the holder's 0";
+  messages::Image raised = appcImage("example.com/plain");
+  raised.set_priority(9);
+  auto joined = store_->get(raised);
+  AWAIT_READY(joined);
+  AWAIT_READY(plain);
+  EXPECT_EQ(plain->image.appc().id(), joined->image.appc().id());
+  EXPECT_TRUE(held.isPending());
+  never.fail(Error(ErrorKind::Cancelled, "the test is over"));
+  AWAIT_FAILED(held);
 }
 
 // Bad ACIs: a clear error naming the image, and nothing stored.
