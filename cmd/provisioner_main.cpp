@@ -108,7 +108,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "overlay backend: mount rootfses with overlayfs's 'volatile' (Linux 5.10+): a sync asked for in the "
       "container (fsync, fdatasync, syncfs, O_SYNC) returns without syncing, so a program that trusts fsync (a "
       "database, a package manager) may lose acknowledged writes in a host crash, and a destroy no longer waits for "
-      "the upper file system's sync (provision+destroy 2-3x faster in bench_backend here); volumes are not "
+      "the upper file system's sync (provision+destroy about 2x faster in bench_backend here); volumes are not "
       "affected")(
       "docker_registry", po::value(&flags.dockerRegistry)->default_value(flags.dockerRegistry),
       "registry URL for references without one, or a directory of `docker save` tarballs (<dir>/<name>.tar)")(

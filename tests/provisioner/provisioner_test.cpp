@@ -407,6 +407,37 @@ TEST_F(ProvisionerTest, RecoverKeepsKnownContainersAndDestroysUnknownOnes) {
 // marked unfinished: recover takes that rootfs down (unmounts, removes) and
 // drops it, also for a known container. A record written before the mark
 // existed (no field 6) means "whole", and is kept.
+// A host crash under --overlay_volatile: the rootfses' mounts are gone,
+// their scratch dirs carry the kernel's volatile mark (the kernel would
+// refuse to mount them again). Recover destroys the unknown container's,
+// keeps the known one's unmounted and never mounts it; a new rootfs for
+// that container works, and destroying it removes everything.
+TEST_F(ProvisionerTest, AfterACrashVolatileRootfsesAreDestroyedOrKeptNeverRemounted) {
+  auto made = backend::createBackend(runtime_, backend::kOverlay, {.overlayVolatile = true});
+  ASSERT_TRUE(made.isSome()) << made.error().message;
+  std::shared_ptr<backend::Backend> volatileOverlay = std::move(*made);
+  start({}, backend::kOverlay, {}, {}, volatileOverlay);
+  auto kept = provisioner_->provision("kept", dockerImage("alpine"));
+  auto gone = provisioner_->provision("gone", dockerImage("alpine"));
+  AWAIT_READY(kept);
+  AWAIT_READY(gone);
+  ASSERT_EQ(2u, kept->ephemeralVolumes.size());
+  EXPECT_TRUE(fs::exists(fs::path(kept->ephemeralVolumes[1]) / "work/incompat/volatile"));
+  // The crash: the process and its mounts go, the disk stays.
+  provisioner_.reset();
+  for (const auto& rootfs : {kept->rootfs, gone->rootfs}) ASSERT_EQ(0, ::umount2(rootfs.c_str(), MNT_DETACH)) << rootfs;
+  start({"kept"}, backend::kOverlay, {}, {}, volatileOverlay);
+  EXPECT_FALSE(fs::exists(containerDir("gone")));
+  EXPECT_TRUE(fs::exists(containerDir("kept")));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_)) << "nothing was mounted again";
+  auto again = provisioner_->provision("kept", dockerImage("alpine"));
+  AWAIT_READY(again);
+  EXPECT_EQ("alpine", testing::readFile(fs::path(again->rootfs) / "etc/os"));
+  AWAIT_EXPECT_EQ(true, provisioner_->destroy("kept"));
+  EXPECT_FALSE(fs::exists(containerDir("kept")));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
+}
+
 TEST_F(ProvisionerTest, RecoverTakesDownARootfsLeftUnfinished) {
   auto unfinished = provisioner_->provision("c1", dockerImage("alpine"));
   auto whole = provisioner_->provision("c2", dockerImage("alpine"));
