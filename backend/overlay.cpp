@@ -114,10 +114,9 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
     const std::string hint = isVolatile && err == EINVAL
                                  ? " (overlay's 'volatile' needs Linux 5.10 or later: without --overlay_volatile?)"
                                  : "";
-    return actors::errnoError(ErrorKind::IO,
-                              "Failed to mount the overlay of " + std::to_string(layers.size()) + " layers at '" +
-                                  rootfs + "'" + hint,
-                              err);
+    return actors::errnoError(
+        ErrorKind::IO,
+        "Failed to mount the overlay of " + std::to_string(layers.size()) + " layers at '" + rootfs + "'" + hint, err);
   }
   return Nothing{};
 }

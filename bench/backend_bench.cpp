@@ -241,7 +241,10 @@ int main(int argc, char** argv) {
   auto copy = backend::createBackend(runtime, backend::kCopy);
   if (overlay.isError() || copy.isError() || volatileOverlay.isError()) {
     std::cerr << "error: "
-              << (overlay.isError() ? overlay.error() : copy.isError() ? copy.error() : volatileOverlay.error()).message
+              << (overlay.isError() ? overlay.error()
+                  : copy.isError()  ? copy.error()
+                                    : volatileOverlay.error())
+                     .message
               << "\n";
     return 1;
   }

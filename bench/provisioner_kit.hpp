@@ -43,10 +43,9 @@ class CountingPuller final : public fetcher::Puller {
 // pulling through `puller` (and extracting through `extractor` when
 // given), with every backend this machine runs; null after a line on
 // stderr when it cannot be made.
-inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime,
-                                                                 const std::filesystem::path& workDir,
-                                                                 std::shared_ptr<fetcher::Puller> puller,
-                                                                 std::shared_ptr<store::Extractor> extractor = nullptr) {
+inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(
+    actors::Runtime& runtime, const std::filesystem::path& workDir, std::shared_ptr<fetcher::Puller> puller,
+    std::shared_ptr<store::Extractor> extractor = nullptr) {
   std::filesystem::remove_all(workDir);
   provisioner::Provisioner::Parts parts;
   parts.workDir = workDir.string();

@@ -111,8 +111,8 @@ struct WithBig {
 
 // The small image provisioned once the big pull holds every slot and has
 // layers waiting; `smallPriority` for the small one.
-std::optional<WithBig> duringBig(provisioner::Provisioner& p, store::Extractor& extractor,
-                                 const messages::Image& big, messages::Image small, int smallPriority) {
+std::optional<WithBig> duringBig(provisioner::Provisioner& p, store::Extractor& extractor, const messages::Image& big,
+                                 messages::Image small, int smallPriority) {
   const auto start = SteadyClock::now();
   auto bigDone = p.provision("big", big);
   for (;;) {
@@ -145,10 +145,10 @@ int main(int argc, char** argv) {
       "bench_queue: a small urgent image during a big pull (FIFO against priority), and a burst of provisions of "
       "one uncached image; last line is JSON");
   options.add_options()("big_mib", po::value(&bigMib)->default_value(bigMib), "the big image's size")(
-      "big_layers", po::value(&bigLayers)->default_value(bigLayers), "the big image's layers")(
-      "burst", po::value(&burst)->default_value(burst), "provisions at once in the burst")(
-      "burst_mib", po::value(&burstMib)->default_value(burstMib), "the burst image's size (5 layers)")(
-      "runs", po::value(&runs)->default_value(runs), "runs per figure (medians)")(
+      "big_layers", po::value(&bigLayers)->default_value(bigLayers),
+      "the big image's layers")("burst", po::value(&burst)->default_value(burst), "provisions at once in the burst")(
+      "burst_mib", po::value(&burstMib)->default_value(burstMib),
+      "the burst image's size (5 layers)")("runs", po::value(&runs)->default_value(runs), "runs per figure (medians)")(
       "dir", po::value(&dir)->default_value(dir), "work directory (removed first)")(
       "scratch_mib", po::value(&scratchMib)->default_value(scratchMib),
       "size of the scratch ext4 (loop device) the work dirs go on, made anew before each timed run; 0: in --dir");
@@ -285,16 +285,18 @@ int main(int argc, char** argv) {
   const double singleS = median(single), p50 = percentile(latencies, 0.5), p99 = percentile(latencies, 0.99);
   std::printf("extractor: %zu slots + %zu urgent; big image %zu MiB in %zu layers; medians of %zu runs\n", slots,
               urgent, bigMib, bigLayers, runs);
-  std::printf("small image alone %.0f ms | during the big pull: FIFO %.0f ms (%.1fx alone), priority %.0f ms (%.1fx "
-              "alone); priority %.1fx sooner than FIFO\n",
-              median(smallAlone), median(smallFifo), median(smallFifo) / median(smallAlone), median(smallPrio),
-              median(smallPrio) / median(smallAlone), median(smallFifo) / median(smallPrio));
+  std::printf(
+      "small image alone %.0f ms | during the big pull: FIFO %.0f ms (%.1fx alone), priority %.0f ms (%.1fx "
+      "alone); priority %.1fx sooner than FIFO\n",
+      median(smallAlone), median(smallFifo), median(smallFifo) / median(smallAlone), median(smallPrio),
+      median(smallPrio) / median(smallAlone), median(smallFifo) / median(smallPrio));
   std::printf("big pull alone %.2f s | with the small one FIFO %.2f s, with priority %.2f s (%+.1f%%)\n",
               median(bigAlone), median(bigFifo), median(bigPrio),
               100.0 * (median(bigPrio) - median(bigAlone)) / median(bigAlone));
-  std::printf("burst: %zu provisions of one uncached %zu MiB image in %.2f s: p50 %.2f s, p99 %.2f s; one alone "
-              "%.2f s (p99 %.2fx); layer blobs fetched %zu of 5; failed %zu\n",
-              burst, burstMib, burstS, p50, p99, singleS, p99 / singleS, blobs, failed);
+  std::printf(
+      "burst: %zu provisions of one uncached %zu MiB image in %.2f s: p50 %.2f s, p99 %.2f s; one alone "
+      "%.2f s (p99 %.2fx); layer blobs fetched %zu of 5; failed %zu\n",
+      burst, burstMib, burstS, p50, p99, singleS, p99 / singleS, blobs, failed);
   std::printf(
       "{\"slots\":%zu,\"urgent_slots\":%zu,\"small_alone_ms\":%.1f,\"small_fifo_ms\":%.1f,\"small_prio_ms\":%.1f,"
       "\"prio_vs_alone\":%.2f,\"fifo_vs_prio\":%.2f,\"big_alone_s\":%.3f,\"big_fifo_s\":%.3f,\"big_prio_s\":%.3f,"

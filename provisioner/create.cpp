@@ -220,8 +220,8 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   parts.defaultBackend = flags.imageProvisionerBackend.empty() ? backend::defaultBackend(paths::root(workDir))
                                                                : flags.imageProvisionerBackend;
   if (flags.overlayVolatile && parts.defaultBackend != backend::kOverlay) {
-    return badFlag("overlay_volatile", "it is for the overlay backend, and the backend is '" + parts.defaultBackend +
-                                           "'");
+    return badFlag("overlay_volatile",
+                   "it is for the overlay backend, and the backend is '" + parts.defaultBackend + "'");
   }
   if (parts.backends.count(parts.defaultBackend) == 0) {
     return badFlag("image_provisioner_backend",

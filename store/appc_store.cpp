@@ -481,9 +481,9 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       forget();
     }
     return fetched.then(actors::defer(self(), [this, key, hold](const Fetched& fetched) {
-          aliases_[key] = fetched.id;
-          return hold(fetched.id);
-        }));
+      aliases_[key] = fetched.id;
+      return hold(fetched.id);
+    }));
   }
 
   // The ACI fetched and extracted through the extractor, then checked and

@@ -283,8 +283,8 @@ Extractor::~Extractor() = default;
 
 Future<ExtractResult> Extractor::extract(const ExtractRequest& request, Feed feed, ExtractProgressFn progress,
                                          std::shared_ptr<ByteBudget> budget, actors::Slots::Priority priority) {
-  return process_.dispatch(&ExtractorProcess::extract, request, std::move(feed), std::move(progress),
-                           std::move(budget), std::move(priority));
+  return process_.dispatch(&ExtractorProcess::extract, request, std::move(feed), std::move(progress), std::move(budget),
+                           std::move(priority));
 }
 
 void Extractor::reconsider() { process_.dispatch(&ExtractorProcess::reconsider); }

@@ -402,15 +402,16 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       bool started = false;
       priority->layers.push_back(ids[i]);
       auto layerPriority = layerPriorities_.find(ids[i]);
-      if (layerPriority != layerPriorities_.end() && actors::raisePriority(*layerPriority->second, priority->value->load())) {
+      if (layerPriority != layerPriorities_.end() &&
+          actors::raisePriority(*layerPriority->second, priority->value->load())) {
         extractor_->reconsider();
       }
       joined.push_back(layerPulls_.join(ids[i], [&] {
         started = true;
         auto own = std::make_shared<std::atomic<int>>(priority->value->load());
         layerPriorities_[ids[i]] = own;
-        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, ids,
-                                          verifiable ? diffIds[i] : std::string(), budget, own);
+        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(),
+                                          budget, own);
         layer.onAny(actors::defer(self(), [this, id = ids[i], own] {
           auto it = layerPriorities_.find(id);
           if (it != layerPriorities_.end() && it->second == own) layerPriorities_.erase(it);
@@ -588,13 +589,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     messages::ExtractRequest queued = request;
     queued.set_priority(priority->load());
     return extractor_->extract(queued, std::move(feed), progress, budget, priority)
-        .repair(actors::defer(
-            self(), [this, request, image, puller, resolved, progress, budget, priority, sources](
-                        const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
-              const auto next = sources->restartAt();
-              if (!next || !restartable(failed.failure().kind)) return failed;
-              return extractLayer(request, image, puller, resolved, progress, budget, priority, *next);
-            }));
+        .repair(actors::defer(self(),
+                              [this, request, image, puller, resolved, progress, budget, priority, sources](
+                                  const Future<messages::ExtractResult>& failed) -> Future<messages::ExtractResult> {
+                                const auto next = sources->restartAt();
+                                if (!next || !restartable(failed.failure().kind)) return failed;
+                                return extractLayer(request, image, puller, resolved, progress, budget, priority,
+                                                    *next);
+                              }));
   }
 
   // What a source's bad bytes or broken connection look like; another
@@ -621,7 +623,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::uint64_t pullSerial_ = 0;
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
-  std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;         // by shared pull key
+  std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;       // by shared pull key
   std::map<std::string, std::shared_ptr<std::atomic<int>>> layerPriorities_;  // by chain id, while pulled
   GarbageCollector gc_;
   // Every layer downloads and extracts through it (shared with the other

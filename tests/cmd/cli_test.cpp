@@ -272,8 +272,8 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
 // --priority is taken by provision; the rootfs works and goes on destroy.
 TEST_F(CliTest, OverlayVolatileAndPriorityOnProvision) {
   const std::string image = pushBusybox("busybox");
-  auto provisioned =
-      run({"--image_provisioner_backend=overlay", "--overlay_volatile", "--priority=7", "provision", "c1", image});
+  auto provisioned = run(
+      {"--image_provisioner_backend=overlay", "--overlay_volatile", "--priority=7", "provision", "c1", image});
   ASSERT_EQ(0, provisioned.status) << provisioned.err;
   const std::string rootfs = provisioned.out.substr(0, provisioned.out.size() - 1);
   std::string options;

@@ -353,13 +353,13 @@ TEST_F(AppcStoreTest, APriorityAndARaiseReachTheExtractor) {
   holder.set_what("the holder");
   holder.set_staging_parent((storeDir_ / "staging").string());
   actors::Promise<Fed> never;
-  auto held = extractor_->extract(holder, [&](const std::string&, const std::shared_ptr<fetcher::ByteSink>&) {
-    return never.future();
-  });
+  auto held = extractor_->extract(
+      holder, [&](const std::string&, const std::shared_ptr<fetcher::ByteSink>&) { return never.future(); });
   auto waiting = [&](std::size_t n) {
     for (int i = 0; i < 3000; ++i) {
       auto load = extractor_->load();
-      if (load.waitFor(std::chrono::seconds(5)) && load.isReady() && load->waiting == n && load->running >= 1) return true;
+      if (load.waitFor(std::chrono::seconds(5)) && load.isReady() && load->waiting == n && load->running >= 1)
+        return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return false;

@@ -322,8 +322,8 @@ TEST_F(ExtractorTest, AnUrgentRequestRunsBesideTheBoundAndARaiseReordersWaiters)
   ASSERT_TRUE(feeds.waitFor(1, urgent));
   EXPECT_EQ("urgent", urgent.name);
   results.push_back(extractor.extract(layerRequest(blob, tar, 10), feeds.feed("urgent-too")));
-  const Extractor::Load load =
-      loadWhen(extractor, [](const Extractor::Load& l) { return l.running == 2 && l.waiting == 3; });
+  const Extractor::Load load = loadWhen(extractor,
+                                        [](const Extractor::Load& l) { return l.running == 2 && l.waiting == 3; });
   EXPECT_EQ(1u, load.slots);
   EXPECT_EQ(1u, load.urgent);
   EXPECT_EQ(2u, load.running);
