@@ -1,4 +1,5 @@
 #include "cmd/output.hpp"
+#include "cmd/progress.hpp"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -140,23 +141,34 @@ std::string containersText(const std::vector<provisioner::ContainerInfo>& contai
   return std::string(buffer.GetString()) + "\n";
 }
 
-std::string imagesText(const std::vector<messages::StoredImage>& images, bool json) {
+std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool json) {
   if (!json) {
     std::string out;
-    for (const auto& i : images) {
+    for (const auto& [i, bytes, ownBytes, inUse] : images) {
       const auto layers = layerCount(i);
-      out += i.key() + "  " + imageDigest(i) + "  " + std::to_string(layers) + (layers == 1 ? " layer\n" : " layers\n");
+      out += i.key() + "  " + imageDigest(i) + "  " + humanBytes(bytes) + "  " + std::to_string(layers) +
+             (layers == 1 ? " layer\n" : " layers\n");
     }
     return out;
   }
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
   w.StartArray();
-  for (const auto& i : images) {
+  for (const auto& [i, bytes, ownBytes, inUse] : images) {
     w.StartObject();
     image(w, i);
     w.Key("layers");
     w.Uint(layerCount(i));
+    w.Key("size_bytes");
+    w.Int64(bytes);
+    w.Key("own_bytes");
+    w.Int64(ownBytes);
+    w.Key("pulled_at");
+    w.Int64(i.pulled_at());
+    w.Key("last_used_at");
+    w.Int64(i.last_used_at() > 0 ? i.last_used_at() : i.pulled_at());
+    w.Key("in_use");
+    w.Bool(inUse);
     w.EndObject();
   }
   w.EndArray();

@@ -32,7 +32,10 @@ std::string imageJson(const messages::StoredImage& image);
 std::string provisionJson(const provisioner::ProvisionInfo& info, const std::string& bundle = "");
 // One line per container ("ID  N rootfs(es)  BACKEND:ROOTFS_ID ..."), or a JSON array.
 std::string containersText(const std::vector<provisioner::ContainerInfo>& containers, bool json);
-// One line per image ("KEY  MANIFEST_DIGEST  N layers"), or a JSON array.
-std::string imagesText(const std::vector<messages::StoredImage>& images, bool json);
+// One line per image ("KEY  MANIFEST_DIGEST  SIZE  N layers"), or a JSON
+// array: the image and "layers", "size_bytes" (its layers on disk, each
+// once), "own_bytes" (of those, what no other image shares), "pulled_at"
+// and "last_used_at" (unix seconds; the last use to the minute), "in_use".
+std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool json);
 
 }  // namespace prov::cmd

@@ -52,6 +52,8 @@ constexpr const char* kUsage =
     "  containers                       list containers and their rootfses\n"
     "  images                           list the images in the store\n"
     "  prune [--exclude=IMAGE ...]      remove images and layers no container uses\n"
+    "  gc                               one check of image GC by --image_gc_config, now; prints\n"
+    "                                   the images it removed\n"
     "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
@@ -126,8 +128,12 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "where AppC images are found: PREFIX{name}-{version}-{os}-{arch}.aci; an http:// or https:// URL or a "
       "local directory ending in /")(
       "image_gc_config", po::value(&flags.imageGcConfig),
-      "automatic image GC: JSON or a file, {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
-      "{\"nanoseconds\":N},\"excluded_images\":[...]}")(
+      "image GC (checked every interval by an embedder; by `gc` here): JSON or a file. Mesos's policy, "
+      "every unused image below a free fraction: {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
+      "{\"nanoseconds\":N},\"excluded_images\":[...]}. The kubelet's, least recently used first, instead of "
+      "the headroom: \"image_gc_high_threshold_percent\":85,\"image_gc_low_threshold_percent\":80 (of the work "
+      "dir's file system), \"image_store_max_bytes\":N, \"image_minimum_age\":{\"nanoseconds\":N} (default 2 "
+      "min). Images in use or excluded always stay")(
       "max_layer_bytes", po::value(&flags.limits.maxLayerBytes)->default_value(flags.limits.maxLayerBytes),
       "a layer (or ACI) may unpack to at most this many bytes; also caps a download of unknown size")(
       "max_layer_entries", po::value(&flags.limits.maxEntries)->default_value(flags.limits.maxEntries),
@@ -184,7 +190,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
   const std::map<std::string, std::size_t> arity = {{"pull", 1},   {"provision", 2}, {"destroy", 1}, {"containers", 0},
-                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}};
+                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}, {"gc", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
   if (vm.count("entrypoint")) in.entrypoint = vm["entrypoint"].as<std::string>();
@@ -270,8 +276,14 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
     std::cout << *text;
     return 0;
   }
+  if (in.command == "gc") {
+    auto removed = blockOn(p.collectImages(), error);
+    if (!removed) return fail(error);
+    for (const auto& key : *removed) std::cout << cmd::printable(key) << "\n";
+    return 0;
+  }
   if (in.command == "images") {
-    auto images = blockOn(p.images(), error);
+    auto images = blockOn(p.imageUsage(), error);
     if (!images) return fail(error);
     std::cout << cmd::imagesText(*images, in.json);
     return 0;

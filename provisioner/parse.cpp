@@ -1,5 +1,6 @@
 // Command-line shaped inputs: container ids, image names, the image GC config.
 
+#include <algorithm>
 #include <rapidjson/document.h>
 
 #include <sstream>
@@ -113,6 +114,48 @@ Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile) {
       return bad("image_disk_watch_interval must be {\"nanoseconds\": N} with N > 0");
     }
     config.imageDiskWatchInterval = std::chrono::nanoseconds(v["nanoseconds"].GetInt64());
+  }
+  // The kubelet's policy.
+  auto percent = [&](const char* field, double& into) -> Try<bool> {
+    if (!doc.HasMember(field)) return false;
+    const auto& v = doc[field];
+    if (!v.IsNumber() || v.GetDouble() < 0 || v.GetDouble() > 100) {
+      return bad(std::string(field) + " must be a percentage in [0, 100]");
+    }
+    into = v.GetDouble();
+    return true;
+  };
+  auto high = percent("image_gc_high_threshold_percent", config.highThresholdPercent);
+  if (high.isError()) return high.error();
+  auto low = percent("image_gc_low_threshold_percent", config.lowThresholdPercent);
+  if (low.isError()) return low.error();
+  if (*high || *low) {
+    if (!*high) config.highThresholdPercent = 85;
+    if (!*low) config.lowThresholdPercent = std::min(80.0, config.highThresholdPercent);
+    if (config.highThresholdPercent <= 0) return bad("image_gc_high_threshold_percent must be above 0");
+    if (config.lowThresholdPercent > config.highThresholdPercent) {
+      return bad("image_gc_low_threshold_percent (" + std::to_string(config.lowThresholdPercent) +
+                 ") must not be above image_gc_high_threshold_percent (" + std::to_string(config.highThresholdPercent) +
+                 ")");
+    }
+  }
+  if (doc.HasMember("image_store_max_bytes")) {
+    const auto& v = doc["image_store_max_bytes"];
+    if (!v.IsUint64() || v.GetUint64() == 0) return bad("image_store_max_bytes must be a number of bytes above 0");
+    config.maxStoreBytes = v.GetUint64();
+  }
+  if (doc.HasMember("image_minimum_age")) {
+    const auto& v = doc["image_minimum_age"];
+    if (!v.IsObject() || !v.HasMember("nanoseconds") || !v["nanoseconds"].IsInt64() ||
+        v["nanoseconds"].GetInt64() < 0) {
+      return bad("image_minimum_age must be {\"nanoseconds\": N} with N >= 0");
+    }
+    config.minimumAge = std::chrono::nanoseconds(v["nanoseconds"].GetInt64());
+  }
+  if (config.leastRecentlyUsed() && doc.HasMember("image_disk_headroom")) {
+    return bad(
+        "image_disk_headroom (every unused image below it) and the thresholds or image_store_max_bytes "
+        "(least recently used first) are two policies; give one");
   }
   if (doc.HasMember("excluded_images")) {
     const auto& v = doc["excluded_images"];

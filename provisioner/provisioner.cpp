@@ -4,10 +4,15 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "actors/async.hpp"
 #include "actors/clock.hpp"
@@ -38,12 +43,92 @@ std::string parentOf(const std::string& id) {
   return slash == std::string::npos ? "" : id.substr(0, slash);
 }
 
-Try<double> statvfsFree(const std::string& path) {
+Try<DiskSpace> statvfsSpace(const std::string& path) {
   struct statvfs st {};
   if (::statvfs(path.c_str(), &st) != 0 || st.f_blocks == 0) {
     return Error(ErrorKind::IO, "Failed to statvfs '" + path + "': " + std::strerror(errno));
   }
-  return static_cast<double>(st.f_bavail) / static_cast<double>(st.f_blocks);
+  return DiskSpace{static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize,
+                   static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize};
+}
+
+// What a store's usage says, with the provider it came from.
+using ProviderUsage = std::vector<std::pair<std::string, store::StoreUsage>>;
+
+// Each content path: how many images are made of it.
+std::map<std::string, int> imagesUsing(const ProviderUsage& stores) {
+  std::map<std::string, int> refs;
+  for (const auto& [provider, usage] : stores) {
+    for (const auto& [key, content] : usage.contentOf) {
+      for (const auto& path : std::set<std::string>(content.begin(), content.end())) ++refs[path];
+    }
+  }
+  return refs;
+}
+
+// Which images the kubelet's policy removes (ImageGcConfig), by provider,
+// and the bytes that frees: none while the use is within the high threshold
+// and the cap; else the least recently used of those it may remove, until
+// what goes (with content no image is made of) brings the use down to the
+// low threshold and under the cap, or none is left.
+struct CollectionPlan {
+  std::int64_t need = 0;                                 // bytes to free
+  std::int64_t freed = 0;                                // what the removals free
+  std::map<std::string, std::vector<std::string>> keys;  // by provider
+  std::size_t count() const {
+    std::size_t n = 0;
+    for (const auto& [provider, list] : keys) n += list.size();
+    return n;
+  }
+};
+
+CollectionPlan planCollection(const ProviderUsage& stores, const DiskSpace& space, const ImageGcConfig& gc,
+                              const std::set<std::string>& kept, const std::set<std::string>& active,
+                              std::int64_t now) {
+  CollectionPlan plan;
+  std::int64_t storeBytes = 0;
+  for (const auto& [provider, usage] : stores) {
+    for (const auto& [path, bytes] : usage.bytes) storeBytes += bytes;
+  }
+  const double used = static_cast<double>(space.total - std::min(space.available, space.total));
+  if (gc.highThresholdPercent > 0 && used * 100 > gc.highThresholdPercent * static_cast<double>(space.total)) {
+    plan.need = static_cast<std::int64_t>(used - gc.lowThresholdPercent / 100 * static_cast<double>(space.total));
+  }
+  if (gc.maxStoreBytes > 0 && storeBytes > static_cast<std::int64_t>(gc.maxStoreBytes)) {
+    plan.need = std::max(plan.need, storeBytes - static_cast<std::int64_t>(gc.maxStoreBytes));
+  }
+  if (plan.need <= 0) return plan;
+  std::map<std::string, int> refs = imagesUsing(stores);
+  std::map<std::string, std::int64_t> bytes;
+  for (const auto& [provider, usage] : stores) bytes.insert(usage.bytes.begin(), usage.bytes.end());
+  for (const auto& [path, size] : bytes) {  // content no image is made of goes with any removal
+    if (refs.count(path) == 0 && active.count(path) == 0) plan.freed += size;
+  }
+  struct Candidate {
+    std::int64_t lastUse, pulledAt;
+    std::string key, provider;
+    const std::vector<std::string>* content;
+  };
+  std::vector<Candidate> candidates;
+  const auto minimumAge = std::chrono::duration_cast<std::chrono::seconds>(gc.minimumAge).count();
+  for (const auto& [provider, usage] : stores) {
+    for (const auto& image : usage.images) {
+      if (kept.count(image.key()) > 0 || now - image.pulled_at() < minimumAge) continue;
+      const std::int64_t lastUse = image.last_used_at() > 0 ? image.last_used_at() : image.pulled_at();
+      candidates.push_back({lastUse, image.pulled_at(), image.key(), provider, &usage.contentOf.at(image.key())});
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.lastUse, a.pulledAt, a.key) < std::tie(b.lastUse, b.pulledAt, b.key);
+  });
+  for (const auto& candidate : candidates) {
+    if (plan.freed >= plan.need) break;
+    for (const auto& path : std::set<std::string>(candidate.content->begin(), candidate.content->end())) {
+      if (--refs[path] == 0 && active.count(path) == 0) plan.freed += bytes[path];
+    }
+    plan.keys[candidate.provider].push_back(candidate.key);
+  }
+  return plan;
 }
 
 }  // namespace
@@ -60,7 +145,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   ProvisionerProcess(actors::Runtime& runtime, Provisioner::Parts parts)
       : actors::Process<ProvisionerProcess>("provisioner"), runtime_(runtime), parts_(std::move(parts)),
         root_(paths::root(parts_.workDir)) {
-    if (!parts_.diskFree) parts_.diskFree = statvfsFree;
+    if (!parts_.diskSpace) parts_.diskSpace = statvfsSpace;
   }
 
   void initialize() override {
@@ -522,34 +607,165 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excluded) {
     return underLock<Nothing>(Lock::Write, [this, excluded] {
-      std::vector<std::string> recorded;
-      for (const auto& [id, info] : infos_) {
-        for (const auto& rootfs : info->rootfses) {
-          recorded.insert(recorded.end(), rootfs.layers().begin(), rootfs.layers().end());
-          if (!rootfs.config().empty()) recorded.push_back(rootfs.config());
-        }
-      }
       ++prunes_;
       actors::log(actors::LogLevel::Info, "gc.prune",
                   {{"excluded", std::to_string(excluded.size())}, {"containers", std::to_string(infos_.size())}});
-      // As recorded, and canonical (file system calls: on the blocking
-      // pool): a record written when the store dir was spelled another way
-      // (a symlink, a trailing slash) still names the layers a container
-      // mounts.
-      return actors::async(runtime(),
-                           [recorded] {
-                             std::set<std::string> active(recorded.begin(), recorded.end());
-                             for (const auto& path : recorded) {
-                               std::error_code ec;
-                               const auto canonical = std::filesystem::canonical(path, ec);
-                               if (!ec) active.insert(canonical.string());
-                             }
-                             return active;
-                           })
-          .then(actors::defer(self(), [this, excluded](const std::set<std::string>& active) {
-            return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
-          }));
+      return activePaths().then(actors::defer(self(), [this, excluded](const std::set<std::string>& active) {
+        return forEachStore([&](store::Store& store) { return store.prune(excluded, active); });
+      }));
     });
+  }
+
+  // The layer directories and config files the containers' records name:
+  // as recorded, and canonical (file system calls: on the blocking pool),
+  // so that a record written when the store dir was spelled another way (a
+  // symlink, a trailing slash) still names the layers a container mounts.
+  Future<std::set<std::string>> activePaths() {
+    std::vector<std::string> recorded;
+    for (const auto& [id, info] : infos_) {
+      for (const auto& rootfs : info->rootfses) {
+        recorded.insert(recorded.end(), rootfs.layers().begin(), rootfs.layers().end());
+        if (!rootfs.config().empty()) recorded.push_back(rootfs.config());
+      }
+    }
+    return actors::async(runtime(), [recorded] {
+      std::set<std::string> active(recorded.begin(), recorded.end());
+      for (const auto& path : recorded) {
+        std::error_code ec;
+        const auto canonical = std::filesystem::canonical(path, ec);
+        if (!ec) active.insert(canonical.string());
+      }
+      return active;
+    });
+  }
+
+  // The keys of the images the containers' rootfses are made from.
+  std::set<std::string> imagesInUse() const {
+    std::set<std::string> keys;
+    for (const auto& [id, info] : infos_) {
+      for (const auto& rootfs : info->rootfses) keys.insert(rootfs.image_key());
+    }
+    return keys;
+  }
+
+  Future<ProviderUsage> storeUsage() {
+    std::vector<std::string> providers;
+    std::vector<Future<store::StoreUsage>> usages;
+    for (const char* provider : store::kProviders) {
+      if (auto it = parts_.stores.find(provider); it != parts_.stores.end()) {
+        providers.push_back(provider);
+        usages.push_back(it->second->usage());
+      }
+    }
+    return actors::collect(usages).then([providers](const std::vector<store::StoreUsage>& all) {
+      ProviderUsage zipped;
+      for (std::size_t i = 0; i < all.size(); ++i) zipped.emplace_back(providers[i], all[i]);
+      return zipped;
+    });
+  }
+
+  Future<std::vector<ImageUsage>> imageUsage() {
+    return storeUsage().then([inUse = imagesInUse()](const ProviderUsage& stores) {
+      const std::map<std::string, int> refs = imagesUsing(stores);
+      std::vector<ImageUsage> images;
+      for (const auto& [provider, usage] : stores) {
+        for (const auto& image : usage.images) {
+          ImageUsage entry{image, 0, 0, inUse.count(image.key()) > 0};
+          const auto& content = usage.contentOf.at(image.key());
+          for (const auto& path : std::set<std::string>(content.begin(), content.end())) {
+            auto size = usage.bytes.find(path);
+            if (size == usage.bytes.end()) continue;
+            entry.bytes += size->second;
+            if (refs.at(path) == 1) entry.ownBytes += size->second;
+          }
+          images.push_back(std::move(entry));
+        }
+      }
+      return images;
+    });
+  }
+
+  // ---- automatic image GC ----------------------------------------------------
+
+  Future<std::vector<std::string>> collectImages() {
+    if (!parts_.imageGc) {
+      return Error(ErrorKind::InvalidArgument, "There is no image GC config (--image_gc_config) to collect images by");
+    }
+    ++gcChecks_;
+    // Whether this check went on to remove images: counted with its
+    // outcome, in one step.
+    auto removing = std::make_shared<bool>(false);
+    // statvfs blocks: it runs on the blocking pool, not on this strand.
+    return actors::async(runtime_, [space = parts_.diskSpace, dir = parts_.workDir] { return space(dir); })
+        .then(actors::defer(
+            self(),
+            [this, removing](const DiskSpace& space) -> Future<std::vector<std::string>> {
+              const ImageGcConfig& gc = *parts_.imageGc;
+              if (gc.leastRecentlyUsed()) {
+                return underLock<std::vector<std::string>>(
+                    Lock::Write, [this, space, removing] { return collectLeastRecentlyUsed(space, removing); });
+              }
+              const double free = static_cast<double>(space.available) / static_cast<double>(space.total);
+              if (free >= gc.imageDiskHeadroom) return std::vector<std::string>{};
+              actors::log(actors::LogLevel::Info, "gc.headroom",
+                          {{"free", std::to_string(free)}, {"headroom", std::to_string(gc.imageDiskHeadroom)}});
+              *removing = true;
+              return images().then(actors::defer(self(), [this](const std::vector<messages::StoredImage>& before) {
+                return pruneImages(parts_.imageGc->excludedImages)
+                    .then(actors::defer(self(), [this] { return images(); }))
+                    .then(actors::defer(self(), [this, before](const std::vector<messages::StoredImage>& after) {
+                      std::set<std::string> left;
+                      for (const auto& image : after) left.insert(image.key());
+                      std::vector<std::string> removed;
+                      for (const auto& image : before) {
+                        if (left.count(image.key()) == 0) removed.push_back(image.key());
+                      }
+                      gcRemoved_ += removed.size();
+                      return removed;
+                    }));
+              }));
+            }))
+        .onAny(actors::defer(self(), [this, removing](const Future<std::vector<std::string>>& collected) {
+          if (*removing) ++gcPrunes_;
+          if (!collected.isReady()) ++gcFailures_;  // the next check tries again
+        }));
+  }
+
+  // Under the write lock: no provision starts using an image meanwhile.
+  Future<std::vector<std::string>> collectLeastRecentlyUsed(const DiskSpace& space,
+                                                            const std::shared_ptr<bool>& removing) {
+    return activePaths().then(actors::defer(self(), [this, space, removing](const std::set<std::string>& active) {
+      return storeUsage().then(actors::defer(self(), [this, space, active, removing](const ProviderUsage& stores) {
+        const ImageGcConfig& gc = *parts_.imageGc;
+        std::set<std::string> kept = imagesInUse();
+        for (const auto& image : gc.excludedImages) {
+          for (const auto& [provider, store] : parts_.stores) {
+            if (auto key = store->keyOf(image); key.isSome()) kept.insert(*key);
+          }
+        }
+        const auto plan = planCollection(stores, space, gc, kept, active,
+                                         static_cast<std::int64_t>(std::time(nullptr)));
+        if (plan.need <= 0) return Future<std::vector<std::string>>(std::vector<std::string>{});
+        actors::log(plan.freed >= plan.need ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
+                    {{"need_bytes", std::to_string(plan.need)},
+                     {"freed_bytes", std::to_string(plan.freed)},
+                     {"images", std::to_string(plan.count())},
+                     {"enough", plan.freed >= plan.need ? "true" : "false"}});
+        std::vector<std::string> removed;
+        for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
+        *removing = true;
+        gcRemoved_ += removed.size();
+        // Every store, also one with nothing to forget: content no image
+        // is made of goes too.
+        std::vector<Future<Nothing>> removals;
+        for (const auto& [provider, store] : parts_.stores) {
+          auto keys = plan.keys.find(provider);
+          removals.push_back(
+              store->remove(keys == plan.keys.end() ? std::vector<std::string>{} : keys->second, active));
+        }
+        return actors::collect(removals).then([removed](const std::vector<Nothing>&) { return removed; });
+      }));
+    }));
   }
 
   std::vector<ContainerInfo> containers() {
@@ -582,6 +798,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         {"provisioner/image_gc_checks", static_cast<double>(gcChecks_)},
         {"provisioner/image_gc_prunes", static_cast<double>(gcPrunes_)},
         {"provisioner/image_gc_failures", static_cast<double>(gcFailures_)},
+        {"provisioner/image_gc_removed_images", static_cast<double>(gcRemoved_)},
     };
   }
 
@@ -665,32 +882,13 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   void scheduleGcCheck() {
     runtime_.clock().sleep(parts_.imageGc->imageDiskWatchInterval).onAny(actors::defer(self(), [this] {
-      checkDiskHeadroom();
-    }));
-  }
-
-  void checkDiskHeadroom() {
-    ++gcChecks_;
-    // statvfs blocks: it runs on the blocking pool, not on this strand.
-    actors::async(runtime_, [diskFree = parts_.diskFree, dir = parts_.workDir] {
-      return diskFree(dir);
-    }).onAny(actors::defer(self(), [this](const Future<double>& free) {
-      if (free.isReady() && free.get() < parts_.imageGc->imageDiskHeadroom) {
-        actors::log(
-            actors::LogLevel::Info, "gc.headroom",
-            {{"free", std::to_string(free.get())}, {"headroom", std::to_string(parts_.imageGc->imageDiskHeadroom)}});
-        pruneImages(parts_.imageGc->excludedImages).onAny(actors::defer(self(), [this](const Future<Nothing>& pruned) {
-          ++gcPrunes_;
-          if (!pruned.isReady()) {
-            ++gcFailures_;  // the next check tries again
-            actors::log(actors::LogLevel::Warn, "gc.failed",
-                        {{"error", pruned.isFailed() ? pruned.failure().message : "discarded"}});
-          }
-          scheduleGcCheck();
-        }));
-        return;
-      }
-      scheduleGcCheck();
+      collectImages().onAny(actors::defer(self(), [this](const Future<std::vector<std::string>>& collected) {
+        if (!collected.isReady()) {
+          actors::log(actors::LogLevel::Warn, "gc.failed",
+                      {{"error", collected.isFailed() ? collected.failure().message : "discarded"}});
+        }
+        scheduleGcCheck();
+      }));
     }));
   }
 
@@ -700,7 +898,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   std::map<std::string, std::shared_ptr<Info>> infos_;
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
-  std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes finished, and of those failed
+  std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed
+  std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed
   std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
   PullDurations pullDurations_;
 };
@@ -766,6 +965,14 @@ Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& exc
 
 Future<std::vector<ContainerInfo>> Provisioner::containers() {
   return owned_->process.dispatch(&ProvisionerProcess::containers);
+}
+
+Future<std::vector<ImageUsage>> Provisioner::imageUsage() {
+  return owned_->process.dispatch(&ProvisionerProcess::imageUsage);
+}
+
+Future<std::vector<std::string>> Provisioner::collectImages() {
+  return owned_->process.dispatch(&ProvisionerProcess::collectImages);
 }
 
 Future<std::vector<messages::StoredImage>> Provisioner::images() {

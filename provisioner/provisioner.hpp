@@ -24,8 +24,11 @@
 //                         config a container uses; removes the rest.
 //
 // Automatic image GC: with `imageGcConfig`, every `image_disk_watch_interval`
-// the free fraction of the work dir's file system is checked, and below
-// `image_disk_headroom` pruneImages(excluded_images) runs.
+// collectImages() runs one check of the work dir's file system, by one of
+// two policies (ImageGcConfig): Mesos's (below `image_disk_headroom` free,
+// pruneImages(excluded_images)) or the kubelet's (past a high threshold or
+// a store size cap, the least recently used images no container uses, down
+// to the low threshold).
 //
 // One process per work dir: create() takes an exclusive lock on
 // <work_dir>/lock and fails naming the pid that holds it.
@@ -92,14 +95,32 @@ struct Flags {
 };
 
 struct ImageGcConfig {
-  double imageDiskHeadroom = 0.1;  // prune when the free fraction falls below this
+  // Mesos's policy: when the free fraction falls below this, every image
+  // no container uses goes. Not with the kubelet's.
+  double imageDiskHeadroom = 0.1;
   std::chrono::nanoseconds imageDiskWatchInterval = std::chrono::minutes(1);
-  std::vector<messages::Image> excludedImages;
+  std::vector<messages::Image> excludedImages;  // never removed, by either policy
+  // The kubelet's policy (imageGCHighThresholdPercent, ...), on when a
+  // threshold or the cap is set: when more than `highThresholdPercent` of
+  // the work dir's file system is used, or the stores' content takes more
+  // than `maxStoreBytes`, images go least recently used first until at most
+  // `lowThresholdPercent` is used and the content fits under the cap. An
+  // image a container uses, an excluded one and one pulled less than
+  // `minimumAge` ago stay.
+  double highThresholdPercent = 0;  // 0: no threshold
+  double lowThresholdPercent = 0;
+  std::uint64_t maxStoreBytes = 0;  // 0: no cap
+  std::chrono::nanoseconds minimumAge = std::chrono::minutes(2);
+  bool leastRecentlyUsed() const { return highThresholdPercent > 0 || maxStoreBytes > 0; }
 };
 
-// Parses --image_gc_config (JSON, or a file path): {"image_disk_headroom": 0.1,
-// "image_disk_watch_interval": {"nanoseconds": N}, "excluded_images":
-// ["busybox", ...]}. InvalidArgument naming the field otherwise.
+// Parses --image_gc_config (JSON, or a file path). Mesos's policy:
+// {"image_disk_headroom": 0.1, "image_disk_watch_interval": {"nanoseconds":
+// N}, "excluded_images": ["busybox", ...]}. The kubelet's, instead of the
+// headroom: "image_gc_high_threshold_percent" (default 85 when the low one
+// is given), "image_gc_low_threshold_percent" (default 80), below the high;
+// "image_store_max_bytes"; "image_minimum_age": {"nanoseconds": N} (default
+// 2 minutes). InvalidArgument naming the field otherwise.
 Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile);
 
 struct ProvisionInfo {
@@ -115,8 +136,21 @@ struct ContainerInfo {
   std::vector<messages::ContainerRootfs> rootfses;
 };
 
-// Free fraction (0..1) of the file system holding a path.
-using DiskFree = std::function<Try<double>(const std::string& path)>;
+// The size of the file system holding a path, and what of it is available
+// (statvfs's f_blocks and f_bavail, in bytes).
+struct DiskSpace {
+  std::uint64_t total = 0;
+  std::uint64_t available = 0;
+};
+using DiskSpaceOf = std::function<Try<DiskSpace>(const std::string& path)>;
+
+// An image in a store, with what it takes on disk (Provisioner::imageUsage).
+struct ImageUsage {
+  messages::StoredImage image;  // last_used_at: its last use, to the minute
+  std::int64_t bytes = 0;       // its content (layers) on disk, each once
+  std::int64_t ownBytes = 0;    // of that, what no other image shares: what removing it would free
+  bool inUse = false;           // a container's rootfs is made from it
+};
 
 class ProvisionerProcess;
 
@@ -134,7 +168,7 @@ class Provisioner {
     std::map<std::string, std::unique_ptr<backend::Backend>> backends;
     std::string defaultBackend;
     std::optional<ImageGcConfig> imageGc;
-    DiskFree diskFree;                         // empty: statvfs
+    DiskSpaceOf diskSpace;                     // empty: statvfs
     std::chrono::milliseconds lockTimeout{0};  // as Flags::lockTimeout
     std::function<void(pid_t holder)> onLockWait;
   };
@@ -158,6 +192,12 @@ class Provisioner {
 
   Future<std::vector<ContainerInfo>> containers();
   Future<std::vector<messages::StoredImage>> images();
+  // Every image with its size, own bytes, last use and whether it is used.
+  Future<std::vector<ImageUsage>> imageUsage();
+  // One check of automatic image GC now, as the watch makes them (by the
+  // configured policy): the keys of the images it removed. InvalidArgument
+  // without an image GC config.
+  Future<std::vector<std::string>> collectImages();
   // Counters and timers, with Mesos's names where Mesos has one.
   Future<std::map<std::string, double>> metrics();
   // The same and the pull-duration histogram, in Prometheus's text format

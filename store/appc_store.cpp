@@ -16,6 +16,7 @@
 #include "actors/disk.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "actors/process.hpp"
 #include "actors/runtime.hpp"
 #include "actors/shared_work.hpp"
@@ -169,7 +170,14 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     // A cached image comes from the index whole, dependencies included.
     if (cached) {
       auto it = index_.find(key);
-      if (it != index_.end() && complete(it->second)) return infoOf(it->second);
+      if (it != index_.end() && complete(it->second)) {
+        if (touchLastUse(it->second)) {
+          metadata_.put(it->second).onFailed([key](const Error& error) {
+            actors::log(actors::LogLevel::Warn, "index.write_failed", {{"image", key}, {"error", error.message}});
+          });  // the next use tries again
+        }
+        return infoOf(it->second);
+      }
     }
     const std::uint64_t serial = ++gets_;
     busy_[serial];
@@ -184,26 +192,44 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         }));
   }
 
+  static Try<std::string> keyOf(const Image& image) {
+    if (image.type() != Image::APPC) return Error(ErrorKind::Unsupported, "The AppC store only holds AppC images");
+    auto query = fetcher::withDefaultLabels(image.appc());
+    if (query.isError()) return query.error();
+    return fullKey(*query);
+  }
+
   Future<Nothing> prune(const std::vector<Image>& excluded, const std::set<std::string>& activePaths) {
     std::set<std::string> keep;
     for (const auto& image : excluded) {
-      if (image.type() != Image::APPC) continue;
-      auto query = fetcher::withDefaultLabels(image.appc());
-      if (query.isSome()) keep.insert(fullKey(*query));
+      if (auto key = keyOf(image); key.isSome()) keep.insert(*key);
     }
     std::vector<std::string> forget;
-    std::set<std::string> used;
     for (const auto& [key, entry] : index_) {
       bool inUse = entry.appc().image_ids_size() > 0;
       for (const auto& id : entry.appc().image_ids()) {
         inUse = inUse && activePaths.count(paths::appc::rootfs(options_.storeDir, id)) > 0;
       }
-      if (keep.count(key) == 0 && !inUse) {
-        forget.push_back(key);
-        continue;
-      }
-      used.insert(entry.appc().image_ids().begin(), entry.appc().image_ids().end());
+      if (keep.count(key) == 0 && !inUse) forget.push_back(key);
     }
+    return forgetAndCollect(forget, activePaths);
+  }
+
+  Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) {
+    std::vector<std::string> forget;
+    for (const auto& key : keys) {
+      if (index_.count(key) > 0) forget.push_back(key);
+    }
+    return forgetAndCollect(forget, activePaths);
+  }
+
+  // The index without `forget`; then every image that no entry left, no
+  // path in `activePaths` and no running get uses goes to gc/.
+  Future<Nothing> forgetAndCollect(const std::vector<std::string>& forget, const std::set<std::string>& activePaths) {
+    for (const auto& key : forget) index_.erase(key);
+    std::set<std::string> used;
+    for (const auto& [key, entry] : index_)
+      used.insert(entry.appc().image_ids().begin(), entry.appc().image_ids().end());
     for (const auto& [serial, ids] : busy_) used.insert(ids.begin(), ids.end());
     std::vector<std::string> doomed;
     for (const auto& [id, manifest] : manifests_) {
@@ -212,10 +238,10 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
         doomed.push_back(id);
       }
     }
-    for (const auto& key : forget) index_.erase(key);
     std::vector<std::string> dirs;
     std::map<std::string, AppcManifest> removed;
     for (const auto& id : doomed) {
+      bytes_.erase(paths::appc::rootfs(options_.storeDir, id));
       removed.insert(manifests_.extract(id));
       dirs.push_back(paths::appc::image(options_.storeDir, id));
     }
@@ -246,6 +272,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     for (const auto& id : ids) stored.mutable_appc()->add_image_ids(id);
     *stored.mutable_config() = fetcher::appcRuntimeConfig(top->second);
     stored.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
+    stored.set_last_used_at(stored.pulled_at());
     index_[key] = stored;
     return metadata_.put(stored);
   }
@@ -256,6 +283,34 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     std::vector<StoredImage> all;
     for (const auto& [key, entry] : index_) all.push_back(entry);
     return all;
+  }
+
+  Future<StoreUsage> usage() {
+    StoreUsage usage;
+    for (const auto& [key, entry] : index_) {
+      usage.images.push_back(entry);
+      usage.contentOf[key] = infoOf(entry).layers;
+    }
+    std::vector<std::string> unknown;
+    for (const auto& [id, manifest] : manifests_) {
+      const std::string rootfs = paths::appc::rootfs(options_.storeDir, id);
+      if (auto known = bytes_.find(rootfs); known != bytes_.end()) {
+        usage.bytes[rootfs] = known->second;
+      } else {
+        unknown.push_back(rootfs);
+      }
+    }
+    if (unknown.empty()) return usage;
+    return actors::async(runtime_, [unknown] { return measureContent(unknown); })
+        .then(actors::defer(self(), [this, usage](const std::map<std::string, std::int64_t>& measured) mutable {
+          for (const auto& [rootfs, bytes] : measured) {
+            const std::string dir = rootfs.substr(0, rootfs.rfind('/'));
+            if (manifests_.count(paths::baseName(dir)) == 0) continue;  // removed meanwhile
+            bytes_[rootfs] = bytes;
+            usage.bytes[rootfs] = bytes;
+          }
+          return usage;
+        }));
   }
 
  private:
@@ -531,6 +586,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   MetadataManager metadata_;
   std::map<std::string, AppcManifest> manifests_;        // id -> manifest, every image in images/
   std::map<std::string, StoredImage> index_;             // key -> what it resolved to
+  std::map<std::string, std::int64_t> bytes_;            // image rootfs -> bytes on disk, once read
   std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
   std::set<std::string> unsettled_;                      // ids whose implied dirs wait for settle()
   std::map<std::string, std::string> aliases_;           // full key -> id fetched for it (this process)
@@ -557,6 +613,8 @@ Try<std::unique_ptr<AppcStore>> AppcStore::create(actors::Runtime& runtime, Appc
 
 AppcStore::AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime)
     : ProcessStore(runtime, std::move(process)) {}
+
+Try<std::string> AppcStore::keyOf(const messages::Image& image) const { return AppcStoreProcess::keyOf(image); }
 
 // ProcessOwner waits for a gc/ sweep in the background first (quiesce()).
 AppcStore::~AppcStore() = default;

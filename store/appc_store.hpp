@@ -66,6 +66,8 @@ class AppcStore final : public ProcessStore<AppcStoreProcess> {
                                                 std::shared_ptr<fetcher::AppcFetcher> fetcher);
   ~AppcStore() override;
 
+  Try<std::string> keyOf(const messages::Image& image) const override;
+
  private:
   AppcStore(std::unique_ptr<AppcStoreProcess> process, actors::Runtime& runtime);
 };

@@ -166,7 +166,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
     if (!complete) return joinPull(key, image);
-    if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return infoOf(stored);
+    if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return served(stored);
     // Pulled with someone's credentials: served only to a request whose
     // own can still read it.
     std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
@@ -175,7 +175,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // NotFound: the digest is gone (a moved tag whose old manifest was
     // deleted): pulled afresh, with this request's own credentials.
     return puller->checkAccess(image, stored.manifest_digest())
-        .then(actors::defer(self(), [this, stored] { return infoOf(stored); }))
+        .then(actors::defer(self(), [this, stored] { return served(stored); }))
         .repair(actors::defer(self(), [this, key, image](const Future<ImageInfo>& failed) -> Future<ImageInfo> {
           if (failed.failure().kind != ErrorKind::NotFound) return failed;
           return joinPull(key, image);
@@ -240,17 +240,31 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (key.isSome()) keep.insert(*key);
     }
     std::vector<std::string> forget;
-    std::set<std::string> usedLayers, usedConfigs;
     for (const auto& [key, image] : images_) {
       // An image every layer of which a container uses stays listed too.
       bool inUse = image.layer_ids_size() > 0;
       for (const auto& id : image.layer_ids()) {
         inUse = inUse && activePaths.count(paths::layerRootfs(options_.storeDir, id)) > 0;
       }
-      if (keep.count(key) == 0 && !inUse) {
-        forget.push_back(key);
-        continue;
-      }
+      if (keep.count(key) == 0 && !inUse) forget.push_back(key);
+    }
+    return forgetAndCollect(forget, activePaths);
+  }
+
+  Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) {
+    std::vector<std::string> forget;
+    for (const auto& key : keys) {
+      if (images_.count(key) > 0) forget.push_back(key);
+    }
+    return forgetAndCollect(forget, activePaths);
+  }
+
+  // The index without `forget`; then every layer and config that no image
+  // left, no path in `activePaths` and no running pull uses goes to gc/.
+  Future<Nothing> forgetAndCollect(const std::vector<std::string>& forget, const std::set<std::string>& activePaths) {
+    for (const auto& key : forget) images_.erase(key);
+    std::set<std::string> usedLayers, usedConfigs;
+    for (const auto& [key, image] : images_) {
       usedLayers.insert(image.layer_ids().begin(), image.layer_ids().end());
       usedConfigs.insert(paths::hexOf(image.config_digest()));
     }
@@ -267,9 +281,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       const std::string path = paths::config(options_.storeDir, name);
       if (usedConfigs.count(name) == 0 && activePaths.count(path) == 0) doomed.push_back(path);
     }
-    for (const auto& key : forget) images_.erase(key);
     for (const auto& path : doomed) {
       committed_.erase(paths::chainIdOfLayer(path));
+      bytes_.erase(path + "/rootfs");
       configFiles_.erase(paths::baseName(path));
     }
     return gc_.collect(metadata_.remove(forget), doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
@@ -300,6 +314,34 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return all;
   }
 
+  Future<StoreUsage> usage() {
+    StoreUsage usage;
+    for (const auto& [key, image] : images_) {
+      usage.images.push_back(image);
+      usage.contentOf[key] = infoOf(image).layers;
+    }
+    std::vector<std::string> unknown;
+    for (const auto& id : committed_) {
+      const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
+      auto known = bytes_.find(rootfs);
+      if (known != bytes_.end()) {
+        usage.bytes[rootfs] = known->second;
+      } else {
+        unknown.push_back(rootfs);
+      }
+    }
+    if (unknown.empty()) return usage;
+    return actors::async(runtime_, [unknown] { return measureContent(unknown); })
+        .then(actors::defer(self(), [this, usage](const std::map<std::string, std::int64_t>& measured) mutable {
+          for (const auto& [rootfs, bytes] : measured) {
+            if (committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) == 0) continue;
+            bytes_[rootfs] = bytes;
+            usage.bytes[rootfs] = bytes;
+          }
+          return usage;
+        }));
+  }
+
   Future<std::string> recoveryWarning() { return metadata_.recoveryWarning(); }
 
   void initialize() override {
@@ -313,6 +355,16 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
  private:
   std::string configPath(const StoredImage& image) const {
     return image.config_digest().empty() ? "" : paths::config(options_.storeDir, image.config_digest());
+  }
+
+  // `stored` handed out from the store: its last use moves on.
+  ImageInfo served(const StoredImage& stored) {
+    if (auto it = images_.find(stored.key()); it != images_.end() && touchLastUse(it->second)) {
+      metadata_.put(it->second).onFailed([key = stored.key()](const Error& error) {
+        actors::log(actors::LogLevel::Warn, "index.write_failed", {{"image", key}, {"error", error.message}});
+      });  // the next use tries again
+    }
+    return infoOf(stored);
   }
 
   ImageInfo infoOf(const StoredImage& image) const {
@@ -480,6 +532,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     for (const auto& id : ids) image.add_layer_ids(id);
     *image.mutable_config() = resolved.config();
     image.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
+    image.set_last_used_at(image.pulled_at());
     Future<Nothing> config = Nothing{};
     if (!image.config_digest().empty()) {
       const std::string path = configPath(image);
@@ -618,6 +671,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::map<std::string, StoredImage> images_;
   std::set<std::string> committed_;                          // chain ids in layers/
   std::set<std::string> configFiles_;                        // names in configs/
+  std::map<std::string, std::int64_t> bytes_;                // layer rootfs -> bytes on disk, once read
   std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex
   std::multimap<std::string, std::string> inflightLayers_;   // pull id -> chain ids it needs
   std::uint64_t pullSerial_ = 0;
@@ -648,6 +702,8 @@ ImageStore::ImageStore(std::unique_ptr<ImageStoreProcess> process, actors::Runti
 // ProcessOwner lets a gc/ sweep in the background finish first (quiesce()):
 // the directory it deletes in may go away with the store's owner.
 ImageStore::~ImageStore() = default;
+
+Try<std::string> ImageStore::keyOf(const messages::Image& image) const { return imageKey(image); }
 
 Future<std::string> ImageStore::recoveryWarning() { return process_.dispatch(&ImageStoreProcess::recoveryWarning); }
 

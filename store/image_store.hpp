@@ -119,6 +119,8 @@ class ImageStore final : public ProcessStore<ImageStoreProcess> {
                                                  PullerFor pullerFor);
   ~ImageStore() override;
 
+  Try<std::string> keyOf(const messages::Image& image) const override;
+
   // Why recover() found no usable index, if so ("" otherwise).
   Future<std::string> recoveryWarning();
 

@@ -1,14 +1,19 @@
 #include "store/layer_disk.hpp"
 
 #include <fcntl.h>
+#include <fts.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <set>
+#include <utility>
 
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
 
@@ -93,9 +98,72 @@ Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std:
   return result;
 }
 
+Try<std::int64_t> diskUsage(const std::string& root) {
+  std::string path = root;
+  char* const roots[] = {path.data(), nullptr};
+  FTS* walk = ::fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, nullptr);
+  if (walk == nullptr) return ioError("measure", root);
+  std::int64_t bytes = 0;
+  std::set<std::pair<dev_t, ino_t>> linked;  // files with several links, counted once
+  Try<std::int64_t> result = std::int64_t{0};
+  for (;;) {
+    errno = 0;
+    FTSENT* entry = ::fts_read(walk);
+    if (entry == nullptr) {  // the end, or an error
+      if (errno != 0) result = ioError("measure", root);
+      break;
+    }
+    if (entry->fts_info == FTS_DP) continue;  // a directory on the way out: counted on the way in
+    if (entry->fts_info == FTS_DNR || entry->fts_info == FTS_ERR || entry->fts_info == FTS_NS) {
+      result = ioError("measure", entry->fts_path, entry->fts_errno);
+      break;
+    }
+    const struct stat& st = *entry->fts_statp;
+    if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 && !linked.emplace(st.st_dev, st.st_ino).second) continue;
+    bytes += static_cast<std::int64_t>(st.st_blocks) * 512;
+  }
+  ::fts_close(walk);
+  if (result.isError()) return result;
+  return bytes;
+}
+
+Try<std::int64_t> contentBytes(const std::string& rootfs) {
+  const std::string file = paths::usageOf(rootfs);
+  if (auto text = actors::fs::readFile(file); text.isSome()) {
+    std::int64_t bytes = -1;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), bytes);
+    if (ec == std::errc() && bytes >= 0 && (end == text->data() + text->size() || *end == '\n')) return bytes;
+  }
+  auto measured = diskUsage(rootfs);
+  if (measured.isError()) return measured;
+  auto written = writeFileAtomically(file, std::to_string(*measured) + "\n", false);
+  if (written.isError()) return written.error();
+  return measured;
+}
+
+// Each of `rootfses`' bytes on disk (contentBytes); one that cannot be
+// measured (gone meanwhile, unreadable) is left out and logged.
+std::map<std::string, std::int64_t> measureContent(const std::vector<std::string>& rootfses) {
+  std::map<std::string, std::int64_t> measured;
+  for (const auto& rootfs : rootfses) {
+    auto bytes = contentBytes(rootfs);
+    if (bytes.isSome()) {
+      measured[rootfs] = *bytes;
+    } else {
+      actors::log(actors::LogLevel::Warn, "store.measure_failed", {{"error", bytes.error().message}});
+    }
+  }
+  return measured;
+}
+
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
                          const std::string& layerDir, bool sync) {
+  // Measured while the tree is in the cache; synced with it below.
+  auto measured = diskUsage(rootfs);
+  if (measured.isError()) return measured.error();
+  auto written = writeFileAtomically(paths::usageOf(rootfs), std::to_string(*measured) + "\n", false);
+  if (written.isError()) return written.error();
   auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, sync);
   if (settled.isError()) return settled;
 

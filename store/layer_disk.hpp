@@ -3,6 +3,8 @@
 // The blocking file-system steps of the image store (run on the blocking
 // pool): committing a staged layer, and the recover and prune sweeps.
 
+#include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,12 +23,28 @@ using actors::Try;
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync);
 
-// settleImpliedDirs, then renames `stagingDir` (holding rootfs/) to
+// Writes rootfs's size (diskUsage) to its usage file, settleImpliedDirs,
+// then renames `stagingDir` (holding rootfs/) to
 // `layerDir`. A layer already there (committed by someone
 // else) wins and the staging copy is removed.
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
                          const std::string& layerDir, bool sync);
+
+// Bytes on disk of the tree at `root`: its entries' allocated blocks, a
+// file with several hard links in the tree once. Does not follow symlinks
+// or cross into other file systems.
+Try<std::int64_t> diskUsage(const std::string& root);
+
+// What content directory `rootfs` takes on disk, as written in its usage
+// file (paths::usageOf) at commit; measured with diskUsage() and the file
+// written when it is missing or unreadable (content committed before the
+// store wrote it).
+Try<std::int64_t> contentBytes(const std::string& rootfs);
+
+// contentBytes() of each of `rootfses`; one that cannot be measured (gone
+// meanwhile, unreadable) is left out and logged.
+std::map<std::string, std::int64_t> measureContent(const std::vector<std::string>& rootfses);
 
 struct StoreContents {
   std::set<std::string> layers;   // chain ids ("sha256:<hex>") in layers/

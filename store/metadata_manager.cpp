@@ -1,5 +1,7 @@
 #include "store/metadata_manager.hpp"
 
+#include <ctime>
+
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -123,6 +125,13 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
   bool writing_ = false;
   std::vector<std::shared_ptr<Promise<Nothing>>> next_;
 };
+
+bool touchLastUse(messages::StoredImage& image) {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  if (now - image.last_used_at() < kLastUseResolution) return false;
+  image.set_last_used_at(now);
+  return true;
+}
 
 MetadataManager::MetadataManager(actors::Runtime& runtime, std::string storeDir)
     : process_(runtime, std::make_unique<MetadataManagerProcess>(runtime, std::move(storeDir))) {}

@@ -27,6 +27,14 @@ class Runtime;
 
 namespace prov::store {
 
+// How finely an image's last use (StoredImage::last_used_at) is kept.
+inline constexpr std::int64_t kLastUseResolution = 60;  // seconds
+
+// An image was handed out now: true when its last use moved (by
+// kLastUseResolution or more since the value the index holds), and the
+// index entry should be written.
+bool touchLastUse(messages::StoredImage& image);
+
 class MetadataManagerProcess;
 
 class MetadataManager {

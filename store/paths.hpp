@@ -10,6 +10,8 @@
 //     layers/<chain hex>/rootfs/     a committed layer, in overlay whiteout form;
 //                                    named by chain id (it settles the directories
 //                                    it only implies against its parents)
+//     layers/<chain hex>/usage       rootfs/'s size on disk, bytes (from session 13;
+//                                    measured and written when missing)
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
 //     gc/<random>/                   marked for deletion by prune(); swept in the background
@@ -19,6 +21,7 @@
 //   <store>/                         e.g. <work_dir>/store/appc
 //     images/sha512-<hex>/manifest   the image's manifest, as in its ACI
 //     images/sha512-<hex>/rootfs/    its root file system
+//     images/sha512-<hex>/usage      rootfs/'s size on disk, as a layer's
 //     images/sha512-<hex>/implied    the directories rootfs/ only implies, one a line,
 //                                    until they are settled against its dependencies
 //     staging/<random>/              fetches and extractions in progress; emptied by recover()
@@ -58,6 +61,11 @@ inline std::string gc(const std::string& store) { return store + "/gc"; }
 // The directories a store has from its creation on.
 inline std::vector<std::string> directories(const std::string& store) {
   return {staging(store), layers(store), configs(store), gc(store)};
+}
+// The file beside a content directory (a layer's or an AppC image's
+// rootfs/) that holds its size on disk in bytes, in decimal.
+inline std::string usageOf(std::string_view rootfs) {
+  return std::string(rootfs.substr(0, rootfs.rfind('/'))) + "/usage";
 }
 // <dir>/<random name>: a new entry's path under staging/ or gc/.
 inline std::string randomChild(const std::string& dir) { return dir + "/" + actors::randomName(); }

@@ -30,6 +30,8 @@ class ProcessStore : public Store {
   Future<Nothing> prune(const std::vector<messages::Image>& excluded,
                         const std::set<std::string>& activePaths) override;
   Future<std::vector<messages::StoredImage>> images() override;
+  Future<StoreUsage> usage() override;
+  Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) override;
 
  protected:
   ProcessStore(actors::Runtime& runtime, std::unique_ptr<P> process) : process_(runtime, std::move(process)) {}

@@ -28,4 +28,15 @@ Future<std::vector<messages::StoredImage>> ProcessStore<P>::images() {
   return process_.dispatch(&P::images);
 }
 
+template <typename P>
+Future<StoreUsage> ProcessStore<P>::usage() {
+  return process_.dispatch(&P::usage);
+}
+
+template <typename P>
+Future<Nothing> ProcessStore<P>::remove(const std::vector<std::string>& keys,
+                                        const std::set<std::string>& activePaths) {
+  return process_.dispatch(&P::remove, keys, activePaths);
+}
+
 }  // namespace prov::store

@@ -18,12 +18,23 @@
 //   directory is in `activePaths`; then removes all content that no
 //   remaining image, no path in `activePaths` and no running get uses.
 // images(): what the index holds now.
+// usage(): what its content takes on disk (StoreUsage), for image GC and
+//   `images --json`. A content directory committed before the store wrote
+//   its size (before session 13) is measured once, the first time it is
+//   asked for, and the figure written beside it.
+// remove(keys, activePaths): forgets the images with these keys (unknown
+//   ones are ignored), then removes content as prune() does: all that no
+//   remaining image, no path in `activePaths` and no running get uses.
+// keyOf(image): the key the store indexes `image` under; an error for an
+//   image of another provider.
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "actors/error.hpp"
 #include "actors/future.hpp"
 #include "messages/image.pb.h"
 
@@ -54,6 +65,17 @@ struct ImageInfo {
   std::int64_t fetchedBytes = 0;
 };
 
+// What a store's content takes on disk (Store::usage()).
+struct StoreUsage {
+  std::vector<messages::StoredImage> images;
+  // By image key: the content directories (rootfses, as ImageInfo::layers)
+  // it is made of, base first.
+  std::map<std::string, std::vector<std::string>> contentOf;
+  // Bytes on disk (allocated blocks, a hard-linked file once) of every
+  // content directory the store holds, by path, images' or not.
+  std::map<std::string, std::int64_t> bytes;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -63,6 +85,9 @@ class Store {
   virtual Future<Nothing> prune(const std::vector<messages::Image>& excluded,
                                 const std::set<std::string>& activePaths) = 0;
   virtual Future<std::vector<messages::StoredImage>> images() = 0;
+  virtual Future<StoreUsage> usage() = 0;
+  virtual Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) = 0;
+  virtual actors::Try<std::string> keyOf(const messages::Image& image) const = 0;
 };
 
 }  // namespace prov::store

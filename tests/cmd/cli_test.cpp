@@ -249,7 +249,13 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   auto images = run({"--json", "images"});
   doc.Parse(images.out.c_str());
   ASSERT_TRUE(doc.IsArray()) << images.out;
-  EXPECT_EQ(1u, doc.Size());
+  ASSERT_EQ(1u, doc.Size());
+  const auto& listed1 = doc[0];
+  EXPECT_GT(listed1["size_bytes"].GetInt64(), 0) << images.out;
+  EXPECT_EQ(listed1["size_bytes"].GetInt64(), listed1["own_bytes"].GetInt64()) << "no other image shares its layer";
+  EXPECT_TRUE(listed1["in_use"].GetBool()) << images.out;
+  EXPECT_GE(listed1["last_used_at"].GetInt64(), listed1["pulled_at"].GetInt64()) << images.out;
+  EXPECT_NE(std::string::npos, run({"images"}).out.find("iB  1 layer\n")) << "its size, for people";
 
   EXPECT_EQ(0, run({"destroy", "c1"}).status);
   EXPECT_FALSE(fs::exists(rootfs));
@@ -263,6 +269,16 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_EQ(0, run({"destroy", "c2"}).status);
   EXPECT_EQ(0, run({"prune", "--exclude=" + image}).status);
   EXPECT_NE("", run({"images"}).out) << "an excluded image stays";
+  auto noConfig = run({"gc"});
+  EXPECT_EQ(1, noConfig.status);
+  EXPECT_NE(std::string::npos, noConfig.err.find("--image_gc_config")) << noConfig.err;
+  const std::string capped =
+      R"(--image_gc_config={"image_store_max_bytes": 1, "image_minimum_age": {"nanoseconds": 0}})";
+  auto collected = run({capped, "gc"});
+  EXPECT_EQ(0, collected.status) << collected.err;
+  EXPECT_EQ("docker://" + image + ":latest\n", collected.out) << "past the cap, unused: removed";
+  EXPECT_EQ("", run({"images"}).out);
+  EXPECT_EQ("", run({capped, "gc"}).out) << "nothing left to remove";
   EXPECT_EQ(0, run({"prune"}).status);
   EXPECT_EQ("", run({"images"}).out);
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));

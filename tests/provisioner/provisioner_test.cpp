@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <ctime>
+#include <map>
 
 #include <fstream>
 
@@ -120,13 +122,13 @@ class ProvisionerTest : public ImageStoreTest {
 
   // A provisioner over workDir_, recovered with `known`.
   void start(const std::set<std::string>& known = {}, std::string backendName = backend::kOverlay,
-             std::optional<ImageGcConfig> gc = {}, DiskFree diskFree = {},
+             std::optional<ImageGcConfig> gc = {}, DiskSpaceOf diskSpace = {},
              std::shared_ptr<backend::Backend> replacement = nullptr) {
     provisioner_.reset();
     auto parts = makeParts(backendName, replacement);
     ASSERT_TRUE(parts.isSome()) << parts.error().message;
     parts->imageGc = gc;
-    parts->diskFree = diskFree;
+    parts->diskSpace = diskSpace;
     fixture::start(runtime_, std::move(*parts), known, provisioner_);
   }
 
@@ -336,7 +338,7 @@ TEST_F(ProvisionerFaultTest, AutomaticImageGcUnderEveryFault) {
   ImageGcConfig gc;
   gc.imageDiskHeadroom = 0.5;
   gc.imageDiskWatchInterval = std::chrono::seconds(10);
-  start({}, backend::kCopy, gc, [](const std::string&) -> Try<double> { return 0.0; });
+  start({}, backend::kCopy, gc, [](const std::string&) -> Try<DiskSpace> { return DiskSpace{1000, 0}; });
   auto metric = [&](const std::string& name) {
     auto metrics = provisioner_->metrics();
     EXPECT_TRUE(metrics.waitFor(testing::kDefaultAwait) && metrics.isReady());
@@ -622,7 +624,9 @@ TEST_F(ProvisionerTest, ImageGcRunsWhenFreeSpaceFallsBelowTheHeadroom) {
   gc.imageDiskHeadroom = 0.2;
   gc.imageDiskWatchInterval = std::chrono::seconds(10);
   gc.excludedImages = {dockerImage("debian")};
-  start({}, backend::kOverlay, gc, [free](const std::string&) -> Try<double> { return free->load(); });
+  start({}, backend::kOverlay, gc, [free](const std::string&) -> Try<DiskSpace> {
+    return DiskSpace{1000, static_cast<std::uint64_t>(free->load() * 1000)};
+  });
   AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
   AWAIT_READY(provisioner_->pullImage(dockerImage("debian")));
   runtime_.clock().advance(std::chrono::seconds(11));
@@ -689,6 +693,191 @@ TEST_F(ProvisionerTest, AFullDiskFailsTheProvisionClearlyAndImageGcMakesRoom) {
   auto info = provisioner_->provision("c", dockerImage(registry_.hostPort() + "/test/large"));
   AWAIT_READY(info);
   EXPECT_EQ(3u * 1024 * 1024, fs::file_size(fs::path(info->rootfs) / "large"));
+}
+
+// The index of the Docker store, rewritten: each listed key's last use (and
+// pull) set back, as if used that many seconds ago. What a store pulled days
+// ago looks like.
+void ageImages(const fs::path& workDir, const std::map<std::string, std::int64_t>& secondsAgo) {
+  const fs::path file = workDir / "store/docker/images";
+  messages::StoredImages index;
+  ASSERT_TRUE(index.ParseFromString(testing::readFile(file)));
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (auto& image : *index.mutable_images()) {
+    auto ago = secondsAgo.find(image.key());
+    if (ago == secondsAgo.end()) continue;
+    image.set_last_used_at(now - ago->second);
+    image.set_pulled_at(now - ago->second - 3600);
+  }
+  std::string bytes;
+  index.SerializeToString(&bytes);
+  testing::writeFile(file, bytes);
+}
+
+std::string dockerKey(const std::string& name) { return "docker://docker.io/library/" + name + ":latest"; }
+
+// The kubelet's policy on a real (tmpfs) file system of 16 MiB: four images
+// of 3 MiB each fill it to 75 %, past the high threshold (60 %). GC removes
+// the least recently used first (c, then b) until at most 40 % is used; it
+// keeps the image a running container uses although it is the least
+// recently used (a), and the excluded one (d); the container's rootfs still
+// reads its layer. A second check finds nothing to do.
+TEST_F(ProvisionerTest, ImageGcPastTheHighThresholdRemovesTheLeastRecentlyUsedDownToTheLow) {
+  provisioner_.reset();
+  runtime_.clock().pause();
+  const fs::path small = sandbox() / "small";
+  fs::create_directories(small);
+  ASSERT_EQ(0, ::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=16m,mode=0755")) << std::strerror(errno);
+  struct Unmount {
+    std::unique_ptr<Provisioner>& provisioner;
+    fs::path path;
+    ~Unmount() {
+      if (provisioner) fixture::destroyAll(*provisioner);
+      provisioner.reset();
+      ::umount2(path.c_str(), MNT_DETACH);
+    }
+  } unmount{provisioner_, small};
+  workDir_ = small / "work";
+  for (const char* name : {"a", "b", "c", "d"}) {
+    publish(std::string("library/") + name, "latest", {{TarEntry::file(name, randomBytes(3 * 1024 * 1024))}});
+  }
+  start();
+  for (const char* name : {"a", "b", "c", "d"}) AWAIT_READY(provisioner_->pullImage(dockerImage(name)));
+  auto running = provisioner_->provision("c1", dockerImage("a"));
+  AWAIT_READY(running);
+  provisioner_.reset();
+  // Least recently used first: a (in use), d (excluded), c, b.
+  ageImages(workDir_, {{dockerKey("a"), 4000}, {dockerKey("b"), 1000}, {dockerKey("c"), 2000}, {dockerKey("d"), 3000}});
+
+  ImageGcConfig gc;
+  gc.highThresholdPercent = 60;
+  gc.lowThresholdPercent = 40;
+  gc.minimumAge = std::chrono::seconds(0);
+  gc.imageDiskWatchInterval = std::chrono::hours(1);
+  gc.excludedImages = {dockerImage("d")};
+  start({"c1"}, backend::kOverlay, gc);
+  auto usage = provisioner_->imageUsage();
+  AWAIT_READY(usage);
+  ASSERT_EQ(4u, usage->size());
+  for (const auto& image : usage.get()) {
+    EXPECT_GE(image.bytes, 3 * 1024 * 1024) << image.image.key();
+    EXPECT_LT(image.bytes, 3 * 1024 * 1024 + 64 * 1024) << image.image.key();
+    EXPECT_EQ(image.bytes, image.ownBytes) << image.image.key() << ": shares nothing";
+    EXPECT_EQ(image.image.key() == dockerKey("a"), image.inUse) << image.image.key();
+  }
+  struct statvfs st {};
+  ASSERT_EQ(0, ::statvfs(small.c_str(), &st));
+  ASSERT_GT((st.f_blocks - st.f_bavail) * 100, st.f_blocks * 60) << "the images fill it past the high threshold";
+
+  auto removed = provisioner_->collectImages();
+  AWAIT_READY(removed);
+  EXPECT_EQ((std::vector<std::string>{dockerKey("c"), dockerKey("b")}), removed.get());
+  auto images = provisioner_->images();
+  AWAIT_READY(images);
+  std::set<std::string> left;
+  for (const auto& image : images.get()) left.insert(image.key());
+  EXPECT_EQ((std::set<std::string>{dockerKey("a"), dockerKey("d")}), left);
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  ASSERT_EQ(1u, containers->size());
+  const auto& rootfs = containers->front().rootfses.front();
+  for (const auto& layer : rootfs.layers()) EXPECT_TRUE(fs::exists(layer)) << "a running container lost " << layer;
+  EXPECT_EQ(3u * 1024 * 1024, fs::file_size(fs::path(running->rootfs) / "a"));
+  // The removed layers leave gc/ in the background.
+  waitFor([&] { return ::statvfs(small.c_str(), &st) == 0 && (st.f_blocks - st.f_bavail) * 100 <= st.f_blocks * 40; });
+  EXPECT_LE((st.f_blocks - st.f_bavail) * 100, st.f_blocks * 40) << "down to the low threshold";
+
+  auto again = provisioner_->collectImages();
+  AWAIT_READY(again);
+  EXPECT_EQ(std::vector<std::string>{}, again.get()) << "under the high threshold: nothing to do";
+  auto metrics = provisioner_->metrics();
+  AWAIT_READY(metrics);
+  EXPECT_EQ(2.0, metrics->at("provisioner/image_gc_removed_images"));
+  EXPECT_EQ(2.0, metrics->at("provisioner/image_gc_checks"));
+}
+
+// The store size cap, with images that share a layer: each image's size
+// counts the shared base once, its own bytes do not count it; past the cap
+// the least recently used image goes and the base it shares stays. Images
+// pulled less than the minimum age ago stay whatever the cap says. Layers
+// committed before the store wrote their size (the layout before session
+// 13) are measured on first use and the figure written.
+TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce) {
+  const auto base = TarEntry::file("base", randomBytes(1024 * 1024));
+  publish("library/x", "latest", {{base}, {TarEntry::file("x", randomBytes(1024 * 1024))}});
+  publish("library/y", "latest", {{base}, {TarEntry::file("y", randomBytes(1024 * 1024))}});
+  AWAIT_READY(provisioner_->pullImage(dockerImage("x")));
+  AWAIT_READY(provisioner_->pullImage(dockerImage("y")));
+  auto sizes = [&] {
+    std::map<std::string, std::pair<std::int64_t, std::int64_t>> bytes;
+    auto usage = provisioner_->imageUsage();
+    EXPECT_TRUE(usage.waitFor(testing::kDefaultAwait) && usage.isReady());
+    if (usage.isReady()) {
+      for (const auto& image : usage.get()) bytes[image.image.key()] = {image.bytes, image.ownBytes};
+    }
+    return bytes;
+  };
+  const auto before = sizes();
+  ASSERT_EQ(1u, before.count(dockerKey("x")));
+  const auto [xBytes, xOwn] = before.at(dockerKey("x"));
+  EXPECT_GE(xOwn, 1024 * 1024);
+  EXPECT_LT(xOwn, 1024 * 1024 + 64 * 1024);
+  EXPECT_GE(xBytes - xOwn, 1024 * 1024) << "the shared base, counted once in its size";
+  EXPECT_LT(xBytes - xOwn, 1024 * 1024 + 64 * 1024);
+
+  // The former layout: no usage file beside a layer.
+  provisioner_.reset();
+  std::vector<fs::path> usageFiles;
+  for (const auto& layer : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+    ASSERT_TRUE(fs::exists(layer.path() / "usage")) << layer.path();
+    usageFiles.push_back(layer.path() / "usage");
+    fs::remove(layer.path() / "usage");
+  }
+  ageImages(workDir_, {{dockerKey("x"), 600}, {dockerKey("y"), 300}});
+  ImageGcConfig gc;
+  gc.maxStoreBytes = static_cast<std::uint64_t>(xBytes + xOwn / 2);  // x and y do not fit; either does
+  gc.minimumAge = std::chrono::hours(2);
+  gc.imageDiskWatchInterval = std::chrono::hours(1);
+  auto plenty = [](const std::string&) -> Try<DiskSpace> { return DiskSpace{100ull << 30, 90ull << 30}; };
+  start({}, backend::kOverlay, gc, plenty);
+  EXPECT_EQ(before, sizes()) << "measured again, the same";
+  for (const auto& file : usageFiles) EXPECT_TRUE(fs::exists(file)) << file << " written back";
+
+  auto young = provisioner_->collectImages();
+  AWAIT_READY(young);
+  EXPECT_EQ(std::vector<std::string>{}, young.get()) << "both pulled within the minimum age: kept past the cap";
+
+  gc.minimumAge = std::chrono::minutes(30);
+  start({}, backend::kOverlay, gc, plenty);
+  auto removed = provisioner_->collectImages();
+  AWAIT_READY(removed);
+  EXPECT_EQ(std::vector<std::string>{dockerKey("x")}, removed.get());
+  EXPECT_EQ(1u, imageCount());
+  auto info = provisioner_->provision("c1", dockerImage("y"));
+  AWAIT_READY(info);
+  EXPECT_TRUE(fs::exists(fs::path(info->rootfs) / "base")) << "the shared base stayed";
+}
+
+// A get that hands out a stored image moves its last use, in the index
+// too, to the minute: a burst of provisions writes it once.
+TEST_F(ProvisionerTest, AProvisionMovesItsImagesLastUse) {
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  provisioner_.reset();
+  ageImages(workDir_, {{dockerKey("alpine"), 7200}});
+  start();
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  auto lastUse = [&] {
+    auto images = provisioner_->images();
+    EXPECT_TRUE(images.waitFor(testing::kDefaultAwait) && images.isReady());
+    return images.isReady() && images->size() == 1 ? images->front().last_used_at() : -1;
+  };
+  EXPECT_LE(lastUse(), now - 7200);
+  AWAIT_READY(provisioner_->provision("c1", dockerImage("alpine")));
+  EXPECT_GE(lastUse(), now);
+  AWAIT_READY(provisioner_->destroy("c1"));
+  provisioner_.reset();
+  start();
+  EXPECT_GE(lastUse(), now) << "written to the index";
 }
 
 // CVE-2021-41091 class: what an image holds (a setuid-root binary, a device
@@ -820,6 +1009,36 @@ TEST(ProvisionerParseTest, ImagesIdsAndGcConfig) {
   auto badGc = parseImageGcConfig(R"({"image_disk_headroom": 2})");
   ASSERT_TRUE(badGc.isError());
   EXPECT_NE(std::string::npos, badGc.error().message.find("image_disk_headroom"));
+  auto kubelet = parseImageGcConfig(
+      R"({"image_gc_high_threshold_percent": 90, "image_store_max_bytes": 1000,
+          "image_minimum_age": {"nanoseconds": 60000000000}})");
+  ASSERT_TRUE(kubelet.isSome()) << kubelet.error().message;
+  EXPECT_TRUE(kubelet->leastRecentlyUsed());
+  EXPECT_EQ(90, kubelet->highThresholdPercent);
+  EXPECT_EQ(80, kubelet->lowThresholdPercent) << "the kubelet's default";
+  EXPECT_EQ(1000u, kubelet->maxStoreBytes);
+  EXPECT_EQ(std::chrono::minutes(1), kubelet->minimumAge);
+  auto lowOnly = parseImageGcConfig(R"({"image_gc_low_threshold_percent": 50})");
+  ASSERT_TRUE(lowOnly.isSome()) << lowOnly.error().message;
+  EXPECT_EQ(85, lowOnly->highThresholdPercent);
+  auto capOnly = parseImageGcConfig(R"({"image_store_max_bytes": 5})");
+  ASSERT_TRUE(capOnly.isSome()) << capOnly.error().message;
+  EXPECT_EQ(0, capOnly->highThresholdPercent) << "no threshold: the cap alone";
+  EXPECT_EQ(std::chrono::minutes(2), capOnly->minimumAge);
+  EXPECT_FALSE(parseImageGcConfig("{}")->leastRecentlyUsed()) << "Mesos's policy by default";
+  for (const auto& [json, names] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"image_gc_high_threshold_percent": 70, "image_gc_low_threshold_percent": 75})",
+            "image_gc_low_threshold_percent"},
+           {R"({"image_gc_high_threshold_percent": 101})", "image_gc_high_threshold_percent"},
+           {R"({"image_gc_high_threshold_percent": "85"})", "image_gc_high_threshold_percent"},
+           {R"({"image_store_max_bytes": 0})", "image_store_max_bytes"},
+           {R"({"image_store_max_bytes": -5})", "image_store_max_bytes"},
+           {R"({"image_store_max_bytes": 10, "image_minimum_age": 5})", "image_minimum_age"},
+           {R"({"image_disk_headroom": 0.1, "image_gc_high_threshold_percent": 85})", "two policies"}}) {
+    auto bad = parseImageGcConfig(json);
+    ASSERT_TRUE(bad.isError()) << json;
+    EXPECT_NE(std::string::npos, bad.error().message.find(names)) << bad.error().message;
+  }
 }
 
 }  // namespace

@@ -568,6 +568,41 @@ TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
   (void)loneId;
 }
 
+// usage() lists what each AppC image is made of (its dependencies too) and
+// what each image in the store takes on disk, from the usage file written
+// at commit; remove() forgets one image and removes what no other entry
+// uses, keeping a dependency another entry shares.
+TEST_F(AppcStoreTest, UsageCountsEachImageAndRemoveKeepsWhatOthersUse) {
+  const auto [baseId, topId] = publishTopOnBase();
+  const std::string loneId = publish(simple("example.com/lone", "lone"));
+  auto top = store_->get(appcImage("example.com/top"));
+  AWAIT_READY(top);
+  auto base = store_->get(appcImage("example.com/base"));
+  AWAIT_READY(base);
+  auto lone = store_->get(appcImage("example.com/lone"));
+  AWAIT_READY(lone);
+  auto usage = store_->usage();
+  AWAIT_READY(usage);
+  EXPECT_EQ(3u, usage->images.size());
+  EXPECT_EQ(top->layers, usage->contentOf.at(top->image.key()));
+  EXPECT_EQ(3u, usage->bytes.size()) << "base, top and lone";
+  for (const auto& id : {baseId, topId, loneId}) {
+    const fs::path rootfs = storeDir_ / "images" / id / "rootfs";
+    ASSERT_EQ(1u, usage->bytes.count(rootfs.string())) << id;
+    EXPECT_GT(usage->bytes.at(rootfs.string()), 0) << id;
+    EXPECT_EQ(std::to_string(usage->bytes.at(rootfs.string())) + "\n",
+              testing::readFile(storeDir_ / "images" / id / "usage"));
+  }
+  AWAIT_READY(store_->remove({top->image.key(), lone->image.key(), "appc:unknown"}, {}));
+  EXPECT_EQ(std::vector<std::string>{baseId}, storedImages()) << "base stays: its own entry uses it";
+  auto after = store_->usage();
+  AWAIT_READY(after);
+  EXPECT_EQ(1u, after->images.size());
+  EXPECT_EQ(1u, after->bytes.size());
+  EXPECT_TRUE(store_->keyOf(appcImage("example.com/base")).isSome());
+  EXPECT_TRUE(store_->keyOf(messages::Image()).isError()) << "a Docker image is not the AppC store's";
+}
+
 // Every N-th disk call of a prune fails: the prune fails naming the errno,
 // or succeeds; either way a retried prune leaves exactly the kept images
 // (a failed prune used to forget what it had not removed yet, for good).
