@@ -141,8 +141,10 @@ Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile) {
   }
   if (doc.HasMember("image_store_max_bytes")) {
     const auto& v = doc["image_store_max_bytes"];
-    if (!v.IsUint64() || v.GetUint64() == 0) return bad("image_store_max_bytes must be a number of bytes above 0");
-    config.maxStoreBytes = v.GetUint64();
+    if (!v.IsInt64() || v.GetInt64() <= 0) {
+      return bad("image_store_max_bytes must be a number of bytes above 0 and below 2^63");
+    }
+    config.maxStoreBytes = static_cast<std::uint64_t>(v.GetInt64());
   }
   if (doc.HasMember("image_minimum_age")) {
     const auto& v = doc["image_minimum_age"];

@@ -590,6 +590,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return;
     }
     ++destroys_;
+    // Its images were in use until now: their last use moves.
+    std::vector<std::string> keys;
+    for (const auto& rootfs : info->rootfses) keys.push_back(rootfs.image_key());
+    for (const auto& [provider, store] : parts_.stores) store->touch(keys);
     info->termination.set(true);
     if (infos_.count(id) > 0 && infos_[id] == info) infos_.erase(id);
   }
@@ -695,16 +699,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // Whether this check went on to remove images: counted with its
     // outcome, in one step.
     auto removing = std::make_shared<bool>(false);
-    // statvfs blocks: it runs on the blocking pool, not on this strand.
-    return actors::async(runtime_, [space = parts_.diskSpace, dir = parts_.workDir] { return space(dir); })
+    // What earlier removals moved into gc/ is deleted first: the disk no
+    // longer counts it, and this check does not remove more for it.
+    return forEachStore([](store::Store& store) { return store.swept(); })
+        .then(actors::defer(self(), [this] { return diskSpace(); }))
         .then(actors::defer(
             self(),
             [this, removing](const DiskSpace& space) -> Future<std::vector<std::string>> {
               const ImageGcConfig& gc = *parts_.imageGc;
-              if (gc.leastRecentlyUsed()) {
-                return underLock<std::vector<std::string>>(
-                    Lock::Write, [this, space, removing] { return collectLeastRecentlyUsed(space, removing); });
-              }
+              if (gc.leastRecentlyUsed()) return collectLeastRecentlyUsed(space, removing);
               const double free = static_cast<double>(space.available) / static_cast<double>(space.total);
               if (free >= gc.imageDiskHeadroom) return std::vector<std::string>{};
               actors::log(actors::LogLevel::Info, "gc.headroom",
@@ -731,11 +734,45 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         }));
   }
 
-  // Under the write lock: no provision starts using an image meanwhile.
+  // The work dir's file system (statvfs blocks: on the blocking pool). IO
+  // error for one that reports no size.
+  Future<DiskSpace> diskSpace() {
+    return actors::async(runtime_, [space = parts_.diskSpace, dir = parts_.workDir]() -> Try<DiskSpace> {
+      auto got = space(dir);
+      if (got.isSome() && got->total == 0) {
+        return Error(ErrorKind::IO, "The file system of '" + dir + "' reports a size of 0");
+      }
+      return got;
+    });
+  }
+
+  // Planned without the lock first, so that a check with nothing to do
+  // never holds provisions up; then planned again, with the disk read
+  // again, under the write lock (no provision starts using an image
+  // meanwhile), and carried out.
   Future<std::vector<std::string>> collectLeastRecentlyUsed(const DiskSpace& space,
                                                             const std::shared_ptr<bool>& removing) {
-    return activePaths().then(actors::defer(self(), [this, space, removing](const std::set<std::string>& active) {
-      return storeUsage().then(actors::defer(self(), [this, space, active, removing](const ProviderUsage& stores) {
+    return planLeastRecentlyUsed(space).then(
+        actors::defer(self(), [this, removing](const Collection& first) -> Future<std::vector<std::string>> {
+          if (first.plan.need <= 0) return std::vector<std::string>{};
+          return underLock<std::vector<std::string>>(Lock::Write, [this, removing] {
+            return diskSpace()
+                .then(actors::defer(self(), [this](const DiskSpace& now) { return planLeastRecentlyUsed(now); }))
+                .then(actors::defer(
+                    self(), [this, removing](const Collection& planned) { return removePlanned(planned, removing); }));
+          });
+        }));
+  }
+
+  // A plan, and the paths the containers use, which no removal may take.
+  struct Collection {
+    CollectionPlan plan;
+    std::set<std::string> active;
+  };
+
+  Future<Collection> planLeastRecentlyUsed(const DiskSpace& space) {
+    return activePaths().then(actors::defer(self(), [this, space](const std::set<std::string>& active) {
+      return storeUsage().then(actors::defer(self(), [this, space, active](const ProviderUsage& stores) {
         const ImageGcConfig& gc = *parts_.imageGc;
         std::set<std::string> kept = imagesInUse();
         for (const auto& image : gc.excludedImages) {
@@ -743,29 +780,33 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             if (auto key = store->keyOf(image); key.isSome()) kept.insert(*key);
           }
         }
-        const auto plan = planCollection(stores, space, gc, kept, active,
-                                         static_cast<std::int64_t>(std::time(nullptr)));
-        if (plan.need <= 0) return Future<std::vector<std::string>>(std::vector<std::string>{});
-        actors::log(plan.freed >= plan.need ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
-                    {{"need_bytes", std::to_string(plan.need)},
-                     {"freed_bytes", std::to_string(plan.freed)},
-                     {"images", std::to_string(plan.count())},
-                     {"enough", plan.freed >= plan.need ? "true" : "false"}});
-        std::vector<std::string> removed;
-        for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
-        *removing = true;
-        gcRemoved_ += removed.size();
-        // Every store, also one with nothing to forget: content no image
-        // is made of goes too.
-        std::vector<Future<Nothing>> removals;
-        for (const auto& [provider, store] : parts_.stores) {
-          auto keys = plan.keys.find(provider);
-          removals.push_back(
-              store->remove(keys == plan.keys.end() ? std::vector<std::string>{} : keys->second, active));
-        }
-        return actors::collect(removals).then([removed](const std::vector<Nothing>&) { return removed; });
+        return Collection{
+            planCollection(stores, space, gc, kept, active, static_cast<std::int64_t>(std::time(nullptr))), active};
       }));
     }));
+  }
+
+  Future<std::vector<std::string>> removePlanned(const Collection& collection, const std::shared_ptr<bool>& removing) {
+    const CollectionPlan& plan = collection.plan;
+    if (plan.need <= 0) return std::vector<std::string>{};
+    actors::log(plan.freed >= plan.need ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
+                {{"need_bytes", std::to_string(plan.need)},
+                 {"freed_bytes", std::to_string(plan.freed)},
+                 {"images", std::to_string(plan.count())},
+                 {"enough", plan.freed >= plan.need ? "true" : "false"}});
+    std::vector<std::string> removed;
+    for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
+    *removing = true;
+    gcRemoved_ += removed.size();
+    // Every store, also one with nothing to forget: content no image is
+    // made of goes too.
+    std::vector<Future<Nothing>> removals;
+    for (const auto& [provider, store] : parts_.stores) {
+      auto keys = plan.keys.find(provider);
+      removals.push_back(
+          store->remove(keys == plan.keys.end() ? std::vector<std::string>{} : keys->second, collection.active));
+    }
+    return actors::collect(removals).then([removed](const std::vector<Nothing>&) { return removed; });
   }
 
   std::vector<ContainerInfo> containers() {

@@ -148,7 +148,8 @@ using DiskSpaceOf = std::function<Try<DiskSpace>(const std::string& path)>;
 struct ImageUsage {
   messages::StoredImage image;  // last_used_at: its last use, to the minute
   std::int64_t bytes = 0;       // its content (layers) on disk, each once
-  std::int64_t ownBytes = 0;    // of that, what no other image shares: what removing it would free
+  std::int64_t ownBytes = 0;    // of that, what no other image shares (what removing it frees,
+                                // unless a container uses it)
   bool inUse = false;           // a container's rootfs is made from it
 };
 

@@ -74,6 +74,8 @@ Try<Found> scanStore(const std::string& store) {
       continue;
     }
     if (::stat(paths::appc::implied(store, id).c_str(), &st) == 0) found.unsettled.insert(id);
+    // A usage file whose write a crash cut short.
+    if (auto removed = removeStaleTemporaries(paths::appc::image(store, id)); removed.isError()) return removed.error();
     found.images.emplace(id, std::move(*manifest));
   }
   auto marked = markForGc(store, broken);
@@ -171,11 +173,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     if (cached) {
       auto it = index_.find(key);
       if (it != index_.end() && complete(it->second)) {
-        if (touchLastUse(it->second)) {
-          metadata_.put(it->second).onFailed([key](const Error& error) {
-            actors::log(actors::LogLevel::Warn, "index.write_failed", {{"image", key}, {"error", error.message}});
-          });  // the next use tries again
-        }
+        touchLastUse(it->second, metadata_);
         return infoOf(it->second);
       }
     }
@@ -283,6 +281,13 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     std::vector<StoredImage> all;
     for (const auto& [key, entry] : index_) all.push_back(entry);
     return all;
+  }
+
+  Nothing touch(const std::vector<std::string>& keys) {
+    for (const auto& key : keys) {
+      if (auto it = index_.find(key); it != index_.end()) touchLastUse(it->second, metadata_);
+    }
+    return Nothing{};
   }
 
   Future<StoreUsage> usage() {

@@ -314,6 +314,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return all;
   }
 
+  Nothing touch(const std::vector<std::string>& keys) {
+    for (const auto& key : keys) {
+      if (auto it = images_.find(key); it != images_.end()) touchLastUse(it->second, metadata_);
+    }
+    return Nothing{};
+  }
+
   Future<StoreUsage> usage() {
     StoreUsage usage;
     for (const auto& [key, image] : images_) {
@@ -359,11 +366,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   // `stored` handed out from the store: its last use moves on.
   ImageInfo served(const StoredImage& stored) {
-    if (auto it = images_.find(stored.key()); it != images_.end() && touchLastUse(it->second)) {
-      metadata_.put(it->second).onFailed([key = stored.key()](const Error& error) {
-        actors::log(actors::LogLevel::Warn, "index.write_failed", {{"image", key}, {"error", error.message}});
-      });  // the next use tries again
-    }
+    touch({stored.key()});
     return infoOf(stored);
   }
 

@@ -159,11 +159,6 @@ std::map<std::string, std::int64_t> measureContent(const std::vector<std::string
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
                          const std::string& layerDir, bool sync) {
-  // Measured while the tree is in the cache; synced with it below.
-  auto measured = diskUsage(rootfs);
-  if (measured.isError()) return measured.error();
-  auto written = writeFileAtomically(paths::usageOf(rootfs), std::to_string(*measured) + "\n", false);
-  if (written.isError()) return written.error();
   auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, sync);
   if (settled.isError()) return settled;
 
@@ -191,6 +186,10 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
     struct stat st {};
     if (::stat(paths::layerRootfs(storeDir, name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       contents.layers.insert(paths::chainIdOfLayer(name));
+      // A usage file whose write a crash cut short.
+      if (auto removed = removeStaleTemporaries(paths::layer(storeDir, name)); removed.isError()) {
+        return removed.error();
+      }
     }
   }
   for (const auto& name : actors::fs::listDirectory(paths::configs(storeDir))) {

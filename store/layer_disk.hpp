@@ -23,8 +23,7 @@ using actors::Try;
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync);
 
-// Writes rootfs's size (diskUsage) to its usage file, settleImpliedDirs,
-// then renames `stagingDir` (holding rootfs/) to
+// settleImpliedDirs, then renames `stagingDir` (holding rootfs/) to
 // `layerDir`. A layer already there (committed by someone
 // else) wins and the staging copy is removed.
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
@@ -36,10 +35,10 @@ Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootf
 // or cross into other file systems.
 Try<std::int64_t> diskUsage(const std::string& root);
 
-// What content directory `rootfs` takes on disk, as written in its usage
-// file (paths::usageOf) at commit; measured with diskUsage() and the file
-// written when it is missing or unreadable (content committed before the
-// store wrote it).
+// What content directory `rootfs` takes on disk, as its usage file
+// (paths::usageOf) says; measured with diskUsage() and the file written
+// the first time (not at commit: a pull does not pay for the walk), or when
+// the file is unreadable.
 Try<std::int64_t> contentBytes(const std::string& rootfs);
 
 // contentBytes() of each of `rootfses`; one that cannot be measured (gone

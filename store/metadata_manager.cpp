@@ -1,16 +1,17 @@
 #include "store/metadata_manager.hpp"
 
-#include <ctime>
-
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <sstream>
+#include <utility>
 
 #include "actors/async.hpp"
 #include "actors/defer.hpp"
 #include "actors/dispatch.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "actors/process.hpp"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
@@ -90,6 +91,16 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
 
   std::string recoveryWarning() { return warning_; }
 
+  // READY once no write runs and none waits: what was put before is on
+  // disk (or failed). ProcessOwner waits for it before the index's owner,
+  // and the work dir's lock, go.
+  Future<Nothing> quiesce() {
+    if (!writing_ && next_.empty()) return Nothing{};
+    auto drained = std::make_shared<Promise<Nothing>>();
+    drained_.push_back(drained);
+    return drained->future();
+  }
+
  private:
   // Joins the next write; starts it unless one is running.
   Future<Nothing> persist() {
@@ -114,7 +125,11 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
         written.isReady() ? waiter->set(Nothing{}) : waiter->fail(written.failure());
       }
       writing_ = false;
-      if (!next_.empty()) write();
+      if (!next_.empty()) {
+        write();
+        return;
+      }
+      for (const auto& drained : std::exchange(drained_, {})) drained->set(Nothing{});
     }));
   }
 
@@ -124,13 +139,16 @@ class MetadataManagerProcess : public actors::Process<MetadataManagerProcess> {
   std::string warning_;
   bool writing_ = false;
   std::vector<std::shared_ptr<Promise<Nothing>>> next_;
+  std::vector<std::shared_ptr<Promise<Nothing>>> drained_;  // quiesce() callers
 };
 
-bool touchLastUse(messages::StoredImage& image) {
+void touchLastUse(messages::StoredImage& image, MetadataManager& index) {
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  if (now - image.last_used_at() < kLastUseResolution) return false;
+  if (now - image.last_used_at() < kLastUseResolution) return;
   image.set_last_used_at(now);
-  return true;
+  index.put(image).onFailed([key = image.key()](const actors::Error& error) {
+    actors::log(actors::LogLevel::Warn, "index.write_failed", {{"image", key}, {"error", error.message}});
+  });
 }
 
 MetadataManager::MetadataManager(actors::Runtime& runtime, std::string storeDir)

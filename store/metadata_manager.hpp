@@ -30,10 +30,13 @@ namespace prov::store {
 // How finely an image's last use (StoredImage::last_used_at) is kept.
 inline constexpr std::int64_t kLastUseResolution = 60;  // seconds
 
-// An image was handed out now: true when its last use moved (by
-// kLastUseResolution or more since the value the index holds), and the
-// index entry should be written.
-bool touchLastUse(messages::StoredImage& image);
+class MetadataManager;
+
+// An image was in use now: when its last use moved by kLastUseResolution
+// or more since the value `index` holds, the entry moves and is written
+// (not waited for; a failure is logged, and the entry goes out again with
+// the index's next write).
+void touchLastUse(messages::StoredImage& image, MetadataManager& index);
 
 class MetadataManagerProcess;
 

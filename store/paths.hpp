@@ -10,8 +10,8 @@
 //     layers/<chain hex>/rootfs/     a committed layer, in overlay whiteout form;
 //                                    named by chain id (it settles the directories
 //                                    it only implies against its parents)
-//     layers/<chain hex>/usage       rootfs/'s size on disk, bytes (from session 13;
-//                                    measured and written when missing)
+//     layers/<chain hex>/usage       rootfs/'s size on disk, bytes (from session 13):
+//                                    measured and written the first time it is asked for
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
 //     gc/<random>/                   marked for deletion by prune(); swept in the background

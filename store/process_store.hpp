@@ -32,6 +32,8 @@ class ProcessStore : public Store {
   Future<std::vector<messages::StoredImage>> images() override;
   Future<StoreUsage> usage() override;
   Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) override;
+  Future<Nothing> touch(const std::vector<std::string>& keys) override;
+  Future<Nothing> swept() override;
 
  protected:
   ProcessStore(actors::Runtime& runtime, std::unique_ptr<P> process) : process_(runtime, std::move(process)) {}

@@ -39,4 +39,14 @@ Future<Nothing> ProcessStore<P>::remove(const std::vector<std::string>& keys,
   return process_.dispatch(&P::remove, keys, activePaths);
 }
 
+template <typename P>
+Future<Nothing> ProcessStore<P>::touch(const std::vector<std::string>& keys) {
+  return process_.dispatch(&P::touch, keys);
+}
+
+template <typename P>
+Future<Nothing> ProcessStore<P>::swept() {
+  return process_.dispatch(&P::quiesce);
+}
+
 }  // namespace prov::store

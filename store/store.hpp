@@ -19,14 +19,18 @@
 //   remaining image, no path in `activePaths` and no running get uses.
 // images(): what the index holds now.
 // usage(): what its content takes on disk (StoreUsage), for image GC and
-//   `images --json`. A content directory committed before the store wrote
-//   its size (before session 13) is measured once, the first time it is
-//   asked for, and the figure written beside it.
+//   `images`. Each content directory is measured once, the first time it
+//   is asked for (not during its pull), and the figure written beside it;
+//   one that cannot be measured is logged and left out (counts as 0).
 // remove(keys, activePaths): forgets the images with these keys (unknown
 //   ones are ignored), then removes content as prune() does: all that no
 //   remaining image, no path in `activePaths` and no running get uses.
 // keyOf(image): the key the store indexes `image` under; an error for an
 //   image of another provider.
+// touch(keys): the images with these keys were in use until now (a
+//   container made from them went): their last use moves (unknown keys are
+//   ignored).
+// swept(): READY once what prune() and remove() moved into gc/ is deleted.
 
 #include <cstdint>
 #include <map>
@@ -88,6 +92,8 @@ class Store {
   virtual Future<StoreUsage> usage() = 0;
   virtual Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) = 0;
   virtual actors::Try<std::string> keyOf(const messages::Image& image) const = 0;
+  virtual Future<Nothing> touch(const std::vector<std::string>& keys) = 0;
+  virtual Future<Nothing> swept() = 0;
 };
 
 }  // namespace prov::store

@@ -799,15 +799,19 @@ TEST_F(ProvisionerTest, ImageGcPastTheHighThresholdRemovesTheLeastRecentlyUsedDo
 // The store size cap, with images that share a layer: each image's size
 // counts the shared base once, its own bytes do not count it; past the cap
 // the least recently used image goes and the base it shares stays. Images
-// pulled less than the minimum age ago stay whatever the cap says. Layers
-// committed before the store wrote their size (the layout before session
-// 13) are measured on first use and the figure written.
+// pulled less than the minimum age ago stay whatever the cap says. A
+// layer's size is measured the first time it is asked for, not during the
+// pull, and written beside it; a store from before (no such file) is
+// measured the same way, and a write a crash cut short is cleaned up.
 TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce) {
   const auto base = TarEntry::file("base", randomBytes(1024 * 1024));
   publish("library/x", "latest", {{base}, {TarEntry::file("x", randomBytes(1024 * 1024))}});
   publish("library/y", "latest", {{base}, {TarEntry::file("y", randomBytes(1024 * 1024))}});
   AWAIT_READY(provisioner_->pullImage(dockerImage("x")));
   AWAIT_READY(provisioner_->pullImage(dockerImage("y")));
+  for (const auto& layer : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+    EXPECT_FALSE(fs::exists(layer.path() / "usage")) << "the pull measured " << layer.path();
+  }
   auto sizes = [&] {
     std::map<std::string, std::pair<std::int64_t, std::int64_t>> bytes;
     auto usage = provisioner_->imageUsage();
@@ -825,13 +829,14 @@ TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce)
   EXPECT_GE(xBytes - xOwn, 1024 * 1024) << "the shared base, counted once in its size";
   EXPECT_LT(xBytes - xOwn, 1024 * 1024 + 64 * 1024);
 
-  // The former layout: no usage file beside a layer.
+  // The former layout, or a store never asked: no usage file beside a layer.
   provisioner_.reset();
   std::vector<fs::path> usageFiles;
   for (const auto& layer : fs::directory_iterator(workDir_ / "store/docker/layers")) {
     ASSERT_TRUE(fs::exists(layer.path() / "usage")) << layer.path();
     usageFiles.push_back(layer.path() / "usage");
     fs::remove(layer.path() / "usage");
+    testing::writeFile(layer.path() / "usage.tmp-cut", "12");  // a write a crash cut short
   }
   ageImages(workDir_, {{dockerKey("x"), 600}, {dockerKey("y"), 300}});
   ImageGcConfig gc;
@@ -841,7 +846,10 @@ TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce)
   auto plenty = [](const std::string&) -> Try<DiskSpace> { return DiskSpace{100ull << 30, 90ull << 30}; };
   start({}, backend::kOverlay, gc, plenty);
   EXPECT_EQ(before, sizes()) << "measured again, the same";
-  for (const auto& file : usageFiles) EXPECT_TRUE(fs::exists(file)) << file << " written back";
+  for (const auto& file : usageFiles) {
+    EXPECT_TRUE(fs::exists(file)) << file << " written back";
+    EXPECT_FALSE(fs::exists(file.string() + ".tmp-cut")) << "recover removes a cut write";
+  }
 
   auto young = provisioner_->collectImages();
   AWAIT_READY(young);
@@ -858,9 +866,10 @@ TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce)
   EXPECT_TRUE(fs::exists(fs::path(info->rootfs) / "base")) << "the shared base stayed";
 }
 
-// A get that hands out a stored image moves its last use, in the index
-// too, to the minute: a burst of provisions writes it once.
-TEST_F(ProvisionerTest, AProvisionMovesItsImagesLastUse) {
+// A get that hands out a stored image moves its last use, and so does the
+// end of a container made from it (it was in use until then); in the index
+// too, to the minute.
+TEST_F(ProvisionerTest, AProvisionAndADestroyMoveTheImagesLastUse) {
   AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
   provisioner_.reset();
   ageImages(workDir_, {{dockerKey("alpine"), 7200}});
@@ -873,8 +882,14 @@ TEST_F(ProvisionerTest, AProvisionMovesItsImagesLastUse) {
   };
   EXPECT_LE(lastUse(), now - 7200);
   AWAIT_READY(provisioner_->provision("c1", dockerImage("alpine")));
-  EXPECT_GE(lastUse(), now);
-  AWAIT_READY(provisioner_->destroy("c1"));
+  EXPECT_GE(lastUse(), now) << "handed out";
+
+  provisioner_.reset();
+  ageImages(workDir_, {{dockerKey("alpine"), 7200}});
+  start({"c1"});
+  EXPECT_LE(lastUse(), now - 7200) << "recover moves nothing";
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_GE(lastUse(), now) << "in use until its container went";
   provisioner_.reset();
   start();
   EXPECT_GE(lastUse(), now) << "written to the index";
@@ -1033,6 +1048,7 @@ TEST(ProvisionerParseTest, ImagesIdsAndGcConfig) {
            {R"({"image_gc_high_threshold_percent": "85"})", "image_gc_high_threshold_percent"},
            {R"({"image_store_max_bytes": 0})", "image_store_max_bytes"},
            {R"({"image_store_max_bytes": -5})", "image_store_max_bytes"},
+           {R"({"image_store_max_bytes": 18446744073709551615})", "image_store_max_bytes"},
            {R"({"image_store_max_bytes": 10, "image_minimum_age": 5})", "image_minimum_age"},
            {R"({"image_disk_headroom": 0.1, "image_gc_high_threshold_percent": 85})", "two policies"}}) {
     auto bad = parseImageGcConfig(json);
