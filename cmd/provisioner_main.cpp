@@ -131,8 +131,8 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "image GC (checked every interval by an embedder; by `gc` here): JSON or a file. Mesos's policy, "
       "every unused image below a free fraction: {\"image_disk_headroom\":0.1,\"image_disk_watch_interval\":"
       "{\"nanoseconds\":N},\"excluded_images\":[...]}. The kubelet's, least recently used first, instead of "
-      "the headroom: \"image_gc_high_threshold_percent\":85,\"image_gc_low_threshold_percent\":80 (of the work "
-      "dir's file system), \"image_store_max_bytes\":N, \"image_minimum_age\":{\"nanoseconds\":N} (default 2 "
+      "the headroom: \"image_gc_high_threshold_percent\":85,\"image_gc_low_threshold_percent\":80 (of each "
+      "store's file system), \"image_store_max_bytes\":N, \"image_minimum_age\":{\"nanoseconds\":N} (default 2 "
       "min). Images in use or excluded always stay")(
       "max_layer_bytes", po::value(&flags.limits.maxLayerBytes)->default_value(flags.limits.maxLayerBytes),
       "a layer (or ACI) may unpack to at most this many bytes; also caps a download of unknown size")(

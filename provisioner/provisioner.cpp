@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -48,8 +49,11 @@ Try<DiskSpace> statvfsSpace(const std::string& path) {
   if (::statvfs(path.c_str(), &st) != 0 || st.f_blocks == 0) {
     return Error(ErrorKind::IO, "Failed to statvfs '" + path + "': " + std::strerror(errno));
   }
+  std::uint64_t device = 0;
+  static_assert(sizeof(st.f_fsid) <= sizeof(device));
+  std::memcpy(&device, &st.f_fsid, sizeof(st.f_fsid));
   return DiskSpace{static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize,
-                   static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize};
+                   static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize, device};
 }
 
 // What a store's usage says, with the provider it came from.
@@ -67,13 +71,17 @@ std::map<std::string, int> imagesUsing(const ProviderUsage& stores) {
 }
 
 // Which images the kubelet's policy removes (ImageGcConfig), by provider,
-// and the bytes that frees: none while the use is within the high threshold
-// and the cap; else the least recently used of those it may remove, until
-// what goes (with content no image is made of) brings the use down to the
-// low threshold and under the cap, or none is left.
+// and the bytes that frees. Each store's file system (`spaces`, by
+// provider; stores on one file system share its figure) past the high
+// threshold must come down to the low one, and the stores' content under
+// the cap. Nothing goes while neither is the case; else the least recently
+// used of the images it may remove go, until what goes (with content no
+// image is made of) covers each shortfall, or none is left. An image goes
+// only for a shortfall it helps: its own file system's, or the cap's.
 struct CollectionPlan {
-  std::int64_t need = 0;                                 // bytes to free
+  std::int64_t need = 0;                                 // the largest shortfall, in bytes
   std::int64_t freed = 0;                                // what the removals free
+  bool enough = true;                                    // every shortfall covered
   std::map<std::string, std::vector<std::string>> keys;  // by provider
   std::size_t count() const {
     std::size_t n = 0;
@@ -82,32 +90,52 @@ struct CollectionPlan {
   }
 };
 
-CollectionPlan planCollection(const ProviderUsage& stores, const DiskSpace& space, const ImageGcConfig& gc,
-                              const std::set<std::string>& kept, const std::set<std::string>& active,
-                              std::int64_t now) {
+CollectionPlan planCollection(const ProviderUsage& stores, const std::map<std::string, DiskSpace>& spaces,
+                              const ImageGcConfig& gc, const std::set<std::string>& kept,
+                              const std::set<std::string>& active, std::int64_t now) {
   CollectionPlan plan;
+  std::map<std::uint64_t, std::int64_t> fsNeed;  // by file system
+  std::map<std::string, std::uint64_t> fsOf;     // provider -> its store's file system
   std::int64_t storeBytes = 0;
   for (const auto& [provider, usage] : stores) {
     for (const auto& [path, bytes] : usage.bytes) storeBytes += bytes;
+    const DiskSpace& space = spaces.at(provider);
+    fsOf[provider] = space.device;
+    const double total = static_cast<double>(space.total);
+    const double used = static_cast<double>(space.total - std::min(space.available, space.total));
+    if (gc.highThresholdPercent > 0 && used * 100 > gc.highThresholdPercent * total) {
+      fsNeed[space.device] = static_cast<std::int64_t>(used - gc.lowThresholdPercent / 100 * total);
+    }
   }
-  const double used = static_cast<double>(space.total - std::min(space.available, space.total));
-  if (gc.highThresholdPercent > 0 && used * 100 > gc.highThresholdPercent * static_cast<double>(space.total)) {
-    plan.need = static_cast<std::int64_t>(used - gc.lowThresholdPercent / 100 * static_cast<double>(space.total));
-  }
+  std::int64_t capNeed = 0;
   if (gc.maxStoreBytes > 0 && storeBytes > static_cast<std::int64_t>(gc.maxStoreBytes)) {
-    plan.need = std::max(plan.need, storeBytes - static_cast<std::int64_t>(gc.maxStoreBytes));
+    capNeed = storeBytes - static_cast<std::int64_t>(gc.maxStoreBytes);
   }
+  plan.need = capNeed;
+  for (const auto& [device, need] : fsNeed) plan.need = std::max(plan.need, need);
   if (plan.need <= 0) return plan;
+  auto covered = [&] {
+    if (capNeed > 0) return false;
+    for (const auto& [device, need] : fsNeed) {
+      if (need > 0) return false;
+    }
+    return true;
+  };
+  auto free = [&](const std::string& provider, std::int64_t bytes) {
+    plan.freed += bytes;
+    capNeed -= bytes;
+    fsNeed[fsOf.at(provider)] -= bytes;
+  };
   std::map<std::string, int> refs = imagesUsing(stores);
-  std::map<std::string, std::int64_t> bytes;
-  for (const auto& [provider, usage] : stores) bytes.insert(usage.bytes.begin(), usage.bytes.end());
-  for (const auto& [path, size] : bytes) {  // content no image is made of goes with any removal
-    if (refs.count(path) == 0 && active.count(path) == 0) plan.freed += size;
+  for (const auto& [provider, usage] : stores) {  // content no image is made of goes with any removal
+    for (const auto& [path, size] : usage.bytes) {
+      if (refs.count(path) == 0 && active.count(path) == 0) free(provider, size);
+    }
   }
   struct Candidate {
     std::int64_t lastUse, pulledAt;
     std::string key, provider;
-    const std::vector<std::string>* content;
+    const store::StoreUsage* usage;
   };
   std::vector<Candidate> candidates;
   const auto minimumAge = std::chrono::duration_cast<std::chrono::seconds>(gc.minimumAge).count();
@@ -115,19 +143,24 @@ CollectionPlan planCollection(const ProviderUsage& stores, const DiskSpace& spac
     for (const auto& image : usage.images) {
       if (kept.count(image.key()) > 0 || now - image.pulled_at() < minimumAge) continue;
       const std::int64_t lastUse = image.last_used_at() > 0 ? image.last_used_at() : image.pulled_at();
-      candidates.push_back({lastUse, image.pulled_at(), image.key(), provider, &usage.contentOf.at(image.key())});
+      candidates.push_back({lastUse, image.pulled_at(), image.key(), provider, &usage});
     }
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     return std::tie(a.lastUse, a.pulledAt, a.key) < std::tie(b.lastUse, b.pulledAt, b.key);
   });
   for (const auto& candidate : candidates) {
-    if (plan.freed >= plan.need) break;
-    for (const auto& path : std::set<std::string>(candidate.content->begin(), candidate.content->end())) {
-      if (--refs[path] == 0 && active.count(path) == 0) plan.freed += bytes[path];
+    if (covered()) break;
+    if (capNeed <= 0 && fsNeed[fsOf.at(candidate.provider)] <= 0) continue;  // would help no shortfall
+    const auto& content = candidate.usage->contentOf.at(candidate.key);
+    for (const auto& path : std::set<std::string>(content.begin(), content.end())) {
+      if (--refs[path] > 0 || active.count(path) > 0) continue;
+      auto size = candidate.usage->bytes.find(path);
+      if (size != candidate.usage->bytes.end()) free(candidate.provider, size->second);
     }
     plan.keys[candidate.provider].push_back(candidate.key);
   }
+  plan.enough = covered();
   return plan;
 }
 
@@ -702,30 +735,12 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // What earlier removals moved into gc/ is deleted first: the disk no
     // longer counts it, and this check does not remove more for it.
     return forEachStore([](store::Store& store) { return store.swept(); })
-        .then(actors::defer(self(), [this] { return diskSpace(); }))
         .then(actors::defer(
             self(),
-            [this, removing](const DiskSpace& space) -> Future<std::vector<std::string>> {
-              const ImageGcConfig& gc = *parts_.imageGc;
-              if (gc.leastRecentlyUsed()) return collectLeastRecentlyUsed(space, removing);
-              const double free = static_cast<double>(space.available) / static_cast<double>(space.total);
-              if (free >= gc.imageDiskHeadroom) return std::vector<std::string>{};
-              actors::log(actors::LogLevel::Info, "gc.headroom",
-                          {{"free", std::to_string(free)}, {"headroom", std::to_string(gc.imageDiskHeadroom)}});
-              *removing = true;
-              return images().then(actors::defer(self(), [this](const std::vector<messages::StoredImage>& before) {
-                return pruneImages(parts_.imageGc->excludedImages)
-                    .then(actors::defer(self(), [this] { return images(); }))
-                    .then(actors::defer(self(), [this, before](const std::vector<messages::StoredImage>& after) {
-                      std::set<std::string> left;
-                      for (const auto& image : after) left.insert(image.key());
-                      std::vector<std::string> removed;
-                      for (const auto& image : before) {
-                        if (left.count(image.key()) == 0) removed.push_back(image.key());
-                      }
-                      gcRemoved_ += removed.size();
-                      return removed;
-                    }));
+            [this, removing]() -> Future<std::vector<std::string>> {
+              if (parts_.imageGc->leastRecentlyUsed()) return collectLeastRecentlyUsed(removing);
+              return diskSpace(parts_.workDir).then(actors::defer(self(), [this, removing](const DiskSpace& space) {
+                return collectByHeadroom(space, removing);
               }));
             }))
         .onAny(actors::defer(self(), [this, removing](const Future<std::vector<std::string>>& collected) {
@@ -734,32 +749,55 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         }));
   }
 
-  // The work dir's file system (statvfs blocks: on the blocking pool). IO
-  // error for one that reports no size.
-  Future<DiskSpace> diskSpace() {
-    return actors::async(runtime_, [space = parts_.diskSpace, dir = parts_.workDir]() -> Try<DiskSpace> {
-      auto got = space(dir);
-      if (got.isSome() && got->total == 0) {
-        return Error(ErrorKind::IO, "The file system of '" + dir + "' reports a size of 0");
-      }
-      return got;
-    });
+  // The file system holding `dir`. IO error for one that reports no size.
+  static Try<DiskSpace> spaceOf(const DiskSpaceOf& space, const std::string& dir) {
+    auto got = space(dir);
+    if (got.isSome() && got->total == 0) {
+      return Error(ErrorKind::IO, "The file system of '" + dir + "' reports a size of 0");
+    }
+    return got;
   }
 
-  // Planned without the lock first, so that a check with nothing to do
-  // never holds provisions up; then planned again, with the disk read
-  // again, under the write lock (no provision starts using an image
-  // meanwhile), and carried out.
-  Future<std::vector<std::string>> collectLeastRecentlyUsed(const DiskSpace& space,
-                                                            const std::shared_ptr<bool>& removing) {
-    return planLeastRecentlyUsed(space).then(
+  // statvfs blocks: on the blocking pool.
+  Future<DiskSpace> diskSpace(const std::string& dir) {
+    return actors::async(runtime_, [space = parts_.diskSpace, dir] { return spaceOf(space, dir); });
+  }
+
+  // Mesos's policy: below the headroom, pruneImages(excluded_images).
+  Future<std::vector<std::string>> collectByHeadroom(const DiskSpace& space, const std::shared_ptr<bool>& removing) {
+    const ImageGcConfig& gc = *parts_.imageGc;
+    const double free = static_cast<double>(space.available) / static_cast<double>(space.total);
+    if (free >= gc.imageDiskHeadroom) return std::vector<std::string>{};
+    actors::log(actors::LogLevel::Info, "gc.headroom",
+                {{"free", std::to_string(free)}, {"headroom", std::to_string(gc.imageDiskHeadroom)}});
+    *removing = true;
+    return images().then(actors::defer(self(), [this](const std::vector<messages::StoredImage>& before) {
+      return pruneImages(parts_.imageGc->excludedImages)
+          .then(actors::defer(self(), [this] { return images(); }))
+          .then(actors::defer(self(), [this, before](const std::vector<messages::StoredImage>& after) {
+            std::set<std::string> left;
+            for (const auto& image : after) left.insert(image.key());
+            std::vector<std::string> removed;
+            for (const auto& image : before) {
+              if (left.count(image.key()) == 0) removed.push_back(image.key());
+            }
+            gcRemoved_ += removed.size();
+            return removed;
+          }));
+    }));
+  }
+
+  // The kubelet's policy. Planned without the lock first, so that a check
+  // with nothing to do never holds provisions up; then planned again, the
+  // disk read again, under the write lock (no provision starts using an
+  // image meanwhile), and carried out.
+  Future<std::vector<std::string>> collectLeastRecentlyUsed(const std::shared_ptr<bool>& removing) {
+    return planLeastRecentlyUsed().then(
         actors::defer(self(), [this, removing](const Collection& first) -> Future<std::vector<std::string>> {
           if (first.plan.need <= 0) return std::vector<std::string>{};
           return underLock<std::vector<std::string>>(Lock::Write, [this, removing] {
-            return diskSpace()
-                .then(actors::defer(self(), [this](const DiskSpace& now) { return planLeastRecentlyUsed(now); }))
-                .then(actors::defer(
-                    self(), [this, removing](const Collection& planned) { return removePlanned(planned, removing); }));
+            return planLeastRecentlyUsed().then(actors::defer(
+                self(), [this, removing](const Collection& planned) { return removePlanned(planned, removing); }));
           });
         }));
   }
@@ -770,18 +808,33 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     std::set<std::string> active;
   };
 
-  Future<Collection> planLeastRecentlyUsed(const DiskSpace& space) {
-    return activePaths().then(actors::defer(self(), [this, space](const std::set<std::string>& active) {
-      return storeUsage().then(actors::defer(self(), [this, space, active](const ProviderUsage& stores) {
-        const ImageGcConfig& gc = *parts_.imageGc;
-        std::set<std::string> kept = imagesInUse();
-        for (const auto& image : gc.excludedImages) {
-          for (const auto& [provider, store] : parts_.stores) {
-            if (auto key = store->keyOf(image); key.isSome()) kept.insert(*key);
-          }
-        }
-        return Collection{
-            planCollection(stores, space, gc, kept, active, static_cast<std::int64_t>(std::time(nullptr))), active};
+  // The stores' usage, then their file systems (statvfs: on the blocking
+  // pool), then the plan.
+  Future<Collection> planLeastRecentlyUsed() {
+    return activePaths().then(actors::defer(self(), [this](const std::set<std::string>& active) {
+      return storeUsage().then(actors::defer(self(), [this, active](const ProviderUsage& stores) {
+        auto spaces = actors::async(runtime_,
+                                    [space = parts_.diskSpace, stores]() -> Try<std::map<std::string, DiskSpace>> {
+                                      std::map<std::string, DiskSpace> byProvider;
+                                      for (const auto& [provider, usage] : stores) {
+                                        auto got = spaceOf(space, usage.directory);
+                                        if (got.isError()) return got.error();
+                                        byProvider[provider] = *got;
+                                      }
+                                      return byProvider;
+                                    });
+        return spaces.then(
+            actors::defer(self(), [this, active, stores](const std::map<std::string, DiskSpace>& byProvider) {
+              const ImageGcConfig& gc = *parts_.imageGc;
+              std::set<std::string> kept = imagesInUse();
+              for (const auto& image : gc.excludedImages) {
+                for (const auto& [provider, store] : parts_.stores) {
+                  if (auto key = store->keyOf(image); key.isSome()) kept.insert(*key);
+                }
+              }
+              const auto now = static_cast<std::int64_t>(std::time(nullptr));
+              return Collection{planCollection(stores, byProvider, gc, kept, active, now), active};
+            }));
       }));
     }));
   }
@@ -789,11 +842,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<std::vector<std::string>> removePlanned(const Collection& collection, const std::shared_ptr<bool>& removing) {
     const CollectionPlan& plan = collection.plan;
     if (plan.need <= 0) return std::vector<std::string>{};
-    actors::log(plan.freed >= plan.need ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
+    actors::log(plan.enough ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
                 {{"need_bytes", std::to_string(plan.need)},
                  {"freed_bytes", std::to_string(plan.freed)},
                  {"images", std::to_string(plan.count())},
-                 {"enough", plan.freed >= plan.need ? "true" : "false"}});
+                 {"enough", plan.enough ? "true" : "false"}});
     std::vector<std::string> removed;
     for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
     *removing = true;

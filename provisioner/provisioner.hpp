@@ -24,11 +24,11 @@
 //                         config a container uses; removes the rest.
 //
 // Automatic image GC: with `imageGcConfig`, every `image_disk_watch_interval`
-// collectImages() runs one check of the work dir's file system, by one of
-// two policies (ImageGcConfig): Mesos's (below `image_disk_headroom` free,
-// pruneImages(excluded_images)) or the kubelet's (past a high threshold or
-// a store size cap, the least recently used images no container uses, down
-// to the low threshold).
+// collectImages() runs one check, by one of two policies (ImageGcConfig):
+// Mesos's (below `image_disk_headroom` free on the work dir's file system,
+// pruneImages(excluded_images)) or the kubelet's (past a high threshold of
+// a store's file system or a store size cap, the least recently used
+// images no container uses, down to the low threshold).
 //
 // One process per work dir: create() takes an exclusive lock on
 // <work_dir>/lock and fails naming the pid that holds it.
@@ -102,11 +102,11 @@ struct ImageGcConfig {
   std::vector<messages::Image> excludedImages;  // never removed, by either policy
   // The kubelet's policy (imageGCHighThresholdPercent, ...), on when a
   // threshold or the cap is set: when more than `highThresholdPercent` of
-  // the work dir's file system is used, or the stores' content takes more
-  // than `maxStoreBytes`, images go least recently used first until at most
-  // `lowThresholdPercent` is used and the content fits under the cap. An
-  // image a container uses, an excluded one and one pulled less than
-  // `minimumAge` ago stay.
+  // a store's file system (its directory's, as the kubelet's image fs) is
+  // used, or the stores' content takes more than `maxStoreBytes`, images
+  // go least recently used first until at most `lowThresholdPercent` is
+  // used and the content fits under the cap. An image a container uses, an
+  // excluded one and one pulled less than `minimumAge` ago stay.
   double highThresholdPercent = 0;  // 0: no threshold
   double lowThresholdPercent = 0;
   std::uint64_t maxStoreBytes = 0;  // 0: no cap
@@ -137,10 +137,12 @@ struct ContainerInfo {
 };
 
 // The size of the file system holding a path, and what of it is available
-// (statvfs's f_blocks and f_bavail, in bytes).
+// (statvfs's f_blocks and f_bavail, in bytes), and which it is (f_fsid:
+// equal for the paths on one file system).
 struct DiskSpace {
   std::uint64_t total = 0;
   std::uint64_t available = 0;
+  std::uint64_t device = 0;
 };
 using DiskSpaceOf = std::function<Try<DiskSpace>(const std::string& path)>;
 

@@ -292,6 +292,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
 
   Future<StoreUsage> usage() {
     StoreUsage usage;
+    usage.directory = options_.storeDir;
     for (const auto& [key, entry] : index_) {
       usage.images.push_back(entry);
       usage.contentOf[key] = infoOf(entry).layers;

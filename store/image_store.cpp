@@ -323,6 +323,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<StoreUsage> usage() {
     StoreUsage usage;
+    usage.directory = options_.storeDir;
     for (const auto& [key, image] : images_) {
       usage.images.push_back(image);
       usage.contentOf[key] = infoOf(image).layers;

@@ -71,6 +71,7 @@ struct ImageInfo {
 
 // What a store's content takes on disk (Store::usage()).
 struct StoreUsage {
+  std::string directory;  // the store's
   std::vector<messages::StoredImage> images;
   // By image key: the content directories (rootfses, as ImageInfo::layers)
   // it is made of, base first.

@@ -866,6 +866,37 @@ TEST_F(ProvisionerTest, ImageGcKeepsTheStoreUnderItsCapCountingSharedLayersOnce)
   EXPECT_TRUE(fs::exists(fs::path(info->rootfs) / "base")) << "the shared base stayed";
 }
 
+// The thresholds read the file system of the store (the kubelet's image
+// file system), not the work dir's: a full work dir with room in the store
+// removes nothing; a store past the high threshold removes what it may,
+// and says it was not enough when that is so.
+TEST_F(ProvisionerTest, TheThresholdsReadTheStoresFileSystem) {
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  AWAIT_READY(provisioner_->pullImage(dockerImage("debian")));
+  auto storeUsed = std::make_shared<std::atomic<std::uint64_t>>(10);  // percent
+  const std::string storeDir = (workDir_ / "store/docker").string();
+  ImageGcConfig gc;
+  gc.highThresholdPercent = 80;
+  gc.lowThresholdPercent = 50;
+  gc.minimumAge = std::chrono::seconds(0);
+  gc.imageDiskWatchInterval = std::chrono::hours(1);
+  start({}, backend::kOverlay, gc, [storeUsed, storeDir](const std::string& path) -> Try<DiskSpace> {
+    const std::uint64_t total = 1ull << 30;
+    if (path.rfind(storeDir, 0) == 0) return DiskSpace{total, total / 100 * (100 - storeUsed->load()), 1};
+    return DiskSpace{total, total / 100, 2};  // the work dir's file system: 99 % used
+  });
+  auto kept = provisioner_->collectImages();
+  AWAIT_READY(kept);
+  EXPECT_EQ(std::vector<std::string>{}, kept.get()) << "the store's file system has room";
+  EXPECT_EQ(2u, imageCount());
+  storeUsed->store(90);
+  auto removed = provisioner_->collectImages();
+  AWAIT_READY(removed);
+  EXPECT_EQ((std::vector<std::string>{dockerKey("alpine"), dockerKey("debian")}), removed.get())
+      << "past the high threshold: all it may remove, least recently used (then by key) first";
+  EXPECT_EQ(0u, imageCount());
+}
+
 // A get that hands out a stored image moves its last use, and so does the
 // end of a container made from it (it was in use until then); in the index
 // too, to the minute.
