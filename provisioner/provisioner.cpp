@@ -1,6 +1,7 @@
 #include "provisioner/provisioner.hpp"
 
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -49,9 +51,11 @@ Try<DiskSpace> statvfsSpace(const std::string& path) {
   if (::statvfs(path.c_str(), &st) != 0 || st.f_blocks == 0) {
     return Error(ErrorKind::IO, "Failed to statvfs '" + path + "': " + std::strerror(errno));
   }
-  std::uint64_t device = 0;
-  static_assert(sizeof(st.f_fsid) <= sizeof(device));
-  std::memcpy(&device, &st.f_fsid, sizeof(st.f_fsid));
+  struct stat at {};
+  if (::stat(path.c_str(), &at) != 0) {
+    return Error(ErrorKind::IO, "Failed to stat '" + path + "': " + std::strerror(errno));
+  }
+  const auto device = static_cast<std::uint64_t>(at.st_dev);
   return DiskSpace{static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize,
                    static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize, device};
 }
@@ -83,34 +87,39 @@ struct CollectionPlan {
   std::int64_t freed = 0;                                // what the removals free
   bool enough = true;                                    // every shortfall covered
   std::map<std::string, std::vector<std::string>> keys;  // by provider
+  std::set<std::string> orphans;                         // providers with content no image is made of
   std::size_t count() const {
     std::size_t n = 0;
     for (const auto& [provider, list] : keys) n += list.size();
     return n;
   }
+  // Whether carrying it out removes anything.
+  bool removes() const { return count() > 0 || !orphans.empty(); }
 };
 
 CollectionPlan planCollection(const ProviderUsage& stores, const std::map<std::string, DiskSpace>& spaces,
                               const ImageGcConfig& gc, const std::set<std::string>& kept,
                               const std::set<std::string>& active, std::int64_t now) {
   CollectionPlan plan;
-  std::map<std::uint64_t, std::int64_t> fsNeed;  // by file system
-  std::map<std::string, std::uint64_t> fsOf;     // provider -> its store's file system
+  std::map<std::string, std::int64_t> fsNeed;  // by file system
+  std::map<std::string, std::string> fsOf;     // provider -> its store's file system
   std::int64_t storeBytes = 0;
   for (const auto& [provider, usage] : stores) {
     for (const auto& [path, bytes] : usage.bytes) storeBytes += bytes;
     const DiskSpace& space = spaces.at(provider);
-    fsOf[provider] = space.device;
+    // Device 0 (a DiskSpaceOf that does not say): a file system per store.
+    const std::string fs = space.device != 0 ? "dev " + std::to_string(space.device) : "store " + provider;
+    fsOf[provider] = fs;
     const double total = static_cast<double>(space.total);
     const double used = static_cast<double>(space.total - std::min(space.available, space.total));
     if (gc.highThresholdPercent > 0 && used * 100 > gc.highThresholdPercent * total) {
-      fsNeed[space.device] = static_cast<std::int64_t>(used - gc.lowThresholdPercent / 100 * total);
+      fsNeed[fs] = std::max(fsNeed[fs], static_cast<std::int64_t>(used - gc.lowThresholdPercent / 100 * total));
     }
   }
   std::int64_t capNeed = 0;
-  if (gc.maxStoreBytes > 0 && storeBytes > static_cast<std::int64_t>(gc.maxStoreBytes)) {
-    capNeed = storeBytes - static_cast<std::int64_t>(gc.maxStoreBytes);
-  }
+  const auto cap = static_cast<std::int64_t>(
+      std::min<std::uint64_t>(gc.maxStoreBytes, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())));
+  if (cap > 0 && storeBytes > cap) capNeed = storeBytes - cap;
   plan.need = capNeed;
   for (const auto& [device, need] : fsNeed) plan.need = std::max(plan.need, need);
   if (plan.need <= 0) return plan;
@@ -129,7 +138,9 @@ CollectionPlan planCollection(const ProviderUsage& stores, const std::map<std::s
   std::map<std::string, int> refs = imagesUsing(stores);
   for (const auto& [provider, usage] : stores) {  // content no image is made of goes with any removal
     for (const auto& [path, size] : usage.bytes) {
-      if (refs.count(path) == 0 && active.count(path) == 0) free(provider, size);
+      if (refs.count(path) > 0 || active.count(path) > 0) continue;
+      free(provider, size);
+      plan.orphans.insert(provider);
     }
   }
   struct Candidate {
@@ -728,6 +739,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     if (!parts_.imageGc) {
       return Error(ErrorKind::InvalidArgument, "There is no image GC config (--image_gc_config) to collect images by");
     }
+    // One check at a time: each reads the disk after the last one's
+    // removals are deleted, never counting them twice.
+    Future<std::vector<std::string>> next = checking_.then(actors::defer(self(), [this] { return checkImages(); }));
+    checking_ = next.then([](const std::vector<std::string>&) { return Nothing{}; })
+                    .recover([](const Future<Nothing>&) { return Nothing{}; });
+    return next;
+  }
+
+  Future<std::vector<std::string>> checkImages() {
     ++gcChecks_;
     // Whether this check went on to remove images: counted with its
     // outcome, in one step.
@@ -795,6 +815,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return planLeastRecentlyUsed().then(
         actors::defer(self(), [this, removing](const Collection& first) -> Future<std::vector<std::string>> {
           if (first.plan.need <= 0) return std::vector<std::string>{};
+          if (!first.plan.removes()) {  // the disk is full of what no check may remove
+            logCollection(first.plan);
+            return std::vector<std::string>{};
+          }
           return underLock<std::vector<std::string>>(Lock::Write, [this, removing] {
             return planLeastRecentlyUsed().then(actors::defer(
                 self(), [this, removing](const Collection& planned) { return removePlanned(planned, removing); }));
@@ -841,25 +865,29 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<std::vector<std::string>> removePlanned(const Collection& collection, const std::shared_ptr<bool>& removing) {
     const CollectionPlan& plan = collection.plan;
-    if (plan.need <= 0) return std::vector<std::string>{};
+    if (plan.need <= 0 || !plan.removes()) return std::vector<std::string>{};
+    logCollection(plan);
+    std::vector<std::string> removed;
+    for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
+    *removing = true;
+    gcRemoved_ += removed.size();
+    // Each store with images to forget or content no image is made of.
+    std::vector<Future<Nothing>> removals;
+    for (const auto& [provider, store] : parts_.stores) {
+      auto keys = plan.keys.find(provider);
+      if (keys == plan.keys.end() && plan.orphans.count(provider) == 0) continue;
+      removals.push_back(
+          store->remove(keys == plan.keys.end() ? std::vector<std::string>{} : keys->second, collection.active));
+    }
+    return actors::collect(removals).then([removed](const std::vector<Nothing>&) { return removed; });
+  }
+
+  static void logCollection(const CollectionPlan& plan) {
     actors::log(plan.enough ? actors::LogLevel::Info : actors::LogLevel::Warn, "gc.collect",
                 {{"need_bytes", std::to_string(plan.need)},
                  {"freed_bytes", std::to_string(plan.freed)},
                  {"images", std::to_string(plan.count())},
                  {"enough", plan.enough ? "true" : "false"}});
-    std::vector<std::string> removed;
-    for (const auto& [provider, keys] : plan.keys) removed.insert(removed.end(), keys.begin(), keys.end());
-    *removing = true;
-    gcRemoved_ += removed.size();
-    // Every store, also one with nothing to forget: content no image is
-    // made of goes too.
-    std::vector<Future<Nothing>> removals;
-    for (const auto& [provider, store] : parts_.stores) {
-      auto keys = plan.keys.find(provider);
-      removals.push_back(
-          store->remove(keys == plan.keys.end() ? std::vector<std::string>{} : keys->second, collection.active));
-    }
-    return actors::collect(removals).then([removed](const std::vector<Nothing>&) { return removed; });
   }
 
   std::vector<ContainerInfo> containers() {
@@ -994,6 +1022,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed
   std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed
+  Future<Nothing> checking_ = Nothing{};         // the last image GC check, ended either way
   std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
   PullDurations pullDurations_;
 };

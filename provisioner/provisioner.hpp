@@ -137,8 +137,9 @@ struct ContainerInfo {
 };
 
 // The size of the file system holding a path, and what of it is available
-// (statvfs's f_blocks and f_bavail, in bytes), and which it is (f_fsid:
-// equal for the paths on one file system).
+// (statvfs's f_blocks and f_bavail, in bytes), and which it is (stat's
+// st_dev: equal for the paths on one file system; 0 when a DiskSpaceOf
+// does not say, and then each store counts as a file system of its own).
 struct DiskSpace {
   std::uint64_t total = 0;
   std::uint64_t available = 0;

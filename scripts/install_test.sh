@@ -86,7 +86,7 @@ done
 unwanted=$(cd "$prefix" && find . \( -type f -o -type l \) | grep -Ei 'test|bench|fuzz|gtest')
 [[ -z $unwanted ]] || fail "test or benchmark files installed: $unwanted"
 for f in actors/runtime_impl.hpp fetcher/json.hpp fetcher/local/util.hpp fetcher/local/docker.hpp \
-         fetcher/local/archive.hpp store/paths.hpp provisioner/paths.hpp provisioner/container_disk.hpp; do
+         fetcher/local/archive.hpp store/paths.hpp store/content_sizes.hpp provisioner/paths.hpp provisioner/container_disk.hpp; do
   [[ ! -e $prefix/include/$f ]] || fail "internal header installed: include/$f"
 done
 # A relocatable package: nothing in it names this checkout (which holds the

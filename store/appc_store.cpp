@@ -22,6 +22,7 @@
 #include "actors/shared_work.hpp"
 #include "store/aci.hpp"
 #include "store/atomic_file.hpp"
+#include "store/content_sizes.hpp"
 #include "store/extractor.hpp"
 #include "store/gc.hpp"
 #include "store/layer_disk.hpp"
@@ -214,11 +215,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) {
-    std::vector<std::string> forget;
-    for (const auto& key : keys) {
-      if (index_.count(key) > 0) forget.push_back(key);
-    }
-    return forgetAndCollect(forget, activePaths);
+    return forgetAndCollect(keysIn(index_, keys), activePaths);
   }
 
   // The index without `forget`; then every image that no entry left, no
@@ -239,12 +236,12 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     std::vector<std::string> dirs;
     std::map<std::string, AppcManifest> removed;
     for (const auto& id : doomed) {
-      bytes_.erase(paths::appc::rootfs(options_.storeDir, id));
+      sizes_.forget(paths::appc::rootfs(options_.storeDir, id));
       removed.insert(manifests_.extract(id));
       dirs.push_back(paths::appc::image(options_.storeDir, id));
     }
-    return gc_.collect(metadata_.remove(forget), dirs)
-        .recover(actors::defer(self(), &Self::pruneFailed, removed, dirs));
+    Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
+    return gc_.collect(forgotten, dirs).recover(actors::defer(self(), &Self::pruneFailed, removed, dirs));
   }
 
   // A prune that failed part way: the images it did not move into gc/ are
@@ -297,26 +294,11 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
       usage.images.push_back(entry);
       usage.contentOf[key] = infoOf(entry).layers;
     }
-    std::vector<std::string> unknown;
-    for (const auto& [id, manifest] : manifests_) {
-      const std::string rootfs = paths::appc::rootfs(options_.storeDir, id);
-      if (auto known = bytes_.find(rootfs); known != bytes_.end()) {
-        usage.bytes[rootfs] = known->second;
-      } else {
-        unknown.push_back(rootfs);
-      }
-    }
-    if (unknown.empty()) return usage;
-    return actors::async(runtime_, [unknown] { return measureContent(unknown); })
-        .then(actors::defer(self(), [this, usage](const std::map<std::string, std::int64_t>& measured) mutable {
-          for (const auto& [rootfs, bytes] : measured) {
-            const std::string dir = rootfs.substr(0, rootfs.rfind('/'));
-            if (manifests_.count(paths::baseName(dir)) == 0) continue;  // removed meanwhile
-            bytes_[rootfs] = bytes;
-            usage.bytes[rootfs] = bytes;
-          }
-          return usage;
-        }));
+    std::vector<std::string> rootfses;
+    for (const auto& [id, manifest] : manifests_) rootfses.push_back(paths::appc::rootfs(options_.storeDir, id));
+    return sizes_.fill(runtime_, self(), usage, rootfses, [this](const std::string& rootfs) {
+      return manifests_.count(paths::baseName(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+    });
   }
 
  private:
@@ -592,7 +574,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   MetadataManager metadata_;
   std::map<std::string, AppcManifest> manifests_;        // id -> manifest, every image in images/
   std::map<std::string, StoredImage> index_;             // key -> what it resolved to
-  std::map<std::string, std::int64_t> bytes_;            // image rootfs -> bytes on disk, once read
+  ContentSizes sizes_;                                   // of the images, once read
   std::map<std::uint64_t, std::set<std::string>> busy_;  // ids a running get holds
   std::set<std::string> unsettled_;                      // ids whose implied dirs wait for settle()
   std::map<std::string, std::string> aliases_;           // full key -> id fetched for it (this process)

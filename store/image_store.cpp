@@ -16,6 +16,7 @@
 #include "fetcher/digest.hpp"
 #include "fetcher/reference.hpp"
 #include "store/atomic_file.hpp"
+#include "store/content_sizes.hpp"
 #include "store/extractor.hpp"
 #include "store/gc.hpp"
 #include "store/layer_disk.hpp"
@@ -252,11 +253,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) {
-    std::vector<std::string> forget;
-    for (const auto& key : keys) {
-      if (images_.count(key) > 0) forget.push_back(key);
-    }
-    return forgetAndCollect(forget, activePaths);
+    return forgetAndCollect(keysIn(images_, keys), activePaths);
   }
 
   // The index without `forget`; then every layer and config that no image
@@ -283,10 +280,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     for (const auto& path : doomed) {
       committed_.erase(paths::chainIdOfLayer(path));
-      bytes_.erase(path + "/rootfs");
+      sizes_.forget(path + "/rootfs");
       configFiles_.erase(paths::baseName(path));
     }
-    return gc_.collect(metadata_.remove(forget), doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
+    Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
+    return gc_.collect(forgotten, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
   }
 
   // A prune that failed part way: what it did not move into gc/ is still in
@@ -328,26 +326,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       usage.images.push_back(image);
       usage.contentOf[key] = infoOf(image).layers;
     }
-    std::vector<std::string> unknown;
-    for (const auto& id : committed_) {
-      const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
-      auto known = bytes_.find(rootfs);
-      if (known != bytes_.end()) {
-        usage.bytes[rootfs] = known->second;
-      } else {
-        unknown.push_back(rootfs);
-      }
-    }
-    if (unknown.empty()) return usage;
-    return actors::async(runtime_, [unknown] { return measureContent(unknown); })
-        .then(actors::defer(self(), [this, usage](const std::map<std::string, std::int64_t>& measured) mutable {
-          for (const auto& [rootfs, bytes] : measured) {
-            if (committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) == 0) continue;
-            bytes_[rootfs] = bytes;
-            usage.bytes[rootfs] = bytes;
-          }
-          return usage;
-        }));
+    std::vector<std::string> rootfses;
+    for (const auto& id : committed_) rootfses.push_back(paths::layerRootfs(options_.storeDir, id));
+    return sizes_.fill(runtime_, self(), usage, rootfses, [this](const std::string& rootfs) {
+      return committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+    });
   }
 
   Future<std::string> recoveryWarning() { return metadata_.recoveryWarning(); }
@@ -675,7 +658,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::map<std::string, StoredImage> images_;
   std::set<std::string> committed_;                          // chain ids in layers/
   std::set<std::string> configFiles_;                        // names in configs/
-  std::map<std::string, std::int64_t> bytes_;                // layer rootfs -> bytes on disk, once read
+  ContentSizes sizes_;                                       // of the layers, once read
   std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex
   std::multimap<std::string, std::string> inflightLayers_;   // pull id -> chain ids it needs
   std::uint64_t pullSerial_ = 0;

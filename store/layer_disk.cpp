@@ -136,8 +136,11 @@ Try<std::int64_t> contentBytes(const std::string& rootfs) {
   }
   auto measured = diskUsage(rootfs);
   if (measured.isError()) return measured;
-  auto written = writeFileAtomically(file, std::to_string(*measured) + "\n", false);
-  if (written.isError()) return written.error();
+  // A full or read-only disk: the figure holds all the same (measured again
+  // by the next process).
+  if (auto written = writeFileAtomically(file, std::to_string(*measured) + "\n", false); written.isError()) {
+    actors::log(actors::LogLevel::Warn, "store.usage_write_failed", {{"error", written.error().message}});
+  }
   return measured;
 }
 

@@ -38,7 +38,8 @@ Try<std::int64_t> diskUsage(const std::string& root);
 // What content directory `rootfs` takes on disk, as its usage file
 // (paths::usageOf) says; measured with diskUsage() and the file written
 // the first time (not at commit: a pull does not pay for the walk), or when
-// the file is unreadable.
+// the file is unreadable. A file that cannot be written is logged; the
+// figure is returned all the same.
 Try<std::int64_t> contentBytes(const std::string& rootfs);
 
 // contentBytes() of each of `rootfses`; one that cannot be measured (gone

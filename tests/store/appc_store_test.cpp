@@ -569,9 +569,10 @@ TEST_F(AppcStoreTest, PruneKeepsExcludedAndInUseImagesAndRemovesTheRest) {
 }
 
 // usage() lists what each AppC image is made of (its dependencies too) and
-// what each image in the store takes on disk, from the usage file written
-// at commit; remove() forgets one image and removes what no other entry
-// uses, keeping a dependency another entry shares.
+// what each image in the store takes on disk, measured at the first usage()
+// (not during the fetch) and written beside it; remove() forgets one image
+// and removes what no other entry uses, keeping a dependency another entry
+// shares.
 TEST_F(AppcStoreTest, UsageCountsEachImageAndRemoveKeepsWhatOthersUse) {
   const auto [baseId, topId] = publishTopOnBase();
   const std::string loneId = publish(simple("example.com/lone", "lone"));
@@ -581,6 +582,9 @@ TEST_F(AppcStoreTest, UsageCountsEachImageAndRemoveKeepsWhatOthersUse) {
   AWAIT_READY(base);
   auto lone = store_->get(appcImage("example.com/lone"));
   AWAIT_READY(lone);
+  for (const auto& id : {baseId, topId, loneId}) {
+    EXPECT_FALSE(fs::exists(storeDir_ / "images" / id / "usage")) << "measured during the fetch: " << id;
+  }
   auto usage = store_->usage();
   AWAIT_READY(usage);
   EXPECT_EQ(3u, usage->images.size());

@@ -1,0 +1,73 @@
+#pragma once
+
+// The bytes on disk of a store's content directories (layer or AppC image
+// rootfses), for Store::usage(): each read from its usage file, or
+// measured and the file written (contentBytes), the first time it is asked
+// for, then kept. Both stores use it. Owned by one store process and used
+// on its strand only.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "actors/async.hpp"
+#include "actors/defer.hpp"
+#include "actors/future.hpp"
+#include "store/layer_disk.hpp"
+#include "store/store.hpp"
+
+namespace prov::store {
+
+class ContentSizes {
+ public:
+  // `usage` with the bytes of each of `rootfses`: the known ones at once,
+  // the others read or measured on the blocking pool, then kept (and
+  // listed) when `present` still says they are in the store, on `pid`'s
+  // strand. One that cannot be measured (logged by measureContent) counts
+  // as 0 from then on, in this process: it is not walked at every check.
+  template <typename P>
+  actors::Future<StoreUsage> fill(actors::Runtime& runtime, const actors::PID<P>& pid, StoreUsage usage,
+                                  const std::vector<std::string>& rootfses,
+                                  std::function<bool(const std::string&)> present) {
+    std::vector<std::string> unknown;
+    for (const auto& rootfs : rootfses) {
+      if (auto known = bytes_.find(rootfs); known != bytes_.end()) {
+        usage.bytes[rootfs] = known->second;
+      } else {
+        unknown.push_back(rootfs);
+      }
+    }
+    if (unknown.empty()) return usage;
+    return actors::async(runtime, [unknown] { return measureContent(unknown); })
+        .then(actors::defer(
+            pid, [this, usage, present, unknown](const std::map<std::string, std::int64_t>& measured) mutable {
+              for (const auto& rootfs : unknown) {
+                if (!present(rootfs)) continue;  // removed meanwhile
+                auto found = measured.find(rootfs);
+                const std::int64_t bytes = found == measured.end() ? 0 : found->second;
+                bytes_[rootfs] = bytes;
+                usage.bytes[rootfs] = bytes;
+              }
+              return usage;
+            }));
+  }
+
+  void forget(const std::string& rootfs) { bytes_.erase(rootfs); }
+
+ private:
+  std::map<std::string, std::int64_t> bytes_;  // rootfs -> bytes on disk
+};
+
+// The keys among `keys` that `index` (a map by key) holds.
+template <typename Index>
+std::vector<std::string> keysIn(const Index& index, const std::vector<std::string>& keys) {
+  std::vector<std::string> held;
+  for (const auto& key : keys) {
+    if (index.count(key) > 0) held.push_back(key);
+  }
+  return held;
+}
+
+}  // namespace prov::store
