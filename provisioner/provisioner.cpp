@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <utility>
 
 #include "actors/async.hpp"
 #include "actors/clock.hpp"
@@ -250,7 +251,23 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> recoverStores() {
     actors::log(actors::LogLevel::Info, "recover.containers", {{"kept", std::to_string(infos_.size())}});
-    return forEachStore([](store::Store& store) { return store.recover(); });
+    return forEachStore([](store::Store& store) { return store.recover(); }).onAny(actors::defer(self(), [this] {
+      // The images of the containers recover destroyed, now that the
+      // stores know them.
+      storesRecovered_ = true;
+      touchImages(std::exchange(untouched_, {}));
+    }));
+  }
+
+  // The images with these keys were in use until now: their last use moves
+  // (once the stores are recovered; before, they know no image).
+  void touchImages(const std::vector<std::string>& keys) {
+    if (!storesRecovered_) {
+      untouched_.insert(untouched_.end(), keys.begin(), keys.end());
+      return;
+    }
+    if (keys.empty()) return;
+    for (const auto& [provider, store] : parts_.stores) store->touch(keys);
   }
 
   // ---- provision ------------------------------------------------------------
@@ -634,10 +651,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return;
     }
     ++destroys_;
-    // Its images were in use until now: their last use moves.
     std::vector<std::string> keys;
     for (const auto& rootfs : info->rootfses) keys.push_back(rootfs.image_key());
-    for (const auto& [provider, store] : parts_.stores) store->touch(keys);
+    touchImages(keys);
     info->termination.set(true);
     if (infos_.count(id) > 0 && infos_[id] == info) infos_.erase(id);
   }
@@ -1023,6 +1039,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed
   std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed
   Future<Nothing> checking_ = Nothing{};         // the last image GC check, ended either way
+  bool storesRecovered_ = false;                 // their recover() ended, either way
+  std::vector<std::string> untouched_;           // image keys to touch once they have
   std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
   PullDurations pullDurations_;
 };

@@ -931,8 +931,8 @@ TEST_F(ProvisionerTest, ACheckWithNothingToRemoveDoesNotWaitForProvisions) {
 }
 
 // A get that hands out a stored image moves its last use, and so does the
-// end of a container made from it (it was in use until then); in the index
-// too, to the minute.
+// end of a container made from it (it was in use until then), whether by
+// destroy or by recover; in the index too, to the minute.
 TEST_F(ProvisionerTest, AProvisionAndADestroyMoveTheImagesLastUse) {
   AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
   provisioner_.reset();
@@ -957,6 +957,16 @@ TEST_F(ProvisionerTest, AProvisionAndADestroyMoveTheImagesLastUse) {
   provisioner_.reset();
   start();
   EXPECT_GE(lastUse(), now) << "written to the index";
+
+  // A container recover destroys (unknown now) counts too.
+  AWAIT_READY(provisioner_->provision("c2", dockerImage("alpine")));
+  provisioner_.reset();
+  ageImages(workDir_, {{dockerKey("alpine"), 7200}});
+  start();
+  auto containers = provisioner_->containers();
+  AWAIT_READY(containers);
+  EXPECT_TRUE(containers->empty()) << "recover destroyed c2";
+  EXPECT_GE(lastUse(), now) << "in use until recover destroyed its container";
 }
 
 // CVE-2021-41091 class: what an image holds (a setuid-root binary, a device
