@@ -930,6 +930,42 @@ TEST_F(ProvisionerTest, ACheckWithNothingToRemoveDoesNotWaitForProvisions) {
   EXPECT_EQ(1u, imageCount());
 }
 
+// An index entry written before last_used_at (the previous layout) reads 0
+// there: its pulled_at stands in, so it is not taken for the least
+// recently used image of all.
+TEST_F(ProvisionerTest, AnEntryFromBeforeLastUseIsRankedByItsPull) {
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  AWAIT_READY(provisioner_->pullImage(dockerImage("debian")));
+  provisioner_.reset();
+  const fs::path file = workDir_ / "store/docker/images";
+  messages::StoredImages index;
+  ASSERT_TRUE(index.ParseFromString(testing::readFile(file)));
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (auto& image : *index.mutable_images()) {
+    if (image.key() == dockerKey("alpine")) {  // as the previous layout wrote it
+      image.clear_last_used_at();
+      image.set_pulled_at(now - 4000);
+    } else {
+      image.set_last_used_at(now - 5000);
+      image.set_pulled_at(now - 9000);
+    }
+  }
+  std::string bytes;
+  index.SerializeToString(&bytes);
+  testing::writeFile(file, bytes);
+  ImageGcConfig gc;
+  gc.maxStoreBytes = 1;
+  gc.minimumAge = std::chrono::seconds(0);
+  gc.imageDiskWatchInterval = std::chrono::hours(1);
+  start({}, backend::kOverlay, gc, [](const std::string&) -> Try<DiskSpace> {
+    return DiskSpace{1ull << 40, 1ull << 39, 1};
+  });
+  auto removed = provisioner_->collectImages();
+  AWAIT_READY(removed);
+  EXPECT_EQ((std::vector<std::string>{dockerKey("debian"), dockerKey("alpine")}), removed.get())
+      << "debian, used 5000 s ago, before alpine, pulled 4000 s ago";
+}
+
 // A get that hands out a stored image moves its last use, and so does the
 // end of a container made from it (it was in use until then), whether by
 // destroy or by recover; in the index too, to the minute.
