@@ -838,7 +838,7 @@ TEST_F(RegistryTest, TrickleIsAStall) {
   const std::string digest = registry.addBlob(std::string(1000, 'z'));
   registry.trickle(20);  // 50 bytes/s
   RegistryOptions o = options(fastRetry(1));
-  o.http.stallWindow = 400ms;
+  o.http.stallWindow = 1s;
   o.http.minBytesPerSecond = 1000;
   auto c = client(o);
   Future<Nothing> stalled = c->streamBlob(repo(registry), blobOf(digest, 1000), std::make_shared<StringSink>());
@@ -877,14 +877,19 @@ TEST_F(RegistryTest, AConsumerThatHoldsTheBytesIsNotAStall) {
   const std::size_t size = 8u << 20;
   const std::string digest = registry.addBlob(std::string(size, 'h'));
   RegistryOptions o = options(fastRetry(1));
-  o.http.stallWindow = 200ms;
+  // The window is also how long the response's header may take: a second,
+  // so that a slow fake registry (a sanitizer, a loaded machine) is not
+  // what this test sees. Counted, the hold would be a stall: the two
+  // chunks taken before it are 512 KiB, under a window's 1 MiB.
+  o.http.stallWindow = 1s;
   o.http.minBytesPerSecond = 1 << 20;
   auto c = client(o);
   auto sink = std::make_shared<HeldSink>();
   Future<Nothing> transfer = c->streamBlob(repo(registry), blobOf(digest, size), sink);
-  ASSERT_TRUE(waitUntil([&] { return sink->received() > 0; }));
-  // Held for five stall windows: the condition under test is time passing.
-  const auto heldUntil = std::chrono::steady_clock::now() + 5 * o.http.stallWindow;
+  ASSERT_TRUE(waitUntil([&] { return sink->received() > 0 || !transfer.isPending(); }));
+  ASSERT_TRUE(transfer.isPending()) << (transfer.isFailed() ? transfer.failure().message : "");
+  // Held for three stall windows: the condition under test is time passing.
+  const auto heldUntil = std::chrono::steady_clock::now() + 3 * o.http.stallWindow;
   waitUntil([&] { return std::chrono::steady_clock::now() >= heldUntil; });
   EXPECT_TRUE(transfer.isPending()) << (transfer.isFailed() ? transfer.failure().message : "");
   sink->release();
