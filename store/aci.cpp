@@ -7,6 +7,8 @@
 
 #include "fetcher/appc.hpp"
 #include "fetcher/digest.hpp"
+#include "store/layer_record.hpp"
+#include "store/paths.hpp"
 
 namespace prov::store {
 
@@ -88,6 +90,8 @@ Try<AciContents> extractAci(const std::string& path, const std::string& root, co
   options.whiteouts = false;
   auto applied = applyTar(root, source, options);
   if (applied.isError()) return applied.error();
+  auto recorded = writeRecord(paths::recordOf(root), applied->record, false);
+  if (recorded.isError()) return recorded.error();
   auto manifest = applied->captured.find("manifest");
   if (manifest == applied->captured.end()) {
     return Error(ErrorKind::InvalidArgument, "Invalid " + what + ": it has no 'manifest'");

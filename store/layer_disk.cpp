@@ -15,6 +15,7 @@
 #include "actors/fs.hpp"
 #include "actors/log.hpp"
 #include "store/atomic_file.hpp"
+#include "store/layer_record.hpp"
 #include "store/paths.hpp"
 
 namespace prov::store {
@@ -92,6 +93,8 @@ Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std:
       break;
     }
   }
+  // Their entries in the record, as settled.
+  if (result.isSome() && !impliedDirs.empty()) result = refreshRecord(rootfs, impliedDirs);
   if (result.isSome() && sync && ::syncfs(rootFd) != 0) result = ioError("sync", rootfs);
   for (int fd : parentFds) ::close(fd);
   ::close(rootFd);

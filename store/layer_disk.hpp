@@ -19,7 +19,8 @@ using actors::Try;
 // Gives each of `impliedDirs` (relative to `rootfs`) the owner, mode and
 // times of the same directory in the nearest of `parentRootfses` (nearest
 // first) that has it; stops looking at a layer that has something else
-// there. Then (with `sync`) syncfs.
+// there, and updates their entries in the record beside `rootfs`
+// (layer_record.hpp). Then (with `sync`) syncfs.
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync);
 

@@ -10,6 +10,8 @@
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
 #include "store/decompress.hpp"
+#include "store/layer_record.hpp"
+#include "store/paths.hpp"
 
 namespace prov::store {
 
@@ -91,6 +93,10 @@ struct LayerStream::State final : TarSource {
                            ", but the image config's diff_ids say " + options.expectedDiffId);
         }
       }
+      // Durable with the layer: its commit syncs the file system.
+      auto recorded = writeRecord(paths::recordOf(root), layer.applied.record, false);
+      if (recorded.isError()) return recorded.error();
+      layer.applied.record.clear();
       return layer;
     }();
     // Whatever the producer still offers fails with the job's error (or, on

@@ -12,6 +12,8 @@
 //                                    it only implies against its parents)
 //     layers/<chain hex>/usage       rootfs/'s size on disk, bytes (from session 13):
 //                                    measured and written the first time it is asked for
+//     layers/<chain hex>/record      what rootfs/ held when it was committed (session 14;
+//                                    a layer from before gets one at its first check)
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
 //     gc/<random>/                   marked for deletion by prune(); swept in the background
@@ -22,6 +24,7 @@
 //     images/sha512-<hex>/manifest   the image's manifest, as in its ACI
 //     images/sha512-<hex>/rootfs/    its root file system
 //     images/sha512-<hex>/usage      rootfs/'s size on disk, as a layer's
+//     images/sha512-<hex>/record     what rootfs/ held when it was committed, as a layer's
 //     images/sha512-<hex>/implied    the directories rootfs/ only implies, one a line,
 //                                    until they are settled against its dependencies
 //     staging/<random>/              fetches and extractions in progress; emptied by recover()
@@ -66,6 +69,11 @@ inline std::vector<std::string> directories(const std::string& store) {
 // rootfs/) that holds its size on disk in bytes, in decimal.
 inline std::string usageOf(std::string_view rootfs) {
   return std::string(rootfs.substr(0, rootfs.rfind('/'))) + "/usage";
+}
+// The file beside a content directory that records what it held when it
+// was committed (store/layer_record.hpp).
+inline std::string recordOf(std::string_view rootfs) {
+  return std::string(rootfs.substr(0, rootfs.rfind('/'))) + "/record";
 }
 // <dir>/<random name>: a new entry's path under staging/ or gc/.
 inline std::string randomChild(const std::string& dir) { return dir + "/" + actors::randomName(); }

@@ -94,6 +94,12 @@ class Applier {
     auto timed = setDirectoryTimes();
     if (timed.isError()) return timed.error();
     for (const auto& dir : implied_) result_.impliedDirs.push_back(dir);
+    // What the headers do not say: the root, implied directories and
+    // whiteouts (their owner comes from this process, or a setgid parent).
+    restat_.insert("");
+    restat_.insert(implied_.begin(), implied_.end());
+    auto restated = restatEntries(rootPath_, std::vector<std::string>(restat_.begin(), restat_.end()), result_.record);
+    if (restated.isError()) return restated.error();
     return std::move(result_);
   }
 
@@ -189,6 +195,8 @@ class Applier {
         if (actors::fs::disk().mkdirat(current.get(), part.c_str(), 0755) != 0)
           return entryError(entry, "create '" + prefix + "'");
         implied_.insert(prefix);
+        // It took its parent's setgid bit and group, as its files will.
+        if (setgidDirs_.count(splitParent(prefix).first) > 0) setgidDirs_.insert(prefix);
         next = actors::fs::disk().openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next >= 0 && overWhiteout && actors::fs::disk().fsetxattr(next, kOpaqueXattr, "y", 1, 0) != 0) {
           ::close(next);
@@ -268,11 +276,18 @@ class Applier {
     if (!S_ISDIR(st.st_mode)) {
       if (actors::fs::disk().unlinkat(parentFd, base.c_str(), 0) != 0)
         return entryError(name, "replace the earlier entry");
+      result_.record.erase(path);
       return Nothing{};
     }
     forgetCache();
     auto removed = actors::fs::removeTree(rootPath_ + "/" + path);
     if (removed.isError()) return removed.error();
+    result_.record.erase(path);
+    const std::string below = path + "/";
+    for (auto it = result_.record.lower_bound(below); it != result_.record.end() && it->first.starts_with(below);) {
+      it = result_.record.erase(it);
+    }
+    for (auto it = restat_.lower_bound(below); it != restat_.end() && it->starts_with(below);) it = restat_.erase(it);
     for (auto it = implied_.lower_bound(path); it != implied_.end() && it->starts_with(path);) {
       it = (*it == path || (*it)[path.size()] == '/') ? implied_.erase(it) : std::next(it);
     }
@@ -282,7 +297,7 @@ class Applier {
   Try<Nothing> create(const std::string& name, const std::string& path, int parentFd, const std::string& base,
                       mode_t type, archive_entry* e) {
     switch (type) {
-      case AE_IFREG: return createFile(name, splitParent(path).first, parentFd, base, e);
+      case AE_IFREG: return createFile(name, path, parentFd, base, e);
       case AE_IFDIR: {
         if (actors::fs::disk().mkdirat(parentFd, base.c_str(), 0700) != 0)
           return entryError(name, "create the directory");
@@ -304,6 +319,9 @@ class Applier {
         if (target == nullptr || *target == '\0') return rejected(name, "the symlink has no target");
         if (actors::fs::disk().symlinkat(target, parentFd, base.c_str()) != 0)
           return entryError(name, "create the symlink");
+        RecordedEntry& recorded = recordOf(path, e, S_IFLNK | 0777);
+        recorded.target = target;
+        recorded.size = recorded.target.size();
         return applyPathMetadata(name, parentFd, base, e, /*symlink=*/true);
       }
       case AE_IFCHR:
@@ -312,6 +330,7 @@ class Applier {
         const dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
         if (actors::fs::disk().mknodat(parentFd, base.c_str(), type | 0600, dev) != 0)
           return entryError(name, "create the node");
+        recordOf(path, e, type | permissions(e)).rdev = dev;
         return applyPathMetadata(name, parentFd, base, e, /*symlink=*/false);
       }
       default:
@@ -320,13 +339,19 @@ class Applier {
     }
   }
 
-  Try<Nothing> createFile(const std::string& name, const std::string& parent, int parentFd, const std::string& base,
+  Try<Nothing> createFile(const std::string& name, const std::string& path, int parentFd, const std::string& base,
                           archive_entry* e) {
+    const std::string parent = splitParent(path).first;
     const mode_t perm = permissions(e);
     Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     perm & 0777));
     if (!fd.valid()) return entryError(name, "create the file");
     std::int64_t end = 0;
+    // Hashed as written; blocks out of order (no tar writer makes them) are
+    // read back at the end instead.
+    fileHash_.reset();
+    std::int64_t hashed = 0;
+    bool inOrder = true;
     for (;;) {
       const void* block = nullptr;
       std::size_t size = 0;
@@ -335,6 +360,12 @@ class Applier {
       if (rc == ARCHIVE_EOF) break;
       if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return archiveError("read the data of '" + name + "' in");
       const char* data = static_cast<const char*>(block);
+      if (offset < hashed) inOrder = false;
+      if (inOrder) {
+        fileHash_.zeros(static_cast<std::uint64_t>(offset - hashed));
+        fileHash_.update(data, size);
+        hashed = offset + static_cast<std::int64_t>(size);
+      }
       for (std::size_t done = 0; done < size;) {
         const ssize_t n = actors::fs::disk().pwrite(fd.get(), data + done, size - done,
                                                     offset + static_cast<la_int64_t>(done));
@@ -349,6 +380,15 @@ class Applier {
     const std::int64_t size = archive_entry_size(e);
     if (end < size && actors::fs::disk().ftruncate(fd.get(), size) != 0)
       return entryError(name, "size the sparse file");
+    const std::int64_t length = std::max(end, size);
+    RecordedEntry& recorded = recordOf(path, e, S_IFREG | perm);
+    recorded.size = static_cast<std::uint64_t>(length);
+    if (inOrder) {
+      fileHash_.zeros(static_cast<std::uint64_t>(length - hashed));
+      recorded.hash = fileHash_.digest();
+    } else {
+      restat_.insert(path);
+    }
     // Most files are root's with plain modes: as created, they need neither
     // chown nor chmod (unless a setgid directory gave them its group).
     const bool chown = !(archive_entry_uid(e) == 0 && archive_entry_gid(e) == 0 && runningAsRoot_ &&
@@ -431,6 +471,14 @@ class Applier {
     if (actors::fs::disk().linkat(targetDir.get(), targetBase.c_str(), parentFd, base.c_str(), 0) != 0) {
       return entryError(name, "create the hardlink to '" + *target + "'");
     }
+    // The same file: what the record says of its target, unless the disk
+    // has to tell.
+    if (auto linked = result_.record.find(*target); linked != result_.record.end() && restat_.count(*target) == 0) {
+      result_.record[path] = linked->second;
+      restat_.erase(path);
+    } else {
+      restat_.insert(path);
+    }
     return Nothing{};
   }
 
@@ -464,6 +512,7 @@ class Applier {
     }
     if (actors::fs::disk().mknodat(*dir, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
       return entryError(name, "create the whiteout");
+    restat_.insert(parent.empty() ? target : parent + "/" + target);
     return Nothing{};
   }
 
@@ -516,6 +565,8 @@ class Applier {
     if (actors::fs::disk().fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
       return entryError(name, "set the owner");
     if (actors::fs::disk().fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
+    recordOf(path, e, S_IFDIR | permissions(e));
+    restat_.erase(path);
     if (permissions(e) & S_ISGID) {
       setgidDirs_.insert(path);
     } else {
@@ -551,6 +602,17 @@ class Applier {
     return Nothing{};
   }
 
+  // The record's entry for `path`, made anew with the header's owner.
+  RecordedEntry& recordOf(const std::string& path, archive_entry* e, mode_t mode) {
+    RecordedEntry& recorded = result_.record[path];
+    recorded = RecordedEntry{};
+    recorded.mode = mode;
+    recorded.uid = static_cast<std::uint32_t>(archive_entry_uid(e));
+    recorded.gid = static_cast<std::uint32_t>(archive_entry_gid(e));
+    restat_.erase(path);
+    return recorded;
+  }
+
   // Last, so that creating entries does not change them again.
   Try<Nothing> setDirectoryTimes() {
     forgetCache();
@@ -577,6 +639,8 @@ class Applier {
   mode_t umask_ = 07777;
   bool runningAsRoot_ = false;
   std::set<std::string> setgidDirs_;  // directories of this layer with the setgid bit
+  std::set<std::string> restat_;      // entries the record takes from the disk at the end
+  ContentHash fileHash_;
   Fd cacheFd_;
   std::string cachePath_;
   bool cacheValid_ = false;

@@ -25,6 +25,7 @@
 // - Limits: entries, path bytes, xattr bytes per entry; the source enforces
 //   the byte limit. Over a limit: ResourceExhausted (entries) or
 //   InvalidArgument (a path or header too long).
+// - The result records every entry of the tree (ApplyResult::record).
 //
 // On error the root holds a partial tree: the caller removes it.
 
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "actors/error.hpp"
+#include "store/layer_record.hpp"
 
 namespace prov::store {
 
@@ -91,6 +93,10 @@ struct ApplyResult {
   std::vector<std::string> impliedDirs;         // relative paths, parents first
   std::map<std::string, std::string> captured;  // see ApplyOptions::capture
   bool sawSubtree = false;                      // an entry was the subtree or inside it
+  // What the tree holds (store/layer_record.hpp), made as it is written:
+  // the files' bytes hashed on their way to the disk. Implied directories
+  // as made here, before they are settled.
+  LayerRecord record;
 };
 
 // Applies the tar `source` yields to `root` (an existing, empty directory).

@@ -10,6 +10,7 @@
 #include "actors/actors.hpp"
 #include "actors/path.hpp"
 #include "fetcher/digest.hpp"
+#include "store/layer_record.hpp"
 #include "store/layer_stream.hpp"
 #include "testkit/files.hpp"
 #include "testkit/image_builder.hpp"
@@ -66,7 +67,34 @@ class ExtractTest : public testing::TemporaryDirectoryTest {
       }
     }
     stream->end();
-    return stream->result();
+    auto result = stream->result();
+    if (result.waitFor(std::chrono::seconds(30)) && result.isReady()) expectRecordIsTheTree();
+    return result;
+  }
+
+  // The record the extraction wrote beside the root, made from the tar's
+  // headers and the bytes on their way, says what the disk says.
+  void expectRecordIsTheTree() {
+    auto written = readRecord((sandbox() / "record").string());
+    ASSERT_TRUE(written.isSome()) << written.error().message;
+    auto disk = recordTree(root_.string());
+    ASSERT_TRUE(disk.isSome()) << disk.error().message;
+    for (const auto& [path, e] : *disk) {
+      auto it = written->find(path);
+      if (it == written->end()) {
+        ADD_FAILURE() << "'" << path << "' is not in the record";
+        continue;
+      }
+      const RecordedEntry& r = it->second;
+      EXPECT_EQ(std::tie(e.mode, e.uid, e.gid, e.size, e.hash, e.rdev, e.target),
+                std::tie(r.mode, r.uid, r.gid, r.size, r.hash, r.rdev, r.target))
+          << "'" << path << "': mode " << std::oct << e.mode << " recorded " << r.mode << std::dec << ", owner "
+          << e.uid << ":" << e.gid << " recorded " << r.uid << ":" << r.gid << ", size " << e.size << " recorded "
+          << r.size;
+    }
+    for (const auto& [path, e] : *written) {
+      EXPECT_EQ(1u, disk->count(path)) << "'" << path << "' is recorded but not on disk";
+    }
   }
 
   actors::Future<ExtractedLayer> extractTar(const std::vector<TarEntry>& entries, bool bottom = false) {
@@ -161,6 +189,38 @@ TEST_F(ExtractTest, KeepsTypesOwnersModesXattrsTimesAndHardlinks) {
   EXPECT_EQ(entries.size(), done->applied.entries);
   // "a", "a/very" and the long directory were implied.
   EXPECT_EQ((std::vector<std::string>{"a", "a/very", "a/very/" + std::string(200, 'n')}), done->applied.impliedDirs);
+}
+
+// The record the fixture checks, on what the headers alone do not tell:
+// a directory implied inside a setgid one takes its group and bit, while
+// the files in it take the group their entry says (as Docker's applier
+// does); a whiteout in it; a directory replaced with all it held.
+TEST_F(ExtractTest, TheRecordFollowsImpliedSetgidDirectoriesAndReplacements) {
+  TarEntry setgidDir = TarEntry::directory("sg", 02775);
+  setgidDir.gid = 50;
+  std::vector<TarEntry> entries = {setgidDir,
+                                   TarEntry::file("sg/implied/deeper/file", "in an implied dir"),
+                                   TarEntry::file("sg/.wh.below", ""),
+                                   TarEntry::directory("tree"),
+                                   TarEntry::file("tree/a", "a"),
+                                   TarEntry::file("tree-sibling", "kept"),
+                                   TarEntry::file("tree/b/c", "c"),
+                                   TarEntry::file("tree", "now a file"),
+                                   entry("link", TarEntry::Type::Hardlink, "tree-sibling")};
+  auto done = extractTar(entries);
+  AWAIT_READY(done);
+  struct stat st {};
+  ASSERT_EQ(0, ::lstat((root_ / "sg/implied").c_str(), &st));
+  EXPECT_EQ(50u, st.st_gid);
+  EXPECT_NE(0u, st.st_mode & S_ISGID);
+  ASSERT_EQ(0, ::lstat((root_ / "sg/implied/deeper/file").c_str(), &st));
+  EXPECT_EQ(0u, st.st_gid) << "the entry says root's group";
+  EXPECT_TRUE(isWhiteout(root_ / "sg/below"));
+  EXPECT_EQ("now a file", testing::readFile(root_ / "tree"));
+  auto record = readRecord((sandbox() / "record").string());
+  ASSERT_TRUE(record.isSome());
+  EXPECT_EQ(0u, record->count("tree/a")) << "the replaced directory's entries left the record";
+  EXPECT_EQ(S_IFREG | 0644u, record->at("tree").mode);
 }
 
 TEST_F(ExtractTest, WhiteoutsBecomeOverlayWhiteoutsExceptInTheBottomLayer) {
