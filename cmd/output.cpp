@@ -175,4 +175,69 @@ std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool 
   return std::string(buffer.GetString()) + "\n";
 }
 
+std::string verifyText(const std::vector<provisioner::ImageCheck>& checks, bool json) {
+  if (!json) {
+    std::string out;
+    for (const auto& check : checks) {
+      std::uint64_t entries = 0, bytes = 0;
+      bool adopted = false;
+      for (const auto& layer : check.layers) {
+        entries += layer.entries;
+        bytes += layer.bytes;
+        adopted = adopted || layer.adopted;
+      }
+      const char* state = !check.ok() ? "damaged" : adopted ? "recorded" : "ok";
+      out += check.image.key() + "  " + state + "  " + std::to_string(check.layers.size()) +
+             (check.layers.size() == 1 ? " layer, " : " layers, ") + std::to_string(entries) + " entries, " +
+             humanBytes(static_cast<std::int64_t>(bytes)) + " read\n";
+      for (const auto& layer : check.layers) {
+        if (layer.ok()) continue;
+        out += "  " + printable(layer.rootfs) + (layer.error.empty() ? "" : ": " + printable(layer.error)) + "\n";
+        for (const auto& damage : layer.damage) out += "    " + printable(damage.path + ": " + damage.what) + "\n";
+      }
+    }
+    return out;
+  }
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartArray();
+  for (const auto& check : checks) {
+    w.StartObject();
+    image(w, check.image);
+    w.Key("ok");
+    w.Bool(check.ok());
+    w.Key("layers");
+    w.StartArray();
+    for (const auto& layer : check.layers) {
+      w.StartObject();
+      string(w, "path", layer.rootfs);
+      w.Key("ok");
+      w.Bool(layer.ok());
+      w.Key("adopted");
+      w.Bool(layer.adopted);
+      w.Key("gone");
+      w.Bool(layer.gone);
+      w.Key("entries");
+      w.Uint64(layer.entries);
+      w.Key("bytes_read");
+      w.Uint64(layer.bytes);
+      w.Key("damage");
+      w.StartArray();
+      for (const auto& damage : layer.damage) {
+        w.StartObject();
+        string(w, "path", damage.path);
+        string(w, "what", damage.what);
+        w.EndObject();
+      }
+      w.EndArray();
+      if (!layer.error.empty()) string(w, "error", layer.error);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  return std::string(buffer.GetString()) + "\n";
+}
+
 }  // namespace prov::cmd

@@ -38,4 +38,12 @@ std::string containersText(const std::vector<provisioner::ContainerInfo>& contai
 // and "last_used_at" (unix seconds; the last use to the minute), "in_use".
 std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool json);
 
+// verify: one line per image ("KEY  ok|damaged|recorded  N layers, E
+// entries, B read"), then under a damaged one each layer that is not
+// whole and each damaged path ("    /etc/passwd: size 0, recorded 1024");
+// or a JSON array: per image, the image, "ok" and "layers" (each "path",
+// "ok", "adopted", "gone", "entries", "bytes_read", "damage" [{"path",
+// "what"}] and "error" when the check could not be made).
+std::string verifyText(const std::vector<provisioner::ImageCheck>& checks, bool json);
+
 }  // namespace prov::cmd

@@ -7,13 +7,14 @@
 //   provisioner [FLAGS] containers
 //   provisioner [FLAGS] images
 //   provisioner [FLAGS] prune [--exclude=IMAGE ...]
+//   provisioner [FLAGS] verify [IMAGE...]
 //   provisioner [FLAGS] metrics
 //   provisioner --version               prints "provisioner <version>"
 //
 // Every run takes the work dir's lock, recovers (every container on disk
 // counts as known), then does its one command. Exit status: 0 done, 1 an
 // error (one line on stderr starting "error: ", nothing on stdout), 2 bad
-// usage, 3 destroy of an unknown container. When stderr is a terminal, pull
+// usage, 3 destroy of an unknown container, 4 verify found damage. When stderr is a terminal, pull
 // and provision draw a live per-layer progress display there (progress.hpp).
 
 #include <unistd.h>
@@ -54,6 +55,9 @@ constexpr const char* kUsage =
     "  prune [--exclude=IMAGE ...]      remove images and layers no container uses\n"
     "  gc                               one check of image GC by --image_gc_config, now; prints\n"
     "                                   the images it removed\n"
+    "  verify [IMAGE...]                check the images' layers (every image's when none is named)\n"
+    "                                   against what each held when it was committed: prints each\n"
+    "                                   damaged path; exit 4 when there is damage\n"
     "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
@@ -190,7 +194,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
   const std::map<std::string, std::size_t> arity = {{"pull", 1},   {"provision", 2}, {"destroy", 1}, {"containers", 0},
-                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}, {"gc", 0}};
+                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}, {"gc", 0}, {"verify", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
   if (vm.count("entrypoint")) in.entrypoint = vm["entrypoint"].as<std::string>();
@@ -199,7 +203,8 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   }
   if (in.bundle.empty() && (in.entrypoint || in.terminal)) return fail("--entrypoint and --terminal need --bundle", 2);
   const bool command = in.command == "provision" && !in.bundle.empty() && in.args.size() > wanted->second;
-  if (in.args.size() != wanted->second && !command) {
+  const bool images = in.command == "verify";  // any number
+  if (in.args.size() != wanted->second && !command && !images) {
     return fail("'" + in.command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
   }
   if (in.command != "prune" && !in.excluded.empty()) return fail("--exclude is for prune", 2);
@@ -280,6 +285,21 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
     auto removed = blockOn(p.collectImages(), error);
     if (!removed) return fail(error);
     for (const auto& key : *removed) std::cout << cmd::printable(key) << "\n";
+    return 0;
+  }
+  if (in.command == "verify") {
+    std::vector<messages::Image> images;
+    for (const auto& name : in.args) {
+      auto image = provisioner::parseImage(name);
+      if (image.isError()) return fail(image.error().message);
+      images.push_back(*image);
+    }
+    auto checks = blockOn(p.verifyImages(images), error);
+    if (!checks) return fail(error);
+    std::cout << cmd::verifyText(*checks, in.json);
+    for (const auto& check : *checks) {
+      if (!check.ok()) return 4;
+    }
     return 0;
   }
   if (in.command == "images") {

@@ -749,6 +749,50 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     });
   }
 
+  // ---- checking the store ---------------------------------------------------
+
+  Future<std::vector<ImageCheck>> verifyImages(const std::vector<messages::Image>& images) {
+    // By provider, the keys asked for; every provider's images when none is.
+    std::map<std::string, std::vector<std::string>> keys;
+    for (const auto& image : images) {
+      auto store = parts_.stores.find(store::providerOf(image));
+      if (store == parts_.stores.end()) {
+        return Error(ErrorKind::NotFound, "Failed to verify an image of provider '" + store::providerOf(image) +
+                                              "': that provider is not enabled (--image_providers)");
+      }
+      auto key = store->second->keyOf(image);
+      if (key.isError()) return key.error();
+      keys[store->first].push_back(*key);
+    }
+    std::vector<Future<store::StoreCheck>> checks;
+    for (const char* provider : store::kProviders) {
+      auto store = parts_.stores.find(provider);
+      if (store == parts_.stores.end() || (!images.empty() && keys.count(provider) == 0)) continue;
+      checks.push_back(store->second->verify(images.empty() ? std::vector<std::string>{} : keys[provider]));
+    }
+    return actors::collect(checks).then(
+        [keys](const std::vector<store::StoreCheck>& stores) -> Try<std::vector<ImageCheck>> {
+          std::vector<ImageCheck> found;
+          std::set<std::string> held;
+          for (const auto& checked : stores) {
+            for (const auto& image : checked.images) {
+              ImageCheck entry{image, {}};
+              for (const auto& dir : checked.contentOf.at(image.key())) entry.layers.push_back(checked.checks.at(dir));
+              held.insert(image.key());
+              found.push_back(std::move(entry));
+            }
+          }
+          for (const auto& [provider, asked] : keys) {
+            for (const auto& key : asked) {
+              if (held.count(key) == 0) {
+                return Error(ErrorKind::NotFound, "Image '" + key + "' is not in the store (pull it first)");
+              }
+            }
+          }
+          return found;
+        });
+  }
+
   // ---- automatic image GC ----------------------------------------------------
 
   Future<std::vector<std::string>> collectImages() {
@@ -1110,6 +1154,10 @@ Future<std::vector<ContainerInfo>> Provisioner::containers() {
 
 Future<std::vector<ImageUsage>> Provisioner::imageUsage() {
   return owned_->process.dispatch(&ProvisionerProcess::imageUsage);
+}
+
+Future<std::vector<ImageCheck>> Provisioner::verifyImages(const std::vector<messages::Image>& images) {
+  return owned_->process.dispatch(&ProvisionerProcess::verifyImages, images);
 }
 
 Future<std::vector<std::string>> Provisioner::collectImages() {

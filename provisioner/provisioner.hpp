@@ -156,6 +156,19 @@ struct ImageUsage {
   bool inUse = false;           // a container's rootfs is made from it
 };
 
+// An image's layers checked against the records made when they were
+// committed (Provisioner::verifyImages).
+struct ImageCheck {
+  messages::StoredImage image;
+  std::vector<store::ContentCheck> layers;  // base first; a layer two images share is in each
+  bool ok() const {
+    for (const auto& layer : layers) {
+      if (!layer.ok()) return false;
+    }
+    return true;
+  }
+};
+
 class ProvisionerProcess;
 
 class Provisioner {
@@ -198,6 +211,12 @@ class Provisioner {
   Future<std::vector<messages::StoredImage>> images();
   // Every image with its size, own bytes, last use and whether it is used.
   Future<std::vector<ImageUsage>> imageUsage();
+  // The images' layers (every image's when `images` is empty) checked
+  // against their records: each damaged path named (store/layer_record.hpp).
+  // A layer from before records is recorded as it is (adopted). NotFound
+  // for an image the stores do not hold. Runs beside provisions; a layer
+  // image GC removes meanwhile is reported gone, not damaged.
+  Future<std::vector<ImageCheck>> verifyImages(const std::vector<messages::Image>& images);
   // One check of automatic image GC now, as the watch makes them (by the
   // configured policy): the keys of the images it removed. InvalidArgument
   // without an image GC config.

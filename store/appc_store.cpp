@@ -287,6 +287,11 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     return Nothing{};
   }
 
+  Future<StoreCheck> verify(const std::vector<std::string>& keys) {
+    return checkImages(runtime_, options_.storeDir, index_, keys,
+                       [this](const StoredImage& image) { return infoOf(image); });
+  }
+
   Future<StoreUsage> usage() {
     StoreUsage usage;
     usage.directory = options_.storeDir;

@@ -1,14 +1,17 @@
 #pragma once
 
-// The bytes on disk of a store's content directories (layer or AppC image
+// What both stores do with their content directories. ContentSizes: the
+// bytes on disk of a store's content directories (layer or AppC image
 // rootfses), for Store::usage(): each read from its usage file, or
 // measured and the file written (contentBytes), the first time it is asked
 // for, then kept. Both stores use it. Owned by one store process and used
 // on its strand only.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include "actors/defer.hpp"
 #include "actors/future.hpp"
 #include "store/layer_disk.hpp"
+#include "store/layer_record.hpp"
 #include "store/store.hpp"
 
 namespace prov::store {
@@ -59,6 +63,28 @@ class ContentSizes {
  private:
   std::map<std::string, std::int64_t> bytes_;  // rootfs -> bytes on disk
 };
+
+// Store::verify() for a store whose `index` maps keys to StoredImages and
+// whose `infoOf` gives an image's content: each content directory of the
+// images asked for checked once, on the blocking pool.
+template <typename Index, typename InfoOf>
+actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const std::string& directory, const Index& index,
+                                       const std::vector<std::string>& keys, InfoOf infoOf) {
+  StoreCheck check;
+  check.directory = directory;
+  std::set<std::string> dirs;
+  for (const auto& [key, image] : index) {
+    if (!keys.empty() && std::find(keys.begin(), keys.end(), key) == keys.end()) continue;
+    check.images.push_back(image);
+    auto content = infoOf(image).layers;
+    dirs.insert(content.begin(), content.end());
+    check.contentOf[key] = std::move(content);
+  }
+  return actors::async(runtime, [check = std::move(check), dirs = std::move(dirs)]() mutable {
+    for (const auto& dir : dirs) check.checks[dir] = checkContent(dir);
+    return check;
+  });
+}
 
 // The keys among `keys` that `index` (a map by key) holds.
 template <typename Index>

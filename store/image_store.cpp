@@ -319,6 +319,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return Nothing{};
   }
 
+  Future<StoreCheck> verify(const std::vector<std::string>& keys) {
+    return checkImages(runtime_, options_.storeDir, images_, keys,
+                       [this](const StoredImage& image) { return infoOf(image); });
+  }
+
   Future<StoreUsage> usage() {
     StoreUsage usage;
     usage.directory = options_.storeDir;

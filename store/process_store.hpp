@@ -34,6 +34,7 @@ class ProcessStore : public Store {
   Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) override;
   Future<Nothing> touch(const std::vector<std::string>& keys) override;
   Future<Nothing> swept() override;
+  Future<StoreCheck> verify(const std::vector<std::string>& keys) override;
 
  protected:
   ProcessStore(actors::Runtime& runtime, std::unique_ptr<P> process) : process_(runtime, std::move(process)) {}

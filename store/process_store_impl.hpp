@@ -49,4 +49,9 @@ Future<Nothing> ProcessStore<P>::swept() {
   return process_.dispatch(&P::quiesce);
 }
 
+template <typename P>
+Future<StoreCheck> ProcessStore<P>::verify(const std::vector<std::string>& keys) {
+  return process_.dispatch(&P::verify, keys);
+}
+
 }  // namespace prov::store

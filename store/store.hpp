@@ -31,6 +31,10 @@
 //   container made from them went): their last use moves (unknown keys are
 //   ignored).
 // swept(): READY once what prune() and remove() moved into gc/ is deleted.
+// verify(keys): checks the content of the images with these keys (every
+//   image when `keys` is empty; unknown keys are ignored) against the
+//   records made when it was committed (store/layer_record.hpp), each
+//   content directory once, on the blocking pool.
 
 #include <cstdint>
 #include <map>
@@ -41,6 +45,7 @@
 #include "actors/error.hpp"
 #include "actors/future.hpp"
 #include "messages/image.pb.h"
+#include "store/layer_record.hpp"
 
 namespace prov::store {
 
@@ -81,6 +86,15 @@ struct StoreUsage {
   std::map<std::string, std::int64_t> bytes;
 };
 
+// What Store::verify() found.
+struct StoreCheck {
+  std::string directory;                      // the store's
+  std::vector<messages::StoredImage> images;  // those checked
+  // By image key: its content directories, base first (as ImageInfo::layers).
+  std::map<std::string, std::vector<std::string>> contentOf;
+  std::map<std::string, ContentCheck> checks;  // by content directory
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -95,6 +109,7 @@ class Store {
   virtual actors::Try<std::string> keyOf(const messages::Image& image) const = 0;
   virtual Future<Nothing> touch(const std::vector<std::string>& keys) = 0;
   virtual Future<Nothing> swept() = 0;
+  virtual Future<StoreCheck> verify(const std::vector<std::string>& keys) = 0;
 };
 
 }  // namespace prov::store

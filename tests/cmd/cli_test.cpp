@@ -284,6 +284,74 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));
 }
 
+// verify names each damaged path of a stored layer, exits 4, and leaves
+// the other layer (and image) whole; a layer from before records is
+// recorded at its first check; an image not in the store is an error.
+TEST_F(CliTest, VerifyNamesEachDamagedPathAndExitsFour) {
+  const std::string image = pushBusybox(
+      "verified", {TarEntry::directory("etc"), TarEntry::file("etc/data", std::string(4096, 'd')),
+                   TarEntry::file("etc/conf", "key=value\n"), TarEntry::file("etc/gone", "soon gone")});
+  ASSERT_EQ(0, run({"pull", image}).status);
+  auto clean = run({"verify"});
+  EXPECT_EQ(0, clean.status) << clean.err;
+  EXPECT_EQ("docker://" + image + ":latest  ok  2 layers, 11 entries, ",
+            clean.out.substr(0, clean.out.find("entries, ") + 9))
+      << clean.out;
+
+  // The layer that has etc/, in the store.
+  fs::path layer;
+  for (const auto& entry : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+    if (fs::exists(entry.path() / "rootfs/etc/data")) layer = entry.path() / "rootfs";
+  }
+  ASSERT_FALSE(layer.empty());
+  fs::resize_file(layer / "etc/data", 100);
+  fs::permissions(layer / "etc/conf", fs::perms(0600));
+  fs::remove(layer / "etc/gone");
+  std::ofstream(layer / "etc/added") << "planted";
+  auto damaged = run({"verify", image});
+  EXPECT_EQ(4, damaged.status) << damaged.err;
+  EXPECT_EQ("", damaged.err);
+  const std::string expected = "docker://" + image + ":latest  damaged  2 layers";
+  EXPECT_EQ(0u, damaged.out.find(expected)) << damaged.out;
+  EXPECT_NE(std::string::npos, damaged.out.find("\n  " + layer.string() +
+                                                "\n"
+                                                "    /etc/added: added (a file the record does not have)\n"
+                                                "    /etc/conf: mode 0600, recorded 0644\n"
+                                                "    /etc/data: size 100, recorded 4096\n"
+                                                "    /etc/gone: missing (a file)\n"))
+      << damaged.out;
+  auto json = run({"--json", "verify"});
+  EXPECT_EQ(4, json.status);
+  rapidjson::Document doc;
+  doc.Parse(json.out.c_str());
+  ASSERT_TRUE(doc.IsArray() && doc.Size() == 1) << json.out;
+  EXPECT_FALSE(doc[0]["ok"].GetBool());
+  ASSERT_EQ(2u, doc[0]["layers"].Size());
+  EXPECT_TRUE(doc[0]["layers"][0]["ok"].GetBool()) << "busybox's layer is whole";
+  EXPECT_EQ(4u, doc[0]["layers"][1]["damage"].Size());
+  EXPECT_EQ(std::string("/etc/added"), doc[0]["layers"][1]["damage"][0]["path"].GetString());
+
+  // A store from before records: the layer is recorded as it is, then checked.
+  fs::path base;
+  for (const auto& entry : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+    if (fs::exists(entry.path() / "rootfs/bin/busybox")) base = entry.path();
+  }
+  ASSERT_FALSE(base.empty());
+  fs::remove(base / "record");
+  auto adopted = run({"--json", "verify", image});
+  doc.Parse(adopted.out.c_str());
+  ASSERT_TRUE(doc.IsArray() && doc.Size() == 1) << adopted.out;
+  EXPECT_TRUE(doc[0]["layers"][0]["adopted"].GetBool()) << adopted.out;
+  EXPECT_TRUE(fs::exists(base / "record"));
+  fs::resize_file(base / "rootfs/bin/busybox", 0);
+  EXPECT_NE(std::string::npos, run({"verify"}).out.find("    /bin/busybox: size 0, recorded "));
+
+  auto unknown = run({"verify", registry_->hostPort() + "/test/never-pulled"});
+  EXPECT_EQ(1, unknown.status);
+  EXPECT_EQ("", unknown.out);
+  EXPECT_NE(std::string::npos, unknown.err.find("is not in the store")) << unknown.err;
+}
+
 // --overlay_volatile reaches the mount (the kernel lists the option) and
 // --priority is taken by provision; the rootfs works and goes on destroy.
 TEST_F(CliTest, OverlayVolatileAndPriorityOnProvision) {
