@@ -175,27 +175,70 @@ std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool 
   return std::string(buffer.GetString()) + "\n";
 }
 
+namespace {
+
+// "KEY  ok|damaged|recorded  N layers, E entries, B read", then each layer
+// that is not whole and its damaged paths.
+std::string checkText(const provisioner::ImageCheck& check) {
+  std::uint64_t entries = 0, bytes = 0;
+  bool adopted = false;
+  for (const auto& layer : check.layers) {
+    entries += layer.entries;
+    bytes += layer.bytes;
+    adopted = adopted || layer.adopted;
+  }
+  const char* state = !check.ok() ? "damaged" : adopted ? "recorded" : "ok";
+  std::string out = check.image.key() + "  " + state + "  " + std::to_string(check.layers.size()) +
+                    (check.layers.size() == 1 ? " layer, " : " layers, ") + std::to_string(entries) + " entries, " +
+                    humanBytes(static_cast<std::int64_t>(bytes)) + " read\n";
+  for (const auto& layer : check.layers) {
+    if (layer.ok()) continue;
+    out += "  " + printable(layer.rootfs) + (layer.error.empty() ? "" : ": " + printable(layer.error)) + "\n";
+    for (const auto& damage : layer.damage) out += "    " + printable(damage.path + ": " + damage.what) + "\n";
+  }
+  return out;
+}
+
+// "ok" and "layers" of one check.
+void checkJson(Writer& w, const provisioner::ImageCheck& check) {
+  w.Key("ok");
+  w.Bool(check.ok());
+  w.Key("layers");
+  w.StartArray();
+  for (const auto& layer : check.layers) {
+    w.StartObject();
+    string(w, "path", layer.rootfs);
+    w.Key("ok");
+    w.Bool(layer.ok());
+    w.Key("adopted");
+    w.Bool(layer.adopted);
+    w.Key("gone");
+    w.Bool(layer.gone);
+    w.Key("entries");
+    w.Uint64(layer.entries);
+    w.Key("bytes_read");
+    w.Uint64(layer.bytes);
+    w.Key("damage");
+    w.StartArray();
+    for (const auto& damage : layer.damage) {
+      w.StartObject();
+      string(w, "path", damage.path);
+      string(w, "what", damage.what);
+      w.EndObject();
+    }
+    w.EndArray();
+    if (!layer.error.empty()) string(w, "error", layer.error);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+}  // namespace
+
 std::string verifyText(const std::vector<provisioner::ImageCheck>& checks, bool json) {
   if (!json) {
     std::string out;
-    for (const auto& check : checks) {
-      std::uint64_t entries = 0, bytes = 0;
-      bool adopted = false;
-      for (const auto& layer : check.layers) {
-        entries += layer.entries;
-        bytes += layer.bytes;
-        adopted = adopted || layer.adopted;
-      }
-      const char* state = !check.ok() ? "damaged" : adopted ? "recorded" : "ok";
-      out += check.image.key() + "  " + state + "  " + std::to_string(check.layers.size()) +
-             (check.layers.size() == 1 ? " layer, " : " layers, ") + std::to_string(entries) + " entries, " +
-             humanBytes(static_cast<std::int64_t>(bytes)) + " read\n";
-      for (const auto& layer : check.layers) {
-        if (layer.ok()) continue;
-        out += "  " + printable(layer.rootfs) + (layer.error.empty() ? "" : ": " + printable(layer.error)) + "\n";
-        for (const auto& damage : layer.damage) out += "    " + printable(damage.path + ": " + damage.what) + "\n";
-      }
-    }
+    for (const auto& check : checks) out += checkText(check);
     return out;
   }
   rapidjson::StringBuffer buffer;
@@ -204,36 +247,50 @@ std::string verifyText(const std::vector<provisioner::ImageCheck>& checks, bool 
   for (const auto& check : checks) {
     w.StartObject();
     image(w, check.image);
-    w.Key("ok");
-    w.Bool(check.ok());
-    w.Key("layers");
-    w.StartArray();
-    for (const auto& layer : check.layers) {
-      w.StartObject();
-      string(w, "path", layer.rootfs);
-      w.Key("ok");
-      w.Bool(layer.ok());
-      w.Key("adopted");
-      w.Bool(layer.adopted);
-      w.Key("gone");
-      w.Bool(layer.gone);
-      w.Key("entries");
-      w.Uint64(layer.entries);
-      w.Key("bytes_read");
-      w.Uint64(layer.bytes);
-      w.Key("damage");
-      w.StartArray();
-      for (const auto& damage : layer.damage) {
-        w.StartObject();
-        string(w, "path", damage.path);
-        string(w, "what", damage.what);
-        w.EndObject();
+    checkJson(w, check);
+    w.EndObject();
+  }
+  w.EndArray();
+  return std::string(buffer.GetString()) + "\n";
+}
+
+std::string repairText(const std::vector<provisioner::ImageRepair>& repairs, bool json) {
+  if (!json) {
+    std::string out;
+    for (const auto& repair : repairs) {
+      out += checkText(repair.found);
+      for (const auto& layer : repair.inUse) {
+        out += "  not repaired, a container uses it: " + printable(layer) + "\n";
       }
-      w.EndArray();
-      if (!layer.error.empty()) string(w, "error", layer.error);
+      if (!repair.error.empty()) out += "  " + printable(repair.error) + "\n";
+      if (!repair.refetched.empty() && repair.after) {
+        out += "  fetched again: " + std::to_string(repair.refetched.size()) +
+               (repair.refetched.size() == 1 ? " layer; now " : " layers; now ") + checkText(*repair.after);
+      }
+    }
+    return out;
+  }
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartArray();
+  for (const auto& repair : repairs) {
+    w.StartObject();
+    image(w, repair.found.image);
+    w.Key("repaired");
+    w.Bool(repair.repaired());
+    strings(w, "refetched", repair.refetched);
+    strings(w, "in_use", repair.inUse);
+    if (!repair.error.empty()) string(w, "error", repair.error);
+    w.Key("found");
+    w.StartObject();
+    checkJson(w, repair.found);
+    w.EndObject();
+    if (repair.after) {
+      w.Key("after");
+      w.StartObject();
+      checkJson(w, *repair.after);
       w.EndObject();
     }
-    w.EndArray();
     w.EndObject();
   }
   w.EndArray();

@@ -45,5 +45,11 @@ std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool 
 // "ok", "adopted", "gone", "entries", "bytes_read", "damage" [{"path",
 // "what"}] and "error" when the check could not be made).
 std::string verifyText(const std::vector<provisioner::ImageCheck>& checks, bool json);
+// verify --repair: each image's check as verify prints it, then what was
+// done: "  not repaired, a container uses it: LAYER", the error that kept
+// it from being repaired, or "  fetched again: N layers; now " and its new
+// check line. JSON: per image, the image, "repaired", "refetched",
+// "in_use", "error" (when one), "found" and "after" (each "ok", "layers").
+std::string repairText(const std::vector<provisioner::ImageRepair>& repairs, bool json);
 
 }  // namespace prov::cmd

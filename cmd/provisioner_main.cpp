@@ -7,7 +7,7 @@
 //   provisioner [FLAGS] containers
 //   provisioner [FLAGS] images
 //   provisioner [FLAGS] prune [--exclude=IMAGE ...]
-//   provisioner [FLAGS] verify [IMAGE...]
+//   provisioner [FLAGS] verify [--repair] [IMAGE...]
 //   provisioner [FLAGS] metrics
 //   provisioner --version               prints "provisioner <version>"
 //
@@ -55,9 +55,10 @@ constexpr const char* kUsage =
     "  prune [--exclude=IMAGE ...]      remove images and layers no container uses\n"
     "  gc                               one check of image GC by --image_gc_config, now; prints\n"
     "                                   the images it removed\n"
-    "  verify [IMAGE...]                check the images' layers (every image's when none is named)\n"
+    "  verify [--repair] [IMAGE...]     check the images' layers (every image's when none is named)\n"
     "                                   against what each held when it was committed: prints each\n"
-    "                                   damaged path; exit 4 when there is damage\n"
+    "                                   damaged path; exit 4 when damage is left. --repair fetches\n"
+    "                                   damaged layers no container uses again from the source\n"
     "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
@@ -91,7 +92,8 @@ struct Invocation {
   std::string bundle;
   std::optional<std::string> entrypoint;
   bool terminal = false;
-  int priority = 0;  // pull, provision
+  bool repair = false;  // verify
+  int priority = 0;     // pull, provision
   actors::LogLevel logLevel = actors::LogLevel::Error;
 };
 
@@ -157,6 +159,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "entrypoint", po::value<std::string>(),
       "provision --bundle: run this instead of the image's Entrypoint (and drop its Cmd; '' clears it)")(
       "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)")(
+      "repair", po::bool_switch(&in.repair),
+      "verify: fetch each damaged layer that no container uses again from the image's source (a source that is "
+      "gone leaves it as it is)")(
       "priority", po::value(&in.priority)->default_value(0),
       "pull, provision: the pull's rank among the pulls of one process (an agent that embeds the library sets "
       "Image.priority): its layers go before waiting ones of lower priority, and one more urgent than all that run "
@@ -193,8 +198,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
   in.logLevel = *level;
   flags.dockerInsecureRegistries = cmd::splitList(dockerInsecure);
   flags.dockerRegistryMirrors = cmd::splitList(dockerMirrors);
-  const std::map<std::string, std::size_t> arity = {{"pull", 1},   {"provision", 2}, {"destroy", 1}, {"containers", 0},
-                                                    {"images", 0}, {"prune", 0},     {"metrics", 0}, {"gc", 0}, {"verify", 0}};
+  const std::map<std::string, std::size_t> arity = {{"pull", 1},       {"provision", 2}, {"destroy", 1},
+                                                    {"containers", 0}, {"images", 0},    {"prune", 0},
+                                                    {"metrics", 0},    {"gc", 0},        {"verify", 0}};
   auto wanted = arity.find(in.command);
   if (wanted == arity.end()) return fail("unknown command '" + in.command + "'\n" + kUsage, 2);
   if (vm.count("entrypoint")) in.entrypoint = vm["entrypoint"].as<std::string>();
@@ -208,6 +214,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
     return fail("'" + in.command + "' takes " + std::to_string(wanted->second) + " argument(s)\n" + kUsage, 2);
   }
   if (in.command != "prune" && !in.excluded.empty()) return fail("--exclude is for prune", 2);
+  if (in.command != "verify" && in.repair) return fail("--repair is for verify", 2);
   if (vm.count("priority") && !vm["priority"].defaulted() && in.command != "pull" && in.command != "provision") {
     return fail("--priority is for pull and provision", 2);
   }
@@ -293,6 +300,15 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
       auto image = provisioner::parseImage(name);
       if (image.isError()) return fail(image.error().message);
       images.push_back(*image);
+    }
+    if (in.repair) {
+      auto repairs = blockOn(p.repairImages(images), error);
+      if (!repairs) return fail(error);
+      std::cout << cmd::repairText(*repairs, in.json);
+      for (const auto& repair : *repairs) {
+        if (!repair.repaired()) return 4;
+      }
+      return 0;
     }
     auto checks = blockOn(p.verifyImages(images), error);
     if (!checks) return fail(error);

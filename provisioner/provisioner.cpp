@@ -793,6 +793,95 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         });
   }
 
+  Future<std::vector<ImageRepair>> repairImages(const std::vector<messages::Image>& images) {
+    return verifyImages(images).then(actors::defer(self(), [this](const std::vector<ImageCheck>& checks) {
+      auto repairs = std::make_shared<std::vector<ImageRepair>>();
+      std::vector<Future<Nothing>> looked;
+      for (const auto& check : checks) {
+        repairs->push_back(ImageRepair{check, {}, {}, {}, std::nullopt});
+        if (check.ok()) continue;
+        // The source first: when it cannot give the image, nothing changes.
+        const std::size_t i = repairs->size() - 1;
+        looked.push_back(refetch(check.image)
+                             .then([](const store::ImageInfo&) { return Nothing{}; })
+                             .repair([repairs, i](const Future<Nothing>& failed) {
+                               (*repairs)[i].error = "Not repaired: " + failed.failure().message;
+                               return Nothing{};
+                             }));
+      }
+      return actors::collect(looked)
+          .then(actors::defer(self(),
+                              [this, repairs](const std::vector<Nothing>&) {
+                                return underLock<Nothing>(Lock::Write,
+                                                          [this, repairs] { return discardDamaged(repairs); });
+                              }))
+          .then(actors::defer(self(), [this, repairs] { return refetchRepaired(repairs); }))
+          .then([repairs] { return *repairs; });
+    }));
+  }
+
+  // The store serving `image`'s provider asked to fetch it again.
+  Future<store::ImageInfo> refetch(const messages::StoredImage& image) {
+    const std::string provider = image.key().starts_with("appc:") ? store::kAppcProvider : store::kDockerProvider;
+    auto store = parts_.stores.find(provider);
+    if (store == parts_.stores.end()) return Error(ErrorKind::NotFound, "Its provider is not enabled");
+    return store->second->refetch(image.key());
+  }
+
+  // Under the write lock: each damaged layer of an image whose source
+  // answered goes to gc/, unless a container uses it.
+  Future<Nothing> discardDamaged(const std::shared_ptr<std::vector<ImageRepair>>& repairs) {
+    return activePaths().then(actors::defer(self(), [this, repairs](const std::set<std::string>& active) {
+      std::map<std::string, std::vector<std::string>> doomed;  // by provider
+      std::set<std::string> seen;
+      for (auto& repair : *repairs) {
+        if (repair.found.ok() || !repair.error.empty()) continue;
+        for (const auto& layer : repair.found.layers) {
+          if (layer.ok() || layer.gone) continue;
+          if (active.count(layer.rootfs) > 0) {
+            repair.inUse.push_back(layer.rootfs);
+            continue;
+          }
+          repair.refetched.push_back(layer.rootfs);
+          if (seen.insert(layer.rootfs).second) doomed[store::kDockerProvider].push_back(layer.rootfs);
+        }
+      }
+      std::vector<Future<Nothing>> discarded;
+      for (const auto& [provider, dirs] : doomed) {
+        if (auto store = parts_.stores.find(provider); store != parts_.stores.end()) {
+          discarded.push_back(store->second->discard(dirs));
+        }
+      }
+      return actors::collect(discarded).then([](const std::vector<Nothing>&) { return Nothing{}; });
+    }));
+  }
+
+  // Each image that lost layers fetched again, then checked again.
+  Future<Nothing> refetchRepaired(const std::shared_ptr<std::vector<ImageRepair>>& repairs) {
+    std::vector<Future<Nothing>> done;
+    for (std::size_t i = 0; i < repairs->size(); ++i) {
+      ImageRepair& repair = (*repairs)[i];
+      if (repair.refetched.empty()) continue;
+      auto image = store::imageOfKey(repair.found.image.key());
+      if (image.isError()) {
+        repair.error = image.error().message;
+        continue;
+      }
+      done.push_back(refetch(repair.found.image)
+                         .then(actors::defer(
+                             self(), [this, image = *image](const store::ImageInfo&) { return verifyImages({image}); }))
+                         .then([repairs, i](const std::vector<ImageCheck>& after) {
+                           if (!after.empty()) (*repairs)[i].after = after.front();
+                           return Nothing{};
+                         })
+                         .repair([repairs, i](const Future<Nothing>& failed) {
+                           (*repairs)[i].error = "Failed to fetch it again: " + failed.failure().message;
+                           return Nothing{};
+                         }));
+    }
+    return actors::collect(done).then([](const std::vector<Nothing>&) { return Nothing{}; });
+  }
+
   // ---- automatic image GC ----------------------------------------------------
 
   Future<std::vector<std::string>> collectImages() {
@@ -1158,6 +1247,10 @@ Future<std::vector<ImageUsage>> Provisioner::imageUsage() {
 
 Future<std::vector<ImageCheck>> Provisioner::verifyImages(const std::vector<messages::Image>& images) {
   return owned_->process.dispatch(&ProvisionerProcess::verifyImages, images);
+}
+
+Future<std::vector<ImageRepair>> Provisioner::repairImages(const std::vector<messages::Image>& images) {
+  return owned_->process.dispatch(&ProvisionerProcess::repairImages, images);
 }
 
 Future<std::vector<std::string>> Provisioner::collectImages() {

@@ -169,6 +169,16 @@ struct ImageCheck {
   }
 };
 
+// What Provisioner::repairImages() did for one image.
+struct ImageRepair {
+  ImageCheck found;                    // its check before the repair
+  std::vector<std::string> refetched;  // damaged layers moved out and fetched and extracted again
+  std::vector<std::string> inUse;      // damaged layers a container uses: left as they are
+  std::string error;                   // why it was not repaired (the source is gone, ...)
+  std::optional<ImageCheck> after;     // its check after the repair, when one was made
+  bool repaired() const { return found.ok() || (after && after->ok()); }
+};
+
 class ProvisionerProcess;
 
 class Provisioner {
@@ -217,6 +227,16 @@ class Provisioner {
   // for an image the stores do not hold. Runs beside provisions; a layer
   // image GC removes meanwhile is reported gone, not damaged.
   Future<std::vector<ImageCheck>> verifyImages(const std::vector<messages::Image>& images);
+  // verifyImages, then each damaged image repaired from its source: it is
+  // looked up there again first (a source that is gone, or refuses, leaves
+  // everything as it was, and the image's `error` says why); then under the
+  // write lock its damaged layers that no container uses go to gc/, the
+  // image is fetched again (only those layers are downloaded and extracted)
+  // and checked again. A damaged layer a container uses is left alone and
+  // listed in `inUse`: repair it once those containers are destroyed. A tag
+  // that names another manifest now is followed, as a pull would. Docker/OCI
+  // images only (an AppC image's `error` says so).
+  Future<std::vector<ImageRepair>> repairImages(const std::vector<messages::Image>& images);
   // One check of automatic image GC now, as the watch makes them (by the
   // configured policy): the keys of the images it removed. InvalidArgument
   // without an image GC config.

@@ -287,6 +287,14 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     return Nothing{};
   }
 
+  // Repair is built for Docker/OCI images only.
+  Future<Nothing> discard(const std::vector<std::string>&) { return repairUnsupported(); }
+  Future<ImageInfo> refetch(const std::string&) { return repairUnsupported(); }
+  static Error repairUnsupported() {
+    return Error(ErrorKind::Unsupported,
+                 "Repair of AppC images is not built: remove the image (prune) and fetch it again");
+  }
+
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
     return checkImages(runtime_, options_.storeDir, index_, keys,
                        [this](const StoredImage& image) { return infoOf(image); });

@@ -32,6 +32,47 @@ using messages::Image;
 using messages::ResolvedImage;
 using messages::StoredImage;
 
+Try<Image> imageOfKey(const std::string& key) {
+  Image image;
+  if (key.starts_with("docker://")) {
+    auto reference = fetcher::parseImageReference(std::string_view(key).substr(9));
+    if (reference.isError()) return reference.error();
+    image.set_type(Image::DOCKER);
+    *image.mutable_reference() = *reference;
+    return image;
+  }
+  if (key.starts_with("oci:")) {
+    std::string rest = key.substr(4);
+    // A tag never holds '/'; the directory may hold ':'.
+    const auto colon = rest.rfind(':');
+    if (colon != std::string::npos && rest.find('/', colon) == std::string::npos) {
+      image.set_layout_tag(rest.substr(colon + 1));
+      rest.resize(colon);
+    }
+    image.set_type(Image::OCI_LAYOUT);
+    image.set_path(rest);
+    return image;
+  }
+  if (key.starts_with("docker-archive:")) {
+    const std::string rest = key.substr(15);
+    image.set_type(Image::DOCKER_ARCHIVE);
+    image.set_path(rest);
+    // "FILE:REFERENCE" when an image of the archive was picked: the file is
+    // the prefix that is one (a path may hold ':').
+    for (auto colon = rest.find(':'); colon != std::string::npos; colon = rest.find(':', colon + 1)) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(rest.substr(0, colon), ec)) continue;
+      auto picked = fetcher::parseImageReference(std::string_view(rest).substr(colon + 1));
+      if (picked.isError()) continue;
+      image.set_path(rest.substr(0, colon));
+      *image.mutable_reference() = *picked;
+      break;
+    }
+    return image;
+  }
+  return Error(ErrorKind::InvalidArgument, "'" + key + "' is not a Docker/OCI image key");
+}
+
 Try<std::string> imageKey(const Image& image) {
   switch (image.type()) {
     case Image::DOCKER: {
@@ -317,6 +358,26 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (auto it = images_.find(key); it != images_.end()) touchLastUse(it->second, metadata_);
     }
     return Nothing{};
+  }
+
+  Future<Nothing> discard(const std::vector<std::string>& contentDirs) {
+    std::vector<std::string> doomed;
+    for (const auto& rootfs : contentDirs) {
+      const std::string layer = rootfs.substr(0, rootfs.rfind('/'));
+      const std::string id = paths::chainIdOfLayer(layer);
+      if (paths::layerRootfs(options_.storeDir, id) != rootfs || committed_.erase(id) == 0) continue;
+      sizes_.forget(rootfs);
+      doomed.push_back(layer);
+    }
+    return gc_.collect(Nothing{}, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
+  }
+
+  Future<ImageInfo> refetch(const std::string& key) {
+    if (images_.count(key) == 0) return Error(ErrorKind::NotFound, "Image '" + key + "' is not in the store");
+    auto image = imageOfKey(key);
+    if (image.isError()) return image.error();
+    image->set_cached(false);
+    return get(*image);
   }
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {

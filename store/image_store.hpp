@@ -106,6 +106,10 @@ using PullerFor = std::function<std::shared_ptr<fetcher::Puller>(const messages:
 // reference.
 Try<std::string> imageKey(const messages::Image& image);
 
+// The request imageKey() made `key` from (the path of a local source as
+// the key has it: absolute). InvalidArgument for a key it could not make.
+Try<messages::Image> imageOfKey(const std::string& key);
+
 // OCI chain ids of layers with these diffIDs, base first.
 std::vector<std::string> chainIds(const std::vector<std::string>& diffIds);
 

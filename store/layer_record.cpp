@@ -15,6 +15,10 @@
 
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "messages/record.pb.h"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
@@ -216,23 +220,40 @@ Try<RecordedEntry> entryAt(const std::string& full, const struct stat& st, std::
 }  // namespace
 
 Try<Nothing> writeRecord(const std::string& file, const LayerRecord& record, bool sync) {
-  messages::LayerRecord message;
-  message.set_version(kRecordVersion);
-  message.mutable_entries()->Reserve(static_cast<int>(record.size()));
-  for (const auto& [path, e] : record) {
-    auto* entry = message.add_entries();
-    entry->set_path(path);
-    entry->set_mode(e.mode);
-    entry->set_uid(e.uid);
-    entry->set_gid(e.gid);
-    entry->set_size(e.size);
-    entry->set_content_hash(e.hash);
-    if (!e.target.empty()) entry->set_target(e.target);
-    entry->set_rdev(e.rdev);
-  }
-  message.set_root_hash(rootHashOf(record));
+  // Entry by entry into the encoding of a LayerRecord: a layer of many
+  // small files does not hold its record twice in memory.
   std::string bytes;
-  if (!message.SerializeToString(&bytes)) return Error(ErrorKind::Internal, "Failed to encode the record " + file);
+  {
+    google::protobuf::io::StringOutputStream raw(&bytes);
+    google::protobuf::io::CodedOutputStream out(&raw);
+    out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+        messages::LayerRecord::kVersionFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_VARINT));
+    out.WriteVarint32(kRecordVersion);
+    messages::RecordEntry entry;
+    std::string encoded;
+    for (const auto& [path, e] : record) {
+      entry.Clear();
+      entry.set_path(path);
+      entry.set_mode(e.mode);
+      entry.set_uid(e.uid);
+      entry.set_gid(e.gid);
+      entry.set_size(e.size);
+      entry.set_content_hash(e.hash);
+      if (!e.target.empty()) entry.set_target(e.target);
+      entry.set_rdev(e.rdev);
+      encoded.clear();
+      entry.SerializeToString(&encoded);
+      out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+          messages::LayerRecord::kEntriesFieldNumber,
+          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+      out.WriteVarint32(static_cast<std::uint32_t>(encoded.size()));
+      out.WriteString(encoded);
+    }
+    out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+        messages::LayerRecord::kRootHashFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_FIXED64));
+    out.WriteLittleEndian64(rootHashOf(record));
+    if (out.HadError()) return Error(ErrorKind::Internal, "Failed to encode the record '" + file + "'");
+  }
   return writeFileAtomically(file, bytes, sync);
 }
 

@@ -35,6 +35,8 @@ class ProcessStore : public Store {
   Future<Nothing> touch(const std::vector<std::string>& keys) override;
   Future<Nothing> swept() override;
   Future<StoreCheck> verify(const std::vector<std::string>& keys) override;
+  Future<Nothing> discard(const std::vector<std::string>& contentDirs) override;
+  Future<ImageInfo> refetch(const std::string& key) override;
 
  protected:
   ProcessStore(actors::Runtime& runtime, std::unique_ptr<P> process) : process_(runtime, std::move(process)) {}

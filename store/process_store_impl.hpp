@@ -54,4 +54,14 @@ Future<StoreCheck> ProcessStore<P>::verify(const std::vector<std::string>& keys)
   return process_.dispatch(&P::verify, keys);
 }
 
+template <typename P>
+Future<Nothing> ProcessStore<P>::discard(const std::vector<std::string>& contentDirs) {
+  return process_.dispatch(&P::discard, contentDirs);
+}
+
+template <typename P>
+Future<ImageInfo> ProcessStore<P>::refetch(const std::string& key) {
+  return process_.dispatch(&P::refetch, key);
+}
+
 }  // namespace prov::store

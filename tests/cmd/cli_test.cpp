@@ -352,6 +352,70 @@ TEST_F(CliTest, VerifyNamesEachDamagedPathAndExitsFour) {
   EXPECT_NE(std::string::npos, unknown.err.find("is not in the store")) << unknown.err;
 }
 
+// verify --repair: a damaged layer a container uses stays as it is; once
+// the container is gone it is fetched again (only it: the other layer is
+// the same directory as before) and the image checks whole; a local source
+// repairs the same way; a source that is gone leaves the store unchanged.
+TEST_F(CliTest, RepairFetchesDamagedLayersAgainUnlessInUseOrTheSourceIsGone) {
+  const std::string image = pushBusybox(
+      "repaired", {TarEntry::directory("etc"), TarEntry::file("etc/data", std::string(4096, 'd'))});
+  ASSERT_EQ(0, run({"pull", image}).status);
+  auto layerWith = [&](const std::string& rel) {
+    for (const auto& entry : fs::directory_iterator(workDir_ / "store/docker/layers")) {
+      if (fs::exists(entry.path() / "rootfs" / rel)) return entry.path() / "rootfs";
+    }
+    return fs::path();
+  };
+  const fs::path layer = layerWith("etc/data");
+  const fs::path base = layerWith("bin/busybox");
+  ASSERT_FALSE(layer.empty());
+  struct stat before {};
+  ASSERT_EQ(0, ::stat((base / "bin/busybox").c_str(), &before));
+  fs::resize_file(layer / "etc/data", 0);
+  ASSERT_EQ(0, run({"--image_provisioner_backend=overlay", "provision", "c1", image}).status);
+
+  auto held = run({"verify", "--repair"});
+  EXPECT_EQ(4, held.status) << held.out << held.err;
+  EXPECT_NE(std::string::npos, held.out.find("  not repaired, a container uses it: " + layer.string() + "\n"))
+      << held.out;
+  EXPECT_EQ(0u, fs::file_size(layer / "etc/data")) << "a layer a container mounts is not touched";
+
+  ASSERT_EQ(0, run({"destroy", "c1"}).status);
+  auto repaired = run({"verify", "--repair", image});
+  EXPECT_EQ(0, repaired.status) << repaired.out << repaired.err;
+  EXPECT_NE(std::string::npos,
+            repaired.out.find("  fetched again: 1 layer; now docker://" + image + ":latest  ok  2 layers"))
+      << repaired.out;
+  EXPECT_EQ(std::string(4096, 'd'), testing::readFile(layer / "etc/data"));
+  struct stat after {};
+  ASSERT_EQ(0, ::stat((base / "bin/busybox").c_str(), &after));
+  EXPECT_EQ(before.st_ino, after.st_ino) << "the whole layer was not extracted again";
+  EXPECT_EQ(0, run({"verify"}).status);
+
+  // From a local OCI layout, while it is there; then with it gone.
+  const std::string local = "oci:" + (sandbox() / "layout-repaired").string() + ":latest";
+  ASSERT_EQ(0, run({"pull", local}).status);
+  fs::resize_file(layer / "etc/data", 10);
+  auto fromLayout = run({"--json", "verify", "--repair", local});
+  EXPECT_EQ(0, fromLayout.status) << fromLayout.out << fromLayout.err;
+  rapidjson::Document doc;
+  doc.Parse(fromLayout.out.c_str());
+  ASSERT_TRUE(doc.IsArray() && doc.Size() == 1) << fromLayout.out;
+  EXPECT_TRUE(doc[0]["repaired"].GetBool());
+  EXPECT_FALSE(doc[0]["found"]["ok"].GetBool());
+  EXPECT_TRUE(doc[0]["after"]["ok"].GetBool());
+  EXPECT_EQ(1u, doc[0]["refetched"].Size());
+  fs::resize_file(layer / "etc/data", 10);
+  fs::remove_all(sandbox() / "layout-repaired");
+  auto gone = run({"verify", "--repair", local});
+  EXPECT_EQ(4, gone.status) << gone.out << gone.err;
+  EXPECT_NE(std::string::npos, gone.out.find("  Not repaired: ")) << gone.out;
+  EXPECT_EQ(10u, fs::file_size(layer / "etc/data")) << "nothing was moved for a source that is gone";
+  auto misplaced = run({"images", "--repair"});
+  EXPECT_EQ(2, misplaced.status);
+  EXPECT_NE(std::string::npos, misplaced.err.find("--repair is for verify")) << misplaced.err;
+}
+
 // --overlay_volatile reaches the mount (the kernel lists the option) and
 // --priority is taken by provision; the rootfs works and goes on destroy.
 TEST_F(CliTest, OverlayVolatileAndPriorityOnProvision) {

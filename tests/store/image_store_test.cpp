@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include <mutex>
@@ -627,6 +629,28 @@ TEST(ImageKeyTest, NormalisesEachSource) {
   EXPECT_EQ(2u, chainIds({"sha256:a", "sha256:b"}).size());
   EXPECT_EQ("sha256:a", chainIds({"sha256:a", "sha256:b"})[0]);
   EXPECT_EQ(fetcher::sha256Digest("sha256:a sha256:b"), chainIds({"sha256:a", "sha256:b"})[1]);
+}
+
+// imageOfKey undoes imageKey for each source (repair fetches an image
+// again from its key); an archive's picked image is split off only where
+// the file is one.
+TEST_F(ImageStoreTest, EachKeyGivesBackTheRequestThatMadeIt) {
+  const fs::path archive = sandbox() / "dir:with:colons" / "a.tar";
+  fs::create_directories(archive.parent_path());
+  std::ofstream(archive) << "not read here";
+  for (const std::string& key :
+       {std::string("docker://docker.io/library/busybox:latest"),
+        std::string("docker://127.0.0.1:5000/a/b@sha256:") + std::string(64, 'e'), std::string("oci:/tmp/layout:v1"),
+        std::string("oci:/tmp/dir:x/layout"), "docker-archive:" + archive.string(),
+        "docker-archive:" + archive.string() + ":docker.io/library/one:1"}) {
+    auto image = imageOfKey(key);
+    ASSERT_TRUE(image.isSome()) << key << ": " << image.error().message;
+    EXPECT_EQ(key, imageKey(*image).get()) << key;
+  }
+  auto picked = imageOfKey("docker-archive:" + archive.string() + ":docker.io/library/one:1");
+  EXPECT_EQ(archive.string(), picked->path());
+  EXPECT_EQ(messages::Image::DOCKER_ARCHIVE, picked->type());
+  EXPECT_TRUE(imageOfKey("appc:busybox").isError());
 }
 
 }  // namespace
