@@ -153,7 +153,56 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<Nothing> loadIndex(const StoreContents& contents) {
     committed_ = contents.layers;
     configFiles_ = contents.configs;
-    return metadata_.recover().then(actors::defer(self(), &Self::keepCompleteImages));
+    return metadata_.recover()
+        .then(actors::defer(self(), &Self::keepCompleteImages))
+        .then(actors::defer(self(), &Self::checkAfterReboot));
+  }
+
+  // After a reboot, the layers committed in the last minutes before it
+  // (paths::recent) are checked against their records; a damaged one goes
+  // to gc/, and the next get of an image made of it fetches it again.
+  Future<Nothing> checkAfterReboot() {
+    std::set<std::string> committed = committed_;
+    return actors::async(runtime_,
+                         [dir = options_.storeDir, committed]() -> Try<std::vector<std::string>> {
+                           const std::string journal = paths::recent(dir);
+                           const std::string boot = currentBootId();
+                           std::vector<RecentCommit> kept;
+                           std::vector<std::string> damaged;
+                           std::size_t checked = 0;
+                           const auto started = std::chrono::steady_clock::now();
+                           const auto commits = readRecentCommits(journal);
+                           for (const auto& commit : commits) {
+                             if (commit.bootId == boot) {
+                               kept.push_back(commit);
+                               continue;
+                             }
+                             const std::string id = paths::chainIdOfLayer(commit.name);
+                             if (committed.count(id) == 0) continue;
+                             ++checked;
+                             const ContentCheck check = checkContent(paths::layerRootfs(dir, id));
+                             if (check.ok() || check.gone) continue;
+                             damaged.push_back(check.rootfs);
+                             const std::string first = check.error.empty() ? check.damage.front().path + ": " +
+                                                                                 check.damage.front().what
+                                                                           : check.error;
+                             actors::log(actors::LogLevel::Warn, "store.damaged_layer",
+                                         {{"layer", check.rootfs},
+                                          {"damaged_paths", std::to_string(check.damage.size())},
+                                          {"first", first}});
+                           }
+                           if (kept.size() == commits.size()) return damaged;
+                           actors::log(actors::LogLevel::Info, "store.reboot_check",
+                                       {{"layers", std::to_string(checked)},
+                                        {"damaged", std::to_string(damaged.size())},
+                                        {"ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                  std::chrono::steady_clock::now() - started)
+                                                                  .count())}});
+                           auto written = writeRecentCommits(journal, kept);
+                           if (written.isError()) return written.error();
+                           return damaged;
+                         })
+        .then(actors::defer(self(), [this](const std::vector<std::string>& damaged) { return discard(damaged); }));
   }
 
   // The index cut to the images whose layers and config are all there.
@@ -647,8 +696,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // the step, and leave the tree in staging).
     Future<Nothing> pulled = afterExtraction(
         runtime_, extractLayer(request, image, puller, resolved, progress, budget, priority, 0),
-        [&runtime = runtime_, parent, parents, layerDir,
-         sync = options_.syncLayers](const messages::ExtractResult& staged) {
+        [&runtime = runtime_, parent, parents, layerDir, sync = options_.syncLayers,
+         journal = paths::recent(options_.storeDir)](const messages::ExtractResult& staged) {
           // A layer below that failed leaves nothing to commit onto: this
           // one's staging directory goes too.
           Future<messages::ExtractResult> below =
@@ -657,10 +706,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                     return removeStaged(runtime, staged).then([f]() -> Future<messages::ExtractResult> { return f; });
                   });
           return actors::undiscardable(
-              below.then([&runtime, parents, layerDir, sync](const messages::ExtractResult& s) {
-                return actors::async(runtime, [s, parents, layerDir, sync]() -> Try<Nothing> {
+              below.then([&runtime, parents, layerDir, sync, journal](const messages::ExtractResult& s) {
+                return actors::async(runtime, [s, parents, layerDir, sync, journal]() -> Try<Nothing> {
                   const std::vector<std::string> implied(s.implied_dirs().begin(), s.implied_dirs().end());
-                  auto committed = commitLayer(s.staging_dir(), s.rootfs(), implied, parents, layerDir, sync);
+                  auto committed = commitLayer(s.staging_dir(), s.rootfs(), implied, parents, layerDir, sync, journal);
                   if (committed.isError()) (void)actors::fs::removeTree(s.staging_dir());
                   return committed;
                 });

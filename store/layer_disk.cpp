@@ -7,8 +7,11 @@
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
+#include <mutex>
 #include <set>
+#include <sstream>
 #include <utility>
 
 #include "actors/disk.hpp"
@@ -162,11 +165,60 @@ std::map<std::string, std::int64_t> measureContent(const std::vector<std::string
   return measured;
 }
 
+std::string currentBootId() {
+  auto id = actors::fs::readKernelFile("/proc/sys/kernel/random/boot_id");
+  if (id.isError()) return "";
+  std::string text = *id;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+std::vector<RecentCommit> readRecentCommits(const std::string& journal) {
+  std::vector<RecentCommit> commits;
+  auto text = actors::fs::readFile(journal);
+  if (text.isError()) return commits;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    RecentCommit commit;
+    if (fields >> commit.at >> commit.bootId >> commit.name) commits.push_back(std::move(commit));
+  }
+  return commits;
+}
+
+Try<Nothing> writeRecentCommits(const std::string& journal, const std::vector<RecentCommit>& commits) {
+  std::string text;
+  for (const auto& c : commits) text += std::to_string(c.at) + " " + c.bootId + " " + c.name + "\n";
+  return writeFileAtomically(journal, text, false);
+}
+
+Try<Nothing> noteCommit(const std::string& journal, const std::string& name) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<RecentCommit> kept;
+  for (auto& commit : readRecentCommits(journal)) {
+    // Another boot's lines stay until recover has checked them.
+    if (commit.at >= now - kRecentCommitSeconds || commit.bootId != currentBootId()) kept.push_back(std::move(commit));
+  }
+  kept.push_back(RecentCommit{now, currentBootId(), name});
+  return writeRecentCommits(journal, kept);
+}
+
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
-                         const std::string& layerDir, bool sync) {
-  auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, sync);
+                         const std::string& layerDir, bool sync, const std::string& journal) {
+  auto settled = settleImpliedDirs(rootfs, impliedDirs, parentRootfses, false);
   if (settled.isError()) return settled;
+  if (!journal.empty()) {
+    auto noted = noteCommit(journal, paths::baseName(layerDir));
+    if (noted.isError()) return noted;
+  }
+  if (sync) {
+    actors::fs::Fd fd(actors::fs::disk().openat(AT_FDCWD, rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid() || ::syncfs(fd.get()) != 0) return ioError("sync", rootfs);
+  }
 
   if (actors::fs::disk().renameat(AT_FDCWD, stagingDir.c_str(), AT_FDCWD, layerDir.c_str()) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) return ioError("commit the layer to", layerDir);

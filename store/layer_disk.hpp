@@ -24,12 +24,38 @@ using actors::Try;
 Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std::string>& impliedDirs,
                                const std::vector<std::string>& parentRootfses, bool sync);
 
-// settleImpliedDirs, then renames `stagingDir` (holding rootfs/) to
-// `layerDir`. A layer already there (committed by someone
+// settleImpliedDirs, notes the commit in `journal` (when not empty:
+// noteCommit, durable with the layer), then renames `stagingDir` (holding
+// rootfs/) to `layerDir`. A layer already there (committed by someone
 // else) wins and the staging copy is removed.
 Try<Nothing> commitLayer(const std::string& stagingDir, const std::string& rootfs,
                          const std::vector<std::string>& impliedDirs, const std::vector<std::string>& parentRootfses,
-                         const std::string& layerDir, bool sync);
+                         const std::string& layerDir, bool sync, const std::string& journal = "");
+
+// The layers a store committed last (paths::recent), so that after a
+// reboot the ones a crash may have caught half written to the disk are
+// checked against their records. Linux writes dirty pages back within
+// about 35 s (vm.dirty_expire_centisecs, the flusher's period, ext4's
+// journal commit) and a commit syncs its layer besides (syncLayers): a
+// layer committed five minutes before the last one is on the disk by any
+// reasonable measure, so the journal keeps five minutes of commits.
+inline constexpr std::int64_t kRecentCommitSeconds = 5 * 60;
+struct RecentCommit {
+  std::int64_t at = 0;  // unix seconds
+  std::string bootId;   // /proc/sys/kernel/random/boot_id when it was committed
+  std::string name;     // the layer's directory name
+};
+// This boot's id ("" when the kernel does not say).
+std::string currentBootId();
+// Adds `name` to `journal`, dropping the lines older than
+// kRecentCommitSeconds. Not synced: the caller's sync covers it. Calls
+// for one journal are serialized (commits run on several threads).
+Try<Nothing> noteCommit(const std::string& journal, const std::string& name);
+// What `journal` lists (empty when there is none; malformed lines are
+// skipped).
+std::vector<RecentCommit> readRecentCommits(const std::string& journal);
+// Replaces `journal` with `commits`.
+Try<Nothing> writeRecentCommits(const std::string& journal, const std::vector<RecentCommit>& commits);
 
 // Bytes on disk of the tree at `root`: its entries' allocated blocks, a
 // file with several hard links in the tree once. Does not follow symlinks

@@ -16,6 +16,8 @@
 //                                    a layer from before gets one at its first check)
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
+//     recent                         the layers committed last: "<unix seconds> <boot id> <chain hex>"
+//                                    a line, the last 5 minutes' (session 14; checked after a reboot)
 //     gc/<random>/                   marked for deletion by prune(); swept in the background
 //
 // The AppC store (store/appc_store.hpp):
@@ -60,6 +62,7 @@ inline std::string config(const std::string& store, std::string_view digest) {
   return configs(store) + "/" + hexOf(digest);
 }
 inline std::string imagesFile(const std::string& store) { return store + "/images"; }
+inline std::string recent(const std::string& store) { return store + "/recent"; }
 inline std::string gc(const std::string& store) { return store + "/gc"; }
 // The directories a store has from its creation on.
 inline std::vector<std::string> directories(const std::string& store) {

@@ -19,6 +19,7 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
+#include "store/layer_disk.hpp"
 #include "store/paths.hpp"
 #include "testkit/files.hpp"
 #include "tests/store/store_fixture.hpp"
@@ -73,6 +74,64 @@ TEST_F(ImageStoreTest, ALayerMissingOnDiskIsPulledAgain) {
   AWAIT_READY(again);
   EXPECT_EQ("2", testing::readFile(fs::path(again->layers[1]) / "b"));
   EXPECT_EQ(layerFetches + 1, registry_.count(built.layerDigests[1]));
+}
+
+// The store notes each commit (paths::recent). After a reboot (another
+// boot id in the notes) recover checks the layers committed last: a
+// damaged one goes and the next get fetches it again; one whole stays as
+// it is; a layer committed before the window is not read. Notes from this
+// boot stay; lines past the window go at the next commit.
+TEST_F(ImageStoreTest, AfterARebootTheLayersCommittedLastAreCheckedAndADamagedOneFetchedAgain) {
+  auto built = publish("test/app", "v1",
+                       {{TarEntry::file("base", std::string(1000, 'b'))},
+                        {TarEntry::file("top", "top layer")},
+                        {TarEntry::file("third", "whole")}});
+  const auto image = dockerImage(registry_.hostPort() + "/test/app:v1");
+  auto info = store_->get(image);
+  AWAIT_READY(info);
+  const fs::path journal = storeDir_ / "recent";
+  auto commits = readRecentCommits(journal.string());
+  ASSERT_EQ(3u, commits.size());
+  const std::string boot = currentBootId();
+  ASSERT_FALSE(boot.empty());
+  for (const auto& c : commits) EXPECT_EQ(boot, c.bootId);
+  fs::resize_file(fs::path(info->layers[0]) / "base", 10);
+  fs::resize_file(fs::path(info->layers[1]) / "top", 0);
+  struct stat third {};
+  ASSERT_EQ(0, ::stat((fs::path(info->layers[2]) / "third").c_str(), &third));
+
+  restartStore();  // the same boot: nothing is read
+  EXPECT_TRUE(fs::exists(info->layers[1]));
+  EXPECT_EQ(3u, readRecentCommits(journal.string()).size());
+
+  // A reboot: the base was committed before the window (not in the notes).
+  std::vector<RecentCommit> rebooted;
+  for (auto c : commits) {
+    if (fs::path(info->layers[0]).parent_path().filename() == c.name) continue;
+    c.bootId = "an-earlier-boot";
+    rebooted.push_back(c);
+  }
+  rebooted.push_back(RecentCommit{1, boot, "from-1970"});
+  ASSERT_TRUE(writeRecentCommits(journal.string(), rebooted).isSome());
+  restartStore();
+  EXPECT_FALSE(fs::exists(info->layers[1])) << "the damaged recent layer went";
+  EXPECT_TRUE(fs::exists(info->layers[2]));
+  struct stat after {};
+  ASSERT_EQ(0, ::stat((fs::path(info->layers[2]) / "third").c_str(), &after));
+  EXPECT_EQ(third.st_ino, after.st_ino) << "the whole one stays as it is";
+  EXPECT_EQ(10u, fs::file_size(fs::path(info->layers[0]) / "base")) << "not recent: not read";
+  auto left = readRecentCommits(journal.string());
+  ASSERT_EQ(1u, left.size()) << "the other boot's notes were checked";
+  EXPECT_EQ("from-1970", left[0].name);
+
+  const std::size_t fetches = registry_.count(built.layerDigests[1]);
+  auto again = store_->get(image);
+  AWAIT_READY(again);
+  EXPECT_EQ("top layer", testing::readFile(fs::path(again->layers[1]) / "top"));
+  EXPECT_EQ(fetches + 1, registry_.count(built.layerDigests[1]));
+  left = readRecentCommits(journal.string());
+  ASSERT_EQ(1u, left.size()) << "the line from 1970 is past the window";
+  EXPECT_EQ(fs::path(again->layers[1]).parent_path().filename().string(), left[0].name);
 }
 
 TEST_F(ImageStoreTest, ConcurrentGetsShareOnePullAndSharedLayersAreFetchedOnce) {
