@@ -794,16 +794,38 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   Future<std::vector<ImageRepair>> repairImages(const std::vector<messages::Image>& images) {
-    return verifyImages(images).then(actors::defer(self(), [this](const std::vector<ImageCheck>& checks) {
+    // The requests as the caller made them (their credentials with them).
+    auto requests = std::make_shared<std::map<std::string, messages::Image>>();
+    for (const auto& image : images) {
+      auto store = parts_.stores.find(store::providerOf(image));
+      if (store == parts_.stores.end()) continue;  // verifyImages says so
+      if (auto key = store->second->keyOf(image); key.isSome()) (*requests)[*key] = image;
+    }
+    return verifyImages(images).then(actors::defer(self(), [this, requests](const std::vector<ImageCheck>& checks) {
+      // Filled before any callback may write into it.
       auto repairs = std::make_shared<std::vector<ImageRepair>>();
+      for (const auto& check : checks) repairs->push_back(ImageRepair{check, {}, {}, {}, std::nullopt});
       std::vector<Future<Nothing>> looked;
-      for (const auto& check : checks) {
-        repairs->push_back(ImageRepair{check, {}, {}, {}, std::nullopt});
-        if (check.ok()) continue;
-        // The source first: when it cannot give the image, nothing changes.
-        const std::size_t i = repairs->size() - 1;
-        looked.push_back(refetch(check.image)
-                             .then([](const store::ImageInfo&) { return Nothing{}; })
+      for (std::size_t i = 0; i < repairs->size(); ++i) {
+        ImageRepair& repair = (*repairs)[i];
+        if (repair.found.ok()) continue;
+        auto request = requestFor(*requests, repair.found.image);
+        if (request.isError()) {
+          repair.error = "Not repaired: " + request.error().message;
+          continue;
+        }
+        // The source first: when it cannot give this very image, nothing
+        // changes.
+        looked.push_back(lookUp(*request)
+                             .then([repairs, i](const std::string& digest) {
+                               ImageRepair& r = (*repairs)[i];
+                               if (digest != r.found.image.manifest_digest()) {
+                                 r.error = "Not repaired: its source now has another manifest for it (" + digest +
+                                           "; the store has " + r.found.image.manifest_digest() +
+                                           "): pull it again to take that one";
+                               }
+                               return Nothing{};
+                             })
                              .repair([repairs, i](const Future<Nothing>& failed) {
                                (*repairs)[i].error = "Not repaired: " + failed.failure().message;
                                return Nothing{};
@@ -815,24 +837,33 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
                                 return underLock<Nothing>(Lock::Write,
                                                           [this, repairs] { return discardDamaged(repairs); });
                               }))
-          .then(actors::defer(self(), [this, repairs] { return refetchRepaired(repairs); }))
+          .then(actors::defer(self(), [this, repairs, requests] { return refetchRepaired(repairs, requests); }))
           .then([repairs] { return *repairs; });
     }));
   }
 
-  // The store serving `image`'s provider asked to fetch it again.
-  Future<store::ImageInfo> refetch(const messages::StoredImage& image) {
-    const std::string provider = image.key().starts_with("appc:") ? store::kAppcProvider : store::kDockerProvider;
-    auto store = parts_.stores.find(provider);
-    if (store == parts_.stores.end()) return Error(ErrorKind::NotFound, "Its provider is not enabled");
-    return store->second->refetch(image.key());
+  // The request to fetch `image` again with: the caller's, or made from its key.
+  static Try<messages::Image> requestFor(const std::map<std::string, messages::Image>& requests,
+                                         const messages::StoredImage& image) {
+    if (auto it = requests.find(image.key()); it != requests.end()) return it->second;
+    if (image.key().starts_with("appc:")) {
+      return Error(ErrorKind::Unsupported,
+                   "Repair of AppC images is not built: remove the image (prune) and fetch it again");
+    }
+    return store::imageOfKey(image.key());
   }
 
-  // Under the write lock: each damaged layer of an image whose source
-  // answered goes to gc/, unless a container uses it.
+  Future<std::string> lookUp(const messages::Image& image) {
+    auto store = parts_.stores.find(store::providerOf(image));
+    if (store == parts_.stores.end()) return Error(ErrorKind::NotFound, "Its provider is not enabled");
+    return store->second->lookUp(image);
+  }
+
+  // Under the write lock: each damaged layer of an image whose source has
+  // it goes to gc/, unless a container uses it.
   Future<Nothing> discardDamaged(const std::shared_ptr<std::vector<ImageRepair>>& repairs) {
     return activePaths().then(actors::defer(self(), [this, repairs](const std::set<std::string>& active) {
-      std::map<std::string, std::vector<std::string>> doomed;  // by provider
+      std::vector<std::string> doomed;
       std::set<std::string> seen;
       for (auto& repair : *repairs) {
         if (repair.found.ok() || !repair.error.empty()) continue;
@@ -843,33 +874,38 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
             continue;
           }
           repair.refetched.push_back(layer.rootfs);
-          if (seen.insert(layer.rootfs).second) doomed[store::kDockerProvider].push_back(layer.rootfs);
+          if (seen.insert(layer.rootfs).second) doomed.push_back(layer.rootfs);
         }
       }
-      std::vector<Future<Nothing>> discarded;
-      for (const auto& [provider, dirs] : doomed) {
-        if (auto store = parts_.stores.find(provider); store != parts_.stores.end()) {
-          discarded.push_back(store->second->discard(dirs));
+      auto store = parts_.stores.find(store::kDockerProvider);
+      if (doomed.empty() || store == parts_.stores.end()) return Future<Nothing>(Nothing{});
+      // A failure is each image's to tell; the layers that did go are
+      // fetched again all the same.
+      return store->second->discard(doomed).repair([repairs](const Future<Nothing>& failed) {
+        for (auto& repair : *repairs) {
+          if (!repair.refetched.empty()) repair.error = "Failed to move a damaged layer: " + failed.failure().message;
         }
-      }
-      return actors::collect(discarded).then([](const std::vector<Nothing>&) { return Nothing{}; });
+        return Nothing{};
+      });
     }));
   }
 
-  // Each image that lost layers fetched again, then checked again.
-  Future<Nothing> refetchRepaired(const std::shared_ptr<std::vector<ImageRepair>>& repairs) {
+  // Each image that lost layers fetched again (a get finds them missing
+  // and pulls them, under the read lock as a pull), then checked again.
+  Future<Nothing> refetchRepaired(const std::shared_ptr<std::vector<ImageRepair>>& repairs,
+                                  const std::shared_ptr<std::map<std::string, messages::Image>>& requests) {
     std::vector<Future<Nothing>> done;
     for (std::size_t i = 0; i < repairs->size(); ++i) {
-      ImageRepair& repair = (*repairs)[i];
+      const ImageRepair& repair = (*repairs)[i];
       if (repair.refetched.empty()) continue;
-      auto image = store::imageOfKey(repair.found.image.key());
-      if (image.isError()) {
-        repair.error = image.error().message;
-        continue;
-      }
-      done.push_back(refetch(repair.found.image)
-                         .then(actors::defer(
-                             self(), [this, image = *image](const store::ImageInfo&) { return verifyImages({image}); }))
+      auto request = requestFor(*requests, repair.found.image);
+      if (request.isError()) continue;  // said when it was looked up
+      auto store = parts_.stores.find(store::kDockerProvider);
+      if (store == parts_.stores.end()) continue;
+      store::Store* docker = store->second.get();
+      done.push_back(underLock<store::ImageInfo>(Lock::Read, [docker, image = *request] { return docker->get(image); })
+                         .then(actors::defer(self(), [this, image = *request](
+                                                         const store::ImageInfo&) { return verifyImages({image}); }))
                          .then([repairs, i](const std::vector<ImageCheck>& after) {
                            if (!after.empty()) (*repairs)[i].after = after.front();
                            return Nothing{};

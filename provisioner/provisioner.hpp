@@ -234,8 +234,10 @@ class Provisioner {
   // image is fetched again (only those layers are downloaded and extracted)
   // and checked again. A damaged layer a container uses is left alone and
   // listed in `inUse`: repair it once those containers are destroyed. A tag
-  // that names another manifest now is followed, as a pull would. Docker/OCI
-  // images only (an AppC image's `error` says so).
+  // that names another manifest now is not followed (the `error` says to
+  // pull it again). An image named in `images` is fetched with that request
+  // (its credentials); the others from their keys. Docker/OCI images only
+  // (an AppC image's `error` says so).
   Future<std::vector<ImageRepair>> repairImages(const std::vector<messages::Image>& images);
   // One check of automatic image GC now, as the watch makes them (by the
   // configured policy): the keys of the images it removed. InvalidArgument

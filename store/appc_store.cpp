@@ -289,15 +289,18 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
 
   // Repair is built for Docker/OCI images only.
   Future<Nothing> discard(const std::vector<std::string>&) { return repairUnsupported(); }
-  Future<ImageInfo> refetch(const std::string&) { return repairUnsupported(); }
+  Future<std::string> lookUp(const messages::Image&) { return repairUnsupported(); }
   static Error repairUnsupported() {
     return Error(ErrorKind::Unsupported,
                  "Repair of AppC images is not built: remove the image (prune) and fetch it again");
   }
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
-    return checkImages(runtime_, options_.storeDir, index_, keys,
-                       [this](const StoredImage& image) { return infoOf(image); });
+    return checkImages(
+        runtime_, self(), options_.storeDir, index_, keys, [this](const StoredImage& image) { return infoOf(image); },
+        [this](const std::string& rootfs) {
+          return manifests_.count(paths::baseName(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+        });
   }
 
   Future<StoreUsage> usage() {

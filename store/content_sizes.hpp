@@ -66,10 +66,14 @@ class ContentSizes {
 
 // Store::verify() for a store whose `index` maps keys to StoredImages and
 // whose `infoOf` gives an image's content: each content directory of the
-// images asked for checked once, on the blocking pool.
-template <typename Index, typename InfoOf>
-actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const std::string& directory, const Index& index,
-                                       const std::vector<std::string>& keys, InfoOf infoOf) {
+// images asked for checked once, on the blocking pool. Then, on `pid`'s
+// strand, one that is not whole and that `present` says the store no
+// longer holds (image GC removed it meanwhile) is reported gone.
+template <typename P, typename Index, typename InfoOf>
+actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const actors::PID<P>& pid,
+                                       const std::string& directory, const Index& index,
+                                       const std::vector<std::string>& keys, InfoOf infoOf,
+                                       std::function<bool(const std::string&)> present) {
   StoreCheck check;
   check.directory = directory;
   std::set<std::string> dirs;
@@ -80,10 +84,22 @@ actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const std::stri
     dirs.insert(content.begin(), content.end());
     check.contentOf[key] = std::move(content);
   }
-  return actors::async(runtime, [check = std::move(check), dirs = std::move(dirs)]() mutable {
-    for (const auto& dir : dirs) check.checks[dir] = checkContent(dir);
-    return check;
-  });
+  return actors::async(runtime,
+                       [check = std::move(check), dirs = std::move(dirs)]() mutable -> actors::Try<StoreCheck> {
+                         auto since = recordsSince(check.directory);
+                         if (since.isError()) return since.error();
+                         for (const auto& dir : dirs) check.checks[dir] = checkContent(dir, *since);
+                         return check;
+                       })
+      .then(actors::defer(pid, [present](StoreCheck checked) {
+        for (auto& [dir, result] : checked.checks) {
+          if (result.ok() || present(dir)) continue;
+          result = ContentCheck{};
+          result.rootfs = dir;
+          result.gone = true;
+        }
+        return checked;
+      }));
 }
 
 // The keys among `keys` that `index` (a map by key) holds.

@@ -167,6 +167,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                          [dir = options_.storeDir, committed]() -> Try<std::vector<std::string>> {
                            const std::string journal = paths::recent(dir);
                            const std::string boot = currentBootId();
+                           auto recorded = recordsSince(dir);
+                           if (recorded.isError()) return recorded.error();
+                           const timespec since = *recorded;
                            std::vector<RecentCommit> kept;
                            std::vector<std::string> damaged;
                            std::size_t checked = 0;
@@ -180,7 +183,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                              const std::string id = paths::chainIdOfLayer(commit.name);
                              if (committed.count(id) == 0) continue;
                              ++checked;
-                             const ContentCheck check = checkContent(paths::layerRootfs(dir, id));
+                             const ContentCheck check = checkContent(paths::layerRootfs(dir, id), since);
                              if (check.ok() || check.gone) continue;
                              damaged.push_back(check.rootfs);
                              const std::string first = check.error.empty() ? check.damage.front().path + ": " +
@@ -421,17 +424,22 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return gc_.collect(Nothing{}, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
   }
 
-  Future<ImageInfo> refetch(const std::string& key) {
-    if (images_.count(key) == 0) return Error(ErrorKind::NotFound, "Image '" + key + "' is not in the store");
-    auto image = imageOfKey(key);
-    if (image.isError()) return image.error();
-    image->set_cached(false);
-    return get(*image);
+  Future<std::string> lookUp(const Image& image) {
+    std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
+    if (!puller) return Error(ErrorKind::Unsupported, "No image source for it is configured");
+    messages::Platform platform = options_.platform;
+    if (platform.os().empty()) platform = fetcher::hostPlatform();
+    return puller->resolve(image, platform).then([](const ResolvedImage& resolved) {
+      return resolved.manifest_digest();
+    });
   }
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
-    return checkImages(runtime_, options_.storeDir, images_, keys,
-                       [this](const StoredImage& image) { return infoOf(image); });
+    return checkImages(
+        runtime_, self(), options_.storeDir, images_, keys, [this](const StoredImage& image) { return infoOf(image); },
+        [this](const std::string& rootfs) {
+          return committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+        });
   }
 
   Future<StoreUsage> usage() {

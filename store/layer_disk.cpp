@@ -65,7 +65,12 @@ Try<Nothing> makeDirectories(const std::vector<std::string>& dirs) {
 Try<Nothing> makeStoreDirectories(const std::string& storeDir, const std::vector<std::string>& dirs) {
   auto made = actors::fs::makePrivateDirectory(storeDir, 0700);
   if (made.isError()) return made.error();
-  return makeDirectories(dirs);
+  made = makeDirectories(dirs);
+  if (made.isError()) return made;
+  // Before the first commit with records.
+  auto since = recordsSince(storeDir);
+  if (since.isError()) return since.error();
+  return Nothing{};
 }
 
 Try<Nothing> emptyDirectory(const std::string& dir) {

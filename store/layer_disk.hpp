@@ -91,7 +91,8 @@ Try<Nothing> makeDirectories(const std::vector<std::string>& dirs);
 
 // The store directory `storeDir` made private to root (0700, a wider one
 // narrowed: image content below it, setuid binaries and device nodes
-// included, is out of other users' reach), then each of `dirs`.
+// included, is out of other users' reach), then each of `dirs`, and its
+// records-since file (layer_record.hpp) when it has none.
 Try<Nothing> makeStoreDirectories(const std::string& storeDir, const std::vector<std::string>& dirs);
 
 // Deletes everything in `dir` (which stays).

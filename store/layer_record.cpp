@@ -297,16 +297,24 @@ Try<LayerRecord> recordTree(const std::string& rootfs) {
 }
 
 Try<Nothing> restatEntries(const std::string& rootfs, const std::vector<std::string>& paths, LayerRecord& record) {
+  // Relative to the root, each entry's parent opened beneath it: a path
+  // deep in a layer may be longer than PATH_MAX with the store's prefix.
+  actors::fs::Fd root(actors::fs::disk().openat(AT_FDCWD, rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return ioError("open", rootfs);
   std::uint64_t bytes = 0;
   for (const auto& rel : paths) {
-    const std::string full = rel.empty() ? rootfs : rootfs + "/" + rel;
+    const auto slash = rel.rfind('/');
+    const std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+    const std::string name = rel.empty() ? "." : rel.substr(slash == std::string::npos ? 0 : slash + 1);
+    actors::fs::Fd dir(parent.empty() ? actors::fs::duplicate(root.get())
+                                      : actors::fs::openBeneath(root.get(), parent, O_RDONLY | O_DIRECTORY));
     struct stat st {};
-    if (::lstat(full.c_str(), &st) != 0) {
-      if (errno != ENOENT) return ioError("stat", full);
+    if (!dir.valid() || ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT && errno != ENOTDIR) return ioError("stat", shownPath(rel) + "' in '" + rootfs);
       record.erase(rel);
       continue;
     }
-    auto e = entryAt(full, st, bytes);
+    auto e = entryOnDisk(dir.get(), name, st, rootfs + "/" + rel, bytes);
     if (e.isError()) return e.error();
     record[rel] = std::move(*e);
   }
@@ -322,18 +330,30 @@ Try<Nothing> refreshRecord(const std::string& rootfs, const std::vector<std::str
   return writeRecord(file, *record, false);
 }
 
-ContentCheck checkContent(const std::string& rootfs) {
+Try<timespec> recordsSince(const std::string& storeDir) {
+  const std::string file = storeDir + "/records-since";
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    auto made = writeFileAtomically(file, "Layers committed after this file was made have a record beside them.\n");
+    if (made.isError()) return made.error();
+    if (::stat(file.c_str(), &st) != 0) return ioError("stat", file);
+  }
+  return st.st_mtim;
+}
+
+ContentCheck checkContent(const std::string& rootfs, const timespec& since) {
   ContentCheck check;
   check.rootfs = rootfs;
   const std::string file = paths::recordOf(rootfs);
   struct stat before {};
   if (::stat(rootfs.c_str(), &before) != 0) {
-    check.gone = errno == ENOENT;
-    if (!check.gone) check.error = ioError("stat", rootfs).message;
+    check.error = errno == ENOENT ? "Its directory '" + rootfs + "' is missing" : ioError("stat", rootfs).message;
     return check;
   }
   auto record = readRecord(file);
-  if (record.isError() && record.error().kind == ErrorKind::NotFound) {
+  const bool fromBefore = before.st_ctim.tv_sec < since.tv_sec ||
+                          (before.st_ctim.tv_sec == since.tv_sec && before.st_ctim.tv_nsec < since.tv_nsec);
+  if (record.isError() && record.error().kind == ErrorKind::NotFound && fromBefore) {
     // Committed before records: recorded as it stands, from now on checked.
     auto made = recordTree(rootfs);
     if (made.isSome()) {
@@ -347,10 +367,11 @@ ContentCheck checkContent(const std::string& rootfs) {
     } else {
       check.error = made.error().message;
     }
+  } else if (record.isError() && record.error().kind == ErrorKind::NotFound) {
+    check.error = "Its record '" + file + "' is missing (it was committed with one)";
   } else if (record.isError()) {
     check.error = record.error().message;
   } else {
-    std::set<std::string> seen;
     // A file with several links is read once.
     std::map<std::pair<dev_t, ino_t>, std::uint64_t> linked;
     auto walked = walkTree(
@@ -361,7 +382,6 @@ ContentCheck checkContent(const std::string& rootfs) {
             check.damage.push_back({shownPath(rel), "added (" + typeName(st.st_mode) + " the record does not have)"});
             return Nothing{};
           }
-          seen.insert(rel);
           RecordedEntry disk;
           const auto key = std::make_pair(st.st_dev, st.st_ino);
           if (S_ISREG(st.st_mode) && st.st_nlink > 1 && linked.count(key) > 0) {
@@ -374,13 +394,14 @@ ContentCheck checkContent(const std::string& rootfs) {
             if (S_ISREG(st.st_mode) && st.st_nlink > 1) linked[key] = disk.hash;
           }
           for (auto& what : differences(it->second, disk)) check.damage.push_back({shownPath(rel), std::move(what)});
+          record->erase(it);  // what is left at the end is missing
           return Nothing{};
         });
     if (walked.isError()) {
       check.error = walked.error().message;
     } else {
       for (const auto& [rel, e] : *record) {
-        if (seen.count(rel) == 0) check.damage.push_back({shownPath(rel), "missing (" + typeName(e.mode) + ")"});
+        check.damage.push_back({shownPath(rel), "missing (" + typeName(e.mode) + ")"});
       }
       std::stable_sort(check.damage.begin(), check.damage.end(),
                        [](const Damage& a, const Damage& b) { return a.path < b.path; });

@@ -19,7 +19,9 @@
 // their entries. A root hash over the entries tells a damaged record from a
 // damaged tree. A layer committed before records existed has none: the first
 // check records the tree as it then is (and says so), and checks it from
-// then on.
+// then on; a layer committed since that lost its record is damaged.
+
+#include <time.h>
 
 #include <cstdint>
 #include <map>
@@ -101,8 +103,17 @@ struct ContentCheck {
   bool ok() const { return damage.empty() && error.empty(); }
 };
 
-// Checks the tree at `rootfs` against the record beside it; without one,
-// records it (adopted).
-ContentCheck checkContent(const std::string& rootfs);
+// The time from which every content directory of the store at `storeDir`
+// was committed with a record: the modification time of its
+// `records-since` file, made (by makeStoreDirectories) before the store's
+// first commit with records. Made now when it is missing.
+Try<timespec> recordsSince(const std::string& storeDir);
+
+// Checks the tree at `rootfs` against the record beside it. Without one:
+// a tree made before `since` (its root's ctime: when its entries were
+// made) is from before records, and is recorded as it is (adopted); a
+// later one lost its record, which is damage (`error`). A directory that
+// is not there is an error too, unless it went during the check (`gone`).
+ContentCheck checkContent(const std::string& rootfs, const timespec& since);
 
 }  // namespace prov::store

@@ -16,6 +16,7 @@
 //                                    a layer from before gets one at its first check)
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
+//     records-since                  every layer committed after its mtime has a record (session 14)
 //     recent                         the layers committed last: "<unix seconds> <boot id> <chain hex>"
 //                                    a line, the last 5 minutes' (session 14; checked after a reboot)
 //     gc/<random>/                   marked for deletion by prune(); swept in the background

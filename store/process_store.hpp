@@ -36,7 +36,7 @@ class ProcessStore : public Store {
   Future<Nothing> swept() override;
   Future<StoreCheck> verify(const std::vector<std::string>& keys) override;
   Future<Nothing> discard(const std::vector<std::string>& contentDirs) override;
-  Future<ImageInfo> refetch(const std::string& key) override;
+  Future<std::string> lookUp(const messages::Image& image) override;
 
  protected:
   ProcessStore(actors::Runtime& runtime, std::unique_ptr<P> process) : process_(runtime, std::move(process)) {}

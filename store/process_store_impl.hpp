@@ -60,8 +60,8 @@ Future<Nothing> ProcessStore<P>::discard(const std::vector<std::string>& content
 }
 
 template <typename P>
-Future<ImageInfo> ProcessStore<P>::refetch(const std::string& key) {
-  return process_.dispatch(&P::refetch, key);
+Future<std::string> ProcessStore<P>::lookUp(const messages::Image& image) {
+  return process_.dispatch(&P::lookUp, image);
 }
 
 }  // namespace prov::store

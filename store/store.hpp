@@ -36,9 +36,8 @@
 //   in the index, and the next get of each fetches what is missing again.
 //   Directories the store does not hold are ignored. The caller makes sure
 //   no container uses them.
-// refetch(key): the image stored under `key` got again from its source, as
-//   a get with `cached` false would (a fresh look at the source; content
-//   already stored is reused). NotFound for a key the store does not hold.
+// lookUp(image): the manifest digest the image's source has for it now
+//   (what a get with `cached` false would pull), without storing anything.
 // verify(keys): checks the content of the images with these keys (every
 //   image when `keys` is empty; unknown keys are ignored) against the
 //   records made when it was committed (store/layer_record.hpp), each
@@ -119,7 +118,7 @@ class Store {
   virtual Future<Nothing> swept() = 0;
   virtual Future<StoreCheck> verify(const std::vector<std::string>& keys) = 0;
   virtual Future<Nothing> discard(const std::vector<std::string>& contentDirs) = 0;
-  virtual Future<ImageInfo> refetch(const std::string& key) = 0;
+  virtual Future<std::string> lookUp(const messages::Image& image) = 0;
 };
 
 }  // namespace prov::store

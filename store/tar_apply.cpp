@@ -319,10 +319,13 @@ class Applier {
         if (target == nullptr || *target == '\0') return rejected(name, "the symlink has no target");
         if (actors::fs::disk().symlinkat(target, parentFd, base.c_str()) != 0)
           return entryError(name, "create the symlink");
-        RecordedEntry& recorded = recordOf(path, e, S_IFLNK | 0777);
-        recorded.target = target;
-        recorded.size = recorded.target.size();
-        return applyPathMetadata(name, parentFd, base, e, /*symlink=*/true);
+        auto applied = applyPathMetadata(name, parentFd, base, e, /*symlink=*/true);
+        if (applied.isError()) return applied;
+        auto recorded = recordAt(name, path, parentFd, base);
+        if (recorded.isError()) return recorded.error();
+        (*recorded)->target = target;
+        (*recorded)->size = (*recorded)->target.size();
+        return Nothing{};
       }
       case AE_IFCHR:
       case AE_IFBLK:
@@ -330,8 +333,11 @@ class Applier {
         const dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e));
         if (actors::fs::disk().mknodat(parentFd, base.c_str(), type | 0600, dev) != 0)
           return entryError(name, "create the node");
-        recordOf(path, e, type | permissions(e)).rdev = dev;
-        return applyPathMetadata(name, parentFd, base, e, /*symlink=*/false);
+        auto applied = applyPathMetadata(name, parentFd, base, e, /*symlink=*/false);
+        if (applied.isError()) return applied;
+        auto recorded = recordAt(name, path, parentFd, base);
+        if (recorded.isError()) return recorded.error();
+        return Nothing{};
       }
       default:
         return Error(ErrorKind::Unsupported, "Failed to extract " + options_.what + ": entry '" + name +
@@ -343,6 +349,14 @@ class Applier {
                           archive_entry* e) {
     const std::string parent = splitParent(path).first;
     const mode_t perm = permissions(e);
+    // A sparse file unpacks to its size too (and its record hashes it).
+    if (archive_entry_size(e) > 0 &&
+        static_cast<std::uint64_t>(archive_entry_size(e)) > options_.limits.maxLayerBytes) {
+      return Error(ErrorKind::ResourceExhausted,
+                   "Failed to extract " + options_.what + ": entry '" + name + "' is " +
+                       std::to_string(archive_entry_size(e)) + " bytes, over the layer limit of " +
+                       std::to_string(options_.limits.maxLayerBytes) + " (--max_layer_bytes)");
+    }
     Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     perm & 0777));
     if (!fd.valid()) return entryError(name, "create the file");
@@ -380,21 +394,25 @@ class Applier {
     const std::int64_t size = archive_entry_size(e);
     if (end < size && actors::fs::disk().ftruncate(fd.get(), size) != 0)
       return entryError(name, "size the sparse file");
-    const std::int64_t length = std::max(end, size);
-    RecordedEntry& recorded = recordOf(path, e, S_IFREG | perm);
-    recorded.size = static_cast<std::uint64_t>(length);
-    if (inOrder) {
-      fileHash_.zeros(static_cast<std::uint64_t>(length - hashed));
-      recorded.hash = fileHash_.digest();
-    } else {
-      restat_.insert(path);
-    }
     // Most files are root's with plain modes: as created, they need neither
     // chown nor chmod (unless a setgid directory gave them its group).
     const bool chown = !(archive_entry_uid(e) == 0 && archive_entry_gid(e) == 0 && runningAsRoot_ &&
                          setgidDirs_.count(parent) == 0);
     const bool chmod = chown || perm != ((perm & 0777) & ~umask_);
-    return applyFdMetadata(name, fd.get(), e, chown, chmod);
+    auto applied = applyFdMetadata(name, fd.get(), e, chown, chmod);
+    if (applied.isError()) return applied;
+    // The owner and mode as the disk has them (an ACL xattr changes the
+    // group bits, a file system may pick the group); the bytes as written.
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return entryError(name, "stat the file");
+    RecordedEntry& recorded = record(path, st);
+    if (inOrder) {
+      fileHash_.zeros(static_cast<std::uint64_t>(std::max<std::int64_t>(0, st.st_size - hashed)));
+      recorded.hash = fileHash_.digest();
+    } else {
+      restat_.insert(path);
+    }
+    return Nothing{};
   }
 
   // `path` relative to the subtree, or none when it is outside it.
@@ -565,8 +583,7 @@ class Applier {
     if (actors::fs::disk().fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0)
       return entryError(name, "set the owner");
     if (actors::fs::disk().fchmod(fd, permissions(e)) != 0) return entryError(name, "set the mode");
-    recordOf(path, e, S_IFDIR | permissions(e));
-    restat_.erase(path);
+
     if (permissions(e) & S_ISGID) {
       setgidDirs_.insert(path);
     } else {
@@ -576,6 +593,9 @@ class Applier {
       return actors::fs::disk().fsetxattr(fd, key, value, size, 0) == 0;
     });
     if (xattrs.isError()) return xattrs;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return entryError(name, "stat the directory");
+    record(path, st);
     DirTimes times{path, {}};
     entryTimes(e, times.times);
     dirTimes_.push_back(std::move(times));
@@ -602,15 +622,26 @@ class Applier {
     return Nothing{};
   }
 
-  // The record's entry for `path`, made anew with the header's owner.
-  RecordedEntry& recordOf(const std::string& path, archive_entry* e, mode_t mode) {
+  // The record's entry for `path`, made anew from `st`: type, mode, owner,
+  // a file's size, a device's number (a file's hash is the caller's).
+  RecordedEntry& record(const std::string& path, const struct stat& st) {
     RecordedEntry& recorded = result_.record[path];
     recorded = RecordedEntry{};
-    recorded.mode = mode;
-    recorded.uid = static_cast<std::uint32_t>(archive_entry_uid(e));
-    recorded.gid = static_cast<std::uint32_t>(archive_entry_gid(e));
+    recorded.mode = st.st_mode;
+    recorded.uid = st.st_uid;
+    recorded.gid = st.st_gid;
+    if (S_ISREG(st.st_mode)) recorded.size = static_cast<std::uint64_t>(st.st_size);
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) recorded.rdev = st.st_rdev;
     restat_.erase(path);
     return recorded;
+  }
+
+  // record() of `base` in `parentFd`, as the disk has it.
+  Try<RecordedEntry*> recordAt(const std::string& name, const std::string& path, int parentFd,
+                               const std::string& base) {
+    struct stat st {};
+    if (::fstatat(parentFd, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return entryError(name, "stat");
+    return &record(path, st);
   }
 
   // Last, so that creating entries does not change them again.

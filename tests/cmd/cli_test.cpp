@@ -338,6 +338,12 @@ TEST_F(CliTest, VerifyNamesEachDamagedPathAndExitsFour) {
   }
   ASSERT_FALSE(base.empty());
   fs::remove(base / "record");
+  auto lost = run({"verify", image});
+  EXPECT_EQ(4, lost.status) << "committed with a record, which is gone: " << lost.out;
+  EXPECT_NE(std::string::npos, lost.out.find("/record' is missing (it was committed with one)")) << lost.out;
+  // As if records began after this layer was committed.
+  fs::last_write_time(workDir_ / "store/docker/records-since",
+                      fs::file_time_type::clock::now() + std::chrono::hours(1));
   auto adopted = run({"--json", "verify", image});
   doc.Parse(adopted.out.c_str());
   ASSERT_TRUE(doc.IsArray() && doc.Size() == 1) << adopted.out;

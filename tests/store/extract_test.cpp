@@ -379,6 +379,18 @@ TEST_F(ExtractTest, BadBlobsFailClearly) {
   AWAIT_FAILED(many);
   EXPECT_EQ(ErrorKind::ResourceExhausted, many.failure().kind) << many.failure().message;
 
+  // A sparse file unpacks to its size: 2 MiB of holes in a few KiB of tar.
+  TarEntry holes = TarEntry::file("holes", std::string(2 << 20, '\0'));
+  holes.content.replace(0, 4, "data");
+  holes.dataRegions = {{0, 4}};
+  LayerStreamOptions smallLayers;
+  smallLayers.apply.limits.maxLayerBytes = 1 << 20;
+  auto sparse = extract(testing::makeTar({holes}), smallLayers);
+  AWAIT_FAILED(sparse);
+  EXPECT_EQ(ErrorKind::ResourceExhausted, sparse.failure().kind) << sparse.failure().message;
+  EXPECT_NE(std::string::npos, sparse.failure().message.find("entry 'holes' is 2097152 bytes, over the layer limit"))
+      << sparse.failure().message;
+
   LayerStreamOptions shortPaths;
   shortPaths.apply.limits.maxPathBytes = 10;
   auto longPath = extract(testing::makeTar({TarEntry::file("abcdefghijklmnop", "")}), shortPaths);

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -47,6 +48,11 @@ class LayerRecordTest : public testing::TemporaryDirectoryTest {
     ASSERT_TRUE(writeRecord(record(), *made, true).isSome());
   }
 
+  // A records-since time after the tree was made (it is from before
+  // records) and one before it (it was committed with one).
+  static timespec later() { return timespec{::time(nullptr) + 3600, 0}; }
+  static timespec earlier() { return timespec{0, 0}; }
+
   static std::vector<std::string> named(const ContentCheck& check) {
     std::vector<std::string> lines;
     for (const auto& damage : check.damage) lines.push_back(damage.path + ": " + damage.what);
@@ -58,7 +64,7 @@ class LayerRecordTest : public testing::TemporaryDirectoryTest {
 
 TEST_F(LayerRecordTest, AWholeTreeMatchesAndEachDamageIsNamed) {
   commit();
-  ContentCheck clean = checkContent(rootfs_.string());
+  ContentCheck clean = checkContent(rootfs_.string(), earlier());
   EXPECT_TRUE(clean.ok()) << ::testing::PrintToString(named(clean)) << clean.error;
   EXPECT_EQ(7u, clean.entries);  // the root, etc, five entries in it
   EXPECT_EQ(fs::file_size(rootfs_ / "etc/passwd") + fs::file_size(rootfs_ / "etc/hosts") + 9, clean.bytes);
@@ -71,7 +77,7 @@ TEST_F(LayerRecordTest, AWholeTreeMatchesAndEachDamageIsNamed) {
   ASSERT_EQ(0, ::lchown((rootfs_ / "etc/link").c_str(), 1000, 1000));  // owner
   fs::remove(rootfs_ / "etc/null");
   write("etc/null", "");  // type
-  ContentCheck damaged = checkContent(rootfs_.string());
+  ContentCheck damaged = checkContent(rootfs_.string(), earlier());
   EXPECT_EQ("", damaged.error);
   EXPECT_FALSE(damaged.ok());
   EXPECT_EQ((std::vector<std::string>{
@@ -91,7 +97,7 @@ TEST_F(LayerRecordTest, ADamagedRecordIsToldFromADamagedTree) {
   std::string bytes = testing::readFile(record());
   bytes[bytes.size() / 2] ^= 0x01;
   std::ofstream(record(), std::ios::binary | std::ios::trunc) << bytes;
-  ContentCheck check = checkContent(rootfs_.string());
+  ContentCheck check = checkContent(rootfs_.string(), earlier());
   EXPECT_FALSE(check.ok());
   EXPECT_TRUE(check.damage.empty());
   EXPECT_NE(std::string::npos, check.error.find("is damaged")) << check.error;
@@ -102,24 +108,31 @@ TEST_F(LayerRecordTest, ADamagedRecordIsToldFromADamagedTree) {
 // check records it as it is and says so; later checks find changes.
 TEST_F(LayerRecordTest, ALayerFromBeforeRecordsIsAdoptedThenChecked) {
   ASSERT_FALSE(fs::exists(record()));
-  ContentCheck first = checkContent(rootfs_.string());
+  ContentCheck lost = checkContent(rootfs_.string(), earlier());
+  EXPECT_FALSE(lost.ok()) << "committed since records began: its record was lost";
+  EXPECT_NE(std::string::npos, lost.error.find("record '" + record() + "' is missing")) << lost.error;
+  EXPECT_FALSE(fs::exists(record()));
+  ContentCheck first = checkContent(rootfs_.string(), later());
   EXPECT_TRUE(first.adopted);
   EXPECT_TRUE(first.ok());
   EXPECT_EQ(7u, first.entries);
   ASSERT_TRUE(fs::exists(record()));
-  EXPECT_TRUE(checkContent(rootfs_.string()).ok());
+  EXPECT_TRUE(checkContent(rootfs_.string(), earlier()).ok());
   fs::resize_file(rootfs_ / "etc/hosts", 0);
-  ContentCheck later = checkContent(rootfs_.string());
+  ContentCheck later = checkContent(rootfs_.string(), earlier());
   EXPECT_FALSE(later.adopted);
   EXPECT_EQ((std::vector<std::string>{"/etc/hosts: size 0, recorded 20"}), named(later));
 }
 
-TEST_F(LayerRecordTest, ALayerRemovedBeforeItsCheckIsGoneNotDamaged) {
+// A directory that is not there is an error; the store tells it from one
+// image GC removed meanwhile (StoreCheck, checkImages).
+TEST_F(LayerRecordTest, AMissingDirectoryIsAnError) {
   commit();
   fs::remove_all(sandbox() / "layer");
-  ContentCheck check = checkContent(rootfs_.string());
-  EXPECT_TRUE(check.gone);
-  EXPECT_TRUE(check.ok());
+  ContentCheck check = checkContent(rootfs_.string(), earlier());
+  EXPECT_FALSE(check.gone);
+  EXPECT_FALSE(check.ok());
+  EXPECT_NE(std::string::npos, check.error.find("is missing")) << check.error;
 }
 
 // refreshRecord (what settling implied directories calls) takes the named
@@ -129,7 +142,8 @@ TEST_F(LayerRecordTest, RefreshTakesOnlyTheNamedEntriesAgain) {
   fs::permissions(rootfs_ / "etc", fs::perms(0711));
   fs::resize_file(rootfs_ / "etc/hosts", 0);
   ASSERT_TRUE(refreshRecord(rootfs_.string(), {"etc"}).isSome());
-  EXPECT_EQ((std::vector<std::string>{"/etc/hosts: size 0, recorded 20"}), named(checkContent(rootfs_.string())));
+  EXPECT_EQ((std::vector<std::string>{"/etc/hosts: size 0, recorded 20"}),
+            named(checkContent(rootfs_.string(), earlier())));
 }
 
 }  // namespace
