@@ -25,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -267,6 +268,22 @@ int pullOrProvision(provisioner::Provisioner& p, const Invocation& in, cmd::Prog
   return 0;
 }
 
+// verify's results printed; exit 4 when one is not whole (repaired), 1 when
+// there are none (`error` says why).
+template <typename Result, typename Text>
+int printVerdict(const std::optional<std::vector<Result>>& results, const std::string& error, bool json, Text text) {
+  if (!results) return fail(error);
+  std::cout << text(*results, json);
+  for (const auto& result : *results) {
+    if constexpr (std::is_same_v<Result, provisioner::ImageRepair>) {
+      if (!result.repaired()) return 4;
+    } else {
+      if (!result.ok()) return 4;
+    }
+  }
+  return 0;
+}
+
 // Every other command.
 int runCommand(provisioner::Provisioner& p, const Invocation& in) {
   std::string error;
@@ -301,22 +318,8 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
       if (image.isError()) return fail(image.error().message);
       images.push_back(*image);
     }
-    if (in.repair) {
-      auto repairs = blockOn(p.repairImages(images), error);
-      if (!repairs) return fail(error);
-      std::cout << cmd::repairText(*repairs, in.json);
-      for (const auto& repair : *repairs) {
-        if (!repair.repaired()) return 4;
-      }
-      return 0;
-    }
-    auto checks = blockOn(p.verifyImages(images), error);
-    if (!checks) return fail(error);
-    std::cout << cmd::verifyText(*checks, in.json);
-    for (const auto& check : *checks) {
-      if (!check.ok()) return 4;
-    }
-    return 0;
+    return in.repair ? printVerdict(blockOn(p.repairImages(images), error), error, in.json, cmd::repairText)
+                     : printVerdict(blockOn(p.verifyImages(images), error), error, in.json, cmd::verifyText);
   }
   if (in.command == "images") {
     auto images = blockOn(p.imageUsage(), error);

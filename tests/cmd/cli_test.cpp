@@ -331,6 +331,15 @@ TEST_F(CliTest, VerifyNamesEachDamagedPathAndExitsFour) {
   EXPECT_EQ(4u, doc[0]["layers"][1]["damage"].Size());
   EXPECT_EQ(std::string("/etc/added"), doc[0]["layers"][1]["damage"][0]["path"].GetString());
 
+  // Repaired, each kind of damage is undone: the layer is the image's again.
+  auto repaired = run({"verify", "--repair", image});
+  EXPECT_EQ(0, repaired.status) << repaired.out << repaired.err;
+  EXPECT_FALSE(fs::exists(layer / "etc/added"));
+  EXPECT_EQ(fs::perms(0644), fs::status(layer / "etc/conf").permissions() & fs::perms::mask);
+  EXPECT_EQ(std::string(4096, 'd'), testing::readFile(layer / "etc/data"));
+  EXPECT_EQ("soon gone", testing::readFile(layer / "etc/gone"));
+  EXPECT_EQ("key=value\n", testing::readFile(layer / "etc/conf"));
+
   // A store from before records: the layer is recorded as it is, then checked.
   fs::path base;
   for (const auto& entry : fs::directory_iterator(workDir_ / "store/docker/layers")) {
