@@ -296,11 +296,8 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
-    return checkImages(
-        runtime_, self(), options_.storeDir, index_, keys, [this](const StoredImage& image) { return infoOf(image); },
-        [this](const std::string& rootfs) {
-          return manifests_.count(paths::baseName(rootfs.substr(0, rootfs.rfind('/')))) > 0;
-        });
+    return checkImages(runtime_, self(), options_.storeDir, index_, keys,
+                       [this](const StoredImage& image) { return infoOf(image); });
   }
 
   Future<StoreUsage> usage() {

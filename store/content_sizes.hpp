@@ -67,13 +67,13 @@ class ContentSizes {
 // Store::verify() for a store whose `index` maps keys to StoredImages and
 // whose `infoOf` gives an image's content: each content directory of the
 // images asked for checked once, on the blocking pool. Then, on `pid`'s
-// strand, one that is not whole and that `present` says the store no
-// longer holds (image GC removed it meanwhile) is reported gone.
+// strand, one that is not whole and that no image of `index` (the store's
+// own, read there) lists any more (image GC removed them meanwhile) is
+// reported gone; one an image still lists is damaged, missing or not.
 template <typename P, typename Index, typename InfoOf>
 actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const actors::PID<P>& pid,
                                        const std::string& directory, const Index& index,
-                                       const std::vector<std::string>& keys, InfoOf infoOf,
-                                       std::function<bool(const std::string&)> present) {
+                                       const std::vector<std::string>& keys, InfoOf infoOf) {
   StoreCheck check;
   check.directory = directory;
   std::set<std::string> dirs;
@@ -91,9 +91,13 @@ actors::Future<StoreCheck> checkImages(actors::Runtime& runtime, const actors::P
                          for (const auto& dir : dirs) check.checks[dir] = checkContent(dir, *since);
                          return check;
                        })
-      .then(actors::defer(pid, [present](StoreCheck checked) {
+      .then(actors::defer(pid, [&index, infoOf](StoreCheck checked) {
+        std::set<std::string> listed;
+        for (const auto& [key, image] : index) {
+          for (auto& dir : infoOf(image).layers) listed.insert(std::move(dir));
+        }
         for (auto& [dir, result] : checked.checks) {
-          if (result.ok() || present(dir)) continue;
+          if (result.ok() || listed.count(dir) > 0) continue;
           result = ContentCheck{};
           result.rootfs = dir;
           result.gone = true;

@@ -435,11 +435,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
-    return checkImages(
-        runtime_, self(), options_.storeDir, images_, keys, [this](const StoredImage& image) { return infoOf(image); },
-        [this](const std::string& rootfs) {
-          return committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) > 0;
-        });
+    return checkImages(runtime_, self(), options_.storeDir, images_, keys,
+                       [this](const StoredImage& image) { return infoOf(image); });
   }
 
   Future<StoreUsage> usage() {

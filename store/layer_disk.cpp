@@ -68,9 +68,7 @@ Try<Nothing> makeStoreDirectories(const std::string& storeDir, const std::vector
   made = makeDirectories(dirs);
   if (made.isError()) return made;
   // Before the first commit with records.
-  auto since = recordsSince(storeDir);
-  if (since.isError()) return since.error();
-  return Nothing{};
+  return markRecordsSince(storeDir);
 }
 
 Try<Nothing> emptyDirectory(const std::string& dir) {

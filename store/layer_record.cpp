@@ -330,13 +330,20 @@ Try<Nothing> refreshRecord(const std::string& rootfs, const std::vector<std::str
   return writeRecord(file, *record, false);
 }
 
+Try<Nothing> markRecordsSince(const std::string& storeDir) {
+  const std::string file = storeDir + "/records-since";
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0) return Nothing{};
+  return writeFileAtomically(file, "Layers committed after this file was made have a record beside them.\n");
+}
+
 Try<timespec> recordsSince(const std::string& storeDir) {
   const std::string file = storeDir + "/records-since";
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) {
-    auto made = writeFileAtomically(file, "Layers committed after this file was made have a record beside them.\n");
-    if (made.isError()) return made.error();
-    if (::stat(file.c_str(), &st) != 0) return ioError("stat", file);
+    return Error(ErrorKind::Corruption, "The store's '" + file + "' is gone (" + std::strerror(errno) +
+                                            "): which layers are from before records is unknown; a restart makes "
+                                            "it again, taking every layer without a record as one");
   }
   return st.st_mtim;
 }

@@ -105,9 +105,11 @@ struct ContentCheck {
 
 // The time from which every content directory of the store at `storeDir`
 // was committed with a record: the modification time of its
-// `records-since` file, made (by makeStoreDirectories) before the store's
-// first commit with records. Made now when it is missing.
+// `records-since` file, which markRecordsSince() makes when there is none
+// (makeStoreDirectories calls it, before the store's first commit).
+// Corruption when the file is gone.
 Try<timespec> recordsSince(const std::string& storeDir);
+Try<Nothing> markRecordsSince(const std::string& storeDir);
 
 // Checks the tree at `rootfs` against the record beside it. Without one:
 // a tree made before `since` (its root's ctime: when its entries were

@@ -349,13 +349,16 @@ class Applier {
                           archive_entry* e) {
     const std::string parent = splitParent(path).first;
     const mode_t perm = permissions(e);
-    // A sparse file unpacks to its size too (and its record hashes it).
-    if (archive_entry_size(e) > 0 &&
-        static_cast<std::uint64_t>(archive_entry_size(e)) > options_.limits.maxLayerBytes) {
+    // Sparse files unpack to their sizes too (and the record hashes their
+    // holes): the files' sizes together stay within the layer limit, as
+    // the bytes of a layer without holes do.
+    if (archive_entry_size(e) > 0) filesBytes_ += static_cast<std::uint64_t>(archive_entry_size(e));
+    if (filesBytes_ > options_.limits.maxLayerBytes) {
       return Error(ErrorKind::ResourceExhausted,
-                   "Failed to extract " + options_.what + ": entry '" + name + "' is " +
-                       std::to_string(archive_entry_size(e)) + " bytes, over the layer limit of " +
-                       std::to_string(options_.limits.maxLayerBytes) + " (--max_layer_bytes)");
+                   "Failed to extract " + options_.what + ": with entry '" + name + "' (" +
+                       std::to_string(archive_entry_size(e)) + " bytes) its files are " + std::to_string(filesBytes_) +
+                       " bytes, over the layer limit of " + std::to_string(options_.limits.maxLayerBytes) +
+                       " (--max_layer_bytes)");
     }
     Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     perm & 0777));
@@ -671,6 +674,7 @@ class Applier {
   bool runningAsRoot_ = false;
   std::set<std::string> setgidDirs_;  // directories of this layer with the setgid bit
   std::set<std::string> restat_;      // entries the record takes from the disk at the end
+  std::uint64_t filesBytes_ = 0;      // the sizes of the regular files so far, holes included
   ContentHash fileHash_;
   Fd cacheFd_;
   std::string cachePath_;

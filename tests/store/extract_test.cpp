@@ -388,8 +388,19 @@ TEST_F(ExtractTest, BadBlobsFailClearly) {
   auto sparse = extract(testing::makeTar({holes}), smallLayers);
   AWAIT_FAILED(sparse);
   EXPECT_EQ(ErrorKind::ResourceExhausted, sparse.failure().kind) << sparse.failure().message;
-  EXPECT_NE(std::string::npos, sparse.failure().message.find("entry 'holes' is 2097152 bytes, over the layer limit"))
+  EXPECT_NE(std::string::npos, sparse.failure().message.find("with entry 'holes' (2097152 bytes) its files are "
+                                                             "2097152 bytes, over the layer limit of 1048576"))
       << sparse.failure().message;
+  // Each under the limit, together over it.
+  TarEntry half = holes;
+  half.content.resize(600 << 10);
+  half.path = "first";
+  TarEntry other = half;
+  other.path = "second";
+  auto together = extract(testing::makeTar({half, other}), smallLayers);
+  AWAIT_FAILED(together);
+  EXPECT_EQ(ErrorKind::ResourceExhausted, together.failure().kind) << together.failure().message;
+  EXPECT_NE(std::string::npos, together.failure().message.find("with entry 'second'")) << together.failure().message;
 
   LayerStreamOptions shortPaths;
   shortPaths.apply.limits.maxPathBytes = 10;

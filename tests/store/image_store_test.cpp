@@ -123,6 +123,13 @@ TEST_F(ImageStoreTest, AfterARebootTheLayersCommittedLastAreCheckedAndADamagedOn
   auto left = readRecentCommits(journal.string());
   ASSERT_EQ(1u, left.size()) << "the other boot's notes were checked";
   EXPECT_EQ("from-1970", left[0].name);
+  // Still listed by the image: missing, not gone (image GC did not take it).
+  auto listed = store_->verify({});
+  AWAIT_READY(listed);
+  const ContentCheck& missing = listed->checks.at(info->layers[1]);
+  EXPECT_FALSE(missing.gone);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_NE(std::string::npos, missing.error.find("is missing")) << missing.error;
 
   const std::size_t fetches = registry_.count(built.layerDigests[1]);
   auto again = store_->get(image);
