@@ -1,5 +1,6 @@
 #include "store/image_store.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -152,6 +153,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<Nothing> loadIndex(const StoreContents& contents) {
     committed_ = contents.layers;
+    unmarked_ = contents.unmarked;
     configFiles_ = contents.configs;
     return metadata_.recover()
         .then(actors::defer(self(), &Self::keepCompleteImages))
@@ -180,7 +182,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                                kept.push_back(commit);
                                continue;
                              }
-                             const std::string id = paths::chainIdOfLayer(commit.name);
+                             const std::string id = paths::layerIdOf(commit.name);
                              if (committed.count(id) == 0) continue;
                              ++checked;
                              const ContentCheck check = checkContent(paths::layerRootfs(dir, id), since);
@@ -254,7 +256,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     bool complete = true;
     for (int i = 0; i < stored.layer_ids_size(); ++i) {
       if (!present[static_cast<std::size_t>(i)]) {
-        committed_.erase(stored.layer_ids(i));
+        forgetLayer(stored.layer_ids(i));
         complete = false;
       }
     }
@@ -309,7 +311,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   struct PullPriority {
     explicit PullPriority(int initial) : value(std::make_shared<std::atomic<int>>(initial)) {}
     std::shared_ptr<std::atomic<int>> value;
-    std::vector<std::string> layers;  // chain ids it waits for
+    std::vector<std::string> layers;  // seed ids it waits for
   };
 
   // A more urgent request joined `pull`: its layers still waiting for a slot
@@ -360,6 +362,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     for (const auto& id : layerPulls_.keys()) usedLayers.insert(id);
     for (const auto& [key, id] : inflightLayers_) usedLayers.insert(id);
+    // A variant's seed stays: another chain's variant is made from it.
+    for (const auto& id : std::set<std::string>(usedLayers)) usedLayers.insert(paths::seedOf(id));
     for (const auto& [key, image] : inflightConfigs_) usedConfigs.insert(image);
     std::vector<std::string> doomed;
     for (const auto& id : committed_) {
@@ -372,7 +376,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (usedConfigs.count(name) == 0 && activePaths.count(path) == 0) doomed.push_back(path);
     }
     for (const auto& path : doomed) {
-      committed_.erase(paths::chainIdOfLayer(path));
+      forgetLayer(paths::layerIdOf(path));
       sizes_.forget(path + "/rootfs");
       configFiles_.erase(paths::baseName(path));
     }
@@ -385,9 +389,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<Nothing> pruneFailed(const std::vector<std::string>& doomed, const Future<Nothing>& pruned) {
     return gc_.leftBehind(doomed).then(actors::defer(self(), [this, pruned](const std::vector<std::string>& left) {
       for (const auto& path : left) {
-        const std::string id = paths::chainIdOfLayer(path);
+        const std::string id = paths::layerIdOf(path);
         if (paths::layer(options_.storeDir, id) == path) {
           committed_.insert(id);
+          // Whether it has an implied file is not known here: taken as
+          // not (its diff_id's seed, if needed, is made under its second name).
+          if (id.find('-') == std::string::npos) unmarked_.insert(id);
         } else {
           configFiles_.insert(paths::baseName(path));
         }
@@ -416,8 +423,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> doomed;
     for (const auto& rootfs : contentDirs) {
       const std::string layer = rootfs.substr(0, rootfs.rfind('/'));
-      const std::string id = paths::chainIdOfLayer(layer);
-      if (paths::layerRootfs(options_.storeDir, id) != rootfs || committed_.erase(id) == 0) continue;
+      const std::string id = paths::layerIdOf(layer);
+      if (paths::layerRootfs(options_.storeDir, id) != rootfs || committed_.count(id) == 0) continue;
+      forgetLayer(id);
       sizes_.forget(rootfs);
       doomed.push_back(layer);
     }
@@ -449,7 +457,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> rootfses;
     for (const auto& id : committed_) rootfses.push_back(paths::layerRootfs(options_.storeDir, id));
     return sizes_.fill(runtime_, self(), usage, rootfses, [this](const std::string& rootfs) {
-      return committed_.count(paths::chainIdOfLayer(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+      return committed_.count(paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')))) > 0;
     });
   }
 
@@ -468,6 +476,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return image.config_digest().empty() ? "" : paths::config(options_.storeDir, image.config_digest());
   }
 
+  void forgetLayer(const std::string& id) {
+    committed_.erase(id);
+    unmarked_.erase(id);
+  }
+
   // `stored` handed out from the store: its last use moves on.
   ImageInfo served(const StoredImage& stored) {
     touch({stored.key()});
@@ -476,7 +489,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   ImageInfo infoOf(const StoredImage& image) const {
     ImageInfo info{image, {}, configPath(image)};
-    for (const auto& id : image.layer_ids()) info.layers.push_back(paths::layerRootfs(options_.storeDir, id));
+    // A layer an image has twice (empty layers, often) is one directory: an
+    // overlay mount refuses a lower directory twice. Its top place is the
+    // one that counts: everything it holds there it held lower too.
+    std::set<std::string> seen;
+    for (int i = image.layer_ids_size(); i-- > 0;) {
+      const std::string& id = image.layer_ids(i);
+      if (seen.insert(paths::seedOf(id)).second) info.layers.push_back(paths::layerRootfs(options_.storeDir, id));
+    }
+    std::reverse(info.layers.begin(), info.layers.end());
     return info;
   }
 
@@ -539,7 +560,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                                               std::to_string(layers.size()) + " layers");
     }
     if (auto within = withinImageLimits(key, resolved); within.isError()) return within.error();
-    const std::vector<std::string> ids = chainIds(diffIds);
+    // Where each layer may already be: under its chain id (committed before
+    // session 15), or, at the base, under its diff_id (a seed, or a base
+    // layer from before).
+    const std::vector<std::string> chains = chainIds(diffIds);
     // What this pull's layers unpack to, together.
     auto budget = std::make_shared<ByteBudget>(
         options_.limits.maxImageBytes,
@@ -549,30 +573,42 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // This pull's own (pulls of one key with other credentials run beside it).
     const std::string pullId = key + "#" + std::to_string(++pullSerial_);
     inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
-    for (const auto& id : ids) inflightLayers_.emplace(pullId, id);
     std::vector<Future<Nothing>> joined, layerWork;
+    std::vector<LayerPlan> plan;
     for (const auto& layer : layers) stats->imageBytes += layer.size();
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (committed_.count(ids[i]) > 0) {
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+      if (committed_.count(chains[i]) > 0) {
+        inflightLayers_.emplace(pullId, chains[i]);
+        plan.push_back(LayerPlan{chains[i], true});
+        auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
+        if (reporter) reporter->report(LayerProgress::Phase::Cached);
+        continue;
+      }
+      // A base layer from before session 15 holds the seed's own name but
+      // keeps neither its whiteouts nor the list of what it implies.
+      const std::string seed = paths::seedId(diffIds[i], unmarked_.count(diffIds[i]) > 0);
+      inflightLayers_.emplace(pullId, seed);
+      plan.push_back(LayerPlan{seed, false});
+      if (committed_.count(seed) > 0) {
         auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
         if (reporter) reporter->report(LayerProgress::Phase::Cached);
         continue;
       }
       bool started = false;
-      priority->layers.push_back(ids[i]);
-      auto layerPriority = layerPriorities_.find(ids[i]);
+      priority->layers.push_back(seed);
+      auto layerPriority = layerPriorities_.find(seed);
       if (layerPriority != layerPriorities_.end() &&
           actors::raisePriority(*layerPriority->second, priority->value->load())) {
         extractor_->reconsider();
       }
-      joined.push_back(layerPulls_.join(ids[i], [&] {
+      joined.push_back(layerPulls_.join(seed, [&] {
         started = true;
         auto own = std::make_shared<std::atomic<int>>(priority->value->load());
-        layerPriorities_[ids[i]] = own;
-        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, ids, verifiable ? diffIds[i] : std::string(),
-                                          budget, own);
-        layer.onAny(actors::defer(self(), [this, id = ids[i], own] {
-          auto it = layerPriorities_.find(id);
+        layerPriorities_[seed] = own;
+        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, seed,
+                                          verifiable ? diffIds[i] : std::string(), budget, own);
+        layer.onAny(actors::defer(self(), [this, seed, own] {
+          auto it = layerPriorities_.find(seed);
           if (it != layerPriorities_.end() && it->second == own) layerPriorities_.erase(it);
         }));
         return layer;
@@ -582,7 +618,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       // ended, committed or its staging removed, so a failed pull leaves
       // nothing behind.
       if (started) {
-        if (auto work = layerPulls_.peek(ids[i])) layerWork.push_back(*work);
+        if (auto work = layerPulls_.peek(seed)) layerWork.push_back(*work);
         ++stats->fetchedLayers;
         stats->fetchedBytes += layers[static_cast<int>(i)].size();
       }
@@ -591,11 +627,57 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         .repair([layerWork](const Future<std::vector<Nothing>>& failed) {
           return actors::await(layerWork).then([failed] { return failed; });
         })
-        .then(actors::defer(self(), &Self::finishPull, key, resolved, ids, hasOwnCredentials(image)))
+        .then(actors::defer(self(), &Self::placeLayers, pullId, plan))
+        .then(actors::defer(self(), &Self::finishPull, key, resolved, hasOwnCredentials(image)))
         .onAny(actors::defer(self(), [this, pullId] {
           inflightConfigs_.erase(pullId);
           inflightLayers_.erase(pullId);
         }));
+  }
+
+  // One layer of a pull, before it is placed: a layer id stored as the
+  // chain uses it, or the seed to place on the layers below.
+  struct LayerPlan {
+    std::string id;
+    bool stored = false;
+  };
+
+  // Every seed of `plan` is committed: each layer's id in its chain, base
+  // first, variants made where the layers below settle the directories a
+  // seed implies (placeLayer). One blocking job, run to its end whatever is
+  // discarded meanwhile: a variant it made is committed, and known here.
+  Future<std::vector<std::string>> placeLayers(const std::string& pullId, const std::vector<LayerPlan>& plan) {
+    Future<std::vector<Placement>> placed = actors::async(
+        runtime_,
+        [plan, dir = options_.storeDir, sync = options_.syncLayers,
+         journal = paths::recent(options_.storeDir)]() -> Try<std::vector<Placement>> {
+          std::vector<Placement> placements;
+          std::vector<std::string> below;  // the chain's layers so far, nearest first
+          for (const auto& layer : plan) {
+            Placement placement{layer.id, false};
+            if (!layer.stored) {
+              auto found = placeLayer(dir, layer.id, below, sync, journal);
+              if (found.isError()) return found.error();
+              placement = *found;
+            }
+            below.insert(below.begin(), paths::layerRootfs(dir, placement.id));
+            placements.push_back(std::move(placement));
+          }
+          return placements;
+        });
+    placed.onReady(actors::defer(self(), [this, pullId](const std::vector<Placement>& placements) {
+      // Kept from prune until the image is indexed (if the pull is still on).
+      const bool pulling = inflightConfigs_.count(pullId) > 0;
+      for (const auto& placement : placements) {
+        committed_.insert(placement.id);
+        if (pulling) inflightLayers_.emplace(pullId, placement.id);
+      }
+    }));
+    return actors::undiscardable(placed).then([](const std::vector<Placement>& placements) {
+      std::vector<std::string> ids;
+      for (const auto& placement : placements) ids.push_back(placement.id);
+      return ids;
+    });
   }
 
   // The image limits that the manifest alone can tell are passed: the
@@ -628,8 +710,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return Nothing{};
   }
 
-  Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved,
-                               const std::vector<std::string>& ids, bool credentialed) {
+  Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved, bool credentialed,
+                               const std::vector<std::string>& ids) {
     StoredImage image;
     image.set_key(key);
     image.set_access(credentialed ? StoredImage::ACCESS_CREDENTIALED : StoredImage::ACCESS_PUBLIC);
@@ -665,20 +747,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return std::make_shared<LayerReporter>(options_.progress, std::move(event));
   }
 
+  // The seed `seedId` of layer `i` of a pull: extracted (its whiteouts
+  // kept, whatever its place in this chain: the seed serves every chain)
+  // and committed as it is.
   Future<Nothing> pullLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
-                            const ResolvedImage& resolved, std::size_t i, const std::vector<std::string>& ids,
+                            const ResolvedImage& resolved, std::size_t i, const std::string& seedId,
                             const std::string& diffId, const std::shared_ptr<ByteBudget>& budget,
                             const std::shared_ptr<std::atomic<int>>& priority) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
     const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
-    // The layer below, as its own pull (or done): committing waits for it.
-    Future<Nothing> parent = Nothing{};
-    if (i > 0 && committed_.count(ids[i - 1]) == 0) {
-      auto running = layerPulls_.peek(ids[i - 1]);
-      if (!running)
-        return Error(ErrorKind::Unavailable, "Failed to pull " + what + ": the layer below it is not there");
-      parent = *running;
-    }
     messages::ExtractRequest request;
     request.set_format(messages::ExtractRequest::LAYER);
     request.set_what(what);
@@ -686,42 +763,28 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     request.set_expected_diff_id(diffId);
     request.set_staging_parent(paths::staging(options_.storeDir));
     *request.mutable_limits() = toMessage(options_.limits);
-    request.set_bottom_layer(i == 0);
-    std::vector<std::string> parents;
-    for (std::size_t j = i; j-- > 0;) parents.push_back(paths::layerRootfs(options_.storeDir, ids[j]));
-    const std::string layerDir = paths::layer(options_.storeDir, ids[i]);
-    const std::string id = ids[i];
+    const std::string layerDir = paths::layer(options_.storeDir, seedId);
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
     // Once staged, the tree is committed or removed, whatever is discarded
-    // meanwhile: the steps after staging form one undiscardable chain (a
-    // discard reaching a `then` of it as its source completes would skip
-    // the step, and leave the tree in staging).
+    // meanwhile: the commit is one undiscardable step (a discard reaching a
+    // `then` of it as its source completes would skip the step, and leave
+    // the tree in staging).
     Future<Nothing> pulled = afterExtraction(
         runtime_, extractLayer(request, image, puller, resolved, progress, budget, priority, 0),
-        [&runtime = runtime_, parent, parents, layerDir, sync = options_.syncLayers,
-         journal = paths::recent(options_.storeDir)](const messages::ExtractResult& staged) {
-          // A layer below that failed leaves nothing to commit onto: this
-          // one's staging directory goes too.
-          Future<messages::ExtractResult> below =
-              parent.then([staged] { return staged; })
-                  .recover([&runtime, staged](const Future<messages::ExtractResult>& f) {
-                    return removeStaged(runtime, staged).then([f]() -> Future<messages::ExtractResult> { return f; });
-                  });
-          return actors::undiscardable(
-              below.then([&runtime, parents, layerDir, sync, journal](const messages::ExtractResult& s) {
-                return actors::async(runtime, [s, parents, layerDir, sync, journal]() -> Try<Nothing> {
-                  const std::vector<std::string> implied(s.implied_dirs().begin(), s.implied_dirs().end());
-                  auto committed = commitLayer(s.staging_dir(), s.rootfs(), implied, parents, layerDir, sync, journal);
-                  if (committed.isError()) (void)actors::fs::removeTree(s.staging_dir());
-                  return committed;
-                });
-              }));
+        [&runtime = runtime_, layerDir, sync = options_.syncLayers,
+         journal = paths::recent(options_.storeDir)](const messages::ExtractResult& s) {
+          return actors::undiscardable(actors::async(runtime, [s, layerDir, sync, journal]() -> Try<Nothing> {
+            const std::vector<std::string> implied(s.implied_dirs().begin(), s.implied_dirs().end());
+            auto committed = commitSeed(s.staging_dir(), s.rootfs(), implied, layerDir, sync, journal);
+            if (committed.isError()) (void)actors::fs::removeTree(s.staging_dir());
+            return committed;
+          }));
         });
     // Also when the pull was discarded meanwhile: the layer is there.
-    pulled.onReady(actors::defer(self(), &Self::layerCommitted, id, reporter));
+    pulled.onReady(actors::defer(self(), &Self::layerCommitted, seedId, reporter));
     if (reporter) {
       pulled.onFailed(actors::defer(self(), [reporter] { reporter->report(LayerProgress::Phase::Failed); }));
     }
@@ -776,16 +839,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   const PullerFor pullerFor_;
   MetadataManager metadata_;
   std::map<std::string, StoredImage> images_;
-  std::set<std::string> committed_;                          // chain ids in layers/
+  std::set<std::string> committed_;                          // layer ids in layers/
+  std::set<std::string> unmarked_;                           // those from before session 15 (no implied file)
   std::set<std::string> configFiles_;                        // names in configs/
   ContentSizes sizes_;                                       // of the layers, once read
   std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex
-  std::multimap<std::string, std::string> inflightLayers_;   // pull id -> chain ids it needs
+  std::multimap<std::string, std::string> inflightLayers_;   // pull id -> layer ids it needs
   std::uint64_t pullSerial_ = 0;
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
   std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;       // by shared pull key
-  std::map<std::string, std::shared_ptr<std::atomic<int>>> layerPriorities_;  // by chain id, while pulled
+  std::map<std::string, std::shared_ptr<std::atomic<int>>> layerPriorities_;  // by seed id, while pulled
   GarbageCollector gc_;
   // Every layer downloads and extracts through it (shared with the other
   // stores when the options give one).

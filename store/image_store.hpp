@@ -16,10 +16,50 @@
 //     its downloads and extractions) stops and leaves nothing behind.
 //   - Each layer streams from the puller into extraction in a staging
 //     directory, through the extractor (store/extractor.hpp), which bounds
-//     how many run at once; a pull asks for its layers base first. A layer is committed (renamed into layers/<chain
-//     id>) only after its blob digest (checked by the puller) and its diffID (checked here, against the config's
-//     rootfs.diff_ids) matched, and after the layers below it, so that the directories it only implies take their
-//     owner, mode and times from them. On any failure its staging directory is removed and nothing is stored.
+//     how many run at once; a pull asks for its layers base first. A layer
+//     is committed only after its blob digest (checked by the puller) and
+//     its diffID (checked here, against the config's rootfs.diff_ids)
+//     matched. On any failure its staging directory is removed and nothing
+//     is stored.
+//
+// ONE EXTRACTION PER DIFF_ID. A layer's tree depends on the layers below it
+// in one way only: a directory the layer only implies (its tar has entries
+// below it, not an entry for it) takes its owner, mode and times from the
+// nearest layer below that has it, as Docker and containerd give it. So
+// layers used to be keyed by chain id, and the same 8 GB layer on two bases
+// was extracted twice (containerd #3714, #13307); Mesos keyed by digest and
+// got those directories wrong. Here:
+//   - A layer is extracted once per diff_id, into its seed
+//     layers/<diff hex>: whiteouts kept (the same tree serves every place in
+//     a chain; at the base, overlay and the copy backend read a whiteout as
+//     nothing), the implied directories left as extracted and listed in its
+//     `implied` file. Tar writers emit every parent, so nearly every seed
+//     lists none, and serves every chain as it is.
+//   - Once a pull's seeds are committed, its layers are placed base first
+//     (placeLayer, store/layer_disk.hpp): a seed that implies directories
+//     serves a chain as it is when the layers below have none of them;
+//     otherwise the chain gets the variant layers/<seed>-<16 hex> for how
+//     the layers below settle them (owner, mode, mtime: the name is a hash
+//     of that), made once by linking the seed's tree (its directories made
+//     anew, its files hard links: a variant costs directories) and settling
+//     them. Chains whose layers below agree share the variant. A variant
+//     rather than a fix-up the backends apply: every backend, verify and
+//     repair then see one directory per layer, as before.
+//   - StoredImage.layer_ids are these layer ids, one per manifest layer. A
+//     diff_id an image has twice is one directory in ImageInfo::layers, at
+//     its top place (overlay refuses a lower directory twice).
+//   - MIGRATION. Layers committed before (layers/<chain hex>) stay where
+//     they are, under the ids the index already lists, so running
+//     containers' lower directories and records stay valid and nothing is
+//     pulled again. A pull uses one for the same chain, as before; a base
+//     layer's chain id is its diff_id, so an old base layer serves every
+//     image on that base. They are never shared with another chain: the old
+//     layout did not record which directories a layer only implied, and a
+//     guess could give a container a directory with the wrong owner or
+//     mode. An old base layer holds the seed's name without its whiteouts
+//     or its implied list, so a chain that needs that diff_id higher up
+//     extracts a seed under layers/<diff hex>-s, once. The old layers go
+//     with the images that use them (prune).
 // recover(): empties staging/, finishes an interrupted gc/ sweep, loads the
 //   index and drops the images whose layers or config are gone.
 // prune(excluded, activePaths): forgets every image but `excluded` and those

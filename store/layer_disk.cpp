@@ -1,8 +1,10 @@
 #include "store/layer_disk.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fts.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +19,7 @@
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/log.hpp"
+#include "fetcher/digest.hpp"
 #include "store/atomic_file.hpp"
 #include "store/layer_record.hpp"
 #include "store/paths.hpp"
@@ -32,25 +35,52 @@ Error ioError(const std::string& doing, const std::string& path, int error = err
   return Error(ErrorKind::IO, "Failed to " + doing + " '" + path + "': " + std::strerror(error));
 }
 
-// The directory `rel` as the nearest parent layer has it, if it has one.
-bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>& parentFds) {
+// How the layers below settle the directory `rel` that a layer only
+// implies: Found (`st` is the directory as the nearest layer that has it
+// has it), Default (no layer has it, or a whiteout, file or symlink in a
+// nearer one hides what is lower: the extraction's default stays) or Failed.
+enum class Resolved { Found, Default, Failed };
+Resolved resolveFromParents(const std::string& rel, const std::vector<int>& parentFds, struct stat& st) {
   for (int parentFd : parentFds) {
     const int fd = actors::fs::openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // not in this layer: look lower
-      return true;                    // a symlink or file on the way hides it: the default stays
+      return Resolved::Default;       // a symlink or file on the way hides it
     }
-    struct stat st {};
     const bool ok = ::fstat(fd, &st) == 0;
     ::close(fd);
-    if (!ok) return false;
-    if (!S_ISDIR(st.st_mode)) return true;  // a whiteout, file or symlink hides what is lower
-    const timespec times[2] = {st.st_atim, st.st_mtim};
-    return actors::fs::disk().fchown(dirFd, st.st_uid, st.st_gid) == 0 &&
-           actors::fs::disk().fchmod(dirFd, st.st_mode & 07777) == 0 && actors::fs::disk().futimens(dirFd, times) == 0;
+    if (!ok) return Resolved::Failed;
+    return S_ISDIR(st.st_mode) ? Resolved::Found : Resolved::Default;
   }
-  return true;
+  return Resolved::Default;
 }
+
+// The directory `rel` as the nearest parent layer has it, if it has one.
+bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>& parentFds) {
+  struct stat st {};
+  const Resolved resolved = resolveFromParents(rel, parentFds, st);
+  if (resolved != Resolved::Found) return resolved == Resolved::Default;
+  const timespec times[2] = {st.st_atim, st.st_mtim};
+  return actors::fs::disk().fchown(dirFd, st.st_uid, st.st_gid) == 0 &&
+         actors::fs::disk().fchmod(dirFd, st.st_mode & 07777) == 0 && actors::fs::disk().futimens(dirFd, times) == 0;
+}
+
+// The parent layers' root directories opened (those that open), nearest
+// first; closed with the object.
+struct ParentDirs {
+  explicit ParentDirs(const std::vector<std::string>& rootfses) {
+    for (const auto& parent : rootfses) {
+      const int fd = actors::fs::disk().openat(AT_FDCWD, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0) fds.push_back(fd);
+    }
+  }
+  ~ParentDirs() {
+    for (int fd : fds) ::close(fd);
+  }
+  ParentDirs(const ParentDirs&) = delete;
+  ParentDirs& operator=(const ParentDirs&) = delete;
+  std::vector<int> fds;
+};
 
 }  // namespace
 
@@ -83,11 +113,8 @@ Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std:
                                const std::vector<std::string>& parentRootfses, bool sync) {
   const int rootFd = actors::fs::disk().openat(AT_FDCWD, rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootFd < 0) return ioError("open the staged layer", rootfs);
-  std::vector<int> parentFds;
-  for (const auto& parent : parentRootfses) {
-    const int fd = actors::fs::disk().openat(AT_FDCWD, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) parentFds.push_back(fd);
-  }
+  const ParentDirs parents(parentRootfses);
+  const std::vector<int>& parentFds = parents.fds;
   Try<Nothing> result = Nothing{};
   for (const auto& rel : impliedDirs) {
     const int dirFd = actors::fs::openBeneath(rootFd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -102,12 +129,11 @@ Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std:
   // Their entries in the record, as settled.
   if (result.isSome() && !impliedDirs.empty()) result = refreshRecord(rootfs, impliedDirs);
   if (result.isSome() && sync && ::syncfs(rootFd) != 0) result = ioError("sync", rootfs);
-  for (int fd : parentFds) ::close(fd);
   ::close(rootFd);
   return result;
 }
 
-Try<std::int64_t> diskUsage(const std::string& root) {
+Try<std::int64_t> diskUsage(const std::string& root, bool directoriesOnly) {
   std::string path = root;
   char* const roots[] = {path.data(), nullptr};
   FTS* walk = ::fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, nullptr);
@@ -128,6 +154,7 @@ Try<std::int64_t> diskUsage(const std::string& root) {
       break;
     }
     const struct stat& st = *entry->fts_statp;
+    if (directoriesOnly && !S_ISDIR(st.st_mode)) continue;
     if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 && !linked.emplace(st.st_dev, st.st_ino).second) continue;
     bytes += static_cast<std::int64_t>(st.st_blocks) * 512;
   }
@@ -143,7 +170,8 @@ Try<std::int64_t> contentBytes(const std::string& rootfs) {
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), bytes);
     if (ec == std::errc() && bytes >= 0 && (end == text->data() + text->size() || *end == '\n')) return bytes;
   }
-  auto measured = diskUsage(rootfs);
+  const std::string id = paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')));
+  auto measured = diskUsage(rootfs, paths::seedOf(id) != id);
   if (measured.isError()) return measured;
   // A full or read-only disk: the figure holds all the same (measured again
   // by the next process).
@@ -166,6 +194,199 @@ std::map<std::string, std::int64_t> measureContent(const std::vector<std::string
     }
   }
   return measured;
+}
+
+namespace {
+
+// The extended attributes of the open `from` set on the open `to`.
+bool copyXattrs(int from, int to) {
+  ssize_t size = ::flistxattr(from, nullptr, 0);
+  if (size <= 0) return size == 0 || errno == ENOTSUP;
+  std::string names(static_cast<std::size_t>(size), '\0');
+  size = ::flistxattr(from, names.data(), names.size());
+  if (size < 0) return false;
+  names.resize(static_cast<std::size_t>(size));
+  std::string value;
+  for (std::size_t at = 0; at < names.size(); at += std::strlen(names.c_str() + at) + 1) {
+    const char* name = names.c_str() + at;
+    const ssize_t length = ::fgetxattr(from, name, nullptr, 0);
+    if (length < 0) return false;
+    value.resize(static_cast<std::size_t>(length));
+    const ssize_t got = ::fgetxattr(from, name, value.data(), value.size());
+    if (got < 0 || actors::fs::disk().fsetxattr(to, name, value.data(), static_cast<std::size_t>(got), 0) != 0)
+      return false;
+  }
+  return true;
+}
+
+// The open directory `to` given the open `from`'s xattrs, owner, mode and
+// times (in that order: the mode after the owner, which may clear setgid).
+bool copyDirectoryMetadata(int from, int to) {
+  struct stat st {};
+  if (::fstat(from, &st) != 0 || !copyXattrs(from, to)) return false;
+  const timespec times[2] = {st.st_atim, st.st_mtim};
+  return actors::fs::disk().fchown(to, st.st_uid, st.st_gid) == 0 &&
+         actors::fs::disk().fchmod(to, st.st_mode & 07777) == 0 && actors::fs::disk().futimens(to, times) == 0;
+}
+
+// linkTree below the open directories `from` and `to`.
+Try<Nothing> linkChildren(int from, int to, const std::string& fromPath) {
+  const int listed = ::dup(from);
+  if (listed < 0) return ioError("read the directory", fromPath);
+  DIR* dir = ::fdopendir(listed);
+  if (dir == nullptr) {
+    ::close(listed);
+    return ioError("read the directory", fromPath);
+  }
+  Try<Nothing> result = Nothing{};
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(dir);
+    if (entry == nullptr) {
+      if (errno != 0) result = ioError("read the directory", fromPath);
+      break;
+    }
+    const char* name = entry->d_name;
+    if (std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0) continue;
+    const std::string path = fromPath + "/" + name;
+    struct stat st {};
+    if (::fstatat(from, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      result = ioError("stat", path);
+      break;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      if (actors::fs::disk().linkat(from, name, to, name, 0) != 0) {
+        result = ioError("link", path);
+        break;
+      }
+      continue;
+    }
+    if (actors::fs::disk().mkdirat(to, name, 0700) != 0) {
+      result = ioError("make the directory for", path);
+      break;
+    }
+    actors::fs::Fd child(actors::fs::disk().openat(from, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    actors::fs::Fd made(actors::fs::disk().openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!child.valid() || !made.valid()) {
+      result = ioError("open", path);
+      break;
+    }
+    result = linkChildren(child.get(), made.get(), path);
+    if (result.isError()) break;
+    // After its children: making them moved its times.
+    if (!copyDirectoryMetadata(child.get(), made.get())) {
+      result = ioError("copy the owner, mode, times and attributes of", path);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return result;
+}
+
+}  // namespace
+
+Try<Nothing> linkTree(const std::string& from, const std::string& to) {
+  actors::fs::Fd source(
+      actors::fs::disk().openat(AT_FDCWD, from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!source.valid()) return ioError("open", from);
+  if (actors::fs::disk().mkdirat(AT_FDCWD, to.c_str(), 0700) != 0) return ioError("make", to);
+  actors::fs::Fd target(
+      actors::fs::disk().openat(AT_FDCWD, to.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!target.valid()) return ioError("open", to);
+  auto linked = linkChildren(source.get(), target.get(), from);
+  if (linked.isError()) return linked;
+  if (!copyDirectoryMetadata(source.get(), target.get()))
+    return ioError("copy the owner, mode, times and attributes of", from);
+  return Nothing{};
+}
+
+Try<Nothing> commitSeed(const std::string& stagingDir, const std::string& rootfs,
+                        const std::vector<std::string>& impliedDirs, const std::string& layerDir, bool sync,
+                        const std::string& journal) {
+  std::string listed;
+  for (const auto& dir : impliedDirs) listed += dir + "\n";
+  auto written = writeFileAtomically(paths::impliedOf(rootfs), listed, false);
+  if (written.isError()) return written;
+  return commitLayer(stagingDir, rootfs, {}, {}, layerDir, sync, journal);
+}
+
+Try<std::vector<std::string>> readImplied(const std::string& layerDir) {
+  auto text = actors::fs::readFile(paths::impliedOf(layerDir + "/rootfs"));
+  if (text.isError()) return text.error();
+  std::vector<std::string> dirs;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) dirs.push_back(line);
+  }
+  return dirs;
+}
+
+Try<std::string> settlementOf(const std::vector<std::string>& impliedDirs,
+                              const std::vector<std::string>& parentRootfses) {
+  const ParentDirs parents(parentRootfses);
+  std::string settled;
+  bool any = false;
+  for (const auto& rel : impliedDirs) {
+    struct stat st {};
+    settled += rel;
+    settled += '\0';
+    switch (resolveFromParents(rel, parents.fds, st)) {
+      case Resolved::Failed: return ioError("look up the directory '" + rel + "' below", parentRootfses.front());
+      case Resolved::Default: settled += "-\n"; break;
+      case Resolved::Found:
+        // Not the access time: reading a layer moves it.
+        any = true;
+        settled += std::to_string(st.st_uid) + " " + std::to_string(st.st_gid) + " " +
+                   std::to_string(st.st_mode & 07777) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+                   std::to_string(st.st_mtim.tv_nsec) + "\n";
+        break;
+    }
+  }
+  if (!any) return std::string();
+  return paths::hexOf(fetcher::sha256Digest(settled)).substr(0, 16);
+}
+
+Try<Placement> placeLayer(const std::string& storeDir, const std::string& seedId,
+                          const std::vector<std::string>& parentRootfses, bool sync, const std::string& journal) {
+  const std::string seedDir = paths::layer(storeDir, seedId);
+  auto implied = readImplied(seedDir);
+  if (implied.isError()) {
+    return Error(ErrorKind::IO,
+                 "Failed to read the directories the layer '" + seedDir + "' implies: " + implied.error().message);
+  }
+  if (implied->empty()) return Placement{seedId, false};
+  auto settled = settlementOf(*implied, parentRootfses);
+  if (settled.isError()) return settled.error();
+  if (settled->empty()) return Placement{seedId, false};
+  const std::string id = seedId + "-" + *settled;
+  const std::string layerDir = paths::layer(storeDir, id);
+  struct stat st {};
+  if (::stat(paths::layerRootfs(storeDir, id).c_str(), &st) == 0) return Placement{id, false};
+
+  const std::string staging = paths::randomChild(paths::staging(storeDir));
+  if (actors::fs::disk().mkdirat(AT_FDCWD, staging.c_str(), 0700) != 0) return ioError("make", staging);
+  const std::string rootfs = paths::stagedRootfs(staging);
+  const std::string seedRootfs = seedDir + "/rootfs";
+  Try<Nothing> made = linkTree(seedRootfs, rootfs);
+  // Its record and implied list are the seed's, the settled entries taken
+  // again by the commit's settling.
+  for (const auto& [from, to] : {std::pair{paths::recordOf(seedRootfs), paths::recordOf(rootfs)},
+                                 std::pair{paths::impliedOf(seedRootfs), paths::impliedOf(rootfs)}}) {
+    if (made.isError()) break;
+    auto text = actors::fs::readFile(from);
+    if (text.isError()) {
+      if (text.error().kind == ErrorKind::NotFound) continue;  // a seed without a record: so is the variant
+      made = text.error();
+      break;
+    }
+    made = writeFileAtomically(to, *text, false);
+  }
+  if (made.isSome()) made = commitLayer(staging, rootfs, *implied, parentRootfses, layerDir, sync, journal);
+  if (made.isError()) {
+    (void)actors::fs::removeTree(staging);
+    return made.error();
+  }
+  return Placement{id, true};
 }
 
 std::string currentBootId() {
@@ -246,7 +467,12 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
   for (const auto& name : actors::fs::listDirectory(paths::layers(storeDir))) {
     struct stat st {};
     if (::stat(paths::layerRootfs(storeDir, name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      contents.layers.insert(paths::chainIdOfLayer(name));
+      const std::string id = paths::layerIdOf(name);
+      contents.layers.insert(id);
+      if (name.find('-') == std::string::npos &&
+          ::stat(paths::impliedOf(paths::layerRootfs(storeDir, id)).c_str(), &st) != 0) {
+        contents.unmarked.insert(id);
+      }
       // A usage file whose write a crash cut short.
       if (auto removed = removeStaleTemporaries(paths::layer(storeDir, name)); removed.isError()) {
         return removed.error();

@@ -7,17 +7,28 @@
 //
 //   <store>/                         e.g. <work_dir>/store/docker
 //     staging/<random>/rootfs/       layers being extracted; emptied by recover()
-//     layers/<chain hex>/rootfs/     a committed layer, in overlay whiteout form;
-//                                    named by chain id (it settles the directories
-//                                    it only implies against its parents)
-//     layers/<chain hex>/usage       rootfs/'s size on disk, bytes (from session 13):
+//     layers/<name>/                 a committed layer, named by its layer id ("sha256:<name>"):
+//       <diff hex>                   a seed (from session 15): the extraction of one diff_id, shared
+//                                    by every chain it sits in; the directories it only implies
+//                                    are left as extracted
+//       <diff hex>-s                 a seed whose own name a layer from before session 15 holds
+//       <seed>-<16 hex>              a variant: the seed's tree with the directories it implies
+//                                    settled as one chain's layers below it have them; its
+//                                    directories are its own, its files hard links to the seed's
+//       <chain hex>                  a layer committed before session 15, named by its chain id
+//                                    (its implied directories settled against its parents); still
+//                                    served to that chain, never shared with another
+//     layers/<name>/rootfs/          the layer's tree, in overlay whiteout form
+//     layers/<name>/implied          the directories it only implies, one a line (session 15 on;
+//                                    empty when none)
+//     layers/<name>/usage            rootfs/'s size on disk, bytes (from session 13):
 //                                    measured and written the first time it is asked for
-//     layers/<chain hex>/record      what rootfs/ held when it was committed (session 14;
+//     layers/<name>/record           what rootfs/ held when it was committed (session 14;
 //                                    a layer from before gets one at its first check)
 //     configs/<config hex>           an image config, as fetched
 //     images                         the image index (StoredImages), replaced atomically
 //     records-since                  every layer committed after its mtime has a record (session 14)
-//     recent                         the layers committed last: "<unix seconds> <boot id> <chain hex>"
+//     recent                         the layers committed last: "<unix seconds> <boot id> <name>"
 //                                    a line, the last 5 minutes' (session 14; checked after a reboot)
 //     gc/<random>/                   marked for deletion by prune(); swept in the background
 //
@@ -52,11 +63,23 @@ inline std::string staging(const std::string& store) { return store + "/staging"
 // staging/<random>/rootfs: where a staged layer is extracted.
 inline std::string stagedRootfs(const std::string& stagingDir) { return stagingDir + "/rootfs"; }
 inline std::string layers(const std::string& store) { return store + "/layers"; }
-inline std::string layer(const std::string& store, std::string_view chainId) {
-  return layers(store) + "/" + hexOf(chainId);
+inline std::string layer(const std::string& store, std::string_view layerId) {
+  return layers(store) + "/" + hexOf(layerId);
 }
-inline std::string layerRootfs(const std::string& store, std::string_view chainId) {
-  return layer(store, chainId) + "/rootfs";
+inline std::string layerRootfs(const std::string& store, std::string_view layerId) {
+  return layer(store, layerId) + "/rootfs";
+}
+// The seed a layer id is made from: a variant's seed ("sha256:<hex>-<16
+// hex>" -> "sha256:<hex>", "sha256:<hex>-s-<16 hex>" -> "sha256:<hex>-s");
+// a seed or a layer from before session 15 is its own.
+inline std::string seedOf(std::string_view layerId) {
+  const auto dash = layerId.rfind('-');
+  if (dash == std::string_view::npos || layerId.substr(dash) == "-s") return std::string(layerId);
+  return std::string(layerId.substr(0, dash));
+}
+// The seed of diff_id `diffId` ("sha256:<hex>"), or its second name.
+inline std::string seedId(std::string_view diffId, bool nameTaken) {
+  return std::string(diffId) + (nameTaken ? "-s" : "");
 }
 inline std::string configs(const std::string& store) { return store + "/configs"; }
 inline std::string config(const std::string& store, std::string_view digest) {
@@ -74,6 +97,11 @@ inline std::vector<std::string> directories(const std::string& store) {
 inline std::string usageOf(std::string_view rootfs) {
   return std::string(rootfs.substr(0, rootfs.rfind('/'))) + "/usage";
 }
+// The file beside a layer's rootfs/ that lists the directories it only
+// implies (store/layer_disk.hpp).
+inline std::string impliedOf(std::string_view rootfs) {
+  return std::string(rootfs.substr(0, rootfs.rfind('/'))) + "/implied";
+}
 // The file beside a content directory that records what it held when it
 // was committed (store/layer_record.hpp).
 inline std::string recordOf(std::string_view rootfs) {
@@ -82,8 +110,8 @@ inline std::string recordOf(std::string_view rootfs) {
 // <dir>/<random name>: a new entry's path under staging/ or gc/.
 inline std::string randomChild(const std::string& dir) { return dir + "/" + actors::randomName(); }
 
-// "<store>/layers/<hex>" -> "sha256:<hex>" (a chain id).
-inline std::string chainIdOfLayer(std::string_view layerDir) {
+// "<store>/layers/<name>" -> "sha256:<name>" (a layer id).
+inline std::string layerIdOf(std::string_view layerDir) {
   return "sha256:" + std::string(layerDir.substr(layerDir.rfind('/') + 1));
 }
 // ".../<name>" -> "<name>".
