@@ -7,6 +7,8 @@
 #include <sys/xattr.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -20,6 +22,7 @@
 #include "fetcher/reference.hpp"
 #include "store/image_store.hpp"
 #include "store/layer_disk.hpp"
+#include "store/layer_record.hpp"
 #include "store/paths.hpp"
 #include "testkit/files.hpp"
 #include "tests/store/store_fixture.hpp"
@@ -717,6 +720,259 @@ TEST_F(ImageStoreTest, EachKeyGivesBackTheRequestThatMadeIt) {
   EXPECT_EQ(archive.string(), picked->path());
   EXPECT_EQ(messages::Image::DOCKER_ARCHIVE, picked->type());
   EXPECT_TRUE(imageOfKey("appc:busybox").isError());
+}
+
+// ---- one extraction per diff_id (store/image_store.hpp) ---------------------
+
+// How many times the registry served any of `blobs` (one layer may have two
+// blob digests: a gzip header holds a time).
+std::size_t fetches(const testing::FakeRegistry& registry, const std::vector<std::string>& blobs) {
+  std::set<std::string> distinct(blobs.begin(), blobs.end());
+  std::size_t n = 0;
+  for (const auto& blob : distinct) n += registry.count(blob);
+  return n;
+}
+
+ino_t inodeOf(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(0, ::lstat(path.c_str(), &st)) << path;
+  return st.st_ino;
+}
+
+std::string diffIdOf(const std::vector<TarEntry>& entries) {
+  return fetcher::sha256Digest(testing::makeTar(entries, testing::TarCompression::None));
+}
+
+TEST_F(ImageStoreTest, ALayerOnTwoBasesIsExtractedOnceAndSharedAsItIs) {
+  const std::vector<TarEntry> shared = {TarEntry::directory("opt"), TarEntry::directory("opt/big"),
+                                        TarEntry::file("opt/big/blob", randomBytes(512 * 1024))};
+  auto a = publish("test/on-a", "latest", {{TarEntry::file("a", "base a")}, shared});
+  auto b = publish("test/on-b", "latest", {{TarEntry::file("b", "base b")}, shared});
+  auto onA = store_->get(dockerImage(registry_.hostPort() + "/test/on-a"));
+  AWAIT_READY(onA);
+  auto onB = store_->get(dockerImage(registry_.hostPort() + "/test/on-b"));
+  AWAIT_READY(onB);
+  EXPECT_EQ(1u, fetches(registry_, {a.layerDigests[1], b.layerDigests[1]})) << "the shared layer is fetched once";
+  EXPECT_EQ(1u, registry_.count(b.layerDigests[0]));
+  // One directory, named by the diff_id, in both chains.
+  ASSERT_EQ(2u, onB->layers.size());
+  EXPECT_EQ(onA->layers[1], onB->layers[1]);
+  EXPECT_EQ((storeDir_ / "layers" / paths::hexOf(diffIdOf(shared)) / "rootfs").string(), onB->layers[1]);
+  EXPECT_EQ("", testing::readFile(fs::path(onB->layers[1]).parent_path() / "implied"));
+  EXPECT_EQ(3u, static_cast<std::size_t>(
+                    std::distance(fs::directory_iterator(storeDir_ / "layers"), fs::directory_iterator())));
+  // Each image still sees its own base under the shared layer.
+  const fs::path rootfsB = assemble(onB->layers);
+  EXPECT_EQ("base b", testing::readFile(rootfsB / "b"));
+  EXPECT_FALSE(fs::exists(rootfsB / "a"));
+  EXPECT_EQ(512u * 1024, fs::file_size(rootfsB / "opt/big/blob"));
+  // And it stays while either image does.
+  AWAIT_READY(store_->remove({onA->image.key()}, {}));
+  EXPECT_TRUE(fs::exists(onB->layers[1]));
+  EXPECT_FALSE(fs::exists(onA->layers[0]));
+  expectStagingEmpty();
+}
+
+// A layer that only implies directories (`home/user/f` without `home` or
+// `home/user`) is extracted once; each chain whose layers below have those
+// directories otherwise gets a variant that settles them, its files hard
+// links to the seed's; chains that agree share one, and a chain that has
+// none of them uses the seed.
+TEST_F(ImageStoreTest, ALayerThatImpliesDirectoriesGetsAVariantPerSettlement) {
+  const std::vector<TarEntry> implying = {TarEntry::file("home/user/f", "y"), TarEntry::file("top", "t")};
+  TarEntry user1000 = TarEntry::directory("home/user", 0700);
+  user1000.uid = 1000;
+  TarEntry user2000 = TarEntry::directory("home/user", 0750);
+  user2000.uid = 2000;
+  user2000.gid = 3;
+  auto a = publish("test/v-a", "latest", {{TarEntry::directory("home"), user1000}, implying});
+  auto b = publish("test/v-b", "latest", {{TarEntry::directory("home", 0711), user2000}, implying});
+  // The same directories as a's, with other files beside them.
+  auto c = publish("test/v-c", "latest",
+                   {{TarEntry::directory("home"), user1000, TarEntry::file("home/other", "c")}, implying});
+  auto d = publish("test/v-d", "latest", {{TarEntry::file("d", "no home")}, implying});
+  std::map<std::string, ImageInfo> got;
+  for (const std::string name : {"a", "b", "c", "d"}) {
+    auto info = store_->get(dockerImage(registry_.hostPort() + "/test/v-" + name));
+    AWAIT_READY(info);
+    got[name] = info.get();
+  }
+  EXPECT_EQ(1u, fetches(registry_, {a.layerDigests[1], b.layerDigests[1], c.layerDigests[1], d.layerDigests[1]}));
+
+  const fs::path seed = storeDir_ / "layers" / paths::hexOf(diffIdOf(implying)) / "rootfs";
+  EXPECT_EQ("home\nhome/user\n", testing::readFile(seed.parent_path() / "implied"));
+  EXPECT_EQ(seed.string(), got["d"].layers[1]) << "nothing below settles them: the seed serves";
+  EXPECT_EQ(got["a"].layers[1], got["c"].layers[1]) << "the same settlement: one variant";
+  EXPECT_NE(got["a"].layers[1], got["b"].layers[1]);
+  for (const std::string name : {"a", "b"}) {
+    const fs::path variant = got[name].layers[1];
+    EXPECT_EQ(seed.parent_path().string() + "-",
+              variant.parent_path().string().substr(0, seed.parent_path().string().size() + 1));
+    EXPECT_EQ(inodeOf(seed / "home/user/f"), inodeOf(variant / "home/user/f")) << "a hard link, not a copy";
+    EXPECT_EQ(inodeOf(seed / "top"), inodeOf(variant / "top"));
+    EXPECT_NE(inodeOf(seed / "home/user"), inodeOf(variant / "home/user"));
+    // Its record is its own, and holds.
+    auto since = recordsSince(storeDir_.string());
+    ASSERT_TRUE(since.isSome());
+    const ContentCheck check = checkContent(variant.string(), *since);
+    EXPECT_TRUE(check.ok() && !check.adopted) << check.error << (check.damage.empty() ? "" : check.damage[0].path);
+  }
+  struct stat st {};
+  ASSERT_EQ(0, ::lstat((fs::path(got["a"].layers[1]) / "home/user").c_str(), &st));
+  EXPECT_EQ(0700u, st.st_mode & 07777);
+  EXPECT_EQ(1000u, st.st_uid);
+  ASSERT_EQ(0, ::lstat((fs::path(got["b"].layers[1]) / "home/user").c_str(), &st));
+  EXPECT_EQ(0750u, st.st_mode & 07777);
+  EXPECT_EQ(2000u, st.st_uid);
+  EXPECT_EQ(3u, st.st_gid);
+  ASSERT_EQ(0, ::lstat((fs::path(got["b"].layers[1]) / "home").c_str(), &st));
+  EXPECT_EQ(0711u, st.st_mode & 07777);
+  // Through overlay, each image sees its own owner.
+  ASSERT_EQ(0, ::lstat((assemble(got["b"].layers) / "home/user").c_str(), &st));
+  EXPECT_EQ(2000u, st.st_uid);
+  EXPECT_EQ("y", testing::readFile(assemble(got["a"].layers) / "home/user/f"));
+
+  // A variant counts its directories on disk, not its seed's files.
+  auto usage = store_->usage();
+  AWAIT_READY(usage);
+  ASSERT_EQ(1u, usage->bytes.count(got["a"].layers[1]));
+  EXPECT_LT(usage->bytes.at(got["a"].layers[1]), 64 * 1024);
+
+  // The seed stays while a variant of it is listed, even if no image lists
+  // the seed itself; the variant of the removed images goes.
+  AWAIT_READY(store_->remove({got["a"].image.key(), got["c"].image.key(), got["d"].image.key()}, {}));
+  EXPECT_TRUE(fs::exists(seed));
+  EXPECT_TRUE(fs::exists(got["b"].layers[1]));
+  EXPECT_FALSE(fs::exists(got["a"].layers[1]));
+  // A restart finds the same placement without making anything.
+  restartStore();
+  auto again = store_->get(dockerImage(registry_.hostPort() + "/test/v-a"));
+  AWAIT_READY(again);
+  EXPECT_EQ(got["a"].layers[1], again->layers[1]);
+  expectStagingEmpty();
+}
+
+// A seed keeps its whiteouts, whatever its place in the chain that pulled
+// it first: at the base they hide nothing, higher up they must.
+TEST_F(ImageStoreTest, ASeedFirstPulledAsABaseKeepsItsWhiteoutsForChainsAbove) {
+  const std::vector<TarEntry> deleting = {TarEntry::directory("etc"), TarEntry::file("etc/.wh.gone", ""),
+                                          TarEntry::file("etc/new", "n")};
+  publish("test/alone", "latest", {deleting});
+  publish("test/above", "latest",
+          {{TarEntry::directory("etc"), TarEntry::file("etc/gone", "old"), TarEntry::file("etc/kept", "k")}, deleting});
+  auto alone = store_->get(dockerImage(registry_.hostPort() + "/test/alone"));
+  AWAIT_READY(alone);
+  auto above = store_->get(dockerImage(registry_.hostPort() + "/test/above"));
+  AWAIT_READY(above);
+  EXPECT_EQ(alone->layers[0], above->layers[1]);
+  const fs::path high = assemble(above->layers);
+  EXPECT_FALSE(fs::exists(high / "etc/gone"));
+  EXPECT_EQ("k", testing::readFile(high / "etc/kept"));
+  const fs::path low = assemble(alone->layers);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(low / "etc/gone"))) << "a whiteout at the base shows as nothing";
+  EXPECT_EQ("n", testing::readFile(low / "etc/new"));
+}
+
+// A layer an image has twice (Docker's empty layers) is one directory,
+// given once to the backend at its top place: overlay refuses a lower
+// directory twice.
+TEST_F(ImageStoreTest, ALayerTwiceInOneImageIsMountedOnce) {
+  const std::vector<TarEntry> empty = {};
+  publish("test/twice", "latest", {empty, {TarEntry::file("f", "1")}, empty, {TarEntry::file("f", "2")}, empty});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/twice"));
+  AWAIT_READY(info);
+  EXPECT_EQ(5, info->image.layer_ids_size());
+  ASSERT_EQ(3u, info->layers.size());
+  EXPECT_EQ(paths::layerRootfs(storeDir_.string(), diffIdOf(empty)), info->layers[2]);
+  EXPECT_EQ("2", testing::readFile(assemble(info->layers) / "f"));
+}
+
+// The layout before session 15: layers/<chain hex>, no implied files, the
+// index listing chain ids. `info`'s layers renamed so, as that store made them.
+void toFormerLayout(const fs::path& storeDir, const std::vector<ImageInfo>& infos) {
+  messages::StoredImages index;
+  for (const auto& info : infos) {
+    std::vector<std::string> diffIds(info.image.config().diff_ids().begin(), info.image.config().diff_ids().end());
+    const std::vector<std::string> chains = chainIds(diffIds);
+    messages::StoredImage* former = index.add_images();
+    *former = info.image;
+    former->clear_layer_ids();
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+      const fs::path layer = fs::path(info.image.layer_ids_size() > 0
+                                          ? paths::layer(storeDir.string(), info.image.layer_ids(static_cast<int>(i)))
+                                          : "");
+      const fs::path target = storeDir / "layers" / paths::hexOf(chains[i]);
+      if (layer != target && fs::exists(layer)) fs::rename(layer, target);
+      fs::remove(target / "implied");
+      former->add_layer_ids(chains[i]);
+    }
+  }
+  std::string bytes;
+  ASSERT_TRUE(index.SerializeToString(&bytes));
+  testing::writeFile(storeDir / "images", bytes);
+}
+
+TEST_F(ImageStoreTest, LayersFromBeforeServeTheirChainsInPlaceAndAreNeverShared) {
+  const std::vector<TarEntry> base = {TarEntry::directory("etc"), TarEntry::file("etc/os", "base")};
+  const std::vector<TarEntry> mid = {TarEntry::directory("app"), TarEntry::file("app/bin", "mid")};
+  auto old = publish("test/old", "latest", {base, mid});
+  auto first = store_->get(dockerImage(registry_.hostPort() + "/test/old"));
+  AWAIT_READY(first);
+  store_.reset();
+  toFormerLayout(storeDir_, {first.get()});
+  const std::vector<std::string> chains = chainIds({diffIdOf(base), diffIdOf(mid)});
+  const std::vector<std::string> former = {paths::layerRootfs(storeDir_.string(), chains[0]),
+                                           paths::layerRootfs(storeDir_.string(), chains[1])};
+  // A container made before the upgrade, its lower directories the old paths.
+  const fs::path running = assemble(former);
+  restartStore();
+
+  // Served in place, nothing fetched again.
+  const std::size_t manifestFetches = registry_.count("/v2/test/old/manifests/latest");
+  auto served = store_->get(dockerImage(registry_.hostPort() + "/test/old"));
+  AWAIT_READY(served);
+  EXPECT_EQ(former, served->layers);
+  EXPECT_EQ(manifestFetches, registry_.count("/v2/test/old/manifests/latest"));
+  EXPECT_EQ(1u, registry_.count(old.layerDigests[1]));
+
+  // The old base layer serves every image on that base.
+  auto sameBase = publish("test/same-base", "latest", {base, {TarEntry::file("other", "o")}});
+  auto onSameBase = store_->get(dockerImage(registry_.hostPort() + "/test/same-base"));
+  AWAIT_READY(onSameBase);
+  EXPECT_EQ(former[0], onSameBase->layers[0]);
+  EXPECT_EQ(1u, fetches(registry_, {old.layerDigests[0], sameBase.layerDigests[0]}));
+
+  // The old middle layer is its chain's only: on another base the layer is
+  // extracted into a seed, once, which the next base then shares.
+  auto other1 = publish("test/other-1", "latest", {{TarEntry::file("x", "1")}, mid});
+  auto other2 = publish("test/other-2", "latest", {{TarEntry::file("x", "2")}, mid});
+  auto on1 = store_->get(dockerImage(registry_.hostPort() + "/test/other-1"));
+  AWAIT_READY(on1);
+  auto on2 = store_->get(dockerImage(registry_.hostPort() + "/test/other-2"));
+  AWAIT_READY(on2);
+  EXPECT_EQ(paths::layerRootfs(storeDir_.string(), diffIdOf(mid)), on1->layers[1]);
+  EXPECT_EQ(on1->layers[1], on2->layers[1]);
+  EXPECT_EQ(2u, fetches(registry_, {old.layerDigests[1], other1.layerDigests[1], other2.layerDigests[1]}));
+
+  // The old base's diff_id higher up: a seed under its second name.
+  auto high = publish("test/base-high", "latest", {{TarEntry::file("z", "z")}, base});
+  auto onHigh = store_->get(dockerImage(registry_.hostPort() + "/test/base-high"));
+  AWAIT_READY(onHigh);
+  EXPECT_EQ(paths::layer(storeDir_.string(), diffIdOf(base)) + "-s/rootfs", onHigh->layers[1]);
+  EXPECT_EQ("base", testing::readFile(fs::path(onHigh->layers[1]) / "etc/os"));
+
+  // The container made before still reads through the old paths; they stay
+  // while it uses them, and go once it is gone and no image lists them.
+  EXPECT_EQ("mid", testing::readFile(running / "app/bin"));
+  const std::set<std::string> inUse(former.begin(), former.end());
+  AWAIT_READY(store_->remove({served->image.key(), onSameBase->image.key()}, inUse));
+  EXPECT_TRUE(fs::exists(former[1]));
+  EXPECT_EQ("base", testing::readFile(running / "etc/os"));
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/other-1")}, {}));
+  EXPECT_FALSE(fs::exists(former[0]));
+  EXPECT_FALSE(fs::exists(former[1]));
+  EXPECT_TRUE(fs::exists(on1->layers[1]));
+  expectStagingEmpty();
 }
 
 }  // namespace
