@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -45,7 +46,8 @@ Resolved resolveFromParents(const std::string& rel, const std::vector<int>& pare
     const int fd = actors::fs::openBeneath(parentFd, rel, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // not in this layer: look lower
-      return Resolved::Default;       // a symlink or file on the way hides it
+      // A symlink or file on the way hides it; anything else is a failure.
+      return errno == ENOTDIR || errno == ELOOP || errno == EXDEV ? Resolved::Default : Resolved::Failed;
     }
     const bool ok = ::fstat(fd, &st) == 0;
     ::close(fd);
@@ -65,15 +67,21 @@ bool settleFromParents(int dirFd, const std::string& rel, const std::vector<int>
          actors::fs::disk().fchmod(dirFd, st.st_mode & 07777) == 0 && actors::fs::disk().futimens(dirFd, times) == 0;
 }
 
-// The parent layers' root directories opened (those that open), nearest
-// first; closed with the object.
+// The parent layers' root directories opened, nearest first; closed with
+// the object. One that does not open is an error (`failed`): skipping it
+// would settle against the wrong layer.
 struct ParentDirs {
   explicit ParentDirs(const std::vector<std::string>& rootfses) {
     for (const auto& parent : rootfses) {
       const int fd = actors::fs::disk().openat(AT_FDCWD, parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd >= 0) fds.push_back(fd);
+      if (fd < 0) {
+        failed = ioError("open the layer below", parent);
+        return;
+      }
+      fds.push_back(fd);
     }
   }
+  std::optional<Error> failed;
   ~ParentDirs() {
     for (int fd : fds) ::close(fd);
   }
@@ -116,9 +124,15 @@ Try<Nothing> settleImpliedDirs(const std::string& rootfs, const std::vector<std:
   const ParentDirs parents(parentRootfses);
   const std::vector<int>& parentFds = parents.fds;
   Try<Nothing> result = Nothing{};
-  for (const auto& rel : impliedDirs) {
+  if (parents.failed) result = *parents.failed;
+  for (const auto& rel : result.isSome() ? impliedDirs : std::vector<std::string>{}) {
     const int dirFd = actors::fs::openBeneath(rootFd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    if (dirFd < 0) continue;  // replaced later in the layer
+    if (dirFd < 0) {
+      // Replaced later in the layer (by a file, or below a symlink).
+      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;
+      result = ioError("open the implied directory '" + rel + "' of", rootfs);
+      break;
+    }
     const bool settled = settleFromParents(dirFd, rel, parentFds);
     ::close(dirFd);
     if (!settled) {
@@ -324,6 +338,7 @@ Try<std::vector<std::string>> readImplied(const std::string& layerDir) {
 Try<std::string> settlementOf(const std::vector<std::string>& impliedDirs,
                               const std::vector<std::string>& parentRootfses) {
   const ParentDirs parents(parentRootfses);
+  if (parents.failed) return *parents.failed;
   std::string settled;
   bool any = false;
   for (const auto& rel : impliedDirs) {

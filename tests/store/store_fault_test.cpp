@@ -31,7 +31,11 @@ class StoreFaultTest : public ImageStoreTest {
 
   void SetUp() override {
     ImageStoreTest::SetUp();
-    const std::vector<TarEntry> base = {TarEntry::directory("etc"), TarEntry::file("etc/os", "base")};
+    // test/app's top layer only implies app/, which the base has: its
+    // layer is a variant of its seed (store/image_store.hpp), made under
+    // every fault too.
+    const std::vector<TarEntry> base = {TarEntry::directory("etc"), TarEntry::file("etc/os", "base"),
+                                        TarEntry::directory("app", 0750)};
     publish("test/app", "latest", {base, {TarEntry::file("app/run", "app"), TarEntry::symlink("app/sh", "/bin/sh")}});
     publish("test/other", "latest", {base, {TarEntry::file("other", "other")}});
   }
@@ -74,6 +78,8 @@ class StoreFaultTest : public ImageStoreTest {
     EXPECT_EQ("base", testing::readFile(fs::path(info.layers[0]) / "etc/os")) << "call " << n;
     if (repo == "test/app") {
       EXPECT_EQ("app", testing::readFile(fs::path(info.layers[1]) / "app/run")) << "call " << n;
+      EXPECT_EQ(fs::perms(0750), fs::status(fs::path(info.layers[1]) / "app").permissions()) << "call " << n;
+      EXPECT_NE(std::string::npos, info.layers[1].find('-')) << "call " << n << ": a variant";
       EXPECT_EQ("/bin/sh", fs::read_symlink(fs::path(info.layers[1]) / "app/sh")) << "call " << n;
     } else {
       EXPECT_EQ("other", testing::readFile(fs::path(info.layers[1]) / "other")) << "call " << n;
