@@ -39,10 +39,10 @@ if [ $quick = 1 ]; then
   cli="--runs=5"; pull="--runs=1 --workloads=medium"; fetch="--size-mib=256 --runs=3"
   backend="--runs=1 --pairs=200"; provision="--containers=200"; actors="--runs=3 --round_trips=200000"
   growth="--runs=1 --containers=10,1000 --layers=1,10,100 --images=10,100"
-  queue="--runs=1 --big_mib=256 --burst=20 --scratch_mib=2048"
+  queue="--runs=1 --big_mib=256 --burst=20 --scratch_mib=2048"; dedup="--runs=1 --shared-mib=64"
 else
   cli="--runs=10"; pull="--runs=5"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
-  growth=""; queue="--runs=5"
+  growth=""; queue="--runs=5"; dedup="--runs=5"
 fi
 
 status=0
@@ -68,6 +68,7 @@ run() {
   run bench_provision $provision --dir="$dir/provision"
   run bench_growth $growth --dir="$dir/growth"
   run bench_queue $queue --dir="$dir/queue"
+  run bench_dedup $dedup --dir="$dir/dedup"
   run bench_actors $actors --workers=2
   if [ -x "$bin/bench_caf" ]; then run bench_caf $actors --workers=2; else echo '{}' >"$dir/bench_caf.json"; fi
 }
@@ -83,7 +84,7 @@ def load(name):
         return {}
 cli, pull, fetch = load("bench_cli"), load("bench_pull"), load("bench_fetch")
 backend, provision, actors, caf = load("bench_backend"), load("bench_provision"), load("bench_actors"), load("bench_caf")
-growth, queue = load("bench_growth"), load("bench_queue")
+growth, queue, dedup = load("bench_growth"), load("bench_queue"), load("bench_dedup")
 rows = []
 def row(figure, ours, unit, peer=None, peer_name="", lower_is_better=True):
     def shown(v):
@@ -122,6 +123,11 @@ if queue:
     rows.append(f"| burst of {queue.get('burst')} provisions, one uncached image, p99 time-to-rootfs "
                 f"| {queue.get('burst_p99_s', 0):.2f} s ({queue.get('burst_p99_vs_single', 0):.2f}x one alone, "
                 f"{queue.get('burst_blobs_fetched')} blobs fetched) | {queue.get('burst_single_s', 0):.2f} s one alone | - |")
+if dedup:
+    rows.append(f"| second of two images sharing a {dedup.get('shared_mib')} MiB layer on other bases "
+                f"| {dedup.get('second_pull_s', 0):.2f} s, {dedup.get('second_written_mib', 0):.0f} MiB written "
+                f"({dedup.get('second_base_mib', 0):.0f} MiB its own base) "
+                f"| {dedup.get('first_pull_s', 0):.2f} s the first, cold | - |")
 # How cost grows: each figure at its largest count beside its smallest,
 # with the ratio of the two per-item costs (1.00: linear).
 def growth_row(name, what):
