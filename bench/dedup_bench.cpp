@@ -72,7 +72,9 @@ fs::path layout(const fs::path& dir, const std::string& name, std::size_t baseMi
   prov::testing::ImageSpec spec;
   spec.architecture = prov::fetcher::hostPlatform().architecture();
   spec.compression = prov::testing::TarCompression::Zstd;
-  spec.layers = {filesUnder("base-" + name, baseMiB, baseSeed), filesUnder("opt/shared", sharedMiB, 1)};
+  std::vector<TarEntry> shared = filesUnder("opt/shared", sharedMiB, 1);
+  shared.insert(shared.begin(), TarEntry::directory("opt"));
+  spec.layers = {filesUnder("base-" + name, baseMiB, baseSeed), std::move(shared)};
   built.tag(built.addImage(spec), "latest");
   return path;
 }
@@ -100,8 +102,8 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t sharedMiB = 200, baseMiB = 20;
   std::string dirArg = "/var/tmp/bench-dedup";
-  options.add_options()("runs", po::value(&runs), "timed runs (5)")(
-      "shared-mib", po::value(&sharedMiB), "the shared layer's size, MiB (200)")(
+  options.add_options()("runs", po::value(&runs), "timed runs (5)")("shared-mib", po::value(&sharedMiB),
+                                                                    "the shared layer's size, MiB (200)")(
       "base-mib", po::value(&baseMiB), "each base's size, MiB (20)")("dir", po::value(&dirArg), "work directory");
   po::variables_map vm;
   if (auto stop = prov::bench::parseOptions(argc, argv, options, vm)) return *stop;

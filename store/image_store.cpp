@@ -4,6 +4,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "actors/async.hpp"
 #include "actors/collect.hpp"
@@ -338,10 +339,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     std::vector<std::string> forget;
     for (const auto& [key, image] : images_) {
       // An image every layer of which a container uses stays listed too.
-      bool inUse = image.layer_ids_size() > 0;
-      for (const auto& id : image.layer_ids()) {
-        inUse = inUse && activePaths.count(paths::layerRootfs(options_.storeDir, id)) > 0;
-      }
+      const std::vector<std::string> mounted = infoOf(image).layers;
+      bool inUse = !mounted.empty();
+      for (const auto& rootfs : mounted) inUse = inUse && activePaths.count(rootfs) > 0;
       if (keep.count(key) == 0 && !inUse) forget.push_back(key);
     }
     return forgetAndCollect(forget, activePaths);
@@ -362,6 +362,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     for (const auto& id : layerPulls_.keys()) usedLayers.insert(id);
     for (const auto& [key, id] : inflightLayers_) usedLayers.insert(id);
+    // A running pull may be placing its layers on any variant of its seeds.
+    const std::vector<std::string> pulling = layerPulls_.keys();
+    std::set<std::string> pulledSeeds(pulling.begin(), pulling.end());
+    for (const auto& [key, id] : inflightLayers_) pulledSeeds.insert(paths::seedOf(id));
+    for (const auto& id : committed_) {
+      if (pulledSeeds.count(paths::seedOf(id)) > 0) usedLayers.insert(id);
+    }
     // A variant's seed stays: another chain's variant is made from it.
     for (const auto& id : std::set<std::string>(usedLayers)) usedLayers.insert(paths::seedOf(id));
     for (const auto& [key, image] : inflightConfigs_) usedConfigs.insert(image);
@@ -444,7 +451,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<StoreCheck> verify(const std::vector<std::string>& keys) {
     return checkImages(runtime_, self(), options_.storeDir, images_, keys,
-                       [this](const StoredImage& image) { return infoOf(image); });
+                       [this](const StoredImage& image) { return contentOf(image); });
   }
 
   Future<StoreUsage> usage() {
@@ -452,7 +459,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     usage.directory = options_.storeDir;
     for (const auto& [key, image] : images_) {
       usage.images.push_back(image);
-      usage.contentOf[key] = infoOf(image).layers;
+      usage.contentOf[key] = contentOf(image).layers;
     }
     std::vector<std::string> rootfses;
     for (const auto& id : committed_) rootfses.push_back(paths::layerRootfs(options_.storeDir, id));
@@ -479,6 +486,22 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   void forgetLayer(const std::string& id) {
     committed_.erase(id);
     unmarked_.erase(id);
+  }
+
+  // What an image keeps in the store: every layer it lists (a diff_id it
+  // has twice too) and the seed of each variant, base first. Prune keeps
+  // all of it for the image; usage counts it as the image's; verify checks
+  // it (a variant's files are its seed's: damage there is the variant's).
+  ImageInfo contentOf(const StoredImage& image) const {
+    ImageInfo info{image, {}, configPath(image)};
+    std::set<std::string> seen;
+    for (const auto& id : image.layer_ids()) {
+      for (const auto& dir :
+           {paths::layerRootfs(options_.storeDir, paths::seedOf(id)), paths::layerRootfs(options_.storeDir, id)}) {
+        if (seen.insert(dir).second) info.layers.push_back(dir);
+      }
+    }
+    return info;
   }
 
   // `stored` handed out from the store: its last use moves on.
@@ -647,35 +670,43 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // seed implies (placeLayer). One blocking job, run to its end whatever is
   // discarded meanwhile: a variant it made is committed, and known here.
   Future<std::vector<std::string>> placeLayers(const std::string& pullId, const std::vector<LayerPlan>& plan) {
-    Future<std::vector<Placement>> placed = actors::async(
-        runtime_,
-        [plan, dir = options_.storeDir, sync = options_.syncLayers,
-         journal = paths::recent(options_.storeDir)]() -> Try<std::vector<Placement>> {
-          std::vector<Placement> placements;
-          std::vector<std::string> below;  // the chain's layers so far, nearest first
-          for (const auto& layer : plan) {
-            Placement placement{layer.id, false};
-            if (!layer.stored) {
-              auto found = placeLayer(dir, layer.id, below, sync, journal);
-              if (found.isError()) return found.error();
-              placement = *found;
-            }
-            below.insert(below.begin(), paths::layerRootfs(dir, placement.id));
-            placements.push_back(std::move(placement));
+    // What was placed, and why it stopped when it did: the variants made
+    // before a failure are known here all the same.
+    struct Placed {
+      std::vector<Placement> placements;
+      std::optional<Error> error;
+    };
+    Future<Placed> placed = actors::async(runtime_, [plan, dir = options_.storeDir, sync = options_.syncLayers,
+                                                     journal = paths::recent(options_.storeDir)] {
+      Placed placed;
+      std::vector<std::string> below;  // the chain's layers so far, nearest first
+      for (const auto& layer : plan) {
+        Placement placement{layer.id, false};
+        if (!layer.stored) {
+          auto found = placeLayer(dir, layer.id, below, sync, journal);
+          if (found.isError()) {
+            placed.error = found.error();
+            break;
           }
-          return placements;
-        });
-    placed.onReady(actors::defer(self(), [this, pullId](const std::vector<Placement>& placements) {
+          placement = *found;
+        }
+        below.insert(below.begin(), paths::layerRootfs(dir, placement.id));
+        placed.placements.push_back(std::move(placement));
+      }
+      return placed;
+    });
+    placed.onReady(actors::defer(self(), [this, pullId](const Placed& done) {
       // Kept from prune until the image is indexed (if the pull is still on).
       const bool pulling = inflightConfigs_.count(pullId) > 0;
-      for (const auto& placement : placements) {
+      for (const auto& placement : done.placements) {
         committed_.insert(placement.id);
         if (pulling) inflightLayers_.emplace(pullId, placement.id);
       }
     }));
-    return actors::undiscardable(placed).then([](const std::vector<Placement>& placements) {
+    return actors::undiscardable(placed).then([](const Placed& done) -> Future<std::vector<std::string>> {
+      if (done.error) return *done.error;
       std::vector<std::string> ids;
-      for (const auto& placement : placements) ids.push_back(placement.id);
+      for (const auto& placement : done.placements) ids.push_back(placement.id);
       return ids;
     });
   }

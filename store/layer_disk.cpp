@@ -184,8 +184,11 @@ Try<std::int64_t> contentBytes(const std::string& rootfs) {
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), bytes);
     if (ec == std::errc() && bytes >= 0 && (end == text->data() + text->size() || *end == '\n')) return bytes;
   }
-  const std::string id = paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')));
-  auto measured = diskUsage(rootfs, paths::seedOf(id) != id);
+  // A variant (layers/<seed>-<hex>/rootfs; not an AppC image's directory).
+  const std::string dir = rootfs.substr(0, rootfs.rfind('/'));
+  const std::string id = paths::layerIdOf(dir);
+  const bool variant = paths::baseName(dir.substr(0, dir.rfind('/'))) == "layers" && paths::seedOf(id) != id;
+  auto measured = diskUsage(rootfs, variant);
   if (measured.isError()) return measured;
   // A full or read-only disk: the figure holds all the same (measured again
   // by the next process).

@@ -779,7 +779,8 @@ TEST_F(ImageStoreTest, ALayerOnTwoBasesIsExtractedOnceAndSharedAsItIs) {
 // links to the seed's; chains that agree share one, and a chain that has
 // none of them uses the seed.
 TEST_F(ImageStoreTest, ALayerThatImpliesDirectoriesGetsAVariantPerSettlement) {
-  const std::vector<TarEntry> implying = {TarEntry::file("home/user/f", "y"), TarEntry::file("top", "t")};
+  constexpr std::size_t kBig = 1024 * 1024;
+  const std::vector<TarEntry> implying = {TarEntry::file("home/user/f", "y"), TarEntry::file("top", randomBytes(kBig))};
   TarEntry user1000 = TarEntry::directory("home/user", 0700);
   user1000.uid = 1000;
   TarEntry user2000 = TarEntry::directory("home/user", 0750);
@@ -832,11 +833,35 @@ TEST_F(ImageStoreTest, ALayerThatImpliesDirectoriesGetsAVariantPerSettlement) {
   EXPECT_EQ(2000u, st.st_uid);
   EXPECT_EQ("y", testing::readFile(assemble(got["a"].layers) / "home/user/f"));
 
-  // A variant counts its directories on disk, not its seed's files.
+  // A variant counts its directories on disk, not its seed's files; the
+  // image's content is its seed and its variant.
   auto usage = store_->usage();
   AWAIT_READY(usage);
   ASSERT_EQ(1u, usage->bytes.count(got["a"].layers[1]));
   EXPECT_LT(usage->bytes.at(got["a"].layers[1]), 64 * 1024);
+  EXPECT_GE(usage->bytes.at(seed.string()), static_cast<std::int64_t>(kBig));
+  EXPECT_EQ((std::vector<std::string>{got["a"].layers[0], seed.string(), got["a"].layers[1]}),
+            usage->contentOf.at(got["a"].image.key()));
+
+  // A file damaged through a variant is its seed's too: verify names both,
+  // and once both are gone the next get makes them again, whole.
+  testing::writeFile(fs::path(got["a"].layers[1]) / "home/user/f", "damaged");
+  auto checked = store_->verify({got["a"].image.key()});
+  AWAIT_READY(checked);
+  EXPECT_FALSE(checked->checks.at(seed.string()).ok());
+  EXPECT_FALSE(checked->checks.at(got["a"].layers[1]).ok());
+  AWAIT_READY(store_->discard({seed.string(), got["a"].layers[1], got["c"].layers[1]}));
+  auto repaired = store_->get(dockerImage(registry_.hostPort() + "/test/v-a"));
+  AWAIT_READY(repaired);
+  EXPECT_EQ("y", testing::readFile(fs::path(repaired->layers[1]) / "home/user/f"));
+  checked = store_->verify({got["a"].image.key()});
+  AWAIT_READY(checked);
+  for (const auto& [dir, check] : checked->checks) EXPECT_TRUE(check.ok()) << dir;
+  // b's variant holds the damaged file still (it was not discarded).
+  EXPECT_EQ("damaged", testing::readFile(fs::path(got["b"].layers[1]) / "home/user/f"));
+  AWAIT_READY(store_->discard({got["b"].layers[1]}));
+  AWAIT_READY(store_->get(dockerImage(registry_.hostPort() + "/test/v-b")));
+  EXPECT_EQ("y", testing::readFile(fs::path(got["b"].layers[1]) / "home/user/f"));
 
   // The seed stays while a variant of it is listed, even if no image lists
   // the seed itself; the variant of the removed images goes.
@@ -844,11 +869,16 @@ TEST_F(ImageStoreTest, ALayerThatImpliesDirectoriesGetsAVariantPerSettlement) {
   EXPECT_TRUE(fs::exists(seed));
   EXPECT_TRUE(fs::exists(got["b"].layers[1]));
   EXPECT_FALSE(fs::exists(got["a"].layers[1]));
-  // A restart finds the same placement without making anything.
+  // A restart, then a pull that places the layers again, finds b's
+  // variant where it was and makes nothing.
+  const ino_t variantB = inodeOf(fs::path(got["b"].layers[1]) / "home/user");
   restartStore();
-  auto again = store_->get(dockerImage(registry_.hostPort() + "/test/v-a"));
+  messages::Image recheck = dockerImage(registry_.hostPort() + "/test/v-b");
+  recheck.set_cached(false);
+  auto again = store_->get(recheck);
   AWAIT_READY(again);
-  EXPECT_EQ(got["a"].layers[1], again->layers[1]);
+  EXPECT_EQ(got["b"].layers[1], again->layers[1]);
+  EXPECT_EQ(variantB, inodeOf(fs::path(again->layers[1]) / "home/user"));
   expectStagingEmpty();
 }
 
@@ -876,6 +906,28 @@ TEST_F(ImageStoreTest, ASeedFirstPulledAsABaseKeepsItsWhiteoutsForChainsAbove) {
 // A layer an image has twice (Docker's empty layers) is one directory,
 // given once to the backend at its top place: overlay refuses a lower
 // directory twice.
+// The same with a layer that implies a directory, twice, and a layer
+// between them that deletes its file and sets the directory's mode: the
+// top place counts (its file back, its variant's mode), the lower one is
+// left out.
+TEST_F(ImageStoreTest, ALayerTwiceInOneImageCountsAtItsTopPlace) {
+  const std::vector<TarEntry> implying = {TarEntry::file("home/f", "L")};
+  publish("test/twice-implied", "latest",
+          {{TarEntry::directory("home", 0711)},
+           implying,
+           {TarEntry::directory("home", 0750), TarEntry::file("home/.wh.f", "")},
+           implying});
+  auto info = store_->get(dockerImage(registry_.hostPort() + "/test/twice-implied"));
+  AWAIT_READY(info);
+  ASSERT_EQ(4, info->image.layer_ids_size());
+  EXPECT_NE(info->image.layer_ids(1), info->image.layer_ids(3)) << "two variants: settled on 0711, then on 0750";
+  ASSERT_EQ(3u, info->layers.size());
+  EXPECT_EQ(paths::layerRootfs(storeDir_.string(), info->image.layer_ids(3)), info->layers[2]);
+  const fs::path rootfs = assemble(info->layers);
+  EXPECT_EQ("L", testing::readFile(rootfs / "home/f"));
+  EXPECT_EQ(fs::perms(0750), fs::status(rootfs / "home").permissions());
+}
+
 TEST_F(ImageStoreTest, ALayerTwiceInOneImageIsMountedOnce) {
   const std::vector<TarEntry> empty = {};
   publish("test/twice", "latest", {empty, {TarEntry::file("f", "1")}, empty, {TarEntry::file("f", "2")}, empty});
