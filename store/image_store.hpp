@@ -32,7 +32,9 @@
 //   - A layer is extracted once per diff_id, into its seed
 //     layers/<diff hex>: whiteouts kept (the same tree serves every place in
 //     a chain; at the base, overlay and the copy backend read a whiteout as
-//     nothing), the implied directories left as extracted and listed in its
+//     nothing; the bind and aufs backends show a base layer's whiteouts as
+//     the 0/0 character devices they are, as aufs already did above the
+//     base), the implied directories left as extracted and listed in its
 //     `implied` file. Tar writers emit every parent, so nearly every seed
 //     lists none, and serves every chain as it is.
 //   - Once a pull's seeds are committed, its layers are placed base first

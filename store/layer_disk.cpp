@@ -439,12 +439,13 @@ Try<Nothing> noteCommit(const std::string& journal, const std::string& name) {
   std::lock_guard lock(mutex);
   const std::int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  static const std::string boot = currentBootId();
   std::vector<RecentCommit> kept;
   for (auto& commit : readRecentCommits(journal)) {
     // Another boot's lines stay until recover has checked them.
-    if (commit.at >= now - kRecentCommitSeconds || commit.bootId != currentBootId()) kept.push_back(std::move(commit));
+    if (commit.at >= now - kRecentCommitSeconds || commit.bootId != boot) kept.push_back(std::move(commit));
   }
-  kept.push_back(RecentCommit{now, currentBootId(), name});
+  kept.push_back(RecentCommit{now, boot, name});
   return writeRecentCommits(journal, kept);
 }
 
