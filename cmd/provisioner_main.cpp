@@ -59,8 +59,7 @@ constexpr const char* kUsage =
     "  verify [--repair] [IMAGE...]     check the images' layers (every image's when none is named)\n"
     "                                   against what each held when it was committed: prints each\n"
     "                                   damaged path; exit 4 when damage is left. --repair fetches\n"
-    "                                   damaged layers no container uses again from the source;\n"
-    "                                   one in use is moved out when its last container goes\n"
+    "                                   damaged layers no container uses again from the source\n"
     "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
@@ -163,8 +162,7 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)")(
       "repair", po::bool_switch(&in.repair),
       "verify: fetch each damaged layer that no container uses again from the image's source (a source that is "
-      "gone leaves it as it is); one a container uses is moved out when the last such container is destroyed, "
-      "and fetched again by the next pull or provision")(
+      "gone leaves it as it is)")(
       "priority", po::value(&in.priority)->default_value(0),
       "pull, provision: the pull's rank among the pulls of one process (an agent that embeds the library sets "
       "Image.priority): its layers go before waiting ones of lower priority, and one more urgent than all that run "

@@ -6,8 +6,6 @@
 //     lock                                      one process per work dir (flock)
 //     store/docker/                             the Docker/OCI image store (store/paths.hpp)
 //     store/appc/                               the AppC image store (store/paths.hpp)
-//     provisioner/repair-pending                damaged layers a container used at `verify --repair`,
-//                                               one a line: moved out once none does (session 15)
 //     provisioner/containers/<id>/
 //       layers                                  ContainerRecord (what its rootfses use)
 //       backends/<backend>/rootfses/<uuid>/     a rootfs handed out
@@ -23,7 +21,6 @@ inline std::string lockFile(const std::string& workDir) { return workDir + "/loc
 inline std::string dockerStore(const std::string& workDir) { return workDir + "/store/docker"; }
 inline std::string appcStore(const std::string& workDir) { return workDir + "/store/appc"; }
 inline std::string root(const std::string& workDir) { return workDir + "/provisioner"; }
-inline std::string repairPending(const std::string& root) { return root + "/repair-pending"; }
 
 // The directory holding the containers under `parent` (the root, or a
 // container's directory for its nested ones), and one of them.

@@ -251,69 +251,12 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   Future<Nothing> recoverStores() {
     actors::log(actors::LogLevel::Info, "recover.containers", {{"kept", std::to_string(infos_.size())}});
-    return forEachStore([](store::Store& store) { return store.recover(); })
-        .onAny(actors::defer(self(),
-                             [this] {
-                               // The images of the containers recover destroyed, now that the
-                               // stores know them.
-                               storesRecovered_ = true;
-                               touchImages(std::exchange(untouched_, {}));
-                             }))
-        .then(actors::defer(self(), [this] {
-          return actors::async(runtime_, [file = paths::repairPending(root_)] { return actors::fs::readFile(file); })
-              .then(actors::defer(self(),
-                                  [this](const std::string& text) {
-                                    std::istringstream lines(text);
-                                    for (std::string line; std::getline(lines, line);) {
-                                      if (!line.empty()) repairPending_.insert(line);
-                                    }
-                                    return replaceDamaged();
-                                  }))
-              .recover([](const Future<Nothing>&) { return Nothing{}; });  // none pending
-        }));
-  }
-
-  // ---- damaged layers in use ------------------------------------------------
-
-  // The damaged layers that `verify --repair` left because a container
-  // used them (repairPending_, kept in paths::repairPending): each one no
-  // container uses any more goes out of the store (Store::discard), and
-  // the next pull or provision that needs it fetches it again. Runs after
-  // each destroy and at recover; a failure is logged, and tried again the
-  // next time.
-  Future<Nothing> replaceDamaged() {
-    if (repairPending_.empty()) return Nothing{};
-    return underLock<Nothing>(
-               Lock::Write,
-               [this] {
-                 return activePaths().then(actors::defer(self(), [this](const std::set<std::string>& active) {
-                   std::vector<std::string> unused;
-                   for (const auto& rootfs : repairPending_) {
-                     if (active.count(rootfs) == 0) unused.push_back(rootfs);
-                   }
-                   auto store = parts_.stores.find(store::kDockerProvider);
-                   if (unused.empty() || store == parts_.stores.end()) return Future<Nothing>(Nothing{});
-                   return store->second->discard(unused).then(actors::defer(self(), [this, unused] {
-                     for (const auto& rootfs : unused) {
-                       repairPending_.erase(rootfs);
-                       actors::log(actors::LogLevel::Info, "store.damaged_layer_replaced", {{"layer", rootfs}});
-                     }
-                     return writeRepairPending();
-                   }));
-                 }));
-               })
-        .recover([](const Future<Nothing>& failed) {
-          actors::log(actors::LogLevel::Warn, "store.damaged_layer_replace_failed",
-                      {{"error", failed.isFailed() ? failed.failure().message : "discarded"}});
-          return Nothing{};
-        });
-  }
-
-  Future<Nothing> writeRepairPending() {
-    std::string text;
-    for (const auto& rootfs : repairPending_) text += rootfs + "\n";
-    return actors::async(runtime_,
-                         [file = paths::repairPending(root_), text] { return store::writeFileAtomically(file, text); });
+    return forEachStore([](store::Store& store) { return store.recover(); }).onAny(actors::defer(self(), [this] {
+      // The images of the containers recover destroyed, now that the
+      // stores know them.
+      storesRecovered_ = true;
+      touchImages(std::exchange(untouched_, {}));
+    }));
   }
 
   // The images with these keys were in use until now: their last use moves
@@ -605,9 +548,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   Future<bool> destroy(const std::string& id) {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
-    return underLock<bool>(Lock::Read, [this, id] { return destroyTree(id); })
-        .then(actors::defer(
-            self(), [this](bool destroyed) { return replaceDamaged().then([destroyed] { return destroyed; }); }));
+    return underLock<bool>(Lock::Read, [this, id] { return destroyTree(id); });
   }
 
   // Children first; no lock taken here (the caller holds one).
@@ -930,7 +871,6 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
           if (layer.ok() || layer.gone) continue;
           if (active.count(layer.rootfs) > 0) {
             repair.inUse.push_back(layer.rootfs);
-            repairPending_.insert(layer.rootfs);
             continue;
           }
           repair.refetched.push_back(layer.rootfs);
@@ -938,28 +878,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         }
       }
       auto store = parts_.stores.find(store::kDockerProvider);
-      Future<Nothing> discarded = Nothing{};
+      if (doomed.empty() || store == parts_.stores.end()) return Future<Nothing>(Nothing{});
       // A failure is each image's to tell; the layers that did go are
       // fetched again all the same.
-      if (!doomed.empty() && store != parts_.stores.end()) {
-        discarded = store->second->discard(doomed).repair([repairs](const Future<Nothing>& failed) {
-          for (auto& repair : *repairs) {
-            if (!repair.refetched.empty()) repair.error = "Failed to move a damaged layer: " + failed.failure().message;
-          }
-          return Nothing{};
-        });
-      }
-      // The ones in use, remembered across restarts (replaceDamaged).
-      const bool held = std::any_of(repairs->begin(), repairs->end(),
-                                    [](const ImageRepair& repair) { return !repair.inUse.empty(); });
-      if (!held) return discarded;
-      return discarded.then(actors::defer(self(), [this] {
-        return writeRepairPending().recover([](const Future<Nothing>& failed) {
-          actors::log(actors::LogLevel::Warn, "store.repair_pending_write_failed",
-                      {{"error", failed.isFailed() ? failed.failure().message : "discarded"}});
-          return Nothing{};
-        });
-      }));
+      return store->second->discard(doomed).repair([repairs](const Future<Nothing>& failed) {
+        for (auto& repair : *repairs) {
+          if (!repair.refetched.empty()) repair.error = "Failed to move a damaged layer: " + failed.failure().message;
+        }
+        return Nothing{};
+      });
     }));
   }
 
@@ -1282,7 +1209,6 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed
   Future<Nothing> checking_ = Nothing{};         // the last image GC check, ended either way
   bool storesRecovered_ = false;                 // their recover() ended, either way
-  std::set<std::string> repairPending_;          // damaged layers in use at a repair (replaceDamaged)
   std::vector<std::string> untouched_;           // image keys to touch once they have
   std::map<std::string, double> pullMs_;         // by provider: the last image pull's time
   PullDurations pullDurations_;

@@ -233,9 +233,7 @@ class Provisioner {
   // write lock its damaged layers that no container uses go to gc/, the
   // image is fetched again (only those layers are downloaded and extracted)
   // and checked again. A damaged layer a container uses is left alone and
-  // listed in `inUse`, and remembered (across restarts): the destroy that
-  // leaves no container using it moves it out, and the next get of an image
-  // made of it fetches it again. A tag
+  // listed in `inUse`: repair it once those containers are destroyed. A tag
   // that names another manifest now is not followed (the `error` says to
   // pull it again). An image named in `images` is fetched with that request
   // (its credentials); the others from their keys. Docker/OCI images only
