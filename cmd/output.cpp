@@ -260,12 +260,13 @@ std::string repairText(const std::vector<provisioner::ImageRepair>& repairs, boo
     for (const auto& repair : repairs) {
       out += checkText(repair.found);
       for (const auto& layer : repair.inUse) {
-        out += "  not repaired, a container uses it: " + printable(layer) + "\n";
+        out += "  kept for the containers that use it, fetched again for new ones: " + printable(layer) + "\n";
       }
       if (!repair.error.empty()) out += "  " + printable(repair.error) + "\n";
-      if (!repair.refetched.empty() && repair.after) {
-        out += "  fetched again: " + std::to_string(repair.refetched.size()) +
-               (repair.refetched.size() == 1 ? " layer; now " : " layers; now ") + checkText(*repair.after);
+      const std::size_t fetched = repair.refetched.size() + repair.inUse.size();
+      if (fetched > 0 && repair.after) {
+        out += "  fetched again: " + std::to_string(fetched) + (fetched == 1 ? " layer; now " : " layers; now ") +
+               checkText(*repair.after);
       }
     }
     return out;

@@ -59,7 +59,8 @@ constexpr const char* kUsage =
     "  verify [--repair] [IMAGE...]     check the images' layers (every image's when none is named)\n"
     "                                   against what each held when it was committed: prints each\n"
     "                                   damaged path; exit 4 when damage is left. --repair fetches\n"
-    "                                   damaged layers no container uses again from the source\n"
+    "                                   damaged layers again from the source (one a container\n"
+    "                                   uses stays for it until a prune after it goes)\n"
     "  metrics                          this run's counters (after its recover), Prometheus text format\n"
     "\n"
     "IMAGE: docker://REF or REF (a registry), oci:DIR[:TAG], docker-archive:FILE,\n"
@@ -161,8 +162,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "provision --bundle: run this instead of the image's Entrypoint (and drop its Cmd; '' clears it)")(
       "terminal", po::bool_switch(&in.terminal), "provision --bundle: process.terminal (runc needs a tty then)")(
       "repair", po::bool_switch(&in.repair),
-      "verify: fetch each damaged layer that no container uses again from the image's source (a source that is "
-      "gone leaves it as it is)")(
+      "verify: fetch each damaged layer again from the image's source (a source that is gone leaves it as it "
+      "is); a layer a container uses stays on disk for it, is never handed out again, and goes with the first "
+      "prune after its last container")(
       "priority", po::value(&in.priority)->default_value(0),
       "pull, provision: the pull's rank among the pulls of one process (an agent that embeds the library sets "
       "Image.priority): its layers go before waiting ones of lower priority, and one more urgent than all that run "

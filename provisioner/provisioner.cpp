@@ -860,10 +860,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   // Under the write lock: each damaged layer of an image whose source has
-  // it goes to gc/, unless a container uses it.
+  // it goes to gc/; one a container uses is retired instead (left for the
+  // containers, never handed out again; prune removes it once none uses it).
   Future<Nothing> discardDamaged(const std::shared_ptr<std::vector<ImageRepair>>& repairs) {
     return activePaths().then(actors::defer(self(), [this, repairs](const std::set<std::string>& active) {
-      std::vector<std::string> doomed;
+      std::vector<std::string> doomed, retiring;
       std::set<std::string> seen;
       for (auto& repair : *repairs) {
         if (repair.found.ok() || !repair.error.empty()) continue;
@@ -871,6 +872,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
           if (layer.ok() || layer.gone) continue;
           if (active.count(layer.rootfs) > 0) {
             repair.inUse.push_back(layer.rootfs);
+            if (seen.insert(layer.rootfs).second) retiring.push_back(layer.rootfs);
             continue;
           }
           repair.refetched.push_back(layer.rootfs);
@@ -878,15 +880,25 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
         }
       }
       auto store = parts_.stores.find(store::kDockerProvider);
-      if (doomed.empty() || store == parts_.stores.end()) return Future<Nothing>(Nothing{});
+      if ((doomed.empty() && retiring.empty()) || store == parts_.stores.end()) return Future<Nothing>(Nothing{});
+      store::Store* docker = store->second.get();
       // A failure is each image's to tell; the layers that did go are
       // fetched again all the same.
-      return store->second->discard(doomed).repair([repairs](const Future<Nothing>& failed) {
-        for (auto& repair : *repairs) {
-          if (!repair.refetched.empty()) repair.error = "Failed to move a damaged layer: " + failed.failure().message;
-        }
-        return Nothing{};
-      });
+      Future<Nothing> retired = retiring.empty() ? Future<Nothing>(Nothing{}) : docker->retire(retiring);
+      Future<Nothing> discarded = doomed.empty() ? Future<Nothing>(Nothing{}) : docker->discard(doomed);
+      return actors::await(retired, discarded)
+          .then([repairs](const std::tuple<Future<Nothing>, Future<Nothing>>& done) {
+            for (const auto& [step, what] : {std::pair{&std::get<0>(done), "retire a damaged layer a container uses"},
+                                             std::pair{&std::get<1>(done), "move a damaged layer"}}) {
+              if (step->isReady()) continue;
+              const std::string why = step->isFailed() ? step->failure().message : "discarded";
+              for (auto& repair : *repairs) {
+                if (!repair.refetched.empty() || !repair.inUse.empty())
+                  repair.error = "Failed to " + std::string(what) + ": " + why;
+              }
+            }
+            return Nothing{};
+          });
     }));
   }
 
@@ -897,7 +909,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     std::vector<Future<Nothing>> done;
     for (std::size_t i = 0; i < repairs->size(); ++i) {
       const ImageRepair& repair = (*repairs)[i];
-      if (repair.refetched.empty()) continue;
+      if (repair.refetched.empty() && repair.inUse.empty()) continue;
       auto request = requestFor(*requests, repair.found.image);
       if (request.isError()) continue;  // said when it was looked up
       auto store = parts_.stores.find(store::kDockerProvider);

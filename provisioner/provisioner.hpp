@@ -173,9 +173,12 @@ struct ImageCheck {
 struct ImageRepair {
   ImageCheck found;                    // its check before the repair
   std::vector<std::string> refetched;  // damaged layers moved out and fetched and extracted again
-  std::vector<std::string> inUse;      // damaged layers a container uses: left as they are
-  std::string error;                   // why it was not repaired (the source is gone, ...)
-  std::optional<ImageCheck> after;     // its check after the repair, when one was made
+  // Damaged layers a container uses: left on disk for those containers
+  // (removed by the first prune after the last one goes), fetched again
+  // for every later provision.
+  std::vector<std::string> inUse;
+  std::string error;                // why it was not repaired (the source is gone, ...)
+  std::optional<ImageCheck> after;  // its check after the repair, when one was made
   bool repaired() const { return found.ok() || (after && after->ok()); }
 };
 
@@ -232,8 +235,11 @@ class Provisioner {
   // everything as it was, and the image's `error` says why); then under the
   // write lock its damaged layers that no container uses go to gc/, the
   // image is fetched again (only those layers are downloaded and extracted)
-  // and checked again. A damaged layer a container uses is left alone and
-  // listed in `inUse`: repair it once those containers are destroyed. A tag
+  // and checked again. A damaged layer a container uses is not touched
+  // (overlayfs forbids changing a lower directory under a live mount): it
+  // is listed in `inUse`, retired (Store::retire: never handed out again)
+  // and fetched again beside it for later provisions; the first prune after
+  // its last container goes removes it. A tag
   // that names another manifest now is not followed (the `error` says to
   // pull it again). An image named in `images` is fetched with that request
   // (its credentials); the others from their keys. Docker/OCI images only

@@ -289,6 +289,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
 
   // Repair is built for Docker/OCI images only.
   Future<Nothing> discard(const std::vector<std::string>&) { return repairUnsupported(); }
+  Future<Nothing> retire(const std::vector<std::string>&) { return repairUnsupported(); }
   Future<std::string> lookUp(const messages::Image&) { return repairUnsupported(); }
   static Error repairUnsupported() {
     return Error(ErrorKind::Unsupported,

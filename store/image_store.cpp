@@ -155,6 +155,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   Future<Nothing> loadIndex(const StoreContents& contents) {
     committed_ = contents.layers;
     unmarked_ = contents.unmarked;
+    retired_ = contents.retired;
     configFiles_ = contents.configs;
     return metadata_.recover()
         .then(actors::defer(self(), &Self::keepCompleteImages))
@@ -236,8 +237,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     const bool recheck = image.has_cached() && !image.cached();
     auto cached = images_.find(*key);
     if (recheck || cached == images_.end()) return joinPull(*key, image);
-    // A cached image: are its layers and config still on disk?
+    // A cached image: are its layers and config still on disk (and not
+    // retired)?
     StoredImage stored = cached->second;
+    for (const auto& id : stored.layer_ids()) {
+      if (committed_.count(id) == 0 || committed_.count(paths::seedOf(id)) == 0) return joinPull(*key, image);
+    }
     std::vector<std::string> paths;
     for (const auto& id : stored.layer_ids()) paths.push_back(paths::layerRootfs(options_.storeDir, id));
     if (!configPath(stored).empty()) paths.push_back(configPath(stored));
@@ -373,11 +378,16 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     for (const auto& id : std::set<std::string>(usedLayers)) usedLayers.insert(paths::seedOf(id));
     for (const auto& [key, image] : inflightConfigs_) usedConfigs.insert(image);
     std::vector<std::string> doomed;
-    for (const auto& id : committed_) {
-      const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
-      if (usedLayers.count(id) == 0 && activePaths.count(rootfs) == 0)
+    std::set<std::string> retiredDoomed;
+    for (const auto* ids : {&committed_, &retired_}) {
+      for (const auto& id : *ids) {
+        const std::string rootfs = paths::layerRootfs(options_.storeDir, id);
+        if (usedLayers.count(id) > 0 || activePaths.count(rootfs) > 0) continue;
         doomed.push_back(paths::layer(options_.storeDir, id));
+        if (ids == &retired_) retiredDoomed.insert(id);
+      }
     }
+    for (const auto& id : retiredDoomed) retired_.erase(id);
     for (const auto& name : configFiles_) {
       const std::string path = paths::config(options_.storeDir, name);
       if (usedConfigs.count(name) == 0 && activePaths.count(path) == 0) doomed.push_back(path);
@@ -388,26 +398,30 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       configFiles_.erase(paths::baseName(path));
     }
     Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
-    return gc_.collect(forgotten, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
+    return gc_.collect(forgotten, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed, retiredDoomed));
   }
 
   // A prune that failed part way: what it did not move into gc/ is still in
   // the store, and the next prune must see it to remove it.
-  Future<Nothing> pruneFailed(const std::vector<std::string>& doomed, const Future<Nothing>& pruned) {
-    return gc_.leftBehind(doomed).then(actors::defer(self(), [this, pruned](const std::vector<std::string>& left) {
-      for (const auto& path : left) {
-        const std::string id = paths::layerIdOf(path);
-        if (paths::layer(options_.storeDir, id) == path) {
-          committed_.insert(id);
-          // Whether it has an implied file is not known here: taken as
-          // not (its diff_id's seed, if needed, is made under its second name).
-          if (id.find('-') == std::string::npos) unmarked_.insert(id);
-        } else {
-          configFiles_.insert(paths::baseName(path));
-        }
-      }
-      return pruned;
-    }));
+  Future<Nothing> pruneFailed(const std::vector<std::string>& doomed, const std::set<std::string>& wereRetired,
+                              const Future<Nothing>& pruned) {
+    return gc_.leftBehind(doomed).then(
+        actors::defer(self(), [this, pruned, wereRetired](const std::vector<std::string>& left) {
+          for (const auto& path : left) {
+            const std::string id = paths::layerIdOf(path);
+            if (wereRetired.count(id) > 0) {
+              retired_.insert(id);
+            } else if (paths::layer(options_.storeDir, id) == path) {
+              committed_.insert(id);
+              // Whether it has an implied file is not known here: taken as
+              // not (its diff_id's seed, if needed, is made under its second name).
+              if (id.find('-') == std::string::npos) unmarked_.insert(id);
+            } else {
+              configFiles_.insert(paths::baseName(path));
+            }
+          }
+          return pruned;
+        }));
   }
 
   // READY once no prune and no background sweep runs.
@@ -436,7 +450,34 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       sizes_.forget(rootfs);
       doomed.push_back(layer);
     }
-    return gc_.collect(Nothing{}, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed));
+    return gc_.collect(Nothing{}, doomed)
+        .recover(actors::defer(self(), &Self::pruneFailed, doomed, std::set<std::string>{}));
+  }
+
+  // Each of `contentDirs` (a variant with its seed) out of committed_,
+  // marked on disk (paths::retiredIn), kept for prune to remove once no
+  // container mounts it.
+  Future<Nothing> retire(const std::vector<std::string>& contentDirs) {
+    std::vector<std::string> layers;
+    for (const auto& rootfs : contentDirs) {
+      const std::string id = paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')));
+      if (paths::layerRootfs(options_.storeDir, id) != rootfs) continue;
+      for (const auto& each : {id, paths::seedOf(id)}) {
+        if (committed_.count(each) == 0) continue;
+        forgetLayer(each);
+        retired_.insert(each);
+        sizes_.forget(paths::layerRootfs(options_.storeDir, each));
+        layers.push_back(paths::layer(options_.storeDir, each));
+      }
+    }
+    if (layers.empty()) return Nothing{};
+    return actors::async(runtime_, [layers]() -> Try<Nothing> {
+      for (const auto& layer : layers) {
+        auto marked = writeFileAtomically(paths::retiredIn(layer), "", true);
+        if (marked.isError()) return marked;
+      }
+      return Nothing{};
+    });
   }
 
   Future<std::string> lookUp(const Image& image) {
@@ -481,6 +522,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
  private:
   std::string configPath(const StoredImage& image) const {
     return image.config_digest().empty() ? "" : paths::config(options_.storeDir, image.config_digest());
+  }
+
+  // The seed of `diffId`: the one stored under any of its names, else the
+  // first name free for a new one (its own, unless a layer from before
+  // session 15, unmarked: no whiteouts, no implied list, or a retired one
+  // holds it). Names come into use one after another and go with prune,
+  // so a stored seed is among the first few.
+  std::string seedFor(const std::string& diffId) const {
+    std::string free;
+    for (int n = 0; n < 16 || free.empty(); ++n) {
+      std::string name = paths::seedName(diffId, n);
+      if (committed_.count(name) > 0 && unmarked_.count(name) == 0) return name;
+      if (free.empty() && committed_.count(name) == 0 && unmarked_.count(name) == 0 && retired_.count(name) == 0) {
+        free = name;
+      }
+    }
+    return free;
   }
 
   void forgetLayer(const std::string& id) {
@@ -609,7 +667,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       }
       // A base layer from before session 15 holds the seed's own name but
       // keeps neither its whiteouts nor the list of what it implies.
-      const std::string seed = paths::seedId(diffIds[i], unmarked_.count(diffIds[i]) > 0);
+      const std::string seed = seedFor(diffIds[i]);
       inflightLayers_.emplace(pullId, seed);
       plan.push_back(LayerPlan{seed, false});
       if (committed_.count(seed) > 0) {
@@ -872,6 +930,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::map<std::string, StoredImage> images_;
   std::set<std::string> committed_;                          // layer ids in layers/
   std::set<std::string> unmarked_;                           // those from before session 15 (no implied file)
+  std::set<std::string> retired_;                            // layer ids retired: on disk, never handed out
   std::set<std::string> configFiles_;                        // names in configs/
   ContentSizes sizes_;                                       // of the layers, once read
   std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex

@@ -487,6 +487,10 @@ Try<StoreContents> recoverStoreDirs(const std::string& storeDir) {
     struct stat st {};
     if (::stat(paths::layerRootfs(storeDir, name).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
       const std::string id = paths::layerIdOf(name);
+      if (::stat(paths::retiredIn(paths::layer(storeDir, id)).c_str(), &st) == 0) {
+        contents.retired.insert(id);
+        continue;
+      }
       contents.layers.insert(id);
       if (name.find('-') == std::string::npos &&
           ::stat(paths::impliedOf(paths::layerRootfs(storeDir, id)).c_str(), &st) != 0) {

@@ -122,6 +122,7 @@ std::map<std::string, std::int64_t> measureContent(const std::vector<std::string
 struct StoreContents {
   std::set<std::string> layers;    // layer ids ("sha256:<name>") in layers/
   std::set<std::string> unmarked;  // those of them without an `implied` file (from before session 15)
+  std::set<std::string> retired;   // layer ids with a `retired` file: not in `layers`
   std::set<std::string> configs;   // file names in configs/
 };
 

@@ -11,7 +11,8 @@
 //       <diff hex>                   a seed (from session 15): the extraction of one diff_id, shared
 //                                    by every chain it sits in; the directories it only implies
 //                                    are left as extracted
-//       <diff hex>-s                 a seed whose own name a layer from before session 15 holds
+//       <diff hex>-s[<n>]            a seed whose own name a layer from before session 15, or a
+//                                    retired copy, holds
 //       <seed>-<16 hex>              a variant: the seed's tree with the directories it implies
 //                                    settled as one chain's layers below it have them; its
 //                                    directories are its own, its files hard links to the seed's
@@ -21,6 +22,8 @@
 //     layers/<name>/rootfs/          the layer's tree, in overlay whiteout form
 //     layers/<name>/implied          the directories it only implies, one a line (session 15 on;
 //                                    empty when none)
+//     layers/<name>/retired          it is damaged and a container mounts it: no get hands it out
+//                                    again; prune removes it once none does (session 15)
 //     layers/<name>/usage            rootfs/'s size on disk, bytes (from session 13):
 //                                    measured and written the first time it is asked for
 //     layers/<name>/record           what rootfs/ held when it was committed (session 14;
@@ -70,17 +73,21 @@ inline std::string layerRootfs(const std::string& store, std::string_view layerI
   return layer(store, layerId) + "/rootfs";
 }
 // The seed a layer id is made from: a variant's seed ("sha256:<hex>-<16
-// hex>" -> "sha256:<hex>", "sha256:<hex>-s-<16 hex>" -> "sha256:<hex>-s");
-// a seed or a layer from before session 15 is its own.
+// hex>" -> "sha256:<hex>", "sha256:<hex>-s2-<16 hex>" -> "sha256:<hex>-s2");
+// a seed ("-s<n>" names one too) or a layer from before session 15 is its
+// own.
 inline std::string seedOf(std::string_view layerId) {
   const auto dash = layerId.rfind('-');
-  if (dash == std::string_view::npos || layerId.substr(dash) == "-s") return std::string(layerId);
+  if (dash == std::string_view::npos || layerId.substr(dash + 1).starts_with("s")) return std::string(layerId);
   return std::string(layerId.substr(0, dash));
 }
-// The seed of diff_id `diffId` ("sha256:<hex>"), or its second name.
-inline std::string seedId(std::string_view diffId, bool nameTaken) {
-  return std::string(diffId) + (nameTaken ? "-s" : "");
+// The names a seed of diff_id `diffId` ("sha256:<hex>") may take, the
+// `n`th: "sha256:<hex>", then "-s", "-s2", ...
+inline std::string seedName(std::string_view diffId, int n) {
+  return std::string(diffId) + (n == 0 ? "" : n == 1 ? "-s" : "-s" + std::to_string(n));
 }
+// The file that marks a layer retired.
+inline std::string retiredIn(const std::string& layerDir) { return layerDir + "/retired"; }
 inline std::string configs(const std::string& store) { return store + "/configs"; }
 inline std::string config(const std::string& store, std::string_view digest) {
   return configs(store) + "/" + hexOf(digest);

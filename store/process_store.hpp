@@ -36,6 +36,7 @@ class ProcessStore : public Store {
   Future<Nothing> swept() override;
   Future<StoreCheck> verify(const std::vector<std::string>& keys) override;
   Future<Nothing> discard(const std::vector<std::string>& contentDirs) override;
+  Future<Nothing> retire(const std::vector<std::string>& contentDirs) override;
   Future<std::string> lookUp(const messages::Image& image) override;
 
  protected:

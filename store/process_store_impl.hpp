@@ -60,6 +60,11 @@ Future<Nothing> ProcessStore<P>::discard(const std::vector<std::string>& content
 }
 
 template <typename P>
+Future<Nothing> ProcessStore<P>::retire(const std::vector<std::string>& contentDirs) {
+  return process_.dispatch(&P::retire, contentDirs);
+}
+
+template <typename P>
 Future<std::string> ProcessStore<P>::lookUp(const messages::Image& image) {
   return process_.dispatch(&P::lookUp, image);
 }

@@ -36,6 +36,12 @@
 //   in the index, and the next get of each fetches what is missing again.
 //   Directories the store does not hold are ignored. The caller makes sure
 //   no container uses them.
+// retire(contentDirs): these content directories (damaged ones a
+//   container mounts) leave the store for every later get, which fetches
+//   them again under new names, but stay on disk for the containers until
+//   a prune finds none using them. A retired variant takes its seed with it
+//   (their names go together). Directories the store does not hold are
+//   ignored. Unsupported where discard is.
 // lookUp(image): the manifest digest the image's source has for it now
 //   (what a get with `cached` false would pull), without storing anything.
 // verify(keys): checks the content of the images with these keys (every
@@ -118,6 +124,7 @@ class Store {
   virtual Future<Nothing> swept() = 0;
   virtual Future<StoreCheck> verify(const std::vector<std::string>& keys) = 0;
   virtual Future<Nothing> discard(const std::vector<std::string>& contentDirs) = 0;
+  virtual Future<Nothing> retire(const std::vector<std::string>& contentDirs) = 0;
   virtual Future<std::string> lookUp(const messages::Image& image) = 0;
 };
 

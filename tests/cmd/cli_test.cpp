@@ -381,7 +381,7 @@ TEST_F(CliTest, RepairFetchesDamagedLayersAgainUnlessInUseOrTheSourceIsGone) {
     }
     return fs::path();
   };
-  const fs::path layer = layerWith("etc/data");
+  fs::path layer = layerWith("etc/data");
   const fs::path base = layerWith("bin/busybox");
   ASSERT_FALSE(layer.empty());
   struct stat before {};
@@ -389,23 +389,33 @@ TEST_F(CliTest, RepairFetchesDamagedLayersAgainUnlessInUseOrTheSourceIsGone) {
   fs::resize_file(layer / "etc/data", 0);
   ASSERT_EQ(0, run({"--image_provisioner_backend=overlay", "provision", "c1", image}).status);
 
+  // The layer c1 mounts stays as it is for c1; new containers get a fresh copy.
   auto held = run({"verify", "--repair"});
-  EXPECT_EQ(4, held.status) << held.out << held.err;
-  EXPECT_NE(std::string::npos, held.out.find("  not repaired, a container uses it: " + layer.string() + "\n"))
+  EXPECT_EQ(0, held.status) << held.out << held.err;
+  EXPECT_NE(std::string::npos, held.out.find("  kept for the containers that use it, fetched again for new ones: " +
+                                             layer.string() + "\n"))
+      << held.out;
+  EXPECT_NE(std::string::npos,
+            held.out.find("  fetched again: 1 layer; now docker://" + image + ":latest  ok  2 layers"))
       << held.out;
   EXPECT_EQ(0u, fs::file_size(layer / "etc/data")) << "a layer a container mounts is not touched";
-
-  ASSERT_EQ(0, run({"destroy", "c1"}).status);
-  auto repaired = run({"verify", "--repair", image});
-  EXPECT_EQ(0, repaired.status) << repaired.out << repaired.err;
-  EXPECT_NE(std::string::npos,
-            repaired.out.find("  fetched again: 1 layer; now docker://" + image + ":latest  ok  2 layers"))
-      << repaired.out;
-  EXPECT_EQ(std::string(4096, 'd'), testing::readFile(layer / "etc/data"));
+  auto c2 = run({"--image_provisioner_backend=overlay", "provision", "c2", image});
+  ASSERT_EQ(0, c2.status) << c2.err;
+  const fs::path c2Rootfs = c2.out.substr(0, c2.out.size() - 1);
+  EXPECT_EQ(std::string(4096, 'd'), testing::readFile(c2Rootfs / "etc/data"));
   struct stat after {};
   ASSERT_EQ(0, ::stat((base / "bin/busybox").c_str(), &after));
-  EXPECT_EQ(before.st_ino, after.st_ino) << "the whole layer was not extracted again";
+  EXPECT_EQ(before.st_ino, after.st_ino) << "the whole image was not extracted again";
   EXPECT_EQ(0, run({"verify"}).status);
+  // Once c1 is gone, prune removes the retired copy (and keeps the image c2 uses).
+  ASSERT_EQ(0, run({"prune"}).status);
+  EXPECT_TRUE(fs::exists(layer)) << "c1 still mounts it";
+  ASSERT_EQ(0, run({"destroy", "c1"}).status);
+  ASSERT_EQ(0, run({"prune"}).status);
+  EXPECT_FALSE(fs::exists(layer));
+  ASSERT_EQ(0, run({"destroy", "c2"}).status);
+  layer = layerWith("etc/data");
+  ASSERT_FALSE(layer.empty());
 
   // From a local OCI layout, while it is there; then with it gone.
   const std::string local = "oci:" + (sandbox() / "layout-repaired").string() + ":latest";
@@ -420,6 +430,8 @@ TEST_F(CliTest, RepairFetchesDamagedLayersAgainUnlessInUseOrTheSourceIsGone) {
   EXPECT_FALSE(doc[0]["found"]["ok"].GetBool());
   EXPECT_TRUE(doc[0]["after"]["ok"].GetBool());
   EXPECT_EQ(1u, doc[0]["refetched"].Size());
+  layer = layerWith("etc/data");  // extracted again: under the first name free
+  ASSERT_FALSE(layer.empty());
   fs::resize_file(layer / "etc/data", 10);
   fs::remove_all(sandbox() / "layout-repaired");
   auto gone = run({"verify", "--repair", local});

@@ -903,10 +903,7 @@ TEST_F(ImageStoreTest, ASeedFirstPulledAsABaseKeepsItsWhiteoutsForChainsAbove) {
   EXPECT_EQ("n", testing::readFile(low / "etc/new"));
 }
 
-// A layer an image has twice (Docker's empty layers) is one directory,
-// given once to the backend at its top place: overlay refuses a lower
-// directory twice.
-// The same with a layer that implies a directory, twice, and a layer
+// A layer that implies a directory, twice in one image, and a layer
 // between them that deletes its file and sets the directory's mode: the
 // top place counts (its file back, its variant's mode), the lower one is
 // left out.
@@ -928,6 +925,9 @@ TEST_F(ImageStoreTest, ALayerTwiceInOneImageCountsAtItsTopPlace) {
   EXPECT_EQ(fs::perms(0750), fs::status(rootfs / "home").permissions());
 }
 
+// A layer an image has twice (Docker's empty layers) is one directory,
+// given once to the backend at its top place: overlay refuses a lower
+// directory twice.
 TEST_F(ImageStoreTest, ALayerTwiceInOneImageIsMountedOnce) {
   const std::vector<TarEntry> empty = {};
   publish("test/twice", "latest", {empty, {TarEntry::file("f", "1")}, empty, {TarEntry::file("f", "2")}, empty});
@@ -937,6 +937,39 @@ TEST_F(ImageStoreTest, ALayerTwiceInOneImageIsMountedOnce) {
   ASSERT_EQ(3u, info->layers.size());
   EXPECT_EQ(paths::layerRootfs(storeDir_.string(), diffIdOf(empty)), info->layers[2]);
   EXPECT_EQ("2", testing::readFile(assemble(info->layers) / "f"));
+}
+
+// A damaged layer a container mounts is retired: no get hands it out
+// again (the next one fetches it under a new name), it stays on disk while
+// the container uses it, across restarts, and prune removes it after.
+TEST_F(ImageStoreTest, ARetiredLayerIsNeverHandedOutAgainAndGoesOnceUnused) {
+  const std::vector<TarEntry> top = {TarEntry::file("app/f", "whole")};
+  auto published = publish("test/retire", "latest", {{TarEntry::directory("app", 0750)}, top});
+  auto first = store_->get(dockerImage(registry_.hostPort() + "/test/retire"));
+  AWAIT_READY(first);
+  const std::string variant = first->layers[1];
+  const std::string seed = paths::layerRootfs(storeDir_.string(), diffIdOf(top));
+  ASSERT_NE(seed, variant);
+  testing::writeFile(fs::path(variant) / "app/f", "damaged");
+  const fs::path running = assemble(first->layers);
+  AWAIT_READY(store_->retire({variant}));
+  EXPECT_TRUE(fs::exists(fs::path(variant).parent_path() / "retired"));
+  EXPECT_TRUE(fs::exists(fs::path(seed).parent_path() / "retired")) << "the seed goes with its variant";
+  restartStore();
+  auto again = store_->get(dockerImage(registry_.hostPort() + "/test/retire"));
+  AWAIT_READY(again);
+  EXPECT_EQ(2u, fetches(registry_, {published.layerDigests[1]}));
+  EXPECT_EQ(paths::layer(storeDir_.string(), diffIdOf(top)) + "-s",
+            paths::layer(storeDir_.string(), paths::seedOf(again->image.layer_ids(1))));
+  EXPECT_NE(variant, again->layers[1]);
+  EXPECT_EQ("whole", testing::readFile(fs::path(again->layers[1]) / "app/f"));
+  EXPECT_EQ("damaged", testing::readFile(running / "app/f")) << "the container keeps what it mounts";
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/retire")}, {variant}));
+  EXPECT_TRUE(fs::exists(variant));
+  EXPECT_FALSE(fs::exists(seed)) << "no container mounts the retired seed";
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/retire")}, {}));
+  EXPECT_FALSE(fs::exists(variant));
+  EXPECT_TRUE(fs::exists(again->layers[1]));
 }
 
 // The layout before session 15: layers/<chain hex>, no implied files, the
