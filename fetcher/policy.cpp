@@ -238,8 +238,6 @@ class Reader {
     return Nothing{};
   }
 
-  const std::string& file() const { return file_; }
-
  private:
   std::string file_;
 };

@@ -365,10 +365,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       usedLayers.insert(image.layer_ids().begin(), image.layer_ids().end());
       usedConfigs.insert(paths::hexOf(image.config_digest()));
     }
-    for (const auto& id : layerPulls_.keys()) usedLayers.insert(id);
+    const std::vector<std::string> pulling = layerPulls_.keys();
+    usedLayers.insert(pulling.begin(), pulling.end());
     for (const auto& [key, id] : inflightLayers_) usedLayers.insert(id);
     // A running pull may be placing its layers on any variant of its seeds.
-    const std::vector<std::string> pulling = layerPulls_.keys();
     std::set<std::string> pulledSeeds(pulling.begin(), pulling.end());
     for (const auto& [key, id] : inflightLayers_) pulledSeeds.insert(paths::seedOf(id));
     for (const auto& id : committed_) {
