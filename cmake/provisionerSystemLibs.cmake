@@ -1,6 +1,9 @@
-# zstd, ISA-L (libisal) and libarchive as IMPORTED targets prov::zstd,
-# prov::isal and prov::archive, found by name with find_library (ISA-L
-# ships no CMake package).
+# zstd, ISA-L (libisal), libarchive, GPGME and yaml-cpp as IMPORTED targets
+# prov::zstd, prov::isal, prov::archive, prov::gpgme and prov::yamlcpp, found
+# by name with find_library (ISA-L ships no CMake package). GPGME (with
+# libassuan and libgpg-error) and yaml-cpp are linked statically, as
+# libarchive is: a command then loads no more shared libraries than before
+# it checked signatures.
 #
 # store/CMakeLists.txt links them PRIVATE into prov_store. prov_store is a
 # static library, so whoever links it needs them too: its exported link
@@ -78,5 +81,34 @@ if(NOT TARGET prov::archive)
     else()
       list(APPEND PROV_SYSTEM_LIBS_MISSING "libarchive (Debian: libarchive-dev)")
     endif()
+  endif()
+endif()
+
+if(NOT TARGET prov::gpgme)
+  find_library(GPGME_STATIC_LIBRARY libgpgme.a)
+  find_library(ASSUAN_STATIC_LIBRARY libassuan.a)
+  find_library(GPG_ERROR_STATIC_LIBRARY libgpg-error.a)
+  find_path(GPGME_INCLUDE_DIR gpgme.h)
+  if(GPGME_STATIC_LIBRARY AND ASSUAN_STATIC_LIBRARY AND GPG_ERROR_STATIC_LIBRARY AND GPGME_INCLUDE_DIR)
+    add_library(prov::gpgme STATIC IMPORTED)
+    set_target_properties(prov::gpgme PROPERTIES
+      IMPORTED_LOCATION "${GPGME_STATIC_LIBRARY}"
+      INTERFACE_INCLUDE_DIRECTORIES "${GPGME_INCLUDE_DIR}"
+      INTERFACE_LINK_LIBRARIES "${ASSUAN_STATIC_LIBRARY};${GPG_ERROR_STATIC_LIBRARY}")
+  else()
+    list(APPEND PROV_SYSTEM_LIBS_MISSING "static GPGME (libgpgme.a, libassuan.a, libgpg-error.a; Debian: libgpgme-dev)")
+  endif()
+endif()
+
+if(NOT TARGET prov::yamlcpp)
+  find_library(YAMLCPP_STATIC_LIBRARY libyaml-cpp.a)
+  find_path(YAMLCPP_INCLUDE_DIR yaml-cpp/yaml.h)
+  if(YAMLCPP_STATIC_LIBRARY AND YAMLCPP_INCLUDE_DIR)
+    add_library(prov::yamlcpp STATIC IMPORTED)
+    set_target_properties(prov::yamlcpp PROPERTIES
+      IMPORTED_LOCATION "${YAMLCPP_STATIC_LIBRARY}"
+      INTERFACE_INCLUDE_DIRECTORIES "${YAMLCPP_INCLUDE_DIR}")
+  else()
+    list(APPEND PROV_SYSTEM_LIBS_MISSING "static yaml-cpp (libyaml-cpp.a; Debian: libyaml-cpp-dev)")
   endif()
 endif()

@@ -130,6 +130,14 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "docker_registry_ca", po::value(&flags.dockerRegistryCa),
       "a PEM CA bundle trusted for registries, beside the system's")(
       "docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")(
+      "signature_policy", po::value(&flags.signaturePolicy),
+      "a containers-policy.json(5) file (as /etc/containers/policy.json): which Docker/OCI images may be pulled "
+      "and provisioned, by transport and scope: insecureAcceptAnything, reject, or signedBy (GPG keys; simple "
+      "signing signatures read from the lookaside registries.d gives). Checked before any layer is fetched, and "
+      "again when a stored image is provisioned. Not given: every image is accepted, no signature is looked at")(
+      "registries_d", po::value(&flags.registriesDir),
+      "with --signature_policy: a containers-registries.d(5) directory of *.yaml giving where signatures are "
+      "(lookaside: file:// or http(s):// URLs) (default: /etc/containers/registries.d)")(
       "appc_store_dir", po::value(&flags.appcStoreDir), "the AppC image store (default: <work_dir>/store/appc)")(
       "appc_simple_discovery_uri_prefix",
       po::value(&flags.appcSimpleDiscoveryUriPrefix)->default_value(flags.appcSimpleDiscoveryUriPrefix),

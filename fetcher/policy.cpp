@@ -207,14 +207,6 @@ class Reader {
     return id;
   }
 
-  // As the reference's own: registry defaulted, library/ added, but no
-  // "latest" put where it has neither tag nor digest.
-  static messages::ImageReference normalizeKeepingTag(const messages::ImageReference& reference) {
-    messages::ImageReference normal = normalize(reference);
-    if (reference.tag().empty() && reference.digest().empty()) normal.clear_tag();
-    return normal;
-  }
-
   // "host[:port]" or "host[:port]/path" (no trailing slash), where host
   // holds a dot or a colon or is localhost (what makes it a registry).
   static bool validPrefix(const std::string& prefix) {
@@ -335,6 +327,14 @@ Applied Policy::forOci(const std::string& path) const {
     dir.resize(slash);
   }
   return lookUp("oci", scopes);
+}
+
+std::vector<Applied> Policy::all() const {
+  std::vector<Applied> lists = {Applied{"", "default", &default_}};
+  for (const auto& [transport, scopes] : transports_) {
+    for (const auto& [scope, list] : scopes) lists.push_back(Applied{transport, scope, &list});
+  }
+  return lists;
 }
 
 Applied Policy::forDockerArchive() const { return lookUp("docker-archive", {}); }

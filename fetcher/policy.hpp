@@ -90,6 +90,10 @@ class Policy {
   Applied forOci(const std::string& path) const;
   Applied forDockerArchive() const;
 
+  // Every requirement list, with where it is ("default",
+  // "transports.docker[\"host\"]").
+  std::vector<Applied> all() const;
+
   // sha256 of the file's bytes: what a verification cached under it held.
   const std::string& digest() const { return digest_; }
 

@@ -160,6 +160,12 @@ messages::ImageReference normalize(const messages::ImageReference& reference) {
   return out;
 }
 
+messages::ImageReference normalizeKeepingTag(const messages::ImageReference& reference) {
+  messages::ImageReference normal = normalize(reference);
+  if (reference.tag().empty() && reference.digest().empty()) normal.clear_tag();
+  return normal;
+}
+
 Try<messages::ImageReference> parseNormalized(std::string_view text) {
   auto parsed = parseImageReference(text);
   if (parsed.isError()) return parsed;

@@ -30,6 +30,10 @@ Try<messages::ImageReference> parseImageReference(std::string_view text);
 // "latest" when there is neither tag nor digest.
 messages::ImageReference normalize(const messages::ImageReference& reference);
 
+// As normalize(), but a reference with neither tag nor digest keeps
+// neither (what a signature's claim and a policy's repository are).
+messages::ImageReference normalizeKeepingTag(const messages::ImageReference& reference);
+
 // parse + normalize.
 Try<messages::ImageReference> parseNormalized(std::string_view text);
 

@@ -15,6 +15,8 @@
 #include "provisioner/provisioner.hpp"
 #include "store/appc_store.hpp"
 #include "store/atomic_file.hpp"
+#include "store/paths.hpp"
+#include "store/trust.hpp"
 
 namespace prov::provisioner {
 
@@ -96,7 +98,10 @@ class PlainRegistries {
 
 // The pullers for --docker_registry (a URL or a directory of tarballs) and
 // the local sources; `storeDir` keeps what the registry client learns.
-Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, const std::string& storeDir) {
+// `lookaside` is set to what reads signatures over http(s) (the registry
+// client's connections, proxies and CAs).
+Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, const std::string& storeDir,
+                                 store::Trust::HttpGet& lookaside) {
   std::shared_ptr<fetcher::Puller> registry;
   if (!flags.dockerRegistry.empty() && flags.dockerRegistry.front() == '/') {
     auto tarballs = fetcher::DockerArchivePuller::create(runtime, flags.dockerRegistry);
@@ -125,7 +130,9 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     }
     auto puller = fetcher::RegistryPuller::create(runtime, std::move(options));
     if (puller.isError()) return badFlag("docker_registry", puller.error().message);
-    registry = std::move(*puller);
+    std::shared_ptr<fetcher::RegistryPuller> shared = std::move(*puller);
+    lookaside = [shared](fetcher::HttpRequest request) { return shared->client().http().fetch(std::move(request)); };
+    registry = std::move(shared);
   }
   auto oci = fetcher::OciLayoutPuller::create(runtime);
   if (oci.isError()) return oci.error();
@@ -149,9 +156,19 @@ Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Ru
                                                   const std::shared_ptr<store::Extractor>& extractor) {
   auto storeDir = storeDirOf("docker_store_dir", flags.dockerStoreDir, paths::dockerStore(workDir));
   if (storeDir.isError()) return storeDir.error();
-  auto pullerFor = pullersFor(flags, runtime, *storeDir);
+  store::Trust::HttpGet lookaside;
+  auto pullerFor = pullersFor(flags, runtime, *storeDir, lookaside);
   if (pullerFor.isError()) return pullerFor.error();
   store::ImageStoreOptions options;
+  if (!flags.signaturePolicy.empty()) {
+    auto trust = store::Trust::load(
+        runtime, store::TrustOptions{flags.signaturePolicy, flags.registriesDir, store::paths::trustRecords(*storeDir)},
+        std::move(lookaside));
+    if (trust.isError()) return badFlag("signature_policy", trust.error().message);
+    options.trust = std::move(*trust);
+  } else if (!flags.registriesDir.empty()) {
+    return badFlag("registries_d", "it is read only with --signature_policy");
+  }
   options.storeDir = *storeDir;
   options.limits = flags.limits;
   options.progress = flags.progress;

@@ -78,6 +78,11 @@ struct Flags {
   std::vector<std::string> dockerInsecureRegistries;            // host:port
   std::string dockerRegistryCa;                                 // an extra CA bundle for registries
   std::vector<std::string> dockerRegistryMirrors;
+  // A containers-policy.json(5) file; empty: every image is let in.
+  // Read, with the key files it names and registriesDir, when the
+  // provisioner is created: a bad one fails create() (store/trust.hpp).
+  std::string signaturePolicy;
+  std::string registriesDir;  // containers-registries.d(5); empty: /etc/containers/registries.d
   std::string appcStoreDir;
   std::string appcSimpleDiscoveryUriPrefix = "http://";
   std::string imageGcConfig;  // JSON or a file holding it

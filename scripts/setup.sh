@@ -13,7 +13,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev
   protobuf-compiler libprotobuf-dev rapidjson-dev libarchive-dev libssl-dev
   zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libxml2-dev nettle-dev libxxhash-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libgpgme-dev libyaml-cpp-dev
   # real servers and tools used by integration tests and the demo
   docker-registry skopeo busybox-static apache2-utils openssl curl tinyproxy runc
   # a real credential helper (docker-credential-pass over pass and gpg)

@@ -25,6 +25,7 @@
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
 #include "store/process_store_impl.hpp"
+#include "store/trust.hpp"
 
 namespace prov::store {
 
@@ -268,6 +269,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     if (present.size() > static_cast<std::size_t>(stored.layer_ids_size()) && !present.back()) complete = false;
     if (!complete) return joinPull(key, image);
+    if (options_.trust) {
+      // The policy may have changed since the pull.
+      return options_.trust->check(image, key, stored.manifest_digest())
+          .then(actors::defer(self(), [this, key, image, stored] { return serveAccessible(key, image, stored); }));
+    }
+    return serveAccessible(key, image, stored);
+  }
+
+  Future<ImageInfo> serveAccessible(const std::string& key, const Image& image, const StoredImage& stored) {
     if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return served(stored);
     // Pulled with someone's credentials: served only to a request whose
     // own can still read it.
@@ -594,7 +604,14 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     actors::log(actors::LogLevel::Info, "pull.start", {{"image", key}});
     const auto started = std::chrono::steady_clock::now();
     auto stats = std::make_shared<PullStats>();
+    std::shared_ptr<Trust> trust = options_.trust;
     return puller->resolve(image, platform)
+        .then([trust, image, key](const ResolvedImage& resolved) -> Future<ResolvedImage> {
+          if (!trust) return resolved;
+          // The manifest checked is the one whose layers are fetched: no
+          // second look at the tag.
+          return trust->check(image, key, resolved.manifest_digest()).then([resolved] { return resolved; });
+        })
         .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority))
         .then([key, started, stats](ImageInfo info) {
           info.fetched = true;

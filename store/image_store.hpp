@@ -115,6 +115,8 @@ struct LayerProgress {
   Phase phase = Phase::Waiting;
 };
 
+class Trust;  // store/trust.hpp
+
 struct ImageStoreOptions {
   std::string storeDir;         // <work_dir>/store/docker
   messages::Platform platform;  // empty os: this host's
@@ -138,6 +140,10 @@ struct ImageStoreOptions {
   // into the store. A get that finds its image stored pulls nothing and
   // reports nothing.
   std::function<void(const LayerProgress&)> progress;
+  // Null: every image is let in. Otherwise each pull is checked between
+  // resolving the manifest and fetching its first layer (a refusal stores
+  // nothing), and each stored image again before it is handed out.
+  std::shared_ptr<Trust> trust;
 };
 
 // The puller for an image (by its type and source); null when none serves it.

@@ -92,6 +92,8 @@ inline std::string configs(const std::string& store) { return store + "/configs"
 inline std::string config(const std::string& store, std::string_view digest) {
   return configs(store) + "/" + hexOf(digest);
 }
+// Acceptances by the signature policy (store/trust.hpp).
+inline std::string trustRecords(const std::string& store) { return store + "/trust"; }
 inline std::string imagesFile(const std::string& store) { return store + "/images"; }
 inline std::string recent(const std::string& store) { return store + "/recent"; }
 inline std::string gc(const std::string& store) { return store + "/gc"; }

@@ -1,0 +1,418 @@
+#include "store/trust.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "actors/async.hpp"
+#include "actors/fs.hpp"
+#include "fetcher/auth.hpp"
+#include "fetcher/digest.hpp"
+#include "fetcher/gpg.hpp"
+#include "fetcher/json.hpp"
+#include "fetcher/reference.hpp"
+#include "fetcher/signature.hpp"
+#include "fetcher/url.hpp"
+#include "store/atomic_file.hpp"
+#include "store/paths.hpp"
+
+namespace prov::store {
+
+using actors::Error;
+using actors::ErrorKind;
+using actors::Nothing;
+using fetcher::policy::Applied;
+using fetcher::policy::Requirement;
+using fetcher::policy::SignedIdentity;
+
+namespace {
+
+constexpr int kMaxSignatures = 128;
+constexpr std::size_t kMaxSignatureBytes = 4 << 20;
+
+// One signature as read, and where from (for messages).
+struct Signature {
+  std::string where;  // "signature-2"
+  std::string blob;
+};
+
+std::string identityName(const SignedIdentity& identity) {
+  using Kind = SignedIdentity::Kind;
+  switch (identity.kind) {
+    case Kind::MatchRepository: return "matchRepository";
+    case Kind::MatchExact: return "matchExact";
+    case Kind::ExactReference: return "exactReference " + identity.reference;
+    case Kind::ExactRepository: return "exactRepository " + identity.repository;
+    case Kind::RemapIdentity: return "remapIdentity " + identity.prefix + " -> " + identity.signedPrefix;
+    default: return "matchRepoDigestOrExact";
+  }
+}
+
+std::string toJson(const Verdict& verdict) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+  w.StartObject();
+  w.Key("policy");
+  w.String(verdict.policyFile.c_str());
+  w.Key("scope");
+  w.String(verdict.scope.c_str());
+  w.Key("by");
+  w.StartArray();
+  for (const auto& by : verdict.by) w.String(by.c_str());
+  w.EndArray();
+  w.Key("signatures");
+  w.StartArray();
+  for (const auto& s : verdict.signatures) w.String(s.c_str());
+  w.EndArray();
+  w.Key("at");
+  w.Int64(verdict.at);
+  w.EndObject();
+  return buffer.GetString();
+}
+
+std::optional<Verdict> fromJson(const std::string& text) {
+  rapidjson::Document doc;
+  auto fail = [](const std::string& why) { return Error(ErrorKind::Corruption, why); };
+  if (fetcher::json::parse(doc, text, fail, 1 << 20).isError() || !doc.IsObject()) return std::nullopt;
+  Verdict verdict;
+  auto policy = fetcher::json::string(doc, "policy", true, fail);
+  auto scope = fetcher::json::string(doc, "scope", true, fail);
+  auto by = fetcher::json::strings(doc, "by", true, fail);
+  auto signatures = fetcher::json::strings(doc, "signatures", false, fail);
+  auto at = fetcher::json::integer(doc, "at", true, fail);
+  if (policy.isError() || scope.isError() || by.isError() || signatures.isError() || at.isError()) return std::nullopt;
+  verdict.policyFile = *policy;
+  verdict.scope = *scope;
+  verdict.by = *by;
+  verdict.signatures = *signatures;
+  verdict.at = *at;
+  return verdict;
+}
+
+}  // namespace
+
+class Trust::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet)
+      : runtime_(runtime), options_(std::move(options)), httpGet_(std::move(httpGet)) {}
+
+  Try<Nothing> load() {
+    auto policy = fetcher::policy::Policy::load(options_.policyFile);
+    if (policy.isError()) return policy.error();
+    policy_ = std::move(*policy);
+    const std::string dir = options_.registriesDir.empty() ? "/etc/containers/registries.d" : options_.registriesDir;
+    auto registries = fetcher::RegistriesD::load(dir);
+    if (registries.isError()) return registries.error();
+    registries_ = std::move(*registries);
+    std::string material = policy_.digest() + "\n" + registries_.digest() + "\n";
+    for (const Applied& list : policy_.all()) {
+      for (std::size_t i = 0; i < list.requirements->size(); ++i) {
+        const Requirement& r = (*list.requirements)[i];
+        if (r.type != Requirement::Type::SignedBy && r.type != Requirement::Type::SigstoreSigned) continue;
+        auto keys = std::make_shared<Keys>();
+        keys->what = "the keys of " + list.describe() + "[" + std::to_string(i) + "] in '" + options_.policyFile + "'";
+        // Read now: a key file that is missing stops the command here.
+        for (const auto& path : r.keyPaths) {
+          auto bytes = actors::fs::readFile(path);
+          if (bytes.isError()) {
+            return Error(ErrorKind::InvalidArgument, "Failed to read the key file '" + path + "' that " +
+                                                         list.describe() + "[" + std::to_string(i) + "] of '" +
+                                                         options_.policyFile + "' names: " + bytes.error().message);
+          }
+          keys->blobs.push_back(std::move(*bytes));
+        }
+        keys->blobs.insert(keys->blobs.end(), r.keyData.begin(), r.keyData.end());
+        for (const auto& blob : keys->blobs) material += fetcher::sha256Digest(blob) + "\n";
+        keys_[&r] = std::move(keys);
+      }
+    }
+    digest_ = fetcher::sha256Digest(material);
+    return Nothing{};
+  }
+
+  Future<Verdict> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
+    const std::string cacheKey = fetcher::sha256Digest(digest_ + "\n" + key + "\n" + manifestDigest);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto hit = accepted_.find(cacheKey); hit != accepted_.end()) return hit->second;
+    }
+    auto self = shared_from_this();
+    const std::string recordPath = options_.recordDir.empty()
+                                       ? std::string()
+                                       : options_.recordDir + "/" + paths::hexOf(manifestDigest) + "/" +
+                                             paths::hexOf(cacheKey);
+    // A stored acceptance, then the signatures the policy asks for.
+    return actors::async(runtime_,
+                         [recordPath]() -> std::optional<Verdict> {
+                           if (recordPath.empty()) return std::nullopt;
+                           auto text = actors::fs::readFile(recordPath);
+                           if (text.isError()) return std::nullopt;
+                           return fromJson(*text);
+                         })
+        .then([self, image, key, manifestDigest, cacheKey,
+               recordPath](const std::optional<Verdict>& stored) -> Future<Verdict> {
+          if (stored) return self->remember(cacheKey, *stored);
+          const Applied applied = self->applies(image);
+          bool needsSignatures = false;
+          for (const auto& r : *applied.requirements) {
+            needsSignatures = needsSignatures || r.type == Requirement::Type::SignedBy;
+          }
+          Future<std::vector<Signature>> signatures = std::vector<Signature>{};
+          std::string lookaside;
+          if (needsSignatures && image.type() == messages::Image::DOCKER) {
+            const auto reference = fetcher::normalize(image.reference());
+            lookaside = self->registries_.lookasideFor(reference);
+            signatures = self->readSignatures(lookaside, reference, manifestDigest);
+          }
+          return signatures
+              .then([self, image, key, manifestDigest, cacheKey, recordPath, applied,
+                     lookaside](const std::vector<Signature>& found) -> Future<Verdict> {
+                return actors::async(self->runtime_, [=]() -> Try<Verdict> {
+                  auto verdict = self->evaluate(image, key, manifestDigest, applied, lookaside, found);
+                  if (verdict.isError()) return verdict.error();
+                  if (!recordPath.empty()) {
+                    // Best effort: without it the next command checks again.
+                    const std::string dir = recordPath.substr(0, recordPath.rfind('/'));
+                    if (actors::fs::makeDirectories(dir).isSome()) {
+                      (void)writeFileAtomically(recordPath, toJson(*verdict), /*sync=*/false);
+                    }
+                  }
+                  return verdict;
+                });
+              })
+              .then([self, cacheKey](const Verdict& verdict) { return self->remember(cacheKey, verdict); });
+        });
+  }
+
+ private:
+  struct Keys {
+    std::vector<std::string> blobs;
+    std::string what;
+    std::mutex mutex;
+    std::shared_ptr<fetcher::gpg::Keyring> ring;  // made at its first use
+  };
+
+  Verdict remember(const std::string& cacheKey, const Verdict& verdict) {
+    std::lock_guard lock(mutex_);
+    accepted_[cacheKey] = verdict;
+    return verdict;
+  }
+
+  Applied applies(const messages::Image& image) const {
+    switch (image.type()) {
+      case messages::Image::DOCKER: return policy_.forDocker(fetcher::normalize(image.reference()));
+      case messages::Image::OCI_LAYOUT: {
+        std::error_code ec;
+        auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(image.path()), ec);
+        return policy_.forOci(path.string());
+      }
+      default: return policy_.forDockerArchive();
+    }
+  }
+
+  // Signature 1, 2, ... until the first that is not there.
+  Future<std::vector<Signature>> readSignatures(const std::string& base, const messages::ImageReference& reference,
+                                                const std::string& manifestDigest) {
+    if (base.starts_with("file://")) {
+      return actors::async(runtime_, [base, reference, manifestDigest]() -> Try<std::vector<Signature>> {
+        std::vector<Signature> found;
+        for (int n = 1;; ++n) {
+          const std::string url = fetcher::RegistriesD::signatureUrl(base, reference, manifestDigest, n);
+          const std::string path = url.substr(std::string("file://").size());
+          if (!actors::fs::exists(path)) return found;
+          if (n > kMaxSignatures) {
+            return Error(ErrorKind::ResourceExhausted,
+                         "more than " + std::to_string(kMaxSignatures) + " signatures at '" + base + "'");
+          }
+          auto bytes = actors::fs::readFile(path);
+          if (bytes.isError())
+            return Error(ErrorKind::IO, "Failed to read the signature '" + path + "': " + bytes.error().message);
+          if (bytes->size() > kMaxSignatureBytes) {
+            return Error(ErrorKind::ResourceExhausted, "the signature '" + path + "' is over 4 MiB");
+          }
+          found.push_back({"signature-" + std::to_string(n), std::move(*bytes)});
+        }
+      });
+    }
+    if (!base.starts_with("http://") && !base.starts_with("https://")) {
+      return Error(ErrorKind::InvalidArgument,
+                   "The signature lookaside '" + base + "' is neither a file:// nor an http(s):// URL (registries.d)");
+    }
+    if (!httpGet_) {
+      return Error(ErrorKind::Unsupported, "The signature lookaside '" + base + "' needs HTTP, which is not set up");
+    }
+    auto found = std::make_shared<std::vector<Signature>>();
+    return readOver(base, reference, manifestDigest, 1, found);
+  }
+
+  Future<std::vector<Signature>> readOver(const std::string& base, const messages::ImageReference& reference,
+                                          const std::string& manifestDigest, int n,
+                                          const std::shared_ptr<std::vector<Signature>>& found) {
+    const std::string text = fetcher::RegistriesD::signatureUrl(base, reference, manifestDigest, n);
+    auto url = fetcher::parseUrl(text);
+    if (url.isError()) return Error(ErrorKind::InvalidArgument, "The signature URL '" + text + "' is not a URL");
+    fetcher::HttpRequest request;
+    request.url = *url;
+    request.maxBody = kMaxSignatureBytes;
+    auto self = shared_from_this();
+    return httpGet_(request).then([self, base, reference, manifestDigest, n, found,
+                                   text](const fetcher::HttpResponse& response) -> Future<std::vector<Signature>> {
+      if (response.status == 404) return *found;
+      if (response.status != 200) {
+        return Error(ErrorKind::Unavailable,
+                     "Failed to read the signature '" + text + "': HTTP " + std::to_string(response.status));
+      }
+      if (n >= kMaxSignatures) {
+        return Error(ErrorKind::ResourceExhausted,
+                     "more than " + std::to_string(kMaxSignatures) + " signatures at '" + base + "'");
+      }
+      found->push_back({"signature-" + std::to_string(n), response.body});
+      return self->readOver(base, reference, manifestDigest, n + 1, found);
+    });
+  }
+
+  Try<Verdict> evaluate(const messages::Image& image, const std::string& key, const std::string& manifestDigest,
+                        const Applied& applied, const std::string& lookaside,
+                        const std::vector<Signature>& signatures) {
+    Verdict verdict;
+    verdict.policyFile = options_.policyFile;
+    verdict.scope = applied.describe();
+    verdict.at =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto refuse = [&](const std::string& why) {
+      return Error(ErrorKind::Forbidden, "The signature policy '" + options_.policyFile + "' refuses '" + key + "' (" +
+                                             applied.describe() + "): " + why);
+    };
+    std::optional<messages::ImageReference> intended;
+    if (image.type() == messages::Image::DOCKER) intended = fetcher::normalize(image.reference());
+    for (const Requirement& r : *applied.requirements) {
+      switch (r.type) {
+        case Requirement::Type::InsecureAcceptAnything: verdict.by.push_back("insecureAcceptAnything"); break;
+        case Requirement::Type::Reject: return refuse("the scope says reject");
+        case Requirement::Type::SigstoreSigned:
+          return refuse("it asks for sigstoreSigned, which this provisioner does not check yet");
+        case Requirement::Type::SignedBy: {
+          if (image.type() != messages::Image::DOCKER) {
+            return refuse("it asks for signedBy, and signatures are read only for registry images");
+          }
+          if (signatures.empty()) {
+            return refuse("it asks for signedBy and the image is not signed (no signature at '" +
+                          fetcher::RegistriesD::signatureUrl(lookaside, *intended, manifestDigest, 1) + "')");
+          }
+          auto accepted = signedBy(r, *intended, manifestDigest, signatures);
+          if (accepted.isError()) {
+            if (accepted.error().kind != ErrorKind::Forbidden) return accepted.error();
+            return refuse(accepted.error().message);
+          }
+          verdict.by.push_back("signedBy key " + accepted->first);
+          verdict.signatures.push_back(accepted->second);
+          break;
+        }
+      }
+    }
+    return verdict;
+  }
+
+  // One signature that passes `r`: (its signer, its digest); else
+  // Forbidden with every signature's reason.
+  Try<std::pair<std::string, std::string>> signedBy(const Requirement& r, const messages::ImageReference& intended,
+                                                    const std::string& manifestDigest,
+                                                    const std::vector<Signature>& signatures) {
+    auto ring = keyringFor(r);
+    if (ring.isError()) return ring.error();
+    std::vector<std::string> reasons;
+    for (const auto& signature : signatures) {
+      auto reason = [&](const std::string& why) { reasons.push_back(signature.where + ": " + why); };
+      auto message = fetcher::signature::simpleSigningOf(signature.blob);
+      if (message.isError()) {
+        reason(message.error().message);
+        continue;
+      }
+      auto verified = (*ring)->verify(*message);
+      if (verified.isError()) {
+        if (verified.error().kind == ErrorKind::IO) return verified.error();
+        reason(verified.error().message);
+        continue;
+      }
+      auto payload = fetcher::signature::parsePayload(verified->payload, fetcher::signature::Format::SimpleSigning);
+      if (payload.isError()) {
+        reason(payload.error().message);
+        continue;
+      }
+      if (payload->manifestDigest != manifestDigest) {
+        reason("it signs manifest " + payload->manifestDigest + ", not this image's " + manifestDigest);
+        continue;
+      }
+      if (!fetcher::signature::identityMatches(r.identity, intended, payload->dockerReference)) {
+        reason("it signs \"" + payload->dockerReference + "\", which signedIdentity " + identityName(r.identity) +
+               " does not accept for " + fetcher::toString(intended));
+        continue;
+      }
+      return std::make_pair(verified->signer, fetcher::sha256Digest(signature.blob));
+    }
+    std::string why = "it asks for signedBy and ";
+    why += signatures.size() == 1 ? "its signature is not accepted: "
+                                  : "none of its " + std::to_string(signatures.size()) + " signatures is accepted: ";
+    for (std::size_t i = 0; i < reasons.size(); ++i) why += (i == 0 ? "" : "; ") + reasons[i];
+    return Error(ErrorKind::Forbidden, why);
+  }
+
+  Try<std::shared_ptr<fetcher::gpg::Keyring>> keyringFor(const Requirement& r) {
+    const std::shared_ptr<Keys>& keys = keys_.at(&r);
+    std::lock_guard lock(keys->mutex);
+    if (!keys->ring) {
+      auto ring = fetcher::gpg::Keyring::create(keys->blobs, keys->what);
+      if (ring.isError()) return ring.error();
+      keys->ring = std::move(*ring);
+    }
+    return keys->ring;
+  }
+
+  actors::Runtime& runtime_;
+  const TrustOptions options_;
+  const HttpGet httpGet_;
+  fetcher::policy::Policy policy_;
+  fetcher::RegistriesD registries_;
+  std::string digest_;
+  std::map<const Requirement*, std::shared_ptr<Keys>> keys_;
+  std::mutex mutex_;
+  std::map<std::string, Verdict> accepted_;
+};
+
+Try<std::shared_ptr<Trust>> Trust::load(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet) {
+  auto impl = std::make_shared<Impl>(runtime, std::move(options), std::move(httpGet));
+  if (auto loaded = impl->load(); loaded.isError()) return loaded.error();
+  return std::shared_ptr<Trust>(new Trust(std::move(impl)));
+}
+
+Trust::~Trust() = default;
+
+Future<Verdict> Trust::check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
+  return impl_->check(image, key, manifestDigest);
+}
+
+std::optional<Verdict> Trust::recorded(const std::string& recordDir, const std::string& manifestDigest) {
+  const std::string dir = recordDir + "/" + paths::hexOf(manifestDigest);
+  std::optional<Verdict> newest;
+  for (const auto& name : actors::fs::listDirectory(dir)) {
+    auto text = actors::fs::readFile(dir + "/" + name);
+    if (text.isError()) continue;
+    auto verdict = fromJson(*text);
+    if (verdict && (!newest || verdict->at >= newest->at)) newest = std::move(verdict);
+  }
+  return newest;
+}
+
+void Trust::pruneRecords(const std::string& recordDir, const std::vector<std::string>& keep) {
+  std::set<std::string> kept;
+  for (const auto& digest : keep) kept.insert(paths::hexOf(digest));
+  for (const auto& name : actors::fs::listDirectory(recordDir, /*directoriesOnly=*/true)) {
+    if (kept.count(name) == 0) (void)actors::fs::removeTree(recordDir + "/" + name);
+  }
+}
+
+}  // namespace prov::store
