@@ -144,7 +144,7 @@ std::string containersText(const std::vector<provisioner::ContainerInfo>& contai
 std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool json) {
   if (!json) {
     std::string out;
-    for (const auto& [i, bytes, ownBytes, inUse] : images) {
+    for (const auto& [i, bytes, ownBytes, inUse, verified] : images) {
       const auto layers = layerCount(i);
       out += i.key() + "  " + imageDigest(i) + "  " + humanBytes(bytes) + "  " + std::to_string(layers) +
              (layers == 1 ? " layer\n" : " layers\n");
@@ -154,7 +154,7 @@ std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool 
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
   w.StartArray();
-  for (const auto& [i, bytes, ownBytes, inUse] : images) {
+  for (const auto& [i, bytes, ownBytes, inUse, verified] : images) {
     w.StartObject();
     image(w, i);
     w.Key("layers");
@@ -169,6 +169,19 @@ std::string imagesText(const std::vector<provisioner::ImageUsage>& images, bool 
     w.Int64(i.last_used_at() > 0 ? i.last_used_at() : i.pulled_at());
     w.Key("in_use");
     w.Bool(inUse);
+    w.Key("verified");
+    if (!verified) {
+      w.Null();
+    } else {
+      w.StartObject();
+      string(w, "policy", verified->policyFile);
+      string(w, "scope", verified->scope);
+      strings(w, "by", verified->by);
+      strings(w, "signatures", verified->signatures);
+      w.Key("at");
+      w.Int64(verified->at);
+      w.EndObject();
+    }
     w.EndObject();
   }
   w.EndArray();

@@ -41,6 +41,9 @@ class Keyring {
   // when it is not a signed message.
   Try<Verified> verify(std::string_view message) const;
 
+  // The keyring's directory (private to the user, removed with the object).
+  const std::string& home() const { return home_; }
+
   // The primary keys' fingerprints.
   const std::set<std::string>& fingerprints() const { return fingerprints_; }
 

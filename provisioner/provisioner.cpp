@@ -734,7 +734,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       std::vector<ImageUsage> images;
       for (const auto& [provider, usage] : stores) {
         for (const auto& image : usage.images) {
-          ImageUsage entry{image, 0, 0, inUse.count(image.key()) > 0};
+          ImageUsage entry{image, 0, 0, inUse.count(image.key()) > 0, std::nullopt};
+          if (auto verified = usage.verified.find(image.key()); verified != usage.verified.end()) {
+            entry.verified = verified->second;
+          }
           const auto& content = usage.contentOf.at(image.key());
           for (const auto& path : std::set<std::string>(content.begin(), content.end())) {
             auto size = usage.bytes.find(path);

@@ -159,6 +159,9 @@ struct ImageUsage {
   std::int64_t ownBytes = 0;    // of that, what no other image shares (what removing it frees,
                                 // unless a container uses it)
   bool inUse = false;           // a container's rootfs is made from it
+  // How the signature policy let it in, as last recorded; none when no
+  // policy has checked it.
+  std::optional<store::Verification> verified;
 };
 
 // An image's layers checked against the records made when they were

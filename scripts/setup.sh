@@ -15,7 +15,7 @@ packages=(
   zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libxml2-dev nettle-dev libxxhash-dev
   libgtest-dev libgmock-dev libgpgme-dev libyaml-cpp-dev
   # real servers and tools used by integration tests and the demo
-  docker-registry skopeo busybox-static apache2-utils openssl curl tinyproxy runc
+  docker-registry skopeo busybox-static apache2-utils openssl curl tinyproxy runc python3
   # a real credential helper (docker-credential-pass over pass and gpg)
   golang-docker-credential-helpers pass gnupg
 )

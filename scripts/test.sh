@@ -148,7 +148,7 @@ if cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_
      -DPROV_BUILD_FUZZERS=ON -DPROV_SANITIZE=address -DPROV_BUILD_TESTS=OFF -DPROV_BUILD_BENCH=OFF \
      >build-fuzz/cmake.log 2>&1 &&
    cmake --build build-fuzz -- -j"$jobs" >build-fuzz/build.log 2>&1; then
-  for target in reference manifest www_authenticate policy extract; do
+  for target in reference manifest www_authenticate policy payload extract; do
     corpus=$(mktemp -d)
     cp -r "fuzz/corpus/$target/." "$corpus/"
     if UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$(pwd)/fuzz/ubsan.supp" \

@@ -408,6 +408,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       configFiles_.erase(paths::baseName(path));
     }
     Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
+    // The signature policy's records of manifests no image holds now.
+    std::vector<std::string> manifests;
+    for (const auto& [key, image] : images_) manifests.push_back(image.manifest_digest());
+    forgotten = forgotten.then([this, manifests] {
+      return actors::async(runtime_, [dir = paths::trustRecords(options_.storeDir), manifests] {
+        Trust::pruneRecords(dir, manifests);
+        return Nothing{};
+      });
+    });
     return gc_.collect(forgotten, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed, retiredDoomed));
   }
 
@@ -514,9 +523,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     }
     std::vector<std::string> rootfses;
     for (const auto& id : committed_) rootfses.push_back(paths::layerRootfs(options_.storeDir, id));
-    return sizes_.fill(runtime_, self(), usage, rootfses, [this](const std::string& rootfs) {
-      return committed_.count(paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')))) > 0;
-    });
+    return sizes_
+        .fill(runtime_, self(), usage, rootfses,
+              [this](const std::string& rootfs) {
+                return committed_.count(paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')))) > 0;
+              })
+        .then([this](StoreUsage filled) {
+          return actors::async(runtime_, [filled = std::move(filled),
+                                          dir = paths::trustRecords(options_.storeDir)]() mutable {
+            if (!actors::fs::exists(dir)) return filled;
+            for (const auto& image : filled.images) {
+              if (auto verified = Trust::recorded(dir, image.key(), image.manifest_digest())) {
+                filled.verified[image.key()] = std::move(*verified);
+              }
+            }
+            return filled;
+          });
+        });
   }
 
   Future<std::string> recoveryWarning() { return metadata_.recoveryWarning(); }

@@ -87,6 +87,15 @@ struct ImageInfo {
   std::int64_t fetchedBytes = 0;
 };
 
+// How the signature policy let an image in (store/trust.hpp).
+struct Verification {
+  std::string policyFile;
+  std::string scope;                    // "default", "transports.docker[\"host/repo\"]"
+  std::vector<std::string> by;          // per requirement: "insecureAcceptAnything", "signedBy key <FPR>"
+  std::vector<std::string> signatures;  // sha256 of each signature that was accepted
+  std::int64_t at = 0;                  // unix seconds of the check
+};
+
 // What a store's content takes on disk (Store::usage()).
 struct StoreUsage {
   std::string directory;  // the store's
@@ -97,6 +106,10 @@ struct StoreUsage {
   // Bytes on disk (allocated blocks, a hard-linked file once) of every
   // content directory the store holds, by path, images' or not.
   std::map<std::string, std::int64_t> bytes;
+  // By image key: the newest acceptance by a signature policy recorded for
+  // the image as stored; absent when none was (no policy, or a store from
+  // before policies).
+  std::map<std::string, Verification> verified;
 };
 
 // What Store::verify() found.

@@ -52,10 +52,12 @@ std::string identityName(const SignedIdentity& identity) {
   }
 }
 
-std::string toJson(const Verdict& verdict) {
+std::string toJson(const std::string& key, const Verification& verdict) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
   w.StartObject();
+  w.Key("image");
+  w.String(key.c_str());
   w.Key("policy");
   w.String(verdict.policyFile.c_str());
   w.Key("scope");
@@ -74,11 +76,11 @@ std::string toJson(const Verdict& verdict) {
   return buffer.GetString();
 }
 
-std::optional<Verdict> fromJson(const std::string& text) {
+std::optional<Verification> fromJson(const std::string& text, std::string* key = nullptr) {
   rapidjson::Document doc;
   auto fail = [](const std::string& why) { return Error(ErrorKind::Corruption, why); };
   if (fetcher::json::parse(doc, text, fail, 1 << 20).isError() || !doc.IsObject()) return std::nullopt;
-  Verdict verdict;
+  Verification verdict;
   auto policy = fetcher::json::string(doc, "policy", true, fail);
   auto scope = fetcher::json::string(doc, "scope", true, fail);
   auto by = fetcher::json::strings(doc, "by", true, fail);
@@ -90,6 +92,11 @@ std::optional<Verdict> fromJson(const std::string& text) {
   verdict.by = *by;
   verdict.signatures = *signatures;
   verdict.at = *at;
+  if (key != nullptr) {
+    auto image = fetcher::json::string(doc, "image", true, fail);
+    if (image.isError()) return std::nullopt;
+    *key = *image;
+  }
   return verdict;
 }
 
@@ -134,7 +141,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
     return Nothing{};
   }
 
-  Future<Verdict> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
+  Future<Verification> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
     const std::string cacheKey = fetcher::sha256Digest(digest_ + "\n" + key + "\n" + manifestDigest);
     {
       std::lock_guard lock(mutex_);
@@ -147,14 +154,14 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
                                              paths::hexOf(cacheKey);
     // A stored acceptance, then the signatures the policy asks for.
     return actors::async(runtime_,
-                         [recordPath]() -> std::optional<Verdict> {
+                         [recordPath]() -> std::optional<Verification> {
                            if (recordPath.empty()) return std::nullopt;
                            auto text = actors::fs::readFile(recordPath);
                            if (text.isError()) return std::nullopt;
                            return fromJson(*text);
                          })
         .then([self, image, key, manifestDigest, cacheKey,
-               recordPath](const std::optional<Verdict>& stored) -> Future<Verdict> {
+               recordPath](const std::optional<Verification>& stored) -> Future<Verification> {
           if (stored) return self->remember(cacheKey, *stored);
           const Applied applied = self->applies(image);
           bool needsSignatures = false;
@@ -170,21 +177,21 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
           }
           return signatures
               .then([self, image, key, manifestDigest, cacheKey, recordPath, applied,
-                     lookaside](const std::vector<Signature>& found) -> Future<Verdict> {
-                return actors::async(self->runtime_, [=]() -> Try<Verdict> {
+                     lookaside](const std::vector<Signature>& found) -> Future<Verification> {
+                return actors::async(self->runtime_, [=]() -> Try<Verification> {
                   auto verdict = self->evaluate(image, key, manifestDigest, applied, lookaside, found);
                   if (verdict.isError()) return verdict.error();
                   if (!recordPath.empty()) {
                     // Best effort: without it the next command checks again.
                     const std::string dir = recordPath.substr(0, recordPath.rfind('/'));
                     if (actors::fs::makeDirectories(dir).isSome()) {
-                      (void)writeFileAtomically(recordPath, toJson(*verdict), /*sync=*/false);
+                      (void)writeFileAtomically(recordPath, toJson(key, *verdict), /*sync=*/false);
                     }
                   }
                   return verdict;
                 });
               })
-              .then([self, cacheKey](const Verdict& verdict) { return self->remember(cacheKey, verdict); });
+              .then([self, cacheKey](const Verification& verdict) { return self->remember(cacheKey, verdict); });
         });
   }
 
@@ -196,7 +203,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
     std::shared_ptr<fetcher::gpg::Keyring> ring;  // made at its first use
   };
 
-  Verdict remember(const std::string& cacheKey, const Verdict& verdict) {
+  Verification remember(const std::string& cacheKey, const Verification& verdict) {
     std::lock_guard lock(mutex_);
     accepted_[cacheKey] = verdict;
     return verdict;
@@ -275,10 +282,10 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
     });
   }
 
-  Try<Verdict> evaluate(const messages::Image& image, const std::string& key, const std::string& manifestDigest,
+  Try<Verification> evaluate(const messages::Image& image, const std::string& key, const std::string& manifestDigest,
                         const Applied& applied, const std::string& lookaside,
                         const std::vector<Signature>& signatures) {
-    Verdict verdict;
+    Verification verdict;
     verdict.policyFile = options_.policyFile;
     verdict.scope = applied.describe();
     verdict.at =
@@ -380,7 +387,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   std::string digest_;
   std::map<const Requirement*, std::shared_ptr<Keys>> keys_;
   std::mutex mutex_;
-  std::map<std::string, Verdict> accepted_;
+  std::map<std::string, Verification> accepted_;
 };
 
 Try<std::shared_ptr<Trust>> Trust::load(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet) {
@@ -391,18 +398,20 @@ Try<std::shared_ptr<Trust>> Trust::load(actors::Runtime& runtime, TrustOptions o
 
 Trust::~Trust() = default;
 
-Future<Verdict> Trust::check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
+Future<Verification> Trust::check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
   return impl_->check(image, key, manifestDigest);
 }
 
-std::optional<Verdict> Trust::recorded(const std::string& recordDir, const std::string& manifestDigest) {
+std::optional<Verification> Trust::recorded(const std::string& recordDir, const std::string& key,
+                                           const std::string& manifestDigest) {
   const std::string dir = recordDir + "/" + paths::hexOf(manifestDigest);
-  std::optional<Verdict> newest;
+  std::optional<Verification> newest;
   for (const auto& name : actors::fs::listDirectory(dir)) {
     auto text = actors::fs::readFile(dir + "/" + name);
     if (text.isError()) continue;
-    auto verdict = fromJson(*text);
-    if (verdict && (!newest || verdict->at >= newest->at)) newest = std::move(verdict);
+    std::string of;
+    auto verdict = fromJson(*text, &of);
+    if (verdict && of == key && (!newest || verdict->at >= newest->at)) newest = std::move(verdict);
   }
   return newest;
 }

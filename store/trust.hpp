@@ -43,6 +43,7 @@
 #include "fetcher/policy.hpp"
 #include "fetcher/registries_d.hpp"
 #include "messages/image.pb.h"
+#include "store/store.hpp"
 
 namespace prov::actors {
 class Runtime;
@@ -63,15 +64,6 @@ struct TrustOptions {
   std::string recordDir;      // where acceptances are kept (<store>/trust); empty: memory only
 };
 
-// How an image was let in.
-struct Verdict {
-  std::string policyFile;
-  std::string scope;                    // "default", "transports.docker[\"host/repo\"]"
-  std::vector<std::string> by;          // per requirement: "insecureAcceptAnything", "signedBy key <FPR>"
-  std::vector<std::string> signatures;  // sha256 of each signature that was accepted
-  std::int64_t at = 0;                  // unix seconds of the check
-};
-
 class Trust {
  public:
   // Lookaside GETs over http(s) (404 ends the list); none: such a
@@ -87,10 +79,12 @@ class Trust {
   // Whether `image` (its normalised key `key`) at `manifestDigest` may be
   // used. Forbidden naming the image, the scope and why when the policy
   // refuses it; Unavailable or IO when the signatures could not be read.
-  Future<Verdict> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest);
+  Future<Verification> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest);
 
-  // The newest acceptance recorded in `recordDir` for a manifest, if any.
-  static std::optional<Verdict> recorded(const std::string& recordDir, const std::string& manifestDigest);
+  // The newest acceptance recorded in `recordDir` for `key` at
+  // `manifestDigest`, if any; blocking.
+  static std::optional<Verification> recorded(const std::string& recordDir, const std::string& key,
+                                             const std::string& manifestDigest);
 
   // The records of manifests not in `keep` (digests) removed; blocking.
   static void pruneRecords(const std::string& recordDir, const std::vector<std::string>& keep);
