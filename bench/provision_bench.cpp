@@ -15,18 +15,27 @@
 //                 container i from image i % --images;
 //   warm          --containers more at once on the same Provisioner (every
 //                 image now cached): total seconds, containers/s, p50/p99
-//                 latency of one provision call.
+//                 latency of one provision call;
+//   warm_policy   the cost of a signature policy: the images are signed
+//                 (a throwaway gpg key, skopeo --sign-by into a file://
+//                 lookaside) and the store is reopened --pairs times without
+//                 a policy and with one that wants the key (signedBy), one
+//                 after the other; each time --containers warm provisions.
+//                 Medians of each; first_check_ms is the first provision of
+//                 each image under the policy (gpg runs), per image.
 // blobs_fetched counts layer blob downloads of the cold run (a counting
 // puller around the registry puller); distinct_blobs the layers there are.
 // Every container is destroyed at the end. The last line printed is one JSON
 // object: warm_per_s, warm_p99_ms, cold_s, cold_alone_s, blobs_fetched,
-// distinct_blobs, peak_rss_mib (and a few more).
+// distinct_blobs, peak_rss_mib, warm_plain_per_s, warm_policy_per_s,
+// policy_ratio (and a few more).
 
 #include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -41,6 +50,9 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "provisioner/provisioner.hpp"
+#include "store/trust.hpp"
+#include "testkit/files.hpp"
+#include "testkit/gpg_key.hpp"
 #include "testkit/image_builder.hpp"
 #include "testkit/real_registry.hpp"
 
@@ -111,6 +123,7 @@ int main(int argc, char** argv) {
   std::size_t containers = 1000, imageCount = 10;
   std::string dir = "/tmp/bench-provision";
   std::size_t scratchMib = 4096;
+  std::size_t pairs = 3;
   po::options_description options(
       "bench_provision: concurrent provisions on one embedded Provisioner, cold and warm; last line is JSON");
   options.add_options()("containers", po::value(&containers)->default_value(containers), "provisions per round")(
@@ -118,7 +131,8 @@ int main(int argc, char** argv) {
       "dir", po::value(&dir)->default_value(dir), "work directory (removed first)")(
       "scratch_mib", po::value(&scratchMib)->default_value(scratchMib),
       "size of the scratch ext4 (loop device) the work dirs go on, made anew before each timed run; 0: work in "
-      "--dir on its own file system");
+      "--dir on its own file system")("pairs", po::value(&pairs)->default_value(pairs),
+                                      "warm rounds without and with a signature policy, alternated");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (containers < 1 || imageCount < 1) {
@@ -133,6 +147,16 @@ int main(int argc, char** argv) {
                                          testing::TarEntry::file("bin/big", std::string(4 << 20, 'b'), 0755)};
   for (int i = 0; i < 200; ++i)
     base.push_back(testing::TarEntry::file("etc/f" + std::to_string(i), std::string(500, 'e')));
+  // Signed as they are pushed; the policy wants that key for the registry.
+  testing::GpgKey key("bench");
+  if (key.fingerprint().empty()) return 1;
+  const fs::path registriesD = fs::path(dir) / "registries.d", policyFile = fs::path(dir) / "policy.json";
+  testing::writeFile(registriesD / "local.yaml", "docker:\n  " + registry->hostPort() + ":\n    lookaside: file://" +
+                                                     (fs::path(dir) / "sigs").string() + "\n");
+  testing::writeFile(policyFile, R"({"default":[{"type":"reject"}],"transports":{"docker":{")" + registry->hostPort() +
+                                     R"(":[{"type":"signedBy","keyType":"GPGKeys","keyPath":")" + key.publicKeyFile() +
+                                     "\"}]}}}");
+  ::setenv("GNUPGHOME", key.home().c_str(), 1);
   std::vector<messages::Image> images;
   for (std::size_t i = 0; i < imageCount; ++i) {
     testing::ImageSpec spec;
@@ -141,7 +165,8 @@ int main(int argc, char** argv) {
     testing::OciLayout layout(fs::path(dir) / ("layout" + std::to_string(i)));
     layout.tag(layout.addImage(spec), "latest");
     const std::string repo = "bench/app" + std::to_string(i) + ":latest";
-    auto pushed = registry->push("oci:" + layout.dir().string() + ":latest", repo, "oci");
+    auto pushed = registry->push("oci:" + layout.dir().string() + ":latest", repo, "oci", false,
+                                 {"--sign-by", key.fingerprint(), "--registries.d", registriesD.string()});
     if (pushed.status != 0) {
       std::fprintf(stderr, "error: push failed: %s\n", pushed.output.c_str());
       return 1;
@@ -151,6 +176,7 @@ int main(int argc, char** argv) {
     *image.mutable_reference() = *fetcher::parseImageReference(registry->hostPort() + "/" + repo);
     images.push_back(image);
   }
+  ::unsetenv("GNUPGHOME");
   const std::size_t distinctBlobs = imageCount + 1;
 
   actors::Runtime runtime;
@@ -199,6 +225,41 @@ int main(int argc, char** argv) {
   destroyAll(*p);
   p.reset();
 
+  // The same store reopened without and with a policy, alternately.
+  auto trust = store::Trust::load(
+      runtime,
+      store::TrustOptions{policyFile.string(), registriesD.string(), (workRoot / "work/store/docker/trust").string()},
+      nullptr);
+  if (trust.isError()) {
+    std::fprintf(stderr, "error: %s\n", trust.error().message.c_str());
+    return 1;
+  }
+  std::vector<double> plainPerS, policyPerS;
+  double firstCheckMs = 0;
+  std::size_t pairFailed = 0;
+  std::string pairError;
+  for (std::size_t pair = 0; pair < pairs; ++pair) {
+    for (const bool withPolicy : {false, true}) {
+      bench::ProvisionerExtras extras;
+      extras.trust = withPolicy ? *trust : nullptr;
+      extras.fresh = false;
+      auto reopened = makeProvisioner(runtime, workRoot / "work", counting, extras);
+      if (!reopened) return 1;
+      if (withPolicy && pair == 0) {
+        const Round first = provisionAll(*reopened, images, imageCount, "first-");
+        firstCheckMs = first.seconds * 1000 / static_cast<double>(imageCount);
+        pairFailed += first.failed;
+        if (pairError.empty()) pairError = first.firstError;
+      }
+      const Round round = provisionAll(*reopened, images, containers, withPolicy ? "policy-" : "plain-");
+      (withPolicy ? policyPerS : plainPerS).push_back(static_cast<double>(containers) / round.seconds);
+      pairFailed += round.failed;
+      if (pairError.empty()) pairError = round.firstError;
+      destroyAll(*reopened);
+    }
+  }
+  const double plainMedian = percentile(plainPerS, 0.5), policyMedian = percentile(policyPerS, 0.5);
+
   struct rusage usage {};
   ::getrusage(RUSAGE_SELF, &usage);
   const double peakRssMib = static_cast<double>(usage.ru_maxrss) / 1024.0;
@@ -210,15 +271,22 @@ int main(int argc, char** argv) {
               warm.seconds, warmPerS, percentile(warm.latenciesMs, 0.5), percentile(warm.latenciesMs, 0.99),
               warm.failed);
   std::printf("layer blobs fetched %zu, distinct %zu; peak RSS %.1f MiB\n", blobsFetched, distinctBlobs, peakRssMib);
+  std::printf(
+      "warm, store reopened, medians of %zu: no policy %.0f /s, signedBy policy %.0f /s (ratio %.3f); first "
+      "check %.1f ms per image (failed %zu)\n",
+      pairs, plainMedian, policyMedian, policyMedian / plainMedian, firstCheckMs, pairFailed);
+  if (!pairError.empty()) std::fprintf(stderr, "error: %s\n", pairError.c_str());
   if (!cold.firstError.empty() || !warm.firstError.empty()) {
     std::fprintf(stderr, "error: %s\n", (cold.firstError.empty() ? warm.firstError : cold.firstError).c_str());
   }
   std::printf(
       "{\"warm_per_s\":%.1f,\"warm_p50_ms\":%.2f,\"warm_p99_ms\":%.2f,\"warm_s\":%.3f,\"cold_s\":%.3f,"
       "\"cold_p99_ms\":%.2f,\"cold_alone_s\":%.3f,\"cold_vs_alone\":%.2f,\"blobs_fetched\":%zu,\"distinct_blobs\":%zu,"
-      "\"peak_rss_mib\":%.1f,\"containers\":%zu,\"images\":%zu,\"failed\":%zu}\n",
+      "\"peak_rss_mib\":%.1f,\"containers\":%zu,\"images\":%zu,\"warm_plain_per_s\":%.1f,"
+      "\"warm_policy_per_s\":%.1f,\"policy_ratio\":%.3f,\"first_check_ms\":%.1f,\"failed\":%zu}\n",
       warmPerS, percentile(warm.latenciesMs, 0.5), percentile(warm.latenciesMs, 0.99), warm.seconds, cold.seconds,
       percentile(cold.latenciesMs, 0.99), coldAlone, cold.seconds / coldAlone, blobsFetched, distinctBlobs, peakRssMib,
-      containers, imageCount, cold.failed + warm.failed);
-  return cold.failed + warm.failed == 0 ? 0 : 1;
+      containers, imageCount, plainMedian, policyMedian, policyMedian / plainMedian, firstCheckMs,
+      cold.failed + warm.failed + pairFailed);
+  return cold.failed + warm.failed + pairFailed == 0 ? 0 : 1;
 }

@@ -14,6 +14,7 @@
 #include "provisioner/provisioner.hpp"
 #include "store/extractor.hpp"
 #include "store/image_store.hpp"
+#include "store/trust.hpp"
 
 namespace prov::bench {
 
@@ -39,19 +40,27 @@ class CountingPuller final : public fetcher::Puller {
   std::atomic<std::size_t> fetched_{0};
 };
 
-// A recovered Provisioner on `workDir` (removed first), its docker store
-// pulling through `puller` (and extracting through `extractor` when
-// given), with every backend this machine runs; null after a line on
+// What makeProvisioner may add.
+struct ProvisionerExtras {
+  std::shared_ptr<store::Extractor> extractor;  // null: the store's own
+  std::shared_ptr<store::Trust> trust;          // null: no signature policy
+  bool fresh = true;                            // remove `workDir` first
+};
+
+// A recovered Provisioner on `workDir`, its docker store pulling through
+// `puller`, with every backend this machine runs; null after a line on
 // stderr when it cannot be made.
-inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(
-    actors::Runtime& runtime, const std::filesystem::path& workDir, std::shared_ptr<fetcher::Puller> puller,
-    std::shared_ptr<store::Extractor> extractor = nullptr) {
-  std::filesystem::remove_all(workDir);
+inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runtime,
+                                                                 const std::filesystem::path& workDir,
+                                                                 std::shared_ptr<fetcher::Puller> puller,
+                                                                 ProvisionerExtras extras = {}) {
+  if (extras.fresh) std::filesystem::remove_all(workDir);
   provisioner::Provisioner::Parts parts;
   parts.workDir = workDir.string();
   store::ImageStoreOptions options;
   options.storeDir = (workDir / "store/docker").string();
-  options.extractor = std::move(extractor);
+  options.extractor = std::move(extras.extractor);
+  options.trust = std::move(extras.trust);
   auto store = store::ImageStore::create(runtime, options, [puller](const messages::Image&) { return puller; });
   if (store.isError()) {
     std::fprintf(stderr, "error: %s\n", store.error().message.c_str());

@@ -214,7 +214,9 @@ int main(int argc, char** argv) {
   // A provisioner on a fresh file system, for one timed case.
   auto fresh = [&] {
     if (scratch) scratch->reset();
-    return makeProvisioner(runtime, work, counting, extractor);
+    bench::ProvisionerExtras extras;
+    extras.extractor = extractor;
+    return makeProvisioner(runtime, work, counting, extras);
   };
 
   std::vector<double> smallAlone, bigAlone, smallFifo, bigFifo, smallPrio, bigPrio, single;

@@ -114,6 +114,8 @@ row("the same, --overlay_volatile, 64 in flight", backend.get("overlay_volatile_
 row("the same, --overlay_volatile, 2 in flight", backend.get("overlay_volatile_provisions_per_s_2"), "/s", lower_is_better=False)
 row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False)
 row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
+row("provisions, warm, under a signedBy policy", provision.get("warm_policy_per_s"), "/s",
+    provision.get("warm_plain_per_s"), "no policy, same run", lower_is_better=False)
 row("round trips, 8 requesters x 1 server", actors.get("roundtrip_8x1_per_s"), "/s", caf.get("round_trip_per_s_median"), "CAF 0.17",
     lower_is_better=False)
 if queue:
