@@ -132,9 +132,11 @@ std::variant<Invocation, int> parseCommandLine(int argc, char** argv) {
       "docker_registry_mirrors", po::value(&dockerMirrors), "URL,... tried in order before docker.io")(
       "signature_policy", po::value(&flags.signaturePolicy),
       "a containers-policy.json(5) file (as /etc/containers/policy.json): which Docker/OCI images may be pulled "
-      "and provisioned, by transport and scope: insecureAcceptAnything, reject, or signedBy (GPG keys; simple "
-      "signing signatures read from the lookaside registries.d gives). Checked before any layer is fetched, and "
-      "again when a stored image is provisioned. Not given: every image is accepted, no signature is looked at")(
+      "and provisioned, by transport and scope: insecureAcceptAnything, reject, signedBy (GPG keys; simple "
+      "signing signatures read from the lookaside registries.d gives) or sigstoreSigned (public keys; signatures "
+      "attached in the registry where registries.d sets use-sigstore-attachments). Checked before any layer is "
+      "fetched, and again when a stored image is provisioned (an acceptance stands for an hour). Not given: "
+      "every image is accepted, no signature is looked at")(
       "registries_d", po::value(&flags.registriesDir),
       "with --signature_policy: a containers-registries.d(5) directory of *.yaml giving where signatures are "
       "(lookaside: file:// or http(s):// URLs) (default: /etc/containers/registries.d)")(

@@ -13,6 +13,11 @@
 
 namespace prov::fetcher::gpg {
 
+void initialize() {
+  static const char* const version = gpgme_check_version(nullptr);  // once, before any other call
+  (void)version;
+}
+
 namespace {
 
 std::string why(gpgme_error_t error) { return gpgme_strerror(error); }
@@ -33,8 +38,7 @@ struct Data {
 };
 
 Try<Nothing> open(Context& context, const std::string& home) {
-  static const char* const version = gpgme_check_version(nullptr);  // once, before any other call
-  (void)version;
+  initialize();
   if (auto error = gpgme_new(&context.ctx); error != 0) {
     return Error(ErrorKind::IO, "Failed to start GPGME: " + why(error));
   }
@@ -94,7 +98,7 @@ Try<std::shared_ptr<Keyring>> Keyring::create(const std::vector<std::string>& ke
     Data data;
     if (auto made = memory(data, key); made.isError()) return made.error();
     if (auto error = gpgme_op_import(context.ctx, data.data); error != 0) {
-      return Error(ErrorKind::InvalidArgument, "Failed to import " + what + ": " + why(error));
+      return Error(ErrorKind::IO, "Failed to import " + what + " (gpg could not be run): " + why(error));
     }
     gpgme_import_result_t result = gpgme_op_import_result(context.ctx);
     for (auto status = result != nullptr ? result->imports : nullptr; status != nullptr; status = status->next) {
@@ -122,7 +126,12 @@ Try<Verified> Keyring::verify(std::string_view message) const {
     return Error(ErrorKind::IO, "Failed to hand data to GPGME: " + why(error));
   }
   if (auto error = gpgme_op_verify(context.ctx, signed_.data, nullptr, plain.data); error != 0) {
-    return Error(ErrorKind::Corruption, "it is not a signed OpenPGP message (gpg says: " + why(error) + ")");
+    const auto code = gpgme_err_code(error);
+    if (code == GPG_ERR_NO_DATA || code == GPG_ERR_BAD_DATA || code == GPG_ERR_INV_PACKET ||
+        code == GPG_ERR_UNEXPECTED || code == GPG_ERR_BAD_SIGNATURE) {
+      return Error(ErrorKind::Corruption, "it is not a signed OpenPGP message (gpg says: " + why(error) + ")");
+    }
+    return Error(ErrorKind::IO, "Failed to check a signature with gpg: " + why(error));
   }
   gpgme_verify_result_t result = gpgme_op_verify_result(context.ctx);
   int count = 0;

@@ -21,6 +21,13 @@
 
 namespace prov::fetcher::gpg {
 
+// GPGME set up, once per process; the first Keyring does it when this was
+// not called. GPGME then ignores SIGPIPE in the whole process (it writes to
+// gpg through pipes), as it documents: call it at start, before anything
+// that runs children, and give children SIGPIPE's default back
+// (posix_spawnattr_setsigdefault), as fetcher/subprocess.hpp does.
+void initialize();
+
 struct Verified {
   std::string payload;  // the signed bytes
   std::string signer;   // the fingerprint of the (primary) key that signed

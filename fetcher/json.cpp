@@ -84,4 +84,21 @@ std::string repeatedKey(const Value& value, bool deep) {
   return "";
 }
 
+bool nulInKey(const Value& value) {
+  if (value.IsArray()) {
+    for (const auto& item : value.GetArray()) {
+      if (nulInKey(item)) return true;
+    }
+  } else if (value.IsObject()) {
+    for (const auto& member : value.GetObject()) {
+      if (std::string_view(member.name.GetString(), member.name.GetStringLength()).find('\0') !=
+              std::string_view::npos ||
+          nulInKey(member.value)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 }  // namespace prov::fetcher::json

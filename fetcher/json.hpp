@@ -45,4 +45,8 @@ Try<std::vector<std::string>> strings(const Value& object, const char* key, bool
 // two equal keys wins, so documents that have them are refused.
 std::string repeatedKey(const Value& value, bool deep);
 
+// Whether a key in `value` or below holds a NUL character ("a\u0000b"):
+// readers that stop at it and readers that do not see different keys.
+bool nulInKey(const Value& value);
+
 }  // namespace prov::fetcher::json

@@ -35,7 +35,7 @@ class Reader {
                       const std::string& where) const {
     if (!value.IsObject()) return fail(where + " is not a JSON object");
     for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
-      const std::string key = it->name.GetString();
+      const std::string key(it->name.GetString(), it->name.GetStringLength());
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* k) { return key == k; })) {
         return fail("unknown key \"" + key + "\" in " + where);
       }
@@ -268,6 +268,7 @@ Try<Policy> Policy::parse(std::string_view text, const std::string& file) {
   if (const std::string repeated = json::repeatedKey(doc, true); !repeated.empty()) {
     return reader.fail("the key \"" + repeated + "\" appears twice in one object");
   }
+  if (json::nulInKey(doc)) return reader.fail("a key holds a NUL character (\\u0000)");
   if (auto ok = reader.object(doc, {"default", "transports"}, "the policy"); ok.isError()) return ok.error();
   Policy policy;
   if (!doc.HasMember("default") || doc["default"].IsNull()) return reader.fail("there is no \"default\"");
@@ -278,11 +279,11 @@ Try<Policy> Policy::parse(std::string_view text, const std::string& file) {
     const json::Value& transports = doc["transports"];
     if (!transports.IsObject()) return reader.fail("\"transports\" is not a JSON object");
     for (auto t = transports.MemberBegin(); t != transports.MemberEnd(); ++t) {
-      const std::string transport = t->name.GetString();
+      const std::string transport(t->name.GetString(), t->name.GetStringLength());
       const std::string where = "transports." + transport;
       if (!t->value.IsObject()) return reader.fail(where + " is not a JSON object");
       for (auto s = t->value.MemberBegin(); s != t->value.MemberEnd(); ++s) {
-        const std::string scope = s->name.GetString();
+        const std::string scope(s->name.GetString(), s->name.GetStringLength());
         const std::string at = where + "[\"" + scope + "\"]";
         if (auto valid = reader.validScope(transport, scope, at); valid.isError()) return valid.error();
         auto list = reader.requirements(s->value, at);

@@ -19,18 +19,34 @@ Error bad(const std::string& file, const std::string& why) {
   return Error(ErrorKind::InvalidArgument, "Invalid registries.d file '" + file + "': " + why);
 }
 
-// The lookaside a namespace entry gives ("" when none).
-Try<std::string> lookasideOf(const YAML::Node& node, const std::string& file, const std::string& where) {
-  if (node.IsNull()) return std::string();
+// What a namespace entry gives.
+struct Entry {
+  std::string lookaside;
+  std::optional<bool> attachments;
+};
+
+Try<Entry> entryOf(const YAML::Node& node, const std::string& file, const std::string& where) {
+  Entry entry;
+  if (node.IsNull()) return entry;
   if (!node.IsMap()) return bad(file, where + " is not a mapping");
   for (const char* key : {"lookaside", "sigstore"}) {
     const YAML::Node value = node[key];
     if (!value || value.IsNull()) continue;
     if (!value.IsScalar()) return bad(file, where + "." + key + " is not a URL");
     const std::string url = value.as<std::string>();
-    if (!url.empty()) return url;
+    if (!url.empty()) {
+      entry.lookaside = url;
+      break;
+    }
   }
-  return std::string();
+  if (const YAML::Node value = node["use-sigstore-attachments"]; value && !value.IsNull()) {
+    bool on = false;
+    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, on)) {
+      return bad(file, where + ".use-sigstore-attachments is not true or false");
+    }
+    entry.attachments = on;
+  }
+  return entry;
 }
 
 }  // namespace
@@ -70,9 +86,9 @@ Try<RegistriesD> RegistriesD::load(const std::string& dir) {
       if (const YAML::Node fallback = root["default-docker"]; fallback && !fallback.IsNull()) {
         if (!defaultFile.empty()) return bad(file, "default-docker is also given in '" + defaultFile + "'");
         defaultFile = file;
-        auto url = lookasideOf(fallback, file, "default-docker");
-        if (url.isError()) return url.error();
-        config.defaultDocker_ = *url;
+        auto entry = entryOf(fallback, file, "default-docker");
+        if (entry.isError()) return entry.error();
+        config.defaultDocker_ = {entry->lookaside, entry->attachments};
       }
       if (const YAML::Node docker = root["docker"]; docker && !docker.IsNull()) {
         if (!docker.IsMap()) return bad(file, "docker is not a mapping of scopes");
@@ -81,9 +97,9 @@ Try<RegistriesD> RegistriesD::load(const std::string& dir) {
           if (auto [at, fresh] = scopeFile.emplace(scope, file); !fresh) {
             return bad(file, "the scope \"" + scope + "\" is also given in '" + at->second + "'");
           }
-          auto url = lookasideOf(entry.second, file, "docker[\"" + scope + "\"]");
-          if (url.isError()) return url.error();
-          config.docker_[scope] = *url;
+          auto given = entryOf(entry.second, file, "docker[\"" + scope + "\"]");
+          if (given.isError()) return given.error();
+          config.docker_[scope] = {given->lookaside, given->attachments};
         }
       }
     } catch (const YAML::Exception& e) {
@@ -97,12 +113,20 @@ Try<RegistriesD> RegistriesD::load(const std::string& dir) {
 std::string RegistriesD::lookasideFor(const messages::ImageReference& reference) const {
   for (const auto& scope : policy::dockerScopes(reference)) {
     auto found = docker_.find(scope);
-    if (found != docker_.end() && !found->second.empty()) return found->second;
+    if (found != docker_.end() && !found->second.lookaside.empty()) return found->second.lookaside;
   }
-  if (!defaultDocker_.empty()) return defaultDocker_;
+  if (!defaultDocker_.lookaside.empty()) return defaultDocker_.lookaside;
   if (::geteuid() == 0) return "file:///var/lib/containers/sigstore";
   const char* home = std::getenv("HOME");
   return "file://" + std::string(home != nullptr ? home : "") + "/.local/share/containers/sigstore";
+}
+
+bool RegistriesD::useSigstoreAttachments(const messages::ImageReference& reference) const {
+  for (const auto& scope : policy::dockerScopes(reference)) {
+    auto found = docker_.find(scope);
+    if (found != docker_.end() && found->second.attachments) return *found->second.attachments;
+  }
+  return defaultDocker_.attachments.value_or(false);
 }
 
 std::string RegistriesD::signatureUrl(const std::string& base, const messages::ImageReference& reference,

@@ -15,6 +15,9 @@
 // host's wildcard domains; then default-docker) that gives `lookaside`
 // (or its old name `sigstore`) wins. None: the built-in default,
 // file:///var/lib/containers/sigstore for root, as containers/image.
+// `use-sigstore-attachments: true` makes sigstore signatures attached in the
+// registry (fetcher/sigstore.hpp) be read too; per setting, the first scope
+// that sets it wins, and it is off by default.
 // Signature N (1, 2, ...) of a manifest is then at
 //   <base>/<repository path, without the host>@sha256=<hex>/signature-N
 // and the first one missing ends the list. Keys that only writers use
@@ -22,6 +25,7 @@
 // `default-docker` twice, or one scope in two files, is an error.
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "fetcher/types.hpp"
@@ -38,6 +42,8 @@ class RegistriesD {
   // The lookaside base URL for a normalised reference.
   std::string lookasideFor(const messages::ImageReference& reference) const;
 
+  bool useSigstoreAttachments(const messages::ImageReference& reference) const;
+
   // The URL of signature `n` (from 1) of `manifestDigest` ("sha256:<hex>").
   static std::string signatureUrl(const std::string& base, const messages::ImageReference& reference,
                                   const std::string& manifestDigest, int n);
@@ -46,8 +52,12 @@ class RegistriesD {
   const std::string& digest() const { return digest_; }
 
  private:
-  std::string defaultDocker_;
-  std::map<std::string, std::string> docker_;  // scope -> lookaside ("" when the scope names none)
+  struct Namespace {
+    std::string lookaside;            // "" when it names none
+    std::optional<bool> attachments;  // use-sigstore-attachments, when set
+  };
+  Namespace defaultDocker_;
+  std::map<std::string, Namespace> docker_;
   std::string digest_;
 };
 

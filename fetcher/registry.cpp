@@ -521,7 +521,8 @@ Future<Nothing> RegistryClient::ping(const Url& endpoint) {
   });
 }
 
-Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& repository, const std::string& tagOrDigest) {
+Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& repository, const std::string& tagOrDigest,
+                                                      bool parse) {
   const bool byDigest = tagOrDigest.find(':') != std::string::npos;
   const std::string what = "Failed to fetch the manifest '" + repository.registry + "/" + repository.name +
                            (byDigest ? "@" : ":") + tagOrDigest + "' from '" + repository.endpoint.toString() + "'";
@@ -535,7 +536,7 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
   return impl_
       ->retriedCall(
           repository, [request] { return request; }, nullptr, what)
-      .then([what, tagOrDigest, byDigest](const HttpResponse& r) -> Future<FetchedManifest> {
+      .then([what, tagOrDigest, byDigest, parse](const HttpResponse& r) -> Future<FetchedManifest> {
         FetchedManifest fetched;
         // A signed schema 1 manifest's digest is its payload's.
         auto payload = manifestPayload(r.body);
@@ -555,9 +556,11 @@ Future<FetchedManifest> RegistryClient::fetchManifest(const Repository& reposito
           }
         }
         // What the digest covers is what is used.
-        auto document = parseManifestDocument(*payload, r.header("content-type"));
-        if (document.isError()) return document.error().withContext(what);
-        fetched.document = std::move(*document);
+        if (parse) {
+          auto document = parseManifestDocument(*payload, r.header("content-type"));
+          if (document.isError()) return document.error().withContext(what);
+          fetched.document = std::move(*document);
+        }
         fetched.mediaType = r.header("content-type");
         fetched.body = std::move(*payload);
         return fetched;

@@ -108,8 +108,11 @@ class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
   // GET /v2/: Ok when the endpoint speaks the protocol (200, or 401).
   actors::Future<Nothing> ping(const Url& endpoint);
 
-  // `tagOrDigest` names the manifest; retried.
-  actors::Future<FetchedManifest> fetchManifest(const Repository& repository, const std::string& tagOrDigest);
+  // `tagOrDigest` names the manifest; retried. With `parse` false the body
+  // is only checked against its digest and `document` stays empty: for
+  // manifests no image is made of (signature attachments).
+  actors::Future<FetchedManifest> fetchManifest(const Repository& repository, const std::string& tagOrDigest,
+                                                bool parse = true);
 
   // The whole blob (at most `limit` bytes), verified; retried.
   actors::Future<std::string> readBlob(const Repository& repository, const messages::Descriptor& blob,

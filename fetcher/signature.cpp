@@ -20,7 +20,7 @@ Try<Nothing> exactly(const json::Value& value, std::initializer_list<const char*
   }
   if (value.MemberCount() != keys.size()) {
     for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
-      const std::string name = it->name.GetString();
+      const std::string name(it->name.GetString(), it->name.GetStringLength());
       bool known = false;
       for (const char* key : keys) known = known || name == key;
       if (!known) return bad("has an unknown key \"" + name + "\" in " + where);
@@ -72,6 +72,7 @@ Try<Payload> parsePayload(std::string_view text, Format format) {
   if (const std::string repeated = json::repeatedKey(doc, true); !repeated.empty()) {
     return bad("has the key \"" + repeated + "\" twice in one object");
   }
+  if (json::nulInKey(doc)) return bad("has a key that holds a NUL character");
   if (auto ok = exactly(doc, {"critical", "optional"}, "the document"); ok.isError()) return ok.error();
   const json::Value& critical = doc["critical"];
   if (auto ok = exactly(critical, {"type", "image", "identity"}, "\"critical\""); ok.isError()) return ok.error();

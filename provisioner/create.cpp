@@ -11,6 +11,8 @@
 #include "fetcher/local/local.hpp"
 #include "fetcher/proxy.hpp"
 #include "fetcher/puller.hpp"
+#include "fetcher/reference.hpp"
+#include "fetcher/sigstore.hpp"
 #include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/appc_store.hpp"
@@ -101,7 +103,7 @@ class PlainRegistries {
 // `lookaside` is set to what reads signatures over http(s) (the registry
 // client's connections, proxies and CAs).
 Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, const std::string& storeDir,
-                                 store::Trust::HttpGet& lookaside) {
+                                 store::Trust::HttpGet& lookaside, store::Trust::AttachmentsGet& attachments) {
   std::shared_ptr<fetcher::Puller> registry;
   if (!flags.dockerRegistry.empty() && flags.dockerRegistry.front() == '/') {
     auto tarballs = fetcher::DockerArchivePuller::create(runtime, flags.dockerRegistry);
@@ -132,6 +134,12 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     if (puller.isError()) return badFlag("docker_registry", puller.error().message);
     std::shared_ptr<fetcher::RegistryPuller> shared = std::move(*puller);
     lookaside = [shared](fetcher::HttpRequest request) { return shared->client().http().fetch(std::move(request)); };
+    attachments = [shared](const messages::Image& image, const std::string& manifestDigest) {
+      std::optional<messages::Credentials> credentials;
+      if (image.has_credentials()) credentials = image.credentials();
+      return fetcher::sigstore::readAttachments(shared->client().shared_from_this(),
+                                                fetcher::normalize(image.reference()), credentials, manifestDigest);
+    };
     registry = std::move(shared);
   }
   auto oci = fetcher::OciLayoutPuller::create(runtime);
@@ -157,14 +165,19 @@ Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Ru
   auto storeDir = storeDirOf("docker_store_dir", flags.dockerStoreDir, paths::dockerStore(workDir));
   if (storeDir.isError()) return storeDir.error();
   store::Trust::HttpGet lookaside;
-  auto pullerFor = pullersFor(flags, runtime, *storeDir, lookaside);
+  store::Trust::AttachmentsGet attachments;
+  auto pullerFor = pullersFor(flags, runtime, *storeDir, lookaside, attachments);
   if (pullerFor.isError()) return pullerFor.error();
   store::ImageStoreOptions options;
   if (!flags.signaturePolicy.empty()) {
     auto trust = store::Trust::load(
         runtime, store::TrustOptions{flags.signaturePolicy, flags.registriesDir, store::paths::trustRecords(*storeDir)},
-        std::move(lookaside));
-    if (trust.isError()) return badFlag("signature_policy", trust.error().message);
+        std::move(lookaside), std::move(attachments));
+    if (trust.isError()) {
+      const bool registries = trust.error().message.find("registries.d") != std::string::npos &&
+                              trust.error().message.find("signature policy") == std::string::npos;
+      return badFlag(registries ? "registries_d" : "signature_policy", trust.error().message);
+    }
     options.trust = std::move(*trust);
   } else if (!flags.registriesDir.empty()) {
     return badFlag("registries_d", "it is read only with --signature_policy");

@@ -529,16 +529,17 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                 return committed_.count(paths::layerIdOf(rootfs.substr(0, rootfs.rfind('/')))) > 0;
               })
         .then([this](StoreUsage filled) {
-          return actors::async(runtime_, [filled = std::move(filled),
-                                          dir = paths::trustRecords(options_.storeDir)]() mutable {
-            if (!actors::fs::exists(dir)) return filled;
-            for (const auto& image : filled.images) {
-              if (auto verified = Trust::recorded(dir, image.key(), image.manifest_digest())) {
-                filled.verified[image.key()] = std::move(*verified);
-              }
-            }
-            return filled;
-          });
+          const std::string policy = options_.trust ? options_.trust->digest() : std::string();
+          return actors::async(
+              runtime_, [filled = std::move(filled), dir = paths::trustRecords(options_.storeDir), policy]() mutable {
+                if (!actors::fs::exists(dir)) return filled;
+                for (const auto& image : filled.images) {
+                  if (auto verified = Trust::recorded(dir, image.key(), image.manifest_digest(), policy)) {
+                    filled.verified[image.key()] = std::move(*verified);
+                  }
+                }
+                return filled;
+              });
         });
   }
 

@@ -90,6 +90,7 @@ struct ImageInfo {
 // How the signature policy let an image in (store/trust.hpp).
 struct Verification {
   std::string policyFile;
+  std::string policyDigest;             // of the policy, its key files and registries.d, as checked
   std::string scope;                    // "default", "transports.docker[\"host/repo\"]"
   std::vector<std::string> by;          // per requirement: "insecureAcceptAnything", "signedBy key <FPR>"
   std::vector<std::string> signatures;  // sha256 of each signature that was accepted
@@ -106,9 +107,10 @@ struct StoreUsage {
   // Bytes on disk (allocated blocks, a hard-linked file once) of every
   // content directory the store holds, by path, images' or not.
   std::map<std::string, std::int64_t> bytes;
-  // By image key: the newest acceptance by a signature policy recorded for
-  // the image as stored; absent when none was (no policy, or a store from
-  // before policies).
+  // By image key: the newest acceptance recorded for the image as stored,
+  // under the store's signature policy as it is now (any policy when the
+  // store has none); absent when there is none (never checked, or a store
+  // from before policies).
   std::map<std::string, Verification> verified;
 };
 

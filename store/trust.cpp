@@ -1,7 +1,13 @@
 #include "store/trust.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -16,6 +22,7 @@
 #include "fetcher/json.hpp"
 #include "fetcher/reference.hpp"
 #include "fetcher/signature.hpp"
+#include "fetcher/sigstore.hpp"
 #include "fetcher/url.hpp"
 #include "store/atomic_file.hpp"
 #include "store/paths.hpp"
@@ -40,6 +47,41 @@ struct Signature {
   std::string blob;
 };
 
+// A signature file: none when it is not there; at most 4 MiB, a regular
+// file (a FIFO or a device is an error, not a wait).
+Try<std::optional<std::string>> readSignatureFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return Error(ErrorKind::IO, "Failed to read the signature '" + path + "': " + std::strerror(errno));
+  }
+  struct stat st {};
+  std::string bytes;
+  std::string failure;
+  if (::fstat(fd, &st) != 0) {
+    failure = std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    failure = "not a regular file";
+  } else if (st.st_size > static_cast<off_t>(kMaxSignatureBytes)) {
+    failure = "over 4 MiB";
+  } else {
+    bytes.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failure = n < 0 ? std::strerror(errno) : "it shrank while read";
+        break;
+      }
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  ::close(fd);
+  if (!failure.empty()) return Error(ErrorKind::IO, "Failed to read the signature '" + path + "': " + failure);
+  return std::optional<std::string>(std::move(bytes));
+}
+
 std::string identityName(const SignedIdentity& identity) {
   using Kind = SignedIdentity::Kind;
   switch (identity.kind) {
@@ -60,6 +102,8 @@ std::string toJson(const std::string& key, const Verification& verdict) {
   w.String(key.c_str());
   w.Key("policy");
   w.String(verdict.policyFile.c_str());
+  w.Key("policy_digest");
+  w.String(verdict.policyDigest.c_str());
   w.Key("scope");
   w.String(verdict.scope.c_str());
   w.Key("by");
@@ -83,10 +127,15 @@ std::optional<Verification> fromJson(const std::string& text, std::string* key =
   Verification verdict;
   auto policy = fetcher::json::string(doc, "policy", true, fail);
   auto scope = fetcher::json::string(doc, "scope", true, fail);
+  auto policyDigest = fetcher::json::string(doc, "policy_digest", true, fail);
   auto by = fetcher::json::strings(doc, "by", true, fail);
   auto signatures = fetcher::json::strings(doc, "signatures", false, fail);
   auto at = fetcher::json::integer(doc, "at", true, fail);
-  if (policy.isError() || scope.isError() || by.isError() || signatures.isError() || at.isError()) return std::nullopt;
+  if (policy.isError() || scope.isError() || policyDigest.isError() || by.isError() || signatures.isError() ||
+      at.isError()) {
+    return std::nullopt;
+  }
+  verdict.policyDigest = *policyDigest;
   verdict.policyFile = *policy;
   verdict.scope = *scope;
   verdict.by = *by;
@@ -104,8 +153,9 @@ std::optional<Verification> fromJson(const std::string& text, std::string* key =
 
 class Trust::Impl : public std::enable_shared_from_this<Impl> {
  public:
-  Impl(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet)
-      : runtime_(runtime), options_(std::move(options)), httpGet_(std::move(httpGet)) {}
+  Impl(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet, AttachmentsGet attachmentsGet)
+      : runtime_(runtime), options_(std::move(options)), httpGet_(std::move(httpGet)),
+        attachmentsGet_(std::move(attachmentsGet)) {}
 
   Try<Nothing> load() {
     auto policy = fetcher::policy::Policy::load(options_.policyFile);
@@ -115,7 +165,9 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
     auto registries = fetcher::RegistriesD::load(dir);
     if (registries.isError()) return registries.error();
     registries_ = std::move(*registries);
-    std::string material = policy_.digest() + "\n" + registries_.digest() + "\n";
+    // The format of what is recorded and how it is judged: a change to
+    // either is a new version, so no acceptance from before it counts.
+    std::string material = "provisioner trust 1\n" + policy_.digest() + "\n" + registries_.digest() + "\n";
     for (const Applied& list : policy_.all()) {
       for (std::size_t i = 0; i < list.requirements->size(); ++i) {
         const Requirement& r = (*list.requirements)[i];
@@ -134,18 +186,36 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
         }
         keys->blobs.insert(keys->blobs.end(), r.keyData.begin(), r.keyData.end());
         for (const auto& blob : keys->blobs) material += fetcher::sha256Digest(blob) + "\n";
+        if (r.type == Requirement::Type::SigstoreSigned) {
+          auto parsed = fetcher::sigstore::PublicKeys::parse(keys->blobs, keys->what);
+          if (parsed.isError()) return parsed.error();
+          keys->publicKeys = std::move(*parsed);
+        }
         keys_[&r] = std::move(keys);
       }
     }
     digest_ = fetcher::sha256Digest(material);
+    bool gpg = false;
+    for (const auto& [requirement, keys] : keys_) gpg = gpg || requirement->type == Requirement::Type::SignedBy;
+    if (gpg) fetcher::gpg::initialize();  // at start, not in the middle of a run (gpg.hpp)
     return Nothing{};
   }
 
+  const std::string& digest() const { return digest_; }
+
   Future<Verification> check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
     const std::string cacheKey = fetcher::sha256Digest(digest_ + "\n" + key + "\n" + manifestDigest);
+    if (image.type() == messages::Image::DOCKER) {
+      // A reference built by hand (not parsed) must still be one: its
+      // repository becomes part of a lookaside path.
+      if (fetcher::parseImageReference(fetcher::toString(fetcher::normalize(image.reference()))).isError()) {
+        return Error(ErrorKind::InvalidArgument, "The image reference of '" + key + "' is not a valid reference");
+      }
+    }
+    const std::int64_t now = unixNow();
     {
       std::lock_guard lock(mutex_);
-      if (auto hit = accepted_.find(cacheKey); hit != accepted_.end()) return hit->second;
+      if (auto hit = accepted_.find(cacheKey); hit != accepted_.end() && fresh(hit->second, now)) return hit->second;
     }
     auto self = shared_from_this();
     const std::string recordPath = options_.recordDir.empty()
@@ -160,26 +230,46 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
                            if (text.isError()) return std::nullopt;
                            return fromJson(*text);
                          })
-        .then([self, image, key, manifestDigest, cacheKey,
-               recordPath](const std::optional<Verification>& stored) -> Future<Verification> {
-          if (stored) return self->remember(cacheKey, *stored);
+        .then([self, image, key, manifestDigest, cacheKey, recordPath,
+               now](const std::optional<Verification>& stored) -> Future<Verification> {
+          if (stored && self->fresh(*stored, now)) return self->remember(cacheKey, *stored);
           const Applied applied = self->applies(image);
-          bool needsSignatures = false;
+          bool simple = false, sigstore = false;
           for (const auto& r : *applied.requirements) {
-            needsSignatures = needsSignatures || r.type == Requirement::Type::SignedBy;
+            simple = simple || r.type == Requirement::Type::SignedBy;
+            sigstore = sigstore || r.type == Requirement::Type::SigstoreSigned;
           }
-          Future<std::vector<Signature>> signatures = std::vector<Signature>{};
-          std::string lookaside;
-          if (needsSignatures && image.type() == messages::Image::DOCKER) {
+          auto found = std::make_shared<Found>();
+          Future<Nothing> read = Nothing{};
+          if (image.type() == messages::Image::DOCKER) {
             const auto reference = fetcher::normalize(image.reference());
-            lookaside = self->registries_.lookasideFor(reference);
-            signatures = self->readSignatures(lookaside, reference, manifestDigest);
+            if (simple) {
+              found->lookaside = self->registries_.lookasideFor(reference);
+              read = self->readSignatures(found->lookaside, reference, manifestDigest)
+                         .then([found](const std::vector<Signature>& signatures) {
+                           found->signatures = signatures;
+                           return Nothing{};
+                         });
+            }
+            found->attachmentsOn = sigstore && self->registries_.useSigstoreAttachments(reference);
+            if (found->attachmentsOn) {
+              if (!self->attachmentsGet_) {
+                return Error(ErrorKind::Unsupported, "Failed to read the sigstore signatures of '" + key +
+                                                         "': no registry client is set up for it");
+              }
+              read = read.then([self, found, image, manifestDigest] {
+                return self->attachmentsGet_(image, manifestDigest)
+                    .then([found](const std::vector<fetcher::sigstore::Attachment>& attachments) {
+                      found->attachments = attachments;
+                      return Nothing{};
+                    });
+              });
+            }
           }
-          return signatures
-              .then([self, image, key, manifestDigest, cacheKey, recordPath, applied,
-                     lookaside](const std::vector<Signature>& found) -> Future<Verification> {
+          return read
+              .then([self, image, key, manifestDigest, cacheKey, recordPath, applied, found]() -> Future<Verification> {
                 return actors::async(self->runtime_, [=]() -> Try<Verification> {
-                  auto verdict = self->evaluate(image, key, manifestDigest, applied, lookaside, found);
+                  auto verdict = self->evaluate(image, key, manifestDigest, applied, *found);
                   if (verdict.isError()) return verdict.error();
                   if (!recordPath.empty()) {
                     // Best effort: without it the next command checks again.
@@ -196,12 +286,32 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   }
 
  private:
+  // What a check read for the requirements that apply.
+  struct Found {
+    std::string lookaside;              // the base URL simple signing signatures were read at
+    std::vector<Signature> signatures;  // from there
+    bool attachmentsOn = false;         // registries.d's use-sigstore-attachments, for the image
+    std::vector<fetcher::sigstore::Attachment> attachments;
+  };
+
   struct Keys {
     std::vector<std::string> blobs;
     std::string what;
+    std::shared_ptr<fetcher::sigstore::PublicKeys> publicKeys;  // sigstoreSigned
     std::mutex mutex;
     std::shared_ptr<fetcher::gpg::Keyring> ring;  // made at its first use
   };
+
+  static std::int64_t unixNow() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // An acceptance still stands: made less than recheckAfter ago (and not
+  // in the future: a clock set back does not make it last).
+  bool fresh(const Verification& verdict, std::int64_t now) const {
+    return verdict.at <= now && now - verdict.at < options_.recheckAfter.count();
+  }
 
   Verification remember(const std::string& cacheKey, const Verification& verdict) {
     std::lock_guard lock(mutex_);
@@ -225,23 +335,28 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   Future<std::vector<Signature>> readSignatures(const std::string& base, const messages::ImageReference& reference,
                                                 const std::string& manifestDigest) {
     if (base.starts_with("file://")) {
-      return actors::async(runtime_, [base, reference, manifestDigest]() -> Try<std::vector<Signature>> {
+      // file:///path (or file://localhost/path); the path is not percent-decoded.
+      std::string root = base.substr(std::string("file://").size());
+      if (root.starts_with("localhost/")) root = root.substr(std::string("localhost").size());
+      if (root.empty() || root.front() != '/' || root.find('%') != std::string::npos) {
+        return Error(ErrorKind::InvalidArgument, "The signature lookaside '" + base +
+                                                     "' is not a file:///absolute/path URL without %-escapes "
+                                                     "(registries.d)");
+      }
+      const std::string fileBase = "file://" + root;
+      return actors::async(runtime_, [fileBase, reference, manifestDigest]() -> Try<std::vector<Signature>> {
         std::vector<Signature> found;
         for (int n = 1;; ++n) {
-          const std::string url = fetcher::RegistriesD::signatureUrl(base, reference, manifestDigest, n);
+          const std::string url = fetcher::RegistriesD::signatureUrl(fileBase, reference, manifestDigest, n);
           const std::string path = url.substr(std::string("file://").size());
-          if (!actors::fs::exists(path)) return found;
+          auto bytes = readSignatureFile(path);
+          if (bytes.isError()) return bytes.error();
+          if (!*bytes) return found;
           if (n > kMaxSignatures) {
             return Error(ErrorKind::ResourceExhausted,
-                         "more than " + std::to_string(kMaxSignatures) + " signatures at '" + base + "'");
+                         "more than " + std::to_string(kMaxSignatures) + " signatures at '" + fileBase + "'");
           }
-          auto bytes = actors::fs::readFile(path);
-          if (bytes.isError())
-            return Error(ErrorKind::IO, "Failed to read the signature '" + path + "': " + bytes.error().message);
-          if (bytes->size() > kMaxSignatureBytes) {
-            return Error(ErrorKind::ResourceExhausted, "the signature '" + path + "' is over 4 MiB");
-          }
-          found.push_back({"signature-" + std::to_string(n), std::move(*bytes)});
+          found.push_back({"signature-" + std::to_string(n), std::move(**bytes)});
         }
       });
     }
@@ -273,7 +388,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
         return Error(ErrorKind::Unavailable,
                      "Failed to read the signature '" + text + "': HTTP " + std::to_string(response.status));
       }
-      if (n >= kMaxSignatures) {
+      if (n > kMaxSignatures) {
         return Error(ErrorKind::ResourceExhausted,
                      "more than " + std::to_string(kMaxSignatures) + " signatures at '" + base + "'");
       }
@@ -283,13 +398,14 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   Try<Verification> evaluate(const messages::Image& image, const std::string& key, const std::string& manifestDigest,
-                        const Applied& applied, const std::string& lookaside,
-                        const std::vector<Signature>& signatures) {
+                             const Applied& applied, const Found& found) {
+    const std::string& lookaside = found.lookaside;
+    const std::vector<Signature>& signatures = found.signatures;
     Verification verdict;
     verdict.policyFile = options_.policyFile;
     verdict.scope = applied.describe();
-    verdict.at =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    verdict.at = unixNow();
+    verdict.policyDigest = digest_;
     auto refuse = [&](const std::string& why) {
       return Error(ErrorKind::Forbidden, "The signature policy '" + options_.policyFile + "' refuses '" + key + "' (" +
                                              applied.describe() + "): " + why);
@@ -300,8 +416,25 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
       switch (r.type) {
         case Requirement::Type::InsecureAcceptAnything: verdict.by.push_back("insecureAcceptAnything"); break;
         case Requirement::Type::Reject: return refuse("the scope says reject");
-        case Requirement::Type::SigstoreSigned:
-          return refuse("it asks for sigstoreSigned, which this provisioner does not check yet");
+        case Requirement::Type::SigstoreSigned: {
+          if (image.type() != messages::Image::DOCKER) {
+            return refuse("it asks for sigstoreSigned, and signatures are read only for registry images");
+          }
+          if (!found.attachmentsOn) {
+            return refuse(
+                "it asks for sigstoreSigned and no sigstore signature was looked for: registries.d does not set "
+                "use-sigstore-attachments for it");
+          }
+          if (found.attachments.empty()) {
+            return refuse("it asks for sigstoreSigned and the image has no sigstore signature (no " +
+                          fetcher::sigstore::attachmentTag(manifestDigest) + " in its repository)");
+          }
+          auto accepted = sigstoreSigned(r, *intended, manifestDigest, found.attachments);
+          if (accepted.isError()) return refuse(accepted.error().message);
+          verdict.by.push_back("sigstoreSigned key " + accepted->first);
+          verdict.signatures.push_back(accepted->second);
+          break;
+        }
         case Requirement::Type::SignedBy: {
           if (image.type() != messages::Image::DOCKER) {
             return refuse("it asks for signedBy, and signatures are read only for registry images");
@@ -368,6 +501,48 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
     return Error(ErrorKind::Forbidden, why);
   }
 
+  // One attachment that passes `r`: (its key's fingerprint, its digest, of
+  // payload and signature); else Forbidden with every attachment's reason.
+  Try<std::pair<std::string, std::string>> sigstoreSigned(
+      const Requirement& r, const messages::ImageReference& intended, const std::string& manifestDigest,
+      const std::vector<fetcher::sigstore::Attachment>& attachments) {
+    const auto& keys = *keys_.at(&r)->publicKeys;
+    std::vector<std::string> reasons;
+    for (const auto& attachment : attachments) {
+      auto reason = [&](const std::string& why) { reasons.push_back(attachment.where + ": " + why); };
+      if (attachment.mediaType != fetcher::sigstore::kPayloadMediaType) {
+        reason("it is a " + attachment.mediaType + ", not a signature");
+        continue;
+      }
+      const auto signer = keys.verify(attachment.payload, attachment.signature);
+      if (!signer) {
+        reason(attachment.signature.empty() ? "it has no signature"
+                                            : "its signature was not made by the policy's keys (or was altered)");
+        continue;
+      }
+      auto payload = fetcher::signature::parsePayload(attachment.payload, fetcher::signature::Format::Sigstore);
+      if (payload.isError()) {
+        reason(payload.error().message);
+        continue;
+      }
+      if (payload->manifestDigest != manifestDigest) {
+        reason("it signs manifest " + payload->manifestDigest + ", not this image's " + manifestDigest);
+        continue;
+      }
+      if (!fetcher::signature::identityMatches(r.identity, intended, payload->dockerReference)) {
+        reason("it signs \"" + payload->dockerReference + "\", which signedIdentity " + identityName(r.identity) +
+               " does not accept for " + fetcher::toString(intended));
+        continue;
+      }
+      return std::make_pair(*signer, fetcher::sha256Digest(attachment.payload + "\n" + attachment.signature));
+    }
+    std::string why = "it asks for sigstoreSigned and ";
+    why += attachments.size() == 1 ? "its signature is not accepted: "
+                                   : "none of its " + std::to_string(attachments.size()) + " signatures is accepted: ";
+    for (std::size_t i = 0; i < reasons.size(); ++i) why += (i == 0 ? "" : "; ") + reasons[i];
+    return Error(ErrorKind::Forbidden, why);
+  }
+
   Try<std::shared_ptr<fetcher::gpg::Keyring>> keyringFor(const Requirement& r) {
     const std::shared_ptr<Keys>& keys = keys_.at(&r);
     std::lock_guard lock(keys->mutex);
@@ -382,6 +557,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   actors::Runtime& runtime_;
   const TrustOptions options_;
   const HttpGet httpGet_;
+  const AttachmentsGet attachmentsGet_;
   fetcher::policy::Policy policy_;
   fetcher::RegistriesD registries_;
   std::string digest_;
@@ -390,20 +566,24 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   std::map<std::string, Verification> accepted_;
 };
 
-Try<std::shared_ptr<Trust>> Trust::load(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet) {
-  auto impl = std::make_shared<Impl>(runtime, std::move(options), std::move(httpGet));
+Try<std::shared_ptr<Trust>> Trust::load(actors::Runtime& runtime, TrustOptions options, HttpGet httpGet,
+                                        AttachmentsGet attachmentsGet) {
+  auto impl = std::make_shared<Impl>(runtime, std::move(options), std::move(httpGet), std::move(attachmentsGet));
   if (auto loaded = impl->load(); loaded.isError()) return loaded.error();
   return std::shared_ptr<Trust>(new Trust(std::move(impl)));
 }
 
 Trust::~Trust() = default;
 
-Future<Verification> Trust::check(const messages::Image& image, const std::string& key, const std::string& manifestDigest) {
+const std::string& Trust::digest() const { return impl_->digest(); }
+
+Future<Verification> Trust::check(const messages::Image& image, const std::string& key,
+                                  const std::string& manifestDigest) {
   return impl_->check(image, key, manifestDigest);
 }
 
 std::optional<Verification> Trust::recorded(const std::string& recordDir, const std::string& key,
-                                           const std::string& manifestDigest) {
+                                            const std::string& manifestDigest, const std::string& policyDigest) {
   const std::string dir = recordDir + "/" + paths::hexOf(manifestDigest);
   std::optional<Verification> newest;
   for (const auto& name : actors::fs::listDirectory(dir)) {
@@ -411,7 +591,8 @@ std::optional<Verification> Trust::recorded(const std::string& recordDir, const 
     if (text.isError()) continue;
     std::string of;
     auto verdict = fromJson(*text, &of);
-    if (verdict && of == key && (!newest || verdict->at >= newest->at)) newest = std::move(verdict);
+    if (!verdict || of != key || (!policyDigest.empty() && verdict->policyDigest != policyDigest)) continue;
+    if (!newest || verdict->at >= newest->at) newest = std::move(verdict);
   }
   return newest;
 }

@@ -23,6 +23,7 @@
 // for on the runtime's blocking pool (async): no runtime thread ever blocks.
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,8 +128,18 @@ int runRunc(const std::string& runc, const std::string& root, const std::string&
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // SIGPIPE's default disposition back for runc: the process may ignore it
+  // (GPGME does, once signatures are checked; fetcher/gpg.hpp).
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int spawned = ::posix_spawnp(&pid, runc.c_str(), &actions, nullptr, argv.data(), environ);
+  const int spawned = ::posix_spawnp(&pid, runc.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (spawned != 0) return 127;
   int status = 0;

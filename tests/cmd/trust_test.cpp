@@ -183,6 +183,11 @@ TEST_F(TrustTest, RefusalsNameTheImageTheScopeAndWhyAndStoreNothing) {
                 "signature-1: it signs manifest " + appDigest + ", not this image's " + otherDigest);
   auto tampered = withPolicy(trusted, {"pull", image("tampered:v1")});
   expectRefused(tampered, "tampered:v1", "signature-1: ");
+  // Where the flipped bit lands in gpg's compressed message decides which.
+  EXPECT_TRUE(tampered.err.find("its signature does not match what it signs (altered)") != std::string::npos ||
+              tampered.err.find("it holds 0 signatures, not one") != std::string::npos ||
+              tampered.err.find("it is not a signed OpenPGP message") != std::string::npos)
+      << tampered.err;
   EXPECT_EQ("", run({"images"}).out);
   EXPECT_TRUE(storeHoldsNoLayer()) << "a refused image's layers were fetched";
   EXPECT_EQ("", run({"containers"}).out);
@@ -291,6 +296,114 @@ TEST_F(TrustTest, ALookasideServedOverHttpIsRead) {
                 "the image is not signed (no signature at '" + base + "/test/unsigned@sha256=");
   ::kill(server, SIGTERM);
   ::waitpid(server, nullptr, 0);
+}
+
+// Debian's skopeo refuses to sign with sigstore ("Debian-local change:
+// sigstore disabled"), so the test attaches the signature itself, as cosign
+// lays it out: an OCI manifest tagged sha256-<hex>.sig in the image's
+// repository, whose one layer is the payload, its signature (ECDSA P-256
+// by openssl, over the payload's bytes) in the
+// dev.cosignproject.cosign/signature annotation.
+class SigstoreTest : public TrustTest {
+ protected:
+  void SetUp() override {
+    TrustTest::SetUp();
+    if (HasFatalFailure()) return;
+    for (const std::string name : {"cosign", "other"}) {
+      const std::string key = (sandbox() / (name + ".key")).string();
+      ASSERT_EQ(0, testing::runCommand(
+                       {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key})
+                       .status);
+      ASSERT_EQ(0, testing::runCommand(
+                       {"openssl", "pkey", "-in", key, "-pubout", "-out", (sandbox() / (name + ".pub")).string()})
+                       .status);
+    }
+    testing::writeFile(regd_ / "local.yaml", "docker:\n  " + registry_->hostPort() + ":\n    lookaside: file://" +
+                                                 sigs_.string() + "\n    use-sigstore-attachments: true\n");
+  }
+
+  // Signs a payload claiming `claimed` at `digest` with <key>.key and
+  // attaches it to test/<repo> for `digest`.
+  void attach(const std::string& repo, const std::string& digest, const std::string& claimed, const std::string& key) {
+    const std::string payload = R"({"critical":{"identity":{"docker-reference":")" + claimed +
+                                R"("},"image":{"docker-manifest-digest":")" + digest +
+                                R"("},"type":"cosign container image signature"},"optional":null})";
+    const fs::path layout = sandbox() / ("attachment-" + repo + "-" + key);
+    fs::remove_all(layout);
+    auto blob = [&](const std::string& bytes) {
+      const std::string d = fetcher::sha256Digest(bytes);
+      testing::writeFile(layout / "blobs/sha256" / d.substr(7), bytes);
+      return R"("digest":")" + d + R"(","size":)" + std::to_string(bytes.size());
+    };
+    testing::writeFile(sandbox() / "payload", payload);
+    auto signature = testing::runCommand({"sh", "-c",
+                                          "openssl dgst -sha256 -sign '" + (sandbox() / (key + ".key")).string() +
+                                              "' '" + (sandbox() / "payload").string() + "' | openssl base64 -A"});
+    ASSERT_EQ(0, signature.status) << signature.output;
+    const std::string layer = blob(payload);
+    const std::string config = blob(
+        R"({"architecture":"","config":{},"os":"","rootfs":{"type":"layers","diff_ids":[")" +
+        fetcher::sha256Digest(payload) + R"("]}})");
+    const std::string manifest = blob(
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":)"
+        R"("application/vnd.oci.image.config.v1+json",)" +
+        config + R"(},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json",)" + layer +
+        R"(,"annotations":{"dev.cosignproject.cosign/signature":")" + signature.output + R"("}}]})");
+    testing::writeFile(layout / "index.json",
+                       R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",)" +
+                           manifest + R"(,"annotations":{"org.opencontainers.image.ref.name":"sig"}}]})");
+    testing::writeFile(layout / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+    auto pushed = registry_->push("oci:" + layout.string() + ":sig",
+                                  "test/" + repo + ":sha256-" + digest.substr(7) + ".sig", "", false,
+                                  {"--preserve-digests"});
+    ASSERT_EQ(0, pushed.status) << pushed.output;
+  }
+
+  std::string sigstorePolicy(const std::string& identity = R"({"type":"matchRepository"})") const {
+    return policy(R"([{"type":"sigstoreSigned","keyPath":")" + (sandbox() / "cosign.pub").string() +
+                  R"(","signedIdentity":)" + identity + "}]");
+  }
+};
+
+TEST_F(SigstoreTest, AnAttachedSignatureByThePolicyKeyLetsTheImageIn) {
+  const std::string digest = push("app:v1", "app", nullptr);
+  attach("app", digest, image("app"), "cosign");  // cosign claims the repository alone
+  auto pulled = withPolicy(sigstorePolicy(), {"pull", image("app:v1")});
+  ASSERT_EQ(0, pulled.status) << pulled.err;
+  auto doc = listed();
+  ASSERT_EQ(1u, doc.Size());
+  const std::string by = doc[0]["verified"]["by"][0].GetString();
+  EXPECT_EQ(0u, by.find("sigstoreSigned key sha256:")) << by;
+  EXPECT_EQ(0, withPolicy(sigstorePolicy(), {"provision", "c1", image("app:v1")}).status);
+}
+
+TEST_F(SigstoreTest, RefusalsSayWhichAttachmentFailedAndWhy) {
+  push("unsigned:v1", "unsigned", nullptr);
+  const std::string other = push("other:v1", "other", nullptr);
+  attach("other", other, image("other"), "other");  // the wrong key
+  const std::string moved = push("moved:v1", "moved", nullptr);
+  attach("moved", moved, image("moved"), "cosign");
+  const std::string wrong = push("wrong:v1", "wrong", nullptr);
+  attach("wrong", wrong, image("wrong"), "cosign");
+
+  expectRefused(withPolicy(sigstorePolicy(), {"pull", image("unsigned:v1")}), "unsigned:v1",
+                "it asks for sigstoreSigned and the image has no sigstore signature (no sha256-");
+  expectRefused(withPolicy(sigstorePolicy(), {"pull", image("other:v1")}), "other:v1",
+                ".sig layer 1: its signature was not made by the policy's keys (or was altered)");
+  // The default identity wants the tag pulled; cosign's claim has none.
+  expectRefused(withPolicy(sigstorePolicy(R"({"type":"matchRepoDigestOrExact"})"), {"pull", image("moved:v1")}),
+                "moved:v1", "it signs \"" + image("moved") + "\", which signedIdentity matchRepoDigestOrExact");
+  // Without use-sigstore-attachments nothing is looked for.
+  testing::writeFile(regd_ / "local.yaml",
+                     "docker:\n  " + registry_->hostPort() + ":\n    lookaside: file://" + sigs_.string() + "\n");
+  expectRefused(withPolicy(sigstorePolicy(), {"pull", image("wrong:v1")}), "wrong:v1",
+                "registries.d does not set use-sigstore-attachments for it");
+  EXPECT_TRUE(storeHoldsNoLayer());
+  // A key that is not a public key stops the command at its start.
+  testing::writeFile(sandbox() / "cosign.pub", "not a key\n");
+  auto bad = withPolicy(sigstorePolicy(), {"images"});
+  EXPECT_EQ(1, bad.status);
+  EXPECT_NE(std::string::npos, bad.err.find("not a PEM public key")) << bad.err;
 }
 
 TEST_F(TrustTest, ABadPolicyStopsEveryCommandAtItsStart) {

@@ -113,6 +113,10 @@ TEST(PolicyTest, WhatAnotherToolWouldReadDifferentlyIsRefusedAndNamed) {
       {R"({"transports":{}})", "there is no \"default\""},
       {R"({"default":[]})", "default lists no requirements"},
       {R"({"default":[{"type":"reject"}],"default":[{"type":"reject"}]})", "\"default\" appears twice"},
+      // A C-string reader would take "docker\u0000" for a second "docker" and let it win.
+      {R"({"default":[{"type":"reject"}],"transports":{"docker":{"r.io":[{"type":"reject"}]},)"
+       R"("docker\u0000":{"r.io":[{"type":"insecureAcceptAnything"}]}}})",
+       "a key holds a NUL character"},
       {R"({"default":[{"type":"reject"}],"extra":1})", "unknown key \"extra\" in the policy"},
       {R"({"default":[{"type":"bogus"}]})", "default[0]: unknown requirement type \"bogus\""},
       {R"({"default":[{}]})", "default[0]"},

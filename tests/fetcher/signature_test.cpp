@@ -88,6 +88,11 @@ TEST(SignaturePayloadTest, AnythingUnknownOrMissingInTheCriticalPartRefusesIt) {
       std::string::npos,
       refusal(R"({"critical":)" + critical() + R"(,"critical":)" + critical() + R"(,"optional":{}})").find("twice"));
   EXPECT_NE(std::string::npos, refusal("not json").find("not valid JSON"));
+  // A reader that stops at the NUL sees "identity"; one that does not, an unknown key.
+  EXPECT_NE(std::string::npos,
+            refusal(R"({"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":")" +
+                    kDigest + R"("},"identity":{"docker-reference":"r.io/a:1"},"identity\u0000x":{}},"optional":{}})")
+                .find("NUL"));
 }
 
 TEST(SignatureBlobTest, OpenPgpMessagesAndTheSimpleSigningFrameAreRead) {
