@@ -126,12 +126,13 @@ Try<Verified> Keyring::verify(std::string_view message) const {
     return Error(ErrorKind::IO, "Failed to hand data to GPGME: " + why(error));
   }
   if (auto error = gpgme_op_verify(context.ctx, signed_.data, nullptr, plain.data); error != 0) {
+    // gpg that could not run (no engine, a system error) is this
+    // machine's trouble; anything else is about this message alone.
     const auto code = gpgme_err_code(error);
-    if (code == GPG_ERR_NO_DATA || code == GPG_ERR_BAD_DATA || code == GPG_ERR_INV_PACKET ||
-        code == GPG_ERR_UNEXPECTED || code == GPG_ERR_BAD_SIGNATURE) {
-      return Error(ErrorKind::Corruption, "it is not a signed OpenPGP message (gpg says: " + why(error) + ")");
+    if (code == GPG_ERR_INV_ENGINE || code == GPG_ERR_ENOMEM || gpgme_err_code_to_errno(code) != 0) {
+      return Error(ErrorKind::IO, "Failed to check a signature with gpg: " + why(error));
     }
-    return Error(ErrorKind::IO, "Failed to check a signature with gpg: " + why(error));
+    return Error(ErrorKind::Corruption, "it is not a signed OpenPGP message (gpg says: " + why(error) + ")");
   }
   gpgme_verify_result_t result = gpgme_op_verify_result(context.ctx);
   int count = 0;

@@ -7,10 +7,13 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
+
 #include "fetcher/auth.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/json.hpp"
 #include "fetcher/manifest.hpp"
+#include "fetcher/reference.hpp"
 #include "fetcher/registry.hpp"
 
 namespace prov::fetcher::sigstore {
@@ -43,6 +46,7 @@ Try<std::vector<Layer>> parseAttachmentManifest(std::string_view body, std::stri
   rapidjson::Document doc;
   auto fail = [](const std::string& why) { return bad(why); };
   if (auto parsed = json::parse(doc, body, fail, kMaxManifestBytes); parsed.isError()) return parsed.error();
+  if (!json::repeatedKey(doc, true).empty() || json::nulInKey(doc)) return bad("has a key twice, or one with a NUL");
   if (!doc.IsObject() || !doc.HasMember("layers") || !doc["layers"].IsArray()) return bad("has no layer list");
   if (doc["layers"].Size() > kMaxLayers) return bad("has more than 128 signatures");
   std::vector<Layer> layers;
@@ -71,23 +75,28 @@ Try<std::vector<Layer>> parseAttachmentManifest(std::string_view body, std::stri
   return layers;
 }
 
-actors::Future<std::vector<Attachment>> readAttachments(std::shared_ptr<RegistryClient> client,
-                                                        const messages::ImageReference& reference,
-                                                        const std::optional<messages::Credentials>& credentials,
-                                                        const std::string& manifestDigest) {
-  auto repositories = client->repositories(reference, credentials);
-  if (repositories.isError()) return repositories.error();
-  if (repositories->empty()) return std::vector<Attachment>{};
-  // The registry itself (the last one: mirrors come first), where the
-  // image's publisher attached them.
-  const Repository repository = repositories->back();
-  const std::string tag = attachmentTag(manifestDigest);
+namespace {
+
+constexpr std::int64_t kMaxTotalBytes = 16 << 20;
+
+// The attachments at `repository`; none when it has no such tag.
+actors::Future<std::optional<std::vector<Attachment>>> readAt(const std::shared_ptr<RegistryClient>& client,
+                                                              const Repository& repository, const std::string& tag) {
+  using Found = std::optional<std::vector<Attachment>>;
   return client->fetchManifest(repository, tag, /*parse=*/false)
-      .then([client, repository, tag](const FetchedManifest& fetched) -> actors::Future<std::vector<Attachment>> {
-        auto layers = parseAttachmentManifest(fetched.body, fetched.mediaType);
+      .then([](const FetchedManifest& fetched) { return std::optional<FetchedManifest>(fetched); })
+      .repair([](const actors::Future<std::optional<FetchedManifest>>& failed)
+                  -> actors::Future<std::optional<FetchedManifest>> {
+        // Only the tag's absence means "not signed here".
+        if (failed.failure().kind == ErrorKind::NotFound) return std::optional<FetchedManifest>();
+        return failed;
+      })
+      .then([client, repository, tag](const std::optional<FetchedManifest>& fetched) -> actors::Future<Found> {
+        if (!fetched) return Found();
+        auto layers = parseAttachmentManifest(fetched->body, fetched->mediaType);
         if (layers.isError()) return layers.error().withContext("'" + tag + "'");
         auto found = std::make_shared<std::vector<Attachment>>();
-        std::vector<actors::Future<Nothing>> reads;
+        std::int64_t total = 0;
         for (std::size_t i = 0; i < layers->size(); ++i) {
           const Layer& layer = (*layers)[i];
           Attachment attachment;
@@ -97,7 +106,11 @@ actors::Future<std::vector<Attachment>> readAttachments(std::shared_ptr<Registry
             auto decoded = base64Decode(it->second);
             attachment.signature = decoded.isSome() ? *decoded : std::string();
           }
+          if (attachment.mediaType == kPayloadMediaType) total += std::max<std::int64_t>(0, layer.descriptor.size());
           found->push_back(attachment);
+        }
+        if (total > kMaxTotalBytes) {
+          return Error(ErrorKind::ResourceExhausted, "'" + tag + "' holds signatures of more than 16 MiB together");
         }
         // One after another: a handful of small blobs.
         actors::Future<Nothing> chain = Nothing{};
@@ -111,11 +124,39 @@ actors::Future<std::vector<Attachment>> readAttachments(std::shared_ptr<Registry
             });
           });
         }
-        return chain.then([found] { return *found; });
-      })
-      .repair([](const actors::Future<std::vector<Attachment>>& failed) -> actors::Future<std::vector<Attachment>> {
-        if (failed.failure().kind == ErrorKind::NotFound) return std::vector<Attachment>{};
-        return failed;
+        return chain.then([found] { return Found(*found); });
+      });
+}
+
+// From repositories[i] on: the first that has the tag.
+actors::Future<std::vector<Attachment>> readFrom(std::shared_ptr<RegistryClient> client,
+                                                 std::vector<Repository> repositories, std::size_t i,
+                                                 const std::string& tag) {
+  if (i >= repositories.size()) return std::vector<Attachment>{};
+  const Repository repository = repositories[i];
+  return readAt(client, repository, tag)
+      .then([client, repositories, i,
+             tag](const std::optional<std::vector<Attachment>>& found) -> actors::Future<std::vector<Attachment>> {
+        if (found) return *found;
+        return readFrom(client, repositories, i + 1, tag);
+      });
+}
+
+}  // namespace
+
+actors::Future<std::vector<Attachment>> readAttachments(std::shared_ptr<RegistryClient> client,
+                                                        const messages::ImageReference& reference,
+                                                        const std::optional<messages::Credentials>& credentials,
+                                                        const std::string& manifestDigest) {
+  auto repositories = client->repositories(reference, credentials);
+  if (repositories.isError()) return repositories.error();
+  const std::string tag = attachmentTag(manifestDigest);
+  const std::string what = "Failed to read the sigstore signatures of '" + toString(reference) + "'";
+  return readFrom(std::move(client), std::move(*repositories), 0, tag)
+      .repair([what](const actors::Future<std::vector<Attachment>>& failed) -> actors::Future<std::vector<Attachment>> {
+        // Not the policy's answer: the signatures could not be read.
+        if (failed.isDiscarded()) return failed;
+        return Error(ErrorKind::Unavailable, what + ": " + failed.failure().message);
       });
 }
 
@@ -136,12 +177,34 @@ Try<std::shared_ptr<PublicKeys>> PublicKeys::parse(const std::vector<std::string
     const int type = EVP_PKEY_get_base_id(key->pkey);
     if (type != EVP_PKEY_EC && type != EVP_PKEY_RSA && type != EVP_PKEY_ED25519) {
       return Error(ErrorKind::InvalidArgument, "Failed to read " + what + ": a " + std::string(OBJ_nid2sn(type)) +
-                                                   " key (ECDSA, RSA and Ed25519 are supported)");
+                                                   " key (ECDSA on P-256, P-384 or P-521, RSA of 2048 bits or "
+                                                   "more, and Ed25519 are supported)");
+    }
+    // What Go's crypto (and so containers/image) takes, no less.
+    if (type == EVP_PKEY_EC) {
+      char group[64] = {};
+      std::size_t length = 0;
+      const std::string name = EVP_PKEY_get_group_name(key->pkey, group, sizeof group, &length) == 1
+                                   ? std::string(group, length)
+                                   : "";
+      ERR_clear_error();
+      if (name != "prime256v1" && name != "secp384r1" && name != "secp521r1") {
+        return Error(ErrorKind::InvalidArgument, "Failed to read " + what + ": an ECDSA key on the curve '" + name +
+                                                     "' (P-256, P-384 and P-521 are supported)");
+      }
+    } else if (type == EVP_PKEY_RSA && EVP_PKEY_get_bits(key->pkey) < 2048) {
+      return Error(ErrorKind::InvalidArgument, "Failed to read " + what + ": an RSA key of " +
+                                                   std::to_string(EVP_PKEY_get_bits(key->pkey)) +
+                                                   " bits (2048 or more are supported)");
     }
     unsigned char* der = nullptr;
     const int length = i2d_PUBKEY(key->pkey, &der);
     if (length > 0) key->fingerprint = sha256Digest(std::string_view(reinterpret_cast<char*>(der), length));
     OPENSSL_free(der);
+    ERR_clear_error();
+    if (key->fingerprint.empty()) {
+      return Error(ErrorKind::InvalidArgument, "Failed to read " + what + ": its key cannot be encoded");
+    }
     keys->keys_.push_back(std::move(key));
   }
   return keys;
@@ -171,6 +234,7 @@ std::string derOfRaw(EVP_PKEY* pkey, std::string_view raw) {
   BN_free(r);
   BN_free(s);
   ECDSA_SIG_free(sig);
+  ERR_clear_error();
   return der;
 }
 

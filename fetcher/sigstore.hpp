@@ -51,8 +51,11 @@ struct Layer {
 Try<std::vector<Layer>> parseAttachmentManifest(std::string_view body, std::string_view mediaType);
 
 // The signatures attached to `manifestDigest` of `reference` (normalised),
-// read from the first repository the client would pull it from: none when
-// the tag does not exist; each blob at most 4 MiB and verified.
+// read from the repositories the client pulls it from, in that order
+// (mirrors first, then the registry): the first that has the tag; none
+// when none has it. Each blob at most 4 MiB (16 MiB together) and
+// verified. Unavailable, naming the image, when they cannot be read (any
+// failure but the tag's absence: never an answer of the policy's kind).
 actors::Future<std::vector<Attachment>> readAttachments(std::shared_ptr<RegistryClient> client,
                                                         const messages::ImageReference& reference,
                                                         const std::optional<messages::Credentials>& credentials,

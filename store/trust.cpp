@@ -16,6 +16,7 @@
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "fetcher/auth.hpp"
 #include "fetcher/digest.hpp"
 #include "fetcher/gpg.hpp"
@@ -213,9 +214,13 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
       }
     }
     const std::int64_t now = unixNow();
+    std::optional<Verification> held;  // an acceptance past recheckAfter
     {
       std::lock_guard lock(mutex_);
-      if (auto hit = accepted_.find(cacheKey); hit != accepted_.end() && fresh(hit->second, now)) return hit->second;
+      if (auto hit = accepted_.find(cacheKey); hit != accepted_.end()) {
+        if (fresh(hit->second, now)) return hit->second;
+        held = hit->second;
+      }
     }
     auto self = shared_from_this();
     const std::string recordPath = options_.recordDir.empty()
@@ -230,9 +235,10 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
                            if (text.isError()) return std::nullopt;
                            return fromJson(*text);
                          })
-        .then([self, image, key, manifestDigest, cacheKey, recordPath,
-               now](const std::optional<Verification>& stored) -> Future<Verification> {
+        .then([self, image, key, manifestDigest, cacheKey, recordPath, now,
+               held](const std::optional<Verification>& stored) mutable -> Future<Verification> {
           if (stored && self->fresh(*stored, now)) return self->remember(cacheKey, *stored);
+          if (stored && (!held || stored->at > held->at)) held = stored;
           const Applied applied = self->applies(image);
           bool simple = false, sigstore = false;
           for (const auto& r : *applied.requirements) {
@@ -281,7 +287,19 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
                   return verdict;
                 });
               })
-              .then([self, cacheKey](const Verification& verdict) { return self->remember(cacheKey, verdict); });
+              .then([self, cacheKey](const Verification& verdict) { return self->remember(cacheKey, verdict); })
+              .repair([key, held](const Future<Verification>& failed) -> Future<Verification> {
+                // The signatures cannot be reached: the last acceptance
+                // stands until they can (it only ever lets in what was let
+                // in); a refusal, or any other failure, does not.
+                if (!held || failed.isDiscarded() ||
+                    (failed.failure().kind != ErrorKind::Unavailable && failed.failure().kind != ErrorKind::Timeout)) {
+                  return failed;
+                }
+                actors::log(actors::LogLevel::Warn, "trust.stale",
+                            {{"image", key}, {"error", failed.failure().message}});
+                return *held;
+              });
         });
   }
 
@@ -310,7 +328,7 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
   // An acceptance still stands: made less than recheckAfter ago (and not
   // in the future: a clock set back does not make it last).
   bool fresh(const Verification& verdict, std::int64_t now) const {
-    return verdict.at <= now && now - verdict.at < options_.recheckAfter.count();
+    return verdict.at <= now && verdict.at > now - options_.recheckAfter.count();
   }
 
   Verification remember(const std::string& cacheKey, const Verification& verdict) {

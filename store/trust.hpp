@@ -26,7 +26,14 @@
 // Signatures are looked for only for registry images: a signature
 // requirement on an OCI layout or a docker-archive refuses it.
 //
-// An acceptance stands for an hour (TrustOptions::recheckAfter). It is
+// The policy, its key files and registries.d are read once, by load(): a
+// change to them applies to a Trust loaded after it (the next command; an
+// embedder makes a new Provisioner).
+//
+// An acceptance stands for an hour (TrustOptions::recheckAfter); after
+// that the image is checked again, and while its signatures cannot be
+// reached (Unavailable, Timeout: a registry or lookaside down) the last
+// acceptance keeps standing, with a warning logged. It is
 // recorded, keyed by the policy's digest (its file, the key files it names
 // and registries.d), the reference and the manifest digest, in memory and in <store>/trust/<manifest hex>/<key hex>
 // (JSON: the scope, what accepted it, the accepted signatures' digests), so a stored image under an unchanged policy is

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
@@ -15,6 +16,7 @@
 #include "store/trust.hpp"
 #include "testkit/files.hpp"
 #include "testkit/gpg_key.hpp"
+#include "testkit/real_registry.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -50,10 +52,10 @@ class TrustTest : public testing::TemporaryDirectoryTest {
   }
 
   std::shared_ptr<Trust> load(std::chrono::seconds recheckAfter = std::chrono::seconds(3600),
-                              Trust::HttpGet http = nullptr) {
+                              Trust::HttpGet http = nullptr, Trust::AttachmentsGet attachments = nullptr) {
     TrustOptions options{(sandbox() / "policy.json").string(), (sandbox() / "registries.d").string(),
                          (sandbox() / "records").string(), recheckAfter};
-    auto trust = Trust::load(runtime_, options, std::move(http));
+    auto trust = Trust::load(runtime_, options, std::move(http), std::move(attachments));
     EXPECT_TRUE(trust.isSome()) << trust.error().message;
     return trust.isSome() ? *trust : nullptr;
   }
@@ -174,6 +176,139 @@ TEST_F(TrustTest, SignatureRequirementsRefuseLocalSourcesAndHandBuiltReferencesA
   messages::Image escaping = image("r.io/app:v1");
   escaping.mutable_reference()->set_repository("../../etc");
   AWAIT_EXPECT_ERROR(ErrorKind::InvalidArgument, load()->check(escaping, "docker://r.io/../../etc:v1", kDigest));
+}
+
+// Sigstore signatures handed in as the registry would give them (the
+// fetch itself is tested against the real registry in tests/cmd), keys and
+// signatures made by openssl.
+class SigstoreTrustTest : public TrustTest {
+ protected:
+  void SetUp() override {
+    TrustTest::SetUp();
+    if (HasFatalFailure()) return;
+    testing::writeFile(sandbox() / "registries.d/local.yaml", "docker:\n  r.io:\n    use-sigstore-attachments: true\n");
+    makeKey("p256", {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"});
+    makeKey("rsa", {"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"});
+    makeKey("ed25519", {"-algorithm", "ED25519"});
+    policy({"p256", "rsa", "ed25519"});
+  }
+
+  void makeKey(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {"openssl", "genpkey"});
+    args.insert(args.end(), {"-out", (sandbox() / (name + ".key")).string()});
+    ASSERT_EQ(0, testing::runCommand(args).status) << name;
+    ASSERT_EQ(0, testing::runCommand({"openssl", "pkey", "-in", (sandbox() / (name + ".key")).string(), "-pubout",
+                                      "-out", (sandbox() / (name + ".pub")).string()})
+                     .status);
+  }
+
+  void policy(const std::vector<std::string>& keys) {
+    std::string paths;
+    for (const auto& k : keys) paths += (paths.empty() ? "\"" : ",\"") + (sandbox() / (k + ".pub")).string() + "\"";
+    testing::writeFile(sandbox() / "policy.json",
+                       R"({"default":[{"type":"reject"}],"transports":{"docker":{"r.io":[{"type":"sigstoreSigned",)"
+                       R"("keyPaths":[)" +
+                           paths + R"(],"signedIdentity":{"type":"matchRepository"}}]}}})");
+  }
+
+  static std::string payload(const std::string& digest) {
+    return R"({"critical":{"identity":{"docker-reference":"r.io/app"},"image":{"docker-manifest-digest":")" + digest +
+           R"("},"type":"cosign container image signature"},"optional":null})";
+  }
+
+  // `text` signed by <key>.key: ECDSA and RSA over SHA-256, Ed25519 pure.
+  std::string sign(const std::string& key, const std::string& text) {
+    testing::writeFile(sandbox() / "payload", text);
+    const std::string k = (sandbox() / (key + ".key")).string(), in = (sandbox() / "payload").string(),
+                      out = (sandbox() / "payload.sig").string();
+    auto signed_ = key == "ed25519" ? testing::runCommand({"openssl", "pkeyutl", "-sign", "-rawin", "-inkey", k, "-in",
+                                                           in, "-out", out})
+                                    : testing::runCommand({"openssl", "dgst", "-sha256", "-sign", k, "-out", out, in});
+    EXPECT_EQ(0, signed_.status) << signed_.output;
+    return testing::readFile(out);
+  }
+
+  fetcher::sigstore::Attachment attachment(const std::string& text, const std::string& signature) const {
+    return {"sha256-x.sig layer 1", std::string(fetcher::sigstore::kPayloadMediaType), text, signature};
+  }
+
+  // What the registry holds now, or how reading it fails.
+  std::vector<fetcher::sigstore::Attachment> attached_;
+  std::optional<actors::Error> unreachable_;
+  Trust::AttachmentsGet registry() {
+    return [this](const messages::Image&,
+                  const std::string&) -> actors::Future<std::vector<fetcher::sigstore::Attachment>> {
+      if (unreachable_) return *unreachable_;
+      return attached_;
+    };
+  }
+};
+
+TEST_F(SigstoreTrustTest, EachKeyTypeVerifiesAndTheClaimsAreChecked) {
+  for (const std::string key : {"p256", "rsa", "ed25519"}) {
+    attached_ = {attachment(payload(kDigest), sign(key, payload(kDigest)))};
+    auto accepted = load(std::chrono::seconds(0), nullptr, registry())
+                        ->check(image("r.io/app:v1"), this->key("r.io/app:v1"), kDigest);
+    AWAIT_READY(accepted);
+    EXPECT_EQ(0u, accepted.get().by.at(0).find("sigstoreSigned key sha256:")) << key;
+  }
+  auto refusal = [&](const std::string& why) {
+    auto refused =
+        load(std::chrono::seconds(0), nullptr, registry())->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest);
+    AWAIT_EXPECT_ERROR(ErrorKind::Forbidden, refused);
+    if (refused.isFailed()) {
+      EXPECT_NE(std::string::npos, refused.failure().message.find(why)) << refused.failure().message;
+    }
+  };
+  // Signed, but for another manifest.
+  attached_ = {attachment(payload(kOther), sign("p256", payload(kOther)))};
+  refusal("it signs manifest " + kOther + ", not this image's " + kDigest);
+  // The payload swapped after signing.
+  attached_ = {attachment(payload(kDigest), sign("p256", payload(kOther)))};
+  refusal("its signature was not made by the policy's keys (or was altered)");
+  // Another media type, and no signature at all.
+  attached_ = {{"sha256-x.sig layer 1", "application/octet-stream", payload(kDigest), sign("p256", payload(kDigest))},
+               attachment(payload(kDigest), "")};
+  refusal(
+      "none of its 2 signatures is accepted: sha256-x.sig layer 1: it is a application/octet-stream, not a "
+      "signature; sha256-x.sig layer 1: it has no signature");
+}
+
+TEST_F(SigstoreTrustTest, AnUnreachableRegistryKeepsTheLastAcceptanceButNeverMakesOne) {
+  attached_ = {attachment(payload(kDigest), sign("p256", payload(kDigest)))};
+  auto trust = load(std::chrono::seconds(0), nullptr, registry());
+  AWAIT_READY(trust->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest));
+  // Past recheckAfter (0 s), in the same process: checked again. The
+  // registry down: the acceptance stands.
+  unreachable_ = actors::Error(ErrorKind::Unavailable, "registry down");
+  AWAIT_READY(trust->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest));
+  // An image never accepted is not let in by an outage.
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, trust->check(image("r.io/app:v1"), key("r.io/app:v1"), kOther));
+  // The registry back, the signature gone: refused.
+  unreachable_.reset();
+  attached_.clear();
+  AWAIT_EXPECT_ERROR(ErrorKind::Forbidden, trust->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest));
+}
+
+TEST_F(SigstoreTrustTest, OnlyPublicKeysOfTheTypesContainersImageTakesLoad) {
+  makeKey("rsa1024", {"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"});
+  makeKey("k1", {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:secp256k1"});
+  ASSERT_EQ(0, testing::runCommand({"openssl", "req", "-x509", "-new", "-key", (sandbox() / "p256.key").string(),
+                                    "-subj", "/CN=x", "-days", "1", "-out", (sandbox() / "cert.pub").string()})
+                   .status);
+  fs::copy_file(sandbox() / "p256.key", sandbox() / "private.pub");
+  for (const auto& [name, says] :
+       std::vector<std::pair<std::string, std::string>>{{"rsa1024", "an RSA key of 1024 bits"},
+                                                        {"k1", "an ECDSA key on the curve 'secp256k1'"},
+                                                        {"cert", "not a PEM public key"},
+                                                        {"private", "not a PEM public key"}}) {
+    policy({"p256", name});
+    TrustOptions options{(sandbox() / "policy.json").string(), (sandbox() / "registries.d").string(), "", {}};
+    auto loaded = Trust::load(runtime_, options, nullptr, registry());
+    ASSERT_TRUE(loaded.isError()) << name;
+    EXPECT_EQ(ErrorKind::InvalidArgument, loaded.error().kind);
+    EXPECT_NE(std::string::npos, loaded.error().message.find(says)) << loaded.error().message;
+  }
 }
 
 }  // namespace
