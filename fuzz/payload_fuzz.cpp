@@ -20,9 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (validateDigest(payload->manifestDigest).isError()) std::abort();
     auto intended = parseNormalized("reg.example.com:5000/ns/app:v1");
     if (intended.isError()) std::abort();
-    for (auto kind : {policy::SignedIdentity::Kind::MatchRepoDigestOrExact,
-                      policy::SignedIdentity::Kind::MatchRepository, policy::SignedIdentity::Kind::MatchExact,
-                      policy::SignedIdentity::Kind::RemapIdentity}) {
+    for (auto kind :
+         {policy::SignedIdentity::Kind::MatchRepoDigestOrExact, policy::SignedIdentity::Kind::MatchRepository,
+          policy::SignedIdentity::Kind::MatchExact, policy::SignedIdentity::Kind::RemapIdentity}) {
       policy::SignedIdentity identity;
       identity.kind = kind;
       identity.prefix = "reg.example.com:5000/ns";

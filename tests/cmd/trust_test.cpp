@@ -260,7 +260,8 @@ TEST_F(TrustTest, AStoredImageIsCheckedAgainUnderTheCurrentPolicy) {
   ASSERT_EQ(0, run({"pull", image("app:v1")}).status);
   EXPECT_FALSE(fs::exists(workDir_ / "store/docker/trust"));
   EXPECT_TRUE(listed()[0]["verified"].IsNull());
-  ASSERT_EQ(0, withPolicy(policy(R"([{"type":"insecureAcceptAnything"}])"), {"provision", "c2", image("app:v1")}).status);
+  ASSERT_EQ(0,
+            withPolicy(policy(R"([{"type":"insecureAcceptAnything"}])"), {"provision", "c2", image("app:v1")}).status);
   EXPECT_EQ("insecureAcceptAnything", std::string(listed()[0]["verified"]["by"][0].GetString()));
   ASSERT_EQ(0, run({"destroy", "c2"}).status);
   // The policy now wants alice's signature: the stored image is refused,
