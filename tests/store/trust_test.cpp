@@ -252,6 +252,27 @@ TEST_F(SigstoreTrustTest, EachKeyTypeVerifiesAndTheClaimsAreChecked) {
     AWAIT_READY(accepted);
     EXPECT_EQ(0u, accepted.get().by.at(0).find("sigstoreSigned key sha256:")) << key;
   }
+  // ECDSA as raw r||s (IEEE P1363), as some signers write it.
+  const std::string der = sign("p256", payload(kDigest));
+  testing::writeFile(sandbox() / "der.sig", der);
+  auto raw = testing::runCommand({"python3", "-c",
+                                  "import sys\n"
+                                  "d = open(sys.argv[1], 'rb').read()\n"
+                                  "i = 2\n"
+                                  "out = b''\n"
+                                  "for _ in range(2):\n"
+                                  "    n = d[i + 1]\n"
+                                  "    out += d[i + 2:i + 2 + n].lstrip(b'\\0').rjust(32, b'\\0')\n"
+                                  "    i += 2 + n\n"
+                                  "open(sys.argv[2], 'wb').write(out)\n",
+                                  (sandbox() / "der.sig").string(), (sandbox() / "raw.sig").string()});
+  ASSERT_EQ(0, raw.status) << raw.output;
+  const std::string rawSignature = testing::readFile(sandbox() / "raw.sig");
+  ASSERT_EQ(64u, rawSignature.size());
+  attached_ = {attachment(payload(kDigest), rawSignature)};
+  AWAIT_READY(
+      load(std::chrono::seconds(0), nullptr, registry())->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest));
+
   auto refusal = [&](const std::string& why) {
     auto refused =
         load(std::chrono::seconds(0), nullptr, registry())->check(image("r.io/app:v1"), key("r.io/app:v1"), kDigest);
