@@ -257,9 +257,13 @@ Try<std::string> base64Decode(std::string_view text) {
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   if (n < 0) return Error(ErrorKind::InvalidArgument, "bad base64");
-  std::size_t length = static_cast<std::size_t>(n);
-  for (std::size_t i = text.size(); i > 0 && text[i - 1] == '='; --i) --length;  // padding
-  out.resize(length);
+  // At most two '=', and only at the end (EVP_DecodeBlock lets more by).
+  std::size_t padding = 0;
+  while (padding < text.size() && text[text.size() - 1 - padding] == '=') ++padding;
+  if (padding > 2 || text.find('=') < text.size() - padding || static_cast<std::size_t>(n) < padding) {
+    return Error(ErrorKind::InvalidArgument, "bad base64 padding");
+  }
+  out.resize(static_cast<std::size_t>(n) - padding);
   return out;
 }
 

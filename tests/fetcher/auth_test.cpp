@@ -171,3 +171,25 @@ TEST(WwwAuthenticateTest, MalformedHeaders) {
 
 }  // namespace
 }  // namespace prov::fetcher
+
+namespace prov::fetcher {
+namespace {
+
+// Found by fuzz_policy: padding past two '=' (or inside the text) made the
+// decoded length negative.
+TEST(Base64Test, PaddingIsAtMostTwoAndOnlyAtTheEnd) {
+  EXPECT_EQ("key", *base64Decode("a2V5"));
+  EXPECT_EQ("ke", *base64Decode("a2U="));
+  EXPECT_EQ("k", *base64Decode("aw=="));
+  EXPECT_EQ("", *base64Decode(""));
+  for (const char* bad : {"a2V5====", "a===", "====", "a2=5", "a2V5a2V5a2V5===="}) {
+    auto decoded = base64Decode(bad);
+    EXPECT_TRUE(decoded.isError()) << bad;
+    if (decoded.isError()) {
+      EXPECT_EQ(ErrorKind::InvalidArgument, decoded.error().kind);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace prov::fetcher
