@@ -14,7 +14,12 @@
 namespace prov::fetcher::gpg {
 
 void initialize() {
-  static const char* const version = gpgme_check_version(nullptr);  // once, before any other call
+  static const char* const version = [] {
+    // gpg where GPGME was built to find it (/usr/bin/gpg), without asking
+    // gpgconf first: three process starts fewer at the first check.
+    gpgme_set_global_flag("disable-gpgconf", "1");
+    return gpgme_check_version(nullptr);  // once, before any other call
+  }();
   (void)version;
 }
 
