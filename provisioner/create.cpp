@@ -174,8 +174,9 @@ Try<std::unique_ptr<store::Store>> dockerStoreFor(const Flags& flags, actors::Ru
         runtime, store::TrustOptions{flags.signaturePolicy, flags.registriesDir, store::paths::trustRecords(*storeDir)},
         std::move(lookaside), std::move(attachments));
     if (trust.isError()) {
-      const bool registries = trust.error().message.find("registries.d") != std::string::npos &&
-                              trust.error().message.find("signature policy") == std::string::npos;
+      // RegistriesD's errors (fetcher/registries_d.cpp) begin so.
+      const std::string& why = trust.error().message;
+      const bool registries = why.starts_with("Invalid registries.d") || why.starts_with("The registries.d");
       return badFlag(registries ? "registries_d" : "signature_policy", trust.error().message);
     }
     options.trust = std::move(*trust);

@@ -496,27 +496,15 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
         reason(verified.error().message);
         continue;
       }
-      auto payload = fetcher::signature::parsePayload(verified->payload, fetcher::signature::Format::SimpleSigning);
-      if (payload.isError()) {
-        reason(payload.error().message);
-        continue;
-      }
-      if (payload->manifestDigest != manifestDigest) {
-        reason("it signs manifest " + payload->manifestDigest + ", not this image's " + manifestDigest);
-        continue;
-      }
-      if (!fetcher::signature::identityMatches(r.identity, intended, payload->dockerReference)) {
-        reason("it signs \"" + payload->dockerReference + "\", which signedIdentity " + identityName(r.identity) +
-               " does not accept for " + fetcher::toString(intended));
+      if (const std::string refused = claimsRefused(verified->payload, fetcher::signature::Format::SimpleSigning, r,
+                                                    intended, manifestDigest);
+          !refused.empty()) {
+        reason(refused);
         continue;
       }
       return std::make_pair(verified->signer, fetcher::sha256Digest(signature.blob));
     }
-    std::string why = "it asks for signedBy and ";
-    why += signatures.size() == 1 ? "its signature is not accepted: "
-                                  : "none of its " + std::to_string(signatures.size()) + " signatures is accepted: ";
-    for (std::size_t i = 0; i < reasons.size(); ++i) why += (i == 0 ? "" : "; ") + reasons[i];
-    return Error(ErrorKind::Forbidden, why);
+    return noneAccepted("signedBy", reasons);
   }
 
   // One attachment that passes `r`: (its key's fingerprint, its digest, of
@@ -538,25 +526,40 @@ class Trust::Impl : public std::enable_shared_from_this<Impl> {
                                             : "its signature was not made by the policy's keys (or was altered)");
         continue;
       }
-      auto payload = fetcher::signature::parsePayload(attachment.payload, fetcher::signature::Format::Sigstore);
-      if (payload.isError()) {
-        reason(payload.error().message);
-        continue;
-      }
-      if (payload->manifestDigest != manifestDigest) {
-        reason("it signs manifest " + payload->manifestDigest + ", not this image's " + manifestDigest);
-        continue;
-      }
-      if (!fetcher::signature::identityMatches(r.identity, intended, payload->dockerReference)) {
-        reason("it signs \"" + payload->dockerReference + "\", which signedIdentity " + identityName(r.identity) +
-               " does not accept for " + fetcher::toString(intended));
+      if (const std::string refused = claimsRefused(attachment.payload, fetcher::signature::Format::Sigstore, r,
+                                                    intended, manifestDigest);
+          !refused.empty()) {
+        reason(refused);
         continue;
       }
       return std::make_pair(*signer, fetcher::sha256Digest(attachment.payload + "\n" + attachment.signature));
     }
-    std::string why = "it asks for sigstoreSigned and ";
-    why += attachments.size() == 1 ? "its signature is not accepted: "
-                                   : "none of its " + std::to_string(attachments.size()) + " signatures is accepted: ";
+    return noneAccepted("sigstoreSigned", reasons);
+  }
+
+  // Why a payload whose signature verified does not stand for this image
+  // under `r`: not a payload, another manifest, an identity signedIdentity
+  // does not accept; "" when it does.
+  static std::string claimsRefused(const std::string& text, fetcher::signature::Format format, const Requirement& r,
+                                   const messages::ImageReference& intended, const std::string& manifestDigest) {
+    auto payload = fetcher::signature::parsePayload(text, format);
+    if (payload.isError()) return payload.error().message;
+    if (payload->manifestDigest != manifestDigest) {
+      return "it signs manifest " + payload->manifestDigest + ", not this image's " + manifestDigest;
+    }
+    if (!fetcher::signature::identityMatches(r.identity, intended, payload->dockerReference)) {
+      return "it signs \"" + payload->dockerReference + "\", which signedIdentity " + identityName(r.identity) +
+             " does not accept for " + fetcher::toString(intended);
+    }
+    return "";
+  }
+
+  // Forbidden: no signature passed `requirement`, with each one's reason
+  // (one per signature looked at).
+  static Error noneAccepted(const std::string& requirement, const std::vector<std::string>& reasons) {
+    std::string why = "it asks for " + requirement + " and ";
+    why += reasons.size() == 1 ? "its signature is not accepted: "
+                               : "none of its " + std::to_string(reasons.size()) + " signatures is accepted: ";
     for (std::size_t i = 0; i < reasons.size(); ++i) why += (i == 0 ? "" : "; ") + reasons[i];
     return Error(ErrorKind::Forbidden, why);
   }
