@@ -334,7 +334,23 @@ Try<Nothing> markRecordsSince(const std::string& storeDir) {
   const std::string file = storeDir + "/records-since";
   struct stat st {};
   if (::stat(file.c_str(), &st) == 0) return Nothing{};
-  return writeFileAtomically(file, "Layers committed after this file was made have a record beside them.\n");
+  // Made in place with O_EXCL, not through a temporary: what counts is its
+  // mtime, not its text, and commands that open one store at once make it
+  // together while the one that holds the work dir sweeps the store's
+  // temporaries (a temporary of another's could go before its rename).
+  auto& disk = actors::fs::disk();
+  const int fd = disk.openat(AT_FDCWD, file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return Nothing{};  // another made it
+    return Error(ErrorKind::IO, "Failed to make '" + file + "': " + std::strerror(errno));
+  }
+  const std::string text = "Layers committed after this file was made have a record beside them.\n";
+  const bool written = disk.write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       disk.fsync(fd) == 0;
+  const int saved = errno;
+  ::close(fd);
+  if (!written) return Error(ErrorKind::IO, "Failed to write '" + file + "': " + std::strerror(saved));
+  return syncDirectory(storeDir);
 }
 
 Try<timespec> recordsSince(const std::string& storeDir) {
