@@ -5,8 +5,6 @@
 #include <cstdio>
 #include <exception>
 
-#include <boost/asio/post.hpp>
-
 #include "actors/process.hpp"
 #include "actors/runtime_impl.hpp"
 
@@ -30,6 +28,48 @@ Runtime::Options resolve(Runtime::Options options) {
 namespace detail {
 Runtime::Impl* currentWorkerRuntime() { return workerRuntime; }
 }  // namespace detail
+
+void BlockingPool::post(std::function<void()> task) {
+  std::lock_guard lock(mutex_);
+  tasks_.push_back(std::move(task));
+  if (idle_ >= tasks_.size() || threads_.size() >= limit_) {
+    wake_.notify_one();
+    return;
+  }
+  threads_.emplace_back([this] { run(); });
+}
+
+void BlockingPool::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    ++idle_;
+    wake_.wait(lock, [this] { return !tasks_.empty() || joining_; });
+    --idle_;
+    if (tasks_.empty()) return;  // joining, and nothing is left
+    auto task = std::move(tasks_.front());
+    tasks_.pop_front();
+    lock.unlock();
+    task();
+    task = nullptr;  // what it holds goes before the next wait
+    lock.lock();
+  }
+}
+
+void BlockingPool::join() {
+  std::unique_lock lock(mutex_);
+  joining_ = true;
+  wake_.notify_all();
+  // A task that posts another while the pool winds down starts a thread
+  // after the swap below: the loop joins that one too.
+  while (!threads_.empty()) {
+    std::vector<std::thread> threads;
+    threads.swap(threads_);
+    lock.unlock();
+    for (auto& thread : threads) thread.join();
+    lock.lock();
+  }
+  joining_ = false;
+}
 
 Runtime::Impl::Impl(Options o)
     // The io_context keeps the default concurrency hint even with one worker:
@@ -164,7 +204,7 @@ bool submitBlocking(Runtime& runtime, std::function<void()> task) {
   std::lock_guard lock(impl.submitMutex);
   if (!impl.accepting.load()) return false;
   impl.eventPosted();
-  boost::asio::post(impl.blocking, [&impl, task = std::move(task)] {
+  impl.blocking.post([&impl, task = std::move(task)] {
     blockingRuntime = &impl;
     try {
       task();

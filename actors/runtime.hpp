@@ -5,8 +5,9 @@
 //
 //   - an io_context run by `workerThreads` threads: process strands, network
 //     I/O (ioContext() is what Beast sockets are built on) and timers;
-//   - a separate blocking pool of `blockingThreads` threads for file-system
-//     work (async() in async.hpp), so no strand is ever blocked by it;
+//   - a separate blocking pool of up to `blockingThreads` threads for
+//     file-system work (async() in async.hpp), so no strand is ever blocked
+//     by it; each thread starts when a task finds no idle one;
 //   - a Clock (clock.hpp) that tests can pause and advance.
 //
 // shutdown() (also run by the destructor) stops accepting work (spawn makes

@@ -1,4 +1,8 @@
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -121,6 +125,73 @@ TEST(RuntimeTest, ThreadCounts) {
   AWAIT_EXPECT_EQ(true, dispatch(pid, [&] { return runtime.onWorkerThread(); }));
   terminate(pid);
   wait(pid);
+}
+
+std::size_t threadsOfThisProcess() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// A gate the blocking tasks below wait at, so that they are all running at
+// once when the threads are counted.
+struct Gate {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int arrived = 0;
+  bool open = false;
+
+  void arriveAndWait() {
+    std::unique_lock lock(mutex);
+    ++arrived;
+    changed.notify_all();
+    changed.wait(lock, [this] { return open; });
+  }
+  bool waitForArrivals(int n) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(30), [&] { return arrived >= n; });
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    changed.notify_all();
+  }
+};
+
+TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
+  const std::size_t before = threadsOfThisProcess();
+  Runtime runtime(Runtime::Options{.workerThreads = 2, .blockingThreads = 3});
+  // The workers only: a runtime that blocks on nothing starts no blocking thread.
+  EXPECT_EQ(before + 2, threadsOfThisProcess());
+
+  AWAIT_EXPECT_EQ(1, async(runtime, [] { return 1; }));
+  EXPECT_EQ(before + 3, threadsOfThisProcess());  // one task, one thread
+
+  // Five tasks that all wait at once: three run, on three threads, and the
+  // other two wait for a thread instead of starting a fourth and a fifth.
+  Gate gate;
+  std::atomic<int> finished{0};
+  std::vector<Future<int>> tasks;
+  for (int i = 0; i < 5; ++i) {
+    tasks.push_back(async(runtime, [&gate, &finished, i] {
+      gate.arriveAndWait();
+      ++finished;
+      return i;
+    }));
+  }
+  ASSERT_TRUE(gate.waitForArrivals(3));
+  EXPECT_EQ(before + 5, threadsOfThisProcess());
+  {
+    std::lock_guard lock(gate.mutex);
+    EXPECT_EQ(3, gate.arrived);
+  }
+  gate.release();
+  for (int i = 0; i < 5; ++i) AWAIT_EXPECT_EQ(i, tasks[i]);
+  EXPECT_EQ(5, finished.load());
+  EXPECT_EQ(before + 5, threadsOfThisProcess());
+
+  runtime.shutdown();
+  EXPECT_EQ(before, threadsOfThisProcess());
 }
 
 }  // namespace
