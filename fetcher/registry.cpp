@@ -11,6 +11,7 @@
 
 #include "actors/async.hpp"
 #include "actors/clock.hpp"
+#include "actors/collect.hpp"
 #include "actors/log.hpp"
 #include "actors/runtime.hpp"
 #include "fetcher/digest.hpp"
@@ -125,11 +126,19 @@ class VerifyingSink final : public BodySink {
     }
     auto admitted = check_.admit(chunk.size());
     if (admitted.isError()) return admitted.error();
-    // Hash on the blocking pool, so the connection's strand reads the next
-    // chunk meanwhile (sha256 is about as fast as a loopback socket).
-    auto out = out_;
-    return actors::async(runtime_, [this, chunk] { check_.hash(chunk); }).then([out, chunk] {
-      return out->write(chunk);
+    // The chunk is hashed on the blocking pool while the consumer (the
+    // layer's extraction: inflate, diffID, files) takes it, so the two run
+    // on two cores instead of in turn (issue #18: the blob's sha256 was a
+    // fifth of a big layer's CPU). The digest is judged at finish(), after
+    // every chunk, before anything the consumer made is kept. The write
+    // completes only when both are done with the chunk: the connection
+    // reuses its buffer then, and check_ is not shared between threads.
+    auto hashed = actors::async(runtime_, [this, chunk] { check_.hash(chunk); });
+    auto used = out_->write(chunk);
+    return actors::await(hashed, used).then([](const auto& both) -> Future<Nothing> {
+      const auto& [hash, use] = both;
+      if (!hash.isReady()) return hash;  // the pool refused it: the runtime is shutting down
+      return use;                        // the consumer's outcome, as it is
     });
   }
 
