@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstdio>
 #include <exception>
+#include <system_error>
 
 #include "actors/process.hpp"
 #include "actors/runtime_impl.hpp"
@@ -29,14 +30,22 @@ namespace detail {
 Runtime::Impl* currentWorkerRuntime() { return workerRuntime; }
 }  // namespace detail
 
-void BlockingPool::post(std::function<void()> task) {
+bool BlockingPool::post(std::function<void()> task) {
   std::lock_guard lock(mutex_);
   tasks_.push_back(std::move(task));
-  if (idle_ >= tasks_.size() || threads_.size() >= limit_) {
+  if (idle_ >= tasks_.size() || live_ >= limit_) {
     wake_.notify_one();
-    return;
+    return true;
   }
-  threads_.emplace_back([this] { run(); });
+  try {
+    threads_.emplace_back([this] { run(); });
+    ++live_;
+  } catch (const std::system_error&) {
+    if (live_ > 0) return true;  // a running thread takes it in its turn
+    tasks_.pop_back();
+    return false;
+  }
+  return true;
 }
 
 void BlockingPool::run() {
@@ -45,7 +54,10 @@ void BlockingPool::run() {
     ++idle_;
     wake_.wait(lock, [this] { return !tasks_.empty() || joining_; });
     --idle_;
-    if (tasks_.empty()) return;  // joining, and nothing is left
+    if (tasks_.empty()) {  // joining, and nothing is left
+      --live_;
+      return;
+    }
     auto task = std::move(tasks_.front());
     tasks_.pop_front();
     lock.unlock();
@@ -69,6 +81,11 @@ void BlockingPool::join() {
     lock.lock();
   }
   joining_ = false;
+}
+
+std::size_t BlockingPool::threads() {
+  std::lock_guard lock(mutex_);
+  return live_;
 }
 
 Runtime::Impl::Impl(Options o)
@@ -204,7 +221,7 @@ bool submitBlocking(Runtime& runtime, std::function<void()> task) {
   std::lock_guard lock(impl.submitMutex);
   if (!impl.accepting.load()) return false;
   impl.eventPosted();
-  impl.blocking.post([&impl, task = std::move(task)] {
+  const bool posted = impl.blocking.post([&impl, task = std::move(task)] {
     blockingRuntime = &impl;
     try {
       task();
@@ -214,7 +231,11 @@ bool submitBlocking(Runtime& runtime, std::function<void()> task) {
     blockingRuntime = nullptr;
     impl.eventDone();
   });
-  return true;
+  if (!posted) {
+    std::fprintf(stderr, "runtime: no blocking thread could be started for a task: it is refused\n");
+    impl.eventDone();
+  }
+  return posted;
 }
 
 }  // namespace detail

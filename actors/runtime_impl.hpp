@@ -36,10 +36,13 @@ class BlockingPool {
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  void post(std::function<void()> task);
+  // False, with `task` dropped unrun, only when no thread is there to run
+  // it and none could be started (pthread_create failed: a pids limit).
+  bool post(std::function<void()> task);
   // Runs every task posted, those posted meanwhile too, then joins the
   // threads. post() after join() starts the pool again.
   void join();
+  std::size_t threads();  // running now, idle or busy
 
  private:
   void run();
@@ -50,6 +53,7 @@ class BlockingPool {
   std::deque<std::function<void()>> tasks_;
   std::vector<std::thread> threads_;
   std::size_t idle_ = 0;
+  std::size_t live_ = 0;  // threads started whose run() has not returned
   bool joining_ = false;
 };
 

@@ -1,7 +1,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -9,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "actors/runtime_impl.hpp"  // the blocking pool's thread count
 #include "tests/support/await.hpp"
 
 namespace prov::actors {
@@ -127,15 +127,9 @@ TEST(RuntimeTest, ThreadCounts) {
   wait(pid);
 }
 
-std::size_t threadsOfThisProcess() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
-  return n;
-}
-
-// A gate the blocking tasks below wait at, so that they are all running at
+// A turnstile the blocking tasks below wait at, so that they are all running at
 // once when the threads are counted.
-struct Gate {
+struct Turnstile {
   std::mutex mutex;
   std::condition_variable changed;
   int arrived = 0;
@@ -159,17 +153,17 @@ struct Gate {
 };
 
 TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
-  const std::size_t before = threadsOfThisProcess();
   Runtime runtime(Runtime::Options{.workerThreads = 2, .blockingThreads = 3});
-  // The workers only: a runtime that blocks on nothing starts no blocking thread.
-  EXPECT_EQ(before + 2, threadsOfThisProcess());
+  auto threads = [&runtime] { return runtime.impl().blocking.threads(); };
+  // A runtime that blocks on nothing starts no blocking thread.
+  EXPECT_EQ(0u, threads());
 
   AWAIT_EXPECT_EQ(1, async(runtime, [] { return 1; }));
-  EXPECT_EQ(before + 3, threadsOfThisProcess());  // one task, one thread
+  EXPECT_EQ(1u, threads());  // one task, one thread
 
   // Five tasks that all wait at once: three run, on three threads, and the
   // other two wait for a thread instead of starting a fourth and a fifth.
-  Gate gate;
+  Turnstile gate;
   std::atomic<int> finished{0};
   std::vector<Future<int>> tasks;
   for (int i = 0; i < 5; ++i) {
@@ -180,7 +174,7 @@ TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
     }));
   }
   ASSERT_TRUE(gate.waitForArrivals(3));
-  EXPECT_EQ(before + 5, threadsOfThisProcess());
+  EXPECT_EQ(3u, threads());
   {
     std::lock_guard lock(gate.mutex);
     EXPECT_EQ(3, gate.arrived);
@@ -188,10 +182,10 @@ TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
   gate.release();
   for (int i = 0; i < 5; ++i) AWAIT_EXPECT_EQ(i, tasks[i]);
   EXPECT_EQ(5, finished.load());
-  EXPECT_EQ(before + 5, threadsOfThisProcess());
+  EXPECT_EQ(3u, threads());
 
   runtime.shutdown();
-  EXPECT_EQ(before, threadsOfThisProcess());
+  EXPECT_EQ(0u, threads());
 }
 
 }  // namespace
