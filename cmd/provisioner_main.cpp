@@ -369,7 +369,13 @@ int main(int argc, char** argv) {
     };
   }
   actors::setLogSink(actors::stderrSink(), in.logLevel);
-  actors::Runtime runtime;
+  // A command that moves no image data (images, containers, destroy,
+  // prune, metrics) waits on one file system step after another: one
+  // worker thread serves it, and a second would only cost its start and the
+  // hand-offs between the two. The blocking pool is as usual.
+  actors::Runtime::Options threads;
+  if (!pulls && in.command != "verify") threads.workerThreads = 1;
+  actors::Runtime runtime(threads);
   auto created = provisioner::Provisioner::create(in.flags, runtime);
   if (created.isError()) return fail(created.error().message);
   auto& p = **created;
