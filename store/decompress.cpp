@@ -60,7 +60,10 @@ class Plain final : public Decompressor {
 // igzip, one gzip member after another (concatenated members are valid gzip).
 class Gzip final : public Decompressor {
  public:
-  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), buffer_(kOutputChunk) { reset(); }
+  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit) {
+    for (auto& buffer : buffers_) buffer.resize(kOutputChunk);
+    reset();
+  }
 
   Try<std::string_view> pull(std::string_view& input) override {
     while (!input.empty() || pendingOutput_) {
@@ -71,15 +74,21 @@ class Gzip final : public Decompressor {
       state_.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(input.data()));
       state_.avail_in = static_cast<uint32_t>(std::min<std::size_t>(input.size(), 1u << 30));
       const std::size_t offered = state_.avail_in;
-      state_.next_out = reinterpret_cast<uint8_t*>(buffer_.data());
-      state_.avail_out = static_cast<uint32_t>(buffer_.size());
+      // igzip keeps the window it needs in its own state, so the output
+      // may go to a different buffer each call.
+      std::vector<char>& buffer = buffers_[turn_];
+      state_.next_out = reinterpret_cast<uint8_t*>(buffer.data());
+      state_.avail_out = static_cast<uint32_t>(buffer.size());
       const int rc = isal_inflate(&state_);
       if (rc != ISAL_DECOMP_OK) return corrupt(message(rc));
       input.remove_prefix(offered - state_.avail_in);
       inMember_ = state_.block_state != ISAL_BLOCK_FINISH;
-      const std::size_t made = buffer_.size() - state_.avail_out;
+      const std::size_t made = buffer.size() - state_.avail_out;
       pendingOutput_ = state_.avail_out == 0;  // more may be held inside
-      if (made > 0) return produced(std::string_view(buffer_.data(), made));
+      if (made > 0) {
+        turn_ ^= 1;
+        return produced(std::string_view(buffer.data(), made));
+      }
       if (state_.avail_in > 0 && inMember_) return corrupt("the inflater stopped early");
     }
     return std::string_view();
@@ -112,7 +121,8 @@ class Gzip final : public Decompressor {
   }
 
   inflate_state state_{};
-  std::vector<char> buffer_;
+  std::vector<char> buffers_[2];
+  int turn_ = 0;
   bool pendingOutput_ = false;
   bool inMember_ = false;
   bool sawMember_ = false;
@@ -120,8 +130,8 @@ class Gzip final : public Decompressor {
 
 class Zstd final : public Decompressor {
  public:
-  Zstd(std::string what, std::uint64_t limit)
-      : Decompressor(std::move(what), limit), stream_(ZSTD_createDStream()), buffer_(ZSTD_DStreamOutSize()) {
+  Zstd(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), stream_(ZSTD_createDStream()) {
+    for (auto& buffer : buffers_) buffer.resize(ZSTD_DStreamOutSize());
     ZSTD_initDStream(stream_);
   }
   ~Zstd() override { ZSTD_freeDStream(stream_); }
@@ -130,14 +140,19 @@ class Zstd final : public Decompressor {
     seen_ = seen_ || !input.empty();
     for (;;) {
       ZSTD_inBuffer in{input.data(), input.size(), 0};
-      ZSTD_outBuffer o{buffer_.data(), buffer_.size(), 0};
+      // The window lives in the stream, not in the output buffer.
+      std::vector<char>& buffer = buffers_[turn_];
+      ZSTD_outBuffer o{buffer.data(), buffer.size(), 0};
       const std::size_t rc = ZSTD_decompressStream(stream_, &o, &in);
       if (ZSTD_isError(rc)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
       input.remove_prefix(in.pos);
       // A call that made no progress says nothing about the frame (after a
       // frame ended it would report the next frame's header as needed).
       if (in.pos > 0 || o.pos > 0) frameOpen_ = rc != 0;
-      if (o.pos > 0) return produced(std::string_view(buffer_.data(), o.pos));
+      if (o.pos > 0) {
+        turn_ ^= 1;
+        return produced(std::string_view(buffer.data(), o.pos));
+      }
       if (input.empty()) return std::string_view();
     }
   }
@@ -150,7 +165,8 @@ class Zstd final : public Decompressor {
 
  private:
   ZSTD_DStream* stream_;
-  std::vector<char> buffer_;
+  std::vector<char> buffers_[2];
+  int turn_ = 0;
   bool frameOpen_ = false;
   bool seen_ = false;
 };

@@ -59,9 +59,12 @@ class Decompressor {
   virtual ~Decompressor() = default;
 
   // Pull form: decompresses from the front of `input` (consuming what it
-  // used) and returns at most kOutputChunk bytes of output, valid until the
-  // next call. Empty output means `input` is used up (more is needed, or,
-  // when the input has ended, the end). Counts against the limit.
+  // used) and returns at most kOutputChunk bytes of output. The output is
+  // valid until the second call after this one: two buffers take turns, so
+  // a piece can still be read (hashed beside the extraction) while the next
+  // one is made. Without compression the output is a view of `input`'s own
+  // bytes. Empty output means `input` is used up (more is needed, or, when
+  // the input has ended, the end). Counts against the limit.
   virtual Try<std::string_view> pull(std::string_view& input) = 0;
   // The input has ended (call after pull() returned empty for empty input):
   // Ok only when the compressed stream ended too.

@@ -18,6 +18,82 @@ namespace prov::store {
 using actors::Future;
 using actors::Promise;
 
+namespace {
+
+// The diffID's SHA-256 beside the extraction: the piece just inflated is
+// hashed on a blocking-pool thread while the job writes it out and inflates
+// the next one (the decompressor's two buffers take turns). One piece at a
+// time, in order. A piece the pool has not started on when the job needs it
+// hashed is hashed by the job itself: a busy pool (every thread an
+// extraction) never makes a job wait for a thread it cannot get.
+class HashBeside {
+ public:
+  HashBeside(actors::Runtime& runtime, fetcher::Hasher& hasher)
+      : runtime_(runtime), hasher_(hasher), slot_(std::make_shared<Slot>()) {}
+  HashBeside(const HashBeside&) = delete;
+  HashBeside& operator=(const HashBeside&) = delete;
+  ~HashBeside() { wait(); }
+
+  // Hashes `piece` (which must stay readable until the next add() or wait()
+  // returns), once the piece before it is hashed.
+  void add(std::string_view piece) {
+    wait();
+    {
+      std::lock_guard lock(slot_->mutex);
+      slot_->piece = piece;
+      slot_->state = State::Queued;
+    }
+    // Refused (the runtime is stopping): wait() hashes it here.
+    (void)actors::detail::submitBlocking(runtime_, [slot = slot_, hasher = &hasher_] {
+      if (!claim(*slot)) return;  // the job took it
+      hasher->update(slot->piece);
+      done(*slot);
+    });
+  }
+
+  // Returns once every piece added is hashed.
+  void wait() {
+    if (claim(*slot_)) {
+      hasher_.update(slot_->piece);
+      done(*slot_);
+      return;
+    }
+    std::unique_lock lock(slot_->mutex);
+    slot_->changed.wait(lock, [this] { return slot_->state == State::Idle; });
+  }
+
+ private:
+  enum class State { Idle, Queued, Running };
+  struct Slot {
+    std::mutex mutex;
+    std::condition_variable changed;
+    State state = State::Idle;
+    std::string_view piece;
+  };
+
+  static bool claim(Slot& slot) {
+    std::lock_guard lock(slot.mutex);
+    if (slot.state != State::Queued) return false;
+    slot.state = State::Running;
+    return true;
+  }
+  static void done(Slot& slot) {
+    {
+      std::lock_guard lock(slot.mutex);
+      slot.state = State::Idle;
+    }
+    slot.changed.notify_all();
+  }
+
+  actors::Runtime& runtime_;
+  fetcher::Hasher& hasher_;
+  // Shared with the pool task, which may run (and find nothing to do) after
+  // this object is gone.
+  std::shared_ptr<Slot> slot_;
+};
+
+}  // namespace
+
 // Shared by the producer (write/end/abort, any thread) and the job.
 struct LayerStream::State final : TarSource {
   actors::Runtime* runtime = nullptr;
@@ -25,6 +101,7 @@ struct LayerStream::State final : TarSource {
   LayerStreamOptions options;
   std::unique_ptr<Decompressor> decompressor;
   std::optional<fetcher::Hasher> hasher;
+  std::optional<HashBeside> hashing;  // with hasher, on the job's thread only
   Promise<ExtractedLayer> result;
 
   std::mutex mutex;
@@ -46,7 +123,7 @@ struct LayerStream::State final : TarSource {
       auto out = decompressor->pull(current);
       if (out.isError()) return out.error();
       if (!out->empty()) {
-        if (hasher) hasher->update(*out);
+        if (hashing) hashing->add(*out);
         return *out;
       }
       if (inputEnded) {
@@ -75,13 +152,19 @@ struct LayerStream::State final : TarSource {
     }
   }
 
+  // The chunk given back to the producer, who may reuse its memory. An
+  // uncompressed layer's pieces are views of it: the one being hashed is
+  // waited for. (Inflated pieces are in the decompressor's own buffers.)
   void release() {
+    if (hashing && options.compression == Compression::None) hashing->wait();
     if (auto done = std::move(currentDone)) done->set(Nothing{});
   }
 
   void run() {
+    if (hasher) hashing.emplace(*runtime, *hasher);
     auto made = actors::fs::makeDirectories(root);
     auto applied = made.isError() ? Try<ApplyResult>(made.error()) : applyTar(root, *this, options.apply);
+    hashing.reset();  // every piece hashed; none is read any more
     Try<ExtractedLayer> outcome = [&]() -> Try<ExtractedLayer> {
       if (applied.isError()) return applied.error();
       ExtractedLayer layer{options.expectedDiffId, std::move(*applied)};

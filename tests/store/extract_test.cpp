@@ -346,6 +346,54 @@ TEST_F(ExtractTest, DiffIdIsCheckedAndCanBeSkippedForUncompressedLayers) {
   EXPECT_EQ(options.expectedDiffId, unhashed->diffId);
 }
 
+// The diffID is hashed beside the extraction, a piece at a time, while the
+// decompressor's two buffers take turns and the producer reuses its own:
+// a layer of many pieces, in each compression, hashes to its tar's digest
+// whether the pool hashes (a runtime with threads to spare) or the job must
+// (one blocking thread, which the job itself holds: waiting for the pool
+// would hang).
+TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
+  std::string noise(3 << 20, '\0');
+  std::uint64_t x = 88172645463325252ull;
+  for (char& c : noise) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  const std::vector<TarEntry> entries = {TarEntry::file("noise", noise),
+                                         TarEntry::file("zeros", std::string(2 << 20, '\0')),
+                                         TarEntry::file("small", "x")};
+  const std::string tar = testing::makeTar(entries, TarCompression::None);
+  for (const std::size_t blockingThreads : {std::size_t{0}, std::size_t{1}}) {
+    actors::Runtime runtime(actors::Runtime::Options{.blockingThreads = blockingThreads});
+    for (const auto& [compression, made] : {std::pair{Compression::None, TarCompression::None},
+                                            {Compression::Gzip, TarCompression::Gzip},
+                                            {Compression::Zstd, TarCompression::Zstd}}) {
+      SCOPED_TRACE("blocking threads " + std::to_string(blockingThreads) + ", compression " +
+                   std::to_string(static_cast<int>(compression)));
+      fs::remove_all(root_);
+      fs::create_directories(root_);
+      LayerStreamOptions options;
+      options.apply.what = "layer 'test'";
+      options.compression = compression;
+      options.expectedDiffId = fetcher::sha256Digest(tar);
+      auto stream = LayerStream::start(runtime, root_.string(), options);
+      const std::string blob = testing::makeTar(entries, made);
+      std::string buffer;  // the producer's, overwritten once each write is done
+      for (std::size_t at = 0; at < blob.size(); at += 256 * 1024) {
+        buffer.assign(blob, at, 256 * 1024);
+        auto written = stream->write(buffer);
+        AWAIT_READY(written);
+        buffer.assign(buffer.size(), '!');
+      }
+      stream->end();
+      auto result = stream->result();
+      AWAIT_READY(result);
+      EXPECT_EQ(options.expectedDiffId, result->diffId);
+      EXPECT_EQ(noise, testing::readFile(root_ / "noise"));
+    }
+  }
+}
+
 TEST_F(ExtractTest, BadBlobsFailClearly) {
   const std::vector<TarEntry> entries = {TarEntry::file("f", std::string(1 << 20, 'z'))};
   const std::string gz = testing::makeTar(entries, TarCompression::Gzip);
