@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "actors/async.hpp"
 #include "actors/fs.hpp"
@@ -38,13 +39,23 @@ class HashBeside {
   // returns), once the piece before it is hashed.
   void add(std::string_view piece) {
     wait();
+    bool post = false;
     {
       std::lock_guard lock(slot_->mutex);
       slot_->piece = piece;
       slot_->state = State::Queued;
+      // A task still queued takes this piece when it runs: at most one per
+      // stream waits in the pool, however far behind the pool is.
+      post = !std::exchange(slot_->posted, true);
     }
-    // Refused (the runtime is stopping): wait() hashes it here.
-    (void)actors::detail::submitBlocking(runtime_, [slot = slot_, hasher = &hasher_] {
+    if (!post) return;
+    // Refused (the runtime is stopping): wait() hashes it here, and so every
+    // piece after it.
+    (void)actors::async(runtime_, [slot = slot_, hasher = &hasher_] {
+      {
+        std::lock_guard lock(slot->mutex);
+        slot->posted = false;
+      }
       if (!claim(*slot)) return;  // the job took it
       hasher->update(slot->piece);
       done(*slot);
@@ -69,6 +80,7 @@ class HashBeside {
     std::condition_variable changed;
     State state = State::Idle;
     std::string_view piece;
+    bool posted = false;  // a task is in the pool's queue
   };
 
   static bool claim(Slot& slot) {

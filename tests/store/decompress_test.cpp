@@ -49,6 +49,42 @@ TEST(DecompressTest, GzipZstdAndNoneRoundTripInAnyPieces) {
   }
 }
 
+// A piece pull() returns stays as it was through the next call (the layer
+// stream hashes it beside the extraction meanwhile); the one after may
+// reuse its memory.
+TEST(DecompressTest, APulledPieceOutlivesTheNextPull) {
+  std::string text;
+  for (int i = 0; i < 400000; ++i) text += "line " + std::to_string(i) + "\n";  // several output chunks
+  const std::string tar = testing::makeTar({TarEntry::file("text", text)}, TarCompression::None);
+  for (auto [compression, kind] :
+       {std::pair{Compression::Gzip, TarCompression::Gzip}, std::pair{Compression::Zstd, TarCompression::Zstd},
+        std::pair{Compression::None, TarCompression::None}}) {
+    SCOPED_TRACE(static_cast<int>(compression));
+    auto d = Decompressor::create(compression, "layer 'test'", 1ull << 32);
+    ASSERT_TRUE(d.isSome());
+    const std::string blob = testing::makeTar({TarEntry::file("text", text)}, kind);
+    std::string_view input = blob;  // all of it at once: the pieces come from pull() alone
+    std::string out;
+    std::string_view previous;
+    std::string previousCopy;
+    int pieces = 0;
+    for (;;) {
+      auto piece = (*d)->pull(input);
+      ASSERT_TRUE(piece.isSome()) << piece.error().message;
+      // The piece before this one is intact after this call.
+      ASSERT_EQ(previousCopy, previous) << "piece " << pieces - 1 << " changed under the next pull";
+      if (piece->empty()) break;
+      out.append(*piece);
+      previous = *piece;
+      previousCopy.assign(*piece);
+      ++pieces;
+    }
+    ASSERT_TRUE((*d)->end().isSome());
+    EXPECT_GT(pieces, 3);
+    EXPECT_EQ(tar, out);
+  }
+}
+
 TEST(DecompressTest, ConcatenatedGzipMembersAreOneStream) {
   const std::string a = testing::makeTar({TarEntry::file("a", "first")}, TarCompression::None);
   const std::string gzA = testing::makeTar({TarEntry::file("a", "first")}, TarCompression::Gzip);

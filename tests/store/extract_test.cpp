@@ -364,6 +364,7 @@ TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
                                          TarEntry::file("small", "x")};
   const std::string tar = testing::makeTar(entries, TarCompression::None);
   for (const std::size_t blockingThreads : {std::size_t{0}, std::size_t{1}}) {
+    std::string buffer;  // the producer's, overwritten once each write is done; outlives the runtime's jobs
     actors::Runtime runtime(actors::Runtime::Options{.blockingThreads = blockingThreads});
     for (const auto& [compression, made] : {std::pair{Compression::None, TarCompression::None},
                                             {Compression::Gzip, TarCompression::Gzip},
@@ -378,9 +379,9 @@ TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
       options.expectedDiffId = fetcher::sha256Digest(tar);
       auto stream = LayerStream::start(runtime, root_.string(), options);
       const std::string blob = testing::makeTar(entries, made);
-      std::string buffer;  // the producer's, overwritten once each write is done
-      for (std::size_t at = 0; at < blob.size(); at += 256 * 1024) {
-        buffer.assign(blob, at, 256 * 1024);
+      // Chunks of 600 KiB: an uncompressed one is several pieces.
+      for (std::size_t at = 0; at < blob.size(); at += 600 * 1024) {
+        buffer.assign(blob, at, 600 * 1024);
         auto written = stream->write(buffer);
         AWAIT_READY(written);
         buffer.assign(buffer.size(), '!');
