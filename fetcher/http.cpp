@@ -163,13 +163,20 @@ class PlainConnection final : public StreamConnection<beast::tcp_stream> {
   void handshake(const std::string&, bool, Handler done) override { done({}, 0); }
 };
 
-// A TLS client context whose system CAs are read at the first certificate
-// it must verify: parsing Debian's bundle takes ~20 ms, which a command
-// that never verifies one (no TLS, a loopback registry found to speak
-// plain http, an insecure one) should not pay, nor any command pay twice.
+// A TLS client context whose system CAs are found at the first certificate
+// it must verify, and the cheap way first. OpenSSL's hashed directory
+// (SSL_CERT_DIR, else its default: Debian's /etc/ssl/certs) reads only the
+// certificates a chain names. The bundle (SSL_CERT_FILE, else the default
+// cert.pem), whose parsing takes ~20 ms, is read only when a chain does not
+// verify without it: a system without the hashed links, or an anchor that
+// is only in the bundle. A command that never verifies a certificate (no
+// TLS, a loopback registry found to speak plain http, an insecure one)
+// reads neither.
 struct TrustContext {
   ssl::context context{ssl::context::tls_client};
-  std::once_flag systemCasLoaded;
+  std::once_flag lookupsAdded;
+  std::once_flag bundleRead;
+  std::atomic<bool> bundleLoaded{false};
 };
 
 class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp_stream>> {
@@ -202,11 +209,13 @@ class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp
 };
 
 // The context's certificate verification (SSL_CTX_set_cert_verify_callback):
-// OpenSSL's own, once the system's CAs are in the store. A connection that
+// OpenSSL's own, against the extra CA file, the hashed directory and, when
+// those do not make the chain verify, the bundle as well: what
+// X509_STORE_set_default_paths trusts, read as needed. A connection that
 // does not verify (verify_none) checks nothing and touches no store: OpenSSL
 // calls this for it too, and the store may be loading on another thread.
-// The first load holds an I/O thread (and other verifying handshakes) for
-// its ~20 ms, once per process.
+// Reading the bundle holds an I/O thread (and other verifying handshakes)
+// for its ~20 ms, at most once per process and context.
 int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
   auto* trust = static_cast<TrustContext*>(arg);
   const auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(chain, SSL_get_ex_data_X509_STORE_CTX_idx()));
@@ -214,14 +223,40 @@ int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
     X509_STORE_CTX_set_error(chain, X509_V_OK);
     return 1;
   }
-  std::call_once(trust->systemCasLoaded, [trust] {
-    // As set_default_verify_paths: the bundle and the hashed directory,
-    // SSL_CERT_FILE and SSL_CERT_DIR honoured. A bundle that cannot be
-    // read leaves the chain unverified, which names itself.
-    if (X509_STORE_set_default_paths(SSL_CTX_get_cert_store(trust->context.native_handle())) != 1) {
-      ::ERR_clear_error();
+  X509_STORE* store = SSL_CTX_get_cert_store(trust->context.native_handle());
+  // Both lookups before any verification walks the store's list of them
+  // (adding one is not safe beside a walk); the file lookup stays empty.
+  std::call_once(trust->lookupsAdded, [store] {
+    if (X509_LOOKUP* dir = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())) {
+      X509_LOOKUP_add_dir(dir, nullptr, X509_FILETYPE_DEFAULT);
     }
+    (void)X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    ::ERR_clear_error();
   });
+  if (!trust->bundleLoaded.load()) {
+    // A trial on a context of its own (one context verifies once): does the
+    // chain verify without the bundle?
+    bool verifies = false;
+    if (X509_STORE_CTX* trial = X509_STORE_CTX_new()) {
+      if (X509_STORE_CTX_init(trial, store, X509_STORE_CTX_get0_cert(chain), X509_STORE_CTX_get0_untrusted(chain)) ==
+          1) {
+        X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(trial), X509_STORE_CTX_get0_param(chain));
+        verifies = X509_verify_cert(trial) == 1;
+      }
+      X509_STORE_CTX_free(trial);
+    }
+    if (!verifies) {
+      std::call_once(trust->bundleRead, [trust, store] {
+        // One that cannot be read leaves the chain unverified, which names
+        // itself. (Certificates go into the store under its lock.)
+        if (X509_LOOKUP* file = X509_STORE_add_lookup(store, X509_LOOKUP_file())) {
+          X509_LOOKUP_load_file(file, nullptr, X509_FILETYPE_DEFAULT);
+        }
+        trust->bundleLoaded = true;
+      });
+    }
+    ::ERR_clear_error();
+  }
   return X509_verify_cert(chain);
 }
 

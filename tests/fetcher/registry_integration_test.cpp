@@ -3,8 +3,15 @@
 // CA and htpasswd Basic auth, Docker schema 2, OCI, and a multi-platform index;
 // and through a real HTTP proxy (Debian's tinyproxy).
 
+#include <fcntl.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "actors/actors.hpp"
@@ -262,6 +269,49 @@ TEST_F(RealRegistryTest, SystemCasAreReadAtTheFirstVerification) {
   ::setenv("SSL_CERT_FILE", registry->caFile().c_str(), 1);
   pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/system-ca:v1"), platform("amd64"), built,
                 "system-ca");
+}
+
+// The hashed directory answers before the bundle: a chain whose CA is in
+// SSL_CERT_DIR (under its subject hash, as c_rehash names it) verifies
+// without SSL_CERT_FILE being read at all. The bundle here is a FIFO nobody
+// writes, so reading it would hang the handshake. (The bundle read when the
+// directory lacks the CA: SystemCasAreReadAtTheFirstVerification.)
+TEST_F(RealRegistryTest, TheHashedDirectoryAnswersBeforeTheBundleIsRead) {
+  testing::BuiltImage built;
+  auto registry = registryWith({.tls = true}, "test/hashed-dir", "hashed-dir", built);
+  ASSERT_NE(nullptr, registry);
+  const std::filesystem::path certs = sandbox() / "certs";
+  std::filesystem::create_directories(certs);
+  FILE* pem = std::fopen(registry->caFile().c_str(), "r");
+  ASSERT_NE(nullptr, pem);
+  X509* ca = PEM_read_X509(pem, nullptr, nullptr, nullptr);
+  std::fclose(pem);
+  ASSERT_NE(nullptr, ca);
+  char name[32];
+  std::snprintf(name, sizeof(name), "%08lx.0", X509_subject_name_hash(ca));
+  X509_free(ca);
+  std::filesystem::copy_file(registry->caFile(), certs / name);
+  const std::filesystem::path bundle = sandbox() / "bundle.pem";
+  ASSERT_EQ(0, ::mkfifo(bundle.c_str(), 0600));
+  struct Environment {
+    std::filesystem::path bundle;
+    ~Environment() {
+      ::unsetenv("SSL_CERT_DIR");
+      ::unsetenv("SSL_CERT_FILE");
+      // A reader stuck on the FIFO (the bundle read after all) gets its end.
+      const int fd = ::open(bundle.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+    }
+  } restore{bundle};
+  ::setenv("SSL_CERT_DIR", certs.c_str(), 1);
+  ::setenv("SSL_CERT_FILE", bundle.c_str(), 1);
+
+  RegistryOptions options;  // no extra CA: the system's alone
+  options.retry.maxAttempts = 1;
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/hashed-dir:v1"), platform("amd64"), built,
+                "hashed-dir");
 }
 
 // The scheme rule on loopback: a TLS registry named by its 127.0.0.1
