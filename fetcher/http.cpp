@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "actors/async.hpp"
 #include "actors/runtime.hpp"
 
 namespace prov::fetcher {
@@ -175,6 +176,7 @@ class PlainConnection final : public StreamConnection<beast::tcp_stream> {
 struct TrustContext {
   ssl::context context{ssl::context::tls_client};
   std::once_flag lookupsAdded;
+  X509_LOOKUP* bundle = nullptr;  // the file lookup, once added (owned by the store)
   std::once_flag bundleRead;
   std::atomic<bool> bundleLoaded{false};
 };
@@ -226,11 +228,17 @@ int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
   X509_STORE* store = SSL_CTX_get_cert_store(trust->context.native_handle());
   // Both lookups before any verification walks the store's list of them
   // (adding one is not safe beside a walk); the file lookup stays empty.
-  std::call_once(trust->lookupsAdded, [store] {
+  std::call_once(trust->lookupsAdded, [trust, store] {
     if (X509_LOOKUP* dir = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir())) {
       X509_LOOKUP_add_dir(dir, nullptr, X509_FILETYPE_DEFAULT);
     }
-    (void)X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    // As X509_STORE_set_default_paths: the directory as an OpenSSL store
+    // too (it also finds DER files and upper-case hash names), asked only
+    // when the hashed lookup finds nothing.
+    if (X509_LOOKUP* uri = X509_STORE_add_lookup(store, X509_LOOKUP_store())) {
+      X509_LOOKUP_add_store(uri, nullptr);
+    }
+    trust->bundle = X509_STORE_add_lookup(store, X509_LOOKUP_file());
     ::ERR_clear_error();
   });
   if (!trust->bundleLoaded.load()) {
@@ -240,18 +248,16 @@ int verifyWithSystemCas(X509_STORE_CTX* chain, void* arg) {
     if (X509_STORE_CTX* trial = X509_STORE_CTX_new()) {
       if (X509_STORE_CTX_init(trial, store, X509_STORE_CTX_get0_cert(chain), X509_STORE_CTX_get0_untrusted(chain)) ==
           1) {
-        X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(trial), X509_STORE_CTX_get0_param(chain));
-        verifies = X509_verify_cert(trial) == 1;
+        verifies = X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(trial), X509_STORE_CTX_get0_param(chain)) == 1 &&
+                   X509_verify_cert(trial) == 1;
       }
       X509_STORE_CTX_free(trial);
     }
     if (!verifies) {
-      std::call_once(trust->bundleRead, [trust, store] {
+      std::call_once(trust->bundleRead, [trust] {
         // One that cannot be read leaves the chain unverified, which names
         // itself. (Certificates go into the store under its lock.)
-        if (X509_LOOKUP* file = X509_STORE_add_lookup(store, X509_LOOKUP_file())) {
-          X509_LOOKUP_load_file(file, nullptr, X509_FILETYPE_DEFAULT);
-        }
+        if (trust->bundle) X509_LOOKUP_load_file(trust->bundle, nullptr, X509_FILETYPE_DEFAULT);
         trust->bundleLoaded = true;
       });
     }

@@ -293,6 +293,13 @@ TEST_F(RealRegistryTest, TheHashedDirectoryAnswersBeforeTheBundleIsRead) {
   std::filesystem::copy_file(registry->caFile(), certs / name);
   const std::filesystem::path bundle = sandbox() / "bundle.pem";
   ASSERT_EQ(0, ::mkfifo(bundle.c_str(), 0600));
+
+  RegistryOptions options;  // no extra CA: the system's alone
+  options.retry.maxAttempts = 1;
+  auto puller = RegistryPuller::create(runtime_, options, 2);
+  ASSERT_TRUE(puller.isSome());
+  // Undone before the puller goes (declared after it): a worker stuck on
+  // the FIFO would keep the puller's process from stopping.
   struct Environment {
     std::filesystem::path bundle;
     ~Environment() {
@@ -305,11 +312,6 @@ TEST_F(RealRegistryTest, TheHashedDirectoryAnswersBeforeTheBundleIsRead) {
   } restore{bundle};
   ::setenv("SSL_CERT_DIR", certs.c_str(), 1);
   ::setenv("SSL_CERT_FILE", bundle.c_str(), 1);
-
-  RegistryOptions options;  // no extra CA: the system's alone
-  options.retry.maxAttempts = 1;
-  auto puller = RegistryPuller::create(runtime_, options, 2);
-  ASSERT_TRUE(puller.isSome());
   pullAndVerify(**puller, *parseNormalized(registry->hostPort() + "/test/hashed-dir:v1"), platform("amd64"), built,
                 "hashed-dir");
 }
