@@ -362,6 +362,14 @@ int main(int argc, char** argv) {
     progress = std::make_unique<cmd::ProgressDisplay>(STDERR_FILENO);
     in.flags.progress = progress->callback();
   }
+  if (pulls) {
+    // The registry's TLS set-up, on another thread while the work dir is
+    // opened and recovered (a bad image name is reported later, as usual).
+    auto image = provisioner::parseImage(in.command == "pull" ? in.args[0] : in.args[1]);
+    if (image.isSome() && image->type() == messages::Image::DOCKER) {
+      in.flags.pullsFrom = image->reference().registry();
+    }
+  }
   if (::isatty(STDERR_FILENO)) {
     in.flags.onLockWait = [&in](pid_t holder) {
       std::cerr << "waiting for " << in.flags.workDir << ": another provisioner (pid " << holder

@@ -1036,6 +1036,19 @@ actors::Future<HttpResponse> HttpClient::stream(HttpRequest request, std::shared
   return std::make_shared<Exchange>(impl_, std::move(request), std::move(sink))->start();
 }
 
+void HttpClient::prepareTls() {
+  (void)actors::async(impl_->runtime, [impl = impl_] {
+    {
+      std::lock_guard lock(impl->mutex);
+      if (impl->trust) return;
+    }
+    auto shared = sharedTrustContext(impl->options.extraCaFile);
+    if (shared.isError()) return;
+    std::lock_guard lock(impl->mutex);
+    if (!impl->trust) impl->trust = std::move(*shared);
+  });
+}
+
 std::size_t HttpClient::connectionsOpened() const { return impl_->opened.load(); }
 
 }  // namespace prov::fetcher

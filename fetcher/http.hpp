@@ -160,6 +160,14 @@ class HttpClient {
   // READY once the body has been read to its end and the sink accepted it.
   actors::Future<HttpResponse> stream(HttpRequest request, std::shared_ptr<BodySink> sink);
 
+  // Starts making the TLS context (OpenSSL's set-up, ~4 ms here) on a
+  // blocking thread, for a process about to connect: the first TLS
+  // connection then finds it made, or waits for the rest. Not the system
+  // CAs, which are read at the first certificate to verify. A context that
+  // cannot be made (a bad extra CA file) is left for that connection to
+  // report.
+  void prepareTls();
+
   // Connections made so far (reuse shows as requests > connections).
   std::size_t connectionsOpened() const;
 

@@ -120,6 +120,7 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     options.http.proxy = std::move(*proxy);
     auto plain = std::make_shared<PlainRegistries>(storeDir + "/plain-registries");
     options.http.plainOrigins = plain->known();
+    const bool prepareTls = !flags.pullsFrom.empty() && options.http.plainOrigins.count(flags.pullsFrom) == 0;
     options.http.onPlainFound = [plain](const std::string& hostPort, bool isPlain) { plain->found(hostPort, isPlain); };
     options.maxUnsizedBlobBytes = flags.limits.maxLayerBytes;
     if (!flags.dockerConfig.empty()) {
@@ -133,6 +134,7 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     auto puller = fetcher::RegistryPuller::create(runtime, std::move(options));
     if (puller.isError()) return badFlag("docker_registry", puller.error().message);
     std::shared_ptr<fetcher::RegistryPuller> shared = std::move(*puller);
+    if (prepareTls) shared->client().http().prepareTls();
     lookaside = [shared](fetcher::HttpRequest request) { return shared->client().http().fetch(std::move(request)); };
     attachments = [shared](const messages::Image& image, const std::string& manifestDigest) {
       std::optional<messages::Credentials> credentials;

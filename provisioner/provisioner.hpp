@@ -97,6 +97,11 @@ struct Flags {
   std::chrono::milliseconds lockTimeout{0};
   // Told the holder's pid once when create() starts waiting for the lock.
   std::function<void(pid_t holder)> onLockWait;
+  // The registry ("host:port", as an image reference names it) this
+  // process is about to pull from, when it knows (the command line's pull
+  // and provision): create() starts its TLS set-up in the background,
+  // unless the registry is known to speak plain http. Empty: nothing early.
+  std::string pullsFrom;
 };
 
 struct ImageGcConfig {

@@ -244,6 +244,10 @@ TEST_F(RealRegistryTest, TlsWithTestCaAndHtpasswd) {
   testing::writeFile(garbledCa.http.extraCaFile, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n");
   auto garbled = RegistryPuller::create(runtime_, garbledCa, 2);
   ASSERT_TRUE(garbled.isSome()) << garbled.error().message;
+  // Preparing TLS early (the command line's pull does) reports nothing and
+  // leaves the error to the connection.
+  (*garbled)->client().http().prepareTls();
+  runtime_.settle();
   Future<messages::ResolvedImage> unparsed = (*garbled)->resolve(image, platform("amd64"));
   AWAIT_EXPECT_ERROR(ErrorKind::IO, unparsed);
   EXPECT_NE(std::string::npos,
@@ -339,6 +343,7 @@ TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
   };
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());
+  (*puller)->client().http().prepareTls();  // made beside, used by the first connection
   pullAndVerify(**puller, ref, platform("amd64"), built, "loopback-tls");
   EXPECT_TRUE(plainFound.empty());
 
