@@ -373,20 +373,23 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       ++opened;
       return std::shared_ptr<Connection>(std::make_shared<PlainConnection>(poolKey(url), strand));
     }
-    std::shared_ptr<TrustContext> context;
+    auto context = trustContext();
+    if (context.isError()) return context.error();
+    ++opened;
+    return std::shared_ptr<Connection>(std::make_shared<TlsConnection>(poolKey(url), strand, std::move(*context)));
+  }
+
+  // This client's TLS context, made (or found shared) the first time.
+  Try<std::shared_ptr<TrustContext>> trustContext() {
     {
       std::lock_guard lock(mutex);
-      context = trust;
+      if (trust) return trust;
     }
-    if (!context) {
-      auto shared = sharedTrustContext(options.extraCaFile);
-      if (shared.isError()) return shared.error();
-      std::lock_guard lock(mutex);
-      if (!trust) trust = std::move(*shared);
-      context = trust;
-    }
-    ++opened;
-    return std::shared_ptr<Connection>(std::make_shared<TlsConnection>(poolKey(url), strand, std::move(context)));
+    auto shared = sharedTrustContext(options.extraCaFile);
+    if (shared.isError()) return shared.error();
+    std::lock_guard lock(mutex);
+    if (!trust) trust = std::move(*shared);
+    return trust;
   }
 };
 
@@ -1037,16 +1040,7 @@ actors::Future<HttpResponse> HttpClient::stream(HttpRequest request, std::shared
 }
 
 void HttpClient::prepareTls() {
-  (void)actors::async(impl_->runtime, [impl = impl_] {
-    {
-      std::lock_guard lock(impl->mutex);
-      if (impl->trust) return;
-    }
-    auto shared = sharedTrustContext(impl->options.extraCaFile);
-    if (shared.isError()) return;
-    std::lock_guard lock(impl->mutex);
-    if (!impl->trust) impl->trust = std::move(*shared);
-  });
+  (void)actors::async(impl_->runtime, [impl = impl_] { (void)impl->trustContext(); });
 }
 
 std::size_t HttpClient::connectionsOpened() const { return impl_->opened.load(); }

@@ -46,6 +46,29 @@ Try<Nothing> Decompressor::finish(const Output& out) {
 
 namespace {
 
+// Two output buffers taking turns, so that a piece pull() returned stays
+// valid through the next call. The inflaters keep their windows in their
+// own state, never in a previous output buffer.
+class TurnBuffers {
+ public:
+  explicit TurnBuffers(std::size_t size) {
+    for (auto& buffer : buffers_) buffer.resize(size);
+  }
+  // Where the next piece is made.
+  std::vector<char>& next() { return buffers_[turn_]; }
+  // The first `size` bytes of next(), now made; the piece after goes to the
+  // other buffer.
+  std::string_view made(std::size_t size) {
+    const std::string_view piece(buffers_[turn_].data(), size);
+    turn_ ^= 1;
+    return piece;
+  }
+
+ private:
+  std::vector<char> buffers_[2];
+  int turn_ = 0;
+};
+
 class Plain final : public Decompressor {
  public:
   using Decompressor::Decompressor;
@@ -60,8 +83,7 @@ class Plain final : public Decompressor {
 // igzip, one gzip member after another (concatenated members are valid gzip).
 class Gzip final : public Decompressor {
  public:
-  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit) {
-    for (auto& buffer : buffers_) buffer.resize(kOutputChunk);
+  Gzip(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), buffers_(kOutputChunk) {
     reset();
   }
 
@@ -74,9 +96,7 @@ class Gzip final : public Decompressor {
       state_.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(input.data()));
       state_.avail_in = static_cast<uint32_t>(std::min<std::size_t>(input.size(), 1u << 30));
       const std::size_t offered = state_.avail_in;
-      // igzip keeps the window it needs in its own state, so the output
-      // may go to a different buffer each call.
-      std::vector<char>& buffer = buffers_[turn_];
+      std::vector<char>& buffer = buffers_.next();
       state_.next_out = reinterpret_cast<uint8_t*>(buffer.data());
       state_.avail_out = static_cast<uint32_t>(buffer.size());
       const int rc = isal_inflate(&state_);
@@ -85,10 +105,7 @@ class Gzip final : public Decompressor {
       inMember_ = state_.block_state != ISAL_BLOCK_FINISH;
       const std::size_t made = buffer.size() - state_.avail_out;
       pendingOutput_ = state_.avail_out == 0;  // more may be held inside
-      if (made > 0) {
-        turn_ ^= 1;
-        return produced(std::string_view(buffer.data(), made));
-      }
+      if (made > 0) return produced(buffers_.made(made));
       if (state_.avail_in > 0 && inMember_) return corrupt("the inflater stopped early");
     }
     return std::string_view();
@@ -121,8 +138,7 @@ class Gzip final : public Decompressor {
   }
 
   inflate_state state_{};
-  std::vector<char> buffers_[2];
-  int turn_ = 0;
+  TurnBuffers buffers_;
   bool pendingOutput_ = false;
   bool inMember_ = false;
   bool sawMember_ = false;
@@ -130,8 +146,8 @@ class Gzip final : public Decompressor {
 
 class Zstd final : public Decompressor {
  public:
-  Zstd(std::string what, std::uint64_t limit) : Decompressor(std::move(what), limit), stream_(ZSTD_createDStream()) {
-    for (auto& buffer : buffers_) buffer.resize(ZSTD_DStreamOutSize());
+  Zstd(std::string what, std::uint64_t limit)
+      : Decompressor(std::move(what), limit), stream_(ZSTD_createDStream()), buffers_(ZSTD_DStreamOutSize()) {
     ZSTD_initDStream(stream_);
   }
   ~Zstd() override { ZSTD_freeDStream(stream_); }
@@ -140,8 +156,7 @@ class Zstd final : public Decompressor {
     seen_ = seen_ || !input.empty();
     for (;;) {
       ZSTD_inBuffer in{input.data(), input.size(), 0};
-      // The window lives in the stream, not in the output buffer.
-      std::vector<char>& buffer = buffers_[turn_];
+      std::vector<char>& buffer = buffers_.next();
       ZSTD_outBuffer o{buffer.data(), buffer.size(), 0};
       const std::size_t rc = ZSTD_decompressStream(stream_, &o, &in);
       if (ZSTD_isError(rc)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
@@ -149,10 +164,7 @@ class Zstd final : public Decompressor {
       // A call that made no progress says nothing about the frame (after a
       // frame ended it would report the next frame's header as needed).
       if (in.pos > 0 || o.pos > 0) frameOpen_ = rc != 0;
-      if (o.pos > 0) {
-        turn_ ^= 1;
-        return produced(std::string_view(buffer.data(), o.pos));
-      }
+      if (o.pos > 0) return produced(buffers_.made(o.pos));
       if (input.empty()) return std::string_view();
     }
   }
@@ -165,8 +177,7 @@ class Zstd final : public Decompressor {
 
  private:
   ZSTD_DStream* stream_;
-  std::vector<char> buffers_[2];
-  int turn_ = 0;
+  TurnBuffers buffers_;
   bool frameOpen_ = false;
   bool seen_ = false;
 };
