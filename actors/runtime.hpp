@@ -8,6 +8,11 @@
 //   - a separate blocking pool of up to `blockingThreads` threads for
 //     file-system work (async() in async.hpp), so no strand is ever blocked
 //     by it; each thread starts when a task finds no idle one;
+//   - a waiting pool of up to `waitingThreads` threads for work that sleeps
+//     in the kernel rather than runs (asyncWaiting() in async.hpp: an
+//     unmount waiting for its file system's journal commit), so that many
+//     such waits overlap without holding the blocking pool's threads; its
+//     threads also start when needed, and end after `waitingKeepAlive` idle;
 //   - a Clock (clock.hpp) that tests can pause and advance.
 //
 // shutdown() (also run by the destructor) stops accepting work (spawn makes
@@ -16,6 +21,7 @@
 // blocking pool, waits for handlers already posted, then joins the threads.
 // It is idempotent and must not be called from a runtime thread.
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -33,6 +39,8 @@ class Runtime {
   struct Options {
     std::size_t workerThreads = 0;    // 0: one per core
     std::size_t blockingThreads = 0;  // 0: max(4, 2 * cores)
+    std::size_t waitingThreads = 0;   // 0: 32
+    std::chrono::milliseconds waitingKeepAlive{10000};
   };
 
   Runtime();
@@ -51,10 +59,11 @@ class Runtime {
 
   std::size_t workerThreads() const;
   std::size_t blockingThreads() const;
+  std::size_t waitingThreads() const;
 
   // True on one of this runtime's worker threads.
   bool onWorkerThread() const;
-  // True on a worker thread or a blocking-pool thread of this runtime.
+  // True on a worker thread or a thread of either pool of this runtime.
   bool onRuntimeThread() const;
 
   // Runs `work` on a thread of its own, outside the runtime, now; shutdown()
@@ -80,9 +89,10 @@ class Runtime {
 };
 
 namespace detail {
-// Runs `task` on the blocking pool. False (and `task` is dropped unrun) once
-// the runtime no longer accepts work.
-bool submitBlocking(Runtime& runtime, std::function<void()> task);
+// Runs `task` on the blocking (or the waiting) pool. False (and `task` is
+// dropped unrun) once the runtime no longer accepts work.
+enum class Pool { Blocking, Waiting };
+bool submitBlocking(Runtime& runtime, std::function<void()> task, Pool pool = Pool::Blocking);
 }  // namespace detail
 
 }  // namespace prov::actors

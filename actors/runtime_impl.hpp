@@ -4,6 +4,7 @@
 // outside actors/*.cpp includes this.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -28,10 +29,13 @@ struct ProcessContext;
 // The blocking pool: up to `limit` threads, each started when a task finds
 // no idle one. A command that never blocks starts none; one that lists a
 // store starts one or two, not all of them (issue #18: thread start and join
-// were a measurable part of a 10 ms command).
+// were a measurable part of a 10 ms command). With a `keepAlive`, a thread
+// idle that long ends (the waiting pool: dozens of threads for a burst of
+// unmounts need not stay for the life of an agent).
 class BlockingPool {
  public:
-  explicit BlockingPool(std::size_t limit) : limit_(limit) {}
+  explicit BlockingPool(std::size_t limit, std::chrono::milliseconds keepAlive = std::chrono::milliseconds::zero())
+      : limit_(limit), keepAlive_(keepAlive) {}
   ~BlockingPool() { join(); }
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
@@ -46,12 +50,15 @@ class BlockingPool {
 
  private:
   void run();
+  void joinRetired();  // with mutex_ held
 
   const std::size_t limit_;
+  const std::chrono::milliseconds keepAlive_;  // zero: threads stay until join()
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;
   std::vector<std::thread> threads_;
+  std::vector<std::thread> retired_;  // ended by keepAlive_: joined by the next post() or join()
   std::size_t idle_ = 0;
   std::size_t live_ = 0;  // threads started whose run() has not returned
   bool joining_ = false;
@@ -76,6 +83,7 @@ struct Runtime::Impl {
   };
   std::vector<Offloaded> offloaded;  // Runtime::offload's threads: reaped by the next offload, joined by shutdown()
   BlockingPool blocking;
+  BlockingPool waiting;
   std::unique_ptr<Clock> clock;  // destroyed before `io`
 
   std::mutex submitMutex;  // orders submitBlocking against the end of accepting

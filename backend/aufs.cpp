@@ -69,8 +69,7 @@ class AufsBackendProcess : public actors::Process<AufsBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return actors::async(runtime(),
-                         [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+    return destroyMountedRootfs(runtime(), rootfs, scratchDir(backendDir, rootfs));
   }
 };
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "actors/async.hpp"
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "backend/backends.hpp"
@@ -108,21 +109,25 @@ Try<Nothing> removeMountPoint(const std::string& rootfs) {
   return actors::errnoError(ErrorKind::IO, "Failed to remove rootfs '" + rootfs + "'", errno);
 }
 
-Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scratch) {
-  bool found = false;
-  if (actors::fs::exists(rootfs)) {
-    found = true;
+Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& rootfs, const std::string& scratch) {
+  Future<bool> unmounted = actors::asyncWaiting(runtime, [rootfs]() -> Try<bool> {
+    if (!actors::fs::exists(rootfs)) return false;
     // Unmounting is the test: EINVAL means it was not a mount point, which
     // saves reading the mount table on every destroy.
     if (actors::fs::disk().umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
       return actors::errnoError(ErrorKind::IO, "Failed to unmount '" + rootfs + "'", errno);
     }
     if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
-  }
-  if (scratch.empty()) return found;
-  auto removed = actors::fs::removeTree(scratch);
-  if (removed.isError()) return removed.error();
-  return found || *removed;
+    return true;
+  });
+  if (scratch.empty()) return unmounted;
+  return unmounted.then([&runtime, scratch](bool found) {
+    return actors::async(runtime, [scratch, found]() -> Try<bool> {
+      auto removed = actors::fs::removeTree(scratch);
+      if (removed.isError()) return removed.error();
+      return found || *removed;
+    });
+  });
 }
 
 Try<std::string> linkLayers(const std::vector<std::string>& layers) {

@@ -51,9 +51,12 @@ Try<Nothing> createMountPoint(const std::string& rootfs);
 // mount still in use) is reported on stderr and not an error.
 Try<Nothing> removeMountPoint(const std::string& rootfs);
 
-// Destroys a mounted rootfs: lazy unmount if mounted, removal of the mount
-// point, then of `scratch` (if not empty). True when any of it existed.
-Try<bool> destroyMountedRootfs(const std::string& rootfs, const std::string& scratch);
+// Destroys a mounted rootfs: lazy unmount if mounted and removal of the
+// mount point, on the runtime's waiting pool (unmounting an overlay or aufs
+// sleeps through its upper file system's sync and journal commit, and many
+// of those at once share a commit), then removal of `scratch` (if not
+// empty) on the blocking pool. True when any of it existed.
+Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& rootfs, const std::string& scratch);
 
 // Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>,
 // holding upperdir/ and workdir/ (overlay) or workdir/ (aufs).

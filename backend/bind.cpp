@@ -79,7 +79,7 @@ class BindBackendProcess : public actors::Process<BindBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string&) {
-    return actors::async(runtime(), [rootfs] { return destroyMountedRootfs(rootfs, ""); });
+    return destroyMountedRootfs(runtime(), rootfs, "");
   }
 };
 

@@ -180,8 +180,7 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return actors::async(runtime(),
-                         [rootfs, backendDir] { return destroyMountedRootfs(rootfs, scratchDir(backendDir, rootfs)); });
+    return destroyMountedRootfs(runtime(), rootfs, scratchDir(backendDir, rootfs));
   }
 
  private:

@@ -188,5 +188,58 @@ TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
   EXPECT_EQ(0u, threads());
 }
 
+// A blocking pool of one, held: waiting work still runs, four at once, each
+// on a thread of the waiting pool.
+TEST(RuntimeTest, WaitingWorkOverlapsPastAFullBlockingPool) {
+  Runtime runtime(Runtime::Options{.workerThreads = 1, .blockingThreads = 1, .waitingThreads = 4});
+  EXPECT_EQ(4u, runtime.waitingThreads());
+  Turnstile held;
+  Future<int> holder = async(runtime, [&held] {
+    held.arriveAndWait();
+    return 0;
+  });
+  ASSERT_TRUE(held.waitForArrivals(1));
+
+  Turnstile gate;
+  std::vector<Future<int>> waits;
+  for (int i = 0; i < 4; ++i) {
+    waits.push_back(asyncWaiting(runtime, [&gate, &runtime, i] {
+      gate.arriveAndWait();
+      return runtime.onRuntimeThread() ? i : -1;
+    }));
+  }
+  ASSERT_TRUE(gate.waitForArrivals(4));  // all four at once: none waits for the held thread
+  EXPECT_EQ(4u, runtime.impl().waiting.threads());
+  EXPECT_EQ(1u, runtime.impl().blocking.threads());
+  gate.release();
+  for (int i = 0; i < 4; ++i) AWAIT_EXPECT_EQ(i, waits[i]);
+  held.release();
+  AWAIT_EXPECT_EQ(0, holder);
+}
+
+TEST(RuntimeTest, WaitingThreadsEndOnceIdleForTheirKeepAlive) {
+  Runtime runtime(Runtime::Options{.workerThreads = 1,
+                                   .blockingThreads = 1,
+                                   .waitingThreads = 2,
+                                   .waitingKeepAlive = std::chrono::milliseconds(20)});
+  auto threads = [&runtime] { return runtime.impl().waiting.threads(); };
+  AWAIT_EXPECT_EQ(1, asyncWaiting(runtime, [] { return 1; }));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (threads() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polls a condition, with a deadline
+  }
+  EXPECT_EQ(0u, threads());
+  // The pool starts a thread again (and joins the one that ended).
+  AWAIT_EXPECT_EQ(2, asyncWaiting(runtime, [] { return 2; }));
+  runtime.shutdown();
+  EXPECT_EQ(0u, threads());
+}
+
+TEST(RuntimeTest, WaitingWorkIsRefusedOnceShutDown) {
+  Runtime runtime(Runtime::Options{.workerThreads = 1});
+  runtime.shutdown();
+  AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, asyncWaiting(runtime, [] { return 1; }));
+}
+
 }  // namespace
 }  // namespace prov::actors

@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -108,6 +111,53 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+// A destroy unmounts on the runtime's waiting pool, so a blocking pool full
+// of other work (extractions) does not hold it up; only the scratch's
+// removal, which is work, waits for a blocking thread.
+TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
+  actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 1, .blockingThreads = 1});
+  auto created = createBackend(runtime, kOverlay);
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  auto& overlay = **created;
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  const std::string rootfs = path("rootfses/abc");
+  AWAIT_READY(overlay.provision({path("layer")}, rootfs, path("backend")));
+  writeFile(rootfs + "/written", "by the container");
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool holding = false, released = false;
+  auto holder = actors::async(runtime, [&] {
+    std::unique_lock lock(mutex);
+    holding = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return released; });
+    return true;
+  });
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(15), [&] { return holding; }));
+  }
+  auto destroyed = overlay.destroy(rootfs, path("backend"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (fs::exists(rootfs) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polls a condition, with a deadline
+  }
+  EXPECT_FALSE(fs::exists(rootfs));  // unmounted, mount point gone
+  EXPECT_TRUE(prov::testing::mountsUnder(sandbox()).empty());
+  EXPECT_TRUE(fs::exists(path("backend/scratch/abc/upperdir/written")));  // its removal waits
+  EXPECT_TRUE(destroyed.isPending());
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+  AWAIT_EXPECT_EQ(true, holder);
+  AWAIT_EXPECT_EQ(true, destroyed);
+  EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+}
+
 // The super options the kernel shows for the mount at `target`, each
 // between commas: ",rw,lowerdir=...,volatile,".
 std::string superOptionsAt(const std::string& target) {
@@ -177,7 +227,9 @@ TEST_F(BackendTest, PathsWithMountOptionSeparatorsWorkWithEveryBackend) {
     const std::string backendDir = path(odd + "/back,end=" + std::string(name));
     AWAIT_READY(backend->provision(layers, rootfs, backendDir));
     EXPECT_EQ("base", readFile(rootfs + "/base"));
-    if (stacked) EXPECT_EQ("top", readFile(rootfs + "/top"));
+    if (stacked) {
+      EXPECT_EQ("top", readFile(rootfs + "/top"));
+    }
     AWAIT_EXPECT_EQ(true, backend->destroy(rootfs, backendDir));
     EXPECT_FALSE(fs::exists(rootfs));
   }
