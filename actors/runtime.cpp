@@ -22,9 +22,12 @@ Runtime::Options resolve(Runtime::Options options) {
   if (options.workerThreads == 0) options.workerThreads = cores();
   if (options.blockingThreads == 0) options.blockingThreads = std::max<std::size_t>(4, 2 * cores());
   // Waits, not work: as many as overlap usefully. 16-32 unmounts at once
-  // let ext4 commit them together (bench_backend: 64 pairs in flight went
-  // from 1,200 to 1,900 per second on 2 cores); more gained nothing.
+  // let ext4 commit them together (bench_backend, 64 pairs in flight on 2
+  // cores: 940-1,150 per second with 4 at once, 2,030-2,220 with 32); a
+  // bare loop of the same syscalls gained nothing past 32.
   if (options.waitingThreads == 0) options.waitingThreads = 32;
+  options.waitingKeepAlive = std::clamp(options.waitingKeepAlive, std::chrono::milliseconds::zero(),
+                                        std::chrono::milliseconds(std::chrono::hours(24)));
   return options;
 }
 
@@ -35,22 +38,28 @@ Runtime::Impl* currentWorkerRuntime() { return workerRuntime; }
 }  // namespace detail
 
 bool BlockingPool::post(std::function<void()> task) {
-  std::lock_guard lock(mutex_);
-  joinRetired();
-  tasks_.push_back(std::move(task));
-  if (idle_ >= tasks_.size() || live_ >= limit_) {
-    wake_.notify_one();
+  std::vector<std::thread> retired;
+  const bool posted = [&] {
+    std::lock_guard lock(mutex_);
+    retired.swap(retired_);  // joined below, outside the lock
+    tasks_.push_back(std::move(task));
+    if (idle_ >= tasks_.size() || live_ >= limit_) {
+      wake_.notify_one();
+      return true;
+    }
+    try {
+      threads_.emplace_back([this] { run(); });
+      ++live_;
+    } catch (const std::system_error&) {
+      if (live_ > 0) return true;  // a running thread takes it in its turn
+      tasks_.pop_back();
+      return false;
+    }
     return true;
-  }
-  try {
-    threads_.emplace_back([this] { run(); });
-    ++live_;
-  } catch (const std::system_error&) {
-    if (live_ > 0) return true;  // a running thread takes it in its turn
-    tasks_.pop_back();
-    return false;
-  }
-  return true;
+  }();
+  // Each has left run() (and so the lock) before it was listed.
+  for (auto& thread : retired) thread.join();
+  return posted;
 }
 
 void BlockingPool::run() {
@@ -84,15 +93,11 @@ void BlockingPool::run() {
   }
 }
 
-void BlockingPool::joinRetired() {
-  // Each has left run() (and so the lock) before it was listed here.
-  for (auto& thread : retired_) thread.join();
-  retired_.clear();
-}
-
 void BlockingPool::join() {
   std::unique_lock lock(mutex_);
-  joinRetired();
+  // Each retired thread has left run() (and so the lock) before it was listed.
+  for (auto& thread : retired_) thread.join();
+  retired_.clear();
   joining_ = true;
   wake_.notify_all();
   // A task that posts another while the pool winds down starts a thread

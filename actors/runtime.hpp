@@ -18,7 +18,8 @@
 // shutdown() (also run by the destructor) stops accepting work (spawn makes
 // already-terminated processes, async() and dispatch fail), terminates every
 // live process and waits for their finalize(), cancels timers, drains the
-// blocking pool, waits for handlers already posted, then joins the threads.
+// blocking and the waiting pools, waits for handlers already posted, then
+// joins the threads.
 // It is idempotent and must not be called from a runtime thread.
 
 #include <chrono>
@@ -37,10 +38,10 @@ class Clock;
 class Runtime {
  public:
   struct Options {
-    std::size_t workerThreads = 0;    // 0: one per core
-    std::size_t blockingThreads = 0;  // 0: max(4, 2 * cores)
-    std::size_t waitingThreads = 0;   // 0: 32
-    std::chrono::milliseconds waitingKeepAlive{10000};
+    std::size_t workerThreads = 0;                      // 0: one per core
+    std::size_t blockingThreads = 0;                    // 0: max(4, 2 * cores)
+    std::size_t waitingThreads = 0;                     // 0: 32
+    std::chrono::milliseconds waitingKeepAlive{10000};  // zero: never (at most a day)
   };
 
   Runtime();

@@ -50,7 +50,6 @@ class BlockingPool {
 
  private:
   void run();
-  void joinRetired();  // with mutex_ held
 
   const std::size_t limit_;
   const std::chrono::milliseconds keepAlive_;  // zero: threads stay until join()

@@ -121,13 +121,18 @@ Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& r
     return true;
   });
   if (scratch.empty()) return unmounted;
-  return unmounted.then([&runtime, scratch](bool found) {
-    return actors::async(runtime, [scratch, found]() -> Try<bool> {
-      auto removed = actors::fs::removeTree(scratch);
-      if (removed.isError()) return removed.error();
-      return found || *removed;
-    });
-  });
+  auto removeScratch = [scratch](bool found) -> Future<bool> {
+    auto removed = actors::fs::removeTree(scratch);
+    if (removed.isError()) return removed.error();
+    return found || *removed;
+  };
+  // Once unmounted, the scratch goes too: a discard does not stop halfway,
+  // and a runtime shutting down (which refuses new work) gets it done here.
+  return actors::undiscardable(unmounted.then([&runtime, removeScratch](bool found) {
+    Future<bool> removed = actors::async(runtime, [removeScratch, found] { return removeScratch(found); });
+    if (removed.isFailed() && !runtime.accepting()) return removeScratch(found);
+    return removed;
+  }));
 }
 
 Try<std::string> linkLayers(const std::vector<std::string>& layers) {

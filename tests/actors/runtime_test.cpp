@@ -191,16 +191,23 @@ TEST(RuntimeTest, BlockingThreadsStartWhenNeededAndNeverPastTheLimit) {
 // A blocking pool of one, held: waiting work still runs, four at once, each
 // on a thread of the waiting pool.
 TEST(RuntimeTest, WaitingWorkOverlapsPastAFullBlockingPool) {
+  Turnstile held, gate;  // outlive the runtime's threads
   Runtime runtime(Runtime::Options{.workerThreads = 1, .blockingThreads = 1, .waitingThreads = 4});
+  struct ReleaseAtExit {
+    Turnstile& a;
+    Turnstile& b;
+    ~ReleaseAtExit() {
+      a.release();
+      b.release();
+    }
+  } releaseAtExit{held, gate};  // before the runtime's shutdown, however the test ends
   EXPECT_EQ(4u, runtime.waitingThreads());
-  Turnstile held;
   Future<int> holder = async(runtime, [&held] {
     held.arriveAndWait();
     return 0;
   });
   ASSERT_TRUE(held.waitForArrivals(1));
 
-  Turnstile gate;
   std::vector<Future<int>> waits;
   for (int i = 0; i < 4; ++i) {
     waits.push_back(asyncWaiting(runtime, [&gate, &runtime, i] {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "backend/mount.hpp"
 #include "testkit/files.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/faulty_disk.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace prov::backend {
@@ -111,11 +113,51 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+// Something a runtime task waits at until the test opens it. Shared with
+// the task, and opened when the test's scope ends (declared after the
+// runtime, so before its shutdown joins the task), whatever the test did.
+struct Barrier {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool reached = false, open = false;
+  void reachAndWait() {
+    std::unique_lock lock(mutex);
+    reached = true;
+    changed.notify_all();
+    changed.wait(lock, [this] { return open; });
+  }
+  bool waitReached() {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(15), [this] { return reached; });
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    changed.notify_all();
+  }
+};
+struct OpenAtExit {
+  std::shared_ptr<Barrier> barrier;
+  ~OpenAtExit() { barrier->release(); }
+};
+
+// Polls `condition` (every 2 ms, for at most 15 s): true once it holds.
+bool eventually(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
 // A destroy unmounts on the runtime's waiting pool, so a blocking pool full
 // of other work (extractions) does not hold it up; only the scratch's
 // removal, which is work, waits for a blocking thread.
 TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 1, .blockingThreads = 1});
+  auto hold = std::make_shared<Barrier>();
+  OpenAtExit openAtExit{hold};
   auto created = createBackend(runtime, kOverlay);
   ASSERT_TRUE(created.isSome()) << created.error().message;
   auto& overlay = **created;
@@ -125,36 +167,60 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   AWAIT_READY(overlay.provision({path("layer")}, rootfs, path("backend")));
   writeFile(rootfs + "/written", "by the container");
 
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool holding = false, released = false;
-  auto holder = actors::async(runtime, [&] {
-    std::unique_lock lock(mutex);
-    holding = true;
-    changed.notify_all();
-    changed.wait(lock, [&] { return released; });
+  auto holder = actors::async(runtime, [hold] {
+    hold->reachAndWait();
     return true;
   });
-  {
-    std::unique_lock lock(mutex);
-    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(15), [&] { return holding; }));
-  }
+  ASSERT_TRUE(hold->waitReached());
   auto destroyed = overlay.destroy(rootfs, path("backend"));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (fs::exists(rootfs) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polls a condition, with a deadline
-  }
-  EXPECT_FALSE(fs::exists(rootfs));  // unmounted, mount point gone
+  EXPECT_TRUE(eventually([&] { return !fs::exists(rootfs); }));  // unmounted, mount point gone
   EXPECT_TRUE(prov::testing::mountsUnder(sandbox()).empty());
   EXPECT_TRUE(fs::exists(path("backend/scratch/abc/upperdir/written")));  // its removal waits
   EXPECT_TRUE(destroyed.isPending());
-  {
-    std::lock_guard lock(mutex);
-    released = true;
-    changed.notify_all();
-  }
+  hold->release();
   AWAIT_EXPECT_EQ(true, holder);
   AWAIT_EXPECT_EQ(true, destroyed);
+  EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+}
+
+// An unmount under way when the runtime shuts down: the runtime then
+// refuses new work, and the scratch is removed all the same, so a destroy
+// that unmounted never leaves the container's writes behind.
+class UnmountAtBarrier : public prov::testing::FaultyDisk {
+ public:
+  explicit UnmountAtBarrier(std::shared_ptr<Barrier> barrier) : barrier_(std::move(barrier)) {}
+  int before(actors::fs::DiskCall call, const char* path) override {
+    if (call == actors::fs::DiskCall::Unmount) barrier_->reachAndWait();
+    return FaultyDisk::before(call, path);
+  }
+
+ private:
+  std::shared_ptr<Barrier> barrier_;
+};
+
+TEST_F(BackendTest, ADestroyUnderWayAtShutdownRemovesItsScratch) {
+  auto unmounting = std::make_shared<Barrier>();
+  UnmountAtBarrier disk(unmounting);  // outlives the runtime's threads
+  actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 1, .blockingThreads = 1});
+  OpenAtExit openAtExit{unmounting};
+  auto created = createBackend(runtime, kOverlay);
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  auto& overlay = **created;
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  const std::string rootfs = path("rootfses/abc");
+  AWAIT_READY(overlay.provision({path("layer")}, rootfs, path("backend")));
+  writeFile(rootfs + "/written", "by the container");
+
+  auto destroyed = overlay.destroy(rootfs, path("backend"));
+  ASSERT_TRUE(unmounting->waitReached());
+  std::thread shutdown([&runtime] { runtime.shutdown(); });
+  EXPECT_TRUE(eventually([&] { return !runtime.accepting(); }));
+  unmounting->release();
+  shutdown.join();
+  ASSERT_TRUE(destroyed.isReady()) << prov::testing::describe(destroyed);
+  EXPECT_TRUE(destroyed.get());
+  EXPECT_FALSE(fs::exists(rootfs));
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
