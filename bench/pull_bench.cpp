@@ -20,6 +20,11 @@
 // and workload, `sync` before each, the tools' order rotating from run to
 // run.
 //
+// --peers=...,floor adds the floor (pull_tools.hpp): GNU tar extracting the
+// layers' tars from the page cache, then `sync -f`, what any tool's durable
+// extraction costs the kernel; it is printed and kept apart from the peers
+// (tar_sync_s, ours_vs_floor).
+//
 // Figures per workload: median seconds of each tool (min and max beside
 // them), speedup_vs_best_peer = the fastest peer's median / ours, and
 // peak_rss_mib = the largest, over the runs, of our child process's own peak
@@ -137,6 +142,7 @@ std::vector<std::unique_ptr<Tool>> makeTools(const Settings& settings, const Too
   for (const auto& peer : settings.peers) {
     if (peer == "skopeo-umoci") tools.push_back(makeSkopeoUmoci(context));
     if (peer == "containerd") tools.push_back(makeContainerd(context));
+    if (peer == "floor") tools.push_back(makeTarFloor(context));
   }
   return tools;
 }
@@ -235,7 +241,8 @@ int main(int argc, char** argv) {
       "workloads", po::value<std::string>(&workloads)->default_value(workloads),
       "comma-separated: medium, many-small, big-file")(
       "peers", po::value<std::string>(&peers)->default_value(peers),
-      "comma-separated peers to measure: skopeo-umoci, containerd; or none")(
+      "comma-separated peers to measure: skopeo-umoci, containerd, floor (tar -x + sync of the layers' tars: what "
+      "the kernel needs, not counted as a peer); or none")(
       "dir", po::value<std::string>(&dir)->default_value(dir),
       "work directory: cached images, registry storage, logs, the scratch image file and its mount point "
       "(needs ~3 GiB plus up to --scratch-mib for the sparse scratch image)")(
@@ -277,8 +284,8 @@ int main(int argc, char** argv) {
     settings.workloads.push_back(*found);
   }
   for (const auto& name : splitList(peers == "none" ? "" : peers)) {
-    if (name != "skopeo-umoci" && name != "containerd") {
-      std::cerr << "error: unknown peer '" << name << "' (skopeo-umoci, containerd)\n";
+    if (name != "skopeo-umoci" && name != "containerd" && name != "floor") {
+      std::cerr << "error: unknown peer '" << name << "' (skopeo-umoci, containerd, floor)\n";
       return 1;
     }
     settings.peers.push_back(name);

@@ -95,6 +95,9 @@ void printTables(const std::vector<WorkloadResult>& results) {
     if (ours && best) {
       std::printf("  speedup vs best peer (%s): %.2fx\n", best->first->name.c_str(), best->second / *ours);
     }
+    if (const auto floor = medianOf(find(r, "tar_sync")); ours && floor) {
+      std::printf("  ours / floor (tar -x + sync): %.2f\n", *ours / *floor);
+    }
   }
   std::printf("\n");
 }
@@ -109,6 +112,11 @@ std::string resultsJson(const std::vector<WorkloadResult>& results, int runs) {
     std::string o = "\"ours_s\":" + number(ours, "%.3f");
     for (const char* key : kPeerKeys) o += ",\"" + std::string(key) + "_s\":" + number(medianOf(find(r, key)), "%.3f");
     o += ",\"speedup_vs_best_peer\":" + number(speedup, "%.2f");
+    if (const ToolResult* floor = find(r, "tar_sync")) {
+      const auto f = medianOf(floor);
+      o += ",\"tar_sync_s\":" + number(f, "%.3f");
+      o += ",\"ours_vs_floor\":" + number(ours && f ? std::optional<double>(*ours / *f) : std::nullopt, "%.2f");
+    }
     o += ",\"peak_rss_mib\":" + number(oursPeakRss(r), "%.1f");
     o += ",\"best_peer\":" + (best ? jsonString(best->first->name) : std::string("null"));
     o += ",\"runs\":" + std::to_string(runs) + ",\"busy_cores_before\":" + number(r.busyCores, "%.2f");

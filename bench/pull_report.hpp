@@ -36,7 +36,8 @@ void printTables(const std::vector<WorkloadResult>& results);
 //  "speedup_vs_best_peer":..,"peak_rss_mib":..,<extras>},...}: medians of
 // seconds; speedup = the fastest peer's median / ours; peak_rss_mib = the
 // largest VmHWM of our child over the runs; null where a tool failed or was
-// not measured ("errors" then holds the failure).
+// not measured ("errors" then holds the failure). With the floor measured,
+// tar_sync_s and ours_vs_floor (ours' median / the floor's) too.
 std::string resultsJson(const std::vector<WorkloadResult>& results, int runs);
 
 }  // namespace prov::bench::pull

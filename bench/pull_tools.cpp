@@ -123,6 +123,64 @@ class SkopeoUmoci : public Tool {
   ToolContext context_;
 };
 
+// ---- the floor: tar -x + sync ---------------------------------------------------------
+
+// What the kernel needs to write the image durably, whoever writes it: GNU
+// tar extracting each layer's tar (inflated beforehand, untimed, and in the
+// page cache) onto the scratch file system, then `sync -f` of it. No
+// download, inflating, hashing or whiteouts: a floor to compare with, not a
+// peer (it is not counted as the best peer).
+class TarFloor : public Tool {
+ public:
+  explicit TarFloor(const ToolContext& context) : context_(context) {}
+  std::string name() const override { return "tar -x + sync"; }
+  std::string key() const override { return "tar_sync"; }
+
+  ToolRun run(const BuiltWorkload& image) override {
+    const fs::path log = freshLog(context_, "tar-sync");
+    ToolRun run;
+    std::vector<fs::path> tars;
+    for (const auto& layer : image.layers) {
+      const fs::path tar = context_.dir / "floor-tars" / (layer.diffId.substr(7) + ".tar");
+      if (!fs::exists(tar)) {
+        fs::create_directories(tar.parent_path());
+        const fs::path blob = image.layout / "blobs" / "sha256" / layer.digest.substr(7);
+        const std::string partial = tar.string() + ".partial";
+        const ProcessResult inflated = runLogged(
+            {"sh", "-c", "gzip -dc < \"$1\" > \"$2\"", "sh", blob.string(), partial}, log, context_.timeout);
+        if (!inflated.ok()) {
+          run.error = failure("gzip -dc", inflated, log);
+          return run;
+        }
+        fs::rename(partial, tar);
+      }
+      runLogged({"cat", tar.string()}, "/dev/null", context_.timeout);  // into the page cache
+      tars.push_back(tar);
+    }
+    const fs::path rootfs = context_.mount / "tar-rootfs";
+    context_.resetScratch();
+    fs::create_directories(rootfs);
+    ::sync();
+    const auto start = SteadyClock::now();
+    for (const auto& tar : tars) {
+      const ProcessResult extracted = runLogged({"tar", "-xf", tar.string(), "-C", rootfs.string()}, log,
+                                                context_.timeout);
+      if (!extracted.ok()) {
+        run.error = failure("tar -xf", extracted, log);
+        return run;
+      }
+    }
+    const ProcessResult synced = runLogged({"sync", "-f", rootfs.string()}, log, context_.timeout);
+    run.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    run.ok = synced.ok();
+    if (!run.ok) run.error = failure("sync -f", synced, log);
+    return run;
+  }
+
+ private:
+  ToolContext context_;
+};
+
 // ---- containerd --------------------------------------------------------------------
 
 // A throwaway containerd: its own root (on the scratch fs), state, socket and
@@ -252,6 +310,7 @@ class Containerd : public Tool {
 }  // namespace
 
 std::unique_ptr<Tool> makeOurs(const ToolContext& context) { return std::make_unique<Ours>(context); }
+std::unique_ptr<Tool> makeTarFloor(const ToolContext& context) { return std::make_unique<TarFloor>(context); }
 std::unique_ptr<Tool> makeSkopeoUmoci(const ToolContext& context) { return std::make_unique<SkopeoUmoci>(context); }
 std::unique_ptr<Tool> makeContainerd(const ToolContext& context) { return std::make_unique<Containerd>(context); }
 

@@ -8,7 +8,9 @@
 //                 `umoci unpack --image <layout>:latest <bundle>`, timed together;
 //   containerd    `ctr images pull --plain-http` (fetch and unpack into the
 //                 overlayfs snapshotter) against a containerd the run starts
-//                 with a brand-new root and state (CRI disabled) and stops after.
+//                 with a brand-new root and state (CRI disabled) and stops after;
+//   tar -x + sync the floor, not a peer: GNU tar extracting the layers' tars
+//                 (inflated beforehand, in the page cache), then `sync -f`.
 // A run: a new empty scratch file system and whatever else the tool needs
 // (untimed), `sync`, time the pull, check it did its work (untimed).
 
@@ -49,6 +51,7 @@ class Tool {
 
 std::unique_ptr<Tool> makeOurs(const ToolContext& context);
 std::unique_ptr<Tool> makeSkopeoUmoci(const ToolContext& context);
+std::unique_ptr<Tool> makeTarFloor(const ToolContext& context);
 std::unique_ptr<Tool> makeContainerd(const ToolContext& context);
 
 // The child side of `ours`: runs runOursOnce and writes this process's peak
