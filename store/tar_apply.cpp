@@ -255,6 +255,15 @@ class Applier {
       return applyHardlink(name, path, parentFd, base, link);
     }
 
+    // A file is most often new: created at once (O_EXCL, which follows no
+    // symlink), and looked at and replaced only when its name is taken. One
+    // lookup of a new file's name, not two, as GNU tar does.
+    if (type == AE_IFREG) {
+      bool taken = false;
+      auto created = createFile(name, path, parentFd, base, e, &taken);
+      if (!taken) return created;
+    }
+
     struct stat st {};
     if (::fstatat(parentFd, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISDIR(st.st_mode) && type == AE_IFDIR) {
@@ -348,24 +357,32 @@ class Applier {
     }
   }
 
+  // With `taken`, a name already there is no error: *taken says so, and
+  // nothing was done.
   Try<Nothing> createFile(const std::string& name, const std::string& path, int parentFd, const std::string& base,
-                          archive_entry* e) {
+                          archive_entry* e, bool* taken = nullptr) {
     const std::string parent = splitParent(path).first;
     const mode_t perm = permissions(e);
     // Sparse files unpack to their sizes too (and the record hashes their
     // holes): the files' sizes together stay within the layer limit, as
     // the bytes of a layer without holes do.
-    if (archive_entry_size(e) > 0) filesBytes_ += static_cast<std::uint64_t>(archive_entry_size(e));
-    if (filesBytes_ > options_.limits.maxLayerBytes) {
+    const std::uint64_t total = filesBytes_ +
+                                (archive_entry_size(e) > 0 ? static_cast<std::uint64_t>(archive_entry_size(e)) : 0);
+    if (total > options_.limits.maxLayerBytes) {
       return Error(ErrorKind::ResourceExhausted,
                    "Failed to extract " + options_.what + ": with entry '" + name + "' (" +
-                       std::to_string(archive_entry_size(e)) + " bytes) its files are " + std::to_string(filesBytes_) +
+                       std::to_string(archive_entry_size(e)) + " bytes) its files are " + std::to_string(total) +
                        " bytes, over the layer limit of " + std::to_string(options_.limits.maxLayerBytes) +
                        " (--max_layer_bytes)");
     }
     Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     perm & 0777));
+    if (!fd.valid() && errno == EEXIST && taken != nullptr) {
+      *taken = true;
+      return Nothing{};
+    }
     if (!fd.valid()) return entryError(name, "create the file");
+    filesBytes_ = total;
     std::int64_t end = 0;
     std::int64_t flushed = 0;  // written back up to here (see below)
     // Hashed as written; blocks out of order (no tar writer makes them) are
