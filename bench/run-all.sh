@@ -36,12 +36,12 @@ fi
 mkdir -p "$dir"
 bin=$build/bin
 if [ $quick = 1 ]; then
-  cli="--runs=5"; pull="--runs=1 --workloads=medium"; fetch="--size-mib=256 --runs=3"
+  cli="--runs=5"; pull="--runs=1 --workloads=medium --peers=skopeo-umoci,containerd,floor"; fetch="--size-mib=256 --runs=3"
   backend="--runs=1 --pairs=200"; provision="--containers=200"; actors="--runs=3 --round_trips=200000"
   growth="--runs=1 --containers=10,1000 --layers=1,10,100 --images=10,100"
   queue="--runs=1 --big_mib=256 --burst=20 --scratch_mib=2048"; dedup="--runs=1 --shared-mib=64"
 else
-  cli="--runs=10"; pull="--runs=5"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
+  cli="--runs=10"; pull="--runs=5 --peers=skopeo-umoci,containerd,floor"; fetch="--runs=5"; backend="--runs=3"; provision=""; actors="--runs=5"
   growth=""; queue="--runs=5"; dedup="--runs=5"
 fi
 
@@ -105,6 +105,9 @@ for key, name in (("medium", "medium"), ("many_small", "many-small"), ("big_file
     peers = [p for p in peers if p[0]]
     best = min(peers) if peers else (None, "")
     row(f"{name} cold pull", w.get("ours_s"), "s", best[0], best[1])
+    if w.get("tar_sync_s"):
+        rows.append(f"| {name}: the floor, tar -x + sync of its tars, same run | {w['ours_s']:.2f} s ours "
+                    f"| {w['tar_sync_s']:.2f} s floor | ours / floor {w['ours_vs_floor']:.2f} |")
 row("one blob, verified, MiB/s", fetch.get("blob_mib_per_s"), "MiB/s", fetch.get("curl_openssl_sha256_mib_per_s"),
     "curl \\| openssl sha256", lower_is_better=False)
 row("copy backend, 5 layers", backend.get("copy_s"), "s", backend.get("cp_a_s"), "cp -a")
