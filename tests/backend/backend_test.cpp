@@ -49,6 +49,15 @@ class BackendTest : public prov::testing::TemporaryDirectoryTest {
 
   std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
 
+  // `rootfs` (under rootfses/) provisioned over one layer, with a file the
+  // container wrote (in the scratch's upperdir).
+  void provisionWritten(Backend& backend, const std::string& rootfs) {
+    writeFile(path("layer/file"), "lower");
+    prov::testing::makeDirectory(path("rootfses"));
+    AWAIT_READY(backend.provision({path("layer")}, rootfs, path("backend")));
+    writeFile(rootfs + "/written", "by the container");
+  }
+
   actors::Runtime runtime_;
 };
 
@@ -161,11 +170,8 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   auto created = createBackend(runtime, kOverlay);
   ASSERT_TRUE(created.isSome()) << created.error().message;
   auto& overlay = **created;
-  writeFile(path("layer/file"), "lower");
-  prov::testing::makeDirectory(path("rootfses"));
   const std::string rootfs = path("rootfses/abc");
-  AWAIT_READY(overlay.provision({path("layer")}, rootfs, path("backend")));
-  writeFile(rootfs + "/written", "by the container");
+  provisionWritten(overlay, rootfs);
 
   auto holder = actors::async(runtime, [hold] {
     hold->reachAndWait();
@@ -206,11 +212,8 @@ TEST_F(BackendTest, ADestroyUnderWayAtShutdownRemovesItsScratch) {
   auto created = createBackend(runtime, kOverlay);
   ASSERT_TRUE(created.isSome()) << created.error().message;
   auto& overlay = **created;
-  writeFile(path("layer/file"), "lower");
-  prov::testing::makeDirectory(path("rootfses"));
   const std::string rootfs = path("rootfses/abc");
-  AWAIT_READY(overlay.provision({path("layer")}, rootfs, path("backend")));
-  writeFile(rootfs + "/written", "by the container");
+  provisionWritten(overlay, rootfs);
 
   auto destroyed = overlay.destroy(rootfs, path("backend"));
   ASSERT_TRUE(unmounting->waitReached());
