@@ -377,11 +377,14 @@ class Applier {
     }
     Fd fd(actors::fs::disk().openat(parentFd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     perm & 0777));
-    if (!fd.valid() && errno == EEXIST && taken != nullptr) {
-      *taken = true;
-      return Nothing{};
+    if (!fd.valid()) {
+      const int error = errno;
+      if (error == EEXIST && taken != nullptr) {
+        *taken = true;
+        return Nothing{};
+      }
+      return entryError(name, "create the file", error);
     }
-    if (!fd.valid()) return entryError(name, "create the file");
     filesBytes_ = total;
     std::int64_t end = 0;
     std::int64_t flushed = 0;  // written back up to here (see below)

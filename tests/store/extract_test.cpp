@@ -267,6 +267,23 @@ TEST_F(ExtractTest, LaterEntriesReplaceEarlierOnesWithoutWritingThroughThem) {
   expectOutsideUntouched();
 }
 
+// A file whose name is taken (made first, then looked at) replaces what is
+// there: a dangling symlink is not followed out of the layer, and a name
+// hardlinked to another keeps the other's bytes.
+TEST_F(ExtractTest, AFileReplacesADanglingSymlinkAndAHardlinkedName) {
+  std::vector<TarEntry> entries = {
+      TarEntry::symlink("d", (outside_ / "new").string()), TarEntry::file("d", "inside"), TarEntry::file("a", "1"),
+      entry("b", TarEntry::Type::Hardlink, "a"),           TarEntry::file("b", "2"),      TarEntry::file("a", "3")};
+  AWAIT_READY(extractTar(entries));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(outside_ / "new")));
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(root_ / "d")));
+  EXPECT_EQ("inside", testing::readFile(root_ / "d"));
+  EXPECT_EQ("2", testing::readFile(root_ / "b"));
+  EXPECT_EQ("3", testing::readFile(root_ / "a"));
+  EXPECT_FALSE(fs::equivalent(root_ / "a", root_ / "b"));
+  expectOutsideUntouched();
+}
+
 struct Escape {
   std::string name;
   std::vector<TarEntry> entries;
