@@ -29,6 +29,7 @@
 #include "actors/random.hpp"
 #include "actors/runtime.hpp"
 #include "actors/rwlock.hpp"
+#include "actors/slots.hpp"
 #include "provisioner/bundle.hpp"
 #include "provisioner/container_disk.hpp"
 #include "provisioner/metrics.hpp"
@@ -194,6 +195,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   void initialize() override {
+    assembling_.setPost([pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); });
+    assembling_.setCount(kAssemblingPerBlockingThread * runtime_.blockingThreads());
     if (parts_.imageGc) scheduleGcCheck();
   }
 
@@ -330,16 +333,22 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
     Future<ProvisionInfo> provisioning = fetched->then(
-        actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image)));
+        actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image), image.priority()));
     chainInFlight(*info, provisioning);
     return provisioning;
   }
 
+  // The rootfs is made a few at a time (assembling_): each of its steps is
+  // a job on the blocking pool, which runs jobs in the order they come, so
+  // a burst of N provisions made all at once would finish every one of them
+  // together, at the end of the burst; a bounded number at a time, they
+  // finish in turn (by priority, then in order of arrival) at the same
+  // rate. Only this local part waits for a slot, never a pull.
   Future<ProvisionInfo> imagePulled(const std::string& id, std::chrono::steady_clock::time_point started,
-                                    const std::string& provider, const store::ImageInfo& pulled) {
+                                    const std::string& provider, int priority, const store::ImageInfo& pulled) {
     pullMs_[provider] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     if (pulled.fetched) pullDurations_.observe(pulled.imageBytes, pullMs_[provider] / 1000.0);
-    return makeRootfs(id, pulled);
+    return assembling_.run<ProvisionInfo>([this, id, pulled] { return makeRootfs(id, pulled); }, priority);
   }
 
   Future<ProvisionInfo> makeRootfs(const std::string& id, const store::ImageInfo& pulled) {
@@ -1214,10 +1223,15 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     }));
   }
 
+  // Rootfses being made at once, per blocking-pool thread: enough to keep
+  // the pool busy across the hops between a provision's steps.
+  static constexpr std::size_t kAssemblingPerBlockingThread = 4;
+
   actors::Runtime& runtime_;
   Provisioner::Parts parts_;
   const std::string root_;
   actors::ReadWriteLock lock_;
+  actors::Slots assembling_;  // rootfses being made (makeRootfs to the record saying so)
   std::map<std::string, std::shared_ptr<Info>> infos_;
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed

@@ -12,7 +12,9 @@
 
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <map>
+#include <mutex>
 
 #include <fstream>
 
@@ -60,6 +62,68 @@ class HeldBackend final : public backend::Backend {
  private:
   std::shared_ptr<backend::Backend> inner_;
   actors::Promise<Nothing> called_, gate_;
+};
+
+// A real backend whose every provision() waits until the test releases
+// it, each call noted (its rootfs path) in the order they came.
+class GatedBackend final : public backend::Backend {
+ public:
+  GatedBackend(actors::Runtime& runtime, const std::string& name) : inner_(*backend::createBackend(runtime, name)) {}
+
+  std::string name() const override { return inner_->name(); }
+  Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
+                                        const std::string& backendDir) override {
+    auto gate = std::make_shared<actors::Promise<Nothing>>();
+    {
+      std::lock_guard lock(mutex_);
+      calls_.push_back(rootfs);
+      if (open_) {
+        gate->set(Nothing{});
+      } else {
+        gates_.push_back(gate);
+      }
+    }
+    auto inner = inner_;
+    return actors::undiscardable(gate->future().then([inner, layers, rootfs, backendDir] {
+      return actors::undiscardable(inner->provision(layers, rootfs, backendDir));
+    }));
+  }
+  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
+    return inner_->destroy(rootfs, backendDir);
+  }
+
+  std::vector<std::string> calls() const {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  // Lets the call held longest go on.
+  void releaseOne() {
+    std::shared_ptr<actors::Promise<Nothing>> gate;
+    {
+      std::lock_guard lock(mutex_);
+      if (gates_.empty()) return;
+      gate = gates_.front();
+      gates_.pop_front();
+    }
+    gate->set(Nothing{});
+  }
+  // Every call held, and every later one, goes on.
+  void open() {
+    std::deque<std::shared_ptr<actors::Promise<Nothing>>> gates;
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+      gates.swap(gates_);
+    }
+    for (auto& gate : gates) gate->set(Nothing{});
+  }
+
+ private:
+  std::shared_ptr<backend::Backend> inner_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> calls_;
+  std::deque<std::shared_ptr<actors::Promise<Nothing>>> gates_;
+  bool open_ = false;
 };
 
 // Hands the provisioner a backend the test keeps a handle on.
@@ -605,6 +669,43 @@ TEST_F(ProvisionerTest, ARootfsFinishedAfterTheDiscardIsTakenDownAgain) {
   auto containers = provisioner_->containers();
   AWAIT_READY(containers);
   for (const auto& c : containers.get()) EXPECT_TRUE(c.rootfses.empty()) << c.id;
+}
+
+// A burst is assembled a bounded number of rootfses at a time: the rest
+// wait their turn (the most urgent first), so the first containers are
+// handed out before the burst ends, not all of them together at its end.
+TEST_F(ProvisionerTest, ABurstIsAssembledABoundedNumberAtATimeTheMostUrgentFirst) {
+  auto gated = std::make_shared<GatedBackend>(runtime_, backend::kOverlay);
+  start({}, backend::kOverlay, {}, {}, gated);
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  const std::size_t bound = 4 * runtime_.blockingThreads();
+  std::vector<Future<ProvisionInfo>> burst;
+  for (std::size_t i = 0; i < bound + 3; ++i) {
+    burst.push_back(provisioner_->provision("c" + std::to_string(i), dockerImage("alpine")));
+  }
+  waitFor([&] { return gated->calls().size() >= bound; });
+  runtime_.settle();  // nothing more is on its way: the others wait for a slot
+  EXPECT_EQ(bound, gated->calls().size());
+
+  messages::Image urgentImage = dockerImage("alpine");
+  urgentImage.set_priority(10);
+  auto urgent = provisioner_->provision("urgent", urgentImage);
+  runtime_.settle();
+  EXPECT_EQ(bound, gated->calls().size());
+  EXPECT_FALSE(urgent.isReady());
+
+  // One rootfs done: its slot goes to the urgent provision, asked last.
+  gated->releaseOne();
+  waitFor([&] { return gated->calls().size() > bound; });
+  runtime_.settle();
+  const auto calls = gated->calls();
+  ASSERT_EQ(bound + 1, calls.size());
+  EXPECT_NE(std::string::npos, calls.back().find("/urgent/")) << calls.back();
+
+  gated->open();
+  for (auto& provisioned : burst) AWAIT_READY(provisioned);
+  AWAIT_READY(urgent);
+  EXPECT_EQ(bound + 4, gated->calls().size());
 }
 
 TEST_F(ProvisionerTest, PruneKeepsExcludedAndInUseImagesWithTheirConfigs) {
