@@ -3,7 +3,7 @@
 #include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
-#include <vector>
+#include <memory>
 
 namespace prov::store {
 
@@ -48,14 +48,23 @@ namespace {
 
 // Two output buffers taking turns, so that a piece pull() returned stays
 // valid through the next call. The inflaters keep their windows in their
-// own state, never in a previous output buffer.
+// own state, never in a previous output buffer. Left uninitialised: the
+// inflater writes before anyone reads, and a small layer then touches (and
+// faults in) only the pages its output needs.
 class TurnBuffers {
  public:
+  struct Buffer {
+    char* data() { return bytes.get(); }
+    std::size_t size() const { return length; }
+    std::unique_ptr<char[]> bytes;
+    std::size_t length = 0;
+  };
+
   explicit TurnBuffers(std::size_t size) {
-    for (auto& buffer : buffers_) buffer.resize(size);
+    for (auto& buffer : buffers_) buffer = Buffer{std::make_unique_for_overwrite<char[]>(size), size};
   }
   // Where the next piece is made.
-  std::vector<char>& next() { return buffers_[turn_]; }
+  Buffer& next() { return buffers_[turn_]; }
   // The first `size` bytes of next(), now made; the piece after goes to the
   // other buffer.
   std::string_view made(std::size_t size) {
@@ -65,7 +74,7 @@ class TurnBuffers {
   }
 
  private:
-  std::vector<char> buffers_[2];
+  Buffer buffers_[2];
   int turn_ = 0;
 };
 
@@ -96,7 +105,7 @@ class Gzip final : public Decompressor {
       state_.next_in = reinterpret_cast<uint8_t*>(const_cast<char*>(input.data()));
       state_.avail_in = static_cast<uint32_t>(std::min<std::size_t>(input.size(), 1u << 30));
       const std::size_t offered = state_.avail_in;
-      std::vector<char>& buffer = buffers_.next();
+      TurnBuffers::Buffer& buffer = buffers_.next();
       state_.next_out = reinterpret_cast<uint8_t*>(buffer.data());
       state_.avail_out = static_cast<uint32_t>(buffer.size());
       const int rc = isal_inflate(&state_);
@@ -156,7 +165,7 @@ class Zstd final : public Decompressor {
     seen_ = seen_ || !input.empty();
     for (;;) {
       ZSTD_inBuffer in{input.data(), input.size(), 0};
-      std::vector<char>& buffer = buffers_.next();
+      TurnBuffers::Buffer& buffer = buffers_.next();
       ZSTD_outBuffer o{buffer.data(), buffer.size(), 0};
       const std::size_t rc = ZSTD_decompressStream(stream_, &o, &in);
       if (ZSTD_isError(rc)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(rc));
