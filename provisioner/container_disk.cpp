@@ -143,8 +143,15 @@ Try<int> lockWorkDir(const std::string& workDir, std::chrono::milliseconds timeo
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(50));
   }
+  // Written over the last holder's pid, then cut to length only when that
+  // one was longer: truncating to 0 freed the file's block every time (a
+  // journal update, 0.3 ms of each command here). A reader in between
+  // still finds this pid on the first line.
   const std::string self = std::to_string(::getpid()) + "\n";
-  if (actors::fs::disk().ftruncate(fd, 0) != 0 || ::pwrite(fd, self.data(), self.size(), 0) < 0) {
+  struct stat st {};
+  if (::pwrite(fd, self.data(), self.size(), 0) != static_cast<ssize_t>(self.size()) || ::fstat(fd, &st) != 0 ||
+      (st.st_size != static_cast<off_t>(self.size()) &&
+       actors::fs::disk().ftruncate(fd, static_cast<off_t>(self.size())) != 0)) {
     ::close(fd);
     return Error(ErrorKind::IO, "Failed to write the lock file '" + path + "': " + std::strerror(errno));
   }

@@ -20,6 +20,7 @@
 
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
+#include "provisioner/container_disk.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/paths.hpp"
 #include "testkit/files.hpp"
@@ -1202,6 +1203,18 @@ TEST_F(ProvisionerTest, ASecondProvisionerOnTheWorkDirIsRefusedNamingTheHolder) 
   EXPECT_EQ(ErrorKind::Unavailable, second.error().kind);
   EXPECT_NE(std::string::npos, second.error().message.find("pid " + std::to_string(::getpid())))
       << second.error().message;
+}
+
+// The lock file holds the holder's pid alone, whatever a longer one left.
+TEST_F(ProvisionerTest, TheLockFileHoldsExactlyTheHoldersPid) {
+  provisioner_.reset();
+  const fs::path lock = workDir_ / "lock";
+  ASSERT_TRUE(fs::exists(lock));
+  { std::ofstream(lock) << "123456789012\nleft over\n"; }
+  auto fd = lockWorkDir(workDir_.string());
+  ASSERT_TRUE(fd.isSome()) << fd.error().message;
+  EXPECT_EQ(std::to_string(::getpid()) + "\n", testing::readFile(lock.string()));
+  ::close(*fd);
 }
 
 TEST(ProvisionerParseTest, ImagesIdsAndGcConfig) {
