@@ -116,6 +116,8 @@ row("overlay provision+destroy, 2 in flight", backend.get("overlay_provisions_pe
 row("the same, --overlay_volatile, 64 in flight", backend.get("overlay_volatile_provisions_per_s"), "/s", lower_is_better=False)
 row("the same, --overlay_volatile, 2 in flight", backend.get("overlay_volatile_provisions_per_s_2"), "/s", lower_is_better=False)
 row("provisions, warm", provision.get("warm_per_s"), "/s", lower_is_better=False)
+row("provisions, warm, p1 (the first containers of the burst)", provision.get("warm_p1_ms"), "ms")
+row("provisions, warm, p50", provision.get("warm_p50_ms"), "ms")
 row("provisions, warm, p99", provision.get("warm_p99_ms"), "ms")
 row("provisions, warm, under a signedBy policy", provision.get("warm_policy_per_s"), "/s",
     provision.get("warm_plain_per_s"), "no policy, same run", lower_is_better=False)
