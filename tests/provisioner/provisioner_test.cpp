@@ -37,36 +37,9 @@ namespace fs = std::filesystem;
 using store::ImageStoreTest;
 using testing::TarEntry;
 
-// A real backend whose provision() waits until the test releases it (a
-// fault-injection fake: the rest is the real backend).
-class HeldBackend final : public backend::Backend {
- public:
-  HeldBackend(actors::Runtime& runtime, const std::string& name) : inner_(*backend::createBackend(runtime, name)) {}
-
-  std::string name() const override { return inner_->name(); }
-  Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
-                                        const std::string& backendDir) override {
-    called_.set(Nothing{});
-    auto inner = inner_;
-    // Out of the caller's discard: once released, the rootfs is made.
-    return actors::undiscardable(gate_.future().then([inner, layers, rootfs, backendDir] {
-      return actors::undiscardable(inner->provision(layers, rootfs, backendDir));
-    }));
-  }
-  Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) override {
-    return inner_->destroy(rootfs, backendDir);
-  }
-
-  Future<Nothing> called() { return called_.future(); }
-  void release() { gate_.set(Nothing{}); }
-
- private:
-  std::shared_ptr<backend::Backend> inner_;
-  actors::Promise<Nothing> called_, gate_;
-};
-
-// A real backend whose every provision() waits until the test releases
-// it, each call noted (its rootfs path) in the order they came.
+// A real backend whose every provision() waits until the test releases it
+// (a fault-injection fake: the rest is the real backend), each call noted
+// (its rootfs path) in the order they came.
 class GatedBackend final : public backend::Backend {
  public:
   GatedBackend(actors::Runtime& runtime, const std::string& name) : inner_(*backend::createBackend(runtime, name)) {}
@@ -75,15 +48,19 @@ class GatedBackend final : public backend::Backend {
   Future<backend::RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
                                         const std::string& backendDir) override {
     auto gate = std::make_shared<actors::Promise<Nothing>>();
+    bool first = false;
     {
       std::lock_guard lock(mutex_);
       calls_.push_back(rootfs);
+      first = calls_.size() == 1;
       if (open_) {
         gate->set(Nothing{});
       } else {
         gates_.push_back(gate);
       }
     }
+    if (first) called_.set(Nothing{});
+    // Out of the caller's discard: once released, the rootfs is made.
     auto inner = inner_;
     return actors::undiscardable(gate->future().then([inner, layers, rootfs, backendDir] {
       return actors::undiscardable(inner->provision(layers, rootfs, backendDir));
@@ -93,6 +70,8 @@ class GatedBackend final : public backend::Backend {
     return inner_->destroy(rootfs, backendDir);
   }
 
+  // READY once provision() was first called.
+  Future<Nothing> called() { return called_.future(); }
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
     return calls_;
@@ -125,6 +104,7 @@ class GatedBackend final : public backend::Backend {
   std::vector<std::string> calls_;
   std::deque<std::shared_ptr<actors::Promise<Nothing>>> gates_;
   bool open_ = false;
+  actors::Promise<Nothing> called_;
 };
 
 // Hands the provisioner a backend the test keeps a handle on.
@@ -655,14 +635,14 @@ TEST_F(ProvisionerTest, ADiscardedProvisionCleansUpAfterItself) {
 // Discarded while the backend assembles the rootfs: the rootfs it finishes
 // is taken down again and the caller sees DISCARDED.
 TEST_F(ProvisionerTest, ARootfsFinishedAfterTheDiscardIsTakenDownAgain) {
-  auto held = std::make_shared<HeldBackend>(runtime_, backend::kOverlay);
+  auto held = std::make_shared<GatedBackend>(runtime_, backend::kOverlay);
   start({}, backend::kOverlay, {}, {}, held);
   auto provisioning = provisioner_->provision("c", dockerImage("alpine"));
   AWAIT_READY(held->called());
   const fs::path rootfses = containerDir("c") / "backends/overlay/rootfses";
   EXPECT_TRUE(fs::exists(rootfses));
   provisioning.discard();
-  held->release();
+  held->releaseOne();
   AWAIT_DISCARDED(provisioning);
   // The rootfs was mounted after the discard, and is gone again.
   EXPECT_TRUE(fs::is_empty(rootfses));
@@ -1009,7 +989,7 @@ TEST_F(ProvisionerTest, TheThresholdsReadTheStoresFileSystem) {
 // and removes nothing.
 TEST_F(ProvisionerTest, ACheckWithNothingToRemoveDoesNotWaitForProvisions) {
   AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
-  auto held = std::make_shared<HeldBackend>(runtime_, backend::kOverlay);
+  auto held = std::make_shared<GatedBackend>(runtime_, backend::kOverlay);
   ImageGcConfig gc;
   gc.highThresholdPercent = 80;
   gc.lowThresholdPercent = 50;
@@ -1027,7 +1007,7 @@ TEST_F(ProvisionerTest, ACheckWithNothingToRemoveDoesNotWaitForProvisions) {
   AWAIT_READY(checked);
   EXPECT_EQ(std::vector<std::string>{}, checked.get());
   EXPECT_FALSE(provisioning.isReady()) << "the provision still holds the read lock";
-  held->release();
+  held->releaseOne();
   AWAIT_READY(provisioning);
   EXPECT_EQ(1u, imageCount());
 }
