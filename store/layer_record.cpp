@@ -338,12 +338,6 @@ Try<Nothing> markRecordsSince(const std::string& storeDir) {
   // mtime, not its text, and commands that open one store at once make it
   // together while the one that holds the work dir sweeps the store's
   // temporaries (a temporary of another's could go before its rename).
-  // Not synced here: every layer commit syncs the store's file system
-  // (commitLayer's syncfs) before the layer is in place, which takes this
-  // file with it; lost in a crash before any commit, it is made again at
-  // the next start, with no layer of the store older than it but those
-  // from before records. (A new store paid four fsyncs for it, docker's
-  // and appc's, about 4 ms of a first pull here.)
   auto& disk = actors::fs::disk();
   const int fd = disk.openat(AT_FDCWD, file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -351,11 +345,12 @@ Try<Nothing> markRecordsSince(const std::string& storeDir) {
     return Error(ErrorKind::IO, "Failed to make '" + file + "': " + std::strerror(errno));
   }
   const std::string text = "Layers committed after this file was made have a record beside them.\n";
-  const bool written = disk.write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const bool written = disk.write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       disk.fsync(fd) == 0;
   const int saved = errno;
   ::close(fd);
   if (!written) return Error(ErrorKind::IO, "Failed to write '" + file + "': " + std::strerror(saved));
-  return Nothing{};
+  return syncDirectory(storeDir);
 }
 
 Try<timespec> recordsSince(const std::string& storeDir) {
