@@ -17,7 +17,9 @@ Future<int> Slots::acquire(Priority priority) {
     return now;
   }
   auto promise = std::make_shared<Promise<int>>();
-  waiters_.emplace(arrivals_++, Waiter{std::move(priority), promise});
+  const std::uint64_t arrival = arrivals_++;
+  waiters_.emplace(arrival, Waiter{std::move(priority), promise});
+  order_.emplace(-now, arrival);
   // It may be more urgent than the waiters before it.
   grant();
   return promise->future();
@@ -30,35 +32,60 @@ void Slots::release(int priority) {
   grant();
 }
 
-void Slots::grant() {
-  for (;;) {
-    // The most urgent; the first to come among equals. A scan: waiters are
-    // few (layers of pulls in progress), and priorities change in place.
-    // Waiters given up on go on the way, whatever their rank.
-    std::vector<std::shared_ptr<Promise<int>>> gaveUp;
-    auto best = waiters_.end();
-    int bestPriority = 0;
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->second.promise->future().hasDiscard()) {
-        gaveUp.push_back(std::move(it->second.promise));
-        it = waiters_.erase(it);
-        continue;
-      }
-      const int p = it->second.priority->load();
-      if (best == waiters_.end() || p > bestPriority) {
-        best = it;
-        bestPriority = p;
-      }
+void Slots::reconsider() {
+  order_.clear();
+  for (const auto& [arrival, waiter] : waiters_) order_.emplace(-waiter.priority->load(), arrival);
+  grant();
+}
+
+void Slots::dropGivenUp() {
+  std::vector<std::shared_ptr<Promise<int>>> gaveUp;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->second.promise->future().hasDiscard()) {
+      order_.erase({-it->second.priority->load(), it->first});
+      gaveUp.push_back(std::move(it->second.promise));
+      it = waiters_.erase(it);
+    } else {
       ++it;
     }
-    for (auto& promise : gaveUp) promise->discard();
-    if (!gaveUp.empty()) continue;  // their callbacks may have changed the waiters
-    if (best == waiters_.end() || !mayRun(bestPriority)) return;
-    const auto promise = best->second.promise;
-    waiters_.erase(best);
+  }
+  discards_ = 0;
+  // Last: their callbacks may call back into this.
+  for (auto& promise : gaveUp) promise->discard();
+}
+
+void Slots::grant() {
+  for (;;) {
+    // Waiters given up on go first, whatever their rank (a scan, only
+    // after a discard was asked for).
+    if (discards_ > 0) {
+      dropGivenUp();
+      continue;
+    }
+    if (order_.empty()) return;
+    const auto [key, arrival] = *order_.begin();
+    auto it = waiters_.find(arrival);
+    if (it == waiters_.end()) {  // not expected: the two are kept together
+      order_.erase(order_.begin());
+      continue;
+    }
+    const int p = it->second.priority->load();
+    if (-key != p) {  // raised since it was placed: placed again
+      order_.erase(order_.begin());
+      order_.emplace(-p, arrival);
+      continue;
+    }
+    if (it->second.promise->future().hasDiscard()) {  // its discard is on its way
+      ++discards_;
+      continue;
+    }
+    if (!mayRun(p)) return;
+    const auto promise = it->second.promise;
+    order_.erase(order_.begin());
+    waiters_.erase(it);
     ++inUse_;
-    running_.insert(bestPriority);
-    promise->set(bestPriority);
+    running_.insert(p);
+    promise->set(p);
   }
 }
 

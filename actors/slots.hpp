@@ -16,10 +16,11 @@
 // exactly once.
 //
 // Priority: a number, or a shared one (Priority) that its owner may raise
-// while the work waits: a pull that a more urgent caller joined. The order
-// is decided when a slot comes free, with the values then; after raising
-// one, call reconsider() (a raise can make a waiter eligible for an extra
-// slot).
+// while the work waits: a pull that a more urgent caller joined. After
+// raising one, call reconsider(): the waiters are ranked by the values at
+// their arrival or the last reconsider() (a raise can also make a waiter
+// eligible for an extra slot). A grant takes the first of that ranking, so
+// thousands may wait.
 //
 // Extra slots (setExtra(k), 0 by default): up to k pieces of work beyond
 // the bound, each only for a waiter more urgent than every piece running.
@@ -81,7 +82,10 @@ class Slots {
     // A waiter given up on leaves the queue at once (grant() drops it).
     result->future().onDiscard([this, slot, post = post_] {
       slot.discard();
-      post([this] { grant(); });
+      post([this] {
+        ++discards_;
+        grant();
+      });
     });
     // A granted slot calls back at once, on this strand: in acquire() when
     // one was free, in a later grant otherwise.
@@ -104,7 +108,7 @@ class Slots {
   }
 
   // Grants what may run now: after a waiter's priority was raised.
-  void reconsider() { grant(); }
+  void reconsider();
 
  private:
   struct Waiter {
@@ -122,13 +126,22 @@ class Slots {
   void grant();
   bool mayRun(int priority) const;
 
+  // Drops the waiters given up on (their futures have a discard request).
+  void dropGivenUp();
+
   std::size_t count_;
   std::size_t extra_ = 0;
   std::size_t inUse_ = 0;
   Post post_;
   std::uint64_t arrivals_ = 0;
   std::map<std::uint64_t, Waiter> waiters_;  // by arrival
-  std::multiset<int> running_;               // the priorities slots were granted at
+  // The waiters most urgent first, then by arrival: (-priority, arrival),
+  // with the priority as it was at their arrival or the last reconsider()
+  // (a waiter found raised since is moved when it comes first). A burst of
+  // thousands waits here: a grant takes the first, not a scan of them all.
+  std::set<std::pair<int, std::uint64_t>> order_;
+  std::size_t discards_ = 0;    // discards requested since the last drop
+  std::multiset<int> running_;  // the priorities slots were granted at
 };
 
 }  // namespace prov::actors

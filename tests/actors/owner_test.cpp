@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+
 #include <atomic>
 
 #include "actors/actors.hpp"
@@ -238,6 +240,51 @@ TEST_F(SlotsTest, AnExtraSlotOnlyForWorkMoreUrgentThanAllThatRuns) {
   endE.set(Nothing{});
   AWAIT_READY(fe);
   AWAIT_READY(fc);
+  EXPECT_EQ(0u, slots.inUse());
+  EXPECT_EQ(0u, slots.waiting());
+}
+
+// A burst of thousands waits at once (the provisioner's rootfses): each
+// is granted by priority, then arrival, a raised one (reconsidered) first,
+// and one given up on is dropped, never run.
+TEST_F(SlotsTest, ThousandsOfWaitersAreGrantedByPriorityThenArrival) {
+  Slots slots(1);
+  // Queued, then run in turn: thousands of grants in a row must not nest.
+  std::deque<std::function<void()>> posted;
+  slots.setPost([&posted](std::function<void()> f) { posted.push_back(std::move(f)); });
+  auto drain = [&posted] {
+    while (!posted.empty()) {
+      auto f = std::move(posted.front());
+      posted.pop_front();
+      f();
+    }
+  };
+  std::vector<std::string> order;
+  std::deque<Promise<Nothing>> ends;
+  std::vector<Future<Nothing>> runs;
+  ends.emplace_back();
+  runs.push_back(prioritized(slots, order, "first", ends.back(), at(0)));
+  const int n = 3000;
+  auto raised = std::make_shared<std::atomic<int>>(0);
+  for (int i = 0; i < n; ++i) {
+    ends.emplace_back();
+    runs.push_back(prioritized(slots, order, std::to_string(i), ends.back(), i == 1500 ? raised : at(i % 3)));
+  }
+  runs[1 + 700].discard();  // priority 1, given up on while waiting
+  drain();
+  raised->store(5);
+  slots.reconsider();
+  EXPECT_EQ(static_cast<std::size_t>(n - 1), slots.waiting());
+  for (std::size_t i = 0; i < ends.size(); ++i) ends[i].set(Nothing{});
+  drain();
+  std::vector<std::string> expected = {"first", "1500"};
+  for (int priority = 2; priority >= 0; --priority) {
+    for (int i = 0; i < n; ++i) {
+      if (i % 3 == priority && i != 1500 && i != 700) expected.push_back(std::to_string(i));
+    }
+  }
+  EXPECT_EQ(expected, order);
+  AWAIT_DISCARDED(runs[1 + 700]);
   EXPECT_EQ(0u, slots.inUse());
   EXPECT_EQ(0u, slots.waiting());
 }
