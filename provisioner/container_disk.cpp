@@ -149,9 +149,11 @@ Try<int> lockWorkDir(const std::string& workDir, std::chrono::milliseconds timeo
   // still finds this pid on the first line.
   const std::string self = std::to_string(::getpid()) + "\n";
   struct stat st {};
-  if (::pwrite(fd, self.data(), self.size(), 0) != static_cast<ssize_t>(self.size()) || ::fstat(fd, &st) != 0 ||
-      (st.st_size != static_cast<off_t>(self.size()) &&
-       actors::fs::disk().ftruncate(fd, static_cast<off_t>(self.size())) != 0)) {
+  auto& disk = actors::fs::disk();
+  const ssize_t wrote = disk.pwrite(fd, self.data(), self.size(), 0);
+  if (wrote >= 0 && wrote != static_cast<ssize_t>(self.size())) errno = EIO;  // short: no errno of its own
+  if (wrote != static_cast<ssize_t>(self.size()) || ::fstat(fd, &st) != 0 ||
+      (st.st_size != static_cast<off_t>(self.size()) && disk.ftruncate(fd, static_cast<off_t>(self.size())) != 0)) {
     ::close(fd);
     return Error(ErrorKind::IO, "Failed to write the lock file '" + path + "': " + std::strerror(errno));
   }
