@@ -65,7 +65,9 @@ void Slots::grant() {
     if (order_.empty()) return;
     const auto [key, arrival] = *order_.begin();
     auto it = waiters_.find(arrival);
-    if (it == waiters_.end()) {  // not expected: the two are kept together
+    if (it == waiters_.end()) {
+      // Dropped after a raise not yet reconsidered: dropGivenUp() looked
+      // for it under its new priority, and its old place stayed behind.
       order_.erase(order_.begin());
       continue;
     }
