@@ -29,9 +29,14 @@
 // object: warm_per_s, warm_p1_ms, warm_p99_ms, cold_s, cold_alone_s, blobs_fetched,
 // distinct_blobs, peak_rss_mib, warm_plain_per_s, warm_policy_per_s,
 // policy_ratio (and a few more).
+// The floor (provision_floor.hpp): last, on a fresh file system, the system
+// calls of the cold and warm rounds from one thread per core with nothing of
+// ours around them: floor_cold_per_s, floor_warm_per_s, and warm_vs_floor
+// (warm_per_s / floor_warm_per_s).
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -44,11 +49,13 @@
 #include "actors/actors.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/provision_floor.hpp"
 #include "bench/provisioner_kit.hpp"
 #include "bench/pull_system.hpp"
 #include "bench/registry.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
+#include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/trust.hpp"
 #include "testkit/files.hpp"
@@ -260,6 +267,27 @@ int main(int argc, char** argv) {
   }
   const double plainMedian = percentile(plainPerS, 0.5), policyMedian = percentile(policyPerS, 0.5);
 
+  // The floor: the same rounds' system calls, one thread per core, on a
+  // fresh file system.
+  freshFs();
+  const std::size_t floorThreads = std::max(1u, std::thread::hardware_concurrency());
+  const fs::path floorDir = workRoot / "floor";
+  const std::vector<std::string> floorLayers = {(floorDir / "layers/top").string(),
+                                                (floorDir / "layers/base").string()};
+  testing::writeFile(floorDir / "layers/top/app/id", "0");
+  testing::writeFile(floorDir / "layers/base/bin/big", std::string(4 << 20, 'b'));
+  const std::string floorRoot = provisioner::paths::root((floorDir / "work").string());
+  fs::create_directories(floorRoot);
+  auto floorCold = bench::provisionFloor(floorRoot, floorLayers, "cold-", containers, floorThreads);
+  auto floorWarm = floorCold.isError()
+                       ? floorCold
+                       : bench::provisionFloor(floorRoot, floorLayers, "warm-", containers, floorThreads);
+  bench::pull::unmountBelow(floorDir);
+  if (floorWarm.isError()) {
+    std::fprintf(stderr, "error: %s\n", floorWarm.error().message.c_str());
+    return 1;
+  }
+
   struct rusage usage {};
   ::getrusage(RUSAGE_SELF, &usage);
   const double peakRssMib = static_cast<double>(usage.ru_maxrss) / 1024.0;
@@ -270,6 +298,8 @@ int main(int argc, char** argv) {
   std::printf("warm: %zu provisions in %.2f s = %.0f /s; latency p1 %.1f ms, p50 %.1f ms, p99 %.1f ms (failed %zu)\n",
               containers, warm.seconds, warmPerS, percentile(warm.latenciesMs, 0.01), percentile(warm.latenciesMs, 0.5),
               percentile(warm.latenciesMs, 0.99), warm.failed);
+  std::printf("floor (the same system calls, %zu threads): first round %.0f /s, second %.0f /s; warm / floor %.2f\n",
+              floorThreads, *floorCold, *floorWarm, warmPerS / *floorWarm);
   std::printf("layer blobs fetched %zu, distinct %zu; peak RSS %.1f MiB\n", blobsFetched, distinctBlobs, peakRssMib);
   std::printf(
       "warm, store reopened, medians of %zu: no policy %.0f /s, signedBy policy %.0f /s (ratio %.3f); first "
@@ -284,10 +314,12 @@ int main(int argc, char** argv) {
       "3f,"
       "\"cold_p99_ms\":%.2f,\"cold_alone_s\":%.3f,\"cold_vs_alone\":%.2f,\"blobs_fetched\":%zu,\"distinct_blobs\":%zu,"
       "\"peak_rss_mib\":%.1f,\"containers\":%zu,\"images\":%zu,\"warm_plain_per_s\":%.1f,"
-      "\"warm_policy_per_s\":%.1f,\"policy_ratio\":%.3f,\"first_check_ms\":%.1f,\"failed\":%zu}\n",
+      "\"warm_policy_per_s\":%.1f,\"policy_ratio\":%.3f,\"first_check_ms\":%.1f,\"floor_cold_per_s\":%.1f,"
+      "\"floor_warm_per_s\":%.1f,\"warm_vs_floor\":%.3f,\"failed\":%zu}\n",
       warmPerS, percentile(warm.latenciesMs, 0.01), percentile(warm.latenciesMs, 0.5),
       percentile(warm.latenciesMs, 0.99), warm.seconds, cold.seconds, percentile(cold.latenciesMs, 0.99), coldAlone,
       cold.seconds / coldAlone, blobsFetched, distinctBlobs, peakRssMib, containers, imageCount, plainMedian,
-      policyMedian, policyMedian / plainMedian, firstCheckMs, cold.failed + warm.failed + pairFailed);
+      policyMedian, policyMedian / plainMedian, firstCheckMs, *floorCold, *floorWarm, warmPerS / *floorWarm,
+      cold.failed + warm.failed + pairFailed);
   return cold.failed + warm.failed + pairFailed == 0 ? 0 : 1;
 }

@@ -1,0 +1,120 @@
+#include "bench/provision_floor.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "backend/backends.hpp"
+#include "provisioner/paths.hpp"
+
+namespace prov::bench {
+
+namespace {
+
+// About the size of a two-layer ContainerRecord, before and after its rootfs.
+const std::string kRecordBefore(200, 'r');
+const std::string kRecordAfter(280, 'r');
+
+Try<Nothing> failed(const std::string& what, const std::string& path) {
+  return actors::errnoError(ErrorKind::IO, "floor: " + what + " '" + path + "'", errno);
+}
+
+Try<Nothing> writeRecord(const std::string& path, const std::string& content) {
+  const std::string temporary = path + ".tmp-floor";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return failed("create", temporary);
+  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  if (!written) return failed("write", temporary);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) return failed("rename", temporary);
+  return Nothing{};
+}
+
+Try<Nothing> makeDirectory(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0) return failed("mkdir", path);
+  return Nothing{};
+}
+
+Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
+                          const std::string& rootfs) {
+  const int fsFd = ::fsopen("overlay", FSOPEN_CLOEXEC);
+  if (fsFd < 0) return failed("fsopen overlay for", rootfs);
+  bool ok = true;
+  for (const auto& layer : layers) ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "lowerdir+", layer.c_str(), 0) == 0;
+  ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "upperdir", upper.c_str(), 0) == 0;
+  ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "workdir", work.c_str(), 0) == 0;
+  ok = ok && ::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0;
+  const int mountFd = ok ? ::fsmount(fsFd, FSMOUNT_CLOEXEC, 0) : -1;
+  const int error = errno;
+  ::close(fsFd);
+  errno = error;
+  if (mountFd < 0) return failed("make the overlay for", rootfs);
+  ok = ::move_mount(mountFd, "", AT_FDCWD, rootfs.c_str(), MOVE_MOUNT_F_EMPTY_PATH) == 0;
+  ::close(mountFd);
+  if (!ok) return failed("move_mount to", rootfs);
+  if (::mount(nullptr, rootfs.c_str(), nullptr, MS_SLAVE, nullptr) != 0 ||
+      ::mount(nullptr, rootfs.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
+    return failed("set the propagation of", rootfs);
+  }
+  return Nothing{};
+}
+
+Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string>& layers, const std::string& id) {
+  namespace paths = provisioner::paths;
+  const std::string container = paths::container(root, id);
+  const std::string backendDir = paths::backendDir(container, "overlay");
+  const std::string rootfs = paths::rootfs(container, "overlay", "floor");
+  const std::string scratch = backend::scratchDir(backendDir, rootfs);
+  Try<Nothing> done = makeDirectory(container, 0777);
+  if (done.isSome()) done = writeRecord(paths::record(container), kRecordBefore);
+  for (const auto& dir : {paths::backendsDir(container), backendDir, paths::rootfses(container, "overlay")}) {
+    if (done.isSome()) done = makeDirectory(dir, 0777);
+  }
+  if (done.isSome()) done = makeDirectory(rootfs, 0755);
+  for (const auto& dir :
+       {backendDir + "/scratch", scratch, backend::scratchUpper(scratch), backend::scratchWork(scratch)}) {
+    if (done.isSome()) done = makeDirectory(dir, 0777);
+  }
+  if (done.isSome()) done = mountOverlay(layers, backend::scratchUpper(scratch), backend::scratchWork(scratch), rootfs);
+  if (done.isSome()) done = writeRecord(paths::record(container), kRecordAfter);
+  return done;
+}
+
+}  // namespace
+
+Try<double> provisionFloor(const std::string& root, const std::vector<std::string>& layers, const std::string& prefix,
+                           std::size_t count, std::size_t threads) {
+  if (::mkdir(provisioner::paths::children(root).c_str(), 0777) != 0 && errno != EEXIST) {
+    return Error(failed("mkdir", provisioner::paths::children(root)).error());
+  }
+  std::atomic<std::size_t> next{0};
+  std::mutex mutex;
+  std::optional<Error> firstError;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (std::size_t t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      for (std::size_t i; (i = next++) < count;) {
+        auto done = provisionOne(root, layers, prefix + std::to_string(i));
+        if (done.isError()) {
+          std::lock_guard lock(mutex);
+          if (!firstError) firstError = done.error();
+          next = count;
+        }
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  if (firstError) return *firstError;
+  return static_cast<double>(count) / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace prov::bench
