@@ -563,9 +563,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // Children first; no lock taken here (the caller holds one).
   Future<bool> destroyTree(const std::string& id) {
     std::vector<Future<bool>> children;
-    for (const auto& [other, info] : infos_) {
-      if (parentOf(other) == id) children.push_back(destroyTree(other));
-    }
+    for (const auto& child : childrenOf(id)) children.push_back(destroyTree(child));
     auto it = infos_.find(id);
     if (it == infos_.end()) {
       if (children.empty()) return false;
@@ -581,6 +579,18 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     info->termination = actors::Promise<bool>();  // a retry after a failure is a destroy of its own
     actors::await(children).then(actors::defer(self(), &Self::childrenDestroyed, id, info));
     return info->termination.future();
+  }
+
+  // The containers "id/name" there are: the keys that start "id/" are one
+  // range of the map (and hold the deeper ones too), so a destroy does not
+  // look at every container.
+  std::vector<std::string> childrenOf(const std::string& id) const {
+    const std::string prefix = id + "/";
+    std::vector<std::string> children;
+    for (auto it = infos_.lower_bound(prefix); it != infos_.end() && it->first.starts_with(prefix); ++it) {
+      if (it->first.find('/', prefix.size()) == std::string::npos) children.push_back(it->first);
+    }
+    return children;
   }
 
   // Then, unless a child failed, the container itself, once a provision in
