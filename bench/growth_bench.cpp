@@ -11,7 +11,8 @@
 // here):
 //   containers  the work dir grows to each count of --containers (all from
 //               one small image); at each, a new Provisioner over it times
-//               recover() (all of them known) and containers(), and the
+//               recover() (all of them known), containers(), one more
+//               container provisioned and then destroyed, and the
 //               heap in use (mallinfo2, every arena) and resident memory
 //               beside the first one's are the provisioner's own
 //               (heap_mib_added, resident_mib_added: the latter counts
@@ -198,12 +199,15 @@ int main(int argc, char** argv) {
           }
           for (auto& f : made) await(f, "provision");
         }
-        std::vector<double> recovers, lists;
+        std::vector<double> recovers, lists, ones, destroys;
         for (int r = 0; r < runs; ++r) {
           double recoverMs = 0;
           auto p = bench.open(work, ids, &recoverMs);
           recovers.push_back(recoverMs);
           lists.push_back(timedMs([&] { await(p->containers(), "containers"); }));
+          const std::string extra = "extra" + std::to_string(r);
+          ones.push_back(timedMs([&] { await(p->provision(extra, small), "provision"); }));
+          destroys.push_back(timedMs([&] { await(p->destroy(extra), "destroy"); }));
           if (r == 0) {
             residentAdded = residentMib() - baseMib;
             heapAdded = heapInUseMib() - baseHeapMib;
@@ -212,8 +216,12 @@ int main(int argc, char** argv) {
         }
         rows.push_back({"recover", target, bench::median(recovers)});
         rows.push_back({"containers", target, bench::median(lists)});
-        std::printf("  %zu containers: recover %.1f ms, containers %.1f ms\n", target, bench::median(recovers),
-                    bench::median(lists));
+        rows.push_back({"provision_one", target, bench::median(ones)});
+        rows.push_back({"destroy_one", target, bench::median(destroys)});
+        std::printf(
+            "  %zu containers: recover %.1f ms, containers %.1f ms, one more provisioned %.2f ms and destroyed "
+            "%.2f ms\n",
+            target, bench::median(recovers), bench::median(lists), bench::median(ones), bench::median(destroys));
         std::fflush(stdout);
       }
       auto p = bench.open(work, ids);

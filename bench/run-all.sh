@@ -148,6 +148,17 @@ def growth_row(name, what):
     rows.append(f"| {what}: {lo} -> {hi} | {a:.1f} -> {b:.1f} ms | per item, large / small: {per} | - |")
 growth_row("recover", "recover, containers")
 growth_row("containers", "`containers()`, containers")
+# One more container beside N: its own cost, large / small (1.00: flat).
+def one_row(name, what):
+    sizes = sorted(int(k[len(name) + 1:-3]) for k in growth if k.startswith(name + "_") and k.endswith("_ms"))
+    if len(sizes) < 2:
+        return
+    lo, hi = sizes[0], sizes[-1]
+    a, b = growth[f"{name}_{lo}_ms"], growth[f"{name}_{hi}_ms"]
+    rows.append(f"| {what}: beside {lo} -> {hi} | {a:.2f} -> {b:.2f} ms | large / small: "
+                f"{(b / a) if a > 0 else 0:.2f} | - |")
+one_row("provision_one", "one more container provisioned")
+one_row("destroy_one", "one more container destroyed")
 growth_row("provision_layers", "overlay provision, layers")
 growth_row("images", "`images()`, images")
 growth_row("prune", "prune, images")
