@@ -137,28 +137,24 @@ if dedup:
                 f"({dedup.get('second_base_mib', 0):.0f} MiB its own base) "
                 f"| {dedup.get('first_pull_s', 0):.2f} s the first, cold | - |")
 # How cost grows: each figure at its largest count beside its smallest,
-# with the ratio of the two per-item costs (1.00: linear).
-def growth_row(name, what):
+# with the ratio of the two per-item costs (1.00: linear), or, for one more
+# item beside N (per_item=False), of the two costs (1.00: flat).
+def growth_row(name, what, per_item=True):
     sizes = sorted(int(k[len(name) + 1:-3]) for k in growth if k.startswith(name + "_") and k.endswith("_ms"))
     if len(sizes) < 2:
         return
     lo, hi = sizes[0], sizes[-1]
     a, b = growth[f"{name}_{lo}_ms"], growth[f"{name}_{hi}_ms"]
-    per = f"{(b / hi) / (a / lo):.2f}" if a > 0 else "-"
-    rows.append(f"| {what}: {lo} -> {hi} | {a:.1f} -> {b:.1f} ms | per item, large / small: {per} | - |")
+    if per_item:
+        ratio = f"per item, large / small: {(b / hi) / (a / lo):.2f}" if a > 0 else "-"
+        rows.append(f"| {what}: {lo} -> {hi} | {a:.1f} -> {b:.1f} ms | {ratio} | - |")
+    else:
+        ratio = f"large / small: {b / a:.2f}" if a > 0 else "-"
+        rows.append(f"| {what}: beside {lo} -> {hi} | {a:.2f} -> {b:.2f} ms | {ratio} | - |")
 growth_row("recover", "recover, containers")
 growth_row("containers", "`containers()`, containers")
-# One more container beside N: its own cost, large / small (1.00: flat).
-def one_row(name, what):
-    sizes = sorted(int(k[len(name) + 1:-3]) for k in growth if k.startswith(name + "_") and k.endswith("_ms"))
-    if len(sizes) < 2:
-        return
-    lo, hi = sizes[0], sizes[-1]
-    a, b = growth[f"{name}_{lo}_ms"], growth[f"{name}_{hi}_ms"]
-    rows.append(f"| {what}: beside {lo} -> {hi} | {a:.2f} -> {b:.2f} ms | large / small: "
-                f"{(b / a) if a > 0 else 0:.2f} | - |")
-one_row("provision_one", "one more container provisioned")
-one_row("destroy_one", "one more container destroyed")
+growth_row("provision_one", "one more container provisioned", per_item=False)
+growth_row("destroy_one", "one more container destroyed", per_item=False)
 growth_row("provision_layers", "overlay provision, layers")
 growth_row("images", "`images()`, images")
 growth_row("prune", "prune, images")
