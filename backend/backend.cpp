@@ -50,7 +50,10 @@ Try<std::unique_ptr<Backend>> createBackend(actors::Runtime& runtime, const std:
     return makeCopyBackend(runtime, parallelism);
   }
   if (name == kBind) return makeBindBackend(runtime);
-  if (name == kOverlay) return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus, options.overlayVolatile);
+  if (name == kOverlay) {
+    return makeOverlayBackend(runtime, options.overlayUseLowerdirPlus, options.overlayVolatile,
+                              options.overlayViewRoot);
+  }
   if (name == kAufs) return makeAufsBackend(runtime);
   return Error(ErrorKind::InvalidArgument, "Unknown backend '" + name + "': expected one of copy, bind, overlay, aufs");
 }

@@ -15,7 +15,8 @@ namespace prov::backend {
 
 Try<std::unique_ptr<Backend>> makeCopyBackend(actors::Runtime& runtime, std::size_t parallelism);
 Try<std::unique_ptr<Backend>> makeBindBackend(actors::Runtime& runtime);
-Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus, bool isVolatile);
+Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus, bool isVolatile,
+                                                 const std::string& viewRoot = "");
 Try<std::unique_ptr<Backend>> makeAufsBackend(actors::Runtime& runtime);
 
 // The aufs mount data for a rw branch `workdir` over `layerCount` layers

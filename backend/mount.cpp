@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -156,6 +157,40 @@ Try<bool> supportsDType(const std::string& path) {
   auto removed = actors::fs::removeTree(probe);
   if (removed.isError()) return removed.error();
   return known;
+}
+
+Try<std::unique_ptr<DetachedView>> DetachedView::open(const std::string& root) {
+#if defined(SYS_open_tree)
+  constexpr unsigned kOpenTreeClone = 1;  // OPEN_TREE_CLONE
+  const int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, root.c_str(), kOpenTreeClone | O_CLOEXEC));
+  if (fd < 0) {
+    const int error = errno;
+    return actors::errnoError(error == ENOSYS ? actors::ErrorKind::Unsupported : actors::ErrorKind::IO,
+                              "Failed to take a detached copy of the mount at '" + root + "'", error);
+  }
+  std::string trimmed = root;
+  while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+  return std::unique_ptr<DetachedView>(new DetachedView(std::move(trimmed), fd));
+#else
+  return Error(actors::ErrorKind::Unsupported, "open_tree is not known to this build ('" + root + "')");
+#endif
+}
+
+DetachedView::DetachedView(std::string root, int fd)
+    : root_(std::move(root)), fd_(fd), prefix_("/proc/self/fd/" + std::to_string(fd)) {}
+
+DetachedView::~DetachedView() { ::close(fd_); }
+
+std::string DetachedView::through(const std::string& path) const {
+  if (path.size() <= root_.size() || path.compare(0, root_.size(), root_) != 0 || path[root_.size()] != '/') {
+    return path;
+  }
+  const std::string viewed = prefix_ + path.substr(root_.size());
+  struct stat real {
+  }, seen{};
+  if (::stat(path.c_str(), &real) != 0 || ::stat(viewed.c_str(), &seen) != 0) return path;
+  if (real.st_dev != seen.st_dev || real.st_ino != seen.st_ino) return path;
+  return viewed;
 }
 
 }  // namespace prov::backend::mount

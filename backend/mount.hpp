@@ -2,6 +2,7 @@
 
 // Mount-table and kernel-support helpers for the backends. Blocking.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,5 +48,38 @@ Try<long> fileSystemType(const std::string& path);
 // types (overlayfs needs d_type): yes when an entry of `path` has its type
 // reported; otherwise creates and removes a probe directory inside `path`.
 Try<bool> supportsDType(const std::string& path);
+
+// A detached copy of the mount a directory is on, taken at that directory
+// (open_tree(2) with OPEN_TREE_CLONE, Linux 5.2): nothing is ever mounted
+// on it, it is in no mount table, and it goes with its descriptor.
+//
+// Why: overlayfs takes a private clone of the mount each of its layers is
+// reached through (clone_private_mount), and the kernel first looks at
+// every mount below that one. Through the live work dir that is one mount
+// per rootfs, each walked up to the file system's root: an overlay mount
+// beside 10,000 rootfses took 23 ms of kernel time here, against 0.3 ms
+// beside none. Through the copy there is nothing to look at. Paths through
+// it read /proc/self/fd/N/..., and mountinfo shows them so.
+class DetachedView {
+ public:
+  // Unsupported when the kernel has no open_tree; IO when `root` cannot
+  // be opened.
+  static Try<std::unique_ptr<DetachedView>> open(const std::string& root);
+  ~DetachedView();
+  DetachedView(const DetachedView&) = delete;
+  DetachedView& operator=(const DetachedView&) = delete;
+
+  // `path` through the copy when it is below the root and is the very
+  // directory or file there (same device and inode: a mount below the root,
+  // which the copy does not hold, or a symbolic link leaving it, is not);
+  // else `path` itself. Two stat calls.
+  std::string through(const std::string& path) const;
+
+ private:
+  DetachedView(std::string root, int fd);
+  std::string root_;  // as given, without a trailing '/'
+  int fd_;
+  std::string prefix_;  // /proc/self/fd/<fd_>
+};
 
 }  // namespace prov::backend::mount

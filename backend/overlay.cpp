@@ -6,6 +6,12 @@
 // parameter through the new mount API, with no such limit; older ones get
 // short symlinks to the layers, as Mesos does (MESOS-6000). overlayfs
 // resolves lower dirs when mounting, so the symlinks are removed right after.
+//
+// Given the work dir (BackendOptions::overlayViewRoot), the layers, upperdir
+// and workdir are named through a detached copy of its mount
+// (mount::DetachedView), which keeps an overlay mount's cost from growing
+// with the rootfses mounted beside it. A kernel that will not mount through
+// the copy gets the real paths, from then on.
 
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -14,10 +20,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <mutex>
 
 #include "actors/async.hpp"
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
+#include "actors/log.hpp"
 #include "actors/process.hpp"
 #include "backend/backends.hpp"
 #include "backend/mount.hpp"
@@ -121,8 +130,74 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
   return Nothing{};
 }
 
+// The work dir's detached view, opened at the first provision that wants
+// it; set aside for good once the kernel refuses a mount through it.
+class OverlayView {
+ public:
+  explicit OverlayView(std::string root) : root_(std::move(root)) {}
+
+  // The view, or null: none wanted, none to be had, or refused.
+  const mount::DetachedView* get() {
+    std::lock_guard lock(mutex_);
+    if (!opened_) {
+      opened_ = true;
+      auto view = mount::DetachedView::open(root_);
+      if (view.isError()) {
+        actors::log(actors::LogLevel::Warn, "backend.overlay_view",
+                    {{"root", root_}, {"error", view.error().message}, {"then", "layers named by their own paths"}});
+      } else {
+        view_ = std::move(*view);
+      }
+    }
+    return refused_ ? nullptr : view_.get();  // view_ stays while this lives: a caller may still hold it
+  }
+
+  void refuse(const std::string& error) {
+    std::lock_guard lock(mutex_);
+    if (refused_) return;
+    refused_ = true;
+    actors::log(actors::LogLevel::Warn, "backend.overlay_view",
+                {{"root", root_}, {"error", error}, {"then", "layers named by their own paths"}});
+  }
+
+ private:
+  const std::string root_;
+  std::mutex mutex_;
+  bool opened_ = false;
+  bool refused_ = false;
+  std::unique_ptr<mount::DetachedView> view_;
+};
+
+Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
+                          const std::string& rootfs, bool useLowerdirPlus, bool isVolatile) {
+  Try<Nothing> mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs, isVolatile)
+                                         : Try<Nothing>(Error(ErrorKind::Unsupported, "lowerdir+ disabled"));
+  if (mounted.isError() && mounted.error().kind == ErrorKind::Unsupported) {
+    mounted = mountWithLinks(layers, upper, work, rootfs, isVolatile);
+  }
+  return mounted;
+}
+
+// Through `view` when there is one (see OverlayView); the real paths when
+// the kernel refuses those.
+Try<Nothing> mountOverlayThrough(OverlayView* view, const std::vector<std::string>& layers, const std::string& upper,
+                                 const std::string& work, const std::string& rootfs, bool useLowerdirPlus,
+                                 bool isVolatile) {
+  const mount::DetachedView* detached = view ? view->get() : nullptr;
+  if (!detached) return mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
+  std::vector<std::string> lowers;
+  for (const auto& layer : layers) lowers.push_back(detached->through(layer));
+  const std::string viewedUpper = detached->through(upper), viewedWork = detached->through(work);
+  auto mounted = mountOverlay(lowers, viewedUpper, viewedWork, rootfs, useLowerdirPlus, isVolatile);
+  if (mounted.isSome() || (lowers == layers && viewedUpper == upper && viewedWork == work)) return mounted;
+  auto direct = mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
+  if (direct.isSome()) view->refuse(mounted.error().message);
+  return direct;
+}
+
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
-                                  const std::string& backendDir, bool useLowerdirPlus, bool isVolatile) {
+                                  const std::string& backendDir, bool useLowerdirPlus, bool isVolatile,
+                                  OverlayView* view) {
   const std::string scratch = scratchDir(backendDir, rootfs);
   const std::string upper = scratchUpper(scratch);
   const std::string work = scratchWork(scratch);
@@ -141,11 +216,7 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
   if (mounted.isSome()) mounted = actors::fs::makeDirectories(upper);
   if (mounted.isSome()) mounted = actors::fs::makeDirectories(work);
   if (mounted.isSome()) {
-    mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs, isVolatile)
-                              : Try<Nothing>(Error(ErrorKind::Unsupported, "lowerdir+ disabled"));
-    if (mounted.isError() && mounted.error().kind == ErrorKind::Unsupported) {
-      mounted = mountWithLinks(layers, upper, work, rootfs, isVolatile);
-    }
+    mounted = mountOverlayThrough(view, layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
     if (mounted.isSome()) {
       mounted = mount::makeSharedSlave(rootfs);
       if (mounted.isError()) (void)mount::unmountLazily(rootfs);
@@ -161,8 +232,9 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
 
 class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
  public:
-  OverlayBackendProcess(bool useLowerdirPlus, bool isVolatile)
-      : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus), volatile_(isVolatile) {}
+  OverlayBackendProcess(bool useLowerdirPlus, bool isVolatile, const std::string& viewRoot)
+      : Process("overlay-provisioner-backend"), useLowerdirPlus_(useLowerdirPlus), volatile_(isVolatile),
+        view_(viewRoot.empty() ? nullptr : std::make_shared<OverlayView>(viewRoot)) {}
 
   Future<RootfsInfo> provision(const std::vector<std::string>& layers, const std::string& rootfs,
                                const std::string& backendDir) {
@@ -174,9 +246,10 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
                                                    "': " + std::to_string(layers.size()) +
                                                    " layers exceed overlayfs's limit of " + std::to_string(kMaxLayers));
     }
-    return actors::async(runtime(), [layers, rootfs, backendDir, plus = useLowerdirPlus_, isVolatile = volatile_] {
-      return provisionBlocking(layers, rootfs, backendDir, plus, isVolatile);
-    });
+    return actors::async(runtime(),
+                         [layers, rootfs, backendDir, plus = useLowerdirPlus_, isVolatile = volatile_, view = view_] {
+                           return provisionBlocking(layers, rootfs, backendDir, plus, isVolatile, view.get());
+                         });
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
@@ -186,11 +259,13 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
  private:
   bool useLowerdirPlus_;
   bool volatile_;
+  std::shared_ptr<OverlayView> view_;  // null: no view root; shared with provisions on the blocking pool
 };
 
 }  // namespace
 
-Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus, bool isVolatile) {
+Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool useLowerdirPlus, bool isVolatile,
+                                                 const std::string& viewRoot) {
   if (::geteuid() != 0) {
     return Error(ErrorKind::Unsupported, "The overlay backend requires root privileges");
   }
@@ -199,8 +274,8 @@ Try<std::unique_ptr<Backend>> makeOverlayBackend(actors::Runtime& runtime, bool 
                  "The overlay backend needs overlayfs, which /proc/filesystems does not list "
                  "(try 'modprobe overlay')");
   }
-  return std::unique_ptr<Backend>(
-      std::make_unique<ProcessBackend<OverlayBackendProcess>>(runtime, kOverlay, useLowerdirPlus, isVolatile));
+  return std::unique_ptr<Backend>(std::make_unique<ProcessBackend<OverlayBackendProcess>>(
+      runtime, kOverlay, useLowerdirPlus, isVolatile, viewRoot));
 }
 
 }  // namespace prov::backend

@@ -246,7 +246,8 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   parts.workDir = workDir;
   parts.lockTimeout = flags.lockTimeout;
   parts.onLockWait = flags.onLockWait;
-  parts.backends = backend::createBackends(runtime, backend::BackendOptions{.overlayVolatile = flags.overlayVolatile});
+  parts.backends = backend::createBackends(
+      runtime, backend::BackendOptions{.overlayVolatile = flags.overlayVolatile, .overlayViewRoot = workDir});
   if (parts.backends.empty()) return Error(ErrorKind::Unsupported, "No rootfs backend can run on this machine");
   std::string available;
   for (const auto& [name, b] : parts.backends) available += (available.empty() ? "" : ", ") + name;

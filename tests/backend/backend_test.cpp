@@ -122,6 +122,89 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+// The overlay's options at `rootfs` in /proc/self/mountinfo ("" if none).
+std::string overlayOptions(const std::string& rootfs) {
+  std::istringstream in(readFile("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devices, root, target;
+    fields >> id >> parent >> devices >> root >> target;
+    if (target != rootfs) continue;
+    const auto dash = line.find(" - ");
+    return dash == std::string::npos ? "" : line.substr(dash + 3);
+  }
+  return "";
+}
+
+// Given the work dir, the overlay names its layers, upperdir and workdir
+// through a detached copy of the work dir's mount, which is in no mount
+// table; what the container writes still lands in its upperdir.
+TEST_F(BackendTest, OverlayNamesItsDirectoriesThroughADetachedViewOfTheWorkDir) {
+  auto overlay = make(kOverlay, {.overlayViewRoot = sandbox().string()});
+  ASSERT_TRUE(overlay);
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  const std::string rootfs = path("rootfses/abc");
+  auto info = overlay->provision({path("layer")}, rootfs, path("backend"));
+  AWAIT_READY(info);
+  const std::string options = overlayOptions(rootfs);
+  EXPECT_NE(std::string::npos, options.find("=/proc/self/fd/")) << options;
+  EXPECT_EQ(std::string::npos, options.find(sandbox().string())) << options;
+  EXPECT_EQ(std::vector<std::string>{rootfs}, prov::testing::mountsUnder(sandbox()));
+  const std::string upper = path("backend/scratch/abc/upperdir");
+  EXPECT_EQ((std::vector<std::string>{upper, path("backend/scratch/abc/workdir")}), info.get().ephemeralVolumes);
+  writeFile(rootfs + "/written", "by the container");
+  EXPECT_EQ("by the container", readFile(upper + "/written"));
+  EXPECT_EQ("lower", readFile(rootfs + "/file"));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(rootfs, path("backend")));
+}
+
+// The copy holds the work dir's own mount only: a layer on a mount below
+// it is named by its own path, the others through the copy.
+TEST_F(BackendTest, ALayerOnAMountBelowTheViewRootIsNamedByItsOwnPath) {
+  auto overlay = make(kOverlay, {.overlayViewRoot = sandbox().string()});
+  ASSERT_TRUE(overlay);
+  // The same path under the mount point too, where the copy would find it.
+  prov::testing::makeDirectory(path("other/top"));
+  ASSERT_EQ(0, ::mount("tmpfs", path("other").c_str(), "tmpfs", 0, "size=1m")) << std::strerror(errno);
+  writeFile(path("other/top/top"), "on its own mount");
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  const std::string rootfs = path("rootfses/abc");
+  AWAIT_READY(overlay->provision({path("other/top"), path("layer")}, rootfs, path("backend")));
+  const std::string options = overlayOptions(rootfs);
+  EXPECT_NE(std::string::npos, options.find("=" + path("other/top") + ",")) << options;
+  EXPECT_EQ(std::string::npos, options.find("=" + path("layer") + ",")) << options;
+  EXPECT_NE(std::string::npos, options.find("=/proc/self/fd/")) << options;
+  EXPECT_EQ("on its own mount", readFile(rootfs + "/top"));
+  EXPECT_EQ("lower", readFile(rootfs + "/file"));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(rootfs, path("backend")));
+  EXPECT_EQ(0, ::umount2(path("other").c_str(), MNT_DETACH)) << std::strerror(errno);
+}
+
+// A mount that fails through the copy and succeeds by the real paths (a
+// kernel that will not take a detached mount's paths) sets the copy aside:
+// that provision and every one after it name the real paths.
+TEST_F(BackendTest, AMountRefusedThroughTheViewNamesTheRealPathsFromThenOn) {
+  auto overlay = make(kOverlay, {.overlayViewRoot = sandbox().string()});
+  ASSERT_TRUE(overlay);
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  prov::testing::FaultyDisk disk;
+  disk.failNth(actors::fs::DiskCall::Mount, 1, EINVAL);  // the first attach: the one through the copy
+  for (const char* name : {"first", "second"}) {
+    const std::string rootfs = path(std::string("rootfses/") + name);
+    AWAIT_READY(overlay->provision({path("layer")}, rootfs, path("backend")));
+    const std::string options = overlayOptions(rootfs);
+    EXPECT_NE(std::string::npos, options.find(path("layer"))) << name << ": " << options;
+    EXPECT_EQ(std::string::npos, options.find("/proc/self/fd/")) << name << ": " << options;
+    EXPECT_EQ("lower", readFile(rootfs + "/file")) << name;
+    AWAIT_EXPECT_EQ(true, overlay->destroy(rootfs, path("backend")));
+  }
+  EXPECT_TRUE(disk.failed().has_value());
+}
+
 // Something a runtime task waits at until the test opens it. Shared with
 // the task, and opened when the test's scope ends (declared after the
 // runtime, so before its shutdown joins the task), whatever the test did.
