@@ -108,7 +108,7 @@ messages::Image layoutImage(const fs::path& dir, std::size_t layers, const std::
 
 class Bench {
  public:
-  explicit Bench(fs::path dir) : dir_(std::move(dir)) {
+  Bench(fs::path dir, bool overlayView) : dir_(std::move(dir)), overlayView_(overlayView) {
     auto puller = fetcher::OciLayoutPuller::create(runtime_);
     if (puller.isError()) throw std::runtime_error(puller.error().message);
     puller_ = std::shared_ptr<fetcher::Puller>(std::move(*puller));
@@ -128,7 +128,8 @@ class Bench {
     auto store = store::ImageStore::create(runtime_, options, [puller](const messages::Image&) { return puller; });
     if (store.isError()) throw std::runtime_error(store.error().message);
     parts.stores[store::kDockerProvider] = std::move(*store);
-    parts.backends = backend::createBackends(runtime_);
+    parts.backends = backend::createBackends(runtime_,
+                                             {.overlayViewRoot = overlayView_ ? workDir.string() : std::string()});
     parts.defaultBackend = backend::defaultBackend(workDir.string());
     auto created = provisioner::Provisioner::create(std::move(parts), runtime_);
     if (created.isError()) throw std::runtime_error(created.error().message);
@@ -143,6 +144,7 @@ class Bench {
   actors::Runtime runtime_;
   fs::path dir_;
   std::shared_ptr<fetcher::Puller> puller_;
+  bool overlayView_;
 };
 
 struct Row {
@@ -158,12 +160,15 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/bench-growth", containerList = "10,1000,10000", layerList = "1,10,100,400",
               imageList = "10,1000";
   int runs = 3;
+  bool overlayView = true;
   po::options_description options("bench_growth: how recover, containers, provision, images and prune grow");
   options.add_options()("dir", po::value(&dir)->default_value(dir), "work directory (emptied first)")(
       "containers", po::value(&containerList)->default_value(containerList), "container counts")(
       "layers", po::value(&layerList)->default_value(layerList), "layer counts of the images provisioned")(
       "images", po::value(&imageList)->default_value(imageList), "image counts in the store")(
-      "runs", po::value(&runs)->default_value(runs), "timed runs per figure (the median is kept)");
+      "runs", po::value(&runs)->default_value(runs), "timed runs per figure (the median is kept)")(
+      "overlay_view", po::value(&overlayView)->default_value(overlayView),
+      "overlay names layers through a detached copy of the work dir's mount (BackendOptions::overlayViewRoot)");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1) {
@@ -181,7 +186,7 @@ int main(int argc, char** argv) {
   try {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    Bench bench(dir);
+    Bench bench(dir, overlayView);
     const double baseMib = residentMib(), baseHeapMib = heapInUseMib();
 
     // Containers.

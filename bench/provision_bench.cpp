@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/bench-provision";
   std::size_t scratchMib = 4096;
   std::size_t pairs = 3;
+  bool overlayView = true;
   po::options_description options(
       "bench_provision: concurrent provisions on one embedded Provisioner, cold and warm; last line is JSON");
   options.add_options()("containers", po::value(&containers)->default_value(containers), "provisions per round")(
@@ -139,7 +140,9 @@ int main(int argc, char** argv) {
       "scratch_mib", po::value(&scratchMib)->default_value(scratchMib),
       "size of the scratch ext4 (loop device) the work dirs go on, made anew before each timed run; 0: work in "
       "--dir on its own file system")("pairs", po::value(&pairs)->default_value(pairs),
-                                      "warm rounds without and with a signature policy, alternated");
+                                      "warm rounds without and with a signature policy, alternated")(
+      "overlay_view", po::value(&overlayView)->default_value(overlayView),
+      "overlay names layers through a detached copy of the work dir's mount (BackendOptions::overlayViewRoot)");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (containers < 1 || imageCount < 1) {
@@ -210,7 +213,7 @@ int main(int argc, char** argv) {
   double coldAlone = 0;
   for (std::size_t i = 0; i < imageCount; ++i) {
     freshFs();
-    auto p = makeProvisioner(runtime, workRoot / "alone", counting);
+    auto p = makeProvisioner(runtime, workRoot / "alone", counting, {.overlayView = overlayView});
     if (!p) return 1;
     const auto start = SteadyClock::now();
     auto f = p->provision("alone", images[i]);
@@ -223,7 +226,7 @@ int main(int argc, char** argv) {
     destroyAll(*p);
   }
   freshFs();
-  auto p = makeProvisioner(runtime, workRoot / "work", counting);
+  auto p = makeProvisioner(runtime, workRoot / "work", counting, {.overlayView = overlayView});
   if (!p) return 1;
   counting->reset();
   const Round cold = provisionAll(*p, images, containers, "cold-");
@@ -250,6 +253,7 @@ int main(int argc, char** argv) {
       bench::ProvisionerExtras extras;
       extras.trust = withPolicy ? *trust : nullptr;
       extras.fresh = false;
+      extras.overlayView = overlayView;
       auto reopened = makeProvisioner(runtime, workRoot / "work", counting, extras);
       if (!reopened) return 1;
       if (withPolicy && pair == 0) {

@@ -42,9 +42,10 @@ class CountingPuller final : public fetcher::Puller {
 
 // What makeProvisioner may add.
 struct ProvisionerExtras {
-  std::shared_ptr<store::Extractor> extractor;  // null: the store's own
-  std::shared_ptr<store::Trust> trust;          // null: no signature policy
-  bool fresh = true;                            // remove `workDir` first
+  std::shared_ptr<store::Extractor> extractor = {};  // null: the store's own
+  std::shared_ptr<store::Trust> trust = {};          // null: no signature policy
+  bool fresh = true;                                 // remove `workDir` first
+  bool overlayView = true;                           // BackendOptions::overlayViewRoot = workDir
 };
 
 // A recovered Provisioner on `workDir`, its docker store pulling through
@@ -67,7 +68,8 @@ inline std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime
     return nullptr;
   }
   parts.stores[store::kDockerProvider] = std::move(*store);
-  parts.backends = backend::createBackends(runtime);
+  parts.backends = backend::createBackends(runtime,
+                                           {.overlayViewRoot = extras.overlayView ? workDir.string() : std::string()});
   parts.defaultBackend = backend::defaultBackend(workDir.string());
   auto created = provisioner::Provisioner::create(std::move(parts), runtime);
   if (created.isError()) {

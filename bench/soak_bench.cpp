@@ -324,7 +324,7 @@ std::unique_ptr<provisioner::Provisioner> makeProvisioner(actors::Runtime& runti
     return nullptr;
   }
   parts.stores[store::kDockerProvider] = std::move(*store);
-  parts.backends = backend::createBackends(runtime);
+  parts.backends = backend::createBackends(runtime, {.overlayViewRoot = workDir.string()});
   parts.defaultBackend = backendName;
   auto created = provisioner::Provisioner::create(std::move(parts), runtime);
   if (created.isError()) {
