@@ -144,6 +144,11 @@ int Disk::moveMount(int fromDirFd, const char* fromPath, int toDirFd, const char
                  static_cast<int>(::syscall(SYS_move_mount, fromDirFd, fromPath, toDirFd, toPath, flags)));
 }
 
+int Disk::createFileSystem(int fsFd, const char* target) {
+  PROV_DISK_CALL(DiskCall::Mount, target,
+                 static_cast<int>(::syscall(SYS_fsconfig, fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0)));
+}
+
 #undef PROV_DISK_CALL
 
 }  // namespace prov::actors::fs

@@ -35,7 +35,7 @@ enum class DiskCall {
   Link,     // linkat, symlinkat
   Attr,     // fchown(at), fchmod(at), utimensat, futimens, ftruncate
   Xattr,    // fsetxattr, lsetxattr
-  Mount,    // mount, move_mount
+  Mount,    // mount, move_mount, fsconfig's create
   Unmount,  // umount2
   Resolve,  // openat2 beneath a root (openBeneath)
 };
@@ -76,6 +76,9 @@ class Disk {
   int umount2(const char* target, int flags);
   // move_mount(2): attaches a mount made with the new mount API.
   int moveMount(int fromDirFd, const char* fromPath, int toDirFd, const char* toPath, unsigned flags);
+  // fsconfig(2) FSCONFIG_CMD_CREATE: makes the file system of context
+  // `fsFd`, to be attached at `target` (named for counting and failing).
+  int createFileSystem(int fsFd, const char* target);
 
  protected:
   // Before each call: 0 lets it through, an errno fails it. `path` is what

@@ -6,10 +6,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -159,10 +160,25 @@ Try<bool> supportsDType(const std::string& path) {
   return known;
 }
 
+namespace {
+
+// The mount id of `path` (statx, Linux 5.8), or nullopt.
+std::optional<std::uint64_t> mountIdOf(const std::string& path, struct statx* out = nullptr) {
+  struct statx st {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_MNT_ID, &st) != 0) return std::nullopt;
+  if ((st.stx_mask & STATX_MNT_ID) == 0) return std::nullopt;
+  if (out) *out = st;
+  return st.stx_mnt_id;
+}
+
+}  // namespace
+
 Try<std::unique_ptr<DetachedView>> DetachedView::open(const std::string& root) {
-#if defined(SYS_open_tree)
-  constexpr unsigned kOpenTreeClone = 1;  // OPEN_TREE_CLONE
-  const int fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, root.c_str(), kOpenTreeClone | O_CLOEXEC));
+  const auto mountId = mountIdOf(root);
+  if (!mountId) {
+    return Error(actors::ErrorKind::Unsupported, "No mount id for '" + root + "' (statx, Linux 5.8)");
+  }
+  const int fd = ::open_tree(AT_FDCWD, root.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
     return actors::errnoError(error == ENOSYS ? actors::ErrorKind::Unsupported : actors::ErrorKind::IO,
@@ -170,14 +186,11 @@ Try<std::unique_ptr<DetachedView>> DetachedView::open(const std::string& root) {
   }
   std::string trimmed = root;
   while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
-  return std::unique_ptr<DetachedView>(new DetachedView(std::move(trimmed), fd));
-#else
-  return Error(actors::ErrorKind::Unsupported, "open_tree is not known to this build ('" + root + "')");
-#endif
+  return std::unique_ptr<DetachedView>(new DetachedView(std::move(trimmed), *mountId, fd));
 }
 
-DetachedView::DetachedView(std::string root, int fd)
-    : root_(std::move(root)), fd_(fd), prefix_("/proc/self/fd/" + std::to_string(fd)) {}
+DetachedView::DetachedView(std::string root, std::uint64_t mountId, int fd)
+    : root_(std::move(root)), mountId_(mountId), fd_(fd), prefix_("/proc/self/fd/" + std::to_string(fd)) {}
 
 DetachedView::~DetachedView() { ::close(fd_); }
 
@@ -185,11 +198,12 @@ std::string DetachedView::through(const std::string& path) const {
   if (path.size() <= root_.size() || path.compare(0, root_.size(), root_) != 0 || path[root_.size()] != '/') {
     return path;
   }
+  struct statx real {};
+  if (mountIdOf(path, &real) != mountId_) return path;  // on a mount below the root, even of the same directory
   const std::string viewed = prefix_ + path.substr(root_.size());
-  struct stat real {
-  }, seen{};
-  if (::stat(path.c_str(), &real) != 0 || ::stat(viewed.c_str(), &seen) != 0) return path;
-  if (real.st_dev != seen.st_dev || real.st_ino != seen.st_ino) return path;
+  struct stat seen {};
+  if (::stat(viewed.c_str(), &seen) != 0) return path;
+  if (seen.st_dev != makedev(real.stx_dev_major, real.stx_dev_minor) || seen.st_ino != real.stx_ino) return path;
   return viewed;
 }
 

@@ -2,6 +2,7 @@
 
 // Mount-table and kernel-support helpers for the backends. Blocking.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,22 +63,24 @@ Try<bool> supportsDType(const std::string& path);
 // it read /proc/self/fd/N/..., and mountinfo shows them so.
 class DetachedView {
  public:
-  // Unsupported when the kernel has no open_tree; IO when `root` cannot
-  // be opened.
+  // Unsupported when the kernel has no open_tree (Linux 5.2) or reports
+  // no mount ids (5.8); IO when `root` cannot be opened.
   static Try<std::unique_ptr<DetachedView>> open(const std::string& root);
   ~DetachedView();
   DetachedView(const DetachedView&) = delete;
   DetachedView& operator=(const DetachedView&) = delete;
 
-  // `path` through the copy when it is below the root and is the very
-  // directory or file there (same device and inode: a mount below the root,
-  // which the copy does not hold, or a symbolic link leaving it, is not);
+  // `path` through the copy when it is below the root, on the root's own
+  // mount (not on a mount below it, which the copy does not hold, even a
+  // bind of the same directory with other flags), and the very same file
+  // there (device and inode: not a symbolic link that leaves the root);
   // else `path` itself. Two stat calls.
   std::string through(const std::string& path) const;
 
  private:
-  DetachedView(std::string root, int fd);
-  std::string root_;  // as given, without a trailing '/'
+  DetachedView(std::string root, std::uint64_t mountId, int fd);
+  std::string root_;       // as given, without a trailing '/'
+  std::uint64_t mountId_;  // of the root's mount (statx)
   int fd_;
   std::string prefix_;  // /proc/self/fd/<fd_>
 };

@@ -49,8 +49,12 @@ std::string kernelMessage(int fsFd) {
   return " (" + message + ")";
 }
 
+// Both ways of mounting set `*createErrno` to the errno of a failure to make
+// the file system (fsconfig's create, or mount(2)): where overlayfs refuses a
+// layer it cannot clone.
 Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const std::string& upper,
-                                   const std::string& work, const std::string& rootfs, bool isVolatile) {
+                                   const std::string& work, const std::string& rootfs, bool isVolatile,
+                                   int* createErrno) {
   int fsFd = ::fsopen("overlay", FSOPEN_CLOEXEC);
   if (fsFd < 0) {
     if (errno == ENOSYS) return Error(ErrorKind::Unsupported, "no new mount API");
@@ -90,7 +94,8 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
   if (isVolatile && ::fsconfig(fsFd, FSCONFIG_SET_FLAG, "volatile", nullptr, 0) != 0) {
     return fail("mount the overlay for '" + rootfs + "' volatile (Linux 5.10+)");
   }
-  if (::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+  if (actors::fs::disk().createFileSystem(fsFd, rootfs.c_str()) != 0) {
+    *createErrno = errno;
     return fail("create the overlay for '" + rootfs + "'");
   }
   int mountFd = ::fsmount(fsFd, FSMOUNT_CLOEXEC, 0);
@@ -104,7 +109,7 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
 }
 
 Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
-                            const std::string& rootfs, bool isVolatile) {
+                            const std::string& rootfs, bool isVolatile, int* createErrno) {
   auto links = linkLayers(layers);
   if (links.isError()) return links.error();
   // No path of ours goes into the options (a ',' or ':' in one would be
@@ -118,6 +123,7 @@ Try<Nothing> mountWithLinks(const std::vector<std::string>& layers, const std::s
                               (isVolatile ? ",volatile" : "");
   int rc = actors::fs::disk().mount("overlay", rootfs.c_str(), "overlay", 0, options.c_str());
   int err = errno;
+  if (rc != 0) *createErrno = err;
   (void)actors::fs::removeTree(*links);
   if (rc != 0) {
     const std::string hint = isVolatile && err == EINVAL
@@ -156,7 +162,7 @@ class OverlayView {
     std::lock_guard lock(mutex_);
     if (refused_) return;
     refused_ = true;
-    actors::log(actors::LogLevel::Warn, "backend.overlay_view",
+    actors::log(actors::LogLevel::Info, "backend.overlay_view",
                 {{"root", root_}, {"error", error}, {"then", "layers named by their own paths"}});
   }
 
@@ -169,28 +175,37 @@ class OverlayView {
 };
 
 Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
-                          const std::string& rootfs, bool useLowerdirPlus, bool isVolatile) {
-  Try<Nothing> mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs, isVolatile)
+                          const std::string& rootfs, bool useLowerdirPlus, bool isVolatile, int* createErrno) {
+  Try<Nothing> mounted = useLowerdirPlus ? mountWithLowerdirPlus(layers, upper, work, rootfs, isVolatile, createErrno)
                                          : Try<Nothing>(Error(ErrorKind::Unsupported, "lowerdir+ disabled"));
   if (mounted.isError() && mounted.error().kind == ErrorKind::Unsupported) {
-    mounted = mountWithLinks(layers, upper, work, rootfs, isVolatile);
+    mounted = mountWithLinks(layers, upper, work, rootfs, isVolatile, createErrno);
   }
   return mounted;
 }
 
-// Through `view` when there is one (see OverlayView); the real paths when
-// the kernel refuses those.
+// Through `view` when there is one (see OverlayView). Kernels before 6.15
+// refuse a layer reached through a detached mount: making the file system
+// fails with EINVAL. Then, and only then, the real paths are tried, in a
+// fresh workdir (the first try may have left overlayfs's own state there),
+// and when they work the view is set aside for good. Any other failure is
+// the provision's.
 Try<Nothing> mountOverlayThrough(OverlayView* view, const std::vector<std::string>& layers, const std::string& upper,
                                  const std::string& work, const std::string& rootfs, bool useLowerdirPlus,
                                  bool isVolatile) {
+  int createErrno = 0;
   const mount::DetachedView* detached = view ? view->get() : nullptr;
-  if (!detached) return mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
+  if (!detached) return mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile, &createErrno);
   std::vector<std::string> lowers;
   for (const auto& layer : layers) lowers.push_back(detached->through(layer));
   const std::string viewedUpper = detached->through(upper), viewedWork = detached->through(work);
-  auto mounted = mountOverlay(lowers, viewedUpper, viewedWork, rootfs, useLowerdirPlus, isVolatile);
-  if (mounted.isSome() || (lowers == layers && viewedUpper == upper && viewedWork == work)) return mounted;
-  auto direct = mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
+  auto mounted = mountOverlay(lowers, viewedUpper, viewedWork, rootfs, useLowerdirPlus, isVolatile, &createErrno);
+  const bool viewed = lowers != layers || viewedUpper != upper || viewedWork != work;
+  if (mounted.isSome() || !viewed || createErrno != EINVAL) return mounted;
+  auto removed = actors::fs::removeTree(work);
+  if (removed.isError()) return removed.error();
+  if (auto made = actors::fs::makeDirectories(work); made.isError()) return made.error();
+  auto direct = mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile, &createErrno);
   if (direct.isSome()) view->refuse(mounted.error().message);
   return direct;
 }

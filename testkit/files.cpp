@@ -1,5 +1,7 @@
 #include "testkit/files.hpp"
 
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -89,6 +91,23 @@ std::vector<std::string> treeOf(const std::filesystem::path& dir) {
   }
   std::sort(paths.begin(), paths.end());
   return paths;
+}
+
+bool overlayTakesDetachedLayers(const std::filesystem::path& scratch) {
+  const std::filesystem::path dir = scratch / "detached-layers-probe";
+  for (const char* sub : {"lower", "upper", "work", "mnt"}) std::filesystem::create_directories(dir / sub);
+  bool taken = false;
+  const int tree = ::open_tree(AT_FDCWD, dir.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree >= 0) {
+    const std::string copy = "/proc/self/fd/" + std::to_string(tree);
+    const std::string data = "lowerdir=" + copy + "/lower,upperdir=" + copy + "/upper,workdir=" + copy + "/work";
+    taken = ::mount("overlay", (dir / "mnt").c_str(), "overlay", 0, data.c_str()) == 0;
+    if (taken) ::umount2((dir / "mnt").c_str(), MNT_DETACH);
+    ::close(tree);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return taken;
 }
 
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir) {

@@ -36,6 +36,11 @@ std::vector<std::string> treeOf(const std::filesystem::path& dir);
 // Mount points at or below `dir`, from /proc/self/mountinfo.
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
+// Whether this kernel mounts an overlay whose layers are reached through a
+// detached copy of a mount (open_tree; Linux 6.15 and later): tried once,
+// in a fresh directory under `scratch`, which is removed again.
+bool overlayTakesDetachedLayers(const std::filesystem::path& scratch);
+
 // RFC 4648 base64url without padding (JWS's encoding).
 std::string base64Url(const std::string& text);
 
