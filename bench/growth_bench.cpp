@@ -11,8 +11,9 @@
 // here):
 //   containers  the work dir grows to each count of --containers (all from
 //               one small image); at each, a new Provisioner over it times
-//               recover() (all of them known), containers(), one more
-//               container provisioned and then destroyed, and the
+//               recover() (all of them known), containers(), five more
+//               containers provisioned one at a time and then destroyed
+//               (provision_one, destroy_one: the median of each), and the
 //               heap in use (mallinfo2, every arena) and resident memory
 //               beside the first one's are the provisioner's own
 //               (heap_mib_added, resident_mib_added: the latter counts
@@ -210,9 +211,14 @@ int main(int argc, char** argv) {
           auto p = bench.open(work, ids, &recoverMs);
           recovers.push_back(recoverMs);
           lists.push_back(timedMs([&] { await(p->containers(), "containers"); }));
-          const std::string extra = "extra" + std::to_string(r);
-          ones.push_back(timedMs([&] { await(p->provision(extra, small), "provision"); }));
-          destroys.push_back(timedMs([&] { await(p->destroy(extra), "destroy"); }));
+          for (int k = 0; k < 5; ++k) {
+            const std::string extra = "extra" + std::to_string(r) + "-" + std::to_string(k);
+            ones.push_back(timedMs([&] { await(p->provision(extra, small), "provision"); }));
+          }
+          for (int k = 0; k < 5; ++k) {
+            const std::string extra = "extra" + std::to_string(r) + "-" + std::to_string(k);
+            destroys.push_back(timedMs([&] { await(p->destroy(extra), "destroy"); }));
+          }
           if (r == 0) {
             residentAdded = residentMib() - baseMib;
             heapAdded = heapInUseMib() - baseHeapMib;
