@@ -8,11 +8,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include "backend/backends.hpp"
+#include "backend/mount.hpp"
 #include "provisioner/paths.hpp"
 
 namespace prov::bench {
@@ -67,7 +69,8 @@ Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::str
   return Nothing{};
 }
 
-Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string>& layers, const std::string& id) {
+Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string>& layers, const std::string& id,
+                          const backend::mount::DetachedView* view) {
   namespace paths = provisioner::paths;
   const std::string container = paths::container(root, id);
   const std::string backendDir = paths::backendDir(container, "overlay");
@@ -83,7 +86,12 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
        {backendDir + "/scratch", scratch, backend::scratchUpper(scratch), backend::scratchWork(scratch)}) {
     if (done.isSome()) done = makeDirectory(dir, 0777);
   }
-  if (done.isSome()) done = mountOverlay(layers, backend::scratchUpper(scratch), backend::scratchWork(scratch), rootfs);
+  auto named = [view](const std::string& path) { return view ? view->through(path) : path; };
+  std::vector<std::string> lowers;
+  for (const auto& layer : layers) lowers.push_back(named(layer));
+  if (done.isSome()) {
+    done = mountOverlay(lowers, named(backend::scratchUpper(scratch)), named(backend::scratchWork(scratch)), rootfs);
+  }
   if (done.isSome()) done = writeRecord(paths::record(container), kRecordAfter);
   return done;
 }
@@ -91,7 +99,13 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
 }  // namespace
 
 Try<double> provisionFloor(const std::string& root, const std::vector<std::string>& layers, const std::string& prefix,
-                           std::size_t count, std::size_t threads) {
+                           std::size_t count, std::size_t threads, const std::string& viewRoot) {
+  std::unique_ptr<backend::mount::DetachedView> view;
+  if (!viewRoot.empty()) {
+    auto opened = backend::mount::DetachedView::open(viewRoot);
+    if (opened.isError()) return opened.error();
+    view = std::move(*opened);
+  }
   if (::mkdir(provisioner::paths::children(root).c_str(), 0777) != 0 && errno != EEXIST) {
     return Error(failed("mkdir", provisioner::paths::children(root)).error());
   }
@@ -103,7 +117,7 @@ Try<double> provisionFloor(const std::string& root, const std::vector<std::strin
   for (std::size_t t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
       for (std::size_t i; (i = next++) < count;) {
-        auto done = provisionOne(root, layers, prefix + std::to_string(i));
+        auto done = provisionOne(root, layers, prefix + std::to_string(i), view.get());
         if (done.isError()) {
           std::lock_guard lock(mutex);
           if (!firstError) firstError = done.error();

@@ -24,8 +24,10 @@ using actors::Try;
 // (fsopen .. move_mount), the mount's propagation (slave, then shared), and
 // the record rewritten. Returns provisions per second; the first failed call
 // ends the round with its error. What it mounted stays (for a next round);
-// the caller unmounts it.
+// the caller unmounts it. With `viewRoot` (BackendOptions::overlayViewRoot),
+// the overlay's directories are named through a detached copy of its
+// mount, as the overlay backend names them.
 Try<double> provisionFloor(const std::string& root, const std::vector<std::string>& layers, const std::string& prefix,
-                           std::size_t count, std::size_t threads);
+                           std::size_t count, std::size_t threads, const std::string& viewRoot = "");
 
 }  // namespace prov::bench
