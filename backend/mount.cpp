@@ -6,11 +6,9 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -162,35 +160,41 @@ Try<bool> supportsDType(const std::string& path) {
 
 namespace {
 
-// The mount id of `path` (statx, Linux 5.8), or nullopt.
-std::optional<std::uint64_t> mountIdOf(const std::string& path, struct statx* out = nullptr) {
-  struct statx st {};
-  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_MNT_ID, &st) != 0) return std::nullopt;
-  if ((st.stx_mask & STATX_MNT_ID) == 0) return std::nullopt;
-  if (out) *out = st;
-  return st.stx_mnt_id;
+// `path`'s mount id (statx, Linux 5.8), device and inode, in `out`; false
+// when the kernel tells no mount id. `flags` as statx's (AT_EMPTY_PATH
+// with `dirFd`).
+bool statWithMount(int dirFd, const char* path, int flags, struct statx* out) {
+  if (::statx(dirFd, path, flags | AT_NO_AUTOMOUNT, STATX_INO | STATX_MNT_ID, out) != 0) return false;
+  return (out->stx_mask & STATX_MNT_ID) != 0;
 }
 
 }  // namespace
 
 Try<std::unique_ptr<DetachedView>> DetachedView::open(const std::string& root) {
-  const auto mountId = mountIdOf(root);
-  if (!mountId) {
+  struct statx st {};
+  if (!statWithMount(AT_FDCWD, root.c_str(), 0, &st)) {
     return Error(actors::ErrorKind::Unsupported, "No mount id for '" + root + "' (statx, Linux 5.8)");
   }
+  const std::uint64_t rootMount = st.stx_mnt_id;
   const int fd = ::open_tree(AT_FDCWD, root.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
     return actors::errnoError(error == ENOSYS ? actors::ErrorKind::Unsupported : actors::ErrorKind::IO,
                               "Failed to take a detached copy of the mount at '" + root + "'", error);
   }
+  if (!statWithMount(fd, "", AT_EMPTY_PATH, &st)) {
+    const int error = errno;
+    ::close(fd);
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to stat the detached copy of '" + root + "'", error);
+  }
   std::string trimmed = root;
   while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
-  return std::unique_ptr<DetachedView>(new DetachedView(std::move(trimmed), *mountId, fd));
+  return std::unique_ptr<DetachedView>(new DetachedView(std::move(trimmed), rootMount, st.stx_mnt_id, fd));
 }
 
-DetachedView::DetachedView(std::string root, std::uint64_t mountId, int fd)
-    : root_(std::move(root)), mountId_(mountId), fd_(fd), prefix_("/proc/self/fd/" + std::to_string(fd)) {}
+DetachedView::DetachedView(std::string root, std::uint64_t rootMount, std::uint64_t copyMount, int fd)
+    : root_(std::move(root)), rootMount_(rootMount), copyMount_(copyMount), fd_(fd),
+      prefix_("/proc/self/fd/" + std::to_string(fd)) {}
 
 DetachedView::~DetachedView() { ::close(fd_); }
 
@@ -198,12 +202,18 @@ std::string DetachedView::through(const std::string& path) const {
   if (path.size() <= root_.size() || path.compare(0, root_.size(), root_) != 0 || path[root_.size()] != '/') {
     return path;
   }
-  struct statx real {};
-  if (mountIdOf(path, &real) != mountId_) return path;  // on a mount below the root, even of the same directory
+  // The real path on the root's own mount (not on a mount below it, even a
+  // bind of the same directory with other flags), the copy's path on the
+  // copy (no symbolic link led it elsewhere), and the two the same file.
+  struct statx real {
+  }, seen{};
+  if (!statWithMount(AT_FDCWD, path.c_str(), 0, &real) || real.stx_mnt_id != rootMount_) return path;
   const std::string viewed = prefix_ + path.substr(root_.size());
-  struct stat seen {};
-  if (::stat(viewed.c_str(), &seen) != 0) return path;
-  if (seen.st_dev != makedev(real.stx_dev_major, real.stx_dev_minor) || seen.st_ino != real.stx_ino) return path;
+  if (!statWithMount(AT_FDCWD, viewed.c_str(), 0, &seen) || seen.stx_mnt_id != copyMount_) return path;
+  if (seen.stx_dev_major != real.stx_dev_major || seen.stx_dev_minor != real.stx_dev_minor ||
+      seen.stx_ino != real.stx_ino) {
+    return path;
+  }
   return viewed;
 }
 

@@ -73,14 +73,15 @@ class DetachedView {
   // `path` through the copy when it is below the root, on the root's own
   // mount (not on a mount below it, which the copy does not hold, even a
   // bind of the same directory with other flags), and the very same file
-  // there (device and inode: not a symbolic link that leaves the root);
-  // else `path` itself. Two stat calls.
+  // on the copy (same device and inode, and no symbolic link led off the
+  // copy); else `path` itself. Two statx calls.
   std::string through(const std::string& path) const;
 
  private:
-  DetachedView(std::string root, std::uint64_t mountId, int fd);
-  std::string root_;       // as given, without a trailing '/'
-  std::uint64_t mountId_;  // of the root's mount (statx)
+  DetachedView(std::string root, std::uint64_t rootMount, std::uint64_t copyMount, int fd);
+  std::string root_;         // as given, without a trailing '/'
+  std::uint64_t rootMount_;  // mount ids (statx) of the root's mount and of the copy
+  std::uint64_t copyMount_;
   int fd_;
   std::string prefix_;  // /proc/self/fd/<fd_>
 };

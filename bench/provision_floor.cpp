@@ -45,15 +45,20 @@ Try<Nothing> makeDirectory(const std::string& path, mode_t mode) {
   return Nothing{};
 }
 
+// `*refused`: making the file system failed with EINVAL (a kernel before
+// 6.15 refusing layers named through a detached mount).
 Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::string& upper, const std::string& work,
-                          const std::string& rootfs) {
+                          const std::string& rootfs, bool* refused) {
   const int fsFd = ::fsopen("overlay", FSOPEN_CLOEXEC);
   if (fsFd < 0) return failed("fsopen overlay for", rootfs);
   bool ok = true;
   for (const auto& layer : layers) ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "lowerdir+", layer.c_str(), 0) == 0;
   ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "upperdir", upper.c_str(), 0) == 0;
   ok = ok && ::fsconfig(fsFd, FSCONFIG_SET_STRING, "workdir", work.c_str(), 0) == 0;
-  ok = ok && ::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0;
+  if (ok && ::fsconfig(fsFd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    ok = false;
+    *refused = errno == EINVAL;
+  }
   const int mountFd = ok ? ::fsmount(fsFd, FSMOUNT_CLOEXEC, 0) : -1;
   const int error = errno;
   ::close(fsFd);
@@ -69,8 +74,10 @@ Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::str
   return Nothing{};
 }
 
+// Through `view` until the kernel refuses it (`*viewRefused`), as the
+// overlay backend does.
 Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string>& layers, const std::string& id,
-                          const backend::mount::DetachedView* view) {
+                          const backend::mount::DetachedView* view, std::atomic<bool>* viewRefused) {
   namespace paths = provisioner::paths;
   const std::string container = paths::container(root, id);
   const std::string backendDir = paths::backendDir(container, "overlay");
@@ -86,12 +93,20 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
        {backendDir + "/scratch", scratch, backend::scratchUpper(scratch), backend::scratchWork(scratch)}) {
     if (done.isSome()) done = makeDirectory(dir, 0777);
   }
-  auto named = [view](const std::string& path) { return view ? view->through(path) : path; };
-  std::vector<std::string> lowers;
-  for (const auto& layer : layers) lowers.push_back(named(layer));
-  if (done.isSome()) {
-    done = mountOverlay(lowers, named(backend::scratchUpper(scratch)), named(backend::scratchWork(scratch)), rootfs);
+  const std::string upper = backend::scratchUpper(scratch), work = backend::scratchWork(scratch);
+  bool refused = false, byRealPaths = true;
+  if (done.isSome() && view && !*viewRefused) {
+    std::vector<std::string> lowers;
+    for (const auto& layer : layers) lowers.push_back(view->through(layer));
+    auto through = mountOverlay(lowers, view->through(upper), view->through(work), rootfs, &refused);
+    if (through.isSome() || !refused) {
+      done = through;
+      byRealPaths = false;
+    } else {
+      *viewRefused = true;
+    }
   }
+  if (done.isSome() && byRealPaths) done = mountOverlay(layers, upper, work, rootfs, &refused);
   if (done.isSome()) done = writeRecord(paths::record(container), kRecordAfter);
   return done;
 }
@@ -101,6 +116,7 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
 Try<double> provisionFloor(const std::string& root, const std::vector<std::string>& layers, const std::string& prefix,
                            std::size_t count, std::size_t threads, const std::string& viewRoot) {
   std::unique_ptr<backend::mount::DetachedView> view;
+  std::atomic<bool> viewRefused{false};
   if (!viewRoot.empty()) {
     auto opened = backend::mount::DetachedView::open(viewRoot);
     if (opened.isError()) return opened.error();
@@ -117,7 +133,7 @@ Try<double> provisionFloor(const std::string& root, const std::vector<std::strin
   for (std::size_t t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
       for (std::size_t i; (i = next++) < count;) {
-        auto done = provisionOne(root, layers, prefix + std::to_string(i), view.get());
+        auto done = provisionOne(root, layers, prefix + std::to_string(i), view.get(), &viewRefused);
         if (done.isError()) {
           std::lock_guard lock(mutex);
           if (!firstError) firstError = done.error();

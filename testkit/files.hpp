@@ -37,8 +37,9 @@ std::vector<std::string> treeOf(const std::filesystem::path& dir);
 std::vector<std::string> mountsUnder(const std::filesystem::path& dir);
 
 // Whether this kernel mounts an overlay whose layers are reached through a
-// detached copy of a mount (open_tree; Linux 6.15 and later): tried once,
-// in a fresh directory under `scratch`, which is removed again.
+// detached copy of a mount (open_tree; Linux 6.15 and later): false only
+// when it refuses that (EINVAL) where real paths mount, or has no
+// open_tree. Tried in a fresh directory under `scratch`, removed again.
 bool overlayTakesDetachedLayers(const std::filesystem::path& scratch);
 
 // RFC 4648 base64url without padding (JWS's encoding).

@@ -190,6 +190,33 @@ TEST_F(BackendTest, ALayerOnAMountBelowTheViewRootIsNamedByItsOwnPath) {
   EXPECT_EQ(0, ::umount2(path("other").c_str(), MNT_DETACH)) << std::strerror(errno);
 }
 
+// A directory bound onto itself below the root (here read-only) is the
+// same file through the copy, but not the same mount: it is named by its
+// own path, and keeps its mount's flags.
+TEST_F(BackendTest, ALayerBoundOntoItselfBelowTheViewRootKeepsItsMount) {
+  const bool taken = prov::testing::overlayTakesDetachedLayers(sandbox());
+  auto overlay = make(kOverlay, {.overlayViewRoot = sandbox().string()});
+  ASSERT_TRUE(overlay);
+  writeFile(path("bound/file"), "bound");
+  writeFile(path("layer/file2"), "lower");
+  ASSERT_EQ(0, ::mount(path("bound").c_str(), path("bound").c_str(), nullptr, MS_BIND, nullptr))
+      << std::strerror(errno);
+  ASSERT_EQ(0, ::mount(nullptr, path("bound").c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr))
+      << std::strerror(errno);
+  prov::testing::makeDirectory(path("rootfses"));
+  const std::string rootfs = path("rootfses/abc");
+  AWAIT_READY(overlay->provision({path("bound"), path("layer")}, rootfs, path("backend")));
+  const std::string options = overlayOptions(rootfs);
+  if (taken && options.find("lowerdir+=") != std::string::npos) {
+    EXPECT_NE(std::string::npos, options.find("=" + path("bound") + ",")) << options;
+    EXPECT_EQ(std::string::npos, options.find("=" + path("layer") + ",")) << options;
+  }
+  EXPECT_EQ("bound", readFile(rootfs + "/file"));
+  EXPECT_EQ("lower", readFile(rootfs + "/file2"));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(rootfs, path("backend")));
+  EXPECT_EQ(0, ::umount2(path("bound").c_str(), MNT_DETACH)) << std::strerror(errno);
+}
+
 // Making the file system through the copy fails with EINVAL (how a kernel
 // before 6.15 refuses it) and by the real paths works: the copy is set
 // aside, for that provision and every one after it.
@@ -215,7 +242,8 @@ TEST_F(BackendTest, AMountRefusedThroughTheViewNamesTheRealPathsFromThenOn) {
 }
 
 // Any other failure through the copy is the provision's own: reported as
-// it is, nothing tried again, and the copy kept for the next provision.
+// it is, and the copy kept for the next provision. (A kernel that refuses
+// the copy makes its EINVAL first; the real paths then meet the EIO.)
 TEST_F(BackendTest, AnotherFailureThroughTheViewIsReportedAndTheViewKept) {
   const bool taken = prov::testing::overlayTakesDetachedLayers(sandbox());
   auto overlay = make(kOverlay, {.overlayViewRoot = sandbox().string()});
