@@ -17,6 +17,14 @@
 //                              medians of --runs
 //   overlay_volatile_...       the same with BackendOptions::overlayVolatile,
 //                              in turn with the default in each run
+//   floor_pairs_per_s, ..._2   the floor: the same pairs' system calls (the
+//                              directories, fsopen .. move_mount, propagation,
+//                              umount2, the scratch's removal) from 64 and 2
+//                              plain threads, with nothing of ours around
+//                              them (bench/provision_floor.hpp), in the same
+//                              runs; floor_volatile_pairs_per_s[_2] with
+//                              'volatile'
+//   overlay_vs_floor[_2]       overlay_provisions_per_s[_2] / floor_pairs_per_s[_2]
 //   copy_s / cp_a_s            median seconds of the copy backend applying
 //                              the 5 layers, and of `cp -a --remove-destination`
 //                              (needed to put a whiteout device over a lower
@@ -49,6 +57,7 @@
 #include "actors/fs.hpp"
 #include "backend/backend.hpp"
 #include "bench/options.hpp"
+#include "bench/provision_floor.hpp"
 
 namespace {
 
@@ -256,18 +265,42 @@ int main(int argc, char** argv) {
     ::sync();
     return overlayPairsPerSecond(b, scratch.dir, layers, pairs, inFlight);
   };
+  // The floor names the layers uppermost first, as the backend hands them
+  // to lowerdir+.
+  const std::vector<std::string> floorLayers(layers.rbegin(), layers.rend());
+  std::vector<double> f2, f64, fv2, fv64;
+  auto floorPerSecond = [&](int threads, bool isVolatile) {
+    ::sync();
+    auto floor = bench::pairsFloor(scratch.dir, floorLayers, static_cast<std::size_t>(pairs),
+                                   static_cast<std::size_t>(threads), isVolatile);
+    if (floor.isError()) {
+      std::fprintf(stderr, "bench_backend: the floor failed: %s\n", floor.error().message.c_str());
+      std::exit(1);
+    }
+    return *floor;
+  };
   for (int i = 0; i < runs; ++i) {
     o2.push_back(pairsPerSecond(**overlay, 2));
+    f2.push_back(floorPerSecond(2, false));
     v2.push_back(pairsPerSecond(**volatileOverlay, 2));
+    fv2.push_back(floorPerSecond(2, true));
     o64.push_back(pairsPerSecond(**overlay, 64));
+    f64.push_back(floorPerSecond(64, false));
     v64.push_back(pairsPerSecond(**volatileOverlay, 64));
-    std::printf("run %d: overlay pairs/s, 2 in flight %.0f (volatile %.0f), 64 in flight %.0f (volatile %.0f)\n", i + 1,
-                o2.back(), v2.back(), o64.back(), v64.back());
+    fv64.push_back(floorPerSecond(64, true));
+    std::printf(
+        "run %d: overlay pairs/s, 2 in flight %.0f (floor %.0f; volatile %.0f, floor %.0f), 64 in flight %.0f "
+        "(floor %.0f; volatile %.0f, floor %.0f)\n",
+        i + 1, o2.back(), f2.back(), v2.back(), fv2.back(), o64.back(), f64.back(), v64.back(), fv64.back());
   }
   const double overlay2 = bench::median(o2), overlay64 = bench::median(o64);
   const double volatile2 = bench::median(v2), volatile64 = bench::median(v64);
-  std::printf("overlay provision+destroy, 2 in flight:  %8.0f /s (volatile %.0f /s)\n", overlay2, volatile2);
-  std::printf("overlay provision+destroy, 64 in flight: %8.0f /s (volatile %.0f /s)\n", overlay64, volatile64);
+  const double floor2 = bench::median(f2), floor64 = bench::median(f64);
+  const double floorVolatile2 = bench::median(fv2), floorVolatile64 = bench::median(fv64);
+  std::printf("overlay provision+destroy, 2 in flight:  %8.0f /s, floor %.0f /s (volatile %.0f /s, floor %.0f /s)\n",
+              overlay2, floor2, volatile2, floorVolatile2);
+  std::printf("overlay provision+destroy, 64 in flight: %8.0f /s, floor %.0f /s (volatile %.0f /s, floor %.0f /s)\n",
+              overlay64, floor64, volatile64, floorVolatile64);
 
   std::vector<double> copyTimes, cpTimes;
   for (int i = 0; i < runs; ++i) {
@@ -288,8 +321,11 @@ int main(int argc, char** argv) {
   if (!vm.count("keep")) removeScratch(scratch);
   std::printf(
       "{\"overlay_provisions_per_s\": %.0f, \"overlay_provisions_per_s_2\": %.0f, "
-      "\"overlay_volatile_provisions_per_s\": %.0f, \"overlay_volatile_provisions_per_s_2\": %.0f, \"copy_s\": %.3f, "
-      "\"cp_a_s\": %.3f, \"copy_ratio_vs_cp\": %.3f, \"runs\": %d, \"pairs\": %d}\n",
-      overlay64, overlay2, volatile64, volatile2, copyS, cpS, copyS / cpS, runs, pairs);
+      "\"overlay_volatile_provisions_per_s\": %.0f, \"overlay_volatile_provisions_per_s_2\": %.0f, "
+      "\"floor_pairs_per_s\": %.0f, \"floor_pairs_per_s_2\": %.0f, \"floor_volatile_pairs_per_s\": %.0f, "
+      "\"floor_volatile_pairs_per_s_2\": %.0f, \"overlay_vs_floor\": %.2f, \"overlay_vs_floor_2\": %.2f, "
+      "\"copy_s\": %.3f, \"cp_a_s\": %.3f, \"copy_ratio_vs_cp\": %.3f, \"runs\": %d, \"pairs\": %d}\n",
+      overlay64, overlay2, volatile64, volatile2, floor64, floor2, floorVolatile64, floorVolatile2, overlay64 / floor64,
+      overlay2 / floor2, copyS, cpS, copyS / cpS, runs, pairs);
   return 0;
 }

@@ -111,10 +111,15 @@ for key, name in (("medium", "medium"), ("many_small", "many-small"), ("big_file
 row("one blob, verified, MiB/s", fetch.get("blob_mib_per_s"), "MiB/s", fetch.get("curl_openssl_sha256_mib_per_s"),
     "curl \\| openssl sha256", lower_is_better=False)
 row("copy backend, 5 layers", backend.get("copy_s"), "s", backend.get("cp_a_s"), "cp -a")
-row("overlay provision+destroy, 64 in flight", backend.get("overlay_provisions_per_s"), "/s", lower_is_better=False)
-row("overlay provision+destroy, 2 in flight", backend.get("overlay_provisions_per_s_2"), "/s", lower_is_better=False)
-row("the same, --overlay_volatile, 64 in flight", backend.get("overlay_volatile_provisions_per_s"), "/s", lower_is_better=False)
-row("the same, --overlay_volatile, 2 in flight", backend.get("overlay_volatile_provisions_per_s_2"), "/s", lower_is_better=False)
+floor_name = "floor: the same system calls, plain threads"
+row("overlay provision+destroy, 64 in flight", backend.get("overlay_provisions_per_s"), "/s",
+    backend.get("floor_pairs_per_s"), floor_name, lower_is_better=False)
+row("overlay provision+destroy, 2 in flight", backend.get("overlay_provisions_per_s_2"), "/s",
+    backend.get("floor_pairs_per_s_2"), floor_name, lower_is_better=False)
+row("the same, --overlay_volatile, 64 in flight", backend.get("overlay_volatile_provisions_per_s"), "/s",
+    backend.get("floor_volatile_pairs_per_s"), floor_name, lower_is_better=False)
+row("the same, --overlay_volatile, 2 in flight", backend.get("overlay_volatile_provisions_per_s_2"), "/s",
+    backend.get("floor_volatile_pairs_per_s_2"), floor_name, lower_is_better=False)
 row("provisions, warm", provision.get("warm_per_s"), "/s", provision.get("floor_warm_per_s"),
     "floor: the same system calls, no actors", lower_is_better=False)
 row("provisions, warm, p1 (the first containers of the burst)", provision.get("warm_p1_ms"), "ms")
