@@ -19,8 +19,10 @@ namespace prov::actors::fs {
 
 namespace {
 
-// Empties the directory open as `dirFd` (whose path is `path`).
-Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
+// Empties the directory open as `dirFd` (whose path is `path`). With a
+// `budget`, each directory's entries are counted against it before any is
+// removed: ResourceExhausted when they are more than is left.
+Try<Nothing> emptyDirectory(int dirFd, const std::string& path, std::size_t* budget) {
   int listFd = duplicate(dirFd);
   if (listFd < 0) return errnoError(ErrorKind::IO, "Failed to dup '" + path + "'", errno);
   DIR* dir = ::fdopendir(listFd);
@@ -42,6 +44,12 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
     entries.emplace_back(std::move(name), isDir);
   }
   ::closedir(dir);
+  if (budget) {
+    if (entries.size() > *budget) {
+      return Error(ErrorKind::ResourceExhausted, "'" + path + "' holds more entries than the removal's budget");
+    }
+    *budget -= entries.size();
+  }
 
   for (const auto& [name, isDir] : entries) {
     const std::string child = path + "/" + name;
@@ -56,7 +64,7 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
     }
     Fd childFd(disk().openat(dirFd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (childFd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + child + "'", errno);
-    if (auto emptied = emptyDirectory(childFd.get(), child); emptied.isError()) return emptied;
+    if (auto emptied = emptyDirectory(childFd.get(), child, budget); emptied.isError()) return emptied;
     if (disk().unlinkat(dirFd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
       return errnoError(ErrorKind::IO, "Failed to remove '" + child + "'", errno);
     }
@@ -64,9 +72,7 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path) {
   return Nothing{};
 }
 
-}  // namespace
-
-Try<bool> removeTree(const std::string& path) {
+Try<bool> removeTreeWithin(const std::string& path, std::size_t* budget) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return false;
@@ -85,11 +91,20 @@ Try<bool> removeTree(const std::string& path) {
   Fd fd(disk().openat(AT_FDCWD, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0 && errno == ENOENT) return false;
   if (fd.get() < 0) return errnoError(ErrorKind::IO, "Failed to open '" + path + "'", errno);
-  if (auto emptied = emptyDirectory(fd.get(), path); emptied.isError()) return emptied.error();
+  if (auto emptied = emptyDirectory(fd.get(), path, budget); emptied.isError()) return emptied.error();
   if (disk().unlinkat(AT_FDCWD, path.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return errnoError(ErrorKind::IO, "Failed to remove '" + path + "'", errno);
   }
   return true;
+}
+
+}  // namespace
+
+Try<bool> removeTree(const std::string& path) { return removeTreeWithin(path, nullptr); }
+
+Try<bool> removeSmallTree(const std::string& path, std::size_t maxEntries) {
+  std::size_t budget = maxEntries;
+  return removeTreeWithin(path, &budget);
 }
 
 int duplicate(int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }

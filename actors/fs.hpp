@@ -67,6 +67,13 @@ std::vector<std::string> listDirectory(const std::string& dir, bool directoriesO
 // exist.
 Try<bool> removeTree(const std::string& path);
 
+// removeTree() of a tree of at most `maxEntries` entries below `path`, for a
+// caller that removes small trees where it stands and hands big ones on.
+// Each directory's entries are counted before any of them is removed; when
+// they are more than the budget has left, ResourceExhausted, and what was
+// removed before stays removed (removeTree() then finishes the rest).
+Try<bool> removeSmallTree(const std::string& path, std::size_t maxEntries);
+
 // Creates `path` and its missing parents (like mkdir -p).
 // dup(fd), close-on-exec (plain dup() drops the flag).
 int duplicate(int fd);

@@ -113,27 +113,50 @@ Try<Nothing> removeMountPoint(const std::string& rootfs) {
 }
 
 Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& rootfs, const std::string& scratch) {
-  Future<bool> unmounted = actors::asyncWaiting(runtime, [rootfs]() -> Try<bool> {
-    if (!actors::fs::exists(rootfs)) return false;
-    // Unmounting is the test: EINVAL means it was not a mount point, which
-    // saves reading the mount table on every destroy.
-    if (actors::fs::disk().umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
-      return actors::errnoError(ErrorKind::IO, "Failed to unmount '" + rootfs + "'", errno);
+  // found: anything of it was there; scratchLeft: the scratch is too big to
+  // remove here, and goes on to the blocking pool.
+  struct Unmounted {
+    bool found = false;
+    bool scratchLeft = false;
+  };
+  Future<Unmounted> unmounted = actors::asyncWaiting(runtime, [rootfs, scratch]() -> Try<Unmounted> {
+    Unmounted done;
+    if (actors::fs::exists(rootfs)) {
+      // Unmounting is the test: EINVAL means it was not a mount point, which
+      // saves reading the mount table on every destroy.
+      if (actors::fs::disk().umount2(rootfs.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL) {
+        return actors::errnoError(ErrorKind::IO, "Failed to unmount '" + rootfs + "'", errno);
+      }
+      if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
+      done.found = true;
     }
-    if (auto removed = removeMountPoint(rootfs); removed.isError()) return removed.error();
-    return true;
+    if (scratch.empty()) return done;
+    // A scratch the container wrote little to (an overlay's upperdir and
+    // workdir and a few entries) goes here too: a second job would cost a
+    // hand-off between threads, a good part of a provision+destroy pair.
+    auto removed = actors::fs::removeSmallTree(scratch, kScratchRemovedInPlace);
+    if (removed.isSome()) {
+      done.found = done.found || *removed;
+    } else if (removed.error().kind == ErrorKind::ResourceExhausted) {
+      done.scratchLeft = true;
+    } else {
+      return removed.error();
+    }
+    return done;
   });
-  if (scratch.empty()) return unmounted;
   auto removeScratch = [scratch](bool found) -> Future<bool> {
     auto removed = actors::fs::removeTree(scratch);
     if (removed.isError()) return removed.error();
     return found || *removed;
   };
-  // Once unmounted, the scratch goes too: a discard does not stop halfway,
-  // and a runtime shutting down (which refuses new work) gets it done here.
-  return actors::undiscardable(unmounted.then([&runtime, removeScratch](bool found) {
-    Future<bool> removed = actors::async(runtime, [removeScratch, found] { return removeScratch(found); });
-    if (removed.isFailed() && !runtime.accepting()) return removeScratch(found);
+  // A bigger scratch is removed on the blocking pool (removal is work, not
+  // a wait). Once unmounted, the scratch goes too: a discard does not stop
+  // halfway, and a runtime shutting down (which refuses new work) gets it
+  // done here.
+  return actors::undiscardable(unmounted.then([&runtime, removeScratch](const Unmounted& done) -> Future<bool> {
+    if (!done.scratchLeft) return done.found;
+    Future<bool> removed = actors::async(runtime, [removeScratch, done] { return removeScratch(done.found); });
+    if (removed.isFailed() && !runtime.accepting()) return removeScratch(done.found);
     return removed;
   }));
 }

@@ -4,6 +4,7 @@
 // Each checks what it needs and fails with ErrorKind::Unsupported when this
 // machine cannot run it.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,11 +53,17 @@ Try<Nothing> createMountPoint(const std::string& rootfs);
 // mount still in use) is reported on stderr and not an error.
 Try<Nothing> removeMountPoint(const std::string& rootfs);
 
+// How many entries a scratch may hold for a destroy to remove it on the
+// waiting pool, beside the unmount (an overlay's holds 3 or 4 of its own).
+inline constexpr std::size_t kScratchRemovedInPlace = 64;
+
 // Destroys a mounted rootfs: lazy unmount if mounted and removal of the
 // mount point, on the runtime's waiting pool (unmounting an overlay or aufs
 // sleeps through its upper file system's sync and journal commit, and many
 // of those at once share a commit), then removal of `scratch` (if not
-// empty) on the blocking pool. True when any of it existed.
+// empty): there too when it holds at most kScratchRemovedInPlace entries,
+// else on the blocking pool (removal is work, not a wait). True when any of
+// it existed.
 Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& rootfs, const std::string& scratch);
 
 // Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>,

@@ -51,11 +51,15 @@ class BackendTest : public prov::testing::TemporaryDirectoryTest {
 
   // `rootfs` (under rootfses/) provisioned over one layer, with a file the
   // container wrote (in the scratch's upperdir).
-  void provisionWritten(Backend& backend, const std::string& rootfs) {
+  // A rootfs provisioned and written to: "written", and `more` files
+  // beside it (a scratch too big for a destroy to remove beside its
+  // unmount, with kScratchRemovedInPlace or more).
+  void provisionWritten(Backend& backend, const std::string& rootfs, std::size_t more = 0) {
     writeFile(path("layer/file"), "lower");
     prov::testing::makeDirectory(path("rootfses"));
     AWAIT_READY(backend.provision({path("layer")}, rootfs, path("backend")));
     writeFile(rootfs + "/written", "by the container");
+    for (std::size_t i = 0; i < more; ++i) writeFile(rootfs + "/more-" + std::to_string(i), "");
   }
 
   actors::Runtime runtime_;
@@ -306,10 +310,28 @@ bool eventually(const std::function<bool()>& condition) {
   return true;
 }
 
+// The threads that unmounted and that removed the file "written".
+class ThreadsOfDestroy : public prov::testing::FaultyDisk {
+ public:
+  int before(actors::fs::DiskCall call, const char* path) override {
+    std::lock_guard lock(mutex_);
+    if (call == actors::fs::DiskCall::Unmount) unmounted = std::this_thread::get_id();
+    if (call == actors::fs::DiskCall::Remove && path && std::string(path) == "written") {
+      removed = std::this_thread::get_id();
+    }
+    return FaultyDisk::before(call, path);
+  }
+  std::thread::id unmounted, removed;
+
+ private:
+  std::mutex mutex_;
+};
+
 // A destroy unmounts on the runtime's waiting pool, so a blocking pool full
-// of other work (extractions) does not hold it up; only the scratch's
-// removal, which is work, waits for a blocking thread.
+// of other work (extractions) does not hold it up; only the removal of a
+// big scratch, which is work, waits for a blocking thread.
 TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
+  ThreadsOfDestroy disk;  // outlives the runtime's threads
   actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 1, .blockingThreads = 1});
   auto hold = std::make_shared<Barrier>();
   OpenAtExit openAtExit{hold};
@@ -317,7 +339,7 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   ASSERT_TRUE(created.isSome()) << created.error().message;
   auto& overlay = **created;
   const std::string rootfs = path("rootfses/abc");
-  provisionWritten(overlay, rootfs);
+  provisionWritten(overlay, rootfs, kScratchRemovedInPlace);
 
   auto holder = actors::async(runtime, [hold] {
     hold->reachAndWait();
@@ -333,6 +355,34 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   AWAIT_EXPECT_EQ(true, holder);
   AWAIT_EXPECT_EQ(true, destroyed);
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+  EXPECT_NE(std::thread::id(), disk.removed);
+  EXPECT_NE(disk.unmounted, disk.removed);  // not beside the unmount: too big
+}
+
+// A scratch the container wrote little to goes with the unmount, on the
+// waiting pool: the destroy ends while every blocking thread is busy.
+TEST_F(BackendTest, ASmallScratchGoesWithTheUnmountWhileEveryBlockingThreadIsBusy) {
+  actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 1, .blockingThreads = 1});
+  auto hold = std::make_shared<Barrier>();
+  OpenAtExit openAtExit{hold};
+  auto created = createBackend(runtime, kOverlay);
+  ASSERT_TRUE(created.isSome()) << created.error().message;
+  auto& overlay = **created;
+  const std::string rootfs = path("rootfses/abc");
+  provisionWritten(overlay, rootfs, 8);
+
+  auto holder = actors::async(runtime, [hold] {
+    hold->reachAndWait();
+    return true;
+  });
+  ASSERT_TRUE(hold->waitReached());
+  AWAIT_EXPECT_EQ(true, overlay.destroy(rootfs, path("backend")));
+  EXPECT_FALSE(fs::exists(rootfs));
+  EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+  EXPECT_TRUE(prov::testing::mountsUnder(sandbox()).empty());
+  EXPECT_TRUE(holder.isPending());
+  hold->release();
+  AWAIT_EXPECT_EQ(true, holder);
 }
 
 // An unmount under way when the runtime shuts down: the runtime then
@@ -359,7 +409,7 @@ TEST_F(BackendTest, ADestroyUnderWayAtShutdownRemovesItsScratch) {
   ASSERT_TRUE(created.isSome()) << created.error().message;
   auto& overlay = **created;
   const std::string rootfs = path("rootfses/abc");
-  provisionWritten(overlay, rootfs);
+  provisionWritten(overlay, rootfs, kScratchRemovedInPlace);  // removed on the blocking pool
 
   auto destroyed = overlay.destroy(rootfs, path("backend"));
   ASSERT_TRUE(unmounting->waitReached());

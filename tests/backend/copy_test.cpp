@@ -246,5 +246,52 @@ TEST_F(KernelFallbackTest, MountRootsAreSeenWithAndWithoutTheStatxAttribute) {
   EXPECT_FALSE(actors::fs::isMountPoint(path("bind target")));
 }
 
+class RemoveTreeTest : public prov::testing::TemporaryDirectoryTest {
+ protected:
+  std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
+};
+
+// removeSmallTree: a tree within its budget goes whole; a bigger one stops
+// before the directory that passes it, and removeTree finishes it. Neither
+// follows a symlink nor removes a mount point.
+TEST_F(RemoveTreeTest, ASmallTreeGoesWithinItsBudgetAndABigOneIsLeftForRemoveTree) {
+  auto build = [&] {
+    makeDirectory(path("tree/a/b"));
+    writeFile(path("tree/a/b/file"), "x");
+    writeFile(path("tree/top"), "y");
+    ASSERT_EQ(0, ::symlink("/etc", path("tree/a/link").c_str()));
+  };
+  build();  // 5 entries below tree: a, top, a/b, a/link, a/b/file
+  auto small = actors::fs::removeSmallTree(path("tree"), 5);
+  ASSERT_TRUE(small.isSome()) << small.error().message;
+  EXPECT_TRUE(*small);
+  EXPECT_FALSE(std::filesystem::exists(path("tree")));
+  EXPECT_TRUE(std::filesystem::exists("/etc/hostname"));
+
+  build();
+  auto big = actors::fs::removeSmallTree(path("tree"), 4);
+  ASSERT_TRUE(big.isError());
+  EXPECT_EQ(actors::ErrorKind::ResourceExhausted, big.error().kind) << big.error().message;
+  EXPECT_TRUE(std::filesystem::exists(path("tree/a/b/file")));  // a/b's entry passed the budget: untouched
+  auto rest = actors::fs::removeTree(path("tree"));
+  ASSERT_TRUE(rest.isSome()) << rest.error().message;
+  EXPECT_FALSE(std::filesystem::exists(path("tree")));
+  EXPECT_TRUE(std::filesystem::exists("/etc/hostname"));
+
+  auto none = actors::fs::removeSmallTree(path("tree"), 5);
+  ASSERT_TRUE(none.isSome()) << none.error().message;
+  EXPECT_FALSE(*none);
+
+  makeDirectory(path("tree/mounted"));
+  ASSERT_EQ(0, ::mount("tmpfs", path("tree/mounted").c_str(), "tmpfs", 0, "size=1m"));
+  writeFile(path("tree/mounted/kept"), "z");
+  auto mounted = actors::fs::removeSmallTree(path("tree"), 64);
+  ASSERT_TRUE(mounted.isError());
+  EXPECT_EQ(actors::ErrorKind::IO, mounted.error().kind) << mounted.error().message;
+  EXPECT_NE(std::string::npos, mounted.error().message.find("mount point")) << mounted.error().message;
+  EXPECT_TRUE(std::filesystem::exists(path("tree/mounted/kept")));
+  ASSERT_EQ(0, ::umount2(path("tree/mounted").c_str(), MNT_DETACH));
+}
+
 }  // namespace
 }  // namespace prov::backend
