@@ -14,7 +14,13 @@
 //                     beside `skopeo copy` into a new OCI layout followed by
 //                     `umoci unpack` (timed together);
 //   warm_repull       the same pull again, everything present, beside
-//                     `skopeo copy` into the layout that already holds it.
+//                     `skopeo copy` into the layout that already holds it;
+//   tiny_cold_known_store
+//                     after an untimed `provisioner prune` (the image and its
+//                     layer gone), the pull again: a cold pull into a store
+//                     that exists and knows the registry speaks plain http,
+//                     as on a node that has pulled before (no peer of its
+//                     own: beside tiny_cold_skopeo_umoci in the speedup).
 // `sync` runs before each timed command. Ours runs with its defaults (its
 // layers synced to disk; the peers sync nothing). A new work dir knows
 // nothing of the registry either: ours first tries TLS there, as for any
@@ -24,7 +30,8 @@
 // and peer median / ours. The last line printed is one JSON object:
 //   {"images_empty_ms":..,"containers_empty_ms":..,"tiny_cold_ms":..,
 //    "tiny_cold_skopeo_umoci_ms":..,"tiny_cold_speedup":..,"warm_repull_ms":..,
-//    "warm_repull_skopeo_ms":..,"warm_repull_speedup":..,"runs":..}
+//    "warm_repull_skopeo_ms":..,"warm_repull_speedup":..,"tiny_cold_known_store_ms":..,
+//    "tiny_cold_known_store_speedup":..,"runs":..}
 
 #include <unistd.h>
 
@@ -145,6 +152,9 @@ int main(int argc, char** argv) {
           series["warm_repull_skopeo"].ms.push_back(skopeoCopy());
         }
       }
+      (void)ours(work, {"prune"});
+      if (!fs::is_empty(work / "store/docker/layers")) throw std::runtime_error("prune left the image's layer");
+      series["tiny_cold_known_store"].ms.push_back(ours(work, {"pull", image}));
       if (!fs::is_directory(bundle / "rootfs/bin")) throw std::runtime_error("umoci unpacked no rootfs/bin");
       for (const auto& path : {work, empty, layout, bundle}) fs::remove_all(path);
     }
@@ -153,15 +163,19 @@ int main(int argc, char** argv) {
     for (const auto& [name, s] : series) std::printf("  %-24s %s\n", name.c_str(), s.shown().c_str());
     const double tinySpeedup = series["tiny_cold_skopeo_umoci"].median() / series["tiny_cold"].median();
     const double warmSpeedup = series["warm_repull_skopeo"].median() / series["warm_repull"].median();
-    std::printf("  tiny cold: skopeo+umoci / ours = %.2fx; warm re-pull: skopeo / ours = %.2fx\n", tinySpeedup,
-                warmSpeedup);
+    const double knownSpeedup = series["tiny_cold_skopeo_umoci"].median() / series["tiny_cold_known_store"].median();
+    std::printf(
+        "  tiny cold: skopeo+umoci / ours = %.2fx (into a known store %.2fx); warm re-pull: skopeo / ours = %.2fx\n",
+        tinySpeedup, knownSpeedup, warmSpeedup);
     std::printf(
         "{\"images_empty_ms\":%.2f,\"containers_empty_ms\":%.2f,\"tiny_cold_ms\":%.2f,"
         "\"tiny_cold_skopeo_umoci_ms\":%.2f,\"tiny_cold_speedup\":%.2f,\"warm_repull_ms\":%.2f,"
-        "\"warm_repull_skopeo_ms\":%.2f,\"warm_repull_speedup\":%.2f,\"runs\":%d}\n",
+        "\"warm_repull_skopeo_ms\":%.2f,\"warm_repull_speedup\":%.2f,\"tiny_cold_known_store_ms\":%.2f,"
+        "\"tiny_cold_known_store_speedup\":%.2f,\"runs\":%d}\n",
         series["images_empty"].median(), series["containers_empty"].median(), series["tiny_cold"].median(),
         series["tiny_cold_skopeo_umoci"].median(), tinySpeedup, series["warm_repull"].median(),
-        series["warm_repull_skopeo"].median(), warmSpeedup, runs);
+        series["warm_repull_skopeo"].median(), warmSpeedup, series["tiny_cold_known_store"].median(), knownSpeedup,
+        runs);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

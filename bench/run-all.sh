@@ -96,6 +96,8 @@ def row(figure, ours, unit, peer=None, peer_name="", lower_is_better=True):
 row("`images`, empty store", cli.get("images_empty_ms"), "ms")
 row("`containers`, empty work dir", cli.get("containers_empty_ms"), "ms")
 row("tiny cold pull (busybox), whole command", cli.get("tiny_cold_ms"), "ms", cli.get("tiny_cold_skopeo_umoci_ms"), "skopeo+umoci")
+row("the same into a store that exists (image pruned)", cli.get("tiny_cold_known_store_ms"), "ms",
+    cli.get("tiny_cold_skopeo_umoci_ms"), "skopeo+umoci")
 row("warm re-pull, whole command", cli.get("warm_repull_ms"), "ms", cli.get("warm_repull_skopeo_ms"), "skopeo")
 for key, name in (("medium", "medium"), ("many_small", "many-small"), ("big_file", "big-file")):
     w = pull.get(key)
