@@ -20,8 +20,9 @@ namespace prov::actors::fs {
 namespace {
 
 // Empties the directory open as `dirFd` (whose path is `path`). With a
-// `budget`, each directory's entries are counted against it before any is
-// removed: ResourceExhausted when they are more than is left.
+// `budget`, each directory's entries are counted against it as they are
+// read, before any is removed: ResourceExhausted as soon as they are more
+// than is left (a huge directory is not read to its end).
 Try<Nothing> emptyDirectory(int dirFd, const std::string& path, std::size_t* budget) {
   int listFd = duplicate(dirFd);
   if (listFd < 0) return errnoError(ErrorKind::IO, "Failed to dup '" + path + "'", errno);
@@ -36,6 +37,10 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path, std::size_t* bud
   while (struct dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
+    if (budget && entries.size() >= *budget) {  // one more than it allows: no need to read on
+      ::closedir(dir);
+      return Error(ErrorKind::ResourceExhausted, "'" + path + "' holds more entries than the removal's budget");
+    }
     bool isDir = entry->d_type == DT_DIR;
     if (entry->d_type == DT_UNKNOWN) {
       struct stat st;
@@ -44,12 +49,7 @@ Try<Nothing> emptyDirectory(int dirFd, const std::string& path, std::size_t* bud
     entries.emplace_back(std::move(name), isDir);
   }
   ::closedir(dir);
-  if (budget) {
-    if (entries.size() > *budget) {
-      return Error(ErrorKind::ResourceExhausted, "'" + path + "' holds more entries than the removal's budget");
-    }
-    *budget -= entries.size();
-  }
+  if (budget) *budget -= entries.size();  // at most what was left
 
   for (const auto& [name, isDir] : entries) {
     const std::string child = path + "/" + name;

@@ -138,6 +138,7 @@ Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& r
     if (removed.isSome()) {
       done.found = done.found || *removed;
     } else if (removed.error().kind == ErrorKind::ResourceExhausted) {
+      done.found = true;  // it was there, maybe partly removed already
       done.scratchLeft = true;
     } else {
       return removed.error();

@@ -54,7 +54,7 @@ Try<Nothing> createMountPoint(const std::string& rootfs);
 Try<Nothing> removeMountPoint(const std::string& rootfs);
 
 // How many entries a scratch may hold for a destroy to remove it on the
-// waiting pool, beside the unmount (an overlay's holds 3 or 4 of its own).
+// waiting pool, beside the unmount (an overlay's holds 3 to 5 of its own).
 inline constexpr std::size_t kScratchRemovedInPlace = 64;
 
 // Destroys a mounted rootfs: lazy unmount if mounted and removal of the

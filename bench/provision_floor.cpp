@@ -74,7 +74,9 @@ Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::str
   if (!ok) return failed("move_mount to", rootfs);
   if (::mount(nullptr, rootfs.c_str(), nullptr, MS_SLAVE, nullptr) != 0 ||
       ::mount(nullptr, rootfs.c_str(), nullptr, MS_SHARED, nullptr) != 0) {
-    return failed("set the propagation of", rootfs);
+    auto error = failed("set the propagation of", rootfs);
+    ::umount2(rootfs.c_str(), MNT_DETACH);
+    return error;
   }
   return Nothing{};
 }

@@ -50,9 +50,8 @@ class BackendTest : public prov::testing::TemporaryDirectoryTest {
   std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
 
   // `rootfs` (under rootfses/) provisioned over one layer, with a file the
-  // container wrote (in the scratch's upperdir).
-  // A rootfs provisioned and written to: "written", and `more` files
-  // beside it (a scratch too big for a destroy to remove beside its
+  // container wrote (in the scratch's upperdir), "written", and `more`
+  // files beside it (a scratch too big for a destroy to remove beside its
   // unmount, with kScratchRemovedInPlace or more).
   void provisionWritten(Backend& backend, const std::string& rootfs, std::size_t more = 0) {
     writeFile(path("layer/file"), "lower");
@@ -341,7 +340,9 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   const std::string rootfs = path("rootfses/abc");
   provisionWritten(overlay, rootfs, kScratchRemovedInPlace);
 
-  auto holder = actors::async(runtime, [hold] {
+  std::thread::id blockingThread;  // the pool's one thread, held
+  auto holder = actors::async(runtime, [hold, &blockingThread] {
+    blockingThread = std::this_thread::get_id();
     hold->reachAndWait();
     return true;
   });
@@ -355,8 +356,8 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   AWAIT_EXPECT_EQ(true, holder);
   AWAIT_EXPECT_EQ(true, destroyed);
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
-  EXPECT_NE(std::thread::id(), disk.removed);
   EXPECT_NE(disk.unmounted, disk.removed);  // not beside the unmount: too big
+  EXPECT_EQ(blockingThread, disk.removed);  // on the blocking pool
 }
 
 // A scratch the container wrote little to goes with the unmount, on the
