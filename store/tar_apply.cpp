@@ -29,8 +29,10 @@ constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 constexpr std::string_view kOverlayXattrPrefix = "trusted.overlay.";
 // A file's bytes are handed to writeback each time this much more of it is
-// written (sync_file_range, in extractFile).
+// written (sync_file_range, in extractFile), and its last ones when it ends
+// if they are this many or more.
 constexpr std::int64_t kWriteBehindBytes = 8 << 20;
+constexpr std::int64_t kTailWriteBehindBytes = 256 << 10;
 
 using actors::fs::Fd;
 
@@ -427,6 +429,13 @@ class Applier {
         ::sync_file_range(fd.get(), flushed, end - flushed, SYNC_FILE_RANGE_WRITE);
         flushed = end;
       }
+    }
+    // And its tail, when the file is big enough for the disk to start on it
+    // while the rest of the layer is extracted (a small file's alone would
+    // cost a call each, and is cheaper in the commit's syncfs).
+    if (end - flushed >= kTailWriteBehindBytes) {
+      ::sync_file_range(fd.get(), flushed, end - flushed, SYNC_FILE_RANGE_WRITE);
+      flushed = end;
     }
     const std::int64_t size = archive_entry_size(e);
     if (end < size && actors::fs::disk().ftruncate(fd.get(), size) != 0)
