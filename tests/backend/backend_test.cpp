@@ -32,6 +32,21 @@ namespace fs = std::filesystem;
 using prov::testing::readFile;
 using prov::testing::writeFile;
 
+// The overlay's options at `rootfs` in /proc/self/mountinfo ("" if none).
+std::string overlayOptions(const std::string& rootfs) {
+  std::istringstream in(readFile("/proc/self/mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devices, root, target;
+    fields >> id >> parent >> devices >> root >> target;
+    if (target != rootfs) continue;
+    const auto dash = line.find(" - ");
+    return dash == std::string::npos ? "" : line.substr(dash + 3);
+  }
+  return "";
+}
+
 class BackendTest : public prov::testing::TemporaryDirectoryTest {
  protected:
   void TearDown() override {
@@ -48,6 +63,14 @@ class BackendTest : public prov::testing::TemporaryDirectoryTest {
   }
 
   std::string path(const std::string& relative) { return (sandbox() / relative).string(); }
+
+  // `layers` provisioned by `overlay` at rootfses/abc; the mount's options
+  // there in `*options` (overlayOptions).
+  void provisionAbc(Backend& overlay, const std::vector<std::string>& layers, std::string* options) {
+    prov::testing::makeDirectory(path("rootfses"));
+    AWAIT_READY(overlay.provision(layers, path("rootfses/abc"), path("backend")));
+    *options = overlayOptions(path("rootfses/abc"));
+  }
 
   // `rootfs` (under rootfses/) provisioned over one layer, with a file the
   // container wrote (in the scratch's upperdir), "written", and `more`
@@ -125,21 +148,6 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
-// The overlay's options at `rootfs` in /proc/self/mountinfo ("" if none).
-std::string overlayOptions(const std::string& rootfs) {
-  std::istringstream in(readFile("/proc/self/mountinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devices, root, target;
-    fields >> id >> parent >> devices >> root >> target;
-    if (target != rootfs) continue;
-    const auto dash = line.find(" - ");
-    return dash == std::string::npos ? "" : line.substr(dash + 3);
-  }
-  return "";
-}
-
 // Given the work dir, the overlay names its layers, upperdir and workdir
 // through a detached copy of the work dir's mount, which is in no mount
 // table (a kernel before 6.15 refuses that: then by their own paths); what
@@ -178,10 +186,9 @@ TEST_F(BackendTest, ALayerOnAMountBelowTheViewRootIsNamedByItsOwnPath) {
   ASSERT_EQ(0, ::mount("tmpfs", path("other").c_str(), "tmpfs", 0, "size=1m")) << std::strerror(errno);
   writeFile(path("other/top/top"), "on its own mount");
   writeFile(path("layer/file"), "lower");
-  prov::testing::makeDirectory(path("rootfses"));
   const std::string rootfs = path("rootfses/abc");
-  AWAIT_READY(overlay->provision({path("other/top"), path("layer")}, rootfs, path("backend")));
-  const std::string options = overlayOptions(rootfs);
+  std::string options;
+  provisionAbc(*overlay, {path("other/top"), path("layer")}, &options);
   if (taken && options.find("lowerdir+=") != std::string::npos) {
     EXPECT_NE(std::string::npos, options.find("=" + path("other/top") + ",")) << options;
     EXPECT_EQ(std::string::npos, options.find("=" + path("layer") + ",")) << options;
@@ -206,10 +213,9 @@ TEST_F(BackendTest, ALayerBoundOntoItselfBelowTheViewRootKeepsItsMount) {
       << std::strerror(errno);
   ASSERT_EQ(0, ::mount(nullptr, path("bound").c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr))
       << std::strerror(errno);
-  prov::testing::makeDirectory(path("rootfses"));
   const std::string rootfs = path("rootfses/abc");
-  AWAIT_READY(overlay->provision({path("bound"), path("layer")}, rootfs, path("backend")));
-  const std::string options = overlayOptions(rootfs);
+  std::string options;
+  provisionAbc(*overlay, {path("bound"), path("layer")}, &options);
   if (taken && options.find("lowerdir+=") != std::string::npos) {
     EXPECT_NE(std::string::npos, options.find("=" + path("bound") + ",")) << options;
     EXPECT_EQ(std::string::npos, options.find("=" + path("layer") + ",")) << options;
@@ -326,6 +332,19 @@ class ThreadsOfDestroy : public prov::testing::FaultyDisk {
   std::mutex mutex_;
 };
 
+// Takes the one blocking thread of `runtime` until `hold` is released; its
+// id in `*thread` (if given).
+actors::Future<bool> holdTheBlockingThread(actors::Runtime& runtime, const std::shared_ptr<Barrier>& hold,
+                                           std::thread::id* thread = nullptr) {
+  auto holder = actors::async(runtime, [hold, thread] {
+    if (thread) *thread = std::this_thread::get_id();
+    hold->reachAndWait();
+    return true;
+  });
+  EXPECT_TRUE(hold->waitReached());
+  return holder;
+}
+
 // A destroy unmounts on the runtime's waiting pool, so a blocking pool full
 // of other work (extractions) does not hold it up; only the removal of a
 // big scratch, which is work, waits for a blocking thread.
@@ -341,12 +360,7 @@ TEST_F(BackendTest, AnOverlayIsUnmountedWhileEveryBlockingThreadIsBusy) {
   provisionWritten(overlay, rootfs, kScratchRemovedInPlace);
 
   std::thread::id blockingThread;  // the pool's one thread, held
-  auto holder = actors::async(runtime, [hold, &blockingThread] {
-    blockingThread = std::this_thread::get_id();
-    hold->reachAndWait();
-    return true;
-  });
-  ASSERT_TRUE(hold->waitReached());
+  auto holder = holdTheBlockingThread(runtime, hold, &blockingThread);
   auto destroyed = overlay.destroy(rootfs, path("backend"));
   EXPECT_TRUE(eventually([&] { return !fs::exists(rootfs); }));  // unmounted, mount point gone
   EXPECT_TRUE(prov::testing::mountsUnder(sandbox()).empty());
@@ -372,11 +386,7 @@ TEST_F(BackendTest, ASmallScratchGoesWithTheUnmountWhileEveryBlockingThreadIsBus
   const std::string rootfs = path("rootfses/abc");
   provisionWritten(overlay, rootfs, 8);
 
-  auto holder = actors::async(runtime, [hold] {
-    hold->reachAndWait();
-    return true;
-  });
-  ASSERT_TRUE(hold->waitReached());
+  auto holder = holdTheBlockingThread(runtime, hold);
   AWAIT_EXPECT_EQ(true, overlay.destroy(rootfs, path("backend")));
   EXPECT_FALSE(fs::exists(rootfs));
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
