@@ -20,8 +20,9 @@ class RegistryPullerProcess : public actors::Process<RegistryPullerProcess> {
       : actors::Process<RegistryPullerProcess>("registry-puller"), client_(std::move(client)),
         limit_(std::max<std::size_t>(1, limit)) {}
 
-  Future<messages::ResolvedImage> resolve(const messages::Image& image, const messages::Platform& platform) {
-    return client_->resolve(normalize(image.reference()), platform, credentialsOf(image));
+  Future<messages::ResolvedImage> resolve(const messages::Image& image, const messages::Platform& platform,
+                                          const Puller::ManifestSeen& manifestSeen) {
+    return client_->resolve(normalize(image.reference()), platform, credentialsOf(image), manifestSeen);
   }
 
   Future<Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) {
@@ -155,7 +156,13 @@ RegistryClient& RegistryPuller::client() { return *client_; }
 
 Future<messages::ResolvedImage> RegistryPuller::resolve(const messages::Image& image,
                                                         const messages::Platform& platform) {
-  return process_.dispatch(&RegistryPullerProcess::resolve, image, platform);
+  return process_.dispatch(&RegistryPullerProcess::resolve, image, platform, ManifestSeen());
+}
+
+Future<messages::ResolvedImage> RegistryPuller::resolveNotifying(const messages::Image& image,
+                                                                 const messages::Platform& platform,
+                                                                 ManifestSeen manifestSeen) {
+  return process_.dispatch(&RegistryPullerProcess::resolve, image, platform, std::move(manifestSeen));
 }
 
 Future<Nothing> RegistryPuller::checkAccess(const messages::Image& image, const std::string& manifestDigest) {

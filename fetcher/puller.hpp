@@ -8,6 +8,7 @@
 // local sources (docker-archive, OCI layout) implement the same role.
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -66,6 +67,19 @@ class Puller {
   virtual ~Puller() = default;
   virtual actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                           const messages::Platform& platform) = 0;
+  // As resolve, and `manifestSeen` gets each platform manifest the resolve
+  // reads (reference, digests, endpoint and manifest, no config yet) before
+  // it fetches that manifest's config, on any thread: so a caller can start
+  // on the layers while the config is on its way. The result may come from
+  // another manifest than the one seen first (a mirror that failed after
+  // its manifest). By default: resolve, with no call.
+  using ManifestSeen = std::function<void(const messages::ResolvedImage&)>;
+  virtual actors::Future<messages::ResolvedImage> resolveNotifying(const messages::Image& image,
+                                                                   const messages::Platform& platform,
+                                                                   ManifestSeen manifestSeen) {
+    (void)manifestSeen;
+    return resolve(image, platform);
+  }
   // READY once every byte of `blob` went to `sink` and its digest and size
   // matched; on failure, what the sink got is garbage. `sources` says where
   // to start and records where bytes came from (see BlobSources).
@@ -105,6 +119,9 @@ class RegistryPuller final : public Puller {
 
   actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
                                                   const messages::Platform& platform) override;
+  actors::Future<messages::ResolvedImage> resolveNotifying(const messages::Image& image,
+                                                           const messages::Platform& platform,
+                                                           ManifestSeen manifestSeen) override;
   using Puller::fetchBlob;
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                     const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,

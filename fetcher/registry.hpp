@@ -36,6 +36,7 @@
 // Thread-safe; no call blocks. Credentials never appear in a message.
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -124,10 +125,12 @@ class RegistryClient : public std::enable_shared_from_this<RegistryClient> {
                                      std::shared_ptr<ByteSink> sink);
 
   // Reference -> platform manifest, config and layers, trying each of
-  // repositories() in turn.
-  actors::Future<messages::ResolvedImage> resolve(const messages::ImageReference& reference,
-                                                  const messages::Platform& platform,
-                                                  const std::optional<messages::Credentials>& credentials = {});
+  // repositories() in turn. `manifestSeen`, if set, gets each platform
+  // manifest read, before its config is fetched (Puller::resolveNotifying).
+  actors::Future<messages::ResolvedImage> resolve(
+      const messages::ImageReference& reference, const messages::Platform& platform,
+      const std::optional<messages::Credentials>& credentials = {},
+      std::function<void(const messages::ResolvedImage&)> manifestSeen = nullptr);
 
   HttpClient& http();
 

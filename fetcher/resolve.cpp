@@ -15,6 +15,7 @@ struct Attempt {
   messages::ImageReference reference;
   messages::Platform platform;
   std::vector<Repository> repositories;
+  std::function<void(const messages::ResolvedImage&)> manifestSeen;
 };
 
 Future<messages::ResolvedImage> withConfig(const std::shared_ptr<Attempt>& attempt, const Repository& repository,
@@ -32,6 +33,7 @@ Future<messages::ResolvedImage> withConfig(const std::shared_ptr<Attempt>& attem
     *resolved.mutable_config() = std::move(*config);
     return resolved;
   }
+  if (attempt->manifestSeen) attempt->manifestSeen(resolved);
   return attempt->client->readBlob(repository, resolved.manifest().config(), kMaxConfigBytes)
       .then([resolved, what](const std::string& json) mutable -> Future<messages::ResolvedImage> {
         auto config = parseImageConfig(json);
@@ -81,12 +83,14 @@ Future<messages::ResolvedImage> resolveFrom(const std::shared_ptr<Attempt>& atte
 
 }  // namespace
 
-Future<messages::ResolvedImage> RegistryClient::resolve(const messages::ImageReference& reference,
-                                                        const messages::Platform& platform,
-                                                        const std::optional<messages::Credentials>& credentials) {
+Future<messages::ResolvedImage> RegistryClient::resolve(
+    const messages::ImageReference& reference, const messages::Platform& platform,
+    const std::optional<messages::Credentials>& credentials,
+    std::function<void(const messages::ResolvedImage&)> manifestSeen) {
   auto repositories = this->repositories(reference, credentials);
   if (repositories.isError()) return repositories.error();
-  auto attempt = std::make_shared<Attempt>(Attempt{shared_from_this(), reference, platform, std::move(*repositories)});
+  auto attempt = std::make_shared<Attempt>(
+      Attempt{shared_from_this(), reference, platform, std::move(*repositories), std::move(manifestSeen)});
   return resolveFrom(attempt, 0);
 }
 

@@ -22,6 +22,7 @@
 #include "store/extractor.hpp"
 #include "store/gc.hpp"
 #include "store/layer_disk.hpp"
+#include "store/layer_stream.hpp"
 #include "store/metadata_manager.hpp"
 #include "store/paths.hpp"
 #include "store/process_store_impl.hpp"
@@ -224,6 +225,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       complete = complete && (config.empty() || actors::fs::exists(config));
       if (complete) {
         images_[image.key()] = image;
+        if (image.layer_digests_size() == image.layer_ids_size()) {
+          knownBlobs_.insert(image.layer_digests().begin(), image.layer_digests().end());
+          for (const auto& id : image.layer_ids()) knownLayers_.insert({id, paths::seedOf(id)});
+        }
       } else {
         gone.push_back(image.key());
       }
@@ -618,6 +623,29 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   // ---- one image ------------------------------------------------------------
 
+  // One pull's own, from its resolve to its end.
+  struct PullState {
+    std::string id;                                  // key#serial: in inflightConfigs_, inflightLayers_, speculations_
+    std::shared_ptr<ByteBudget> budget;              // what its layers unpack to, together
+    std::map<std::string, Future<Nothing>> trusted;  // the policy's verdict, by manifest digest
+    bool planned = false;                            // its config came: fetchLayers took over
+    bool ended = false;
+  };
+
+  // A layer's extraction as started, and who hears of its progress.
+  struct StartedLayer {
+    Future<messages::ExtractResult> extraction;
+    std::shared_ptr<LayerReporter> reporter;
+  };
+
+  // A layer started from a manifest before its config came (speculate):
+  // known by its blob digest until a pull's config names its diffID.
+  struct Speculation {
+    std::string owner;  // the pull that started it
+    StartedLayer layer;
+    std::shared_ptr<std::atomic<int>> priority;
+  };
+
   Future<ImageInfo> pull(const std::string& key, const Image& image, const std::shared_ptr<PullPriority>& priority) {
     std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
     if (!puller) {
@@ -628,15 +656,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     actors::log(actors::LogLevel::Info, "pull.start", {{"image", key}});
     const auto started = std::chrono::steady_clock::now();
     auto stats = std::make_shared<PullStats>();
-    std::shared_ptr<Trust> trust = options_.trust;
-    return puller->resolve(image, platform)
-        .then([trust, image, key](const ResolvedImage& resolved) -> Future<ResolvedImage> {
-          if (!trust) return resolved;
-          // The manifest checked is the one whose layers are fetched: no
-          // second look at the tag.
-          return trust->check(image, key, resolved.manifest_digest()).then([resolved] { return resolved; });
-        })
-        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority))
+    auto state = std::make_shared<PullState>();
+    state->id = key + "#" + std::to_string(++pullSerial_);
+    state->budget = std::make_shared<ByteBudget>(
+        options_.limits.maxImageBytes,
+        Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layers unpack to more than " +
+                                                std::to_string(options_.limits.maxImageBytes) +
+                                                " bytes (the image size limit, --max_image_bytes)"));
+    auto seen = actors::defer(self(), &Self::manifestSeen, key, image, puller, priority, state);
+    return puller->resolveNotifying(image, platform, [seen](const ResolvedImage& partial) { seen(partial); })
+        .then(actors::defer(self(), &Self::trusted, key, image, state))
+        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority, state))
+        .repair(actors::defer(self(),
+                              [this, state](const Future<ImageInfo>& failed) {
+                                // Heard once what it started ahead has ended.
+                                return dropSpeculations(state).then([failed] { return failed; });
+                              }))
+        .onDiscarded(actors::defer(self(), [this, state] { dropSpeculations(state); }))
         .then([key, started, stats](ImageInfo info) {
           info.fetched = true;
           info.fetchedBytes = stats->fetchedBytes;
@@ -667,9 +703,97 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   }
 
+  // The policy's verdict on manifest `digest` of pull `state`, asked once
+  // per pull (from its manifest seen early, or from its resolve).
+  Future<Nothing> trustOf(const std::shared_ptr<PullState>& state, const Image& image, const std::string& key,
+                          const std::string& digest) {
+    if (!options_.trust) return Nothing{};
+    auto found = state->trusted.find(digest);
+    if (found != state->trusted.end()) return found->second;
+    Future<Nothing> verdict = options_.trust->check(image, key, digest).then([] { return Nothing{}; });
+    state->trusted.emplace(digest, verdict);
+    return verdict;
+  }
+
+  // The manifest checked is the one whose layers are fetched: no second
+  // look at the tag.
+  Future<ResolvedImage> trusted(const std::string& key, const Image& image, const std::shared_ptr<PullState>& state,
+                                const ResolvedImage& resolved) {
+    return trustOf(state, image, key, resolved.manifest_digest()).then([resolved] { return resolved; });
+  }
+
+  // Whether the blob digest of every layer here is known: only then does
+  // a blob not among them mean a layer the store lacks. Those of an index
+  // entry from before session 23 are not, nor those of a layer no image
+  // lists (committed by a pull that crashed before its index entry, or
+  // kept for a container after its image went): while one is here, no
+  // layer starts before its config.
+  bool everyLayerKnown() const {
+    for (const auto& id : committed_) {
+      if (knownLayers_.count(id) == 0) return false;
+    }
+    return true;
+  }
+
+  // A platform manifest of pull `state`, before its config: once the policy
+  // accepts it, the layers the store has never seen start (speculate),
+  // while the config is on its way.
+  void manifestSeen(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+                    const std::shared_ptr<PullPriority>& priority, const std::shared_ptr<PullState>& state,
+                    const ResolvedImage& partial) {
+    if (state->planned || state->ended || !everyLayerKnown()) return;
+    if (withinImageLimits(key, partial).isError()) return;  // fetchLayers says so
+    trustOf(state, image, key, partial.manifest_digest())
+        .onReady(actors::defer(self(), [this, key, image, puller, priority, state, partial](const Nothing&) {
+          speculate(key, image, puller, priority, state, partial);
+        }));
+  }
+
+  // Each layer of `partial` whose blob no image here has and no pull has
+  // named, downloaded and extracted into staging, unverified against a
+  // diffID (none is known yet): fetchLayers takes it for its seed, or
+  // dropSpeculations stops it.
+  void speculate(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+                 const std::shared_ptr<PullPriority>& priority, const std::shared_ptr<PullState>& state,
+                 const ResolvedImage& partial) {
+    if (state->planned || state->ended) return;
+    const auto& layers = partial.manifest().layers();
+    for (int i = 0; i < layers.size(); ++i) {
+      const std::string& digest = layers[i].digest();
+      if (knownBlobs_.count(digest) > 0 || speculations_.count(digest) > 0) continue;
+      auto own = std::make_shared<std::atomic<int>>(priority->value->load());
+      StartedLayer layer = startLayer(key, image, puller, partial, static_cast<std::size_t>(i), "", state->budget, own);
+      speculations_.emplace(digest, Speculation{state->id, std::move(layer), std::move(own)});
+    }
+  }
+
+  // The speculations of pull `state` that no layer took, stopped; READY
+  // (never FAILED) once each has ended and any tree it staged is gone.
+  Future<Nothing> dropSpeculations(const std::shared_ptr<PullState>& state) {
+    state->ended = true;
+    std::vector<Future<Nothing>> ending;
+    for (auto it = speculations_.begin(); it != speculations_.end();) {
+      if (it->second.owner != state->id) {
+        ++it;
+        continue;
+      }
+      Future<messages::ExtractResult> extraction = it->second.layer.extraction;
+      // A tree staged before the discard arrived is nobody's; a failed or
+      // discarded extraction removed its own.
+      ending.push_back(extraction.then(
+          [&runtime = runtime_](const messages::ExtractResult& staged) { return removeStaged(runtime, staged); }));
+      extraction.discard();
+      it = speculations_.erase(it);
+    }
+    if (ending.empty()) return Nothing{};
+    return actors::await(ending).then([] { return Nothing{}; });
+  }
+
   Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
                                 const std::shared_ptr<fetcher::Puller>& puller, const std::shared_ptr<PullStats>& stats,
-                                const std::shared_ptr<PullPriority>& priority, const ResolvedImage& resolved) {
+                                const std::shared_ptr<PullPriority>& priority, const std::shared_ptr<PullState>& state,
+                                const ResolvedImage& resolved) {
+    state->planned = true;
     const auto& layers = resolved.manifest().layers();
     std::vector<std::string> diffIds(resolved.config().diff_ids().begin(), resolved.config().diff_ids().end());
     const bool verifiable = !diffIds.empty();
@@ -686,15 +810,18 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // session 15), or, at the base, under its diff_id (a seed, or a base
     // layer from before).
     const std::vector<std::string> chains = chainIds(diffIds);
-    // What this pull's layers unpack to, together.
-    auto budget = std::make_shared<ByteBudget>(
-        options_.limits.maxImageBytes,
-        Error(ErrorKind::ResourceExhausted, "Failed to pull '" + key + "': its layers unpack to more than " +
-                                                std::to_string(options_.limits.maxImageBytes) +
-                                                " bytes (the image size limit, --max_image_bytes)"));
+    // A layer started early that failed already fails the pull now, before
+    // any other started early is committed: they are dropped.
+    for (const auto& layer : layers) {
+      auto speculated = speculations_.find(layer.digest());
+      if (speculated == speculations_.end() || !speculated->second.layer.extraction.isFailed()) continue;
+      const Error error = speculated->second.layer.extraction.failure();
+      return dropSpeculations(state).then([error]() -> Future<ImageInfo> { return error; });
+    }
     // This pull's own (pulls of one key with other credentials run beside it).
-    const std::string pullId = key + "#" + std::to_string(++pullSerial_);
+    const std::string pullId = state->id;
     inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
+    for (const auto& layer : layers) knownBlobs_.insert(layer.digest());
     std::vector<Future<Nothing>> joined, layerWork;
     std::vector<LayerPlan> plan;
     for (const auto& layer : layers) stats->imageBytes += layer.size();
@@ -725,10 +852,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       }
       joined.push_back(layerPulls_.join(seed, [&] {
         started = true;
-        auto own = std::make_shared<std::atomic<int>>(priority->value->load());
+        std::shared_ptr<std::atomic<int>> own;
+        Future<Nothing> layer;
+        // Started before the config came (by this pull or another): the
+        // diffID is checked at its commit.
+        auto speculated = verifiable ? speculations_.find(layers[static_cast<int>(i)].digest()) : speculations_.end();
+        if (speculated != speculations_.end()) {
+          own = speculated->second.priority;
+          if (actors::raisePriority(*own, priority->value->load())) extractor_->reconsider();
+          layer = commitLayer(speculated->second.layer, seed, diffIds[i]);
+          speculations_.erase(speculated);
+        } else {
+          own = std::make_shared<std::atomic<int>>(priority->value->load());
+          layer = commitLayer(
+              startLayer(key, image, puller, resolved, i, verifiable ? diffIds[i] : std::string(), state->budget, own),
+              seed, verifiable ? diffIds[i] : std::string());
+        }
         layerPriorities_[seed] = own;
-        Future<Nothing> layer = pullLayer(key, image, puller, resolved, i, seed,
-                                          verifiable ? diffIds[i] : std::string(), budget, own);
         layer.onAny(actors::defer(self(), [this, seed, own] {
           auto it = layerPriorities_.find(seed);
           if (it != layerPriorities_.end() && it->second == own) layerPriorities_.erase(it);
@@ -745,6 +885,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         stats->fetchedBytes += layers[static_cast<int>(i)].size();
       }
     }
+    // Started ahead and taken by no layer: the layer was here after all,
+    // or the config came with another manifest.
+    layerWork.push_back(dropSpeculations(state));
     return actors::collect(joined)
         .repair([layerWork](const Future<std::vector<Nothing>>& failed) {
           return actors::await(layerWork).then([failed] { return failed; });
@@ -799,6 +942,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       const bool pulling = inflightConfigs_.count(pullId) > 0;
       for (const auto& placement : done.placements) {
         committed_.insert(placement.id);
+        knownLayers_.insert(placement.id);
         if (pulling) inflightLayers_.emplace(pullId, placement.id);
       }
     }));
@@ -849,6 +993,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     image.set_manifest_digest(resolved.manifest_digest());
     image.set_config_digest(resolved.config_json().empty() ? "" : resolved.manifest().config().digest());
     for (const auto& id : ids) image.add_layer_ids(id);
+    for (const auto& layer : resolved.manifest().layers()) image.add_layer_digests(layer.digest());
     *image.mutable_config() = resolved.config();
     image.set_pulled_at(static_cast<std::int64_t>(std::time(nullptr)));
     image.set_last_used_at(image.pulled_at());
@@ -877,13 +1022,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return std::make_shared<LayerReporter>(options_.progress, std::move(event));
   }
 
-  // The seed `seedId` of layer `i` of a pull: extracted (its whiteouts
-  // kept, whatever its place in this chain: the seed serves every chain)
-  // and committed as it is.
-  Future<Nothing> pullLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
-                            const ResolvedImage& resolved, std::size_t i, const std::string& seedId,
-                            const std::string& diffId, const std::shared_ptr<ByteBudget>& budget,
-                            const std::shared_ptr<std::atomic<int>>& priority) {
+  // Layer `i` of a pull, downloading and extracting into staging (its
+  // whiteouts kept, whatever its place in a chain: the seed serves every
+  // chain), checked against `diffId` unless empty.
+  StartedLayer startLayer(const std::string& key, const Image& image, const std::shared_ptr<fetcher::Puller>& puller,
+                          const ResolvedImage& resolved, std::size_t i, const std::string& diffId,
+                          const std::shared_ptr<ByteBudget>& budget,
+                          const std::shared_ptr<std::atomic<int>>& priority) {
     const messages::Descriptor blob = resolved.manifest().layers(static_cast<int>(i));
     const std::string what = "layer '" + blob.digest() + "' of '" + fetcher::toString(resolved.reference()) + "'";
     messages::ExtractRequest request;
@@ -893,20 +1038,31 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     request.set_expected_diff_id(diffId);
     request.set_staging_parent(paths::staging(options_.storeDir));
     *request.mutable_limits() = toMessage(options_.limits);
-    const std::string layerDir = paths::layer(options_.storeDir, seedId);
     auto reporter = reporterFor(key, blob);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };
+    return StartedLayer{extractLayer(request, image, puller, resolved, progress, budget, priority, 0), reporter};
+  }
+
+  // `layer` committed as the seed `seedId`, once staged and its diffID
+  // found to be `diffId` (when not empty).
+  Future<Nothing> commitLayer(const StartedLayer& layer, const std::string& seedId, const std::string& diffId) {
+    const std::string layerDir = paths::layer(options_.storeDir, seedId);
+    auto reporter = layer.reporter;
     // Once staged, the tree is committed or removed, whatever is discarded
     // meanwhile: the commit is one undiscardable step (a discard reaching a
     // `then` of it as its source completes would skip the step, and leave
     // the tree in staging).
     Future<Nothing> pulled = afterExtraction(
-        runtime_, extractLayer(request, image, puller, resolved, progress, budget, priority, 0),
-        [&runtime = runtime_, layerDir, sync = options_.syncLayers,
+        runtime_, layer.extraction,
+        [&runtime = runtime_, layerDir, diffId, sync = options_.syncLayers,
          journal = paths::recent(options_.storeDir)](const messages::ExtractResult& s) {
-          return actors::undiscardable(actors::async(runtime, [s, layerDir, sync, journal]() -> Try<Nothing> {
+          return actors::undiscardable(actors::async(runtime, [s, layerDir, diffId, sync, journal]() -> Try<Nothing> {
+            if (!diffId.empty() && s.content_id() != diffId) {
+              (void)actors::fs::removeTree(s.staging_dir());
+              return diffIdMismatch(s.what(), s.content_id(), diffId);
+            }
             const std::vector<std::string> implied(s.implied_dirs().begin(), s.implied_dirs().end());
             auto committed = commitSeed(s.staging_dir(), s.rootfs(), implied, layerDir, sync, journal);
             if (committed.isError()) (void)actors::fs::removeTree(s.staging_dir());
@@ -961,6 +1117,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   void layerCommitted(const std::string& id, const std::shared_ptr<LayerReporter>& reporter) {
     committed_.insert(id);
+    knownLayers_.insert(id);
     if (reporter) reporter->report(LayerProgress::Phase::Done);
   }
 
@@ -977,6 +1134,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::multimap<std::string, std::string> inflightConfigs_;  // pull id -> config hex
   std::multimap<std::string, std::string> inflightLayers_;   // pull id -> layer ids it needs
   std::uint64_t pullSerial_ = 0;
+  // Blob digests of the layers the indexed images hold (those written since
+  // session 23) and of every layer a pull here planned: a blob not among
+  // them may be started before its config (speculate).
+  std::set<std::string> knownBlobs_;
+  std::set<std::string> knownLayers_;                // layer ids whose blob is in knownBlobs_ (any stored since)
+  std::map<std::string, Speculation> speculations_;  // by blob digest
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
   std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;       // by shared pull key

@@ -19,6 +19,11 @@ namespace prov::store {
 using actors::Future;
 using actors::Promise;
 
+Error diffIdMismatch(const std::string& what, const std::string& diffId, const std::string& expected) {
+  return Error(ErrorKind::DigestMismatch, "Failed to verify " + what + ": its uncompressed tar is " + diffId +
+                                              ", but the image config's diff_ids say " + expected);
+}
+
 namespace {
 
 // The diffID's SHA-256 beside the extraction: the piece just inflated is
@@ -183,9 +188,7 @@ struct LayerStream::State final : TarSource {
       if (hasher) {
         layer.diffId = hasher->finish();
         if (!options.expectedDiffId.empty() && layer.diffId != options.expectedDiffId) {
-          return Error(ErrorKind::DigestMismatch,
-                       "Failed to verify " + options.apply.what + ": its uncompressed tar is " + layer.diffId +
-                           ", but the image config's diff_ids say " + options.expectedDiffId);
+          return diffIdMismatch(options.apply.what, layer.diffId, options.expectedDiffId);
         }
       }
       // Durable with the layer: its commit syncs the file system.

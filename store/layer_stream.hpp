@@ -51,6 +51,10 @@ struct LayerStreamOptions {
   std::shared_ptr<ByteBudget> budget;
 };
 
+// A layer whose uncompressed tar (`diffId`) is not what the image's config
+// says (`expected`); `what` names the layer.
+Error diffIdMismatch(const std::string& what, const std::string& diffId, const std::string& expected);
+
 class LayerStream final : public fetcher::ByteSink, public std::enable_shared_from_this<LayerStream> {
  public:
   // Starts the job; it extracts into `root` (an empty directory; made, with

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <fstream>
 #include <iterator>
@@ -105,6 +106,12 @@ struct FakeRegistry::Impl {
     --dropTimes;
     return true;
   }
+  struct Hold {
+    std::string match, awaited;
+  };
+  std::vector<Hold> holds;
+  std::condition_variable arrived;  // a request was recorded, or stopping
+
   bool ignoreRange = false;
   int trickleMs = 0;
   bool closeEach = false;
@@ -228,7 +235,7 @@ struct FakeRegistry::Impl {
   }
 
   Reply handle(const bhttp::request<bhttp::string_body>& request) {
-    std::lock_guard lock(mutex);
+    std::unique_lock lock(mutex);
     const std::string target(request.target());
     Seen s{std::string(request.method_string()),
            target,
@@ -238,6 +245,19 @@ struct FakeRegistry::Impl {
            std::string(request[bhttp::field::content_type]),
            request.body()};
     seen.push_back(s);
+    arrived.notify_all();
+    const std::vector<Hold> held = holds;
+    for (const auto& hold : held) {
+      if (target.find(hold.match) == std::string::npos) continue;
+      auto asked = [&] {
+        return stopping || std::any_of(seen.begin(), seen.end(), [&](const Seen& other) {
+                 return other.target.find(hold.awaited) != std::string::npos;
+               });
+      };
+      if (!arrived.wait_for(lock, std::chrono::seconds(10), asked) || stopping) {
+        return Reply{504, {}, "held for a request of " + hold.awaited + ", which never came"};
+      }
+    }
     if (headStatus != 0 && request.method() == bhttp::verb::head) return Reply{headStatus, {}, ""};
     for (auto it = faults.begin(); it != faults.end(); ++it) {
       if (target.find(it->match) == std::string::npos) continue;
@@ -331,6 +351,7 @@ FakeRegistry::~FakeRegistry() {
   {
     std::lock_guard lock(impl_->mutex);
     impl_->stopping = true;
+    impl_->arrived.notify_all();
     for (auto& socket : impl_->sockets) ::shutdown(socket->native_handle(), SHUT_RDWR);
   }
   {
@@ -449,6 +470,11 @@ void FakeRegistry::acceptRefreshToken(const std::string& token) {
 void FakeRegistry::ignoreRange(bool ignore) {
   std::lock_guard lock(impl_->mutex);
   impl_->ignoreRange = ignore;
+}
+
+void FakeRegistry::holdUntilAsked(const std::string& match, const std::string& awaited) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->holds.push_back(Impl::Hold{match, awaited});
 }
 
 void FakeRegistry::trickle(int intervalMs) {

@@ -1,0 +1,193 @@
+// A pull starts the layers its manifest names while the config is on its
+// way, when the store can tell from the manifest alone that it lacks them
+// (image_store.cpp: speculate). What must hold around that: the policy
+// first, a layer the store has never fetched again, the diffID still
+// checked, and nothing left behind when the pull fails.
+
+#include <fstream>
+
+#include "store/trust.hpp"
+#include "testkit/files.hpp"
+#include "tests/store/store_fixture.hpp"
+
+namespace prov::store {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TarEntry;
+
+class EarlyLayersTest : public ImageStoreTest {
+ protected:
+  ImageInfo pulled(const std::string& repo) {
+    auto got = store_->get(dockerImage(registry_.hostPort() + "/" + repo));
+    got.waitFor(std::chrono::seconds(30));
+    EXPECT_TRUE(got.isReady()) << repo << ": " << (got.isFailed() ? got.failure().message : "not ready");
+    return got.isReady() ? got.get() : ImageInfo{};
+  }
+
+  std::vector<messages::StoredImage> indexed() {
+    auto images = store_->images();
+    images.waitFor(std::chrono::seconds(15));
+    EXPECT_TRUE(images.isReady());
+    return images.isReady() ? images.get() : std::vector<messages::StoredImage>{};
+  }
+
+  const std::vector<TarEntry> base_ = {TarEntry::file("base", std::string(64 * 1024, 'b'))};
+  const std::vector<TarEntry> top_ = {TarEntry::file("top", "top")};
+};
+
+// The registry answers the config only once both layers were asked for: a
+// pull that waited for the config before its layers would get a 504 after
+// 10 s, and fail.
+TEST_F(EarlyLayersTest, TheLayersAreAskedForBeforeTheConfigIsAnswered) {
+  auto built = publish("test/early", "latest", {base_, top_});
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
+  const ImageInfo info = pulled("test/early");
+  ASSERT_EQ(2u, info.layers.size());
+  EXPECT_EQ(std::string(64 * 1024, 'b'), testing::readFile(fs::path(info.layers[0]) / "base"));
+  EXPECT_EQ("top", testing::readFile(fs::path(info.layers[1]) / "top"));
+  EXPECT_EQ(1u, registry_.count(built.layerDigests[0]));
+  EXPECT_EQ(1u, registry_.count(built.layerDigests[1]));
+  EXPECT_EQ(1u, registry_.count(built.configDigest));
+  // The index remembers the blobs, for the next pull to tell from a manifest.
+  const auto images = indexed();
+  ASSERT_EQ(1u, images.size());
+  EXPECT_EQ(built.layerDigests, std::vector<std::string>(images[0].layer_digests().begin(),
+                                                         images[0].layer_digests().end()));
+  expectStagingEmpty();
+}
+
+// A second image on the same base: its own layer starts early (its config
+// is held until it is asked for), the base is not fetched again.
+TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
+  auto first = publish("test/first", "latest", {base_, top_});
+  pulled("test/first");
+  auto second = publish("test/second", "latest", {base_, {TarEntry::file("other", "other")}});
+  ASSERT_EQ(first.layerDigests[0], second.layerDigests[0]);
+  registry_.holdUntilAsked(second.configDigest, second.layerDigests[1]);
+  const ImageInfo info = pulled("test/second");
+  ASSERT_EQ(2u, info.layers.size());
+  EXPECT_EQ("other", testing::readFile(fs::path(info.layers[1]) / "other"));
+  EXPECT_EQ(1u, registry_.count(first.layerDigests[0])) << "the base was fetched again";
+  EXPECT_EQ(1u, registry_.count(second.layerDigests[1]));
+}
+
+// An index entry written before the blobs were kept: its layers' blobs are
+// unknown, so no layer starts before its config (which would fetch the
+// base again); once no such entry is left, layers start early again.
+TEST_F(EarlyLayersTest, AnIndexEntryWithoutBlobDigestsHoldsLayersUntilTheConfig) {
+  auto old = publish("test/old", "latest", {base_});
+  pulled("test/old");
+  {
+    // The entry as a store before session 23 wrote it.
+    const fs::path index = storeDir_ / "images";
+    messages::StoredImages images;
+    ASSERT_TRUE(images.ParseFromString(testing::readFile(index)));
+    ASSERT_EQ(1, images.images_size());
+    ASSERT_EQ(1, images.images(0).layer_digests_size());
+    images.mutable_images(0)->clear_layer_digests();
+    std::string bytes;
+    ASSERT_TRUE(images.SerializeToString(&bytes));
+    testing::writeFile(index, bytes);
+  }
+  restartStore();
+  publish("test/next", "latest", {base_, {TarEntry::file("mid", "mid")}});
+  pulled("test/next");
+  EXPECT_EQ(1u, registry_.count(old.layerDigests[0])) << "the base was fetched again";
+  // The old entry stays as it was; the new one has its blobs.
+  for (const auto& image : indexed()) {
+    if (image.key().find("test/old") != std::string::npos) {
+      EXPECT_EQ(0, image.layer_digests_size());
+    } else {
+      EXPECT_EQ(2, image.layer_digests_size()) << image.key();
+    }
+  }
+
+  // The old entry gone (its layer is the new image's base too).
+  AWAIT_READY(store_->remove({"docker://" + registry_.hostPort() + "/test/old:latest"}, {}));
+  ASSERT_EQ(1u, indexed().size());
+  auto third = publish("test/third", "latest", {base_, {TarEntry::file("last", "last")}});
+  registry_.holdUntilAsked(third.configDigest, third.layerDigests[1]);
+  pulled("test/third");
+  EXPECT_EQ(1u, registry_.count(old.layerDigests[0]));
+}
+
+// A layer the store has under another blob digest (compressed again: here
+// another time in the gzip header) is unknown from the manifest, so it
+// starts early; the config then names a diffID the store has, and the
+// early one is dropped: one layer on disk, nothing left in staging.
+TEST_F(EarlyLayersTest, ALayerStoredUnderAnotherBlobIsDroppedOnceTheConfigComes) {
+  auto first = publish("test/gzip-a", "latest", {base_});
+  const ImageInfo a = pulled("test/gzip-a");
+  std::string again = testing::makeTar(base_, testing::TarCompression::Gzip);
+  again[4] = static_cast<char>(again[4] ^ 0x5a);  // MTIME: the same tar, other bytes
+  const auto diffId = fetcher::sha256Digest(testing::makeTar(base_, testing::TarCompression::None));
+  auto second = publishBlobs("test/gzip-b", "latest", {again}, {diffId});
+  ASSERT_NE(first.layerDigests[0], second.layerDigests[0]);
+  registry_.holdUntilAsked(second.configDigest, second.layerDigests[0]);
+  const ImageInfo b = pulled("test/gzip-b");
+  ASSERT_EQ(1u, b.layers.size());
+  EXPECT_EQ(a.layers, b.layers);
+  EXPECT_EQ(1u, static_cast<std::size_t>(
+                    std::distance(fs::directory_iterator(storeDir_ / "layers"), fs::directory_iterator())));
+  waitFor([&] { return stagingEntries().empty(); });
+  expectStagingEmpty();
+}
+
+// The config names another diffID than the layer's tar has: the layer
+// started early is not committed, and the pull says so as a pull that
+// waited for the config would.
+TEST_F(EarlyLayersTest, ALayerStartedEarlyIsStillCheckedAgainstTheConfig) {
+  auto built = publish("test/lying", "latest", {base_}, /*wrongDiffId=*/true);
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/lying"));
+  AWAIT_ASSERT_ERROR(ErrorKind::DigestMismatch, got);
+  EXPECT_NE(std::string::npos, got.failure().message.find("but the image config's diff_ids say sha256:"))
+      << got.failure().message;
+  EXPECT_NE(std::string::npos, got.failure().message.find(built.layerDigests[0])) << got.failure().message;
+  expectStagingEmpty();
+  EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
+  EXPECT_TRUE(indexed().empty());
+}
+
+// The config fails while the layer started early is still downloading (one
+// byte a millisecond): by the time the caller hears, the download has
+// stopped and its staging is gone.
+TEST_F(EarlyLayersTest, AConfigThatFailsStopsTheLayersStartedEarly) {
+  auto built = publish("test/noconfig", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}});
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  registry_.fail({built.configDigest, 500, {}, "no config today", 10});
+  registry_.trickle(1);
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/noconfig"));
+  AWAIT_FAILED_FOR(got, std::chrono::seconds(30));
+  EXPECT_NE(std::string::npos, got.failure().message.find("test/noconfig")) << got.failure().message;
+  EXPECT_EQ(1u, registry_.count(built.layerDigests[0]));
+  expectStagingEmpty();
+  EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
+  EXPECT_TRUE(indexed().empty());
+}
+
+// A policy that refuses the image: no layer is asked for, not even while
+// the config trickles in (a layer started before the verdict would be).
+TEST_F(EarlyLayersTest, NoLayerStartsBeforeThePolicyAcceptsTheManifest) {
+  auto built = publish("test/refused", "latest", {base_, top_});
+  std::ofstream(sandbox() / "policy.json") << R"({"default":[{"type":"reject"}]})";
+  fs::create_directories(sandbox() / "registries.d");
+  auto trust = Trust::load(runtime_,
+                           TrustOptions{(sandbox() / "policy.json").string(), (sandbox() / "registries.d").string(),
+                                        "", std::chrono::seconds(3600)},
+                           nullptr);
+  ASSERT_TRUE(trust.isSome()) << trust.error().message;
+  restartStore([&](ImageStoreOptions& options) { options.trust = *trust; });
+  registry_.trickle(1);
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/refused"));
+  AWAIT_FAILED_FOR(got, std::chrono::seconds(30));
+  EXPECT_EQ(ErrorKind::Forbidden, got.failure().kind) << got.failure().message;
+  EXPECT_EQ(0u, registry_.count(built.layerDigests[0]));
+  EXPECT_EQ(0u, registry_.count(built.layerDigests[1]));
+  expectStagingEmpty();
+}
+
+}  // namespace
+}  // namespace prov::store
