@@ -332,7 +332,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   struct PullPriority {
     explicit PullPriority(int initial) : value(std::make_shared<std::atomic<int>>(initial)) {}
     std::shared_ptr<std::atomic<int>> value;
-    std::vector<std::string> layers;  // seed ids it waits for
+    std::vector<std::string> layers;                       // seed ids it waits for
+    std::vector<std::shared_ptr<std::atomic<int>>> early;  // of the layers it started before its config
   };
 
   // A more urgent request joined `pull`: its layers still waiting for a slot
@@ -343,6 +344,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       auto layer = layerPriorities_.find(id);
       if (layer != layerPriorities_.end()) actors::raisePriority(*layer->second, priority);
     }
+    for (const auto& layer : pull.early) actors::raisePriority(*layer, priority);
     extractor_->reconsider();
   }
 
@@ -664,32 +666,36 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                                                 std::to_string(options_.limits.maxImageBytes) +
                                                 " bytes (the image size limit, --max_image_bytes)"));
     auto seen = actors::defer(self(), &Self::manifestSeen, key, image, puller, priority, state);
-    return puller->resolveNotifying(image, platform, [seen](const ResolvedImage& partial) { seen(partial); })
-        .then(actors::defer(self(), &Self::trusted, key, image, state))
-        .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority, state))
-        .repair(actors::defer(self(),
-                              [this, state](const Future<ImageInfo>& failed) {
-                                // Heard once what it started ahead has ended.
-                                return dropSpeculations(state).then([failed] { return failed; });
-                              }))
-        .onDiscarded(actors::defer(self(), [this, state] { dropSpeculations(state); }))
-        .then([key, started, stats](ImageInfo info) {
-          info.fetched = true;
-          info.fetchedBytes = stats->fetchedBytes;
-          info.imageBytes = stats->imageBytes;
-          actors::log(actors::LogLevel::Info, "pull.end",
-                      {{"image", key},
-                       {"digest", info.image.manifest_digest()},
-                       {"layers", std::to_string(info.layers.size())},
-                       {"fetched_layers", std::to_string(stats->fetchedLayers)},
-                       {"fetched_bytes", std::to_string(stats->fetchedBytes)},
-                       {"ms", std::to_string(millisSince(started))}});
-          return info;
-        })
-        .onFailed([key, started](const Error& error) {
-          actors::log(actors::LogLevel::Warn, "pull.failed",
-                      {{"image", key}, {"ms", std::to_string(millisSince(started))}, {"error", error.message}});
-        });
+    Future<ImageInfo> pulled =
+        puller->resolveNotifying(image, platform, [seen](const ResolvedImage& partial) { seen(partial); })
+            .then(actors::defer(self(), &Self::trusted, key, image, state))
+            .then(actors::defer(self(), &Self::fetchLayers, key, image, puller, stats, priority, state))
+            .repair(actors::defer(self(),
+                                  [this, state](const Future<ImageInfo>& failed) {
+                                    // Heard once what it started ahead has ended.
+                                    return dropSpeculations(state).then([failed] { return failed; });
+                                  }))
+            .then([key, started, stats](ImageInfo info) {
+              info.fetched = true;
+              info.fetchedBytes = stats->fetchedBytes;
+              info.imageBytes = stats->imageBytes;
+              actors::log(actors::LogLevel::Info, "pull.end",
+                          {{"image", key},
+                           {"digest", info.image.manifest_digest()},
+                           {"layers", std::to_string(info.layers.size())},
+                           {"fetched_layers", std::to_string(stats->fetchedLayers)},
+                           {"fetched_bytes", std::to_string(stats->fetchedBytes)},
+                           {"ms", std::to_string(millisSince(started))}});
+              return info;
+            })
+            .onFailed([key, started](const Error& error) {
+              actors::log(actors::LogLevel::Warn, "pull.failed",
+                          {{"image", key}, {"ms", std::to_string(millisSince(started))}, {"error", error.message}});
+            });
+    // Nobody waits any more: what it started ahead stops now, not when the
+    // config comes.
+    pulled.onDiscard(actors::defer(self(), [this, state] { dropSpeculations(state); }));
+    return pulled;
   }
 
   // What one pull fetched, for its log line and the pull histogram.
@@ -758,10 +764,23 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
                  const ResolvedImage& partial) {
     if (state->planned || state->ended) return;
     const auto& layers = partial.manifest().layers();
+    auto unknown = [&](const std::string& digest) {
+      return knownBlobs_.count(digest) == 0 && speculations_.count(digest) == 0;
+    };
+    // One layer alone waits: after the config it takes the config's
+    // connection, where started now it would open another, whose handshake
+    // (TCP, TLS) costs more round trips than the config's one. With more,
+    // all but one open connections anyway, and start sooner now.
+    std::set<std::string> wanted;
+    for (const auto& layer : layers) {
+      if (unknown(layer.digest())) wanted.insert(layer.digest());
+    }
+    if (wanted.size() < 2) return;
     for (int i = 0; i < layers.size(); ++i) {
       const std::string& digest = layers[i].digest();
-      if (knownBlobs_.count(digest) > 0 || speculations_.count(digest) > 0) continue;
+      if (!unknown(digest)) continue;
       auto own = std::make_shared<std::atomic<int>>(priority->value->load());
+      priority->early.push_back(own);
       StartedLayer layer = startLayer(key, image, puller, partial, static_cast<std::size_t>(i), "", state->budget, own);
       speculations_.emplace(digest, Speculation{state->id, std::move(layer), std::move(own)});
     }
@@ -779,14 +798,22 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       }
       Future<messages::ExtractResult> extraction = it->second.layer.extraction;
       // A tree staged before the discard arrived is nobody's; a failed or
-      // discarded extraction removed its own.
-      ending.push_back(extraction.then(
-          [&runtime = runtime_](const messages::ExtractResult& staged) { return removeStaged(runtime, staged); }));
+      // discarded extraction removed its own. Out of any discard's reach:
+      // whoever stops waiting, the tree goes.
+      auto gone = std::make_shared<Promise<Nothing>>();
+      ending.push_back(gone->future());
+      extraction.onAny([&runtime = runtime_, gone](const Future<messages::ExtractResult>& ended) {
+        if (!ended.isReady()) {
+          gone->set(Nothing{});
+          return;
+        }
+        removeStaged(runtime, ended.get()).onAny([gone] { gone->set(Nothing{}); });
+      });
       extraction.discard();
       it = speculations_.erase(it);
     }
     if (ending.empty()) return Nothing{};
-    return actors::await(ending).then([] { return Nothing{}; });
+    return actors::undiscardable(actors::await(ending).then([] { return Nothing{}; }));
   }
 
   Future<ImageInfo> fetchLayers(const std::string& key, const Image& image,
@@ -810,11 +837,19 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // session 15), or, at the base, under its diff_id (a seed, or a base
     // layer from before).
     const std::vector<std::string> chains = chainIds(diffIds);
-    // A layer started early that failed already fails the pull now, before
-    // any other started early is committed: they are dropped.
-    for (const auto& layer : layers) {
-      auto speculated = speculations_.find(layer.digest());
+    // A layer this pull started early and needs, failed already, fails
+    // the pull now, before any other started early is committed: they are
+    // dropped. Another failed one is forgotten: started afresh if needed.
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+      auto speculated = speculations_.find(layers[static_cast<int>(i)].digest());
       if (speculated == speculations_.end() || !speculated->second.layer.extraction.isFailed()) continue;
+      const std::string seed = seedFor(diffIds[i]);
+      const bool needed = verifiable && committed_.count(chains[i]) == 0 && committed_.count(seed) == 0 &&
+                          !layerPulls_.peek(seed);
+      if (!needed || speculated->second.owner != state->id) {
+        speculations_.erase(speculated);
+        continue;
+      }
       const Error error = speculated->second.layer.extraction.failure();
       return dropSpeculations(state).then([error]() -> Future<ImageInfo> { return error; });
     }

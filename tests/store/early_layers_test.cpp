@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "store/paths.hpp"
 #include "store/trust.hpp"
 #include "testkit/files.hpp"
 #include "tests/store/store_fixture.hpp"
@@ -34,6 +35,7 @@ class EarlyLayersTest : public ImageStoreTest {
 
   const std::vector<TarEntry> base_ = {TarEntry::file("base", std::string(64 * 1024, 'b'))};
   const std::vector<TarEntry> top_ = {TarEntry::file("top", "top")};
+  const std::vector<TarEntry> mid_ = {TarEntry::file("mid", "mid")};
 };
 
 // The registry answers the config only once both layers were asked for: a
@@ -53,31 +55,54 @@ TEST_F(EarlyLayersTest, TheLayersAreAskedForBeforeTheConfigIsAnswered) {
   // The index remembers the blobs, for the next pull to tell from a manifest.
   const auto images = indexed();
   ASSERT_EQ(1u, images.size());
-  EXPECT_EQ(built.layerDigests, std::vector<std::string>(images[0].layer_digests().begin(),
-                                                         images[0].layer_digests().end()));
+  EXPECT_EQ(built.layerDigests,
+            std::vector<std::string>(images[0].layer_digests().begin(), images[0].layer_digests().end()));
   expectStagingEmpty();
 }
 
-// A second image on the same base: its own layer starts early (its config
-// is held until it is asked for), the base is not fetched again.
+// A second image on the same base: its own layers start early (its config
+// is held until both are asked for), the base is not fetched again.
 TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
   auto first = publish("test/first", "latest", {base_, top_});
   pulled("test/first");
-  auto second = publish("test/second", "latest", {base_, {TarEntry::file("other", "other")}});
+  auto second = publish("test/second", "latest", {base_, {TarEntry::file("other", "other")}, mid_});
   ASSERT_EQ(first.layerDigests[0], second.layerDigests[0]);
   registry_.holdUntilAsked(second.configDigest, second.layerDigests[1]);
+  registry_.holdUntilAsked(second.configDigest, second.layerDigests[2]);
   const ImageInfo info = pulled("test/second");
-  ASSERT_EQ(2u, info.layers.size());
+  ASSERT_EQ(3u, info.layers.size());
   EXPECT_EQ("other", testing::readFile(fs::path(info.layers[1]) / "other"));
   EXPECT_EQ(1u, registry_.count(first.layerDigests[0])) << "the base was fetched again";
   EXPECT_EQ(1u, registry_.count(second.layerDigests[1]));
 }
 
+// One layer to fetch waits for the config, and then takes the config's
+// connection: started early, it would open a second one, whose handshake
+// costs more than the config's round trip. One http connection for the
+// pull (a first one tries TLS, as on any registry on 127.0.0.1).
+TEST_F(EarlyLayersTest, OneLayerToFetchWaitsForTheConfigAndTakesItsConnection) {
+  auto http = [&] { return registry_.connectionsAccepted() - registry_.notHttpConnections(); };
+  publish("test/alone", "latest", {base_});
+  const ImageInfo info = pulled("test/alone");
+  ASSERT_EQ(1u, info.layers.size());
+  EXPECT_EQ(1u, http());
+  // Two: both start early, each on a connection of its own; the manifest
+  // and the config take the first one again.
+  auto two = publish("test/two", "latest", {top_, mid_});
+  registry_.holdUntilAsked(two.configDigest, two.layerDigests[0]);
+  registry_.holdUntilAsked(two.configDigest, two.layerDigests[1]);
+  pulled("test/two");
+  EXPECT_EQ(3u, http());
+}
+
 // An index entry written before the blobs were kept: its layers' blobs are
 // unknown, so no layer starts before its config (which would fetch the
-// base again); once no such entry is left, layers start early again.
+// base again: the config trickles in, so a layer started early would be
+// asked for first); once a pull has listed the base's blob, layers start
+// early again.
 TEST_F(EarlyLayersTest, AnIndexEntryWithoutBlobDigestsHoldsLayersUntilTheConfig) {
-  auto old = publish("test/old", "latest", {base_});
+  const std::vector<TarEntry> small = {TarEntry::file("base", "base")};
+  auto old = publish("test/old", "latest", {small});
   pulled("test/old");
   {
     // The entry as a store before session 23 wrote it.
@@ -92,23 +117,26 @@ TEST_F(EarlyLayersTest, AnIndexEntryWithoutBlobDigestsHoldsLayersUntilTheConfig)
     testing::writeFile(index, bytes);
   }
   restartStore();
-  publish("test/next", "latest", {base_, {TarEntry::file("mid", "mid")}});
+  auto next = publish("test/next", "latest", {small, {TarEntry::file("next", "next")}, mid_});
+  registry_.trickle(1);  // the config (and every blob): a byte a millisecond
   pulled("test/next");
+  registry_.trickle(0);
   EXPECT_EQ(1u, registry_.count(old.layerDigests[0])) << "the base was fetched again";
+  ASSERT_EQ(old.layerDigests[0], next.layerDigests[0]);
   // The old entry stays as it was; the new one has its blobs.
   for (const auto& image : indexed()) {
     if (image.key().find("test/old") != std::string::npos) {
       EXPECT_EQ(0, image.layer_digests_size());
     } else {
-      EXPECT_EQ(2, image.layer_digests_size()) << image.key();
+      EXPECT_EQ(3, image.layer_digests_size()) << image.key();
     }
   }
 
-  // The old entry gone (its layer is the new image's base too).
-  AWAIT_READY(store_->remove({"docker://" + registry_.hostPort() + "/test/old:latest"}, {}));
-  ASSERT_EQ(1u, indexed().size());
-  auto third = publish("test/third", "latest", {base_, {TarEntry::file("last", "last")}});
+  // The base's blob is known now (test/next lists it): layers start early.
+  restartStore();
+  auto third = publish("test/third", "latest", {small, {TarEntry::file("last", "last")}, top_});
   registry_.holdUntilAsked(third.configDigest, third.layerDigests[1]);
+  registry_.holdUntilAsked(third.configDigest, third.layerDigests[2]);
   pulled("test/third");
   EXPECT_EQ(1u, registry_.count(old.layerDigests[0]));
 }
@@ -123,13 +151,15 @@ TEST_F(EarlyLayersTest, ALayerStoredUnderAnotherBlobIsDroppedOnceTheConfigComes)
   std::string again = testing::makeTar(base_, testing::TarCompression::Gzip);
   again[4] = static_cast<char>(again[4] ^ 0x5a);  // MTIME: the same tar, other bytes
   const auto diffId = fetcher::sha256Digest(testing::makeTar(base_, testing::TarCompression::None));
-  auto second = publishBlobs("test/gzip-b", "latest", {again}, {diffId});
+  auto second = publishBlobs("test/gzip-b", "latest", {again, testing::makeTar(top_, testing::TarCompression::Gzip)},
+                             {diffId, fetcher::sha256Digest(testing::makeTar(top_, testing::TarCompression::None))});
   ASSERT_NE(first.layerDigests[0], second.layerDigests[0]);
   registry_.holdUntilAsked(second.configDigest, second.layerDigests[0]);
+  registry_.holdUntilAsked(second.configDigest, second.layerDigests[1]);
   const ImageInfo b = pulled("test/gzip-b");
-  ASSERT_EQ(1u, b.layers.size());
-  EXPECT_EQ(a.layers, b.layers);
-  EXPECT_EQ(1u, static_cast<std::size_t>(
+  ASSERT_EQ(2u, b.layers.size());
+  EXPECT_EQ(a.layers[0], b.layers[0]);
+  EXPECT_EQ(2u, static_cast<std::size_t>(
                     std::distance(fs::directory_iterator(storeDir_ / "layers"), fs::directory_iterator())));
   waitFor([&] { return stagingEntries().empty(); });
   expectStagingEmpty();
@@ -139,13 +169,60 @@ TEST_F(EarlyLayersTest, ALayerStoredUnderAnotherBlobIsDroppedOnceTheConfigComes)
 // started early is not committed, and the pull says so as a pull that
 // waited for the config would.
 TEST_F(EarlyLayersTest, ALayerStartedEarlyIsStillCheckedAgainstTheConfig) {
-  auto built = publish("test/lying", "latest", {base_}, /*wrongDiffId=*/true);
+  auto built = publish("test/lying", "latest", {base_, top_}, /*wrongDiffId=*/true);
   registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
   auto got = store_->get(dockerImage(registry_.hostPort() + "/test/lying"));
   AWAIT_ASSERT_ERROR(ErrorKind::DigestMismatch, got);
   EXPECT_NE(std::string::npos, got.failure().message.find("but the image config's diff_ids say sha256:"))
       << got.failure().message;
-  EXPECT_NE(std::string::npos, got.failure().message.find(built.layerDigests[0])) << got.failure().message;
+  EXPECT_NE(std::string::npos, got.failure().message.find(built.layerDigests[1])) << got.failure().message;
+  expectStagingEmpty();
+  // The base, whole and checked, may stay for the next attempt; the top,
+  // whose diffID was wrong, is nowhere.
+  for (const auto& layer : fs::directory_iterator(storeDir_ / "layers")) {
+    EXPECT_EQ(paths::hexOf(fetcher::sha256Digest(testing::makeTar(base_, testing::TarCompression::None))),
+              layer.path().filename().string());
+  }
+  EXPECT_TRUE(indexed().empty());
+}
+
+// Two images that share two new layers, pulled at once: each layer is
+// started early once, by whichever manifest came first, and taken by the
+// pull whose config comes first; the other joins it.
+TEST_F(EarlyLayersTest, TwoPullsShareTheLayersOneStartedEarly) {
+  const std::vector<TarEntry> shared = {TarEntry::file("shared", std::string(32 * 1024, 's'))};
+  auto a = publish("test/share-a", "latest", {base_, shared});
+  auto b = publish("test/share-b", "latest", {base_, shared, top_});
+  for (const auto& config : {a.configDigest, b.configDigest}) {
+    registry_.holdUntilAsked(config, a.layerDigests[0]);
+    registry_.holdUntilAsked(config, a.layerDigests[1]);
+  }
+  auto gotA = store_->get(dockerImage(registry_.hostPort() + "/test/share-a"));
+  auto gotB = store_->get(dockerImage(registry_.hostPort() + "/test/share-b"));
+  AWAIT_READY(gotA);
+  AWAIT_READY(gotB);
+  EXPECT_EQ(1u, registry_.count(a.layerDigests[0]));
+  EXPECT_EQ(1u, registry_.count(a.layerDigests[1]));
+  EXPECT_EQ(1u, registry_.count(b.layerDigests[2]));
+  EXPECT_EQ(gotA->layers[1], gotB->layers[1]);
+  expectStagingEmpty();
+}
+
+// Every caller leaves while the layers started early are downloading (a
+// byte a millisecond) and the config is held: they stop, their staging
+// goes, nothing is committed or indexed.
+TEST_F(EarlyLayersTest, ADiscardedPullStopsTheLayersItStartedEarly) {
+  auto built = publish("test/left", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}, base_});
+  registry_.holdUntilAsked(built.configDigest, "/never-asked");
+  registry_.trickle(1);
+  auto got = store_->get(dockerImage(registry_.hostPort() + "/test/left"));
+  waitFor([&] { return registry_.count(built.layerDigests[0]) == 1 && registry_.count(built.layerDigests[1]) == 1; });
+  ASSERT_EQ(1u, registry_.count(built.layerDigests[1]));
+  waitFor([&] { return stagingEntries().size() == 2; });
+  got.discard();
+  AWAIT_DISCARDED(got);
+  waitFor([&] { return stagingEntries().empty(); });
   expectStagingEmpty();
   EXPECT_TRUE(fs::is_empty(storeDir_ / "layers"));
   EXPECT_TRUE(indexed().empty());
@@ -155,8 +232,9 @@ TEST_F(EarlyLayersTest, ALayerStartedEarlyIsStillCheckedAgainstTheConfig) {
 // byte a millisecond): by the time the caller hears, the download has
 // stopped and its staging is gone.
 TEST_F(EarlyLayersTest, AConfigThatFailsStopsTheLayersStartedEarly) {
-  auto built = publish("test/noconfig", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}});
+  auto built = publish("test/noconfig", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}, top_});
   registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
   registry_.fail({built.configDigest, 500, {}, "no config today", 10});
   registry_.trickle(1);
   auto got = store_->get(dockerImage(registry_.hostPort() + "/test/noconfig"));
@@ -175,8 +253,8 @@ TEST_F(EarlyLayersTest, NoLayerStartsBeforeThePolicyAcceptsTheManifest) {
   std::ofstream(sandbox() / "policy.json") << R"({"default":[{"type":"reject"}]})";
   fs::create_directories(sandbox() / "registries.d");
   auto trust = Trust::load(runtime_,
-                           TrustOptions{(sandbox() / "policy.json").string(), (sandbox() / "registries.d").string(),
-                                        "", std::chrono::seconds(3600)},
+                           TrustOptions{(sandbox() / "policy.json").string(), (sandbox() / "registries.d").string(), "",
+                                        std::chrono::seconds(3600)},
                            nullptr);
   ASSERT_TRUE(trust.isSome()) << trust.error().message;
   restartStore([&](ImageStoreOptions& options) { options.trust = *trust; });
