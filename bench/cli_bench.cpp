@@ -1,7 +1,7 @@
 // bench_cli: what a whole command costs, timed from outside (spawn to exit),
 // this project's command line beside the peers in the same run.
 //
-//   build/bin/bench_cli [--runs=10] [--dir=/tmp/bench-cli] [--provisioner=PATH]
+//   build/bin/bench_cli [--runs=10] [--dir=/tmp/bench-cli] [--provisioner=PATH] [--rtt_ms=0]
 //
 // Needs root (the store's layers keep their owners). Installs skopeo, umoci
 // and docker-registry when missing, starts Debian's docker-registry on a
@@ -21,7 +21,14 @@
 //                     that exists and knows the registry speaks plain http,
 //                     as on a node that has pulled before (no peer of its
 //                     own: beside tiny_cold_skopeo_umoci in the speedup).
-// `sync` runs before each timed command. Ours runs with its defaults (its
+//   three_cold        `provisioner pull` of a second image, busybox and two
+//                     small layers above it, into a new work dir, beside
+//                     skopeo copy + umoci unpack of it (timed together):
+//                     where more than one layer is fetched.
+// With --rtt_ms=N the pulls and copies reach the registry through a relay
+// that holds each byte N/2 ms each way (bench/latency_proxy.hpp): a registry
+// N ms away, as real ones are, where every round trip a tool waits for
+// shows. `sync` runs before each timed command. Ours runs with its defaults (its
 // layers synced to disk; the peers sync nothing). A new work dir knows
 // nothing of the registry either: ours first tries TLS there, as for any
 // registry on 127.0.0.1, finds plain http and remembers it (skopeo is told
@@ -31,7 +38,8 @@
 //   {"images_empty_ms":..,"containers_empty_ms":..,"tiny_cold_ms":..,
 //    "tiny_cold_skopeo_umoci_ms":..,"tiny_cold_speedup":..,"warm_repull_ms":..,
 //    "warm_repull_skopeo_ms":..,"warm_repull_speedup":..,"tiny_cold_known_store_ms":..,
-//    "tiny_cold_known_store_speedup":..,"runs":..}
+//    "tiny_cold_known_store_speedup":..,"three_cold_ms":..,"three_cold_skopeo_umoci_ms":..,
+//    "three_cold_speedup":..,"runs":..,"rtt_ms":..}
 
 #include <unistd.h>
 
@@ -44,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency_proxy.hpp"
 #include "bench/options.hpp"
 #include "bench/pull_process.hpp"
 #include "bench/pull_system.hpp"
@@ -84,16 +93,24 @@ struct Series {
 
 int main(int argc, char** argv) {
   int runs = 10;
+  int rttMs = 0;
   std::string dir = "/tmp/bench-cli";
   std::string provisioner = (fs::read_symlink("/proc/self/exe").parent_path() / "provisioner").string();
   po::options_description options("bench_cli: whole commands timed from outside, ours beside skopeo and umoci");
   options.add_options()("runs", po::value(&runs)->default_value(runs), "timed runs per figure (the median is kept)")(
       "dir", po::value(&dir)->default_value(dir), "work directory (emptied first): registry, work dirs, logs")(
-      "provisioner", po::value(&provisioner)->default_value(provisioner), "the provisioner command to time");
+      "provisioner", po::value(&provisioner)->default_value(provisioner), "the provisioner command to time")(
+      "rtt_ms", po::value(&rttMs)->default_value(rttMs),
+      "round trip to the registry, in ms: pulls and copies go through a relay that holds each byte half of it "
+      "each way (0: straight to the registry)");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1) {
     std::fprintf(stderr, "error: --runs must be at least 1\n");
+    return 1;
+  }
+  if (rttMs < 0 || rttMs > 10000) {
+    std::fprintf(stderr, "error: --rtt_ms must be between 0 and 10000\n");
     return 1;
   }
   try {
@@ -113,7 +130,20 @@ int main(int argc, char** argv) {
     source.tag(source.addImage(spec), "latest");
     auto pushed = registry->push("oci:" + source.dir().string() + ":latest", "bench/tiny:latest", "v2s2");
     if (pushed.status != 0) throw std::runtime_error("skopeo failed to push: " + pushed.output);
-    const std::string image = registry->hostPort() + "/bench/tiny:latest";
+    std::unique_ptr<bench::LatencyProxy> far;
+    if (rttMs > 0)
+      far = std::make_unique<bench::LatencyProxy>(registry->port(), std::chrono::microseconds(rttMs * 500));
+    testing::ImageSpec threeSpec = spec;
+    threeSpec.layers.push_back(
+        {testing::TarEntry::directory("etc"), testing::TarEntry::file("etc/motd", "three layers\n", 0644)});
+    threeSpec.layers.push_back(
+        {testing::TarEntry::directory("app"), testing::TarEntry::file("app/run", "#!/bin/sh\necho run\n", 0755)});
+    source.tag(source.addImage(threeSpec), "three");
+    pushed = registry->push("oci:" + source.dir().string() + ":three", "bench/three:latest", "v2s2");
+    if (pushed.status != 0) throw std::runtime_error("skopeo failed to push: " + pushed.output);
+    const std::string reached = far ? "127.0.0.1:" + std::to_string(far->port()) : registry->hostPort();
+    const std::string image = reached + "/bench/tiny:latest";
+    const std::string three = reached + "/bench/three:latest";
 
     std::map<std::string, Series> series;
     for (int run = 0; run < runs; ++run) {
@@ -126,9 +156,9 @@ int main(int argc, char** argv) {
         argv.insert(argv.end(), args.begin(), args.end());
         return timedMs(argv, log);
       };
-      auto skopeoCopy = [&] {
-        return timedMs({"skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false", "docker://" + image,
-                        "oci:" + layout.string() + ":latest"},
+      auto skopeoCopy = [&](const std::string& from = "") {
+        return timedMs({"skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+                        "docker://" + (from.empty() ? image : from), "oci:" + layout.string() + ":latest"},
                        log);
       };
       auto umociUnpack = [&] {
@@ -156,26 +186,41 @@ int main(int argc, char** argv) {
       if (!fs::is_empty(work / "store/docker/layers")) throw std::runtime_error("prune left the image's layer");
       series["tiny_cold_known_store"].ms.push_back(ours(work, {"pull", image}));
       if (!fs::is_directory(bundle / "rootfs/bin")) throw std::runtime_error("umoci unpacked no rootfs/bin");
-      for (const auto& path : {work, empty, layout, bundle}) fs::remove_all(path);
+      for (const auto& path : {layout, bundle}) fs::remove_all(path);
+      const fs::path work3 = root / ("three" + std::to_string(run));
+      for (int turn = 0; turn < 2; ++turn) {
+        if ((turn == 0) == oursFirst) {
+          series["three_cold"].ms.push_back(ours(work3, {"pull", three}));
+        } else {
+          series["three_cold_skopeo_umoci"].ms.push_back(skopeoCopy(three) + umociUnpack());
+        }
+      }
+      if (!fs::exists(bundle / "rootfs/app/run")) throw std::runtime_error("umoci unpacked no rootfs/app/run");
+      for (const auto& path : {work, empty, layout, bundle, work3}) fs::remove_all(path);
     }
 
-    std::printf("bench_cli: %d runs, medians; %s\n", runs, bench::pull::packageVersions().c_str());
+    std::printf("bench_cli: %d runs, medians, registry round trip %s; %s\n", runs,
+                rttMs > 0 ? (std::to_string(rttMs) + " ms").c_str() : "loopback",
+                bench::pull::packageVersions().c_str());
     for (const auto& [name, s] : series) std::printf("  %-24s %s\n", name.c_str(), s.shown().c_str());
     const double tinySpeedup = series["tiny_cold_skopeo_umoci"].median() / series["tiny_cold"].median();
     const double warmSpeedup = series["warm_repull_skopeo"].median() / series["warm_repull"].median();
     const double knownSpeedup = series["tiny_cold_skopeo_umoci"].median() / series["tiny_cold_known_store"].median();
+    const double threeSpeedup = series["three_cold_skopeo_umoci"].median() / series["three_cold"].median();
     std::printf(
-        "  tiny cold: skopeo+umoci / ours = %.2fx (into a known store %.2fx); warm re-pull: skopeo / ours = %.2fx\n",
-        tinySpeedup, knownSpeedup, warmSpeedup);
+        "  tiny cold: skopeo+umoci / ours = %.2fx (into a known store %.2fx); warm re-pull: skopeo / ours = %.2fx; "
+        "three layers cold: %.2fx\n",
+        tinySpeedup, knownSpeedup, warmSpeedup, threeSpeedup);
     std::printf(
         "{\"images_empty_ms\":%.2f,\"containers_empty_ms\":%.2f,\"tiny_cold_ms\":%.2f,"
         "\"tiny_cold_skopeo_umoci_ms\":%.2f,\"tiny_cold_speedup\":%.2f,\"warm_repull_ms\":%.2f,"
         "\"warm_repull_skopeo_ms\":%.2f,\"warm_repull_speedup\":%.2f,\"tiny_cold_known_store_ms\":%.2f,"
-        "\"tiny_cold_known_store_speedup\":%.2f,\"runs\":%d}\n",
+        "\"tiny_cold_known_store_speedup\":%.2f,\"three_cold_ms\":%.2f,\"three_cold_skopeo_umoci_ms\":%.2f,"
+        "\"three_cold_speedup\":%.2f,\"runs\":%d,\"rtt_ms\":%d}\n",
         series["images_empty"].median(), series["containers_empty"].median(), series["tiny_cold"].median(),
         series["tiny_cold_skopeo_umoci"].median(), tinySpeedup, series["warm_repull"].median(),
         series["warm_repull_skopeo"].median(), warmSpeedup, series["tiny_cold_known_store"].median(), knownSpeedup,
-        runs);
+        series["three_cold"].median(), series["three_cold_skopeo_umoci"].median(), threeSpeedup, runs, rttMs);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

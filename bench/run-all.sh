@@ -47,21 +47,24 @@ fi
 
 status=0
 # run NAME ARGS...: the driver's output to its log; its JSON line kept.
-run() {
-  local name=$1
-  shift
+run() { run_as "$1" "$@"; }
+# run_as LABEL NAME ARGS...: the same, its log and JSON named LABEL.
+run_as() {
+  local label=$1 name=$2
+  shift 2
   echo "== $name $*" >&2
-  if "$bin/$name" "$@" >"$dir/$name.log" 2>&1; then
-    tail -n 1 "$dir/$name.log" >"$dir/$name.json"
+  if "$bin/$name" "$@" >"$dir/$label.log" 2>&1; then
+    tail -n 1 "$dir/$label.log" >"$dir/$label.json"
   else
-    echo "error: $name failed; see $dir/$name.log" >&2
-    echo '{}' >"$dir/$name.json"
+    echo "error: $name failed; see $dir/$label.log" >&2
+    echo '{}' >"$dir/$label.json"
     status=1
   fi
 }
 # shellcheck disable=SC2086  # the option strings split into words
 {
   run bench_cli $cli --dir="$dir/cli"
+  run_as bench_cli_far bench_cli $cli --rtt_ms=10 --dir="$dir/cli-far"
   run bench_pull $pull --dir="$dir/pull"
   run bench_fetch $fetch --dir="$dir/fetch"
   run bench_backend $backend
@@ -82,7 +85,7 @@ def load(name):
             return json.loads(f.read() or "{}")
     except (OSError, ValueError):
         return {}
-cli, pull, fetch = load("bench_cli"), load("bench_pull"), load("bench_fetch")
+cli, far, pull, fetch = load("bench_cli"), load("bench_cli_far"), load("bench_pull"), load("bench_fetch")
 backend, provision, actors, caf = load("bench_backend"), load("bench_provision"), load("bench_actors"), load("bench_caf")
 growth, queue, dedup = load("bench_growth"), load("bench_queue"), load("bench_dedup")
 rows = []
@@ -99,6 +102,12 @@ row("tiny cold pull (busybox), whole command", cli.get("tiny_cold_ms"), "ms", cl
 row("the same into a store that exists (image pruned)", cli.get("tiny_cold_known_store_ms"), "ms",
     cli.get("tiny_cold_skopeo_umoci_ms"), "skopeo+umoci")
 row("warm re-pull, whole command", cli.get("warm_repull_ms"), "ms", cli.get("warm_repull_skopeo_ms"), "skopeo")
+row("3-layer cold pull (busybox + 2 small), whole command", cli.get("three_cold_ms"), "ms",
+    cli.get("three_cold_skopeo_umoci_ms"), "skopeo+umoci")
+row("tiny cold pull, registry 10 ms away", far.get("tiny_cold_ms"), "ms", far.get("tiny_cold_skopeo_umoci_ms"),
+    "skopeo+umoci")
+row("3-layer cold pull, registry 10 ms away", far.get("three_cold_ms"), "ms", far.get("three_cold_skopeo_umoci_ms"),
+    "skopeo+umoci")
 for key, name in (("medium", "medium"), ("many_small", "many-small"), ("big_file", "big-file")):
     w = pull.get(key)
     if not w:
