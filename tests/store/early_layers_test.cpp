@@ -82,6 +82,10 @@ TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
 // pull (a first one tries TLS, as on any registry on 127.0.0.1).
 TEST_F(EarlyLayersTest, OneLayerToFetchWaitsForTheConfigAndTakesItsConnection) {
   auto http = [&] { return registry_.connectionsAccepted() - registry_.notHttpConnections(); };
+  // Every blob body a byte a millisecond: a layer started early would ask
+  // while the config is still coming, on a connection of its own; and two
+  // layers never finish in time to hand one connection on.
+  registry_.trickle(1);
   publish("test/alone", "latest", {base_});
   const ImageInfo info = pulled("test/alone");
   ASSERT_EQ(1u, info.layers.size());
@@ -187,18 +191,20 @@ TEST_F(EarlyLayersTest, ALayerStartedEarlyIsStillCheckedAgainstTheConfig) {
   EXPECT_TRUE(indexed().empty());
 }
 
-// Two images that share two new layers, pulled at once: each layer is
-// started early once, by whichever manifest came first, and taken by the
-// pull whose config comes first; the other joins it.
+// Two images that share two new layers, pulled at once: A starts both
+// early; B, whose config comes first (A's waits until B has asked for its
+// own third layer, which B fetches after its config), takes A's two, and A
+// then joins B's. Each blob is fetched once.
 TEST_F(EarlyLayersTest, TwoPullsShareTheLayersOneStartedEarly) {
   const std::vector<TarEntry> shared = {TarEntry::file("shared", std::string(32 * 1024, 's'))};
   auto a = publish("test/share-a", "latest", {base_, shared});
   auto b = publish("test/share-b", "latest", {base_, shared, top_});
-  for (const auto& config : {a.configDigest, b.configDigest}) {
-    registry_.holdUntilAsked(config, a.layerDigests[0]);
-    registry_.holdUntilAsked(config, a.layerDigests[1]);
-  }
+  registry_.holdUntilAsked(a.configDigest, a.layerDigests[0]);
+  registry_.holdUntilAsked(a.configDigest, a.layerDigests[1]);
+  registry_.holdUntilAsked(a.configDigest, b.layerDigests[2]);
   auto gotA = store_->get(dockerImage(registry_.hostPort() + "/test/share-a"));
+  waitFor([&] { return registry_.count(a.layerDigests[0]) == 1 && registry_.count(a.layerDigests[1]) == 1; });
+  ASSERT_EQ(1u, registry_.count(a.layerDigests[1])) << "A started its layers early";
   auto gotB = store_->get(dockerImage(registry_.hostPort() + "/test/share-b"));
   AWAIT_READY(gotA);
   AWAIT_READY(gotB);
@@ -220,6 +226,7 @@ TEST_F(EarlyLayersTest, ADiscardedPullStopsTheLayersItStartedEarly) {
   waitFor([&] { return registry_.count(built.layerDigests[0]) == 1 && registry_.count(built.layerDigests[1]) == 1; });
   ASSERT_EQ(1u, registry_.count(built.layerDigests[1]));
   waitFor([&] { return stagingEntries().size() == 2; });
+  ASSERT_EQ(2u, stagingEntries().size());
   got.discard();
   AWAIT_DISCARDED(got);
   waitFor([&] { return stagingEntries().empty(); });
