@@ -889,19 +889,19 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         started = true;
         std::shared_ptr<std::atomic<int>> own;
         Future<Nothing> layer;
+        const std::string expected = verifiable ? diffIds[i] : std::string();
         // Started before the config came (by this pull or another): the
         // diffID is checked at its commit.
         auto speculated = verifiable ? speculations_.find(layers[static_cast<int>(i)].digest()) : speculations_.end();
         if (speculated != speculations_.end()) {
           own = speculated->second.priority;
           if (actors::raisePriority(*own, priority->value->load())) extractor_->reconsider();
-          layer = commitLayer(speculated->second.layer, seed, diffIds[i]);
+          layer = commitLayer(speculated->second.layer, seed, expected);
           speculations_.erase(speculated);
         } else {
           own = std::make_shared<std::atomic<int>>(priority->value->load());
-          layer = commitLayer(
-              startLayer(key, image, puller, resolved, i, verifiable ? diffIds[i] : std::string(), state->budget, own),
-              seed, verifiable ? diffIds[i] : std::string());
+          layer = commitLayer(startLayer(key, image, puller, resolved, i, expected, state->budget, own), seed,
+                              expected);
         }
         layerPriorities_[seed] = own;
         layer.onAny(actors::defer(self(), [this, seed, own] {
