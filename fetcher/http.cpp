@@ -1043,6 +1043,11 @@ void HttpClient::prepareTls() {
   (void)actors::async(impl_->runtime, [impl = impl_] { (void)impl->trustContext(); });
 }
 
+bool HttpClient::reachesPlain(const Url& url) const {
+  if (url.scheme == "http") return true;
+  return url.scheme == "https" && impl_->tlsMode(url) != TlsMode::Verify && impl_->knownPlain(url);
+}
+
 std::size_t HttpClient::connectionsOpened() const { return impl_->opened.load(); }
 
 }  // namespace prov::fetcher

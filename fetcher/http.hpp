@@ -168,6 +168,11 @@ class HttpClient {
   // report.
   void prepareTls();
 
+  // Whether a request to `url` now goes without TLS: a plain http URL, or
+  // an https one whose origin is known not to speak TLS where plain is
+  // allowed. A new connection there costs one round trip, no handshake.
+  bool reachesPlain(const Url& url) const;
+
   // Connections made so far (reuse shows as requests > connections).
   std::size_t connectionsOpened() const;
 

@@ -8,6 +8,7 @@
 #include "actors/process.hpp"
 #include "actors/slots.hpp"
 #include "fetcher/reference.hpp"
+#include "fetcher/url.hpp"
 
 namespace prov::fetcher {
 
@@ -163,6 +164,11 @@ Future<messages::ResolvedImage> RegistryPuller::resolveNotifying(const messages:
                                                                  const messages::Platform& platform,
                                                                  ManifestSeen manifestSeen) {
   return process_.dispatch(&RegistryPullerProcess::resolve, image, platform, std::move(manifestSeen));
+}
+
+bool RegistryPuller::connectsPlain(const messages::ResolvedImage& resolved) {
+  auto url = parseUrl(resolved.endpoint());
+  return !url.isError() && client_->http().reachesPlain(*url);
 }
 
 Future<Nothing> RegistryPuller::checkAccess(const messages::Image& image, const std::string& manifestDigest) {

@@ -80,6 +80,14 @@ class Puller {
     (void)manifestSeen;
     return resolve(image, platform);
   }
+  // Whether a new connection to `resolved`'s endpoint needs no TLS
+  // handshake: then a blob fetched beside the config takes no more round
+  // trips than one fetched after it, on the config's connection. By
+  // default: no.
+  virtual bool connectsPlain(const messages::ResolvedImage& resolved) {
+    (void)resolved;
+    return false;
+  }
   // READY once every byte of `blob` went to `sink` and its digest and size
   // matched; on failure, what the sink got is garbage. `sources` says where
   // to start and records where bytes came from (see BlobSources).
@@ -122,6 +130,7 @@ class RegistryPuller final : public Puller {
   actors::Future<messages::ResolvedImage> resolveNotifying(const messages::Image& image,
                                                            const messages::Platform& platform,
                                                            ManifestSeen manifestSeen) override;
+  bool connectsPlain(const messages::ResolvedImage& resolved) override;
   using Puller::fetchBlob;
   actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                     const messages::Descriptor& blob, std::shared_ptr<ByteSink> sink,

@@ -767,15 +767,18 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     auto unknown = [&](const std::string& digest) {
       return knownBlobs_.count(digest) == 0 && speculations_.count(digest) == 0;
     };
-    // One layer alone waits: after the config it takes the config's
-    // connection, where started now it would open another, whose handshake
-    // (TCP, TLS) costs more round trips than the config's one. With more,
-    // all but one open connections anyway, and start sooner now.
+    // One layer alone waits when its registry speaks TLS: after the config
+    // it takes the config's connection, where started now it would open
+    // another, whose handshake (TCP, TLS) costs more round trips than the
+    // config's one. Over plain http the new connection costs the one round
+    // trip the config's answer would, and the registry's time on the config
+    // is saved. With more layers, all but one open connections anyway, and
+    // start sooner now.
     std::set<std::string> wanted;
     for (const auto& layer : layers) {
       if (unknown(layer.digest())) wanted.insert(layer.digest());
     }
-    if (wanted.size() < 2) return;
+    if (wanted.empty() || (wanted.size() == 1 && !puller->connectsPlain(partial))) return;
     for (int i = 0; i < layers.size(); ++i) {
       const std::string& digest = layers[i].digest();
       if (!unknown(digest)) continue;

@@ -346,6 +346,11 @@ TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
   (*puller)->client().http().prepareTls();  // made beside, used by the first connection
   pullAndVerify(**puller, ref, platform("amd64"), built, "loopback-tls");
   EXPECT_TRUE(plainFound.empty());
+  // A new connection there needs a handshake (the store then lets one
+  // layer wait for the config's connection).
+  messages::ResolvedImage resolved;
+  resolved.set_endpoint("https://" + registry->hostPort());
+  EXPECT_FALSE((*puller)->connectsPlain(resolved));
 
   messages::Image image;
   *image.mutable_reference() = ref;
@@ -372,8 +377,10 @@ TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
   RegistryOptions stale = options;
   stale.http.plainOrigins = {registry->hostPort()};
   auto remembered = RegistryPuller::create(runtime_, stale, 2);
+  EXPECT_TRUE((*remembered)->connectsPlain(resolved));
   pullAndVerify(**remembered, ref, platform("amd64"), built, "loopback-tls");
   EXPECT_EQ(std::vector<std::string>{registry->hostPort() + " tls"}, plainFound);
+  EXPECT_FALSE((*remembered)->connectsPlain(resolved));
 }
 
 // A TLS registry whose blobs redirect to plain http: refused, though the

@@ -489,7 +489,12 @@ TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
     found.push_back(origin + (plain ? " plain" : " tls"));
   };
   auto c = client(o);
+  // Whether a new connection there goes without TLS: not known yet.
+  const Url https = *parseUrl("https://" + registry.hostPort() + "/v2/");
+  EXPECT_FALSE(c->http().reachesPlain(https));
+  EXPECT_TRUE(c->http().reachesPlain(*parseUrl("http://" + registry.hostPort() + "/v2/")));
   AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  EXPECT_TRUE(c->http().reachesPlain(https));
   AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
   EXPECT_EQ(1u, registry.notHttpConnections());
   {
@@ -501,7 +506,9 @@ TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
 
   RegistryOptions known = options();
   known.http.plainOrigins = {registry.hostPort()};
-  AWAIT_READY(client(known)->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  auto remembered = client(known);
+  EXPECT_TRUE(remembered->http().reachesPlain(https));
+  AWAIT_READY(remembered->resolve(reference(registry, "test/app:v1"), platform("amd64")));
   EXPECT_EQ(1u, registry.notHttpConnections());
 }
 

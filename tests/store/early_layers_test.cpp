@@ -76,11 +76,54 @@ TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
   EXPECT_EQ(1u, registry_.count(second.layerDigests[1]));
 }
 
-// One layer to fetch waits for the config, and then takes the config's
-// connection: started early, it would open a second one, whose handshake
-// costs more than the config's round trip. One http connection for the
-// pull (a first one tries TLS, as on any registry on 127.0.0.1).
-TEST_F(EarlyLayersTest, OneLayerToFetchWaitsForTheConfigAndTakesItsConnection) {
+// A registry over TLS as the store sees it: the fake registry's puller,
+// saying that a new connection needs a handshake.
+class TlsPuller final : public fetcher::Puller {
+ public:
+  explicit TlsPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
+  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
+                                                  const messages::Platform& platform) override {
+    return inner_->resolve(image, platform);
+  }
+  actors::Future<messages::ResolvedImage> resolveNotifying(const messages::Image& image,
+                                                           const messages::Platform& platform,
+                                                           ManifestSeen manifestSeen) override {
+    return inner_->resolveNotifying(image, platform, std::move(manifestSeen));
+  }
+  bool connectsPlain(const messages::ResolvedImage&) override { return false; }
+  using Puller::fetchBlob;
+  actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
+                                    const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
+                                    std::shared_ptr<fetcher::BlobSources> sources) override {
+    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
+  }
+
+ private:
+  std::shared_ptr<fetcher::Puller> inner_;
+};
+
+// Over plain http (the fake registry, found not to speak TLS by the
+// manifest's request), one layer to fetch starts early too: its new
+// connection costs no handshake. The config is held until it is asked for.
+TEST_F(EarlyLayersTest, OneLayerOverPlainHttpStartsEarly) {
+  auto built = publish("test/alone", "latest", {base_});
+  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  const ImageInfo info = pulled("test/alone");
+  ASSERT_EQ(1u, info.layers.size());
+  EXPECT_EQ(std::string(64 * 1024, 'b'), testing::readFile(fs::path(info.layers[0]) / "base"));
+  EXPECT_EQ(1u, registry_.count(built.layerDigests[0]));
+  // The manifest and config on one http connection, the layer on another
+  // (a first one tries TLS, as on any registry on 127.0.0.1).
+  EXPECT_EQ(2u, registry_.connectionsAccepted() - registry_.notHttpConnections());
+  expectStagingEmpty();
+}
+
+// Over TLS, one layer to fetch waits for the config, and then takes the
+// config's connection: started early, it would open a second one, whose
+// handshake costs more than the config's round trip.
+TEST_F(EarlyLayersTest, OneLayerOverTlsWaitsForTheConfigAndTakesItsConnection) {
+  puller_ = std::make_shared<TlsPuller>(puller_);
+  restartStore();
   auto http = [&] { return registry_.connectionsAccepted() - registry_.notHttpConnections(); };
   // Every blob body a byte a millisecond: a layer started early would ask
   // while the config is still coming, on a connection of its own; and two
