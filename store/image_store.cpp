@@ -226,7 +226,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (complete) {
         images_[image.key()] = image;
         if (image.layer_digests_size() == image.layer_ids_size()) {
-          knownBlobs_.insert(image.layer_digests().begin(), image.layer_digests().end());
+          for (int i = 0; i < image.layer_ids_size(); ++i) noteBlob(image.layer_ids(i), image.layer_digests(i));
           for (const auto& id : image.layer_ids()) knownLayers_.insert({id, paths::seedOf(id)});
         }
       } else {
@@ -414,6 +414,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       sizes_.forget(path + "/rootfs");
       configFiles_.erase(paths::baseName(path));
     }
+    forgetGoneBlobs();
     Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
     // The signature policy's records of manifests no image holds now.
     std::vector<std::string> manifests;
@@ -585,6 +586,35 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   void forgetLayer(const std::string& id) {
     committed_.erase(id);
     unmarked_.erase(id);
+  }
+
+  // `blob` holds the layer `layerId` (or its seed): known from now on, so
+  // a manifest naming it does not start it before its config.
+  void noteBlob(const std::string& layerId, const std::string& blob) {
+    knownBlobs_.insert(blob);
+    seedBlobs_[paths::seedOf(layerId)].insert(blob);
+  }
+
+  // The blobs (and layer ids) of layers no longer here nor pulled, after a
+  // prune: a pull may start them before their config again (an image that
+  // image GC removed and a pod then needs again). Without this, each would
+  // be taken as present for as long as the store runs.
+  void forgetGoneBlobs() {
+    std::set<std::string> live;  // seeds of the layers here or being pulled
+    for (const auto& id : committed_) live.insert(paths::seedOf(id));
+    for (const auto& [pull, id] : inflightLayers_) live.insert(paths::seedOf(id));
+    for (const auto& id : layerPulls_.keys()) live.insert(paths::seedOf(id));
+    std::set<std::string> blobs;
+    for (auto it = seedBlobs_.begin(); it != seedBlobs_.end();) {
+      if (live.count(it->first) == 0) {
+        it = seedBlobs_.erase(it);
+        continue;
+      }
+      blobs.insert(it->second.begin(), it->second.end());
+      ++it;
+    }
+    knownBlobs_ = std::move(blobs);
+    std::erase_if(knownLayers_, [this](const std::string& id) { return committed_.count(id) == 0; });
   }
 
   // What an image keeps in the store: every layer it lists (a diff_id it
@@ -859,7 +889,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // This pull's own (pulls of one key with other credentials run beside it).
     const std::string pullId = state->id;
     inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
-    for (const auto& layer : layers) knownBlobs_.insert(layer.digest());
+    for (std::size_t i = 0; i < chains.size(); ++i) {
+      const std::string& blob = layers[static_cast<int>(i)].digest();
+      noteBlob(chains[i], blob);
+      noteBlob(seedFor(diffIds[i]), blob);
+    }
     std::vector<Future<Nothing>> joined, layerWork;
     std::vector<LayerPlan> plan;
     for (const auto& layer : layers) stats->imageBytes += layer.size();
@@ -1173,11 +1207,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::multimap<std::string, std::string> inflightLayers_;   // pull id -> layer ids it needs
   std::uint64_t pullSerial_ = 0;
   // Blob digests of the layers the indexed images hold (those written since
-  // session 23) and of every layer a pull here planned: a blob not among
-  // them may be started before its config (speculate).
+  // session 23) and of every layer a pull here planned, until a prune finds
+  // the layer gone (forgetGoneBlobs): a blob not among them may be started
+  // before its config (speculate).
   std::set<std::string> knownBlobs_;
-  std::set<std::string> knownLayers_;                // layer ids whose blob is in knownBlobs_ (any stored since)
-  std::map<std::string, Speculation> speculations_;  // by blob digest
+  std::map<std::string, std::set<std::string>> seedBlobs_;  // by seed: the blobs in knownBlobs_ that hold it
+  std::set<std::string> knownLayers_;                       // layer ids whose blob is in knownBlobs_ (any stored since)
+  std::map<std::string, Speculation> speculations_;         // by blob digest
   actors::SharedWork<ImageInfo> pulls_;
   actors::SharedWork<Nothing> layerPulls_;
   std::map<std::string, std::shared_ptr<PullPriority>> pullPriorities_;       // by shared pull key

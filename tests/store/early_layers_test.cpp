@@ -76,6 +76,28 @@ TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
   EXPECT_EQ(1u, registry_.count(second.layerDigests[1]));
 }
 
+// A prune forgets the blobs of the layers it removed: pulled again (image
+// GC took it, then a pod needs it), the image's layers start before its
+// config again, their config held until both are asked for. A layer an
+// image kept is still known: not fetched again.
+TEST_F(EarlyLayersTest, AfterAPruneTheLayersItRemovedStartEarlyAgain) {
+  auto kept = publish("test/kept", "latest", {base_, top_});
+  auto gone = publish("test/gone", "latest", {base_, mid_, {TarEntry::file("other", "other")}});
+  pulled("test/kept");
+  pulled("test/gone");
+  AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/kept")}, {}));
+  ASSERT_EQ(1u, indexed().size());
+  registry_.holdUntilAsked(gone.configDigest, gone.layerDigests[1]);
+  registry_.holdUntilAsked(gone.configDigest, gone.layerDigests[2]);
+  const ImageInfo info = pulled("test/gone");
+  ASSERT_EQ(3u, info.layers.size());
+  EXPECT_EQ("mid", testing::readFile(fs::path(info.layers[1]) / "mid"));
+  EXPECT_EQ(1u, registry_.count(kept.layerDigests[0])) << "the base was fetched again";
+  EXPECT_EQ(2u, registry_.count(gone.layerDigests[1]));
+  EXPECT_EQ(2u, registry_.count(gone.layerDigests[2]));
+  expectStagingEmpty();
+}
+
 // A registry over TLS as the store sees it: the fake registry's puller,
 // saying that a new connection needs a handshake.
 class TlsPuller final : public fetcher::Puller {

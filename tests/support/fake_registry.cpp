@@ -108,6 +108,7 @@ struct FakeRegistry::Impl {
   }
   struct Hold {
     std::string match, awaited;
+    std::size_t since = 0;  // requests of `awaited` before this one in `seen` do not count
   };
   std::vector<Hold> holds;
   std::condition_variable arrived;  // a request was recorded, or stopping
@@ -250,9 +251,9 @@ struct FakeRegistry::Impl {
     for (const auto& hold : held) {
       if (target.find(hold.match) == std::string::npos) continue;
       auto asked = [&] {
-        return stopping || std::any_of(seen.begin(), seen.end(), [&](const Seen& other) {
-                 return other.target.find(hold.awaited) != std::string::npos;
-               });
+        return stopping ||
+               std::any_of(seen.begin() + static_cast<std::ptrdiff_t>(hold.since), seen.end(),
+                           [&](const Seen& other) { return other.target.find(hold.awaited) != std::string::npos; });
       };
       if (!arrived.wait_for(lock, std::chrono::seconds(10), asked) || stopping) {
         return Reply{504, {}, "held for a request of " + hold.awaited + ", which never came"};
@@ -474,7 +475,7 @@ void FakeRegistry::ignoreRange(bool ignore) {
 
 void FakeRegistry::holdUntilAsked(const std::string& match, const std::string& awaited) {
   std::lock_guard lock(impl_->mutex);
-  impl_->holds.push_back(Impl::Hold{match, awaited});
+  impl_->holds.push_back(Impl::Hold{match, awaited, impl_->seen.size()});
 }
 
 void FakeRegistry::trickle(int intervalMs) {

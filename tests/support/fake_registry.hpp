@@ -79,7 +79,8 @@ class FakeRegistry {
   // Range requests answered with 200 and the whole blob.
   void ignoreRange(bool ignore = true);
   // A request whose target contains `match` is answered only once one
-  // whose target contains `awaited` has come (a 504 after 10 s without).
+  // whose target contains `awaited` has come after this call (a 504 after
+  // 10 s without).
   void holdUntilAsked(const std::string& match, const std::string& awaited);
   // Blob bodies sent one byte every `intervalMs`.
   void trickle(int intervalMs);
