@@ -15,28 +15,25 @@
 #include "store/extractor.hpp"
 #include "store/image_store.hpp"
 #include "store/trust.hpp"
+#include "testkit/forwarding_puller.hpp"
 
 namespace prov::bench {
 
 // Counts layer blob downloads.
-class CountingPuller final : public fetcher::Puller {
+class CountingPuller final : public testing::ForwardingPuller {
  public:
-  explicit CountingPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
-  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
-                                                  const messages::Platform& platform) override {
-    return inner_->resolve(image, platform);
-  }
+  using ForwardingPuller::ForwardingPuller;
+  using Puller::fetchBlob;
   actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
                                             const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
                                             std::shared_ptr<fetcher::BlobSources> sources) override {
     ++fetched_;
-    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
+    return ForwardingPuller::fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
   }
   std::size_t fetched() const { return fetched_.load(); }
   void reset() { fetched_ = 0; }
 
  private:
-  std::shared_ptr<fetcher::Puller> inner_;
   std::atomic<std::size_t> fetched_{0};
 };
 

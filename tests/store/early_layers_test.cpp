@@ -9,6 +9,7 @@
 #include "store/paths.hpp"
 #include "store/trust.hpp"
 #include "testkit/files.hpp"
+#include "testkit/forwarding_puller.hpp"
 #include "tests/store/store_fixture.hpp"
 
 namespace prov::store {
@@ -33,6 +34,11 @@ class EarlyLayersTest : public ImageStoreTest {
     return images.isReady() ? images.get() : std::vector<messages::StoredImage>{};
   }
 
+  // `image`'s config answered only once each of `layers` was asked for.
+  void holdConfigUntilAsked(const Published& image, const std::vector<std::size_t>& layers) {
+    for (std::size_t i : layers) registry_.holdUntilAsked(image.configDigest, image.layerDigests[i]);
+  }
+
   const std::vector<TarEntry> base_ = {TarEntry::file("base", std::string(64 * 1024, 'b'))};
   const std::vector<TarEntry> top_ = {TarEntry::file("top", "top")};
   const std::vector<TarEntry> mid_ = {TarEntry::file("mid", "mid")};
@@ -43,8 +49,7 @@ class EarlyLayersTest : public ImageStoreTest {
 // 10 s, and fail.
 TEST_F(EarlyLayersTest, TheLayersAreAskedForBeforeTheConfigIsAnswered) {
   auto built = publish("test/early", "latest", {base_, top_});
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
+  holdConfigUntilAsked(built, {0, 1});
   const ImageInfo info = pulled("test/early");
   ASSERT_EQ(2u, info.layers.size());
   EXPECT_EQ(std::string(64 * 1024, 'b'), testing::readFile(fs::path(info.layers[0]) / "base"));
@@ -67,8 +72,7 @@ TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
   pulled("test/first");
   auto second = publish("test/second", "latest", {base_, {TarEntry::file("other", "other")}, mid_});
   ASSERT_EQ(first.layerDigests[0], second.layerDigests[0]);
-  registry_.holdUntilAsked(second.configDigest, second.layerDigests[1]);
-  registry_.holdUntilAsked(second.configDigest, second.layerDigests[2]);
+  holdConfigUntilAsked(second, {1, 2});
   const ImageInfo info = pulled("test/second");
   ASSERT_EQ(3u, info.layers.size());
   EXPECT_EQ("other", testing::readFile(fs::path(info.layers[1]) / "other"));
@@ -87,8 +91,7 @@ TEST_F(EarlyLayersTest, AfterAPruneTheLayersItRemovedStartEarlyAgain) {
   pulled("test/gone");
   AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/kept")}, {}));
   ASSERT_EQ(1u, indexed().size());
-  registry_.holdUntilAsked(gone.configDigest, gone.layerDigests[1]);
-  registry_.holdUntilAsked(gone.configDigest, gone.layerDigests[2]);
+  holdConfigUntilAsked(gone, {1, 2});
   const ImageInfo info = pulled("test/gone");
   ASSERT_EQ(3u, info.layers.size());
   EXPECT_EQ("mid", testing::readFile(fs::path(info.layers[1]) / "mid"));
@@ -100,28 +103,10 @@ TEST_F(EarlyLayersTest, AfterAPruneTheLayersItRemovedStartEarlyAgain) {
 
 // A registry over TLS as the store sees it: the fake registry's puller,
 // saying that a new connection needs a handshake.
-class TlsPuller final : public fetcher::Puller {
+class TlsPuller final : public testing::ForwardingPuller {
  public:
-  explicit TlsPuller(std::shared_ptr<fetcher::Puller> inner) : inner_(std::move(inner)) {}
-  actors::Future<messages::ResolvedImage> resolve(const messages::Image& image,
-                                                  const messages::Platform& platform) override {
-    return inner_->resolve(image, platform);
-  }
-  actors::Future<messages::ResolvedImage> resolveNotifying(const messages::Image& image,
-                                                           const messages::Platform& platform,
-                                                           ManifestSeen manifestSeen) override {
-    return inner_->resolveNotifying(image, platform, std::move(manifestSeen));
-  }
+  using ForwardingPuller::ForwardingPuller;
   bool connectsPlain(const messages::ResolvedImage&) override { return false; }
-  using Puller::fetchBlob;
-  actors::Future<Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                    const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
-                                    std::shared_ptr<fetcher::BlobSources> sources) override {
-    return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
-  }
-
- private:
-  std::shared_ptr<fetcher::Puller> inner_;
 };
 
 // Over plain http (the fake registry, found not to speak TLS by the
@@ -129,7 +114,7 @@ class TlsPuller final : public fetcher::Puller {
 // connection costs no handshake. The config is held until it is asked for.
 TEST_F(EarlyLayersTest, OneLayerOverPlainHttpStartsEarly) {
   auto built = publish("test/alone", "latest", {base_});
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
+  holdConfigUntilAsked(built, {0});
   const ImageInfo info = pulled("test/alone");
   ASSERT_EQ(1u, info.layers.size());
   EXPECT_EQ(std::string(64 * 1024, 'b'), testing::readFile(fs::path(info.layers[0]) / "base"));
@@ -158,8 +143,7 @@ TEST_F(EarlyLayersTest, OneLayerOverTlsWaitsForTheConfigAndTakesItsConnection) {
   // Two: both start early, each on a connection of its own; the manifest
   // and the config take the first one again.
   auto two = publish("test/two", "latest", {top_, mid_});
-  registry_.holdUntilAsked(two.configDigest, two.layerDigests[0]);
-  registry_.holdUntilAsked(two.configDigest, two.layerDigests[1]);
+  holdConfigUntilAsked(two, {0, 1});
   pulled("test/two");
   EXPECT_EQ(3u, http());
 }
@@ -204,8 +188,7 @@ TEST_F(EarlyLayersTest, AnIndexEntryWithoutBlobDigestsHoldsLayersUntilTheConfig)
   // The base's blob is known now (test/next lists it): layers start early.
   restartStore();
   auto third = publish("test/third", "latest", {small, {TarEntry::file("last", "last")}, top_});
-  registry_.holdUntilAsked(third.configDigest, third.layerDigests[1]);
-  registry_.holdUntilAsked(third.configDigest, third.layerDigests[2]);
+  holdConfigUntilAsked(third, {1, 2});
   pulled("test/third");
   EXPECT_EQ(1u, registry_.count(old.layerDigests[0]));
 }
@@ -223,8 +206,7 @@ TEST_F(EarlyLayersTest, ALayerStoredUnderAnotherBlobIsDroppedOnceTheConfigComes)
   auto second = publishBlobs("test/gzip-b", "latest", {again, testing::makeTar(top_, testing::TarCompression::Gzip)},
                              {diffId, fetcher::sha256Digest(testing::makeTar(top_, testing::TarCompression::None))});
   ASSERT_NE(first.layerDigests[0], second.layerDigests[0]);
-  registry_.holdUntilAsked(second.configDigest, second.layerDigests[0]);
-  registry_.holdUntilAsked(second.configDigest, second.layerDigests[1]);
+  holdConfigUntilAsked(second, {0, 1});
   const ImageInfo b = pulled("test/gzip-b");
   ASSERT_EQ(2u, b.layers.size());
   EXPECT_EQ(a.layers[0], b.layers[0]);
@@ -239,8 +221,7 @@ TEST_F(EarlyLayersTest, ALayerStoredUnderAnotherBlobIsDroppedOnceTheConfigComes)
 // waited for the config would.
 TEST_F(EarlyLayersTest, ALayerStartedEarlyIsStillCheckedAgainstTheConfig) {
   auto built = publish("test/lying", "latest", {base_, top_}, /*wrongDiffId=*/true);
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
+  holdConfigUntilAsked(built, {0, 1});
   auto got = store_->get(dockerImage(registry_.hostPort() + "/test/lying"));
   AWAIT_ASSERT_ERROR(ErrorKind::DigestMismatch, got);
   EXPECT_NE(std::string::npos, got.failure().message.find("but the image config's diff_ids say sha256:"))
@@ -264,8 +245,7 @@ TEST_F(EarlyLayersTest, TwoPullsShareTheLayersOneStartedEarly) {
   const std::vector<TarEntry> shared = {TarEntry::file("shared", std::string(32 * 1024, 's'))};
   auto a = publish("test/share-a", "latest", {base_, shared});
   auto b = publish("test/share-b", "latest", {base_, shared, top_});
-  registry_.holdUntilAsked(a.configDigest, a.layerDigests[0]);
-  registry_.holdUntilAsked(a.configDigest, a.layerDigests[1]);
+  holdConfigUntilAsked(a, {0, 1});
   registry_.holdUntilAsked(a.configDigest, b.layerDigests[2]);
   auto gotA = store_->get(dockerImage(registry_.hostPort() + "/test/share-a"));
   waitFor([&] { return registry_.count(a.layerDigests[0]) == 1 && registry_.count(a.layerDigests[1]) == 1; });
@@ -305,8 +285,7 @@ TEST_F(EarlyLayersTest, ADiscardedPullStopsTheLayersItStartedEarly) {
 // stopped and its staging is gone.
 TEST_F(EarlyLayersTest, AConfigThatFailsStopsTheLayersStartedEarly) {
   auto built = publish("test/noconfig", "latest", {{TarEntry::file("big", randomBytes(64 * 1024))}, top_});
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[0]);
-  registry_.holdUntilAsked(built.configDigest, built.layerDigests[1]);
+  holdConfigUntilAsked(built, {0, 1});
   registry_.fail({built.configDigest, 500, {}, "no config today", 10});
   registry_.trickle(1);
   auto got = store_->get(dockerImage(registry_.hostPort() + "/test/noconfig"));
