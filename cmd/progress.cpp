@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -58,6 +59,7 @@ void writeAll(int fd, const std::string& text) {
 
 struct Layer {
   std::string digest;
+  int position = -1;  // LayerProgress::position
   Phase phase = Phase::Waiting;
   std::int64_t total = 0;
   std::int64_t done = 0;
@@ -88,8 +90,17 @@ struct ProgressDisplay::State {
     if (stopping) return;
     auto found = byDigest.find(event.layer);
     if (found == byDigest.end()) {
-      found = byDigest.emplace(event.layer, layers.size()).first;
-      layers.emplace_back().digest = event.layer;
+      // In the image's order, base first, whichever reported first; one of
+      // unknown place goes last.
+      auto at = event.position < 0 ? layers.end() : std::find_if(layers.begin(), layers.end(), [&](const Layer& other) {
+        return other.position < 0 || other.position > event.position;
+      });
+      at = layers.emplace(at);
+      at->digest = event.layer;
+      at->position = event.position;
+      byDigest.clear();
+      for (std::size_t i = 0; i < layers.size(); ++i) byDigest.emplace(layers[i].digest, i);
+      found = byDigest.find(event.layer);
     }
     Layer& layer = layers[found->second];
     if (event.phase == Phase::Downloading && !layer.started) layer.started = now;

@@ -901,7 +901,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       if (committed_.count(chains[i]) > 0) {
         inflightLayers_.emplace(pullId, chains[i]);
         plan.push_back(LayerPlan{chains[i], true});
-        auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
+        auto reporter = reporterFor(key, layers[static_cast<int>(i)], i);
         if (reporter) reporter->report(LayerProgress::Phase::Cached);
         continue;
       }
@@ -911,7 +911,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       inflightLayers_.emplace(pullId, seed);
       plan.push_back(LayerPlan{seed, false});
       if (committed_.count(seed) > 0) {
-        auto reporter = reporterFor(key, layers[static_cast<int>(i)]);
+        auto reporter = reporterFor(key, layers[static_cast<int>(i)], i);
         if (reporter) reporter->report(LayerProgress::Phase::Cached);
         continue;
       }
@@ -1088,9 +1088,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // ---- one layer ------------------------------------------------------------
 
   // Null without a progress callback.
-  std::shared_ptr<LayerReporter> reporterFor(const std::string& key, const messages::Descriptor& blob) const {
+  std::shared_ptr<LayerReporter> reporterFor(const std::string& key, const messages::Descriptor& blob,
+                                             std::size_t position) const {
     if (!options_.progress) return nullptr;
-    LayerProgress event{key, blob.digest(), blob.size(), 0, LayerProgress::Phase::Waiting};
+    LayerProgress event{key, blob.digest(), blob.size(), 0, LayerProgress::Phase::Waiting, static_cast<int>(position)};
     return std::make_shared<LayerReporter>(options_.progress, std::move(event));
   }
 
@@ -1110,7 +1111,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     request.set_expected_diff_id(diffId);
     request.set_staging_parent(paths::staging(options_.storeDir));
     *request.mutable_limits() = toMessage(options_.limits);
-    auto reporter = reporterFor(key, blob);
+    auto reporter = reporterFor(key, blob, i);
     if (reporter) reporter->report(LayerProgress::Phase::Waiting);
     ExtractProgressFn progress;
     if (reporter) progress = [reporter](const ExtractProgress& event) { reporter->extraction(event); };

@@ -113,6 +113,9 @@ struct LayerProgress {
   std::int64_t totalBytes = 0;  // the blob's size, as its descriptor says
   std::int64_t bytesDone = 0;   // blob bytes handed to extraction so far
   Phase phase = Phase::Waiting;
+  // The layer's place in the image, base first (0): a layer started before
+  // its config reports before the ones below it that are cached. -1: unknown.
+  int position = -1;
 };
 
 class Trust;  // store/trust.hpp

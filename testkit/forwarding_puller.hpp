@@ -27,11 +27,12 @@ class ForwardingPuller : public fetcher::Puller {
   bool connectsPlain(const messages::ResolvedImage& resolved) override { return inner_->connectsPlain(resolved); }
   using Puller::fetchBlob;
   actors::Future<actors::Nothing> fetchBlob(const messages::Image& image, const messages::ResolvedImage& resolved,
-                                    const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
-                                    std::shared_ptr<fetcher::BlobSources> sources) override {
+                                            const messages::Descriptor& blob, std::shared_ptr<fetcher::ByteSink> sink,
+                                            std::shared_ptr<fetcher::BlobSources> sources) override {
     return inner_->fetchBlob(image, resolved, blob, std::move(sink), std::move(sources));
   }
-  actors::Future<actors::Nothing> checkAccess(const messages::Image& image, const std::string& manifestDigest) override {
+  actors::Future<actors::Nothing> checkAccess(const messages::Image& image,
+                                              const std::string& manifestDigest) override {
     return inner_->checkAccess(image, manifestDigest);
   }
 
