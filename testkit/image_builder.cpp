@@ -71,7 +71,12 @@ namespace {
 struct archive* openWriter(std::string& out, bool raw, TarCompression compression) {
   struct archive* a = archive_write_new();
   check(raw ? archive_write_set_format_raw(a) : archive_write_set_format_pax_restricted(a), a, "format");
-  if (compression == TarCompression::Gzip) check(archive_write_add_filter_gzip(a), a, "gzip");
+  if (compression == TarCompression::Gzip) {
+    check(archive_write_add_filter_gzip(a), a, "gzip");
+    // No time in the gzip header: one tree compresses to one blob, as the
+    // images built on one base share its blob in a registry.
+    check(archive_write_set_filter_option(a, "gzip", "timestamp", nullptr), a, "gzip without a timestamp");
+  }
   if (compression == TarCompression::Zstd) check(archive_write_add_filter_zstd(a), a, "zstd");
   if (compression == TarCompression::Xz) check(archive_write_add_filter_xz(a), a, "xz");
   if (compression == TarCompression::Bzip2) check(archive_write_add_filter_bzip2(a), a, "bzip2");

@@ -814,9 +814,10 @@ TEST_F(CliTest, ProgressDisplayOnATerminalAndNothingOnAPipe) {
   EXPECT_EQ(0, cached.status) << cached.terminal;
   EXPECT_EQ("", cached.terminal);
 
-  // Another image on the same base (the same tar, so the same diffID and
-  // chain id, in a gzip blob of its own): provision (with --json, which goes
-  // to stdout) shows the base as cached and fetches only its own layer.
+  // Another image on the same base (the same tar, so the same diffID, chain
+  // id and blob): provision (with --json, which goes to stdout) shows the
+  // base as cached and fetches only its own layer, which starts before the
+  // config and so reports first; the base is still drawn first.
   const std::string other = pushLayers("progress-other", {busyboxLayer(), {TarEntry::file("hello", "other\n")}});
   const auto otherLayers = layersOf(other);
   ASSERT_EQ(2u, otherLayers.size());
