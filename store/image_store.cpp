@@ -414,7 +414,6 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       sizes_.forget(path + "/rootfs");
       configFiles_.erase(paths::baseName(path));
     }
-    forgetGoneBlobs();
     Future<Nothing> forgotten = forget.empty() ? Future<Nothing>(Nothing{}) : metadata_.remove(forget);
     // The signature policy's records of manifests no image holds now.
     std::vector<std::string> manifests;
@@ -425,7 +424,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         return Nothing{};
       });
     });
-    return gc_.collect(forgotten, doomed).recover(actors::defer(self(), &Self::pruneFailed, doomed, retiredDoomed));
+    Future<Nothing> collected = gc_.collect(forgotten, doomed);
+    // Once the layers are in gc/: a prune that failed part way puts some
+    // back (pruneFailed), with their blobs still known.
+    collected.onReady(actors::defer(self(), [this] { forgetGoneBlobs(); }));
+    return collected.recover(actors::defer(self(), &Self::pruneFailed, doomed, retiredDoomed));
   }
 
   // A prune that failed part way: what it did not move into gc/ is still in
@@ -598,7 +601,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // The blobs (and layer ids) of layers no longer here nor pulled, after a
   // prune: a pull may start them before their config again (an image that
   // image GC removed and a pod then needs again). Without this, each would
-  // be taken as present for as long as the store runs.
+  // be taken as present for as long as the store runs. (A layer committed
+  // by a discarded pull after the prune counted it gone is here with its
+  // blob unknown: a pull naming it starts it early, and drops it.)
   void forgetGoneBlobs() {
     std::set<std::string> live;  // seeds of the layers here or being pulled
     for (const auto& id : committed_) live.insert(paths::seedOf(id));

@@ -348,7 +348,10 @@ Try<Nothing> markRecordsSince(const std::string& storeDir) {
   // it only matters once a layer is committed after it, and each commit
   // syncs the file system (syncfs, commitLayer) before its layer becomes
   // visible, this file with it. One lost before any commit is made again
-  // by the next open, with no layer it could misjudge.
+  // by the next open, with no layer it could misjudge. A store whose
+  // commits do not sync (ImageStoreOptions::syncLayers false, for
+  // benchmarks) promises nothing after a crash: neither the records nor
+  // this file.
   const std::string text = "Layers committed after this file was made have a record beside them.\n";
   const bool written = disk.write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   const int saved = errno;

@@ -87,6 +87,7 @@ TEST_F(EarlyLayersTest, ALayerTheStoreHasIsNotFetchedAgain) {
 TEST_F(EarlyLayersTest, AfterAPruneTheLayersItRemovedStartEarlyAgain) {
   auto kept = publish("test/kept", "latest", {base_, top_});
   auto gone = publish("test/gone", "latest", {base_, mid_, {TarEntry::file("other", "other")}});
+  ASSERT_EQ(kept.layerDigests[0], gone.layerDigests[0]);
   pulled("test/kept");
   pulled("test/gone");
   AWAIT_READY(store_->prune({dockerImage(registry_.hostPort() + "/test/kept")}, {}));
