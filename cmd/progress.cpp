@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -79,8 +78,7 @@ struct ProgressDisplay::State {
   // Guarded by mutex.
   bool stopping = false;
   bool dirty = false;
-  std::vector<Layer> layers;
-  std::map<std::string, std::size_t, std::less<>> byDigest;
+  std::vector<Layer> layers;  // a few, one image's: found by a walk
 
   std::size_t linesDrawn = 0;  // the drawer's (then finish()'s) own
 
@@ -88,21 +86,19 @@ struct ProgressDisplay::State {
     const auto now = Clock::now();
     std::lock_guard lock(mutex);
     if (stopping) return;
-    auto found = byDigest.find(event.layer);
-    if (found == byDigest.end()) {
+    auto found = std::find_if(layers.begin(), layers.end(),
+                              [&](const Layer& other) { return other.digest == event.layer; });
+    if (found == layers.end()) {
       // In the image's order, base first, whichever reported first; one of
       // unknown place goes last.
       auto at = event.position < 0 ? layers.end() : std::find_if(layers.begin(), layers.end(), [&](const Layer& other) {
         return other.position < 0 || other.position > event.position;
       });
-      at = layers.emplace(at);
-      at->digest = event.layer;
-      at->position = event.position;
-      byDigest.clear();
-      for (std::size_t i = 0; i < layers.size(); ++i) byDigest.emplace(layers[i].digest, i);
-      found = byDigest.find(event.layer);
+      found = layers.emplace(at);
+      found->digest = event.layer;
+      found->position = event.position;
     }
-    Layer& layer = layers[found->second];
+    Layer& layer = *found;
     if (event.phase == Phase::Downloading && !layer.started) layer.started = now;
     if (layer.phase == Phase::Downloading && event.phase != Phase::Downloading && !layer.downloaded) {
       layer.downloaded = now;

@@ -894,16 +894,12 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // This pull's own (pulls of one key with other credentials run beside it).
     const std::string pullId = state->id;
     inflightConfigs_.emplace(pullId, paths::hexOf(resolved.manifest().config().digest()));
-    for (std::size_t i = 0; i < chains.size(); ++i) {
-      const std::string& blob = layers[static_cast<int>(i)].digest();
-      noteBlob(chains[i], blob);
-      noteBlob(seedFor(diffIds[i]), blob);
-    }
     std::vector<Future<Nothing>> joined, layerWork;
     std::vector<LayerPlan> plan;
     for (const auto& layer : layers) stats->imageBytes += layer.size();
     for (std::size_t i = 0; i < chains.size(); ++i) {
       if (committed_.count(chains[i]) > 0) {
+        noteBlob(chains[i], layers[static_cast<int>(i)].digest());
         inflightLayers_.emplace(pullId, chains[i]);
         plan.push_back(LayerPlan{chains[i], true});
         auto reporter = reporterFor(key, layers[static_cast<int>(i)], i);
@@ -913,6 +909,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       // A base layer from before session 15 holds the seed's own name but
       // keeps neither its whiteouts nor the list of what it implies.
       const std::string seed = seedFor(diffIds[i]);
+      noteBlob(seed, layers[static_cast<int>(i)].digest());
       inflightLayers_.emplace(pullId, seed);
       plan.push_back(LayerPlan{seed, false});
       if (committed_.count(seed) > 0) {
