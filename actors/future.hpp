@@ -124,6 +124,9 @@ class Future {
   // breaking one aborts the process with a message.
   const T& get() const;
   const T* operator->() const { return &get(); }
+  // The value, shared rather than copied: the pointer keeps it alive. Same
+  // precondition as get().
+  std::shared_ptr<const T> share() const;
   const Error& failure() const;
 
   // Blocks the calling thread until the future leaves PENDING or is
@@ -207,6 +210,8 @@ class Promise {
   // pending or the promise is associated.
   bool set(const T& value);
   bool set(T&& value);
+  // READY with a value shared, not copied (non-null).
+  bool set(std::shared_ptr<const T> value);
   bool fail(const Error& error);
   bool discard();
 
@@ -226,6 +231,11 @@ class Promise {
 // must not cancel it for the others.
 template <typename T>
 Future<T> undiscardable(const Future<T>& future);
+
+// A READY future sharing `value` (non-null) instead of holding a copy: one
+// value handed out to many, or along a chain, without copying it each time.
+template <typename T>
+Future<T> readyShared(std::shared_ptr<const T> value);
 
 }  // namespace prov::actors
 

@@ -33,7 +33,10 @@
 // calls of the cold and warm rounds (paths named as the overlay backend names
 // them) from one thread per core with nothing of ours around them:
 // floor_cold_per_s, floor_warm_per_s, and warm_vs_floor (warm_per_s /
-// floor_warm_per_s). --overlay_view=0 names the real paths in both.
+// floor_warm_per_s); and the CPU time of each warm round per provision
+// (getrusage: warm_user_us, warm_sys_us, floor_warm_user_us,
+// floor_warm_sys_us), which tells what a warm provision costs beyond its
+// system calls. --overlay_view=0 names the real paths in both.
 
 #include <sys/resource.h>
 
@@ -75,6 +78,24 @@ using bench::percentile;
 
 double seconds(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
+// The process's CPU time so far, user and system, in seconds.
+struct CpuTime {
+  double user = 0, system = 0;
+};
+
+CpuTime cpuTime() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto at = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return {at(usage.ru_utime), at(usage.ru_stime)};
+}
+
+// Microseconds of CPU per provision between `before` and `after`.
+CpuTime perProvision(const CpuTime& before, const CpuTime& after, std::size_t count) {
+  const double n = static_cast<double>(std::max<std::size_t>(count, 1));
+  return {(after.user - before.user) * 1e6 / n, (after.system - before.system) * 1e6 / n};
 }
 
 struct Round {
@@ -232,7 +253,9 @@ int main(int argc, char** argv) {
   counting->reset();
   const Round cold = provisionAll(*p, images, containers, "cold-");
   const std::size_t blobsFetched = counting->fetched();
+  const CpuTime beforeWarm = cpuTime();
   const Round warm = provisionAll(*p, images, containers, "warm-");
+  const CpuTime warmCpu = perProvision(beforeWarm, cpuTime(), containers);
   destroyAll(*p);
   p.reset();
 
@@ -287,9 +310,11 @@ int main(int argc, char** argv) {
   // Named as the overlay backend names them (through a copy of the mount).
   const std::string floorView = overlayView ? floorDir.string() : std::string();
   auto floorCold = bench::provisionFloor(floorRoot, floorLayers, "cold-", containers, floorThreads, floorView);
+  const CpuTime beforeFloorWarm = cpuTime();
   auto floorWarm = floorCold.isError()
                        ? floorCold
                        : bench::provisionFloor(floorRoot, floorLayers, "warm-", containers, floorThreads, floorView);
+  const CpuTime floorWarmCpu = perProvision(beforeFloorWarm, cpuTime(), containers);
   bench::pull::unmountBelow(floorDir);
   if (floorWarm.isError()) {
     std::fprintf(stderr, "error: %s\n", floorWarm.error().message.c_str());
@@ -308,6 +333,8 @@ int main(int argc, char** argv) {
               percentile(warm.latenciesMs, 0.99), warm.failed);
   std::printf("floor (the same system calls, %zu threads): first round %.0f /s, second %.0f /s; warm / floor %.2f\n",
               floorThreads, *floorCold, *floorWarm, warmPerS / *floorWarm);
+  std::printf("CPU per warm provision: ours %.0f us user + %.0f us system; floor %.0f + %.0f\n", warmCpu.user,
+              warmCpu.system, floorWarmCpu.user, floorWarmCpu.system);
   std::printf("layer blobs fetched %zu, distinct %zu; peak RSS %.1f MiB\n", blobsFetched, distinctBlobs, peakRssMib);
   std::printf(
       "warm, store reopened, medians of %zu: no policy %.0f /s, signedBy policy %.0f /s (ratio %.3f); first "
@@ -323,11 +350,12 @@ int main(int argc, char** argv) {
       "\"cold_p99_ms\":%.2f,\"cold_alone_s\":%.3f,\"cold_vs_alone\":%.2f,\"blobs_fetched\":%zu,\"distinct_blobs\":%zu,"
       "\"peak_rss_mib\":%.1f,\"containers\":%zu,\"images\":%zu,\"warm_plain_per_s\":%.1f,"
       "\"warm_policy_per_s\":%.1f,\"policy_ratio\":%.3f,\"first_check_ms\":%.1f,\"floor_cold_per_s\":%.1f,"
-      "\"floor_warm_per_s\":%.1f,\"warm_vs_floor\":%.3f,\"failed\":%zu}\n",
+      "\"floor_warm_per_s\":%.1f,\"warm_vs_floor\":%.3f,\"warm_user_us\":%.1f,\"warm_sys_us\":%.1f,"
+      "\"floor_warm_user_us\":%.1f,\"floor_warm_sys_us\":%.1f,\"failed\":%zu}\n",
       warmPerS, percentile(warm.latenciesMs, 0.01), percentile(warm.latenciesMs, 0.5),
       percentile(warm.latenciesMs, 0.99), warm.seconds, cold.seconds, percentile(cold.latenciesMs, 0.99), coldAlone,
       cold.seconds / coldAlone, blobsFetched, distinctBlobs, peakRssMib, containers, imageCount, plainMedian,
-      policyMedian, policyRatio, firstCheckMs, *floorCold, *floorWarm, warmPerS / *floorWarm,
-      cold.failed + warm.failed + pairFailed);
+      policyMedian, policyRatio, firstCheckMs, *floorCold, *floorWarm, warmPerS / *floorWarm, warmCpu.user,
+      warmCpu.system, floorWarmCpu.user, floorWarmCpu.system, cold.failed + warm.failed + pairFailed);
   return cold.failed + warm.failed + pairFailed == 0 ? 0 : 1;
 }

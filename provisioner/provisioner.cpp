@@ -298,7 +298,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       undoRootfs(id, done.get().rootfs).onAny([promise] { promise->discard(); });
       return;
     }
-    done.isReady() ? promise->set(done.get()) : done.isFailed() ? promise->fail(done.failure()) : promise->discard();
+    done.isReady() ? promise->set(done.share()) : done.isFailed() ? promise->fail(done.failure()) : promise->discard();
   }
 
   Future<Nothing> undoRootfs(const std::string& id, const std::string& path) {
@@ -332,8 +332,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     auto& info = infos_[id];
     if (!info) info = std::make_shared<Info>();
     const auto started = std::chrono::steady_clock::now();
-    Future<ProvisionInfo> provisioning = fetched->then(
-        actors::defer(self(), &Self::imagePulled, id, started, store::providerOf(image), image.priority()));
+    // The image goes on shared, not copied (a burst of provisions of one
+    // image hands the same one along).
+    Future<ProvisionInfo> provisioning = fetched->then(actors::defer(
+        self(), [this, id, started, provider = store::providerOf(image), priority = image.priority(),
+                 pulled = *fetched] { return imagePulled(id, started, provider, priority, pulled.share()); }));
     chainInFlight(*info, provisioning);
     return provisioning;
   }
@@ -345,13 +348,14 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // finish in turn (by priority, then in order of arrival) at the same
   // rate. Only this local part waits for a slot, never a pull.
   Future<ProvisionInfo> imagePulled(const std::string& id, std::chrono::steady_clock::time_point started,
-                                    const std::string& provider, int priority, const store::ImageInfo& pulled) {
+                                    const std::string& provider, int priority,
+                                    const std::shared_ptr<const store::ImageInfo>& pulled) {
     pullMs_[provider] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    if (pulled.fetched) pullDurations_.observe(pulled.imageBytes, pullMs_[provider] / 1000.0);
+    if (pulled->fetched) pullDurations_.observe(pulled->imageBytes, pullMs_[provider] / 1000.0);
     return assembling_.run<ProvisionInfo>([this, id, pulled] { return makeRootfs(id, pulled); }, priority);
   }
 
-  Future<ProvisionInfo> makeRootfs(const std::string& id, const store::ImageInfo& pulled) {
+  Future<ProvisionInfo> makeRootfs(const std::string& id, const std::shared_ptr<const store::ImageInfo>& pulled) {
     auto info = infos_[id];
     if (!info) info = infos_[id] = std::make_shared<Info>();
     if (info->destroying) {
@@ -361,9 +365,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     ContainerRootfs rootfs;
     rootfs.set_id(actors::uuid());
     rootfs.set_backend(backendName);
-    rootfs.set_image_key(pulled.image.key());
-    for (const auto& layer : pulled.layers) rootfs.add_layers(layer);
-    rootfs.set_config(pulled.configPath);
+    rootfs.set_image_key(pulled->image.key());
+    for (const auto& layer : pulled->layers) rootfs.add_layers(layer);
+    rootfs.set_config(pulled->configPath);
     rootfs.set_unfinished(true);
     info->rootfses.push_back(rootfs);
     const std::string dir = paths::container(root_, id);
@@ -375,7 +379,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // backend's rootfses directory in the same job (one hop less).
     return createRecord(dir, record, paths::rootfses(dir, backendName))
         .then(actors::defer(self(), &Self::assemble, rootfs, path, backendDir))
-        .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled.image))
+        .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled))
         .recover(actors::defer(self(), &Self::abandonRootfs, id, rootfs, path, backendDir));
   }
 
@@ -387,7 +391,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
   // The rootfs is whole: so says the record, before anyone gets it.
   Future<ProvisionInfo> assembled(const std::string& id, const std::string& rootfsId, const std::string& path,
-                                  const messages::StoredImage& image, const backend::RootfsInfo& made) {
+                                  const std::shared_ptr<const store::ImageInfo>& pulled,
+                                  const backend::RootfsInfo& made) {
     auto it = infos_.find(id);
     if (it == infos_.end()) return Error(ErrorKind::Unavailable, "Container '" + id + "' was forgotten meanwhile");
     for (auto& r : it->second->rootfses) {
@@ -395,10 +400,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     }
     ContainerRecord record;
     for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
-    ProvisionInfo info{path, parts_.defaultBackend, image, made.ephemeralVolumes};
+    auto info = std::make_shared<const ProvisionInfo>(
+        ProvisionInfo{path, parts_.defaultBackend, pulled->image, made.ephemeralVolumes});
     return writeRecord(paths::container(root_, id), record).then(actors::defer(self(), [this, info] {
       ++provisions_;
-      return info;
+      return actors::readyShared(info);
     }));
   }
 

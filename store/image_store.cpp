@@ -245,26 +245,48 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (recheck || cached == images_.end()) return joinPull(*key, image);
     // A cached image: are its layers and config still on disk (and not
     // retired)?
-    StoredImage stored = cached->second;
+    const StoredImage& stored = cached->second;
     for (const auto& id : stored.layer_ids()) {
       if (committed_.count(id) == 0 || committed_.count(paths::seedOf(id)) == 0) return joinPull(*key, image);
     }
+    // Made once and shared from here on: a burst of provisions of one image
+    // would otherwise copy it at each step of each.
+    auto info = std::make_shared<const ImageInfo>(infoOf(stored));
+    return onDisk(stored).then(actors::defer(self(), &Self::servePresent, *key, image, info));
+  }
+
+  // Whether the layers of `stored`, then its config, are on disk: one look
+  // for all the requests of an image that come together (a burst of
+  // provisions), not one each. The look runs off the strand.
+  Future<std::vector<bool>> onDisk(const StoredImage& stored) {
     std::vector<std::string> paths;
     for (const auto& id : stored.layer_ids()) paths.push_back(paths::layerRootfs(options_.storeDir, id));
     if (!configPath(stored).empty()) paths.push_back(configPath(stored));
-    return actors::async(runtime_,
-                         [paths] {
-                           std::vector<bool> present;
-                           for (const auto& path : paths) present.push_back(actors::fs::exists(path));
-                           return present;
-                         })
-        .then(actors::defer(self(), &Self::servePresent, *key, image, stored));
+    std::string joined;
+    for (const auto& path : paths) joined += path + "\n";
+    auto found = presenceChecks_.find(joined);
+    if (found == presenceChecks_.end()) {
+      Future<std::vector<bool>> check = actors::async(runtime_, [paths] {
+        std::vector<bool> present;
+        for (const auto& path : paths) present.push_back(actors::fs::exists(path));
+        return present;
+      });
+      found = presenceChecks_.emplace(joined, check).first;
+      check.onAny(actors::defer(self(), [this, joined, check] {
+        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second == check) {
+          presenceChecks_.erase(it);
+        }
+      }));
+    }
+    // One request given up on does not end the look for the others.
+    return actors::undiscardable(found->second);
   }
 
   // The stored image as it is when `present` (its layers', then its
   // config's) says all is there; else pulled again.
-  Future<ImageInfo> servePresent(const std::string& key, const Image& image, const StoredImage& stored,
-                                 const std::vector<bool>& present) {
+  Future<ImageInfo> servePresent(const std::string& key, const Image& image,
+                                 const std::shared_ptr<const ImageInfo>& info, const std::vector<bool>& present) {
+    const StoredImage& stored = info->image;
     bool complete = true;
     for (int i = 0; i < stored.layer_ids_size(); ++i) {
       if (!present[static_cast<std::size_t>(i)]) {
@@ -277,13 +299,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (options_.trust) {
       // The policy may have changed since the pull.
       return options_.trust->check(image, key, stored.manifest_digest())
-          .then(actors::defer(self(), [this, key, image, stored] { return serveAccessible(key, image, stored); }));
+          .then(actors::defer(self(), [this, key, image, info] { return serveAccessible(key, image, info); }));
     }
-    return serveAccessible(key, image, stored);
+    return serveAccessible(key, image, info);
   }
 
-  Future<ImageInfo> serveAccessible(const std::string& key, const Image& image, const StoredImage& stored) {
-    if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return served(stored);
+  Future<ImageInfo> serveAccessible(const std::string& key, const Image& image,
+                                    const std::shared_ptr<const ImageInfo>& info) {
+    const StoredImage& stored = info->image;
+    if (stored.access() == StoredImage::ACCESS_PUBLIC || !stored.has_reference()) return served(info);
     // Pulled with someone's credentials: served only to a request whose
     // own can still read it.
     std::shared_ptr<fetcher::Puller> puller = pullerFor_(image);
@@ -292,7 +316,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // NotFound: the digest is gone (a moved tag whose old manifest was
     // deleted): pulled afresh, with this request's own credentials.
     return puller->checkAccess(image, stored.manifest_digest())
-        .then(actors::defer(self(), [this, stored] { return served(stored); }))
+        .then(actors::defer(self(), [this, info] { return served(info); }))
         .repair(actors::defer(self(), [this, key, image](const Future<ImageInfo>& failed) -> Future<ImageInfo> {
           if (failed.failure().kind != ErrorKind::NotFound) return failed;
           return joinPull(key, image);
@@ -639,9 +663,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   // `stored` handed out from the store: its last use moves on.
-  ImageInfo served(const StoredImage& stored) {
-    touch({stored.key()});
-    return infoOf(stored);
+  Future<ImageInfo> served(const std::shared_ptr<const ImageInfo>& info) {
+    touch({info->image.key()});
+    return actors::readyShared(info);
   }
 
   ImageInfo infoOf(const StoredImage& image) const {
@@ -1201,6 +1225,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   const PullerFor pullerFor_;
   MetadataManager metadata_;
   std::map<std::string, StoredImage> images_;
+  // onDisk()'s looks at the disk under way, by the paths they look at.
+  std::map<std::string, Future<std::vector<bool>>> presenceChecks_;
   std::set<std::string> committed_;                          // layer ids in layers/
   std::set<std::string> unmarked_;                           // those from before session 15 (no implied file)
   std::set<std::string> retired_;                            // layer ids retired: on disk, never handed out

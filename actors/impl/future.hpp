@@ -21,8 +21,13 @@ struct FutureState {
   bool discardRequested = false;
   bool abandoned = false;
   bool associated = false;
+  // READY: its own value, or one it shares (of a future it was associated
+  // with, or readyShared()'s), handed along without a copy.
   std::optional<T> value;
+  std::shared_ptr<const T> shared;
   std::optional<Error> error;
+
+  const T& valueRef() const { return shared ? *shared : *value; }
 
   std::vector<std::function<void(const Future<T>&)>> onAny;
   std::vector<std::function<void()>> onDiscard;
@@ -41,6 +46,13 @@ struct FutureAccess {
 };
 
 [[noreturn]] void futurePreconditionFailed(const char* what);
+
+// The value of READY `state` as a shared pointer that keeps it alive (read
+// after a locked status check: the value is written once, before).
+template <typename T>
+std::shared_ptr<const T> sharedValueOf(const std::shared_ptr<FutureState<T>>& state) {
+  return state->shared ? state->shared : std::shared_ptr<const T>(state, &*state->value);
+}
 
 // Completes `state` (unless it is no longer pending) and runs its callbacks
 // outside the lock. `assign` fills in the value or error under the lock.
@@ -210,7 +222,13 @@ bool Future<T>::hasDiscard() const {
 template <typename T>
 const T& Future<T>::get() const {
   if (!isReady()) detail::futurePreconditionFailed("Future::get() on a future that is not READY");
-  return *state_->value;
+  return state_->valueRef();
+}
+
+template <typename T>
+std::shared_ptr<const T> Future<T>::share() const {
+  if (!isReady()) detail::futurePreconditionFailed("Future::share() on a future that is not READY");
+  return detail::sharedValueOf(state_);
 }
 
 template <typename T>
@@ -457,6 +475,13 @@ bool Promise<T>::set(T&& value) {
 }
 
 template <typename T>
+bool Promise<T>::set(std::shared_ptr<const T> value) {
+  if (detail::isAssociated(state_)) return false;
+  return detail::complete(state_, detail::FutureState<T>::Status::Ready,
+                          [&](detail::FutureState<T>& s) { s.shared = std::move(value); });
+}
+
+template <typename T>
 bool Promise<T>::fail(const Error& error) {
   if (detail::isAssociated(state_)) return false;
   return detail::complete(state_, detail::FutureState<T>::Status::Failed,
@@ -490,7 +515,8 @@ bool Promise<T>::associate(const Future<T>& other) {
   auto ours = state_;
   other.onAny([ours](const Future<T>& source) {
     if (source.isReady()) {
-      detail::complete(ours, Status::Ready, [&](detail::FutureState<T>& s) { s.value.emplace(source.get()); });
+      auto value = source.share();
+      detail::complete(ours, Status::Ready, [&](detail::FutureState<T>& s) { s.shared = std::move(value); });
     } else if (source.isFailed()) {
       detail::complete(ours, Status::Failed, [&](detail::FutureState<T>& s) { s.error.emplace(source.failure()); });
     } else {
@@ -514,12 +540,19 @@ void propagateDiscard(const Future<X>& result, const Future<T>& source) {
 }  // namespace detail
 
 template <typename T>
+Future<T> readyShared(std::shared_ptr<const T> value) {
+  Promise<T> promise;
+  promise.set(std::move(value));
+  return promise.future();
+}
+
+template <typename T>
 Future<T> undiscardable(const Future<T>& future) {
   auto promise = std::make_shared<Promise<T>>();
   Future<T> result = promise->future();
   future.onAny([promise](const Future<T>& source) {
     if (source.isReady()) {
-      promise->set(source.get());
+      promise->set(source.share());
     } else if (source.isFailed()) {
       promise->fail(source.failure());
     } else {

@@ -1,3 +1,4 @@
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -282,6 +283,59 @@ TEST(FutureTest, UndiscardableDoesNotPropagate) {
   EXPECT_FALSE(requested);
   promise.set(4);
   EXPECT_EQ(4, shared.get());
+}
+
+// Counts the copies made of it.
+struct Counted {
+  explicit Counted(int* copies) : copies(copies) {}
+  Counted(const Counted& other) : copies(other.copies) { ++*copies; }
+  Counted(Counted&& other) noexcept = default;
+  Counted& operator=(const Counted& other) {
+    copies = other.copies;
+    ++*copies;
+    return *this;
+  }
+  int* copies;
+};
+
+TEST(FutureTest, AValueHandedAlongAChainIsSharedNotCopied) {
+  int copies = 0;
+  Promise<Counted> source;
+  Promise<Counted> outer;
+  outer.associate(source.future());
+  // then() returning a future, recover() and undiscardable() of a ready one
+  // associate too.
+  Future<Counted> chained =
+      Future<Nothing>(Nothing{}).then([&] { return outer.future(); }).recover([](const Future<Counted>& f) {
+        return f;
+      });
+  Future<Counted> apart = undiscardable(chained);
+  source.set(Counted(&copies));
+  ASSERT_TRUE(apart.isReady());
+  EXPECT_EQ(0, copies);
+  EXPECT_EQ(&source.future().get(), &outer.future().get());
+  EXPECT_EQ(&source.future().get(), &chained.get());
+  EXPECT_EQ(&source.future().get(), &apart.get());
+}
+
+TEST(FutureTest, ShareKeepsTheValueAliveAndReadySharedServesOneToMany) {
+  int copies = 0;
+  std::shared_ptr<const Counted> shared;
+  {
+    Promise<Counted> promise;
+    promise.set(Counted(&copies));
+    shared = promise.future().share();
+  }
+  EXPECT_EQ(&copies, shared->copies);  // the future is gone, the value is not
+  Future<Counted> a = readyShared(shared), b = readyShared(shared);
+  ASSERT_TRUE(a.isReady());
+  EXPECT_EQ(shared.get(), &a.get());
+  EXPECT_EQ(shared.get(), &b.get());
+  Promise<Counted> set;
+  EXPECT_TRUE(set.set(shared));
+  EXPECT_FALSE(set.set(shared));  // once
+  EXPECT_EQ(shared.get(), &set.future().get());
+  EXPECT_EQ(0, copies);
 }
 
 TEST(FutureTest, CompletionFromAnotherThreadWakesWaiter) {

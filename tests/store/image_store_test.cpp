@@ -84,6 +84,54 @@ TEST_F(ImageStoreTest, ALayerMissingOnDiskIsPulledAgain) {
 // damaged one goes and the next get fetches it again; one whole stays as
 // it is; a layer committed before the window is not read. Notes from this
 // boot stay; lines past the window go at the next commit.
+// A burst of gets of a cached image looks at the disk once: a get that
+// comes while a look is under way takes its answer. On a runtime of one
+// blocking thread, which runs its jobs in order: a job that holds it, the
+// look of a first get, a job that removes a layer, then a second get. Had
+// the second get looked for itself, after the removal, it would have to
+// pull again (which a pull on one blocking thread cannot: its extraction
+// waits for a hash beside it, so the get would not complete).
+TEST_F(ImageStoreTest, GetsOfACachedImageThatComeTogetherShareOneLookAtTheDisk) {
+  auto built = publish("test/app", "v1", {{TarEntry::file("a", "1")}, {TarEntry::file("b", "2")}});
+  const messages::Image image = dockerImage(registry_.hostPort() + "/test/app:v1");
+  auto pulled = store_->get(image);
+  AWAIT_READY(pulled);
+  const std::size_t layerFetches = registry_.count(built.layerDigests[1]);
+  store_.reset();
+  {
+    actors::Runtime single(actors::Runtime::Options{.blockingThreads = 1});
+    ImageStoreOptions options;
+    options.storeDir = storeDir_.string();
+    auto store = ImageStore::create(single, options, [](const messages::Image&) { return nullptr; });
+    ASSERT_TRUE(store.isSome()) << store.error().message;
+    AWAIT_READY((*store)->recover());
+
+    actors::Promise<Nothing> holding, release;
+    auto held = actors::async(single, [&holding, gate = release.future()] {
+      holding.set(Nothing{});
+      gate.waitFor(std::chrono::seconds(30));
+    });
+    AWAIT_READY(holding.future());
+    auto first = (*store)->get(image);
+    AWAIT_READY((*store)->images());  // the first get taken: its look waits behind `held`
+    auto removed = actors::async(single,
+                                 [layer = fs::path(pulled->layers[1]).parent_path()] { fs::remove_all(layer); });
+    auto second = (*store)->get(image);
+    AWAIT_READY((*store)->images());
+    release.set(Nothing{});
+    AWAIT_READY(first);
+    AWAIT_READY(second);
+    AWAIT_READY(removed);
+    EXPECT_EQ(pulled->layers, second->layers);
+  }
+  // The layer was gone: a get now looks again and pulls it.
+  restartStore();
+  auto again = store_->get(image);
+  AWAIT_READY(again);
+  EXPECT_EQ(layerFetches + 1, registry_.count(built.layerDigests[1]));
+  EXPECT_EQ("2", testing::readFile(fs::path(again->layers[1]) / "b"));
+}
+
 TEST_F(ImageStoreTest, AfterARebootTheLayersCommittedLastAreCheckedAndADamagedOneFetchedAgain) {
   auto built = publish("test/app", "v1",
                        {{TarEntry::file("base", std::string(1000, 'b'))},
