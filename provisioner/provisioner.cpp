@@ -279,8 +279,10 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     auto valid = validateContainerId(id);
     if (valid.isError()) return valid.error();
     auto promise = std::make_shared<actors::Promise<ProvisionInfo>>();
-    Future<ProvisionInfo> work = underLock<ProvisionInfo>(Lock::Read,
-                                                          [this, id, image] { return startProvision(id, image); });
+    // Init-captures: a copy of a const& parameter is a const member, which a
+    // move of the lambda (into the std::function) would copy again.
+    Future<ProvisionInfo> work = underLock<ProvisionInfo>(
+        Lock::Read, [this, id = id, image = image] { return startProvision(id, image); });
     promise->future().onDiscard([work] { work.discard(); });
     work.onAny(actors::defer(self(), &Self::handOver, id, promise));
     return promise->future();
@@ -362,7 +364,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       return Error(ErrorKind::Unavailable, "Failed to provision container '" + id + "': it is being destroyed");
     }
     const std::string backendName = parts_.defaultBackend;
-    ContainerRootfs rootfs;
+    // Shared by the steps below, not copied into each.
+    auto made = std::make_shared<ContainerRootfs>();
+    ContainerRootfs& rootfs = *made;
     rootfs.set_id(actors::uuid());
     rootfs.set_backend(backendName);
     rootfs.set_image_key(pulled->image.key());
@@ -378,15 +382,16 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // The record first: from now on GC keeps what this rootfs uses. The
     // backend's rootfses directory in the same job (one hop less).
     return createRecord(dir, record, paths::rootfses(dir, backendName))
-        .then(actors::defer(self(), &Self::assemble, rootfs, path, backendDir))
+        .then(actors::defer(self(), &Self::assemble, backendName, pulled, path, backendDir))
         .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled))
-        .recover(actors::defer(self(), &Self::abandonRootfs, id, rootfs, path, backendDir));
+        .recover(actors::defer(self(), &Self::abandonRootfs, id, std::shared_ptr<const ContainerRootfs>(made), path,
+                               backendDir));
   }
 
-  Future<backend::RootfsInfo> assemble(const ContainerRootfs& rootfs, const std::string& path,
+  Future<backend::RootfsInfo> assemble(const std::string& backendName,
+                                       const std::shared_ptr<const store::ImageInfo>& pulled, const std::string& path,
                                        const std::string& backendDir) {
-    std::vector<std::string> layers(rootfs.layers().begin(), rootfs.layers().end());
-    return backend(rootfs.backend())->provision(layers, path, backendDir);
+    return backend(backendName)->provision(pulled->layers, path, backendDir);
   }
 
   // The rootfs is whole: so says the record, before anyone gets it.
@@ -413,20 +418,22 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // the step after is then skipped), then out of the record. Runs once the
   // backend step is over. When the backend cannot take it down, the record
   // keeps it, so that destroying the container tries again.
-  Future<ProvisionInfo> abandonRootfs(const std::string& id, const ContainerRootfs& rootfs, const std::string& path,
-                                      const std::string& backendDir, const Future<ProvisionInfo>& failed) {
+  Future<ProvisionInfo> abandonRootfs(const std::string& id, const std::shared_ptr<const ContainerRootfs>& rootfs,
+                                      const std::string& path, const std::string& backendDir,
+                                      const Future<ProvisionInfo>& failed) {
     Error error = failed.isFailed() ? failed.failure() : Error(ErrorKind::Cancelled, "The provision was discarded");
-    auto* b = backend(rootfs.backend());
+    auto* b = backend(rootfs->backend());
     Future<bool> destroyed = b ? b->destroy(path, backendDir) : Future<bool>(false);
     // The caller's discard must not reach the clean-up.
     Future<Nothing> cleaned =
-        destroyed.then(actors::defer(self(), [this, id, rootfsId = rootfs.id()] { return forgetRootfs(id, rootfsId); }))
+        destroyed
+            .then(actors::defer(self(), [this, id, rootfsId = rootfs->id()] { return forgetRootfs(id, rootfsId); }))
             .recover([](const Future<Nothing>&) { return Nothing{}; });
     return actors::undiscardable(cleaned).then([error]() -> Future<ProvisionInfo> { return error; });
   }
 
   Future<messages::StoredImage> pullImage(const messages::Image& image) {
-    return underLock<messages::StoredImage>(Lock::Read, [this, image]() -> Future<messages::StoredImage> {
+    return underLock<messages::StoredImage>(Lock::Read, [this, image = image]() -> Future<messages::StoredImage> {
       auto fetched = getImage(image);
       if (!fetched) {
         return Error(ErrorKind::Unsupported, "Failed to pull: the " + store::providerOf(image) +

@@ -217,6 +217,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // The index cut to the images whose layers and config are all there.
   Future<Nothing> keepCompleteImages(const std::vector<StoredImage>& images) {
     images_.clear();
+    served_.clear();
     std::vector<std::string> gone;
     for (const auto& image : images) {
       bool complete = true;
@@ -249,24 +250,38 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     for (const auto& id : stored.layer_ids()) {
       if (committed_.count(id) == 0 || committed_.count(paths::seedOf(id)) == 0) return joinPull(*key, image);
     }
-    // Made once and shared from here on: a burst of provisions of one image
-    // would otherwise copy it at each step of each.
-    auto info = std::make_shared<const ImageInfo>(infoOf(stored));
-    return onDisk(stored).then(actors::defer(self(), &Self::servePresent, *key, image, info));
+    const Served& served = servedOf(*key, stored);
+    return onDisk(served).then(actors::defer(self(), &Self::servePresent, *key, image, served.info));
   }
 
-  // Whether the layers of `stored`, then its config, are on disk: one look
+  // What a get hands out for the image `key` (stored), made once and then
+  // shared: a burst of provisions of one image would otherwise copy it, and
+  // make its paths again, at each step of each.
+  struct Served {
+    std::shared_ptr<const ImageInfo> info;
+    std::vector<std::string> paths;  // what onDisk() looks for: its layers, then its config
+    std::string pathsKey;            // the paths, one per line
+  };
+
+  const Served& servedOf(const std::string& key, const StoredImage& stored) {
+    auto [it, made] = served_.try_emplace(key);
+    Served& served = it->second;
+    if (!made) return served;
+    served.info = std::make_shared<const ImageInfo>(infoOf(stored));
+    for (const auto& id : stored.layer_ids()) served.paths.push_back(paths::layerRootfs(options_.storeDir, id));
+    if (!configPath(stored).empty()) served.paths.push_back(configPath(stored));
+    for (const auto& path : served.paths) served.pathsKey += path + "\n";
+    return served;
+  }
+
+  // Whether the layers of an image, then its config, are on disk: one look
   // for all the requests of an image that come together (a burst of
   // provisions), not one each. The look runs off the strand.
-  Future<std::vector<bool>> onDisk(const StoredImage& stored) {
-    std::vector<std::string> paths;
-    for (const auto& id : stored.layer_ids()) paths.push_back(paths::layerRootfs(options_.storeDir, id));
-    if (!configPath(stored).empty()) paths.push_back(configPath(stored));
-    std::string joined;
-    for (const auto& path : paths) joined += path + "\n";
+  Future<std::vector<bool>> onDisk(const Served& served) {
+    const std::string& joined = served.pathsKey;
     auto found = presenceChecks_.find(joined);
     if (found == presenceChecks_.end()) {
-      Future<std::vector<bool>> check = actors::async(runtime_, [paths] {
+      Future<std::vector<bool>> check = actors::async(runtime_, [paths = served.paths] {
         std::vector<bool> present;
         for (const auto& path : paths) present.push_back(actors::fs::exists(path));
         return present;
@@ -299,7 +314,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     if (options_.trust) {
       // The policy may have changed since the pull.
       return options_.trust->check(image, key, stored.manifest_digest())
-          .then(actors::defer(self(), [this, key, image, info] { return serveAccessible(key, image, info); }));
+          .then(actors::defer(self(),
+                              [this, key = key, image = image, info] { return serveAccessible(key, image, info); }));
     }
     return serveAccessible(key, image, info);
   }
@@ -317,10 +333,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // deleted): pulled afresh, with this request's own credentials.
     return puller->checkAccess(image, stored.manifest_digest())
         .then(actors::defer(self(), [this, info] { return served(info); }))
-        .repair(actors::defer(self(), [this, key, image](const Future<ImageInfo>& failed) -> Future<ImageInfo> {
-          if (failed.failure().kind != ErrorKind::NotFound) return failed;
-          return joinPull(key, image);
-        }));
+        .repair(actors::defer(self(),
+                              [this, key = key, image = image](const Future<ImageInfo>& failed) -> Future<ImageInfo> {
+                                if (failed.failure().kind != ErrorKind::NotFound) return failed;
+                                return joinPull(key, image);
+                              }));
   }
 
   // Requests with different credentials never share a pull: what one may
@@ -400,7 +417,10 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   // The index without `forget`; then every layer and config that no image
   // left, no path in `activePaths` and no running pull uses goes to gc/.
   Future<Nothing> forgetAndCollect(const std::vector<std::string>& forget, const std::set<std::string>& activePaths) {
-    for (const auto& key : forget) images_.erase(key);
+    for (const auto& key : forget) {
+      images_.erase(key);
+      served_.erase(key);
+    }
     std::set<std::string> usedLayers, usedConfigs;
     for (const auto& [key, image] : images_) {
       usedLayers.insert(image.layer_ids().begin(), image.layer_ids().end());
@@ -489,7 +509,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Nothing touch(const std::vector<std::string>& keys) {
     for (const auto& key : keys) {
-      if (auto it = images_.find(key); it != images_.end()) touchLastUse(it->second, metadata_);
+      auto it = images_.find(key);
+      if (it == images_.end()) continue;
+      const std::int64_t before = it->second.last_used_at();
+      touchLastUse(it->second, metadata_);
+      if (it->second.last_used_at() != before) served_.erase(key);
     }
     return Nothing{};
   }
@@ -1108,6 +1132,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   ImageInfo indexed(const StoredImage& stored) {
     images_[stored.key()] = stored;
+    served_.erase(stored.key());
     return infoOf(stored);
   }
 
@@ -1224,7 +1249,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   const ImageStoreOptions options_;
   const PullerFor pullerFor_;
   MetadataManager metadata_;
-  std::map<std::string, StoredImage> images_;
+  std::map<std::string, StoredImage> images_;  // drop its served_ entry with each change
+  std::map<std::string, Served> served_;       // by key: made by the first get since the entry changed
   // onDisk()'s looks at the disk under way, by the paths they look at.
   std::map<std::string, Future<std::vector<bool>>> presenceChecks_;
   std::set<std::string> committed_;                          // layer ids in layers/

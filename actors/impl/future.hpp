@@ -9,6 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include "actors/impl/callback.hpp"
+
 namespace prov::actors {
 namespace detail {
 
@@ -29,9 +31,9 @@ struct FutureState {
 
   const T& valueRef() const { return shared ? *shared : *value; }
 
-  std::vector<std::function<void(const Future<T>&)>> onAny;
-  std::vector<std::function<void()>> onDiscard;
-  std::vector<std::function<void()>> onAbandoned;
+  CallbackList<const Future<T>&> onAny;
+  CallbackList<> onDiscard;
+  CallbackList<> onAbandoned;
 };
 
 struct FutureAccess {
@@ -58,8 +60,8 @@ std::shared_ptr<const T> sharedValueOf(const std::shared_ptr<FutureState<T>>& st
 // outside the lock. `assign` fills in the value or error under the lock.
 template <typename T, typename Assign>
 bool complete(const std::shared_ptr<FutureState<T>>& state, typename FutureState<T>::Status status, Assign&& assign) {
-  std::vector<std::function<void(const Future<T>&)>> any;
-  std::vector<std::function<void()>> dropped1, dropped2;
+  CallbackList<const Future<T>&> any;
+  CallbackList<> dropped1, dropped2;
   {
     std::lock_guard lock(state->mutex);
     if (state->status != FutureState<T>::Status::Pending) return false;
@@ -71,14 +73,14 @@ bool complete(const std::shared_ptr<FutureState<T>>& state, typename FutureState
     dropped2.swap(state->onAbandoned);
   }
   Future<T> future = FutureAccess::make(state);
-  for (auto& callback : any) callback(future);
+  any.runAll(future);
   return true;
 }
 
 template <typename T>
 void abandon(const std::shared_ptr<FutureState<T>>& state) {
-  std::vector<std::function<void(const Future<T>&)>> any;
-  std::vector<std::function<void()>> discard, abandoned;
+  CallbackList<const Future<T>&> any;
+  CallbackList<> discard, abandoned;
   {
     std::lock_guard lock(state->mutex);
     if (state->status != FutureState<T>::Status::Pending || state->abandoned) return;
@@ -87,7 +89,7 @@ void abandon(const std::shared_ptr<FutureState<T>>& state) {
     any.swap(state->onAny);
     discard.swap(state->onDiscard);
   }
-  for (auto& callback : abandoned) callback();
+  abandoned.runAll();
   // Dropping the onAny callbacks releases the promises they hold (of then()
   // results and the like), which abandons those futures in turn.
   any.clear();
@@ -105,25 +107,26 @@ inline Error exceptionError(std::exception_ptr eptr) {
 
 // Runs `f(args...)` and completes `promise` with its result: void -> Nothing,
 // Future<X> -> associate, Try<X> -> value or error, X -> value. An exception
-// fails the promise.
+// fails the promise. An rvalue `f` is called as one (a continuation called
+// once: defer's then moves what it holds into its dispatch).
 template <typename X, typename F, typename... A>
-void invokeInto(Promise<X>& promise, F& f, A&&... args) {
-  using R = std::decay_t<std::invoke_result_t<F&, A...>>;
+void invokeInto(Promise<X>& promise, F&& f, A&&... args) {
+  using R = std::decay_t<std::invoke_result_t<F, A...>>;
   try {
     if constexpr (std::is_void_v<R>) {
-      std::invoke(f, std::forward<A>(args)...);
+      std::invoke(std::forward<F>(f), std::forward<A>(args)...);
       promise.set(Nothing{});
     } else if constexpr (IsFuture<R>::value) {
-      promise.associate(std::invoke(f, std::forward<A>(args)...));
+      promise.associate(std::invoke(std::forward<F>(f), std::forward<A>(args)...));
     } else if constexpr (IsTry<R>::value) {
-      R result = std::invoke(f, std::forward<A>(args)...);
+      R result = std::invoke(std::forward<F>(f), std::forward<A>(args)...);
       if (result.isError()) {
         promise.fail(result.error());
       } else {
         promise.set(std::move(result).get());
       }
     } else {
-      promise.set(std::invoke(f, std::forward<A>(args)...));
+      promise.set(std::invoke(std::forward<F>(f), std::forward<A>(args)...));
     }
   } catch (...) {
     promise.fail(exceptionError(std::current_exception()));
@@ -262,7 +265,7 @@ bool Future<T>::waitFor(std::chrono::nanoseconds timeout) const {
 
 template <typename T>
 bool Future<T>::discard() const {
-  std::vector<std::function<void()>> callbacks;
+  detail::CallbackList<> callbacks;
   {
     std::lock_guard lock(state_->mutex);
     if (state_->status != detail::FutureState<T>::Status::Pending || state_->discardRequested) {
@@ -271,25 +274,25 @@ bool Future<T>::discard() const {
     state_->discardRequested = true;
     callbacks.swap(state_->onDiscard);
   }
-  for (auto& callback : callbacks) callback();
+  callbacks.runAll();
   return true;
 }
 
 template <typename T>
 template <typename F>
 const Future<T>& Future<T>::onAny(F&& f) const {
-  std::function<void(const Future<T>&)> callback;
+  detail::Callback<const Future<T>&> callback;
   if constexpr (std::is_invocable_v<F&, const Future<T>&>) {
-    callback = std::forward<F>(f);
+    callback = detail::Callback<const Future<T>&>(std::forward<F>(f));
   } else {
-    callback = [f = std::forward<F>(f)](const Future<T>&) mutable { f(); };
+    callback = detail::Callback<const Future<T>&>([f = std::forward<F>(f)](const Future<T>&) mutable { f(); });
   }
   {
     std::lock_guard lock(state_->mutex);
     if (state_->status == detail::FutureState<T>::Status::Pending) {
       // An abandoned future never completes: drop the callback (and what it
       // holds) instead of keeping it forever.
-      if (!state_->abandoned) state_->onAny.push_back(std::move(callback));
+      if (!state_->abandoned) state_->onAny.push(std::move(callback));
       return *this;
     }
   }
@@ -324,12 +327,12 @@ const Future<T>& Future<T>::onDiscarded(F&& f) const {
 template <typename T>
 template <typename F>
 const Future<T>& Future<T>::onDiscard(F&& f) const {
-  std::function<void()> callback = std::forward<F>(f);
+  detail::Callback<> callback(std::forward<F>(f));
   {
     std::lock_guard lock(state_->mutex);
     if (!state_->discardRequested) {
       if (state_->status == detail::FutureState<T>::Status::Pending) {
-        state_->onDiscard.push_back(std::move(callback));
+        state_->onDiscard.push(std::move(callback));
       }
       return *this;
     }
@@ -341,12 +344,12 @@ const Future<T>& Future<T>::onDiscard(F&& f) const {
 template <typename T>
 template <typename F>
 const Future<T>& Future<T>::onAbandoned(F&& f) const {
-  std::function<void()> callback = std::forward<F>(f);
+  detail::Callback<> callback(std::forward<F>(f));
   {
     std::lock_guard lock(state_->mutex);
     if (state_->status != detail::FutureState<T>::Status::Pending) return *this;
     if (!state_->abandoned) {
-      state_->onAbandoned.push_back(std::move(callback));
+      state_->onAbandoned.push(std::move(callback));
       return *this;
     }
   }
@@ -366,9 +369,9 @@ Future<UnwrapT<typename detail::ContinuationResult<F, T>::type>> Future<T>::then
       if (promise->future().hasDiscard()) {
         promise->discard();
       } else if constexpr (std::is_invocable_v<F&, const T&>) {
-        detail::invokeInto(*promise, f, source.get());
+        detail::invokeInto(*promise, std::move(f), source.get());  // called once
       } else {
-        detail::invokeInto(*promise, f);
+        detail::invokeInto(*promise, std::move(f));
       }
     } else if (source.isFailed()) {
       promise->fail(source.failure());
@@ -387,7 +390,7 @@ Future<T> Future<T>::repair(F&& f) const {
   detail::propagateDiscard(result, *this);
   onAny([promise, f = std::forward<F>(f)](const Future<T>& source) mutable {
     if (source.isFailed()) {
-      detail::invokeInto(*promise, f, source);
+      detail::invokeInto(*promise, std::move(f), source);  // called once
     } else {
       promise->associate(source);
     }

@@ -40,6 +40,10 @@ class Worker : public Process<Worker> {
     if (pending_) pending_->set(v);
   }
 
+  // Takes a Copied by reference: what a dispatch of it copies is the
+  // dispatch's own doing.
+  int copiesSeen(const struct Copied& copied, int value);
+
   // For defer: a continuation that records which strand it runs on.
   std::string step(const std::string& tag, int value) {
     return tag + ":" + std::to_string(value) + (onStrand() ? ":on-strand" : ":off-strand");
@@ -50,6 +54,17 @@ class Worker : public Process<Worker> {
   bool discardSeen_ = false;
   std::shared_ptr<Promise<int>> pending_;
 };
+
+// Counts the copies made of it.
+struct Copied {
+  explicit Copied(std::atomic<int>* copies) : copies(copies) {}
+  Copied(const Copied& other) : copies(other.copies) { ++*copies; }
+  Copied(Copied&& other) noexcept = default;
+  Copied& operator=(const Copied&) = delete;
+  std::atomic<int>* copies;
+};
+
+int Worker::copiesSeen(const Copied& copied, int value) { return copied.copies->load() * 100 + value; }
 
 class DispatchTest : public ::testing::Test {
  protected:
@@ -119,6 +134,25 @@ TEST_F(DispatchTest, DeferRunsContinuationOnTheProcess) {
 
   Future<int> noArgs = Future<Nothing>(Nothing{}).then(defer(pid_, [] { return 1; }));
   AWAIT_EXPECT_EQ(1, noArgs);
+}
+
+// then() calls its continuation once, as an rvalue: a deferred call moves
+// what it holds (bound arguments, the callable) into its dispatch. Called
+// as an lvalue, which may happen again, it copies.
+TEST_F(DispatchTest, AContinuationMovesWhatItHoldsIntoItsDispatch) {
+  std::atomic<int> copies{0};
+  Promise<int> promise;
+  Future<int> bound = promise.future().then(defer(pid_, &Worker::copiesSeen, Copied(&copies)));
+  Future<int> captured = promise.future().then(
+      defer(pid_, [held = Copied(&copies)](int v) { return held.copies->load() * 100 + v; }));
+  promise.set(7);
+  AWAIT_EXPECT_EQ(7, bound);
+  AWAIT_EXPECT_EQ(7, captured);
+  EXPECT_EQ(0, copies.load());
+
+  auto again = defer(pid_, &Worker::copiesSeen, Copied(&copies));
+  AWAIT_EXPECT_EQ(101, again(1));
+  AWAIT_EXPECT_EQ(202, again(2));
 }
 
 TEST_F(DispatchTest, DeferToDeadProcessFailsTheChain) {

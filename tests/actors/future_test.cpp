@@ -338,6 +338,35 @@ TEST(FutureTest, ShareKeepsTheValueAliveAndReadySharedServesOneToMany) {
   EXPECT_EQ(0, copies);
 }
 
+// A future's callbacks, small ones kept inline and large ones on the heap,
+// run in the order they were added, once, and what they hold is let go
+// after they run (or once the future is abandoned).
+TEST(FutureTest, CallbacksRunInOrderOnceAndLetGoOfWhatTheyHold) {
+  auto held = std::make_shared<int>(0);
+  std::vector<std::string> order;
+  Promise<int> promise;
+  const std::string big(200, 'x');
+  promise.future().onAny([held, &order] { order.push_back("small"); });
+  promise.future().onAny([held, big, &order] { order.push_back("large " + std::to_string(big.size())); });
+  promise.future().onReady([held, &order](int v) { order.push_back("ready " + std::to_string(v)); });
+  EXPECT_EQ(4, held.use_count());
+  promise.set(3);
+  EXPECT_EQ((std::vector<std::string>{"small", "large 200", "ready 3"}), order);
+  EXPECT_EQ(1, held.use_count());
+  promise.future().onAny([&order] { order.push_back("late"); });
+  EXPECT_EQ("late", order.back());
+
+  {
+    Promise<int> dying;
+    dying.future().onAny([held] {});
+    dying.future().onDiscard([held, big] {});
+    dying.future().onAbandoned([held, &order] { order.push_back("abandoned"); });
+    EXPECT_EQ(4, held.use_count());
+  }
+  EXPECT_EQ("abandoned", order.back());
+  EXPECT_EQ(1, held.use_count());
+}
+
 TEST(FutureTest, CompletionFromAnotherThreadWakesWaiter) {
   Promise<int> promise;
   Future<int> future = promise.future();
