@@ -337,7 +337,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // The image goes on shared, not copied (a burst of provisions of one
     // image hands the same one along).
     Future<ProvisionInfo> provisioning = fetched->then(actors::defer(
-        self(), [this, id, started, provider = store::providerOf(image), priority = image.priority(),
+        self(), [this, id = id, started, provider = store::providerOf(image), priority = image.priority(),
                  pulled = *fetched] { return imagePulled(id, started, provider, priority, pulled.share()); }));
     chainInFlight(*info, provisioning);
     return provisioning;

@@ -264,14 +264,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   };
 
   const Served& servedOf(const std::string& key, const StoredImage& stored) {
-    auto [it, made] = served_.try_emplace(key);
-    Served& served = it->second;
-    if (!made) return served;
+    if (auto it = served_.find(key); it != served_.end()) return it->second;
+    Served served;  // whole before it is kept
     served.info = std::make_shared<const ImageInfo>(infoOf(stored));
     for (const auto& id : stored.layer_ids()) served.paths.push_back(paths::layerRootfs(options_.storeDir, id));
     if (!configPath(stored).empty()) served.paths.push_back(configPath(stored));
     for (const auto& path : served.paths) served.pathsKey += path + "\n";
-    return served;
+    return served_.emplace(key, std::move(served)).first->second;
   }
 
   // Whether the layers of an image, then its config, are on disk: one look
@@ -287,8 +286,15 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
         return present;
       });
       found = presenceChecks_.emplace(joined, check).first;
-      check.onAny(actors::defer(self(), [this, joined, check] {
-        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second == check) {
+      // Over, or never to be (a job dropped by a runtime shutting down):
+      // the next get looks again.
+      check.onAny(actors::defer(self(), [this, joined](const Future<std::vector<bool>>& done) {
+        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second == done) {
+          presenceChecks_.erase(it);
+        }
+      }));
+      check.onAbandoned(actors::defer(self(), [this, joined] {
+        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second.isAbandoned()) {
           presenceChecks_.erase(it);
         }
       }));

@@ -79,18 +79,12 @@ TEST_F(ImageStoreTest, ALayerMissingOnDiskIsPulledAgain) {
   EXPECT_EQ(layerFetches + 1, registry_.count(built.layerDigests[1]));
 }
 
-// The store notes each commit (paths::recent). After a reboot (another
-// boot id in the notes) recover checks the layers committed last: a
-// damaged one goes and the next get fetches it again; one whole stays as
-// it is; a layer committed before the window is not read. Notes from this
-// boot stay; lines past the window go at the next commit.
 // A burst of gets of a cached image looks at the disk once: a get that
 // comes while a look is under way takes its answer. On a runtime of one
 // blocking thread, which runs its jobs in order: a job that holds it, the
 // look of a first get, a job that removes a layer, then a second get. Had
-// the second get looked for itself, after the removal, it would have to
-// pull again (which a pull on one blocking thread cannot: its extraction
-// waits for a hash beside it, so the get would not complete).
+// the second get looked for itself, after the removal, it would pull again,
+// which this store (no image source) fails.
 TEST_F(ImageStoreTest, GetsOfACachedImageThatComeTogetherShareOneLookAtTheDisk) {
   auto built = publish("test/app", "v1", {{TarEntry::file("a", "1")}, {TarEntry::file("b", "2")}});
   const messages::Image image = dockerImage(registry_.hostPort() + "/test/app:v1");
@@ -132,6 +126,11 @@ TEST_F(ImageStoreTest, GetsOfACachedImageThatComeTogetherShareOneLookAtTheDisk) 
   EXPECT_EQ("2", testing::readFile(fs::path(again->layers[1]) / "b"));
 }
 
+// The store notes each commit (paths::recent). After a reboot (another
+// boot id in the notes) recover checks the layers committed last: a
+// damaged one goes and the next get fetches it again; one whole stays as
+// it is; a layer committed before the window is not read. Notes from this
+// boot stay; lines past the window go at the next commit.
 TEST_F(ImageStoreTest, AfterARebootTheLayersCommittedLastAreCheckedAndADamagedOneFetchedAgain) {
   auto built = publish("test/app", "v1",
                        {{TarEntry::file("base", std::string(1000, 'b'))},
