@@ -4,7 +4,10 @@
 // docker/store.cpp `pulling`): the first join() starts it, later ones wait
 // for the same result. Each caller gets a future of its own; discarding it
 // leaves the work, and when the last caller leaves, the work itself is
-// discarded and forgotten (a new join() starts it afresh).
+// discarded and forgotten (a new join() starts it afresh). Work that is
+// abandoned (its promise dropped, say by a runtime shutting down) is
+// forgotten too, and abandons its callers' futures: none waits forever, and
+// the next join() starts it afresh. Callers share the value, not copies.
 //
 // Not thread-safe: owned by one process, and `post` must run what it is
 // given on that process (actors::defer on its PID), or drop it once the
@@ -38,7 +41,9 @@ class SharedWork {
       Entry entry{start(), ++generation_, {}};
       it = entries_.emplace(key, std::move(entry)).first;
       const std::uint64_t generation = it->second.generation;
-      it->second.work.onAny([this, post = post_, key, generation] { post([=, this] { finish(key, generation); }); });
+      auto over = [this, post = post_, key, generation] { post([=, this] { finish(key, generation); }); };
+      it->second.work.onAny(over);
+      it->second.work.onAbandoned(over);
     }
     auto waiter = std::make_shared<Promise<T>>();
     it->second.waiters.push_back(waiter);
@@ -76,9 +81,11 @@ class SharedWork {
     if (it == entries_.end() || it->second.generation != generation) return;
     Entry entry = std::move(it->second);
     entries_.erase(it);
+    // Abandoned: dropping the waiters' promises abandons their futures.
+    if (entry.work.isPending()) return;
     for (const auto& waiter : entry.waiters) {
       if (entry.work.isReady()) {
-        waiter->set(entry.work.get());
+        waiter->set(entry.work.share());
       } else if (entry.work.isFailed()) {
         waiter->fail(entry.work.failure());
       } else {

@@ -275,32 +275,16 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   // Whether the layers of an image, then its config, are on disk: one look
   // for all the requests of an image that come together (a burst of
-  // provisions), not one each. The look runs off the strand.
+  // provisions), not one each. The look runs off the strand; one request
+  // given up on does not end it for the others.
   Future<std::vector<bool>> onDisk(const Served& served) {
-    const std::string& joined = served.pathsKey;
-    auto found = presenceChecks_.find(joined);
-    if (found == presenceChecks_.end()) {
-      Future<std::vector<bool>> check = actors::async(runtime_, [paths = served.paths] {
+    return presenceChecks_.join(served.pathsKey, [&] {
+      return actors::async(runtime_, [paths = served.paths] {
         std::vector<bool> present;
         for (const auto& path : paths) present.push_back(actors::fs::exists(path));
         return present;
       });
-      found = presenceChecks_.emplace(joined, check).first;
-      // Over, or never to be (a job dropped by a runtime shutting down):
-      // the next get looks again.
-      check.onAny(actors::defer(self(), [this, joined](const Future<std::vector<bool>>& done) {
-        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second == done) {
-          presenceChecks_.erase(it);
-        }
-      }));
-      check.onAbandoned(actors::defer(self(), [this, joined] {
-        if (auto it = presenceChecks_.find(joined); it != presenceChecks_.end() && it->second.isAbandoned()) {
-          presenceChecks_.erase(it);
-        }
-      }));
-    }
-    // One request given up on does not end the look for the others.
-    return actors::undiscardable(found->second);
+    });
   }
 
   // The stored image as it is when `present` (its layers', then its
@@ -615,6 +599,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     // store is gone is dropped.
     auto post = [pid = self()](std::function<void()> f) { actors::defer(pid, std::move(f))(); };
     pulls_.setPost(post);
+    presenceChecks_.setPost(post);
     layerPulls_.setPost(post);
   }
 
@@ -1258,7 +1243,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   std::map<std::string, StoredImage> images_;  // drop its served_ entry with each change
   std::map<std::string, Served> served_;       // by key: made by the first get since the entry changed
   // onDisk()'s looks at the disk under way, by the paths they look at.
-  std::map<std::string, Future<std::vector<bool>>> presenceChecks_;
+  actors::SharedWork<std::vector<bool>> presenceChecks_;
   std::set<std::string> committed_;                          // layer ids in layers/
   std::set<std::string> unmarked_;                           // those from before session 15 (no implied file)
   std::set<std::string> retired_;                            // layer ids retired: on disk, never handed out

@@ -342,5 +342,38 @@ TEST_F(SharedWorkTest, TheWorkIsDiscardedOnlyWhenTheLastCallerLeaves) {
   EXPECT_FALSE(work_.peek("k").has_value());
 }
 
+TEST_F(SharedWorkTest, AbandonedWorkAbandonsItsCallersAndIsForgotten) {
+  auto run = std::make_unique<Promise<int>>();
+  Future<int> first = work_.join("k", [&] { return run->future(); });
+  Future<int> second = work_.join("k", [&] { return run->future(); });
+  run.reset();  // dropped unfulfilled, as by a runtime that stops
+  EXPECT_TRUE(first.isAbandoned());
+  EXPECT_TRUE(second.isAbandoned());
+  EXPECT_TRUE(work_.keys().empty());
+  // A new join starts afresh rather than waiting on the dropped run.
+  Promise<int> again;
+  int started = 0;
+  Future<int> third = work_.join("k", [&] {
+    ++started;
+    return again.future();
+  });
+  EXPECT_EQ(1, started);
+  again.set(3);
+  AWAIT_EXPECT_EQ(3, third);
+}
+
+TEST_F(SharedWorkTest, CallersShareTheValueNotCopiesOfIt) {
+  SharedWork<std::vector<int>> work;
+  work.setPost([](std::function<void()> f) { f(); });
+  Promise<std::vector<int>> run;
+  Future<std::vector<int>> first = work.join("k", [&] { return run.future(); });
+  Future<std::vector<int>> second = work.join("k", [&] { return run.future(); });
+  run.set(std::vector<int>{1, 2, 3});
+  AWAIT_READY(first);
+  AWAIT_READY(second);
+  EXPECT_EQ(&run.future().get(), &first.get());
+  EXPECT_EQ(&run.future().get(), &second.get());
+}
+
 }  // namespace
 }  // namespace prov::actors
