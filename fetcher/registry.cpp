@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 #include <boost/url/url.hpp>
@@ -133,18 +134,32 @@ class VerifyingSink final : public BodySink {
     // every chunk, before anything the consumer made is kept. The write
     // completes only when both are done with the chunk: the connection
     // reuses its buffer then, and check_ is not shared between threads.
-    auto hashed = actors::async(runtime_, [this, chunk] { check_.hash(chunk); });
+    // Whoever comes first hashes: a pool thread, or the consumer once it
+    // is done with the chunk. The consumer is itself a pool job, so a pool
+    // it fills (one thread, say) never leaves the chunk waiting for a
+    // thread, and a refused pool job (a runtime shutting down) is no loss.
+    auto piece = std::make_shared<HashedPiece>();
+    auto hash = [this, chunk, piece] {
+      if (piece->claimed.exchange(true)) return;
+      check_.hash(chunk);
+      piece->done.set(Nothing{});
+    };
+    (void)actors::async(runtime_, hash);
     auto used = out_->write(chunk);
-    return actors::await(hashed, used).then([](const auto& both) -> Future<Nothing> {
-      const auto& [hash, use] = both;
-      if (!hash.isReady()) return hash;  // the pool refused it: the runtime is shutting down
-      return use;                        // the consumer's outcome, as it is
+    used.onAny(hash);
+    return actors::await(piece->done.future(), used).then([](const auto& both) -> Future<Nothing> {
+      return std::get<1>(both);  // the consumer's outcome, as it is
     });
   }
 
   Try<Nothing> finish() { return check_.finish(); }
 
  private:
+  struct HashedPiece {
+    std::atomic<bool> claimed{false};
+    actors::Promise<Nothing> done;
+  };
+
   actors::Runtime& runtime_;
   std::shared_ptr<ByteSink> out_;
   BlobCheck check_;

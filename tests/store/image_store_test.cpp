@@ -126,6 +126,31 @@ TEST_F(ImageStoreTest, GetsOfACachedImageThatComeTogetherShareOneLookAtTheDisk) 
   EXPECT_EQ("2", testing::readFile(fs::path(again->layers[1]) / "b"));
 }
 
+// An embedder may give its runtime one blocking thread. A layer's
+// extraction then holds it for the whole transfer, and the transfer's
+// chunks, hashed beside it on the pool, must not wait for a thread that
+// never frees: the extraction hashes what no pool thread has started.
+TEST_F(ImageStoreTest, APullCompletesOnARuntimeOfOneBlockingThread) {
+  auto built = publish("test/app", "v1", {{TarEntry::file("big", randomBytes(4 << 20))}, {TarEntry::file("b", "2")}});
+  actors::Runtime single(actors::Runtime::Options{.blockingThreads = 1});
+  fetcher::RegistryOptions options;
+  options.hubUrl = registry_.url();
+  auto puller = fetcher::RegistryPuller::create(single, options, 4);
+  ASSERT_TRUE(puller.isSome()) << puller.error().message;
+  std::shared_ptr<fetcher::Puller> shared = std::move(*puller);
+  ImageStoreOptions storeOptions;
+  storeOptions.storeDir = (sandbox() / "single").string();
+  storeOptions.syncLayers = false;
+  auto store = ImageStore::create(single, storeOptions, [shared](const messages::Image&) { return shared; });
+  ASSERT_TRUE(store.isSome()) << store.error().message;
+  AWAIT_READY((*store)->recover());
+  auto pulled = (*store)->get(dockerImage(registry_.hostPort() + "/test/app:v1"));
+  AWAIT_READY(pulled);
+  ASSERT_EQ(2u, pulled->layers.size());
+  EXPECT_EQ(std::uintmax_t{4} << 20, fs::file_size(fs::path(pulled->layers[0]) / "big"));
+  EXPECT_EQ("2", testing::readFile(fs::path(pulled->layers[1]) / "b"));
+}
+
 // The store notes each commit (paths::recent). After a reboot (another
 // boot id in the notes) recover checks the layers committed last: a
 // damaged one goes and the next get fetches it again; one whole stays as
