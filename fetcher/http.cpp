@@ -307,6 +307,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;
   std::atomic<std::size_t> opened{0};
   std::set<std::string> plainOrigins;  // "host:port", under `mutex`
+  std::set<std::string> tlsOrigins;    // found to speak TLS in this process, under `mutex`
 
   Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)), plainOrigins(options.plainOrigins) {}
 
@@ -318,9 +319,23 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     if (mode == TlsMode::VerifyOrPlain && proxyFor(url)) return TlsMode::Verify;
     return mode;
   }
-  bool knownPlain(const Url& url) {
+  // Whether a request to https `url` starts over plain http: its origin is
+  // remembered as plain, or it is a loopback one reached directly
+  // (VerifyOrPlain) not found to speak TLS. Plain first there costs a TLS
+  // server one round trip (it answers 400, or closes) and spares a plain
+  // one OpenSSL's set-up and a handshake that fails. It accepts nothing TLS
+  // first would not: a port speaks one or the other, and plain is taken
+  // only from a server that answers plain. No credentials go with the
+  // first request to an origin (they come with its challenge), and a
+  // listed insecure registry, which may be across a network, is not tried
+  // this way.
+  bool startsPlain(const Url& url) {
+    if (url.scheme != "https") return false;
+    const TlsMode mode = tlsMode(url);
+    if (mode == TlsMode::Verify) return false;
     std::lock_guard lock(mutex);
-    return plainOrigins.count(url.hostPort()) > 0;
+    const std::string origin = url.hostPort();
+    return plainOrigins.count(origin) > 0 || (mode == TlsMode::VerifyOrPlain && tlsOrigins.count(origin) == 0);
   }
   // Records what `url`'s origin speaks, and tells the options' callback
   // when that changed.
@@ -328,6 +343,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     const std::string origin = url.hostPort();
     {
       std::lock_guard lock(mutex);
+      if (plain) {
+        tlsOrigins.erase(origin);
+      } else {
+        tlsOrigins.insert(origin);
+      }
       const bool changed = plain ? plainOrigins.insert(origin).second : plainOrigins.erase(origin) > 0;
       if (!changed) return;
     }
@@ -588,8 +608,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         return fail(Error(ErrorKind::InvalidArgument,
                           "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
       }
-      // An origin found before not to speak TLS, where that is allowed.
-      if (url_.scheme == "https" && client_->tlsMode(url_) != TlsMode::Verify && client_->knownPlain(url_)) {
+      // An origin found before not to speak TLS, where that is allowed, or
+      // a loopback one not known to speak it: over plain http first.
+      if (client_->startsPlain(url_)) {
         toPlain();
         viaMemory_ = true;
       }
@@ -707,6 +728,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       }
       return fail(ioError(ec, "set up TLS with", url_, why));
     }
+    // Over TLS where plain http would be allowed: later requests skip the
+    // plain try. (A plain connection passes here too, as a handshake of
+    // nothing.)
+    if (url_.scheme == "https" && redirects_ == 0 && client_->tlsMode(url_) != TlsMode::Verify) {
+      client_->foundPlain(url_, false);
+    }
     send();
   }
 
@@ -773,6 +800,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     // A TLS server answers a plain request with 400 (Go's says "Client sent
     // an HTTP request to an HTTPS server").
     if (response_.status == 400 && backToTls()) return;
+    // Any other answer over plain http: the origin speaks it (remembered,
+    // and told once, when this was a first try).
+    if (viaMemory_ && redirects_ == 0) client_->foundPlain(url_, true);
     if (isRedirect(response_)) {
       mode_ = Mode::Discard;
     } else if (sink_ && response_.status >= 200 && response_.status < 300) {
@@ -964,7 +994,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Url url_;
   int redirects_ = 0;
   bool discarded_ = false;
-  bool viaMemory_ = false;  // plain http because the origin was remembered as plain
+  bool viaMemory_ = false;  // plain http tried first: the origin remembered as plain, or loopback
   actors::Promise<HttpResponse> promise_;
   asio::strand<asio::io_context::executor_type> strand_;
   // The connection and what goes over it: its strand uses these while an
@@ -1043,10 +1073,7 @@ void HttpClient::prepareTls() {
   (void)actors::async(impl_->runtime, [impl = impl_] { (void)impl->trustContext(); });
 }
 
-bool HttpClient::reachesPlain(const Url& url) const {
-  if (url.scheme == "http") return true;
-  return url.scheme == "https" && impl_->tlsMode(url) != TlsMode::Verify && impl_->knownPlain(url);
-}
+bool HttpClient::reachesPlain(const Url& url) const { return url.scheme == "http" || impl_->startsPlain(url); }
 
 std::size_t HttpClient::connectionsOpened() const { return impl_->opened.load(); }
 

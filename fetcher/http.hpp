@@ -83,7 +83,7 @@ namespace prov::fetcher {
 // How a URL that says https is reached.
 enum class TlsMode {
   Verify,          // TLS, the peer's certificate and name verified; nothing else
-  VerifyOrPlain,   // as Verify; plain http when the server does not speak TLS
+  VerifyOrPlain,   // as Verify; plain http when the server does not speak TLS (tried first)
   AnyCertOrPlain,  // TLS without verification; plain http when the server does not speak TLS
 };
 
@@ -168,9 +168,11 @@ class HttpClient {
   // report.
   void prepareTls();
 
-  // Whether a request to `url` now goes without TLS: a plain http URL, or
-  // an https one whose origin is known not to speak TLS where plain is
-  // allowed. A new connection there costs one round trip, no handshake.
+  // Whether a request to `url` now starts without TLS: a plain http URL, an
+  // https one whose origin is known not to speak TLS where plain is
+  // allowed, or one in VerifyOrPlain mode not known to speak TLS (plain is
+  // tried first there). A new connection there costs one round trip, no
+  // handshake.
   bool reachesPlain(const Url& url) const;
 
   // Connections made so far (reuse shows as requests > connections).

@@ -13,6 +13,7 @@
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
 #include "fetcher/sigstore.hpp"
+#include "fetcher/url.hpp"
 #include "provisioner/paths.hpp"
 #include "provisioner/provisioner.hpp"
 #include "store/appc_store.hpp"
@@ -120,7 +121,6 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     options.http.proxy = std::move(*proxy);
     auto plain = std::make_shared<PlainRegistries>(storeDir + "/plain-registries");
     options.http.plainOrigins = plain->known();
-    const bool prepareTls = !flags.pullsFrom.empty() && options.http.plainOrigins.count(flags.pullsFrom) == 0;
     options.http.onPlainFound = [plain](const std::string& hostPort, bool isPlain) { plain->found(hostPort, isPlain); };
     options.maxUnsizedBlobBytes = flags.limits.maxLayerBytes;
     if (!flags.dockerConfig.empty()) {
@@ -134,7 +134,13 @@ Try<store::PullerFor> pullersFor(const Flags& flags, actors::Runtime& runtime, c
     auto puller = fetcher::RegistryPuller::create(runtime, std::move(options));
     if (puller.isError()) return badFlag("docker_registry", puller.error().message);
     std::shared_ptr<fetcher::RegistryPuller> shared = std::move(*puller);
-    if (prepareTls) shared->client().http().prepareTls();
+    // The registry's TLS context, made beside the recover, for a command
+    // whose first request will use it (not for one that goes plain first).
+    auto& http = shared->client().http();
+    if (!flags.pullsFrom.empty()) {
+      auto first = fetcher::parseUrl("https://" + flags.pullsFrom + "/v2/");
+      if (first.isSome() && !http.reachesPlain(*first)) http.prepareTls();
+    }
     lookaside = [shared](fetcher::HttpRequest request) { return shared->client().http().fetch(std::move(request)); };
     attachments = [shared](const messages::Image& image, const std::string& manifestDigest) {
       std::optional<messages::Credentials> credentials;

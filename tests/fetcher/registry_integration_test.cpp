@@ -321,9 +321,11 @@ TEST_F(RealRegistryTest, TheHashedDirectoryAnswersBeforeTheBundleIsRead) {
 }
 
 // The scheme rule on loopback: a TLS registry named by its 127.0.0.1
-// address is reached over TLS and verified (its CA given); without the CA
-// the certificate error is the answer, never a retry over plain http; when
-// listed as insecure it is reached over TLS without verification.
+// address is reached over TLS and verified (its CA given), after a first
+// request over plain http that it answers as TLS; from then on the client
+// goes to it over TLS directly. Without the CA the certificate error is the
+// answer, never a retry over plain http; when listed as insecure it is
+// reached over TLS without verification.
 TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
   auto registry = startRegistry({.tls = true});
   ASSERT_NE(nullptr, registry);
@@ -343,13 +345,13 @@ TEST_F(RealRegistryTest, TlsOnLoopbackIsVerifiedAndNeverFallsBackToPlain) {
   };
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());
-  (*puller)->client().http().prepareTls();  // made beside, used by the first connection
-  pullAndVerify(**puller, ref, platform("amd64"), built, "loopback-tls");
-  EXPECT_TRUE(plainFound.empty());
-  // A new connection there needs a handshake (the store then lets one
-  // layer wait for the config's connection).
   messages::ResolvedImage resolved;
   resolved.set_endpoint("https://" + registry->hostPort());
+  EXPECT_TRUE((*puller)->connectsPlain(resolved));  // not known yet: plain first
+  pullAndVerify(**puller, ref, platform("amd64"), built, "loopback-tls");
+  EXPECT_TRUE(plainFound.empty());
+  // Found to speak TLS: a new connection there needs a handshake (the
+  // store then lets one layer wait for the config's connection).
   EXPECT_FALSE((*puller)->connectsPlain(resolved));
 
   messages::Image image;

@@ -474,9 +474,9 @@ TEST_F(RegistryTest, AnIdentityTokenIsExchangedWithAnOAuth2Post) {
 }
 
 // The scheme rule: a registry on 127.0.0.1 named without a scheme is tried
-// over TLS first; one that answers the ClientHello as plain HTTP is used
-// over http from then on, and told to onPlainFound (for the store's state)
-// once. A client that starts knowing it pays no TLS attempt at all.
+// over plain http first, with no TLS attempt (and no TLS set-up); one that
+// answers is used over http from then on, and told to onPlainFound (for the
+// store's state) once. A client that starts knowing it does the same.
 TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
   FakeRegistry registry;
   registry.requireBearer();
@@ -489,14 +489,14 @@ TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
     found.push_back(origin + (plain ? " plain" : " tls"));
   };
   auto c = client(o);
-  // Whether a new connection there goes without TLS: not known yet.
+  // A new connection there goes without TLS: plain is tried first.
   const Url https = *parseUrl("https://" + registry.hostPort() + "/v2/");
-  EXPECT_FALSE(c->http().reachesPlain(https));
+  EXPECT_TRUE(c->http().reachesPlain(https));
   EXPECT_TRUE(c->http().reachesPlain(*parseUrl("http://" + registry.hostPort() + "/v2/")));
   AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
   EXPECT_TRUE(c->http().reachesPlain(https));
   AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
-  EXPECT_EQ(1u, registry.notHttpConnections());
+  EXPECT_EQ(0u, registry.notHttpConnections());
   {
     std::lock_guard lock(mutex);
     EXPECT_EQ(std::vector<std::string>{registry.hostPort() + " plain"}, found);
@@ -509,7 +509,22 @@ TEST_F(RegistryTest, APlainLoopbackRegistryIsFoundOnceAndRemembered) {
   auto remembered = client(known);
   EXPECT_TRUE(remembered->http().reachesPlain(https));
   AWAIT_READY(remembered->resolve(reference(registry, "test/app:v1"), platform("amd64")));
+  EXPECT_EQ(0u, registry.notHttpConnections());
+}
+
+// A registry listed as insecure may be across a network: TLS is tried
+// first there (the ClientHello the fake answers as HTTP), then plain.
+TEST_F(RegistryTest, AListedInsecureRegistryIsTriedOverTlsFirst) {
+  FakeRegistry registry;
+  publish(registry, "test/app", "v1", {"a"});
+  RegistryOptions o = options();
+  o.insecure = {registry.hostPort()};
+  auto c = client(o);
+  const Url https = *parseUrl("https://" + registry.hostPort() + "/v2/");
+  EXPECT_FALSE(c->http().reachesPlain(https));
+  AWAIT_READY(c->resolve(reference(registry, "test/app:v1"), platform("amd64")));
   EXPECT_EQ(1u, registry.notHttpConnections());
+  EXPECT_TRUE(c->http().reachesPlain(https));
 }
 
 // Credential helpers, scripted: each is a docker-credential-<name> in a
@@ -629,7 +644,7 @@ TEST_F(RegistryTest, ARegistryOnAnIpV6Literal) {
   auto sink = std::make_shared<StringSink>();
   AWAIT_READY(c->streamBlob(repositories->back(), blobOf(image.layerDigests[1], 1), sink));
   EXPECT_EQ("b", sink->data());
-  EXPECT_EQ(1u, registry.notHttpConnections());
+  EXPECT_EQ(0u, registry.notHttpConnections());  // loopback: plain http first
   EXPECT_EQ(1u, registry.count("/token"));
 }
 
