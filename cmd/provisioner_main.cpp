@@ -349,6 +349,14 @@ int runCommand(provisioner::Provisioner& p, const Invocation& in) {
   return 0;
 }
 
+// A result that cannot be written (a full disk under stdout) is an error,
+// not a silent exit 0 at the flush after the teardown.
+int finished(int code) {
+  if (code != 0) return code;
+  if (!std::cout.flush()) return fail("Failed to write the result to standard output (what the command did is kept)");
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -391,6 +399,8 @@ int main(int argc, char** argv) {
   if (known.isError()) return fail(known.error().message);
   std::string error;
   if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
-  if (!pulls) return runCommand(p, in);
-  return pullOrProvision(p, in, progress.get(), in.command == "provision" && known->count(in.args[0]) > 0);
+  const int code = pulls ? pullOrProvision(p, in, progress.get(),
+                                           in.command == "provision" && known->count(in.args[0]) > 0)
+                         : runCommand(p, in);
+  return finished(code);
 }

@@ -92,7 +92,7 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   auto pulled = run({"pull", image});
   ASSERT_EQ(0, pulled.status) << pulled.err;
   EXPECT_EQ(0u, pulled.out.find("docker://" + image + ":latest sha256:")) << pulled.out;
-  // The registry on 127.0.0.1 was tried over TLS, found plain, and the
+  // The registry on 127.0.0.1 was asked over plain http, answered, and the
   // store remembers it (a store from before had no such file).
   EXPECT_EQ(registry_->hostPort() + "\n", testing::readFile(workDir_ / "store/docker/plain-registries"));
 
@@ -619,6 +619,20 @@ TEST_F(CliTest, AppcImageFromBusyboxRunsViaChroot) {
   EXPECT_EQ(0, run({prefix, "prune"}).status);
   EXPECT_EQ("", run({prefix, "images"}).out);
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/appc/images"));
+}
+
+// A result that cannot be written (a full disk under stdout) is an error,
+// not a silent exit 0; the pull itself is done and kept.
+TEST_F(CliTest, AResultThatCannotBeWrittenIsAnError) {
+  const std::string image = pushBusybox("busybox");
+  std::string line;
+  for (const auto& a : command({"pull", image})) line += "'" + a + "' ";
+  auto full = testing::runCommand({"sh", "-c", line + "2>&1 >/dev/full"});
+  EXPECT_EQ(1, full.status) << full.output;
+  EXPECT_EQ("error: Failed to write the result to standard output (what the command did is kept)\n", full.output);
+  auto again = run({"pull", image});
+  EXPECT_EQ(0, again.status) << again.err;
+  EXPECT_EQ(0u, again.out.find("docker://" + image + ":latest sha256:")) << again.out;
 }
 
 TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
