@@ -6,6 +6,19 @@ namespace prov::fetcher {
 
 namespace {
 
+// OpenSSL's digests, fetched once: the first fetch reads OpenSSL's
+// configuration and loads its default provider (about 2 ms here), and an
+// implicit fetch at each EVP_DigestInit_ex looks the method up again.
+struct Digests {
+  EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+  EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA2-512", nullptr);
+};
+
+const Digests& digests() {
+  static const Digests fetched;  // never freed: used until exit
+  return fetched;
+}
+
 bool isLowerHex(std::string_view s) {
   for (char c : s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -49,11 +62,14 @@ Hasher::Hasher(Hasher&&) noexcept = default;
 Hasher& Hasher::operator=(Hasher&&) noexcept = default;
 Hasher::~Hasher() = default;
 
+void prepareHashing() { (void)digests(); }
+
 Try<Hasher> Hasher::create(std::string_view algorithm) {
-  const EVP_MD* md = algorithm == "sha256" ? EVP_sha256() : algorithm == "sha512" ? EVP_sha512() : nullptr;
-  if (md == nullptr) {
+  if (algorithm != "sha256" && algorithm != "sha512") {
     return Error(ErrorKind::Unsupported, "Unsupported digest algorithm '" + std::string(algorithm) + "'");
   }
+  const EVP_MD* md = algorithm == "sha256" ? digests().sha256 : digests().sha512;
+  if (md == nullptr) return Error(ErrorKind::Internal, "OpenSSL has no " + std::string(algorithm) + " digest");
   auto state = std::make_unique<State>();
   state->ctx = EVP_MD_CTX_new();
   state->algorithm = std::string(algorithm);

@@ -17,6 +17,12 @@ namespace prov::fetcher {
 // digits; InvalidArgument naming the problem otherwise.
 Try<Nothing> validateDigest(std::string_view digest);
 
+// Readies OpenSSL's digests (its configuration read, its default provider
+// loaded, the digests fetched: about 2 ms here) so that the first hash does
+// not wait for them: a process about to pull calls it on a blocking
+// thread. Thread-safe; the first Hasher does the same.
+void prepareHashing();
+
 // Incremental sha256 or sha512. Not thread-safe; cheap to move.
 class Hasher {
  public:

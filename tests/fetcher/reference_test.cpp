@@ -142,6 +142,8 @@ TEST(ReferenceTest, InvalidReferencesNameTheProblem) {
 }
 
 TEST(DigestTest, ValidateHashAndVerify) {
+  prepareHashing();
+  prepareHashing();  // idempotent
   EXPECT_TRUE(validateDigest(kDigest).isSome());
   EXPECT_TRUE(validateDigest("sha512:" + std::string(128, 'a')).isSome());
   EXPECT_TRUE(validateDigest("sha256:../../../etc/passwd").isError());
@@ -157,6 +159,15 @@ TEST(DigestTest, ValidateHashAndVerify) {
   ASSERT_TRUE(mismatch.isError());
   EXPECT_EQ(ErrorKind::DigestMismatch, mismatch.error().kind);
   EXPECT_NE(std::string::npos, mismatch.error().message.find("blob 'x'"));
+  auto sha512 = Hasher::create("sha512");
+  ASSERT_TRUE(sha512.isSome());
+  sha512->update("abc");
+  EXPECT_EQ(
+      "sha512:"
+      "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e"
+      "2a9ac94fa54ca49f",
+      sha512->finish());
+  EXPECT_EQ(ErrorKind::Unsupported, Hasher::create("md5").error().kind);
 }
 
 }  // namespace
