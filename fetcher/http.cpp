@@ -313,29 +313,38 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   // Through a proxy, a loopback host is the proxy's and whoever answers
   // the CONNECT is unknown: verified TLS only, unless the operator listed
-  // the host as insecure.
+  // the host as insecure. So also when only its plain http form would go
+  // through one (http_proxy set, https_proxy not): plain http there would
+  // reach the proxy's loopback, not ours.
   TlsMode tlsMode(const Url& url) const {
     const TlsMode mode = options.tlsMode ? options.tlsMode(url.host, url.port) : TlsMode::Verify;
-    if (mode == TlsMode::VerifyOrPlain && proxyFor(url)) return TlsMode::Verify;
+    if (mode == TlsMode::VerifyOrPlain) {
+      Url plain = url;
+      plain.scheme = "http";
+      if (proxyFor(url) || proxyFor(plain)) return TlsMode::Verify;
+    }
     return mode;
   }
-  // Whether a request to https `url` starts over plain http: its origin is
-  // remembered as plain, or it is a loopback one reached directly
-  // (VerifyOrPlain) not found to speak TLS. Plain first there costs a TLS
-  // server one round trip (it answers 400, or closes) and spares a plain
+  // How a request to https `url` starts.
+  enum class Start { Tls, Remembered, PlainFirst };
+  // Remembered: the origin was found not to speak TLS where plain is
+  // allowed. PlainFirst: a loopback origin reached directly (VerifyOrPlain)
+  // not found to speak TLS yet. Plain first there costs a TLS server one
+  // round trip (it answers 400 or a redirect, or closes) and spares a plain
   // one OpenSSL's set-up and a handshake that fails. It accepts nothing TLS
   // first would not: a port speaks one or the other, and plain is taken
-  // only from a server that answers plain. No credentials go with the
-  // first request to an origin (they come with its challenge), and a
-  // listed insecure registry, which may be across a network, is not tried
-  // this way.
-  bool startsPlain(const Url& url) {
-    if (url.scheme != "https") return false;
+  // only from a server that answers plain. A listed insecure registry,
+  // which may be across a network, is not tried this way, and a request
+  // with credentials or a body never is (see Exchange::begin).
+  Start startOf(const Url& url) {
+    if (url.scheme != "https") return Start::Tls;
     const TlsMode mode = tlsMode(url);
-    if (mode == TlsMode::Verify) return false;
+    if (mode == TlsMode::Verify) return Start::Tls;
     std::lock_guard lock(mutex);
     const std::string origin = url.hostPort();
-    return plainOrigins.count(origin) > 0 || (mode == TlsMode::VerifyOrPlain && tlsOrigins.count(origin) == 0);
+    if (plainOrigins.count(origin) > 0) return Start::Remembered;
+    if (mode == TlsMode::VerifyOrPlain && tlsOrigins.count(origin) == 0) return Start::PlainFirst;
+    return Start::Tls;
   }
   // Records what `url`'s origin speaks, and tells the options' callback
   // when that changed.
@@ -609,10 +618,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
                           "Refused plain http to '" + shown(url_) + "': the registry is not configured as insecure"));
       }
       // An origin found before not to speak TLS, where that is allowed, or
-      // a loopback one not known to speak it: over plain http first.
-      if (client_->startsPlain(url_)) {
+      // a loopback one not known to speak it: over plain http first. Not a
+      // request with credentials or a body (a token request to a realm)
+      // while the origin is not known: those try TLS first, as before.
+      const auto start = client_->startOf(url_);
+      const bool bare = !request_.authorization && request_.body.empty();
+      if (start == HttpClient::Impl::Start::Remembered || (start == HttpClient::Impl::Start::PlainFirst && bare)) {
         toPlain();
         viaMemory_ = true;
+        firstTry_ = start == HttpClient::Impl::Start::PlainFirst;
       }
     }
     if (auto part = controlCharacterIn(request_, options_.userAgent)) {
@@ -744,10 +758,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     request_.url.scheme = "http";
   }
 
-  // A remembered plain origin that no longer is one: over TLS again.
+  // A remembered plain origin that no longer is one, or a loopback one
+  // tried plain first that speaks TLS: over TLS again.
   bool backToTls() {
     if (!viaMemory_ || redirects_ > 0) return false;
     viaMemory_ = false;
+    firstTry_ = false;
     client_->foundPlain(url_, false);
     closeConnection();
     url_.scheme = "https";
@@ -780,9 +796,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   // A reused connection the server closed meanwhile: once more on a new one.
-  // A remembered plain origin that breaks a fresh connection: TLS again.
+  // A remembered plain origin that breaks a fresh connection: TLS again; a
+  // first try also when it timed out (a TLS server waiting for the rest of
+  // what it took for a record).
   void retryOrFail(error_code ec, const char* what) {
-    if (!connection_->reused && ec != beast::error::timeout && backToTls()) return;
+    if (!connection_->reused && (ec != beast::error::timeout || firstTry_) && backToTls()) return;
     if (!connection_->reused || ec == beast::error::timeout) return failIo(ec, what);
     closeConnection();
     openFresh();
@@ -798,8 +816,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       return fail(proxyRefused(*proxy, 407, "send a request through the proxy '" + proxy->shown() + "' to"));
     }
     // A TLS server answers a plain request with 400 (Go's says "Client sent
-    // an HTTP request to an HTTPS server").
+    // an HTTP request to an HTTPS server"), or, set up so, with a redirect
+    // to https (nginx's error_page 497): a first try takes a redirect as
+    // that too. (A plain registry whose blobs redirect costs one TLS
+    // attempt, then is known plain.)
     if (response_.status == 400 && backToTls()) return;
+    if (firstTry_ && isRedirect(response_) && backToTls()) return;
     // Any other answer over plain http: the origin speaks it (remembered,
     // and told once, when this was a first try).
     if (viaMemory_ && redirects_ == 0) client_->foundPlain(url_, true);
@@ -995,6 +1017,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   int redirects_ = 0;
   bool discarded_ = false;
   bool viaMemory_ = false;  // plain http tried first: the origin remembered as plain, or loopback
+  bool firstTry_ = false;   // that loopback first try, its origin not known to speak plain
   actors::Promise<HttpResponse> promise_;
   asio::strand<asio::io_context::executor_type> strand_;
   // The connection and what goes over it: its strand uses these while an
@@ -1073,7 +1096,9 @@ void HttpClient::prepareTls() {
   (void)actors::async(impl_->runtime, [impl = impl_] { (void)impl->trustContext(); });
 }
 
-bool HttpClient::reachesPlain(const Url& url) const { return url.scheme == "http" || impl_->startsPlain(url); }
+bool HttpClient::reachesPlain(const Url& url) const {
+  return url.scheme == "http" || impl_->startOf(url) != Impl::Start::Tls;
+}
 
 std::size_t HttpClient::connectionsOpened() const { return impl_->opened.load(); }
 

@@ -89,7 +89,8 @@ class PlainRegistries {
     if (plain ? !known_.insert(hostPort).second : known_.erase(hostPort) == 0) return;
     std::string text;
     for (const auto& origin : known_) text += origin + "\n";
-    // Best effort: without it the next command pays one TLS attempt.
+    // Best effort: without it the next command pays one TLS attempt to a
+    // listed insecure registry (a loopback one is asked plain first).
     (void)store::writeFileAtomically(path_, text, /*sync=*/false);
   }
 

@@ -442,7 +442,7 @@ TEST_F(RealRegistryTest, PlainLoopbackRegistryRedirectsBlobsToAnotherLoopbackHos
                 "redirected");
   EXPECT_EQ(built.layerDigests.size() + 1, storage.count("/docker/registry/v2/blobs/"));  // layers and config
   EXPECT_FALSE(storage.sawAuthorization());
-  // Found plain once (the first request's TLS attempt), then remembered.
+  // Found plain once (the first request, over plain http), then remembered.
   EXPECT_EQ(std::vector<std::string>{registry->hostPort() + " plain"}, plainFound);
 }
 
@@ -479,6 +479,17 @@ TEST_F(RealRegistryTest, PlainRegistryThroughProxy) {
                                            "/v2/test/proxied/manifests/v1': the server does "
                                            "not speak TLS"))
       << refused.failure().message;
+  // Only http_proxy set: https goes direct, but plain http would go to the
+  // proxy (whose loopback is not ours), so it is verified TLS only there
+  // too; no plain request reaches the proxy.
+  RegistryOptions httpOnly = options;
+  httpOnly.http.proxy.https.reset();
+  auto half = RegistryPuller::create(runtime_, httpOnly, 2);
+  Future<messages::ResolvedImage> alsoRefused = (*half)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, alsoRefused);
+  EXPECT_NE(std::string::npos, alsoRefused.failure().message.find("the server does not speak TLS"))
+      << alsoRefused.failure().message;
+  EXPECT_EQ(std::string::npos, proxy->log().find("GET http://" + registry->hostPort())) << proxy->log();
   options.insecure = {registry->hostPort()};
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());

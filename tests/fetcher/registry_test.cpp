@@ -1001,6 +1001,47 @@ TEST_F(RegistryTest, PlainHttpOnlyWhereAllowed) {
   EXPECT_EQ(TlsMode::AnyCertOrPlain, registryTlsMode({"r.example.com:5000"}, "r.example.com", 5000));
 }
 
+// The loopback rule's first try, at the HTTP client: plain http only for a
+// request without credentials or a body (one with them tries TLS first,
+// which the fake answers as HTTP); a first try answered with a redirect is
+// taken for a TLS server's answer (nginx's error_page 497): TLS is tried,
+// the origin is then found plain, and the redirect followed.
+TEST_F(RegistryTest, ALoopbackFirstTryIsPlainOnlyWithoutCredentialsAndARedirectTriesTls) {
+  FakeRegistry registry;
+  HttpOptions options;
+  options.tlsMode = [](const std::string&, int) { return TlsMode::VerifyOrPlain; };
+  options.allowPlainHttp = [](const std::string&, int) { return true; };
+  HttpRequest request;
+  request.url = *parseUrl("https://" + registry.hostPort() + "/v2/");
+  request.authorization = "Basic c2VjcmV0";
+  auto withCredentials = HttpClient::create(runtime_, options);
+  ASSERT_TRUE(withCredentials.isSome());
+  AWAIT_READY((*withCredentials)->fetch(request));
+  EXPECT_EQ(1u, registry.notHttpConnections());
+
+  request.authorization.reset();
+  auto bare = HttpClient::create(runtime_, options);
+  ASSERT_TRUE(bare.isSome());
+  AWAIT_READY((*bare)->fetch(request));
+  EXPECT_EQ(1u, registry.notHttpConnections()) << "a first try without credentials goes plain";
+
+  FakeRegistry::Fault moved;
+  moved.match = "/v2/moved";
+  moved.status = 301;
+  moved.headers = {{"Location", registry.url() + "/v2/"}};
+  moved.times = 2;
+  registry.fail(moved);
+  request.url = *parseUrl("https://" + registry.hostPort() + "/v2/moved");
+  auto redirected = HttpClient::create(runtime_, options);
+  ASSERT_TRUE(redirected.isSome());
+  Future<HttpResponse> followed = (*redirected)->fetch(request);
+  AWAIT_READY(followed);
+  EXPECT_EQ(200, followed->status);
+  EXPECT_TRUE(followed->followedRedirect);
+  EXPECT_EQ(2u, registry.notHttpConnections()) << "the redirect sent the first try to TLS";
+  EXPECT_TRUE((*redirected)->reachesPlain(request.url));
+}
+
 // Header injection: a value with CR/LF (or any control character) is
 // refused before anything is sent, and a token service's token with one
 // never becomes a header.
