@@ -14,11 +14,16 @@
 // - Plain http: a URL that says http is refused unless `allowPlainHttp`
 //   says yes for its host and port. A URL that says https goes over plain
 //   http only when `tlsMode` allows it for the host and the server does
-//   not speak TLS (it answers a ClientHello with something else); that
-//   origin is then remembered as plain (`plainOrigins`, `onPlainFound`) and
-//   later requests go there over http directly. A remembered origin that
-//   answers a plain request with 400 or breaks it is tried over TLS again.
-//   Only the first hop of a request is ever moved to plain http.
+//   not speak TLS: in AnyCertOrPlain mode when it answers a ClientHello
+//   with something else; in VerifyOrPlain mode (loopback, reached
+//   directly) a request without credentials or a body goes plain first
+//   while the origin is not known to speak TLS, and a 400, a redirect, a
+//   broken connection or a timeout sends it to TLS. An origin found plain
+//   is remembered (`plainOrigins`, `onPlainFound`) and later requests go
+//   there over http directly; one found to speak TLS is, for the process.
+//   A remembered origin that answers a plain request with 400 or breaks it
+//   is tried over TLS again. Only the first hop of a request is ever moved
+//   to plain http.
 // - A header value (the authorization, the user agent, any other) with a
 //   control character (CR, LF, NUL, ...) is refused before anything is
 //   sent: header injection on a pooled connection. Beast does not check.
@@ -83,7 +88,8 @@ namespace prov::fetcher {
 // How a URL that says https is reached.
 enum class TlsMode {
   Verify,          // TLS, the peer's certificate and name verified; nothing else
-  VerifyOrPlain,   // as Verify; plain http when the server does not speak TLS (tried first)
+  VerifyOrPlain,   // as Verify; plain http when the server does not speak TLS (tried first by a
+                   // request without credentials or a body)
   AnyCertOrPlain,  // TLS without verification; plain http when the server does not speak TLS
 };
 
@@ -171,8 +177,8 @@ class HttpClient {
   // Whether a request to `url` now starts without TLS: a plain http URL, an
   // https one whose origin is known not to speak TLS where plain is
   // allowed, or one in VerifyOrPlain mode not known to speak TLS (plain is
-  // tried first there). A new connection there costs one round trip, no
-  // handshake.
+  // tried first there by a request without credentials or a body). A new
+  // connection there costs one round trip, no handshake.
   bool reachesPlain(const Url& url) const;
 
   // Connections made so far (reuse shows as requests > connections).

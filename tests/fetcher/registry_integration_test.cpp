@@ -490,6 +490,15 @@ TEST_F(RealRegistryTest, PlainRegistryThroughProxy) {
   EXPECT_NE(std::string::npos, alsoRefused.failure().message.find("the server does not speak TLS"))
       << alsoRefused.failure().message;
   EXPECT_EQ(std::string::npos, proxy->log().find("GET http://" + registry->hostPort())) << proxy->log();
+  // Only https_proxy set: plain http would go direct, but the https form
+  // goes through the proxy, so verified TLS only (inside its tunnel).
+  RegistryOptions httpsOnly = options;
+  httpsOnly.http.proxy.http.reset();
+  auto tunnelled = RegistryPuller::create(runtime_, httpsOnly, 2);
+  Future<messages::ResolvedImage> refusedToo = (*tunnelled)->resolve(image, platform("amd64"));
+  AWAIT_EXPECT_ERROR(ErrorKind::IO, refusedToo);
+  EXPECT_NE(std::string::npos, refusedToo.failure().message.find("the server does not speak TLS"))
+      << refusedToo.failure().message;
   options.insecure = {registry->hostPort()};
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());

@@ -1018,12 +1018,21 @@ TEST_F(RegistryTest, ALoopbackFirstTryIsPlainOnlyWithoutCredentialsAndARedirectT
   ASSERT_TRUE(withCredentials.isSome());
   AWAIT_READY((*withCredentials)->fetch(request));
   EXPECT_EQ(1u, registry.notHttpConnections());
+  request.authorization.reset();
+  request.method = "POST";
+  request.body = "grant_type=refresh_token&refresh_token=secret";
+  auto withBody = HttpClient::create(runtime_, options);
+  ASSERT_TRUE(withBody.isSome());
+  AWAIT_READY((*withBody)->fetch(request));
+  EXPECT_EQ(2u, registry.notHttpConnections()) << "a body tries TLS first too";
+  request.method = "GET";
+  request.body.clear();
 
   request.authorization.reset();
   auto bare = HttpClient::create(runtime_, options);
   ASSERT_TRUE(bare.isSome());
   AWAIT_READY((*bare)->fetch(request));
-  EXPECT_EQ(1u, registry.notHttpConnections()) << "a first try without credentials goes plain";
+  EXPECT_EQ(2u, registry.notHttpConnections()) << "a first try without credentials goes plain";
 
   FakeRegistry::Fault moved;
   moved.match = "/v2/moved";
@@ -1038,7 +1047,7 @@ TEST_F(RegistryTest, ALoopbackFirstTryIsPlainOnlyWithoutCredentialsAndARedirectT
   AWAIT_READY(followed);
   EXPECT_EQ(200, followed->status);
   EXPECT_TRUE(followed->followedRedirect);
-  EXPECT_EQ(2u, registry.notHttpConnections()) << "the redirect sent the first try to TLS";
+  EXPECT_EQ(3u, registry.notHttpConnections()) << "the redirect sent the first try to TLS";
   EXPECT_TRUE((*redirected)->reachesPlain(request.url));
 }
 
