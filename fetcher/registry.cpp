@@ -133,7 +133,8 @@ class VerifyingSink final : public BodySink {
     // fifth of a big layer's CPU). The digest is judged at finish(), after
     // every chunk, before anything the consumer made is kept. The write
     // completes only when both are done with the chunk: the connection
-    // reuses its buffer then, and check_ is not shared between threads.
+    // reuses its buffer then, and check_ is used by one thread at a time,
+    // chunk after chunk.
     // Whoever comes first hashes: a pool thread, or the consumer once it
     // is done with the chunk. The consumer is itself a pool job, so a pool
     // it fills (one thread, say) never leaves the chunk waiting for a
