@@ -479,26 +479,20 @@ TEST_F(RealRegistryTest, PlainRegistryThroughProxy) {
                                            "/v2/test/proxied/manifests/v1': the server does "
                                            "not speak TLS"))
       << refused.failure().message;
-  // Only http_proxy set: https goes direct, but plain http would go to the
-  // proxy (whose loopback is not ours), so it is verified TLS only there
-  // too; no plain request reaches the proxy.
-  RegistryOptions httpOnly = options;
-  httpOnly.http.proxy.https.reset();
-  auto half = RegistryPuller::create(runtime_, httpOnly, 2);
-  Future<messages::ResolvedImage> alsoRefused = (*half)->resolve(image, platform("amd64"));
-  AWAIT_EXPECT_ERROR(ErrorKind::IO, alsoRefused);
-  EXPECT_NE(std::string::npos, alsoRefused.failure().message.find("the server does not speak TLS"))
-      << alsoRefused.failure().message;
-  EXPECT_EQ(std::string::npos, proxy->log().find("GET http://" + registry->hostPort())) << proxy->log();
-  // Only https_proxy set: plain http would go direct, but the https form
-  // goes through the proxy, so verified TLS only (inside its tunnel).
-  RegistryOptions httpsOnly = options;
-  httpsOnly.http.proxy.http.reset();
-  auto tunnelled = RegistryPuller::create(runtime_, httpsOnly, 2);
-  Future<messages::ResolvedImage> refusedToo = (*tunnelled)->resolve(image, platform("amd64"));
-  AWAIT_EXPECT_ERROR(ErrorKind::IO, refusedToo);
-  EXPECT_NE(std::string::npos, refusedToo.failure().message.find("the server does not speak TLS"))
-      << refusedToo.failure().message;
+  // One proxy variable set: verified TLS only there too. With http_proxy
+  // alone, https goes direct but plain http would go to the proxy (whose
+  // loopback is not ours); with https_proxy alone, the https form goes
+  // through its tunnel. No plain request reaches the proxy.
+  for (const bool keepHttp : {true, false}) {
+    RegistryOptions half = options;
+    (keepHttp ? half.http.proxy.https : half.http.proxy.http).reset();
+    auto puller = RegistryPuller::create(runtime_, half, 2);
+    Future<messages::ResolvedImage> alsoRefused = (*puller)->resolve(image, platform("amd64"));
+    AWAIT_EXPECT_ERROR(ErrorKind::IO, alsoRefused);
+    EXPECT_NE(std::string::npos, alsoRefused.failure().message.find("the server does not speak TLS"))
+        << (keepHttp ? "http_proxy: " : "https_proxy: ") << alsoRefused.failure().message;
+    EXPECT_EQ(std::string::npos, proxy->log().find("GET http://" + registry->hostPort())) << proxy->log();
+  }
   options.insecure = {registry->hostPort()};
   auto puller = RegistryPuller::create(runtime_, options, 2);
   ASSERT_TRUE(puller.isSome());
