@@ -33,7 +33,6 @@
 #include "actors/log.hpp"
 #include "cmd/output.hpp"
 #include "cmd/progress.hpp"
-#include "fetcher/digest.hpp"
 #include "provisioner/provisioner.hpp"
 #include "provisioner/version.hpp"
 
@@ -393,9 +392,6 @@ int main(int argc, char** argv) {
   actors::Runtime::Options threads;
   if (!pulls && in.command != "verify") threads.workerThreads = 1;
   actors::Runtime runtime(threads);
-  // OpenSSL's digests, readied beside the recover: the first manifest's
-  // digest would wait for them.
-  if (pulls) (void)actors::async(runtime, [] { fetcher::prepareHashing(); });
   auto created = provisioner::Provisioner::create(in.flags, runtime);
   if (created.isError()) return fail(created.error().message);
   auto& p = **created;

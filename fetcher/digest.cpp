@@ -1,23 +1,19 @@
 #include "fetcher/digest.hpp"
 
-#include <openssl/evp.h>
+// OpenSSL's own SHA-2 functions, not EVP: the first EVP fetch reads
+// OpenSSL's configuration, starts its default provider and fills its name
+// tables, 1.5-2 ms of CPU in every command that hashes (and more at exit),
+// measured against these in a C program (issue #18). These are the same
+// code (SHA-NI where the CPU has it) without the machinery. OpenSSL 3
+// marks them deprecated; TLS and signatures still use EVP.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
+
+#include <variant>
 
 namespace prov::fetcher {
 
 namespace {
-
-// OpenSSL's digests, fetched once: the first fetch reads OpenSSL's
-// configuration and loads its default provider (about 2 ms here), and an
-// implicit fetch at each EVP_DigestInit_ex looks the method up again.
-struct Digests {
-  EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
-  EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA2-512", nullptr);
-};
-
-const Digests& digests() {
-  static const Digests fetched;  // never freed: used until exit
-  return fetched;
-}
 
 bool isLowerHex(std::string_view s) {
   for (char c : s) {
@@ -52,9 +48,8 @@ Try<Nothing> validateDigest(std::string_view digest) {
 }
 
 struct Hasher::State {
-  EVP_MD_CTX* ctx = nullptr;
+  std::variant<SHA256_CTX, SHA512_CTX> ctx;
   std::string algorithm;
-  ~State() { EVP_MD_CTX_free(ctx); }
 };
 
 Hasher::Hasher(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -62,20 +57,15 @@ Hasher::Hasher(Hasher&&) noexcept = default;
 Hasher& Hasher::operator=(Hasher&&) noexcept = default;
 Hasher::~Hasher() = default;
 
-void prepareHashing() { (void)digests(); }
-
 Try<Hasher> Hasher::create(std::string_view algorithm) {
   if (algorithm != "sha256" && algorithm != "sha512") {
     return Error(ErrorKind::Unsupported, "Unsupported digest algorithm '" + std::string(algorithm) + "'");
   }
-  const EVP_MD* md = algorithm == "sha256" ? digests().sha256 : digests().sha512;
-  if (md == nullptr) return Error(ErrorKind::Internal, "OpenSSL has no " + std::string(algorithm) + " digest");
   auto state = std::make_unique<State>();
-  state->ctx = EVP_MD_CTX_new();
   state->algorithm = std::string(algorithm);
-  if (state->ctx == nullptr || EVP_DigestInit_ex(state->ctx, md, nullptr) != 1) {
-    return Error(ErrorKind::Internal, "Failed to initialise a " + state->algorithm + " hasher");
-  }
+  const int ok = algorithm == "sha256" ? SHA256_Init(&state->ctx.emplace<SHA256_CTX>())
+                                       : SHA512_Init(&state->ctx.emplace<SHA512_CTX>());
+  if (ok != 1) return Error(ErrorKind::Internal, "Failed to initialise a " + state->algorithm + " hasher");
   return Hasher(std::move(state));
 }
 
@@ -84,12 +74,23 @@ Try<Hasher> Hasher::forDigest(std::string_view digest) {
   return create(digest.substr(0, digest.find(':')));
 }
 
-void Hasher::update(const void* data, std::size_t size) { EVP_DigestUpdate(state_->ctx, data, size); }
+void Hasher::update(const void* data, std::size_t size) {
+  if (auto* sha256 = std::get_if<SHA256_CTX>(&state_->ctx)) {
+    SHA256_Update(sha256, data, size);
+  } else {
+    SHA512_Update(&std::get<SHA512_CTX>(state_->ctx), data, size);
+  }
+}
 
 std::string Hasher::finish() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(state_->ctx, md, &length);
+  unsigned char md[SHA512_DIGEST_LENGTH];
+  unsigned int length = SHA256_DIGEST_LENGTH;
+  if (auto* sha256 = std::get_if<SHA256_CTX>(&state_->ctx)) {
+    SHA256_Final(md, sha256);
+  } else {
+    SHA512_Final(md, &std::get<SHA512_CTX>(state_->ctx));
+    length = SHA512_DIGEST_LENGTH;
+  }
   static const char* kHex = "0123456789abcdef";
   std::string out = state_->algorithm + ":";
   for (unsigned int i = 0; i < length; ++i) {

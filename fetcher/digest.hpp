@@ -1,7 +1,7 @@
 #pragma once
 
 // Content digests ("sha256:<hex>"): validation before a digest is used in a
-// URL or a path (CVE-2024-3727), and streaming hashing over OpenSSL EVP.
+// URL or a path (CVE-2024-3727), and streaming hashing with OpenSSL's SHA-2.
 
 #include <cstddef>
 #include <cstdint>
@@ -16,12 +16,6 @@ namespace prov::fetcher {
 // Ok when `digest` is "sha256:" + 64 or "sha512:" + 128 lowercase hex
 // digits; InvalidArgument naming the problem otherwise.
 Try<Nothing> validateDigest(std::string_view digest);
-
-// Readies OpenSSL's digests (its configuration read, its default provider
-// loaded, the digests fetched: about 2 ms here) so that the first hash does
-// not wait for them: a process about to pull calls it on a blocking
-// thread. Thread-safe; the first Hasher does the same.
-void prepareHashing();
 
 // Incremental sha256 or sha512. Not thread-safe; cheap to move.
 class Hasher {
