@@ -1,6 +1,8 @@
 #include "actors/random.hpp"
 
-#include <cstdint>
+#include <sys/random.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <random>
 
@@ -9,11 +11,22 @@ namespace prov::actors {
 namespace {
 
 std::uint64_t next() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
+  static thread_local std::mt19937_64 random(randomSeed());
   return random();
 }
 
 }  // namespace
+
+std::uint64_t randomSeed() {
+  std::uint64_t seed = 0;
+  ssize_t got;
+  do {
+    got = ::getrandom(&seed, sizeof(seed), 0);
+  } while (got < 0 && errno == EINTR);
+  if (got == static_cast<ssize_t>(sizeof(seed))) return seed;
+  std::random_device device;  // getrandom refused (a seccomp filter, say)
+  return (static_cast<std::uint64_t>(device()) << 32) | device();
+}
 
 std::string randomName() {
   char out[17];

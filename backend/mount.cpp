@@ -153,8 +153,9 @@ Try<bool> supportsDType(const std::string& path) {
     }
     ::closedir(dir);
   }
-  auto removed = actors::fs::removeTree(probe);
-  if (removed.isError()) return removed.error();
+  if ((::rmdir((probe + "/d").c_str()) != 0 && errno != ENOENT) || ::rmdir(probe.c_str()) != 0) {
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to remove the probe directory '" + probe + "'", errno);
+  }
   return known;
 }
 

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "actors/clock.hpp"
+#include "actors/random.hpp"
 #include "fetcher/types.hpp"
 
 namespace prov::fetcher {
@@ -67,7 +68,7 @@ template <typename T>
 actors::Future<T> retry(actors::Clock& clock, const RetryPolicy& policy,
                         std::function<actors::Future<T>(int attempt)> attempt,
                         std::function<AttemptFailure(const actors::Future<T>&)> failure = {},
-                        std::uint64_t seed = std::random_device{}());
+                        std::uint64_t seed = actors::randomSeed());
 
 }  // namespace prov::fetcher
 
