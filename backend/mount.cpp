@@ -153,8 +153,11 @@ Try<bool> supportsDType(const std::string& path) {
     }
     ::closedir(dir);
   }
-  if ((::rmdir((probe + "/d").c_str()) != 0 && errno != ENOENT) || ::rmdir(probe.c_str()) != 0) {
-    return actors::errnoError(actors::ErrorKind::IO, "Failed to remove the probe directory '" + probe + "'", errno);
+  auto& disk = actors::fs::disk();
+  if ((disk.unlinkat(AT_FDCWD, (probe + "/d").c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) ||
+      disk.unlinkat(AT_FDCWD, probe.c_str(), AT_REMOVEDIR) != 0) {
+    const int error = errno;
+    return actors::errnoError(actors::ErrorKind::IO, "Failed to remove the probe directory '" + probe + "'", error);
   }
   return known;
 }

@@ -1,12 +1,14 @@
-#include "fetcher/digest.hpp"
-
 // OpenSSL's own SHA-2 functions, not EVP: the first EVP fetch reads
 // OpenSSL's configuration, starts its default provider and fills its name
 // tables, 1.5-2 ms of CPU in every command that hashes (and more at exit),
 // measured against these in a C program (issue #18). These are the same
 // code (SHA-NI where the CPU has it) without the machinery. OpenSSL 3
-// marks them deprecated; TLS and signatures still use EVP.
+// marks them deprecated; TLS and signatures still use EVP. (Defined before
+// any header: one of them might include OpenSSL's.)
 #define OPENSSL_SUPPRESS_DEPRECATED
+
+#include "fetcher/digest.hpp"
+
 #include <openssl/sha.h>
 
 #include <variant>
