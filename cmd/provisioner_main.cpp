@@ -35,6 +35,7 @@
 #include "cmd/progress.hpp"
 #include "provisioner/provisioner.hpp"
 #include "provisioner/version.hpp"
+#include "store/store.hpp"
 
 namespace {
 
@@ -377,6 +378,9 @@ int main(int argc, char** argv) {
     if (image.isSome() && image->type() == messages::Image::DOCKER) {
       in.flags.pullsFrom = image->reference().registry();
     }
+    // A pull is one store's get: the other provider's store is neither
+    // made nor recovered (issue #18).
+    if (image.isSome() && in.command == "pull") in.flags.onlyProvider = store::providerOf(*image);
   }
   if (::isatty(STDERR_FILENO)) {
     in.flags.onLockWait = [&in](pid_t holder) {

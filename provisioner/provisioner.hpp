@@ -102,6 +102,11 @@ struct Flags {
   // and provision): create() starts its TLS set-up in the background,
   // unless the registry is known to speak plain http. Empty: nothing early.
   std::string pullsFrom;
+  // The one image provider ("docker" or "appc") this process will use,
+  // when it knows (the command line's pull: one store's get). create()
+  // makes and recovers only that provider's store, when it is enabled.
+  // Empty: every enabled provider's.
+  std::string onlyProvider;
 };
 
 struct ImageGcConfig {

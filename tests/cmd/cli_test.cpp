@@ -95,6 +95,9 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   // The registry on 127.0.0.1 was asked over plain http, answered, and the
   // store remembers it (a store from before had no such file).
   EXPECT_EQ(registry_->hostPort() + "\n", testing::readFile(workDir_ / "store/docker/plain-registries"));
+  // A pull is one store's get: the AppC store was neither made nor
+  // recovered (the next command that serves every provider makes it).
+  EXPECT_FALSE(fs::exists(workDir_ / "store/appc"));
 
   auto overlay = run({"--image_provisioner_backend=overlay", "--json", "provision", "c1", image});
   ASSERT_EQ(0, overlay.status) << overlay.err;
@@ -128,6 +131,7 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   doc.Parse(images.out.c_str());
   ASSERT_TRUE(doc.IsArray()) << images.out;
   ASSERT_EQ(1u, doc.Size());
+  EXPECT_TRUE(fs::is_directory(workDir_ / "store/appc/images"));
   const auto& listed1 = doc[0];
   EXPECT_GT(listed1["size_bytes"].GetInt64(), 0) << images.out;
   EXPECT_EQ(listed1["size_bytes"].GetInt64(), listed1["own_bytes"].GetInt64()) << "no other image shares its layer";
@@ -649,6 +653,9 @@ TEST_F(CliTest, ErrorsAreOneLineOnStderrAndNothingOnStdout) {
       {{"provision", "c1", "\x1b]0;owned\x07\x1b[2Jbad"}, 1, "\\x1b]0;owned\\x07\\x1b[2Jbad"},
       {{"--image_provisioner_backend=aufs", "images"}, 1, "aufs"},
       {{"--image_providers=docker,rkt", "images"}, 1, "rkt"},
+      // A pull opens only its image's store, and the flag is checked first.
+      {{"--image_providers=docker,rkt", "pull", "busybox"}, 1, "rkt"},
+      {{"--image_providers=docker", "pull", "appc:example.com/app"}, 1, "not enabled"},
       {{"frobnicate"}, 2, "frobnicate"},
       {{"provision", "c1"}, 2, "provision"},
       {{"--priority=3", "images"}, 2, "--priority"},
