@@ -29,6 +29,12 @@ CommandResult runCommand(const std::vector<std::string>& argv);
 std::string readAll(const std::filesystem::path& path);
 int freePort();
 bool accepting(int port);
+// In a test server's child between fork and exec: the kernel kills it
+// (SIGKILL) when the thread that forked it ends, so a test binary that dies
+// (a crash, a timeout) does not leave its servers running under init. It
+// exits at once when `parent` has already ended.
+void diesWithParent(pid_t parent);
+
 // Stops a test server: SIGTERM, SIGKILL when it has not ended 5 s later
 // (one stopped while it starts must not hang a test), then reaps it.
 void stopServer(pid_t pid);
@@ -47,6 +53,7 @@ class RealRegistry {
   ~RealRegistry();
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string hostPort() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string url() const { return (tls_ ? "https://" : "http://") + hostPort(); }
   // The test CA (TLS only), and a directory holding it as ca.crt (for skopeo).

@@ -62,12 +62,14 @@ std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options opt
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     error = "cannot fork for tinyproxy";
     return nullptr;
   }
   if (pid == 0) {
+    diesWithParent(parent);
     const int in = ::open("/dev/null", O_RDONLY);
     const int log = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || log < 0) ::_exit(127);

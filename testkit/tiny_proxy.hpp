@@ -28,6 +28,7 @@ class TinyProxy {
   ~TinyProxy();
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // "http://127.0.0.1:port", with "user:password@" when given.
   std::string url(const std::optional<std::pair<std::string, std::string>>& user = std::nullopt) const;
   // What it has logged so far.

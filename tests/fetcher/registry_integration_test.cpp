@@ -6,13 +6,19 @@
 #include <fcntl.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "actors/actors.hpp"
 #include "fetcher/digest.hpp"
@@ -126,6 +132,47 @@ messages::Platform platform(const std::string& architecture) {
   p.set_os("linux");
   p.set_architecture(architecture);
   return p;
+}
+
+// A test binary that dies (a crash, a CI timeout) takes its servers with
+// it instead of leaving them running under init: a process starts a
+// registry and a proxy and ends without stopping them. This one is their
+// subreaper meanwhile (init here reaps nobody), so that it sees them end.
+TEST_F(RealRegistryTest, ServersDieWithTheProcessThatStartedThem) {
+  ASSERT_EQ(0, ::prctl(PR_SET_CHILD_SUBREAPER, 1));
+  int pipeFds[2];
+  ASSERT_EQ(0, ::pipe(pipeFds));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string error;
+    auto registry = RealRegistry::start(sandbox() / "orphan-registry", {}, error);
+    auto proxy = TinyProxy::start(sandbox() / "orphan-proxy", {}, error);
+    const pid_t servers[2] = {registry ? registry->pid() : -1, proxy ? proxy->pid() : -1};
+    const bool written = ::write(pipeFds[1], servers, sizeof(servers)) == static_cast<ssize_t>(sizeof(servers));
+    ::_exit(written ? 0 : 1);  // no destructor runs: as if it crashed
+  }
+  ::close(pipeFds[1]);
+  pid_t servers[2] = {-1, -1};
+  const ssize_t got = ::read(pipeFds[0], servers, sizeof(servers));
+  ::close(pipeFds[0]);
+  int status = 0;
+  EXPECT_EQ(child, ::waitpid(child, &status, 0));
+  EXPECT_EQ(static_cast<ssize_t>(sizeof(servers)), got);
+  for (const pid_t server : servers) {
+    EXPECT_GT(server, 0) << "a server did not start";
+    if (server <= 0) continue;
+    // Now this process's child, exited or not: its end seen through a pidfd.
+    const int exited = static_cast<int>(::syscall(SYS_pidfd_open, server, 0));
+    EXPECT_GE(exited, 0) << std::strerror(errno);
+    pollfd ended{exited, POLLIN, 0};
+    EXPECT_EQ(1, ::poll(&ended, 1, 10000)) << "server " << server << " outlived the process that started it";
+    if (exited >= 0) ::close(exited);
+    if (ended.revents == 0) ::kill(server, SIGKILL);
+    EXPECT_EQ(server, ::waitpid(server, &status, 0));
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
 TEST_F(RealRegistryTest, PlainHttpDockerSchema2AndOci) {
