@@ -241,7 +241,9 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   if (ec) return badFlag("work_dir", ec.message());
   auto providers = providersOf(flags.imageProviders);
   if (providers.isError()) return providers.error();
-  if (providers->count(flags.onlyProvider) > 0) *providers = {flags.onlyProvider};
+  // One store only for a process that uses one; not with image GC, whose
+  // checks weigh every store's images together.
+  if (flags.imageGcConfig.empty() && providers->count(flags.onlyProvider) > 0) *providers = {flags.onlyProvider};
   for (const auto& [flag, value] :
        {std::pair<const char*, std::uint64_t>{"max_layer_bytes", flags.limits.maxLayerBytes},
         {"max_layer_entries", flags.limits.maxEntries},

@@ -104,8 +104,9 @@ struct Flags {
   std::string pullsFrom;
   // The one image provider ("docker" or "appc") this process will use,
   // when it knows (the command line's pull: one store's get). create()
-  // makes and recovers only that provider's store, when it is enabled.
-  // Empty: every enabled provider's.
+  // makes and recovers only that provider's store, when it is enabled and
+  // no image GC is configured (its checks weigh every store). Empty: every
+  // enabled provider's.
   std::string onlyProvider;
 };
 

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -24,28 +25,43 @@ namespace prov::testing {
 
 namespace fs = std::filesystem;
 
-void diesWithParent(pid_t parent) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) ::_exit(127);  // it ended before the prctl
-}
-
 namespace {
 
-// argv[0] as execvp would find it, found before a fork (after it, in a
-// process with threads, only async-signal-safe calls).
+// Runs argv[0] (searched in PATH) with its output to `log`; the child
+// inherits what the caller has (a test may look at that).
+pid_t spawnLogged(const std::vector<std::string>& argv, const fs::path& log) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+}  // namespace
+
 std::string inPath(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : std::string();
   const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::stringstream dirs(path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   for (std::string dir; std::getline(dirs, dir, ':');) {
     const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return name;
+  return {};
 }
 
-pid_t spawnLogged(const std::vector<std::string>& argv, const fs::path& log) {
+pid_t spawnServer(const std::vector<std::string>& argv, const fs::path& log) {
+  // Everything the child needs is made before fork: after it, in a process
+  // with threads, only async-signal-safe calls.
   const std::string binary = inPath(argv[0]);
+  if (binary.empty()) return -1;
   const std::string out = log.string();
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -53,7 +69,8 @@ pid_t spawnLogged(const std::vector<std::string>& argv, const fs::path& log) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    diesWithParent(parent);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // the parent ended before the prctl
     const int in = ::open("/dev/null", O_RDONLY);
     const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || fd < 0) ::_exit(127);
@@ -66,8 +83,6 @@ pid_t spawnLogged(const std::vector<std::string>& argv, const fs::path& log) {
   }
   return pid;
 }
-
-}  // namespace
 
 std::string readAll(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -171,7 +186,7 @@ std::unique_ptr<RealRegistry> RealRegistry::start(const fs::path& workDir, Optio
   }
   std::ofstream(workDir / "config.yml") << config;
   const fs::path log = workDir / "registry.log";
-  registry->pid_ = spawnLogged({"docker-registry", "serve", (workDir / "config.yml").string()}, log);
+  registry->pid_ = spawnServer({"docker-registry", "serve", (workDir / "config.yml").string()}, log);
   if (registry->pid_ <= 0) {
     error = "cannot run docker-registry (apt-get install docker-registry)";
     return nullptr;

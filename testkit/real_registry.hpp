@@ -29,11 +29,16 @@ CommandResult runCommand(const std::vector<std::string>& argv);
 std::string readAll(const std::filesystem::path& path);
 int freePort();
 bool accepting(int port);
-// In a test server's child between fork and exec: the kernel kills it
-// (SIGKILL) when the thread that forked it ends, so a test binary that dies
-// (a crash, a timeout) does not leave its servers running under init. It
-// exits at once when `parent` has already ended.
-void diesWithParent(pid_t parent);
+// The path of the executable `name` as execvp would find it in PATH (a
+// name with a slash as it is), or "" when there is none.
+std::string inPath(const std::string& name);
+
+// Starts a test server: argv[0] found in PATH, stdin /dev/null, stdout and
+// stderr to `log`, none of the caller's other descriptors, and killed
+// (SIGKILL, PR_SET_PDEATHSIG) when the thread that started it ends, so that
+// a test binary that dies does not leave it running under init. -1 when
+// argv[0] is not in PATH or fork failed.
+pid_t spawnServer(const std::vector<std::string>& argv, const std::filesystem::path& log);
 
 // Stops a test server: SIGTERM, SIGKILL when it has not ended 5 s later
 // (one stopped while it starts must not hang a test), then reaps it.

@@ -21,21 +21,6 @@ namespace prov::testing {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// `name` found in PATH, or empty.
-std::string inPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const std::string candidate = dir + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-}  // namespace
-
 std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options options, std::string& error) {
   const std::string binary = inPath("tinyproxy");
   if (binary.empty()) {
@@ -54,31 +39,10 @@ std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options opt
   if (options.user) config << "BasicAuth " << options.user->first << " " << options.user->second << "\n";
   config.close();
 
-  // Everything the child needs is made before fork: after it, in a process
-  // with threads, only async-signal-safe calls.
-  const std::string conf = (workDir / "tinyproxy.conf").string();
-  const std::string out = (workDir / "tinyproxy.out").string();
-  std::vector<std::string> argv = {binary, "-d", "-c", conf};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
+  const pid_t pid = spawnServer({binary, "-d", "-c", (workDir / "tinyproxy.conf").string()}, workDir / "tinyproxy.out");
   if (pid < 0) {
-    error = "cannot fork for tinyproxy";
+    error = "cannot start tinyproxy";
     return nullptr;
-  }
-  if (pid == 0) {
-    diesWithParent(parent);
-    const int in = ::open("/dev/null", O_RDONLY);
-    const int log = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || log < 0) ::_exit(127);
-    ::dup2(in, 0);
-    ::dup2(log, 1);
-    ::dup2(log, 2);
-    ::close_range(3, ~0U, 0);  // none of the test's sockets or files
-    ::execv(args[0], args.data());
-    ::_exit(127);
   }
   proxy->pid_ = pid;
   for (int i = 0; i < 200; ++i) {
@@ -86,7 +50,7 @@ std::unique_ptr<TinyProxy> TinyProxy::start(const fs::path& workDir, Options opt
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       proxy->pid_ = -1;
-      error = "tinyproxy exited: " + readAll(out) + readAll(proxy->log_);
+      error = "tinyproxy exited: " + readAll(workDir / "tinyproxy.out") + readAll(proxy->log_);
       return nullptr;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -166,6 +166,15 @@ TEST_F(CliTest, PullProvisionRunDestroyPrune) {
   EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));
 }
 
+// With image GC configured, a pull opens every enabled store: GC weighs
+// every store's images together (without it, a pull opens only its own).
+TEST_F(CliTest, APullWithImageGcOpensEveryStore) {
+  const std::string image = pushBusybox("collected");
+  auto pulled = run({R"(--image_gc_config={"image_store_max_bytes": 1099511627776})", "pull", image});
+  ASSERT_EQ(0, pulled.status) << pulled.err;
+  EXPECT_TRUE(fs::is_directory(workDir_ / "store/appc/images"));
+}
+
 // verify names each damaged path of a stored layer, exits 4, and leaves
 // the other layer (and image) whole; a layer from before records is
 // recorded at its first check; an image not in the store is an error.

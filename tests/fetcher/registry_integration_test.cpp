@@ -140,6 +140,9 @@ messages::Platform platform(const std::string& architecture) {
 // subreaper meanwhile (init here reaps nobody), so that it sees them end.
 TEST_F(RealRegistryTest, ServersDieWithTheProcessThatStartedThem) {
   ASSERT_EQ(0, ::prctl(PR_SET_CHILD_SUBREAPER, 1));
+  struct NoLongerSubreaper {
+    ~NoLongerSubreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } restore;
   int pipeFds[2];
   ASSERT_EQ(0, ::pipe(pipeFds));
   const pid_t child = ::fork();
@@ -148,6 +151,7 @@ TEST_F(RealRegistryTest, ServersDieWithTheProcessThatStartedThem) {
     std::string error;
     auto registry = RealRegistry::start(sandbox() / "orphan-registry", {}, error);
     auto proxy = TinyProxy::start(sandbox() / "orphan-proxy", {}, error);
+    if (!registry || !proxy) std::fprintf(stderr, "%s\n", error.c_str());
     const pid_t servers[2] = {registry ? registry->pid() : -1, proxy ? proxy->pid() : -1};
     const bool written = ::write(pipeFds[1], servers, sizeof(servers)) == static_cast<ssize_t>(sizeof(servers));
     ::_exit(written ? 0 : 1);  // no destructor runs: as if it crashed
@@ -172,7 +176,6 @@ TEST_F(RealRegistryTest, ServersDieWithTheProcessThatStartedThem) {
     EXPECT_EQ(server, ::waitpid(server, &status, 0));
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   }
-  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
 TEST_F(RealRegistryTest, PlainHttpDockerSchema2AndOci) {
