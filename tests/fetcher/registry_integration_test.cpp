@@ -137,7 +137,8 @@ messages::Platform platform(const std::string& architecture) {
 // A test binary that dies (a crash, a CI timeout) takes its servers with
 // it instead of leaving them running under init: a process starts a
 // registry and a proxy and ends without stopping them. This one is their
-// subreaper meanwhile (init here reaps nobody), so that it sees them end.
+// subreaper meanwhile, so that it sees them end and reaps them (init here
+// left such orphans as zombies for a long while).
 TEST_F(RealRegistryTest, ServersDieWithTheProcessThatStartedThem) {
   ASSERT_EQ(0, ::prctl(PR_SET_CHILD_SUBREAPER, 1));
   struct NoLongerSubreaper {
