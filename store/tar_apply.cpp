@@ -20,6 +20,7 @@
 #include "actors/disk.hpp"
 #include "actors/fs.hpp"
 #include "actors/path.hpp"
+#include "store/file_writer.hpp"
 
 namespace prov::store {
 
@@ -28,11 +29,6 @@ namespace {
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 constexpr std::string_view kOverlayXattrPrefix = "trusted.overlay.";
-// A file's bytes are handed to writeback each time this much more of it is
-// written (sync_file_range, in extractFile), and its last ones when it ends
-// if they are this many or more.
-constexpr std::int64_t kWriteBehindBytes = 8 << 20;
-constexpr std::int64_t kTailWriteBehindBytes = 256 << 10;
 
 using actors::fs::Fd;
 
@@ -388,8 +384,7 @@ class Applier {
       return entryError(name, "create the file", error);
     }
     filesBytes_ = total;
-    std::int64_t end = 0;
-    std::int64_t flushed = 0;  // written back up to here (see below)
+    FileWriter writer(fd.get(), archive_entry_size(e), directWrites_);
     // Hashed as written; blocks out of order (no tar writer makes them) are
     // read back at the end instead.
     fileHash_.reset();
@@ -409,34 +404,10 @@ class Applier {
         fileHash_.update(data, size);
         hashed = offset + static_cast<std::int64_t>(size);
       }
-      for (std::size_t done = 0; done < size;) {
-        const ssize_t n = actors::fs::disk().pwrite(fd.get(), data + done, size - done,
-                                                    offset + static_cast<la_int64_t>(done));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return entryError(name, "write");
-        }
-        done += static_cast<std::size_t>(n);
-      }
-      end = std::max<std::int64_t>(end, offset + static_cast<std::int64_t>(size));
-      // Start writing a big file back while the rest is extracted, so the
-      // layer's syncfs at commit finds little left to write (issue #18: a
-      // 1 GiB file's pages were otherwise all written after the last byte
-      // arrived). Only a start, never a wait; nothing rests on it, since
-      // the commit's syncfs is what makes the layer durable, so a failure
-      // is ignored and the call bypasses the disk seam.
-      if (end - flushed >= kWriteBehindBytes) {
-        ::sync_file_range(fd.get(), flushed, end - flushed, SYNC_FILE_RANGE_WRITE);
-        flushed = end;
-      }
+      if (!writer.write(data, size, offset)) return entryError(name, "write");
     }
-    // And its tail, when the file is big enough for the disk to start on it
-    // while the rest of the layer is extracted (a small file's alone would
-    // cost a call each, and is cheaper in the commit's syncfs).
-    if (end - flushed >= kTailWriteBehindBytes) {
-      ::sync_file_range(fd.get(), flushed, end - flushed, SYNC_FILE_RANGE_WRITE);
-      flushed = end;
-    }
+    if (!writer.finish()) return entryError(name, "write");
+    const std::int64_t end = writer.end();
     const std::int64_t size = archive_entry_size(e);
     if (end < size && actors::fs::disk().ftruncate(fd.get(), size) != 0)
       return entryError(name, "size the sparse file");
@@ -719,6 +690,7 @@ class Applier {
   std::set<std::string> restat_;      // entries the record takes from the disk at the end
   std::uint64_t filesBytes_ = 0;      // the sizes of the regular files so far, holes included
   ContentHash fileHash_;
+  DirectWrites directWrites_;  // big files' writes (file_writer.hpp)
   Fd cacheFd_;
   std::string cachePath_;
   bool cacheValid_ = false;

@@ -412,6 +412,39 @@ TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
   }
 }
 
+// Big files are written with O_DIRECT (store/file_writer.hpp): in a
+// layer, with an owner and mode to set afterwards, and as a sparse file,
+// each keeps its bytes, and the record (checked against the disk by
+// extract()) hashes what is on disk.
+TEST_F(ExtractTest, BigFilesKeepTheirBytesOwnersAndHoles) {
+  std::string noise((9 << 20) + 321, '\0');
+  std::uint64_t x = 88172645463325252ull;
+  for (char& c : noise) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  TarEntry owned = TarEntry::file("owned", noise.substr(0, (8 << 20) + 4096));
+  owned.uid = 1000;
+  owned.gid = 1000;
+  owned.mode = 0640;
+  TarEntry sparse = TarEntry::file("sparse", std::string(24 << 20, '\0'));
+  sparse.content.replace(0, 2 << 20, noise, 0, 2 << 20);
+  sparse.content.replace(20 << 20, 1 << 20, noise, 0, 1 << 20);
+  sparse.dataRegions = {{0, 2 << 20}, {20 << 20, 1 << 20}};
+  auto done = extractTar({TarEntry::file("noise", noise), owned, sparse});
+  AWAIT_READY(done);
+  EXPECT_EQ(noise, testing::readFile(root_ / "noise"));
+  EXPECT_EQ(owned.content, testing::readFile(root_ / "owned"));
+  struct stat st {};
+  ASSERT_EQ(0, ::lstat((root_ / "owned").c_str(), &st));
+  EXPECT_EQ(1000u, st.st_uid);
+  EXPECT_EQ(0640u, st.st_mode & 07777);
+  ASSERT_EQ(0, ::lstat((root_ / "sparse").c_str(), &st));
+  EXPECT_EQ(24 << 20, st.st_size);
+  EXPECT_LT(st.st_blocks * 512, 4 << 20) << "the holes were written out";
+  EXPECT_EQ(sparse.content, testing::readFile(root_ / "sparse"));
+}
+
 TEST_F(ExtractTest, BadBlobsFailClearly) {
   const std::vector<TarEntry> entries = {TarEntry::file("f", std::string(1 << 20, 'z'))};
   const std::string gz = testing::makeTar(entries, TarCompression::Gzip);
