@@ -70,6 +70,9 @@ class Connection {
   virtual void write(WireRequest& request, Handler done) = 0;
   virtual void readHeader(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
   virtual void readSome(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
+  // Up to `into`'s size of the stream's bytes, past any parser: a body of
+  // known length once its header is read (Exchange::readBody).
+  virtual void readRaw(asio::mutable_buffer into, Handler done) = 0;
 
   const std::string& origin() const { return origin_; }
   asio::any_io_executor executor() { return tcp().get_executor(); }
@@ -153,6 +156,7 @@ class StreamConnection : public Connection {
   void readSome(beast::flat_buffer& b, Parser& p, Handler done) override {
     bhttp::async_read_some(stream_, b, p, std::move(done));
   }
+  void readRaw(asio::mutable_buffer into, Handler done) override { stream_.async_read_some(into, std::move(done)); }
 
  protected:
   Stream stream_;
@@ -843,10 +847,30 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     stall_.reset();
     reading_ = 0;
     filled_ = 0;
+    startRawBody();
     readBody();
   }
 
+  // A sink's body of known length is read straight into the chunks, past
+  // Beast's parser, which reads at most 64 KiB at a time into buffer_ and
+  // then copies it out (issue #18: for a 1 GiB layer, 16,000 reads, each
+  // with its timer and hand-offs, and a copy of every byte). What came in
+  // with the header is taken from buffer_ first. A chunked body (or one
+  // that ends with the connection) stays with the parser.
+  void startRawBody() {
+    rawLeft_.reset();
+    const auto length = parser_->content_length();
+    if (mode_ != Mode::Sink || parser_->is_done() || parser_->chunked() || !length) return;
+    const std::size_t early = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), *length));
+    const std::size_t taken = std::min(early, options_.chunkBytes);
+    std::memcpy(chunks_[reading_].get(), buffer_.data().data(), taken);
+    buffer_.consume(taken);
+    filled_ = taken;
+    rawLeft_ = *length - taken;
+  }
+
   void readBody() {
+    if (rawLeft_) return readRawBody();
     if (parser_->is_done()) return deliver(true);
     onConnection(
         options_.stallWindow,
@@ -874,6 +898,44 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
           Error(ErrorKind::Timeout, "Failed to download '" + shown(url_) + "': the transfer stalled (" + *rate + ")"));
     }
     if (filled_ == options_.chunkBytes || parser_->is_done()) return deliver(parser_->is_done());
+    readBody();
+  }
+
+  void readRawBody() {
+    if (*rawLeft_ == 0 || filled_ == options_.chunkBytes) return deliver(*rawLeft_ == 0);
+    // Bytes that came with the header, beyond the first chunk.
+    if (buffer_.size() > 0) {
+      const std::size_t n = std::min({buffer_.size(), options_.chunkBytes - filled_,
+                                      static_cast<std::size_t>(std::min<std::uint64_t>(*rawLeft_, SIZE_MAX))});
+      std::memcpy(chunks_[reading_].get() + filled_, buffer_.data().data(), n);
+      buffer_.consume(n);
+      return rawRead({}, n);
+    }
+    onConnection(
+        options_.stallWindow,
+        [this](Connection& c, Handler done) {
+          const std::size_t room = static_cast<std::size_t>(
+              std::min<std::uint64_t>(options_.chunkBytes - filled_, *rawLeft_));
+          stall_.reading();
+          c.readRaw(asio::buffer(chunks_[reading_].get() + filled_, room), [this, done](error_code ec, std::size_t n) {
+            stall_.stopped();
+            done(ec, n);
+          });
+        },
+        &Exchange::rawRead);
+  }
+
+  void rawRead(error_code ec, std::size_t n) {
+    filled_ += n;
+    *rawLeft_ -= n;
+    // The peer closed before the length it announced: as the parser says it.
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) ec = bhttp::error::partial_message;
+    if (ec) return failIo(ec, "read the body from");
+    if (auto rate = stall_.read(n)) {
+      closeConnection();
+      return fail(
+          Error(ErrorKind::Timeout, "Failed to download '" + shown(url_) + "': the transfer stalled (" + *rate + ")"));
+    }
     readBody();
   }
 
@@ -1036,6 +1098,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::unique_ptr<char[]> chunks_[2];  // options_.chunkBytes each
   int reading_ = 0;                    // the chunk the socket is read into
   std::size_t filled_ = 0;
+  std::optional<std::uint64_t> rawLeft_;  // a body read raw: its bytes still to come
   bool writing_ = false;
   std::optional<Handed> pending_;
   std::optional<Error> deferred_;  // a failure waiting for the write in flight

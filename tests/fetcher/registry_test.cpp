@@ -64,17 +64,23 @@ class StringSink : public ByteSink {
     std::lock_guard lock(mutex_);
     data_.append(chunk);
     ++writes_;
+    largest_ = std::max(largest_, chunk.size());
     return Nothing{};
   }
   std::string data() const {
     std::lock_guard lock(mutex_);
     return data_;
   }
+  std::size_t largest() const {
+    std::lock_guard lock(mutex_);
+    return largest_;
+  }
 
  private:
   mutable std::mutex mutex_;
   std::string data_;
   int writes_ = 0;
+  std::size_t largest_ = 0;
 };
 
 // Holds every write until release(): a consumer that does not keep up.
@@ -853,6 +859,27 @@ TEST_F(RegistryTest, WrongDigestWrongSizeAndTruncationAreErrors) {
   AWAIT_EXPECT_ERROR(ErrorKind::Unavailable, cut);
   EXPECT_NE(std::string::npos, cut.failure().message.find("closed before the end of the body"));
   EXPECT_EQ(4u, registry.count("/blobs/" + honest) - 2);
+}
+
+// A body of known length is read past Beast's parser, straight into the
+// chunks: what came in with its header (more than a chunk, when chunks are
+// small) comes first, every byte arrives in order, and no write to the sink
+// is larger than a chunk.
+TEST_F(RegistryTest, ABodyReadPastTheParserArrivesWholeInChunks) {
+  FakeRegistry registry;
+  std::string blob(300001, '\0');
+  for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>(i * 7 + i / 251);
+  const std::string digest = registry.addBlob(blob);
+  for (const std::size_t chunk : {std::size_t{1000}, std::size_t{256 * 1024}}) {
+    SCOPED_TRACE("chunks of " + std::to_string(chunk));
+    RegistryOptions o = options();
+    o.http.chunkBytes = chunk;
+    auto c = client(o);
+    auto sink = std::make_shared<StringSink>();
+    AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(digest, blob.size()), sink));
+    EXPECT_EQ(blob, sink->data());
+    EXPECT_LE(sink->largest(), chunk);
+  }
 }
 
 TEST_F(RegistryTest, TrickleIsAStall) {
