@@ -24,8 +24,12 @@
 #include "store/paths.hpp"
 
 // Header-only: the hash is inlined where it runs, and nothing is linked.
+// Where the CPU has AVX2, updates go to content_hash_avx2.cpp's copy.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#if defined(__x86_64__)
+#include "store/content_hash_avx2.hpp"
+#endif
 
 namespace prov::store {
 
@@ -39,7 +43,14 @@ struct ContentHash::State {
 ContentHash::ContentHash() : state_(std::make_unique<State>()) { reset(); }
 ContentHash::~ContentHash() = default;
 void ContentHash::reset() { XXH3_64bits_reset(&state_->xxh); }
-void ContentHash::update(const void* data, std::size_t size) { XXH3_64bits_update(&state_->xxh, data, size); }
+void ContentHash::update(const void* data, std::size_t size) {
+#if defined(__x86_64__)
+  static_assert(sizeof(XXH3_state_t) == detail::kXxh3StateBytes);
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return detail::xxh3UpdateAvx2(&state_->xxh, data, size);
+#endif
+  XXH3_64bits_update(&state_->xxh, data, size);
+}
 void ContentHash::zeros(std::uint64_t count) {
   static const std::array<char, 65536> kZeros{};
   while (count > 0) {

@@ -17,6 +17,11 @@
 #include "testkit/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
+// The reference: xxhash's own XXH3, as the test is built (for any x86-64:
+// SSE2's loop). ContentHash may take AVX2's (content_hash_avx2.cpp).
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace prov::store {
 namespace {
 
@@ -61,6 +66,38 @@ class LayerRecordTest : public testing::TemporaryDirectoryTest {
 
   fs::path rootfs_;
 };
+
+// ContentHash is XXH3-64 whatever the CPU and however the bytes are split:
+// sizes around XXH3's internal block and stripe lengths, in one update and
+// in uneven pieces, and holes as zeros.
+TEST(ContentHashTest, IsXxh3WhicheverLoopRunsAndHoweverTheBytesAreSplit) {
+  std::string bytes((1 << 20) + 4099, '\0');
+  std::uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (char& c : bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  ContentHash hash;
+  for (const std::size_t size :
+       {std::size_t{0}, std::size_t{1}, std::size_t{16}, std::size_t{128}, std::size_t{240}, std::size_t{241},
+        std::size_t{1024}, std::size_t{1025}, std::size_t{64 * 1024 + 3}, bytes.size()}) {
+    SCOPED_TRACE(size);
+    const std::uint64_t expected = XXH3_64bits(bytes.data(), size);
+    hash.reset();
+    hash.update(bytes.data(), size);
+    EXPECT_EQ(expected, hash.digest());
+    hash.reset();
+    for (std::size_t at = 0, piece = 1; at < size; at += piece, piece = piece * 3 + 1) {
+      hash.update(bytes.data() + at, std::min(piece, size - at));
+    }
+    EXPECT_EQ(expected, hash.digest());
+  }
+  const std::string zeros(100000, '\0');
+  hash.reset();
+  hash.update("a", 1);
+  hash.zeros(zeros.size());
+  EXPECT_EQ(XXH3_64bits(("a" + zeros).data(), zeros.size() + 1), hash.digest());
+}
 
 TEST_F(LayerRecordTest, AWholeTreeMatchesAndEachDamageIsNamed) {
   commit();
