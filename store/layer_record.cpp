@@ -28,6 +28,10 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #if defined(__x86_64__)
+// glibc's own reading of the CPU (no cpuid of ours, no constructor: libgcc's
+// __builtin_cpu_supports adds one that costs every command ~30 us here).
+#include <sys/platform/x86.h>
+
 #include "store/content_hash_avx2.hpp"
 #endif
 
@@ -46,7 +50,7 @@ void ContentHash::reset() { XXH3_64bits_reset(&state_->xxh); }
 void ContentHash::update(const void* data, std::size_t size) {
 #if defined(__x86_64__)
   static_assert(sizeof(XXH3_state_t) == detail::kXxh3StateBytes);
-  static const bool avx2 = __builtin_cpu_supports("avx2");
+  static const bool avx2 = CPU_FEATURE_ACTIVE(AVX2);
   if (avx2) return detail::xxh3UpdateAvx2(&state_->xxh, data, size);
 #endif
   XXH3_64bits_update(&state_->xxh, data, size);
