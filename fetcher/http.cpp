@@ -71,7 +71,7 @@ class Connection {
   virtual void readHeader(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
   virtual void readSome(beast::flat_buffer& buffer, Parser& parser, Handler done) = 0;
   // Up to `into`'s size of the stream's bytes, past any parser: a body of
-  // known length once its header is read (Exchange::readBody).
+  // known length once its header is read (Exchange::readRawBody).
   virtual void readRaw(asio::mutable_buffer into, Handler done) = 0;
 
   const std::string& origin() const { return origin_; }
@@ -855,18 +855,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Beast's parser, which reads at most 64 KiB at a time into buffer_ and
   // then copies it out (issue #18: for a 1 GiB layer, 16,000 reads, each
   // with its timer and hand-offs, and a copy of every byte). What came in
-  // with the header is taken from buffer_ first. A chunked body (or one
-  // that ends with the connection) stays with the parser.
+  // with the header is taken from buffer_ first (readRawBody). A chunked
+  // body (or one that ends with the connection) stays with the parser.
   void startRawBody() {
     rawLeft_.reset();
     const auto length = parser_->content_length();
     if (mode_ != Mode::Sink || parser_->is_done() || parser_->chunked() || !length) return;
-    const std::size_t early = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_.size(), *length));
-    const std::size_t taken = std::min(early, options_.chunkBytes);
-    std::memcpy(chunks_[reading_].get(), buffer_.data().data(), taken);
-    buffer_.consume(taken);
-    filled_ = taken;
-    rawLeft_ = *length - taken;
+    rawLeft_ = *length;
   }
 
   void readBody() {
@@ -903,7 +898,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void readRawBody() {
     if (*rawLeft_ == 0 || filled_ == options_.chunkBytes) return deliver(*rawLeft_ == 0);
-    // Bytes that came with the header, beyond the first chunk.
+    // Bytes that came with the header.
     if (buffer_.size() > 0) {
       const std::size_t n = std::min({buffer_.size(), options_.chunkBytes - filled_,
                                       static_cast<std::size_t>(std::min<std::uint64_t>(*rawLeft_, SIZE_MAX))});
@@ -1023,7 +1018,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void finish() {
-    if (parser_->keep_alive()) {
+    // Bytes already read past the response's end: the server sent more
+    // than it said, and what else it sent would be read as the next
+    // response on this connection.
+    if (parser_->keep_alive() && buffer_.size() == 0) {
       client_->giveBack(std::move(connection_));
     } else {
       closeConnection();

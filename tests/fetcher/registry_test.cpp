@@ -862,24 +862,48 @@ TEST_F(RegistryTest, WrongDigestWrongSizeAndTruncationAreErrors) {
 }
 
 // A body of known length is read past Beast's parser, straight into the
-// chunks: what came in with its header (more than a chunk, when chunks are
-// small) comes first, every byte arrives in order, and no write to the sink
-// is larger than a chunk.
+// chunks. What came in with its header comes first: when the server sends
+// header and body in one write (sendPastBlobs), that is up to 64 KiB, many
+// chunks when chunks are small. Every byte arrives in order, and no write to
+// the sink is larger than a chunk.
 TEST_F(RegistryTest, ABodyReadPastTheParserArrivesWholeInChunks) {
   FakeRegistry registry;
   std::string blob(300001, '\0');
   for (std::size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>(i * 7 + i / 251);
   const std::string digest = registry.addBlob(blob);
-  for (const std::size_t chunk : {std::size_t{1000}, std::size_t{256 * 1024}}) {
-    SCOPED_TRACE("chunks of " + std::to_string(chunk));
-    RegistryOptions o = options();
-    o.http.chunkBytes = chunk;
-    auto c = client(o);
-    auto sink = std::make_shared<StringSink>();
-    AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(digest, blob.size()), sink));
-    EXPECT_EQ(blob, sink->data());
-    EXPECT_LE(sink->largest(), chunk);
+  for (const bool oneWrite : {false, true}) {
+    registry.sendPastBlobs(oneWrite ? "!" : "");
+    for (const std::size_t chunk : {std::size_t{1000}, std::size_t{256 * 1024}}) {
+      SCOPED_TRACE(std::string(oneWrite ? "header and body in one write" : "header, then body") + ", chunks of " +
+                   std::to_string(chunk));
+      RegistryOptions o = options();
+      o.http.chunkBytes = chunk;
+      auto c = client(o);
+      auto sink = std::make_shared<StringSink>();
+      AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(digest, blob.size()), sink));
+      EXPECT_EQ(blob, sink->data());
+      EXPECT_LE(sink->largest(), chunk);
+    }
   }
+}
+
+// A server that sends more than its Content-Length: the body is what the
+// length says, and the connection, which holds the rest, is not used again
+// (read as the next response, the extra bytes would fail that request once).
+TEST_F(RegistryTest, BytesPastTheBodyRetireTheConnection) {
+  FakeRegistry registry;
+  const std::string first = registry.addBlob("the first blob");
+  const std::string second = registry.addBlob("the second blob");
+  registry.sendPastBlobs("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlies!");
+  auto c = client();
+  auto sink = std::make_shared<StringSink>();
+  AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(first, 14), sink));
+  EXPECT_EQ("the first blob", sink->data());
+  auto next = std::make_shared<StringSink>();
+  AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(second, 15), next));
+  EXPECT_EQ("the second blob", next->data());
+  EXPECT_EQ(1u, registry.count("/blobs/" + second)) << "the second blob was asked for on the first's connection";
+  EXPECT_EQ(2u, registry.connectionsAccepted());
 }
 
 TEST_F(RegistryTest, TrickleIsAStall) {

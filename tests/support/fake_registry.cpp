@@ -53,6 +53,7 @@ struct Reply {
   std::string body;
   std::size_t stopAfter = std::string::npos;  // close after this many body bytes
   int trickleMs = 0;
+  std::string past = {};  // sent after the body, beyond its Content-Length, in the same write
 };
 
 std::string errorBody(const std::string& code) {
@@ -115,6 +116,7 @@ struct FakeRegistry::Impl {
 
   bool ignoreRange = false;
   int trickleMs = 0;
+  std::string pastBlobs;
   bool closeEach = false;
 
   std::vector<Seen> seen;
@@ -177,6 +179,11 @@ struct FakeRegistry::Impl {
     for (const auto& [name, value] : reply.headers) head += name + ": " + value + "\r\n";
     head += "Content-Length: " + std::to_string(reply.body.size()) + "\r\n\r\n";
     boost::system::error_code ec;
+    if (!reply.past.empty()) {
+      asio::write(socket, asio::buffer(head + reply.body + reply.past), ec);
+      if (!ec) bodyBytesSent += reply.body.size();
+      return !ec;
+    }
     asio::write(socket, asio::buffer(head), ec);
     if (ec) return false;
     const std::size_t n = std::min(reply.stopAfter, reply.body.size());
@@ -316,6 +323,7 @@ struct FakeRegistry::Impl {
       }
       if (dropping(target)) r.stopAfter = dropAfter;
       r.trickleMs = trickleMs;
+      r.past = pastBlobs;
       return r;
     }
     return Reply{404, {}, errorBody("NOT_FOUND")};
@@ -481,6 +489,11 @@ void FakeRegistry::holdUntilAsked(const std::string& match, const std::string& a
 void FakeRegistry::trickle(int intervalMs) {
   std::lock_guard lock(impl_->mutex);
   impl_->trickleMs = intervalMs;
+}
+
+void FakeRegistry::sendPastBlobs(const std::string& extra) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->pastBlobs = extra;
 }
 
 void FakeRegistry::closeAfterEachResponse(bool close) {

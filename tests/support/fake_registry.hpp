@@ -84,6 +84,9 @@ class FakeRegistry {
   void holdUntilAsked(const std::string& match, const std::string& awaited);
   // Blob bodies sent one byte every `intervalMs`.
   void trickle(int intervalMs);
+  // Blob answers followed by `extra`, past their Content-Length, in the
+  // same write as their header and body.
+  void sendPastBlobs(const std::string& extra);
   // Close the connection after each response (no keep-alive).
   void closeAfterEachResponse(bool close = true);
 
