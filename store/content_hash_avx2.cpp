@@ -3,10 +3,13 @@
 // XXH3 elsewhere is SSE2's; AVX2's loop is about twice as fast (issue #18:
 // the record's hash was 0.2 s of a 1 GiB layer's extraction thread).
 //
-// This file alone is compiled with -mavx2 (store/CMakeLists.txt), and it
-// includes nothing but xxhash.h, whose functions are static here: no
-// inline function of another header is compiled for AVX2 and then shared
-// with code that runs on a CPU without it.
+// This file alone is compiled with -mavx2 (store/CMakeLists.txt). An
+// inline function it emitted with external linkage (a template, or an
+// inline function of a C++ header) could be the copy the linker keeps for
+// every caller, which would then run AVX2 code on a CPU without it. So it
+// includes only xxhash.h, whose functions are static here (XXH_INLINE_ALL),
+// and its own header; tests/store/CMakeLists.txt checks that the object
+// defines xxh3UpdateAvx2 and no other global or weak symbol.
 
 #define XXH_INLINE_ALL
 #define XXH_VECTOR XXH_AVX2

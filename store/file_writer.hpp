@@ -88,8 +88,8 @@ class FileWriter {
   static constexpr std::int64_t kDirectBytes = 8 << 20;
 
   // `fd` is the new, empty file, open for writing; `size` is what its
-  // entry says it holds. Both `fd` and `direct` outlive the writer.
-  FileWriter(int fd, std::int64_t size, DirectWrites& direct);
+  // entry says it holds. Both `fd` and `writes` outlive the writer.
+  FileWriter(int fd, std::int64_t size, DirectWrites& writes);
   // Waits for the file's direct writes: none outlives the writer (the fd
   // is closed after it).
   ~FileWriter();
@@ -106,7 +106,9 @@ class FileWriter {
 
   // One past the last byte written (the file's size before any last hole).
   std::int64_t end() const { return end_; }
-  // Whether the file is still being written with O_DIRECT.
+  // Whether the file's bytes still go through the staging buffers (the
+  // writing thread may have found the file system refusing O_DIRECT and
+  // be writing them through the page cache meanwhile).
   bool direct() const { return direct_; }
 
  private:

@@ -27,7 +27,7 @@
 // Where the CPU has AVX2, updates go to content_hash_avx2.cpp's copy.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
-#if defined(__x86_64__)
+#if defined(PROV_XXH3_AVX2)
 // glibc's own reading of the CPU (no cpuid of ours, no constructor: libgcc's
 // __builtin_cpu_supports adds one that costs every command ~30 us here).
 #include <sys/platform/x86.h>
@@ -48,7 +48,7 @@ ContentHash::ContentHash() : state_(std::make_unique<State>()) { reset(); }
 ContentHash::~ContentHash() = default;
 void ContentHash::reset() { XXH3_64bits_reset(&state_->xxh); }
 void ContentHash::update(const void* data, std::size_t size) {
-#if defined(__x86_64__)
+#if defined(PROV_XXH3_AVX2)
   static_assert(sizeof(XXH3_state_t) == detail::kXxh3StateBytes);
   static const bool avx2 = CPU_FEATURE_ACTIVE(AVX2);
   if (avx2) return detail::xxh3UpdateAvx2(&state_->xxh, data, size);

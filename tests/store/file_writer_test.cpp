@@ -243,5 +243,30 @@ TEST_F(FileWriterTest, AFailedDirectWriteIsReportedAndNotInherited) {
   }
 }
 
+// A direct write that fails on the writing thread is reported by the
+// writer's next call that waits for the thread: taking the next buffer
+// (when the failure is already in), or else leaving direct writes at the
+// hole that follows, which waits for the writes in flight. Nothing is
+// written after it.
+TEST_F(FileWriterTest, AFailedDirectWriteIsReportedByTheNextCallThatWaits) {
+  FaultyDisk disk;
+  const std::string bytes = randomBytes(12 << 20, 9);
+  const fs::path path = sandbox() / "holed";
+  Fd fd = create(path);
+  disk.failNth(DiskCall::Write, 1, ENOSPC);
+  {
+    FileWriter writer(fd.get(), static_cast<std::int64_t>(bytes.size()), writes_);
+    ASSERT_TRUE(writer.direct());
+    // One buffer's worth: handed to the thread, which fails it.
+    errno = 0;
+    if (writer.write(bytes.data(), 1 << 20, 0)) {
+      EXPECT_FALSE(writer.write(bytes.data() + (8 << 20), 1 << 20, 8 << 20)) << "the hole after it";
+    }
+    EXPECT_EQ(ENOSPC, errno);
+  }
+  ASSERT_TRUE(disk.failed());
+  EXPECT_EQ(1, disk.calls(DiskCall::Write)) << "a write after the failed one";
+}
+
 }  // namespace
 }  // namespace prov::store
