@@ -1,8 +1,10 @@
 // bench_fetch: one large blob from the local real registry, through the
 // registry client (sha256 verified while it streams) and through curl.
 //
-//   build/bin/bench_fetch [--size-mib=1024] [--runs=5] [--dir=/tmp/bench-fetch]
+//   build/bin/bench_fetch [--size-mib=1024] [--runs=5] [--dir=/tmp/bench-fetch] [--tls]
 //
+// --tls: the registry serves https with a test CA's certificate, which the
+// client (HttpOptions::extraCaFile) and curl (--cacert) are given.
 // Starts Debian's docker-registry on a free 127.0.0.1 port with its storage
 // under --dir, uploads a blob of random bytes (monolithic upload with curl),
 // then, --runs times and alternating which goes first, downloads it
@@ -13,7 +15,7 @@
 // Figures (MiB/s; median, min and max over the runs):
 //   blob_mib_per_s, curl_mib_per_s, curl_openssl_sha256_mib_per_s,
 //   ratio_vs_curl and ratio_vs_curl_openssl_sha256 (ratios of the medians).
-// The last line printed is one JSON object.
+// The last line printed is one JSON object ("tls" says which it was).
 
 #include <chrono>
 #include <cstdio>
@@ -60,9 +62,20 @@ std::string writeRandomBlob(const fs::path& path, std::size_t bytes) {
 }
 
 // POST an upload, PUT the file to its Location with the digest.
+// curl's arguments before the rest: over https, the registry's CA, and
+// HTTP/1.1 as the client speaks (curl would pick HTTP/2).
+std::vector<std::string> curlArgs(const testing::RealRegistry& registry, std::vector<std::string> rest) {
+  std::vector<std::string> argv = {"curl", "-s"};
+  if (registry.url().rfind("https", 0) == 0) {
+    argv.insert(argv.end(), {"--http1.1", "--cacert", registry.caFile().string()});
+  }
+  argv.insert(argv.end(), rest.begin(), rest.end());
+  return argv;
+}
+
 bool upload(const testing::RealRegistry& registry, const fs::path& file, const std::string& digest) {
   auto started = testing::runCommand(
-      {"curl", "-s", "-i", "-X", "POST", registry.url() + "/v2/bench/blob/blobs/uploads/"});
+      curlArgs(registry, {"-i", "-X", "POST", registry.url() + "/v2/bench/blob/blobs/uploads/"}));
   const auto at = started.output.find("Location: ");
   if (started.status != 0 || at == std::string::npos) {
     std::fprintf(stderr, "error: could not start an upload: %s\n", started.output.c_str());
@@ -71,8 +84,8 @@ bool upload(const testing::RealRegistry& registry, const fs::path& file, const s
   std::string location = started.output.substr(at + 10, started.output.find('\r', at) - at - 10);
   if (location.rfind("http", 0) != 0) location = registry.url() + location;
   location += (location.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") + digest;
-  auto put = testing::runCommand({"curl", "-s", "-f", "-X", "PUT", "-H", "Content-Type: application/octet-stream",
-                                  "--upload-file", file.string(), location});
+  auto put = testing::runCommand(curlArgs(registry, {"-f", "-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                                                     "--upload-file", file.string(), location}));
   if (put.status != 0) std::fprintf(stderr, "error: upload failed: %s\n", put.output.c_str());
   return put.status == 0;
 }
@@ -96,11 +109,14 @@ int main(int argc, char** argv) {
   int runs = 5;
   std::size_t sizeMib = 1024;
   std::string dir = "/tmp/bench-fetch";
+  bool tls = false;
   po::options_description options(
       "bench_fetch: a large blob from a local docker-registry, ours vs curl; last line is JSON");
   options.add_options()("runs", po::value<int>(&runs)->default_value(5), "downloads of each kind (median reported)")(
       "size-mib", po::value<std::size_t>(&sizeMib)->default_value(1024),
-      "blob size in MiB")("dir", po::value<std::string>(&dir)->default_value(dir), "work directory (removed first)");
+      "blob size in MiB")("dir", po::value<std::string>(&dir)->default_value(dir), "work directory (removed first)")(
+      "tls", po::bool_switch(&tls),
+      "the registry serves https (a test CA's certificate, which the client and curl are given)");
   po::variables_map vm;
   if (auto exit = bench::parseOptions(argc, argv, options, vm)) return *exit;
   if (runs < 1 || sizeMib < 1) {
@@ -108,7 +124,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto registry = bench::freshRegistry(dir);
+  auto registry = bench::freshRegistry(dir, tls);
   if (!registry) return 1;
   const std::size_t bytes = sizeMib << 20;
   const fs::path file = fs::path(dir) / "blob";
@@ -119,6 +135,7 @@ int main(int argc, char** argv) {
 
   actors::Runtime runtime;
   fetcher::RegistryOptions ro;
+  if (tls) ro.http.extraCaFile = registry->caFile().string();
   auto client = fetcher::RegistryClient::create(runtime, ro);
   if (client.isError()) {
     std::fprintf(stderr, "error: %s\n", client.error().message.c_str());
@@ -144,7 +161,7 @@ int main(int argc, char** argv) {
   };
   auto curl = [&]() -> double {
     const auto start = SteadyClock::now();
-    auto r = testing::runCommand({"curl", "-s", "-f", "-o", "/dev/null", url});
+    auto r = testing::runCommand(curlArgs(*registry, {"-f", "-o", "/dev/null", url}));
     const double s = seconds(start);
     if (r.status != 0) {
       std::fprintf(stderr, "error: curl failed: %s\n", r.output.c_str());
@@ -156,7 +173,8 @@ int main(int argc, char** argv) {
   // curl with the same check a pull makes: its output through openssl dgst -sha256.
   auto curlVerified = [&]() -> double {
     const auto start = SteadyClock::now();
-    auto r = testing::runCommand({"sh", "-c", "curl -s -f '" + url + "' | openssl dgst -sha256"});
+    const std::string ca = tls ? " --http1.1 --cacert '" + registry->caFile().string() + "'" : "";
+    auto r = testing::runCommand({"sh", "-c", "curl -s -f" + ca + " '" + url + "' | openssl dgst -sha256"});
     const double s = seconds(start);
     if (r.status != 0 || r.output.find(digest.substr(7)) == std::string::npos) {
       std::fprintf(stderr, "error: curl | openssl dgst failed: %s\n", r.output.c_str());
@@ -187,11 +205,11 @@ int main(int argc, char** argv) {
   }
   const Summary o = summarize(oursRate), c = summarize(curlRate), v = summarize(verifiedRate);
   std::printf(
-      "{\"blob_mib\":%zu,\"runs\":%d,\"blob_mib_per_s\":%.1f,\"blob_min\":%.1f,\"blob_max\":%.1f,"
+      "{\"blob_mib\":%zu,\"tls\":%s,\"runs\":%d,\"blob_mib_per_s\":%.1f,\"blob_min\":%.1f,\"blob_max\":%.1f,"
       "\"curl_mib_per_s\":%.1f,\"curl_min\":%.1f,\"curl_max\":%.1f,"
       "\"curl_openssl_sha256_mib_per_s\":%.1f,\"ratio_vs_curl\":%.3f,\"ratio_vs_curl_openssl_sha256\":%.3f}\n",
-      sizeMib, runs, o.median, o.min, o.max, c.median, c.min, c.max, v.median, o.median / c.median,
-      o.median / v.median);
+      sizeMib, tls ? "true" : "false", runs, o.median, o.min, o.max, c.median, c.min, c.max, v.median,
+      o.median / c.median, o.median / v.median);
   registry.reset();
   fs::remove_all(dir);
   return 0;

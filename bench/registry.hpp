@@ -14,11 +14,15 @@ namespace prov::bench {
 
 // Empties `dir` and starts the registry under dir/registry; null (after a
 // line on stderr) when it cannot.
-inline std::unique_ptr<testing::RealRegistry> freshRegistry(const std::filesystem::path& dir) {
+// With `tls`, it serves https with a certificate of a test CA
+// (RealRegistry::caFile).
+inline std::unique_ptr<testing::RealRegistry> freshRegistry(const std::filesystem::path& dir, bool tls = false) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::string error;
-  auto registry = testing::RealRegistry::start(dir / "registry", {}, error);
+  testing::RealRegistry::Options options;
+  options.tls = tls;
+  auto registry = testing::RealRegistry::start(dir / "registry", options, error);
   if (!registry) std::fprintf(stderr, "error: %s\n", error.c_str());
   return registry;
 }
