@@ -39,6 +39,16 @@ void writeFile(const std::filesystem::path& path, const std::string& content) {
   if (!out) reportFailure(std::string("Failed to write '") + path.string() + "'");
 }
 
+std::string pseudoRandomBytes(std::size_t size, std::uint64_t seed) {
+  std::string bytes(size, '\0');
+  std::uint64_t x = seed;
+  for (char& c : bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return bytes;
+}
+
 std::string readFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

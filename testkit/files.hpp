@@ -5,6 +5,8 @@
 // by default; in a test binary tests/support installs a reporter that fails
 // the running test (ADD_FAILURE). No GoogleTest here.
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -22,6 +24,9 @@ void reportFailure(const std::string& message);
 void writeFile(const std::filesystem::path& path, const std::string& content);
 // The file's content, or "<error: ...>" (and a failure reported) if unreadable.
 std::string readFile(const std::filesystem::path& path);
+// `size` bytes of xorshift64 from `seed`: incompressible content, the same
+// on every run.
+std::string pseudoRandomBytes(std::size_t size, std::uint64_t seed = 88172645463325252ull);
 void makeDirectory(const std::filesystem::path& path);
 // An overlay whiteout: a 0/0 character device.
 void makeWhiteout(const std::filesystem::path& path);

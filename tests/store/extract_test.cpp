@@ -370,12 +370,7 @@ TEST_F(ExtractTest, DiffIdIsCheckedAndCanBeSkippedForUncompressedLayers) {
 // (one blocking thread, which the job itself holds: waiting for the pool
 // would hang).
 TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
-  std::string noise(3 << 20, '\0');
-  std::uint64_t x = 88172645463325252ull;
-  for (char& c : noise) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    c = static_cast<char>(x);
-  }
+  const std::string noise = testing::pseudoRandomBytes(3 << 20);
   const std::vector<TarEntry> entries = {TarEntry::file("noise", noise),
                                          TarEntry::file("zeros", std::string(2 << 20, '\0')),
                                          TarEntry::file("small", "x")};
@@ -417,12 +412,7 @@ TEST_F(ExtractTest, TheDiffIdOfALayerOfManyPiecesIsItsTarsDigest) {
 // each keeps its bytes, and the record (checked against the disk by
 // extract()) hashes what is on disk.
 TEST_F(ExtractTest, BigFilesKeepTheirBytesOwnersAndHoles) {
-  std::string noise((9 << 20) + 321, '\0');
-  std::uint64_t x = 88172645463325252ull;
-  for (char& c : noise) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    c = static_cast<char>(x);
-  }
+  const std::string noise = testing::pseudoRandomBytes((9 << 20) + 321);
   TarEntry owned = TarEntry::file("owned", noise.substr(0, (8 << 20) + 4096));
   owned.uid = 1000;
   owned.gid = 1000;

@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -32,16 +31,6 @@ namespace fs = std::filesystem;
 using actors::fs::DiskCall;
 using actors::fs::Fd;
 using testing::FaultyDisk;
-
-std::string randomBytes(std::size_t size, unsigned seed) {
-  std::mt19937_64 random(seed);
-  std::string bytes(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    const std::uint64_t word = random();
-    std::memcpy(bytes.data() + i, &word, std::min<std::size_t>(8, size - i));
-  }
-  return bytes;
-}
 
 // How many of the file's pages are in the page cache.
 std::size_t cachedPages(const fs::path& path) {
@@ -88,7 +77,7 @@ class FileWriterTest : public testing::TemporaryDirectoryTest {
 
 TEST_F(FileWriterTest, ABigFileSkipsThePageCacheAndKeepsEveryByte) {
   const fs::path path = sandbox() / "big";
-  const std::string bytes = randomBytes(9 * (1 << 20) + 1234, 1);  // not a multiple of any alignment
+  const std::string bytes = testing::pseudoRandomBytes(9 * (1 << 20) + 1234, 1);  // not a multiple of any alignment
   Fd fd = create(path);
   {
     FileWriter writer(fd.get(), static_cast<std::int64_t>(bytes.size()), writes_);
@@ -107,7 +96,7 @@ TEST_F(FileWriterTest, ABigFileSkipsThePageCacheAndKeepsEveryByte) {
 
 TEST_F(FileWriterTest, ASmallFileGoesThroughThePageCache) {
   const fs::path path = sandbox() / "small";
-  const std::string bytes = randomBytes(FileWriter::kDirectBytes - 1, 2);
+  const std::string bytes = testing::pseudoRandomBytes(FileWriter::kDirectBytes - 1, 2);
   Fd fd = create(path);
   {
     FileWriter writer(fd.get(), static_cast<std::int64_t>(bytes.size()), writes_);
@@ -126,7 +115,7 @@ TEST_F(FileWriterTest, AHoleEndsDirectWritesAndStaysAHole) {
   const fs::path path = sandbox() / "sparse";
   const std::size_t size = 16 << 20;
   const std::size_t holeFrom = (3 << 20) + 5, holeTo = 12 << 20;
-  std::string bytes = randomBytes(size, 3);
+  std::string bytes = testing::pseudoRandomBytes(size, 3);
   std::fill(bytes.begin() + holeFrom, bytes.begin() + holeTo, '\0');
   Fd fd = create(path);
   {
@@ -152,8 +141,8 @@ TEST_F(FileWriterTest, AHoleEndsDirectWritesAndStaysAHole) {
 // later bytes win, as with plain writes.
 TEST_F(FileWriterTest, APieceOverBytesAlreadyWrittenWins) {
   const fs::path path = sandbox() / "rewritten";
-  std::string bytes = randomBytes(10 << 20, 4);
-  const std::string again = randomBytes(5000, 5);
+  std::string bytes = testing::pseudoRandomBytes(10 << 20, 4);
+  const std::string again = testing::pseudoRandomBytes(5000, 5);
   Fd fd = create(path);
   {
     FileWriter writer(fd.get(), static_cast<std::int64_t>(bytes.size()), writes_);
@@ -177,7 +166,7 @@ TEST_F(FileWriterTest, AFileSystemWithoutDirectIoGetsPlainWrites) {
     ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
   } unmount{mountPoint};
   const fs::path path = mountPoint / "big";
-  const std::string bytes = randomBytes(9 << 20, 6);
+  const std::string bytes = testing::pseudoRandomBytes(9 << 20, 6);
   Fd fd = create(path);
   {
     FileWriter writer(fd.get(), static_cast<std::int64_t>(bytes.size()), writes_);
@@ -194,7 +183,7 @@ TEST_F(FileWriterTest, AFileSystemWithoutDirectIoGetsPlainWrites) {
 TEST_F(FileWriterTest, ARefusedDirectWriteIsMadeAgainThroughThePageCache) {
   FaultyDisk disk;
   const fs::path path = sandbox() / "refused";
-  const std::string bytes = randomBytes(12 << 20, 7);
+  const std::string bytes = testing::pseudoRandomBytes(12 << 20, 7);
   Fd fd = create(path);
   disk.failNth(DiskCall::Write, 2, EINVAL);
   {
@@ -215,7 +204,7 @@ TEST_F(FileWriterTest, AFailedDirectWriteIsReportedAndNotInherited) {
   FaultyDisk disk;
   // Twelve direct writes and a tail through the page cache: each fails in
   // turn.
-  const std::string bytes = randomBytes((12 << 20) + 100, 8);
+  const std::string bytes = testing::pseudoRandomBytes((12 << 20) + 100, 8);
   for (long n = 1; n <= 13; ++n) {
     SCOPED_TRACE("write " + std::to_string(n) + " fails");
     const fs::path path = sandbox() / ("full-" + std::to_string(n));
@@ -250,7 +239,7 @@ TEST_F(FileWriterTest, AFailedDirectWriteIsReportedAndNotInherited) {
 // written after it.
 TEST_F(FileWriterTest, AFailedDirectWriteIsReportedByTheNextCallThatWaits) {
   FaultyDisk disk;
-  const std::string bytes = randomBytes(12 << 20, 9);
+  const std::string bytes = testing::pseudoRandomBytes(12 << 20, 9);
   const fs::path path = sandbox() / "holed";
   Fd fd = create(path);
   disk.failNth(DiskCall::Write, 1, ENOSPC);

@@ -71,12 +71,7 @@ class LayerRecordTest : public testing::TemporaryDirectoryTest {
 // sizes around XXH3's internal block and stripe lengths, in one update and
 // in uneven pieces, and holes as zeros.
 TEST(ContentHashTest, IsXxh3WhicheverLoopRunsAndHoweverTheBytesAreSplit) {
-  std::string bytes((1 << 20) + 4099, '\0');
-  std::uint64_t x = 0x9e3779b97f4a7c15ull;
-  for (char& c : bytes) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    c = static_cast<char>(x);
-  }
+  const std::string bytes = testing::pseudoRandomBytes((1 << 20) + 4099);
   ContentHash hash;
   for (const std::size_t size :
        {std::size_t{0}, std::size_t{1}, std::size_t{16}, std::size_t{128}, std::size_t{240}, std::size_t{241},
