@@ -28,9 +28,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #if defined(PROV_XXH3_AVX2)
-// glibc's own reading of the CPU (no cpuid of ours, no constructor: libgcc's
-// __builtin_cpu_supports adds one that costs every command ~30 us here).
-#include <sys/platform/x86.h>
+#include <cpuid.h>
 
 #include "store/content_hash_avx2.hpp"
 #endif
@@ -39,6 +37,28 @@ namespace prov::store {
 
 using actors::Error;
 using actors::ErrorKind;
+
+#if defined(PROV_XXH3_AVX2)
+namespace {
+
+// Whether the CPU has AVX2 and the kernel saves its registers: CPUID.7.0
+// EBX bit 5, with OSXSAVE and XCR0's SSE and AVX bits. Asked once, at the
+// first update, not at start: cpuid traps to the hypervisor in a VM, and
+// libgcc's __builtin_cpu_supports runs a constructor that asks a dozen
+// leaves in every command (about 30 us here). (glibc's CPU_FEATURE_ACTIVE
+// would do, but its header is C only: clang refuses its _Bool.)
+bool hasAvx2() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & bit_OSXSAVE) == 0 || (c & bit_AVX) == 0) return false;
+  unsigned low = 0, high = 0;
+  __asm__("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+  if ((low & 0x6) != 0x6) return false;  // XMM and YMM state
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  return (b & bit_AVX2) != 0;
+}
+
+}  // namespace
+#endif
 
 struct ContentHash::State {
   XXH3_state_t xxh;
@@ -50,7 +70,7 @@ void ContentHash::reset() { XXH3_64bits_reset(&state_->xxh); }
 void ContentHash::update(const void* data, std::size_t size) {
 #if defined(PROV_XXH3_AVX2)
   static_assert(sizeof(XXH3_state_t) == detail::kXxh3StateBytes);
-  static const bool avx2 = CPU_FEATURE_ACTIVE(AVX2);
+  static const bool avx2 = hasAvx2();
   if (avx2) return detail::xxh3UpdateAvx2(&state_->xxh, data, size);
 #endif
   XXH3_64bits_update(&state_->xxh, data, size);
