@@ -73,6 +73,14 @@ class Connection {
   // Up to `into`'s size of the stream's bytes, past any parser: a body of
   // known length once its header is read (Exchange::readRawBody).
   virtual void readRaw(asio::mutable_buffer into, Handler done) = 0;
+  // Whether bytes are waiting to be read: in the socket's receive queue,
+  // or (TLS) decrypted and held by OpenSSL. After a whole response there
+  // should be none.
+  virtual bool readable() {
+    error_code ec;
+    const std::size_t n = tcp().socket().available(ec);
+    return !ec && n > 0;
+  }
 
   const std::string& origin() const { return origin_; }
   asio::any_io_executor executor() { return tcp().get_executor(); }
@@ -191,6 +199,7 @@ class TlsConnection final : public StreamConnection<beast::ssl_stream<beast::tcp
   // connection does.
   TlsConnection(std::string origin, asio::any_io_executor strand, std::shared_ptr<TrustContext> trust)
       : StreamConnection(std::move(origin), strand, trust->context), trust_(std::move(trust)) {}
+  bool readable() override { return SSL_pending(stream_.native_handle()) > 0 || Connection::readable(); }
   void handshake(const std::string& host, bool verify, Handler done) override {
     // SNI, then the peer's chain against our CAs and its name against `host`.
     if (!SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str())) {
@@ -1018,10 +1027,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void finish() {
-    // Bytes already read past the response's end: the server sent more
-    // than it said, and what else it sent would be read as the next
-    // response on this connection.
-    if (parser_->keep_alive() && buffer_.size() == 0) {
+    // Bytes past the response's end (read already, or waiting in the
+    // socket): the server sent more than it said, and what is still to
+    // come would be read as the answer to the next request on this
+    // connection. It is closed instead.
+    // (Nothing runs on the connection now: its last read's completion
+    // came here through the strands, so asking it from here is safe.)
+    if (parser_->keep_alive() && buffer_.size() == 0 && !connection_->readable()) {
       client_->giveBack(std::move(connection_));
     } else {
       closeConnection();

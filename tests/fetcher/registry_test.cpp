@@ -888,22 +888,36 @@ TEST_F(RegistryTest, ABodyReadPastTheParserArrivesWholeInChunks) {
 }
 
 // A server that sends more than its Content-Length: the body is what the
-// length says, and the connection, which holds the rest, is not used again
-// (read as the next response, the extra bytes would fail that request once).
+// length says, and the connection, whose socket holds the rest, is not used
+// again. Reused, the extra bytes would be read as the answer to the next
+// request ("lies!" as the second blob, a digest mismatch). The blobs are
+// larger than what the header's read takes, so the extra bytes are still in
+// the socket when the body ends; a small one's come in with the header, and
+// go with the exchange.
 TEST_F(RegistryTest, BytesPastTheBodyRetireTheConnection) {
   FakeRegistry registry;
-  const std::string first = registry.addBlob("the first blob");
-  const std::string second = registry.addBlob("the second blob");
-  registry.sendPastBlobs("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlies!");
-  auto c = client();
-  auto sink = std::make_shared<StringSink>();
-  AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(first, 14), sink));
-  EXPECT_EQ("the first blob", sink->data());
-  auto next = std::make_shared<StringSink>();
-  AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(second, 15), next));
-  EXPECT_EQ("the second blob", next->data());
-  EXPECT_EQ(1u, registry.count("/blobs/" + second)) << "the second blob was asked for on the first's connection";
-  EXPECT_EQ(2u, registry.connectionsAccepted());
+  const std::string firstBytes = testing::pseudoRandomBytes(300000, 1);
+  const std::string secondBytes = testing::pseudoRandomBytes(300000, 2);
+  const std::string first = registry.addBlob(firstBytes);
+  const std::string second = registry.addBlob(secondBytes);
+  for (const std::size_t size : {firstBytes.size(), std::size_t{14}}) {
+    SCOPED_TRACE("a body of " + std::to_string(size) + " bytes");
+    const std::string small = registry.addBlob(firstBytes.substr(0, size));
+    registry.sendPastBlobs("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlies!");
+    auto c = client();
+    const std::size_t before = registry.connectionsAccepted();
+    auto sink = std::make_shared<StringSink>();
+    AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(small, size), sink));
+    EXPECT_EQ(firstBytes.substr(0, size), sink->data());
+    registry.sendPastBlobs("");
+    const std::size_t asked = registry.count("/blobs/" + second);
+    auto next = std::make_shared<StringSink>();
+    AWAIT_EXPECT_READY(c->streamBlob(repo(registry), blobOf(second, secondBytes.size()), next));
+    EXPECT_EQ(secondBytes, next->data());
+    EXPECT_EQ(asked + 1, registry.count("/blobs/" + second))
+        << "the second blob was asked for on the first's connection";
+    EXPECT_EQ(before + 2, registry.connectionsAccepted());
+  }
 }
 
 TEST_F(RegistryTest, TrickleIsAStall) {

@@ -85,7 +85,8 @@ class FakeRegistry {
   // Blob bodies sent one byte every `intervalMs`.
   void trickle(int intervalMs);
   // Blob answers followed by `extra`, past their Content-Length, in the
-  // same write as their header and body.
+  // same write as their header and body (so neither dropBlobsAfter nor
+  // trickle applies to them). "" turns it off.
   void sendPastBlobs(const std::string& extra);
   // Close the connection after each response (no keep-alive).
   void closeAfterEachResponse(bool close = true);
