@@ -50,8 +50,9 @@ namespace {
 bool hasAvx2() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & bit_OSXSAVE) == 0 || (c & bit_AVX) == 0) return false;
-  unsigned low = 0, high = 0;
+  unsigned low = 0, high = 0;  // XCR0's low and high halves; only the low matters
   __asm__("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+  (void)high;
   if ((low & 0x6) != 0x6) return false;  // XMM and YMM state
   if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
   return (b & bit_AVX2) != 0;

@@ -41,7 +41,13 @@ void writeFile(const std::filesystem::path& path, const std::string& content) {
 
 std::string pseudoRandomBytes(std::size_t size, std::uint64_t seed) {
   std::string bytes(size, '\0');
-  std::uint64_t x = seed;
+  // splitmix64 of the seed: no seed gives all zeros, and nearby seeds give
+  // unrelated streams.
+  std::uint64_t x = seed + 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  if (x == 0) x = 1;
   for (char& c : bytes) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     c = static_cast<char>(x);

@@ -24,8 +24,8 @@ void reportFailure(const std::string& message);
 void writeFile(const std::filesystem::path& path, const std::string& content);
 // The file's content, or "<error: ...>" (and a failure reported) if unreadable.
 std::string readFile(const std::filesystem::path& path);
-// `size` bytes of xorshift64 from `seed`: incompressible content, the same
-// on every run.
+// `size` bytes of xorshift64 from `seed` (mixed first): incompressible
+// content, the same on every run.
 std::string pseudoRandomBytes(std::size_t size, std::uint64_t seed = 88172645463325252ull);
 void makeDirectory(const std::filesystem::path& path);
 // An overlay whiteout: a 0/0 character device.
