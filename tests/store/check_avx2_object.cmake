@@ -4,8 +4,10 @@
 # global symbol, xxh3UpdateAvx2, and nothing weak or unique: an inline
 # function or template instance emitted there with external linkage could be
 # the copy the linker keeps for every caller, AVX2 code run on any CPU.
-# Mangled names (GNU nm and llvm-nm agree on those); names starting with
-# "__" are the toolchain's (a sanitizer's or coverage's own symbols).
+# Mangled names (GNU nm and llvm-nm agree on those). The toolchain's own are
+# left out: names starting with "__" (a sanitizer's or coverage's), and
+# DW.ref.* (with -fPIC, the pointer to the exception personality routine
+# that unwind tables refer to: data, the same in every object).
 execute_process(COMMAND ${NM} --defined-only ${OBJECTS} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${NM} failed on ${OBJECTS}: ${rc}")
@@ -17,7 +19,7 @@ foreach(line IN LISTS lines)
   if(line MATCHES "^[0-9a-f]* ([A-Zui]) (.*)$")
     set(type "${CMAKE_MATCH_1}")
     set(name "${CMAKE_MATCH_2}")
-    if(NOT name MATCHES "^__")
+    if(NOT name MATCHES "^(__|DW\\.ref\\.)")
       list(APPEND globals "${type} ${name}")
     endif()
   endif()
