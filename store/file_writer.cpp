@@ -58,23 +58,15 @@ bool writeAll(int fd, const char* data, std::size_t size, std::int64_t offset) {
   return true;
 }
 
+// A write of the writing thread: the errno of its failure, or 0.
 int writeOut(int fd, const char* data, std::size_t size, std::int64_t offset) {
-  bool direct = true;
-  for (std::size_t done = 0; done < size;) {
-    const ssize_t n = actors::fs::disk().pwrite(fd, data + done, size - done, offset + static_cast<off_t>(done));
-    if (n >= 0) {
-      done += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    // The file system opened the file for direct I/O but will not take this
-    // write (or a short write left the offset unaligned): this write and
-    // the file's next ones go through the page cache.
-    if (errno != EINVAL || !direct) return errno;
-    direct = false;
-    if (!setDirect(fd, false)) return errno;
-  }
-  return 0;
+  if (writeAll(fd, data, size, offset)) return 0;
+  if (errno != EINVAL) return errno;
+  // The file system opened the file for direct I/O but will not take this
+  // write (or a short write left the offset unaligned): this write (again,
+  // whole) and the file's next ones go through the page cache.
+  if (!setDirect(fd, false)) return errno;
+  return writeAll(fd, data, size, offset) ? 0 : errno;
 }
 
 }  // namespace
