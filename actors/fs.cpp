@@ -165,6 +165,35 @@ Try<Nothing> makeDirectories(const std::string& path) {
   return makeDirectory(path, 0777, nullptr);
 }
 
+Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& path) {
+  if (path.size() <= existing.size() + 1 || path.compare(0, existing.size(), existing) != 0 ||
+      path[existing.size()] != '/') {
+    return Error(ErrorKind::InvalidArgument, "'" + path + "' is not below '" + existing + "'");
+  }
+  std::string level = path;  // cut short at each '/' in turn
+  const std::size_t first = path.find('/', existing.size() + 1);
+  for (std::size_t end = first;; end = path.find('/', end + 1)) {
+    const bool last = end == std::string::npos;
+    if (!last) level[end] = '\0';
+    const int err = disk().mkdirat(AT_FDCWD, level.c_str(), 0777) == 0 ? 0 : errno;
+    if (!last) level[end] = '/';
+    if (err == ENOENT && end == first) {  // `existing` is not there
+      auto made = makeDirectories(path);
+      if (made.isError()) return made.error();
+      return false;
+    }
+    if (last) {
+      struct stat st;
+      if (err == 0) return false;
+      if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return true;
+      return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+    }
+    if (err != 0 && err != EEXIST) {
+      return errnoError(ErrorKind::IO, "Failed to create directory '" + path.substr(0, end) + "'", err);
+    }
+  }
+}
+
 Try<Nothing> makePrivateDirectory(const std::string& path, mode_t mode) {
   std::optional<mode_t> existing;
   auto made = makeDirectory(path, mode, &existing);

@@ -87,6 +87,13 @@ Try<std::string> readKernelFile(const std::string& path);
 
 Try<Nothing> makeDirectories(const std::string& path);
 
+// The same for a `path` whose missing levels are expected to be all those
+// below `existing`, an ancestor of it that is there: they are made from the
+// top down, one mkdir each, where makeDirectories first tries (and fails)
+// each level from the deepest up. True when `path` was there already (and
+// is a directory). When `existing` is missing, as makeDirectories.
+Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& path);
+
 // Makes `path` (its missing parents the usual way) with no permission bits
 // beyond `mode`: made with `mode`, or narrowed to it when it was wider (an
 // existing directory keeps the bits `mode` allows). A store or a work dir

@@ -202,16 +202,22 @@ DetachedView::DetachedView(std::string root, std::uint64_t rootMount, std::uint6
 
 DetachedView::~DetachedView() { ::close(fd_); }
 
+bool DetachedView::below(const std::string& path) const {
+  return path.size() > root_.size() && path.compare(0, root_.size(), root_) == 0 && path[root_.size()] == '/';
+}
+
 std::string DetachedView::through(const std::string& path) const {
-  if (path.size() <= root_.size() || path.compare(0, root_.size(), root_) != 0 || path[root_.size()] != '/') {
-    return path;
-  }
+  struct statx real {};
+  if (!below(path) || !statWithMount(AT_FDCWD, path.c_str(), 0, &real)) return path;
+  return through(path, real);
+}
+
+std::string DetachedView::through(const std::string& path, const struct ::statx& real) const {
   // The real path on the root's own mount (not on a mount below it, even a
   // bind of the same directory with other flags), the copy's path on the
   // copy (no symbolic link led it elsewhere), and the two the same file.
-  struct statx real {
-  }, seen{};
-  if (!statWithMount(AT_FDCWD, path.c_str(), 0, &real) || real.stx_mnt_id != rootMount_) return path;
+  if (!below(path) || (real.stx_mask & STATX_MNT_ID) == 0 || real.stx_mnt_id != rootMount_) return path;
+  struct statx seen {};
   const std::string viewed = prefix_ + path.substr(root_.size());
   if (!statWithMount(AT_FDCWD, viewed.c_str(), 0, &seen) || seen.stx_mnt_id != copyMount_) return path;
   if (seen.stx_dev_major != real.stx_dev_major || seen.stx_dev_minor != real.stx_dev_minor ||

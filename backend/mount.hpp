@@ -2,6 +2,8 @@
 
 // Mount-table and kernel-support helpers for the backends. Blocking.
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -76,9 +78,14 @@ class DetachedView {
   // on the copy (same device and inode, and no symbolic link led off the
   // copy); else `path` itself. Two statx calls.
   std::string through(const std::string& path) const;
+  // The same, given `real`, statx(2) of `path` as a caller made it anyway
+  // (links followed, AT_NO_AUTOMOUNT, STATX_INO | STATX_MNT_ID asked):
+  // one statx call.
+  std::string through(const std::string& path, const struct ::statx& real) const;
 
  private:
   DetachedView(std::string root, std::uint64_t rootMount, std::uint64_t copyMount, int fd);
+  bool below(const std::string& path) const;  // strictly below root_
   std::string root_;         // as given, without a trailing '/'
   std::uint64_t rootMount_;  // mount ids (statx) of the root's mount and of the copy
   std::uint64_t copyMount_;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -49,6 +50,10 @@ std::string kernelMessage(int fsFd) {
   return " (" + message + ")";
 }
 
+// The kernel's overlay refused a parameter it does not know (it is not the
+// legacy kind): set once, by the first provision to ask.
+std::atomic<bool> overlayParamsChecked{false};
+
 // Both ways of mounting set `*createErrno` to the errno of a failure to make
 // the file system (fsconfig's create, or mount(2)): where overlayfs refuses a
 // layer it cannot clone.
@@ -68,14 +73,18 @@ Try<Nothing> mountWithLowerdirPlus(const std::vector<std::string>& layers, const
   };
   // Before 6.5 overlay takes the kernel's legacy parameters, which accept
   // any key (lowerdir+ too) and fail only at create: a key no overlay knows
-  // tells them apart.
-  if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "x-provisioner-probe", "1", 0) == 0) {
-    ::close(fsFd);
-    return Error(ErrorKind::Unsupported, "legacy overlay parameters");
+  // tells them apart. Asked once: the answer holds while the module is
+  // loaded, and a mount keeps it loaded.
+  if (!overlayParamsChecked.load(std::memory_order_acquire)) {
+    if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "x-provisioner-probe", "1", 0) == 0) {
+      ::close(fsFd);
+      return Error(ErrorKind::Unsupported, "legacy overlay parameters");
+    }
+    char refused[512];
+    while (::read(fsFd, refused, sizeof(refused)) > 0) {
+    }  // the probe's "Unknown parameter": not what a later failure should quote
+    overlayParamsChecked.store(true, std::memory_order_release);
   }
-  char refused[512];
-  while (::read(fsFd, refused, sizeof(refused)) > 0) {
-  }  // the probe's "Unknown parameter": not what a later failure should quote
   for (std::size_t i = layers.size(); i-- > 0;) {
     if (::fsconfig(fsFd, FSCONFIG_SET_STRING, "lowerdir+", layers[i].c_str(), 0) != 0) {
       if (i + 1 == layers.size() && errno == EINVAL) {
@@ -189,18 +198,23 @@ Try<Nothing> mountOverlay(const std::vector<std::string>& layers, const std::str
 // fails with EINVAL. Then, and only then, the real paths are tried, in a
 // fresh workdir (the first try may have left overlayfs's own state there),
 // and when they work the view is set aside for good. Any other failure is
-// the provision's.
-Try<Nothing> mountOverlayThrough(OverlayView* view, const std::vector<std::string>& layers, const std::string& upper,
-                                 const std::string& work, const std::string& rootfs, bool useLowerdirPlus,
-                                 bool isVolatile) {
+// the provision's. `layerStats`: statx(2) of each layer (DetachedView's).
+Try<Nothing> mountOverlayThrough(OverlayView* view, const std::vector<std::string>& layers,
+                                 const std::vector<struct statx>& layerStats, const std::string& scratch,
+                                 const std::string& rootfs, bool useLowerdirPlus, bool isVolatile) {
+  const std::string upper = scratchUpper(scratch), work = scratchWork(scratch);
   int createErrno = 0;
   const mount::DetachedView* detached = view ? view->get() : nullptr;
   if (!detached) return mountOverlay(layers, upper, work, rootfs, useLowerdirPlus, isVolatile, &createErrno);
   std::vector<std::string> lowers;
-  for (const auto& layer : layers) lowers.push_back(detached->through(layer));
-  const std::string viewedUpper = detached->through(upper), viewedWork = detached->through(work);
+  lowers.reserve(layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) lowers.push_back(detached->through(layers[i], layerStats[i]));
+  // The scratch's two directories were made in it just now: they are the
+  // same through the copy when the scratch is.
+  const std::string viewedScratch = detached->through(scratch);
+  const std::string viewedUpper = scratchUpper(viewedScratch), viewedWork = scratchWork(viewedScratch);
   auto mounted = mountOverlay(lowers, viewedUpper, viewedWork, rootfs, useLowerdirPlus, isVolatile, &createErrno);
-  const bool viewed = lowers != layers || viewedUpper != upper || viewedWork != work;
+  const bool viewed = lowers != layers || viewedScratch != scratch;
   if (mounted.isSome() || !viewed || createErrno != EINVAL) return mounted;
   auto removed = actors::fs::removeTree(work);
   if (removed.isError()) return removed.error();
@@ -210,28 +224,41 @@ Try<Nothing> mountOverlayThrough(OverlayView* view, const std::vector<std::strin
   return direct;
 }
 
+// The rootfs's scratch, new and empty, with its upperdir and workdir. A
+// provision of the same rootfs that crashed may have left one: it goes.
+Try<Nothing> makeScratch(const std::string& backendDir, const std::string& scratch) {
+  auto there = actors::fs::makeDirectoriesBelow(backendDir, scratch);
+  if (there.isError()) return there.error();
+  if (*there) {
+    if (auto removed = actors::fs::removeTree(scratch); removed.isError()) return removed.error();
+    if (auto made = actors::fs::makeDirectories(scratch); made.isError()) return made.error();
+  }
+  for (const auto& dir : {scratchUpper(scratch), scratchWork(scratch)}) {
+    if (actors::fs::disk().mkdirat(AT_FDCWD, dir.c_str(), 0777) != 0) {
+      return actors::errnoError(ErrorKind::IO, "Failed to create directory '" + dir + "'", errno);
+    }
+  }
+  return Nothing{};
+}
+
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                   const std::string& backendDir, bool useLowerdirPlus, bool isVolatile,
                                   OverlayView* view) {
-  const std::string scratch = scratchDir(backendDir, rootfs);
-  const std::string upper = scratchUpper(scratch);
-  const std::string work = scratchWork(scratch);
-  for (const auto& layer : layers) {
-    struct stat st;
-    if (::stat(layer.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  std::vector<struct statx> layerStats(layers.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    struct statx& st = layerStats[i];
+    if (::statx(AT_FDCWD, layers[i].c_str(), AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO | STATX_MNT_ID, &st) != 0 ||
+        !S_ISDIR(st.stx_mode)) {
       return Error(ErrorKind::NotFound,
-                   "Failed to provision '" + rootfs + "': layer '" + layer + "' is not a directory");
+                   "Failed to provision '" + rootfs + "': layer '" + layers[i] + "' is not a directory");
     }
   }
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
 
-  Try<Nothing> mounted = Nothing{};
-  auto stale = actors::fs::removeTree(scratch);  // a crashed provision may have left one
-  if (stale.isError()) mounted = stale.error();
-  if (mounted.isSome()) mounted = actors::fs::makeDirectories(upper);
-  if (mounted.isSome()) mounted = actors::fs::makeDirectories(work);
+  const std::string scratch = scratchDir(backendDir, rootfs);
+  Try<Nothing> mounted = makeScratch(backendDir, scratch);
   if (mounted.isSome()) {
-    mounted = mountOverlayThrough(view, layers, upper, work, rootfs, useLowerdirPlus, isVolatile);
+    mounted = mountOverlayThrough(view, layers, layerStats, scratch, rootfs, useLowerdirPlus, isVolatile);
     if (mounted.isSome()) {
       mounted = mount::makeSharedSlave(rootfs);
       if (mounted.isError()) (void)mount::unmountLazily(rootfs);
@@ -242,7 +269,7 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
     (void)actors::fs::removeTree(scratch);
     return mounted.error();
   }
-  return RootfsInfo{{upper, work}};
+  return RootfsInfo{{scratchUpper(scratch), scratchWork(scratch)}};
 }
 
 class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {

@@ -1219,7 +1219,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       if (made.isError()) return made.error();
       auto written = store::writeFileAtomically(paths::record(dir), bytes, /*sync=*/false);
       if (written.isError()) return written;
-      return actors::fs::makeDirectories(rootfses);
+      auto below = actors::fs::makeDirectoriesBelow(dir, rootfses);  // new, usually: from the top down
+      if (below.isError()) return below.error();
+      return Nothing{};
     });
   }
 

@@ -148,6 +148,31 @@ TEST_F(BackendTest, OverlayReportsItsScratchDirsAndWritesGoThere) {
   EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
 }
 
+// A scratch left at the rootfs's name (a provision that crashed) is not
+// the new rootfs's: what it held is gone, and the rootfs shows the layer.
+TEST_F(BackendTest, OverlayStartsFromAFreshScratchWhereACrashLeftOne) {
+  for (const bool viewed : {false, true}) {
+    SCOPED_TRACE(viewed ? "through the view" : "by real paths");
+    BackendOptions options;
+    if (viewed) options.overlayViewRoot = sandbox().string();
+    auto overlay = make(kOverlay, options);
+    ASSERT_TRUE(overlay);
+    writeFile(path("layer/file"), "lower");
+    writeFile(path("backend/scratch/abc/upperdir/file"), "left by a crash");
+    writeFile(path("backend/scratch/abc/upperdir/extra"), "left by a crash");
+    writeFile(path("backend/scratch/abc/workdir/work/junk"), "left by a crash");
+    prov::testing::makeDirectory(path("rootfses"));
+    auto info = overlay->provision({path("layer")}, path("rootfses/abc"), path("backend"));
+    AWAIT_READY(info);
+    EXPECT_EQ("lower", readFile(path("rootfses/abc/file")));
+    EXPECT_FALSE(fs::exists(path("rootfses/abc/extra")));
+    EXPECT_FALSE(fs::exists(path("backend/scratch/abc/upperdir/extra")));
+    AWAIT_EXPECT_EQ(true, overlay->destroy(path("rootfses/abc"), path("backend")));
+    EXPECT_FALSE(fs::exists(path("backend/scratch/abc")));
+    EXPECT_TRUE(prov::testing::mountsUnder(sandbox()).empty());
+  }
+}
+
 // Given the work dir, the overlay names its layers, upperdir and workdir
 // through a detached copy of the work dir's mount, which is in no mount
 // table (a kernel before 6.15 refuses that: then by their own paths); what

@@ -105,6 +105,63 @@ TEST_F(DiskFaultTest, AMakeDirectoriesFaultNamesTheDirectory) {
       });
 }
 
+// New levels are made from the top down, one mkdir each and none failing;
+// what was there is said; a file in the way, a missing base, and a fault at
+// each mkdir give errors that name the directory.
+TEST_F(DiskFaultTest, MakeDirectoriesBelowMakesEachNewLevelOnceFromTheTop) {
+  FaultyDisk disk;
+  const fs::path base = sandbox() / "base";
+  fs::create_directories(base);
+  const fs::path deep = base / "a" / "b" / "c";
+  disk.disarm();
+  auto made = actors::fs::makeDirectoriesBelow(base.string(), deep.string());
+  ASSERT_TRUE(made.isSome()) << made.error().message;
+  EXPECT_FALSE(*made);
+  EXPECT_TRUE(fs::is_directory(deep));
+  EXPECT_EQ(3, disk.calls(DiskCall::Mkdir));  // makeDirectories takes 5: c and b fail first
+
+  auto again = actors::fs::makeDirectoriesBelow(base.string(), deep.string());
+  ASSERT_TRUE(again.isSome()) << again.error().message;
+  EXPECT_TRUE(*again);
+
+  testing::writeFile(base / "file", "x");
+  for (const fs::path& blocked : {base / "file", base / "file" / "d"}) {
+    auto refused = actors::fs::makeDirectoriesBelow(base.string(), blocked.string());
+    ASSERT_TRUE(refused.isError()) << blocked;
+    EXPECT_NE(std::string::npos, refused.error().message.find(blocked.string())) << refused.error().message;
+    EXPECT_NE(std::string::npos, refused.error().message.find("Not a directory")) << refused.error().message;
+  }
+
+  const fs::path missing = sandbox() / "missing";
+  auto fromNothing = actors::fs::makeDirectoriesBelow(missing.string(), (missing / "x" / "y").string());
+  ASSERT_TRUE(fromNothing.isSome()) << fromNothing.error().message;
+  EXPECT_FALSE(*fromNothing);
+  EXPECT_TRUE(fs::is_directory(missing / "x" / "y"));
+
+  auto outside = actors::fs::makeDirectoriesBelow(base.string(), (sandbox() / "elsewhere").string());
+  ASSERT_TRUE(outside.isError());
+  EXPECT_EQ(actors::ErrorKind::InvalidArgument, outside.error().kind);
+  EXPECT_FALSE(fs::exists(sandbox() / "elsewhere"));
+
+  Try<bool> swept = false;
+  const long count = testing::fault::sweep(
+      disk, DiskCall::Mkdir, ENOSPC, [&] { fs::remove_all(base / "a"); },
+      [&] { swept = actors::fs::makeDirectoriesBelow(base.string(), deep.string()); },
+      [&](long n, const std::optional<std::string>& failedCall) {
+        ASSERT_TRUE(failedCall) << "call " << n;
+        ASSERT_TRUE(swept.isError()) << "call " << n;
+        // The level that failed: a, a/b, then a/b/c.
+        fs::path level = base;
+        for (long i = 0; i < n; ++i) level /= std::string(1, static_cast<char>('a' + i));
+        EXPECT_NE(std::string::npos, swept.error().message.find("'" + level.string() + "'")) << swept.error().message;
+        EXPECT_NE(std::string::npos, swept.error().message.find("No space left on device")) << swept.error().message;
+        auto retried = actors::fs::makeDirectoriesBelow(base.string(), deep.string());
+        ASSERT_TRUE(retried.isSome()) << retried.error().message;
+        EXPECT_TRUE(fs::is_directory(deep));
+      });
+  EXPECT_EQ(3, count);
+}
+
 // The image index: a put whose write fails fails, and the index on disk is
 // the one before it or the one after it, never a broken one.
 TEST_F(DiskFaultTest, AnIndexWriteFaultFailsThePutAndKeepsTheIndexWhole) {
