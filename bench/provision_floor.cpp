@@ -101,11 +101,23 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
     if (done.isSome()) done = makeDirectory(dir, 0777);
   }
   const std::string upper = backend::scratchUpper(scratch), work = backend::scratchWork(scratch);
+  // Each layer's statx, which the backend makes anyway (is it a directory)
+  // and the view's check then uses; the scratch checked for its two
+  // directories.
+  std::vector<struct statx> layerStats(layers.size());
+  for (std::size_t i = 0; done.isSome() && i < layers.size(); ++i) {
+    if (::statx(AT_FDCWD, layers[i].c_str(), AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO | STATX_MNT_ID, &layerStats[i]) !=
+        0) {
+      done = failed("statx", layers[i]);
+    }
+  }
   bool refused = false, byRealPaths = true;
   if (done.isSome() && view && !*viewRefused) {
     std::vector<std::string> lowers;
-    for (const auto& layer : layers) lowers.push_back(view->through(layer));
-    auto through = mountOverlay(lowers, view->through(upper), view->through(work), rootfs, &refused);
+    for (std::size_t i = 0; i < layers.size(); ++i) lowers.push_back(view->through(layers[i], layerStats[i]));
+    const std::string viewedScratch = view->through(scratch);
+    auto through = mountOverlay(lowers, backend::scratchUpper(viewedScratch), backend::scratchWork(viewedScratch),
+                                rootfs, &refused);
     if (through.isSome() || !refused) {
       done = through;
       byRealPaths = false;
