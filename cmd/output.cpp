@@ -101,8 +101,10 @@ std::string provisionJson(const provisioner::ProvisionInfo& info, const std::str
   string(w, "rootfs", info.rootfs);
   if (!bundle.empty()) string(w, "bundle", bundle);
   string(w, "backend", info.backend);
-  image(w, info.image);
-  config(w, info.image.config());
+  if (info.image) {
+    image(w, *info.image);
+    config(w, info.image->config());
+  }
   strings(w, "ephemeral_volumes", info.ephemeralVolumes);
   w.EndObject();
   return buffer.GetString();

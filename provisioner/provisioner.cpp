@@ -292,6 +292,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   // rootfs finished after that is not handed out but taken down again.
   void handOver(const std::string& id, const std::shared_ptr<actors::Promise<ProvisionInfo>>& promise,
                 const Future<ProvisionInfo>& done) {
+    if (done.isReady()) ++provisions_;
     if (promise->future().hasDiscard()) {
       if (!done.isReady()) {
         promise->discard();
@@ -406,11 +407,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     ContainerRecord record;
     for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
     auto info = std::make_shared<const ProvisionInfo>(
-        ProvisionInfo{path, parts_.defaultBackend, pulled->image, made.ephemeralVolumes});
-    return writeRecord(paths::container(root_, id), record).then(actors::defer(self(), [this, info] {
-      ++provisions_;
-      return actors::readyShared(info);
-    }));
+        ProvisionInfo{path, parts_.defaultBackend, std::shared_ptr<const messages::StoredImage>(pulled, &pulled->image),
+                      made.ephemeralVolumes});
+    return writeRecord(paths::container(root_, id), record).then([info] { return actors::readyShared(info); });
   }
 
   // A rootfs that failed (or was discarded) on its way: whatever the backend
@@ -457,6 +456,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
       auto fail = [&](ErrorKind kind, const std::string& why) {
         return Error(kind, "Failed to write a bundle for container '" + id + "': " + why);
       };
+      if (!provisioned.image) return fail(ErrorKind::InvalidArgument, "the ProvisionInfo given has no image");
       auto it = infos_.find(id);
       if (it == infos_.end() || it->second->destroying) return fail(ErrorKind::NotFound, "no such container");
       const std::string dir = paths::container(root_, id);
@@ -506,9 +506,9 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
     return writeRecord(paths::container(root_, id), record)
         .then(actors::defer(self(),
-                            [this, config = provisioned.image.config(), path = provisioned.rootfs, options] {
-                              return actors::async(runtime_, [config, path, options] {
-                                return provisioner::writeBundle(config, path, options);
+                            [this, image = provisioned.image, path = provisioned.rootfs, options] {
+                              return actors::async(runtime_, [image, path, options] {
+                                return provisioner::writeBundle(image->config(), path, options);
                               });
                             }))
         .then([canonical] { return canonical; })

@@ -142,8 +142,11 @@ Try<ImageGcConfig> parseImageGcConfig(const std::string& jsonOrFile);
 struct ProvisionInfo {
   std::string rootfs;
   std::string backend;
-  messages::StoredImage image;  // the store's index entry: its config; reference and manifest digest
-                                // (Docker/OCI) or the AppC ids (StoredImage::appc)
+  // The store's index entry: its config; reference and manifest digest
+  // (Docker/OCI) or the AppC ids (StoredImage::appc). Shared by the
+  // provisions of one image, not copied for each; set in every result of
+  // provision().
+  std::shared_ptr<const messages::StoredImage> image;
   std::vector<std::string> ephemeralVolumes;
 };
 

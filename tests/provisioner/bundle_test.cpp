@@ -400,13 +400,25 @@ TEST_F(BundleTest, AnExistingDirectoryOrAMissingUserChangesNothing) {
 
   // A user the image does not have: NotFound naming it, no directory.
   ProvisionInfo strange = info;
-  strange.image.mutable_config()->set_user("postgres");
+  auto withUser = std::make_shared<messages::StoredImage>(*info.image);
+  withUser->mutable_config()->set_user("postgres");
+  strange.image = withUser;
   options.dir = (sandbox() / "strange").string();
   auto missing = provisioner_->writeBundle("c1", strange, options);
   AWAIT_FAILED(missing);
   EXPECT_EQ(actors::ErrorKind::NotFound, missing.failure().kind);
   EXPECT_NE(std::string::npos, missing.failure().message.find("'postgres'")) << missing.failure().message;
   EXPECT_FALSE(fs::exists(sandbox() / "strange"));
+
+  // A ProvisionInfo without its image: InvalidArgument, no directory.
+  ProvisionInfo imageless = info;
+  imageless.image.reset();
+  options.dir = (sandbox() / "imageless").string();
+  auto noImage = provisioner_->writeBundle("c1", imageless, options);
+  AWAIT_FAILED(noImage);
+  EXPECT_EQ(actors::ErrorKind::InvalidArgument, noImage.failure().kind);
+  EXPECT_NE(std::string::npos, noImage.failure().message.find("no image")) << noImage.failure().message;
+  EXPECT_FALSE(fs::exists(sandbox() / "imageless"));
 
   // Neither is recorded; a relative directory and an unknown container are refused.
   messages::ContainerRecord record;

@@ -171,7 +171,7 @@ TEST_F(ProvisionerAppcTest, DependenciesAreLayeredUnderTheImageWithOverlayAndCop
     EXPECT_EQ("base", testing::readFile(fs::path(info->rootfs) / "etc/os")) << "from the dependency";
     EXPECT_EQ("app", testing::readFile(fs::path(info->rootfs) / "etc/shared")) << "the image over its dependency";
     EXPECT_EQ("app", testing::readFile(fs::path(info->rootfs) / "app"));
-    const auto& config = info->image.config();
+    const auto& config = info->image->config();
     EXPECT_EQ((std::vector<std::string>{"/bin/app", "serve"}), testing::strings(config.entrypoint()));
     EXPECT_EQ((std::vector<std::string>{"PATH=/bin", "MODE=prod"}), testing::strings(config.env()));
     EXPECT_EQ("/srv", config.working_dir());
@@ -201,9 +201,9 @@ TEST_F(ProvisionerAppcTest, PruneKeepsWhatContainersUse) {
   auto images = provisioner_->images();
   AWAIT_READY(images);
   ASSERT_EQ(1u, images->size());
-  EXPECT_EQ(used->image.key(), images->at(0).key());
+  EXPECT_EQ(used->image->key(), images->at(0).key());
   EXPECT_FALSE(fs::exists(workDir_ / "store/appc/images" / unused->appc().id()));
-  for (const auto& id : used->image.appc().image_ids())
+  for (const auto& id : used->image->appc().image_ids())
     EXPECT_TRUE(fs::exists(workDir_ / "store/appc/images" / id / "rootfs"));
   EXPECT_EQ("base", testing::readFile(fs::path(used->rootfs) / "etc/os"));
 }

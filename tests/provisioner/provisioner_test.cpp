@@ -221,7 +221,7 @@ TEST_F(ProvisionerTest, ProvisionAndDestroy) {
   EXPECT_EQ("alpine", testing::readFile(fs::path(info->rootfs) / "etc/os"));
   EXPECT_EQ("sh", testing::readFile(fs::path(info->rootfs) / "bin/sh"));
   EXPECT_FALSE(info->ephemeralVolumes.empty()) << "overlay reports its upper and work dirs";
-  EXPECT_EQ("docker://docker.io/library/alpine:latest", info->image.key());
+  EXPECT_EQ("docker://docker.io/library/alpine:latest", info->image->key());
   EXPECT_TRUE(fs::exists(containerDir("c1") / "layers"));
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
   EXPECT_FALSE(fs::exists(containerDir("c1")));
@@ -711,16 +711,16 @@ TEST_F(ProvisionerTest, PruneKeepsExcludedAndInUseImagesWithTheirConfigs) {
     paths.push_back(store::paths::config(store, image.config_digest()));
     return paths;
   };
-  for (const auto& path : layersOf(own->image)) EXPECT_TRUE(fs::exists(path)) << path;
-  for (const auto& path : layersOf(volume->image)) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(*own->image)) EXPECT_TRUE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(*volume->image)) EXPECT_TRUE(fs::exists(path)) << path;
   for (const auto& path : layersOf(kept.get())) EXPECT_TRUE(fs::exists(path)) << path;
-  for (const auto& path : layersOf(unused->image)) EXPECT_FALSE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(*unused->image)) EXPECT_FALSE(fs::exists(path)) << path;
   EXPECT_EQ(3u, imageCount()) << "the excluded image and the two in use stay listed; the unused one goes";
   // The containers still work, and a prune after they are gone frees their layers.
   EXPECT_EQ("v", testing::readFile(fs::path(volume->rootfs) / "v"));
   AWAIT_ASSERT_EQ(true, provisioner_->destroy("c"));
   AWAIT_READY(provisioner_->pruneImages({}));
-  for (const auto& path : layersOf(own->image)) EXPECT_FALSE(fs::exists(path)) << path;
+  for (const auto& path : layersOf(*own->image)) EXPECT_FALSE(fs::exists(path)) << path;
   EXPECT_EQ(0u, imageCount());
 }
 
