@@ -658,11 +658,19 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     auto step = [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
       if (self->over()) return;
       if (ec) return self->failIo(ec, self->via("resolve"));
-      self->connect(results);
+      std::vector<tcp::endpoint> endpoints;
+      for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+      self->connect(std::move(endpoints));
     };
     const Proxy* proxy = client_->proxyFor(url_);
-    resolver_.async_resolve(proxy ? proxy->host : url_.host, std::to_string(proxy ? proxy->port : url_.port),
-                            asio::bind_executor(strand_, std::move(step)));
+    const std::string& host = proxy ? proxy->host : url_.host;
+    const int port = proxy ? proxy->port : url_.port;
+    // An address needs no resolving: getaddrinfo would only hand it back,
+    // from the resolver's own thread (started for it, in a short run).
+    error_code notAnAddress;
+    const auto address = asio::ip::make_address(host, notAnAddress);
+    if (!notAnAddress) return connect({tcp::endpoint(address, static_cast<unsigned short>(port))});
+    resolver_.async_resolve(host, std::to_string(port), asio::bind_executor(strand_, std::move(step)));
   }
 
   // `what` ("connect to") for a message about url_: through its proxy, the
@@ -672,12 +680,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     return proxy ? what + " the proxy '" + proxy->shown() + "' for" : what;
   }
 
-  void connect(const tcp::resolver::results_type& results) {
+  void connect(std::vector<tcp::endpoint> resolved) {
     onConnection(
         options_.connectTimeout,
-        [results](Connection& c, Handler done) {
-          auto endpoints = std::make_shared<std::vector<tcp::endpoint>>();
-          for (const auto& entry : results) endpoints->push_back(entry.endpoint());
+        [endpoints = std::make_shared<std::vector<tcp::endpoint>>(std::move(resolved))](Connection& c, Handler done) {
           if (endpoints->empty()) return done(asio::error::host_not_found, 0);
           c.connect(endpoints, 0, std::move(done));
         },

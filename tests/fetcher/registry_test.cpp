@@ -234,6 +234,20 @@ TEST_F(RegistryTest, PingAcceptsOkAndChallengeAndReportsOthers) {
   AWAIT_EXPECT_ERROR(ErrorKind::NotFound, c->ping(*parseUrl(registry.url())));
 }
 
+// A registry named by an address (IPv4 or IPv6) is reached without the
+// resolver; one named by a host name, through it (localhost may resolve
+// to ::1 first, where nothing listens: the next address is tried).
+TEST_F(RegistryTest, AddressesAndHostNamesBothReachTheRegistry) {
+  FakeRegistry v4;
+  FakeRegistry v6("::1");
+  auto c = client();
+  AWAIT_EXPECT_READY(c->ping(*parseUrl("http://127.0.0.1:" + std::to_string(v4.port()) + "/")));
+  AWAIT_EXPECT_READY(c->ping(*parseUrl("http://[::1]:" + std::to_string(v6.port()) + "/")));
+  AWAIT_EXPECT_READY(c->ping(*parseUrl("http://localhost:" + std::to_string(v4.port()) + "/")));
+  EXPECT_EQ(2u, v4.requests().size());
+  EXPECT_EQ(1u, v6.requests().size());
+}
+
 TEST_F(RegistryTest, ManifestByTagSendsTheAcceptListAndChecksTheClaimedDigest) {
   FakeRegistry registry;
   Published image = publish(registry, "test/app", "v1", {"layer one"});
