@@ -1117,8 +1117,38 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       config = actors::async(runtime_,
                              [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
     }
-    return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
-        .then(actors::defer(self(), &Self::indexed));
+    if (images_.count(key) > 0) {
+      // Its entry is replaced only once the new config is down: until
+      // then the old entry stays whole, on disk and after a crash.
+      return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
+          .then(actors::defer(self(), &Self::indexed));
+    }
+    // A new image: its config and its entry are written at once (their
+    // syncs overlap). Recover keeps an entry only when its config is on
+    // disk (keepCompleteImages), so a crash cannot leave one without the
+    // other; an entry whose config failed is taken out again.
+    return actors::await(config, metadata_.put(image))
+        .then(actors::defer(self(), [this, key](const std::tuple<Future<Nothing>, Future<StoredImage>>& written) {
+          const auto& [configWritten, entry] = written;
+          return indexedWithConfig(key, configWritten, entry);
+        }));
+  }
+
+  Future<ImageInfo> indexedWithConfig(const std::string& key, const Future<Nothing>& config,
+                                      const Future<StoredImage>& entry) {
+    if (config.isReady() && entry.isReady()) return indexed(entry.get());
+    if (config.isReady()) return failureOf(entry, "the image index's write");
+    const Error error = failureOf(config, "the image config's write");
+    if (!entry.isReady()) return error;
+    // Taken out again, or, if that fails too, by the next recover (no config).
+    return metadata_.remove({key})
+        .recover([](const Future<Nothing>&) { return Nothing{}; })
+        .then([error]() -> Future<ImageInfo> { return error; });
+  }
+
+  template <typename T>
+  static Error failureOf(const Future<T>& done, const std::string& what) {
+    return done.isFailed() ? done.failure() : Error(ErrorKind::Cancelled, what + " was discarded");
   }
 
   ImageInfo indexed(const StoredImage& stored) {

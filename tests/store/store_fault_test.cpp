@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include "fetcher/local/local.hpp"
+#include "store/metadata_manager.hpp"
+#include "store/paths.hpp"
 #include "testkit/files.hpp"
 #include "testkit/real_registry.hpp"
 #include "tests/store/store_fixture.hpp"
@@ -67,9 +69,25 @@ class StoreFaultTest : public ImageStoreTest {
     auto images = store_->images();
     AWAIT_READY(images);
     for (const auto& stored : images.get()) {
+      // Its config is there (a get would fetch it again, unseen).
+      EXPECT_TRUE(fs::exists(paths::config(storeDir_.string(), stored.config_digest())))
+          << "call " << n << ": " << stored.key();
       auto info = store_->get(image(stored.reference().repository()));
       AWAIT_READY(info);
       expectTrees(info.get(), stored.reference().repository(), n);
+    }
+  }
+
+  // Every entry of the index on disk has its config file there: read by
+  // an index of its own, with the store closed.
+  void expectIndexedConfigsOnDisk(long n) {
+    ASSERT_FALSE(store_) << "the store is closed first";
+    MetadataManager index(runtime_, storeDir_.string());
+    auto entries = index.recover();
+    AWAIT_READY(entries);
+    for (const auto& stored : entries.get()) {
+      EXPECT_TRUE(fs::exists(paths::config(storeDir_.string(), stored.config_digest())))
+          << "call " << n << ": " << stored.key();
     }
   }
 
@@ -103,6 +121,8 @@ TEST_F(StoreFaultTest, PullUnderEveryFault) {
       [&](long n, const std::optional<std::string>& failedCall) {
         ASSERT_TRUE(testing::fault::endedClearly(info, n, failedCall, {storeDir_.string()}));
         expectConsistent(n);
+        store_.reset();
+        expectIndexedConfigsOnDisk(n);
         restartStore();  // what a restart finds is consistent too
         expectConsistent(n);
         auto retried = store_->get(image("test/app"));
