@@ -165,10 +165,12 @@ Try<Nothing> makeDirectories(const std::string& path) {
   return makeDirectory(path, 0777, nullptr);
 }
 
-Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& path) {
+Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& given) {
+  std::string path = given;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();  // "a/b/" is "a/b"
   if (path.size() <= existing.size() + 1 || path.compare(0, existing.size(), existing) != 0 ||
       path[existing.size()] != '/') {
-    return Error(ErrorKind::InvalidArgument, "'" + path + "' is not below '" + existing + "'");
+    return Error(ErrorKind::InvalidArgument, "'" + given + "' is not below '" + existing + "'");
   }
   std::string level = path;  // cut short at each '/' in turn
   const std::size_t first = path.find('/', existing.size() + 1);
@@ -183,10 +185,12 @@ Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& p
       return false;
     }
     if (last) {
-      struct stat st;
       if (err == 0) return false;
-      if (err == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return true;
-      return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err == EEXIST ? ENOTDIR : err);
+      if (err != EEXIST) return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", err);
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0) return errnoError(ErrorKind::IO, "Failed to stat '" + path + "'", errno);
+      if (S_ISDIR(st.st_mode)) return true;
+      return errnoError(ErrorKind::IO, "Failed to create directory '" + path + "'", ENOTDIR);
     }
     if (err != 0 && err != EEXIST) {
       return errnoError(ErrorKind::IO, "Failed to create directory '" + path.substr(0, end) + "'", err);

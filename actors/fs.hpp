@@ -92,6 +92,7 @@ Try<Nothing> makeDirectories(const std::string& path);
 // top down, one mkdir each, where makeDirectories first tries (and fails)
 // each level from the deepest up. True when `path` was there already (and
 // is a directory). When `existing` is missing, as makeDirectories.
+// Trailing slashes of `path` are ignored.
 Try<bool> makeDirectoriesBelow(const std::string& existing, const std::string& path);
 
 // Makes `path` (its missing parents the usual way) with no permission bits

@@ -90,7 +90,9 @@ std::string defaultBackend(const std::string& workDir) {
 }
 
 std::string scratchDir(const std::string& backendDir, const std::string& rootfs) {
-  return backendDir + "/scratch/" + std::filesystem::path(rootfs).filename().string();
+  std::string named = rootfs;  // "r/" is named as "r": never the whole scratch directory
+  while (named.size() > 1 && named.back() == '/') named.pop_back();
+  return backendDir + "/scratch/" + std::filesystem::path(named).filename().string();
 }
 
 Try<Nothing> createMountPoint(const std::string& rootfs) {

@@ -86,6 +86,7 @@ class DetachedView {
  private:
   DetachedView(std::string root, std::uint64_t rootMount, std::uint64_t copyMount, int fd);
   bool below(const std::string& path) const;  // strictly below root_
+
   std::string root_;         // as given, without a trailing '/'
   std::uint64_t rootMount_;  // mount ids (statx) of the root's mount and of the copy
   std::uint64_t copyMount_;

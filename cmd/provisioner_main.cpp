@@ -428,9 +428,9 @@ int main(int argc, char** argv) {
   if (known.isError()) return fail(known.error().message);
   std::string error;
   if (!blockOn(p.recover(*known), error)) return fail("Failed to recover: " + error);
-  const int code = finished(pulls ? pullOrProvision(p, in, progress.get(),
-                                                    in.command == "provision" && known->count(in.args[0]) > 0)
-                                  : runCommand(p, in));
+  const int code = finished(
+      pulls ? pullOrProvision(p, in, progress.get(), in.command == "provision" && known->count(in.args[0]) > 0)
+            : runCommand(p, in));
   // The provisioner's actors end here, once what they are doing is done;
   // the work dir's lock goes with them.
   created->reset();

@@ -1006,7 +1006,7 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
           return actors::await(layerWork).then([failed] { return failed; });
         })
         .then(actors::defer(self(), &Self::placeLayers, pullId, plan))
-        .then(actors::defer(self(), &Self::finishPull, key, resolved, hasOwnCredentials(image)))
+        .then(actors::defer(self(), &Self::finishPull, key, pullId, resolved, hasOwnCredentials(image)))
         .onAny(actors::defer(self(), [this, pullId] {
           inflightConfigs_.erase(pullId);
           inflightLayers_.erase(pullId);
@@ -1097,8 +1097,8 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
     return Nothing{};
   }
 
-  Future<ImageInfo> finishPull(const std::string& key, const ResolvedImage& resolved, bool credentialed,
-                               const std::vector<std::string>& ids) {
+  Future<ImageInfo> finishPull(const std::string& key, const std::string& pullId, const ResolvedImage& resolved,
+                               bool credentialed, const std::vector<std::string>& ids) {
     StoredImage image;
     image.set_key(key);
     image.set_access(credentialed ? StoredImage::ACCESS_CREDENTIALED : StoredImage::ACCESS_PUBLIC);
@@ -1117,33 +1117,56 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       config = actors::async(runtime_,
                              [path, json = resolved.config_json()] { return writeFileAtomically(path, json); });
     }
-    if (images_.count(key) > 0) {
-      // Its entry is replaced only once the new config is down: until
-      // then the old entry stays whole, on disk and after a crash.
+    if (images_.count(key) > 0 || otherPullOf(key, pullId)) {
+      // An image already indexed: its entry is replaced only once the new
+      // config is down, so the old entry stays whole, on disk and after a
+      // crash. Another pull of the key (with other credentials) may index
+      // it meanwhile: the same order keeps the two from undoing each other.
       return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
           .then(actors::defer(self(), &Self::indexed));
     }
-    // A new image: its config and its entry are written at once (their
-    // syncs overlap). Recover keeps an entry only when its config is on
-    // disk (keepCompleteImages), so a crash cannot leave one without the
-    // other; an entry whose config failed is taken out again.
-    return actors::await(config, metadata_.put(image))
+    // A new image, pulled once: its config and its entry are written at
+    // once (their syncs overlap), both to the end (a discard meanwhile
+    // would drop the config's write and keep the entry's). Recover keeps an
+    // entry only when its config is on disk (keepCompleteImages), so a
+    // crash cannot leave one without the other; an entry whose config
+    // failed is taken out again.
+    return actors::undiscardable(actors::await(config, metadata_.put(image)))
         .then(actors::defer(self(), [this, key](const std::tuple<Future<Nothing>, Future<StoredImage>>& written) {
           const auto& [configWritten, entry] = written;
           return indexedWithConfig(key, configWritten, entry);
         }));
   }
 
+  // Whether a pull of `key` other than `pullId` is in flight.
+  bool otherPullOf(const std::string& key, const std::string& pullId) const {
+    const std::string prefix = key + "#";
+    for (const auto& [id, config] : inflightConfigs_) {
+      if (id != pullId && id.starts_with(prefix)) return true;
+    }
+    return false;
+  }
+
   Future<ImageInfo> indexedWithConfig(const std::string& key, const Future<Nothing>& config,
                                       const Future<StoredImage>& entry) {
     if (config.isReady() && entry.isReady()) return indexed(entry.get());
     if (config.isReady()) return failureOf(entry, "the image index's write");
+    // The entry out again (from the index's memory too, where a failed
+    // write may have left it), or, if that fails, by the next recover (no
+    // config). Another pull of the key (other credentials) that indexed it
+    // meanwhile put its entry before this removal (the index runs its
+    // requests in order, and this strand hears of them in that order): it
+    // goes back.
     const Error error = failureOf(config, "the image config's write");
-    if (!entry.isReady()) return error;
-    // Taken out again, or, if that fails too, by the next recover (no config).
     return metadata_.remove({key})
         .recover([](const Future<Nothing>&) { return Nothing{}; })
-        .then([error]() -> Future<ImageInfo> { return error; });
+        .then(actors::defer(self(), [this, key, error]() -> Future<ImageInfo> {
+          auto indexedMeanwhile = images_.find(key);
+          if (indexedMeanwhile == images_.end()) return error;
+          return metadata_.put(indexedMeanwhile->second)
+              .recover([](const Future<StoredImage>&) { return StoredImage(); })
+              .then([error]() -> Future<ImageInfo> { return error; });
+        }));
   }
 
   template <typename T>

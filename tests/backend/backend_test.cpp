@@ -173,6 +173,25 @@ TEST_F(BackendTest, OverlayStartsFromAFreshScratchWhereACrashLeftOne) {
   }
 }
 
+// A rootfs named with a trailing slash gets its own scratch, not the
+// whole scratch directory: another rootfs's stays.
+TEST_F(BackendTest, OverlayScratchOfARootfsNamedWithASlashIsItsOwn) {
+  auto overlay = make(kOverlay);
+  ASSERT_TRUE(overlay);
+  writeFile(path("layer/file"), "lower");
+  prov::testing::makeDirectory(path("rootfses"));
+  AWAIT_READY(overlay->provision({path("layer")}, path("rootfses/one"), path("backend")));
+  writeFile(path("rootfses/one/written"), "by one");
+  AWAIT_READY(overlay->provision({path("layer")}, path("rootfses/two/"), path("backend")));
+  EXPECT_TRUE(fs::is_directory(path("backend/scratch/two/upperdir")));
+  EXPECT_EQ("by one", readFile(path("backend/scratch/one/upperdir/written")));
+  EXPECT_EQ("by one", readFile(path("rootfses/one/written")));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(path("rootfses/two/"), path("backend")));
+  AWAIT_EXPECT_EQ(true, overlay->destroy(path("rootfses/one"), path("backend")));
+  EXPECT_FALSE(fs::exists(path("backend/scratch/one")));
+  EXPECT_FALSE(fs::exists(path("backend/scratch/two")));
+}
+
 // Given the work dir, the overlay names its layers, upperdir and workdir
 // through a detached copy of the work dir's mount, which is in no mount
 // table (a kernel before 6.15 refuses that: then by their own paths); what

@@ -123,6 +123,13 @@ TEST_F(DiskFaultTest, MakeDirectoriesBelowMakesEachNewLevelOnceFromTheTop) {
   auto again = actors::fs::makeDirectoriesBelow(base.string(), deep.string());
   ASSERT_TRUE(again.isSome()) << again.error().message;
   EXPECT_TRUE(*again);
+  auto slashed = actors::fs::makeDirectoriesBelow(base.string(), deep.string() + "/");  // the same directory
+  ASSERT_TRUE(slashed.isSome()) << slashed.error().message;
+  EXPECT_TRUE(*slashed);
+  auto newSlashed = actors::fs::makeDirectoriesBelow(base.string(), (base / "d" / "e").string() + "//");
+  ASSERT_TRUE(newSlashed.isSome()) << newSlashed.error().message;
+  EXPECT_FALSE(*newSlashed);
+  EXPECT_TRUE(fs::is_directory(base / "d" / "e"));
 
   testing::writeFile(base / "file", "x");
   for (const fs::path& blocked : {base / "file", base / "file" / "d"}) {
