@@ -26,7 +26,9 @@ namespace {
 
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                   const std::string& backendDir) {
-  const std::string scratch = scratchDir(backendDir, rootfs);
+  auto named = scratchDir(backendDir, rootfs);
+  if (named.isError()) return named.error();
+  const std::string scratch = *named;
   const std::string work = scratchWork(scratch);
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
   Try<Nothing> mounted = actors::fs::makeDirectories(work);
@@ -69,7 +71,9 @@ class AufsBackendProcess : public actors::Process<AufsBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return destroyMountedRootfs(runtime(), rootfs, scratchDir(backendDir, rootfs));
+    auto scratch = scratchDir(backendDir, rootfs);
+    if (scratch.isError()) return scratch.error();
+    return destroyMountedRootfs(runtime(), rootfs, *scratch);
   }
 };
 

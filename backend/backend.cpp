@@ -89,10 +89,14 @@ std::string defaultBackend(const std::string& workDir) {
   return chooseBackend(host);
 }
 
-std::string scratchDir(const std::string& backendDir, const std::string& rootfs) {
-  std::string named = rootfs;  // "r/" is named as "r": never the whole scratch directory
+Try<std::string> scratchDir(const std::string& backendDir, const std::string& rootfs) {
+  std::string named = rootfs;  // "r/" is named as "r"
   while (named.size() > 1 && named.back() == '/') named.pop_back();
-  return backendDir + "/scratch/" + std::filesystem::path(named).filename().string();
+  const std::string name = std::filesystem::path(named).filename().string();
+  if (name.empty() || name == "." || name == "..") {
+    return Error(ErrorKind::InvalidArgument, "The rootfs path '" + rootfs + "' does not end in a name");
+  }
+  return backendDir + "/scratch/" + name;
 }
 
 Try<Nothing> createMountPoint(const std::string& rootfs) {

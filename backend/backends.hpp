@@ -67,8 +67,10 @@ inline constexpr std::size_t kScratchRemovedInPlace = 64;
 Future<bool> destroyMountedRootfs(actors::Runtime& runtime, const std::string& rootfs, const std::string& scratch);
 
 // Where a backend keeps state for `rootfs`: backendDir/scratch/<basename>,
-// holding upperdir/ and workdir/ (overlay) or workdir/ (aufs).
-std::string scratchDir(const std::string& backendDir, const std::string& rootfs);
+// holding upperdir/ and workdir/ (overlay) or workdir/ (aufs). Trailing
+// slashes are not part of the name. InvalidArgument when `rootfs` ends in
+// no name ("", "/", "x/.", "x/..": the scratch directory itself, or above).
+Try<std::string> scratchDir(const std::string& backendDir, const std::string& rootfs);
 inline std::string scratchUpper(const std::string& scratch) { return scratch + "/upperdir"; }
 inline std::string scratchWork(const std::string& scratch) { return scratch + "/workdir"; }
 

@@ -244,6 +244,9 @@ Try<Nothing> makeScratch(const std::string& backendDir, const std::string& scrat
 Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const std::string& rootfs,
                                   const std::string& backendDir, bool useLowerdirPlus, bool isVolatile,
                                   OverlayView* view) {
+  auto named = scratchDir(backendDir, rootfs);
+  if (named.isError()) return named.error();
+  const std::string scratch = *named;
   std::vector<struct statx> layerStats(layers.size());
   for (std::size_t i = 0; i < layers.size(); ++i) {
     struct statx& st = layerStats[i];
@@ -255,7 +258,6 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
   }
   if (auto created = createMountPoint(rootfs); created.isError()) return created.error();
 
-  const std::string scratch = scratchDir(backendDir, rootfs);
   Try<Nothing> mounted = makeScratch(backendDir, scratch);
   if (mounted.isSome()) {
     mounted = mountOverlayThrough(view, layers, layerStats, scratch, rootfs, useLowerdirPlus, isVolatile);
@@ -295,7 +297,9 @@ class OverlayBackendProcess : public actors::Process<OverlayBackendProcess> {
   }
 
   Future<bool> destroy(const std::string& rootfs, const std::string& backendDir) {
-    return destroyMountedRootfs(runtime(), rootfs, scratchDir(backendDir, rootfs));
+    auto scratch = scratchDir(backendDir, rootfs);
+    if (scratch.isError()) return scratch.error();
+    return destroyMountedRootfs(runtime(), rootfs, *scratch);
   }
 
  private:

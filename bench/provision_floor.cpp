@@ -89,7 +89,7 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
   const std::string container = paths::container(root, id);
   const std::string backendDir = paths::backendDir(container, "overlay");
   const std::string rootfs = paths::rootfs(container, "overlay", "floor");
-  const std::string scratch = backend::scratchDir(backendDir, rootfs);
+  const std::string scratch = *backend::scratchDir(backendDir, rootfs);
   Try<Nothing> done = makeDirectory(container, 0777);
   if (done.isSome()) done = writeRecord(paths::record(container), kRecordBefore);
   for (const auto& dir : {paths::backendsDir(container), backendDir, paths::rootfses(container, "overlay")}) {

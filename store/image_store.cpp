@@ -1122,20 +1122,26 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       // config is down, so the old entry stays whole, on disk and after a
       // crash. Another pull of the key (with other credentials) may index
       // it meanwhile: the same order keeps the two from undoing each other.
-      return config.then(actors::defer(self(), [this, image] { return metadata_.put(image); }))
-          .then(actors::defer(self(), &Self::indexed));
+      // Once the entry is asked for, it is waited for and taken in, even
+      // if the pull is discarded meanwhile: the index on disk and this
+      // store's memory agree.
+      return config.then(actors::defer(self(), [this, image] {
+        return actors::undiscardable(metadata_.put(image).then(actors::defer(self(), &Self::indexed)));
+      }));
     }
     // A new image, pulled once: its config and its entry are written at
-    // once (their syncs overlap), both to the end (a discard meanwhile
-    // would drop the config's write and keep the entry's). Recover keeps an
+    // once (their syncs overlap). Both run to their end and are taken in,
+    // even if the pull is discarded meanwhile (a discard would otherwise
+    // drop the config's write and keep the entry's). Recover keeps an
     // entry only when its config is on disk (keepCompleteImages), so a
     // crash cannot leave one without the other; an entry whose config
     // failed is taken out again.
-    return actors::undiscardable(actors::await(config, metadata_.put(image)))
-        .then(actors::defer(self(), [this, key](const std::tuple<Future<Nothing>, Future<StoredImage>>& written) {
-          const auto& [configWritten, entry] = written;
-          return indexedWithConfig(key, configWritten, entry);
-        }));
+    return actors::undiscardable(
+        actors::await(config, metadata_.put(image))
+            .then(actors::defer(self(), [this, key](const std::tuple<Future<Nothing>, Future<StoredImage>>& written) {
+              const auto& [configWritten, entry] = written;
+              return indexedWithConfig(key, configWritten, entry);
+            })));
   }
 
   // Whether a pull of `key` other than `pullId` is in flight.
@@ -1149,7 +1155,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
 
   Future<ImageInfo> indexedWithConfig(const std::string& key, const Future<Nothing>& config,
                                       const Future<StoredImage>& entry) {
-    if (config.isReady() && entry.isReady()) return indexed(entry.get());
+    if (config.isReady() && entry.isReady()) {
+      // A later pull of the key (other credentials; its entry was asked
+      // for after this one's) may have been taken in first: its entry is
+      // the one on disk, and stays.
+      if (images_.count(key) > 0) return infoOf(entry.get());
+      return indexed(entry.get());
+    }
     if (config.isReady()) return failureOf(entry, "the image index's write");
     // The entry out again (from the index's memory too, where a failed
     // write may have left it), or, if that fails, by the next recover (no
@@ -1164,7 +1176,13 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
           auto indexedMeanwhile = images_.find(key);
           if (indexedMeanwhile == images_.end()) return error;
           return metadata_.put(indexedMeanwhile->second)
-              .recover([](const Future<StoredImage>&) { return StoredImage(); })
+              .recover([key](const Future<StoredImage>& failed) {
+                actors::log(actors::LogLevel::Warn, "store.index_restore_failed",
+                            {{"image", key},
+                             {"error", failed.isFailed() ? failed.failure().message : "discarded"},
+                             {"then", "served from memory; the next index write or recover settles it"}});
+                return StoredImage();
+              })
               .then([error]() -> Future<ImageInfo> { return error; });
         }));
   }

@@ -190,6 +190,17 @@ TEST_F(BackendTest, OverlayScratchOfARootfsNamedWithASlashIsItsOwn) {
   AWAIT_EXPECT_EQ(true, overlay->destroy(path("rootfses/one"), path("backend")));
   EXPECT_FALSE(fs::exists(path("backend/scratch/one")));
   EXPECT_FALSE(fs::exists(path("backend/scratch/two")));
+
+  // A path that ends in no name is refused, and nothing is made or removed.
+  writeFile(path("backend/scratch/kept/upperdir/file"), "another rootfs's");
+  for (const std::string& nameless : {path("rootfses/x/.."), path("rootfses/."), std::string("/")}) {
+    auto refused = overlay->provision({path("layer")}, nameless, path("backend"));
+    AWAIT_EXPECT_ERROR(actors::ErrorKind::InvalidArgument, refused);
+    EXPECT_NE(std::string::npos, refused.failure().message.find("does not end in a name")) << refused.failure().message;
+    AWAIT_EXPECT_ERROR(actors::ErrorKind::InvalidArgument, overlay->destroy(nameless, path("backend")));
+  }
+  EXPECT_FALSE(fs::exists(path("rootfses/x")));
+  EXPECT_EQ("another rootfs's", readFile(path("backend/scratch/kept/upperdir/file")));
 }
 
 // Given the work dir, the overlay names its layers, upperdir and workdir
