@@ -174,6 +174,10 @@ bool statWithMount(int dirFd, const char* path, int flags, struct statx* out) {
 
 }  // namespace
 
+bool statForView(const std::string& path, struct ::statx* out) {
+  return ::statx(AT_FDCWD, path.c_str(), AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO | STATX_MNT_ID, out) == 0;
+}
+
 Try<std::unique_ptr<DetachedView>> DetachedView::open(const std::string& root) {
   struct statx st {};
   if (!statWithMount(AT_FDCWD, root.c_str(), 0, &st)) {
@@ -208,7 +212,7 @@ bool DetachedView::below(const std::string& path) const {
 
 std::string DetachedView::through(const std::string& path) const {
   struct statx real {};
-  if (!below(path) || !statWithMount(AT_FDCWD, path.c_str(), 0, &real)) return path;
+  if (!below(path) || !statForView(path, &real)) return path;
   return through(path, real);
 }
 

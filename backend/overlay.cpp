@@ -249,9 +249,7 @@ Try<RootfsInfo> provisionBlocking(const std::vector<std::string>& layers, const 
   const std::string scratch = *named;
   std::vector<struct statx> layerStats(layers.size());
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    struct statx& st = layerStats[i];
-    if (::statx(AT_FDCWD, layers[i].c_str(), AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO | STATX_MNT_ID, &st) != 0 ||
-        !S_ISDIR(st.stx_mode)) {
+    if (!mount::statForView(layers[i], &layerStats[i]) || !S_ISDIR(layerStats[i].stx_mode)) {
       return Error(ErrorKind::NotFound,
                    "Failed to provision '" + rootfs + "': layer '" + layers[i] + "' is not a directory");
     }

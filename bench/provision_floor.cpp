@@ -106,10 +106,7 @@ Try<Nothing> provisionOne(const std::string& root, const std::vector<std::string
   // directories.
   std::vector<struct statx> layerStats(layers.size());
   for (std::size_t i = 0; done.isSome() && i < layers.size(); ++i) {
-    if (::statx(AT_FDCWD, layers[i].c_str(), AT_NO_AUTOMOUNT, STATX_TYPE | STATX_INO | STATX_MNT_ID, &layerStats[i]) !=
-        0) {
-      done = failed("statx", layers[i]);
-    }
+    if (!backend::mount::statForView(layers[i], &layerStats[i])) done = failed("statx", layers[i]);
   }
   bool refused = false, byRealPaths = true;
   if (done.isSome() && view && !*viewRefused) {
