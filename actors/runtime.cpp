@@ -20,6 +20,9 @@ std::size_t cores() { return std::max(1u, std::thread::hardware_concurrency()); 
 
 Runtime::Options resolve(Runtime::Options options) {
   if (options.workerThreads == 0) options.workerThreads = cores();
+  if (options.startedWorkerThreads == 0 || options.startedWorkerThreads > options.workerThreads) {
+    options.startedWorkerThreads = options.workerThreads;
+  }
   if (options.blockingThreads == 0) options.blockingThreads = std::max<std::size_t>(4, 2 * cores());
   // Waits, not work: as many as overlap usefully. 16-32 unmounts at once
   // let ext4 commit them together (bench_backend, 64 pairs in flight on 2
@@ -144,8 +147,13 @@ Runtime::Runtime() : Runtime(Options{}) {}
 Runtime::Runtime(Options options) : impl_(std::make_shared<Impl>(resolve(options))) {
   impl_->clock = std::make_unique<Clock>(*this);
   impl_->guard.emplace(impl_->io.get_executor());
-  for (std::size_t i = 0; i < impl_->options.workerThreads; ++i) {
-    impl_->workers.emplace_back([impl = impl_.get()] {
+  std::lock_guard lock(impl_->workersMutex);
+  impl_->startWorkers(impl_->options.startedWorkerThreads);
+}
+
+void Runtime::Impl::startWorkers(std::size_t count) {
+  while (workers.size() < count) {
+    workers.emplace_back([impl = this] {
       workerRuntime = impl;
       for (;;) {
         try {
@@ -158,6 +166,20 @@ Runtime::Runtime(Options options) : impl_(std::make_shared<Impl>(resolve(options
         }
       }
     });
+  }
+  if (workers.size() >= options.workerThreads) allWorkers.store(true);
+}
+
+void Runtime::startAllWorkers() {
+  if (impl_->allWorkers.load()) return;
+  std::lock_guard lock(impl_->workersMutex);
+  if (impl_->allWorkers.load()) return;  // started meanwhile, or shutdown() has begun
+  try {
+    impl_->startWorkers(impl_->options.workerThreads);
+  } catch (const std::system_error& e) {
+    // No thread to be had (a pids limit): the workers running carry on.
+    std::fprintf(stderr, "runtime: a worker thread could not be started: %s\n", e.what());
+    impl_->allWorkers.store(true);
   }
 }
 
@@ -210,8 +232,13 @@ void Runtime::shutdown() {
   joinOffloaded(*impl_);
   impl_->guard.reset();
   impl_->io.stop();
-  for (auto& worker : impl_->workers) worker.join();
-  impl_->workers.clear();
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(impl_->workersMutex);
+    impl_->allWorkers.store(true);  // none starts after this
+    workers.swap(impl_->workers);
+  }
+  for (auto& worker : workers) worker.join();
   impl_->stopped.store(true);
 }
 

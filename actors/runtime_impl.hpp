@@ -74,7 +74,11 @@ struct Runtime::Impl {
   Options options;
   boost::asio::io_context io;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
-  std::vector<std::thread> workers;
+  // Starts workers until `count` run (under workersMutex).
+  void startWorkers(std::size_t count);
+  std::mutex workersMutex;
+  std::vector<std::thread> workers;     // under workersMutex
+  std::atomic<bool> allWorkers{false};  // every worker started, or shutdown() began
   std::mutex offloadMutex;
   struct Offloaded {
     std::thread thread;

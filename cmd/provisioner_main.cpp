@@ -420,6 +420,9 @@ int main(int argc, char** argv) {
   // hand-offs between the two. The blocking pool is as usual.
   actors::Runtime::Options threads;
   if (!pulls && in.command != "verify") threads.workerThreads = 1;
+  // A pull starts with one too; the others start once its blobs add up to
+  // bulk (fetcher/http.cpp).
+  if (pulls) threads.startedWorkerThreads = 1;
   actors::Runtime runtime(threads);
   auto created = provisioner::Provisioner::create(in.flags, runtime);
   if (created.isError()) return fail(created.error().message);

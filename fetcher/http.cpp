@@ -322,7 +322,18 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::set<std::string> plainOrigins;  // "host:port", under `mutex`
   std::set<std::string> tlsOrigins;    // found to speak TLS in this process, under `mutex`
 
+  std::atomic<std::uint64_t> sinkBytes{0};  // the lengths of the blob bodies started so far
+
   Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)), plainOrigins(options.plainOrigins) {}
+
+  // A blob's body (to a sink) of `length` bytes (none: chunked, unknown)
+  // starts. Once the blobs add up to bulk, the runtime's held-back workers
+  // start (Runtime::Options::startedWorkerThreads): reading sockets and
+  // hashing then has a thread per core, while a small pull stays on one.
+  void bodyStarting(std::optional<std::uint64_t> length) {
+    constexpr std::uint64_t kBulkBytes = 8 << 20;
+    if (!length || sinkBytes.fetch_add(*length) + *length >= kBulkBytes) runtime.startAllWorkers();
+  }
 
   // Through a proxy, a loopback host is the proxy's and whoever answers
   // the CONNECT is unknown: verified TLS only, unless the operator listed
@@ -852,6 +863,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
         return fail(started.error());
       }
       mode_ = Mode::Sink;
+      const auto length = parser_->content_length();
+      client_->bodyStarting(length ? std::optional<std::uint64_t>(*length) : std::nullopt);
     } else {
       // An error's body is kept only in part, as its explanation.
       const bool success = response_.status >= 200 && response_.status < 300;

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
+#include "actors/runtime_impl.hpp"  // the worker count
 #include "fetcher/digest.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
@@ -246,6 +247,36 @@ TEST_F(RegistryTest, AddressesAndHostNamesBothReachTheRegistry) {
   AWAIT_EXPECT_READY(c->ping(*parseUrl("http://localhost:" + std::to_string(v4.port()) + "/")));
   EXPECT_EQ(2u, v4.requests().size());
   EXPECT_EQ(1u, v6.requests().size());
+}
+
+// A runtime that starts with one worker (the command line's pull) gets the
+// others once the blobs streamed add up to 8 MiB: not for a small layer.
+TEST_F(RegistryTest, HeldBackWorkersStartOnceBlobsAddUpToBulk) {
+  FakeRegistry registry;
+  const std::string small(1 << 20, 's');
+  const std::string big(7 << 20, 'b');
+  Published image = publish(registry, "test/app", "v1", {small, big});
+  actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 2, .startedWorkerThreads = 1});
+  auto workers = [&runtime] {
+    std::lock_guard lock(runtime.impl().workersMutex);
+    return runtime.impl().workers.size();
+  };
+  {
+    auto created = RegistryClient::create(runtime, options());
+    ASSERT_TRUE(created.isSome());
+    auto c = *created;
+    AWAIT_READY(c->fetchManifest(repo(registry), "v1"));
+    AWAIT_READY(c->readBlob(repo(registry), blobOf(image.configDigest, -1), 1 << 20));
+    auto sink = std::make_shared<StringSink>();
+    AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[0], small.size()), sink));
+    EXPECT_EQ(small.size(), sink->data().size());
+    EXPECT_EQ(1u, workers());
+    sink = std::make_shared<StringSink>();
+    AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[1], big.size()), sink));
+    EXPECT_EQ(big, sink->data());
+    EXPECT_EQ(2u, workers());
+  }
+  runtime.shutdown();
 }
 
 TEST_F(RegistryTest, ManifestByTagSendsTheAcceptListAndChecksTheClaimedDigest) {
