@@ -261,13 +261,21 @@ Try<std::unique_ptr<Provisioner>> Provisioner::create(const Flags& flags, actors
   if (parts.backends.empty()) return Error(ErrorKind::Unsupported, "No rootfs backend can run on this machine");
   std::string available;
   for (const auto& [name, b] : parts.backends) available += (available.empty() ? "" : ", ") + name;
-  parts.defaultBackend = flags.imageProvisionerBackend.empty() ? backend::defaultBackend(paths::root(workDir))
-                                                               : flags.imageProvisionerBackend;
+  // Without --image_provisioner_backend the backend is chosen at the first
+  // provision, not here: choosing probes the host (its file systems, the
+  // work dir's d_type, which on an empty work dir writes a probe directory)
+  // for about a millisecond of a tiny pull's 22, and a pull, a listing or a
+  // destroy needs no new rootfs. --overlay_volatile is checked against it,
+  // so with that flag it is chosen now.
+  parts.defaultBackend = flags.imageProvisionerBackend;
+  if (parts.defaultBackend.empty() && flags.overlayVolatile) {
+    parts.defaultBackend = backend::defaultBackend(paths::root(workDir));
+  }
   if (flags.overlayVolatile && parts.defaultBackend != backend::kOverlay) {
     return badFlag("overlay_volatile",
                    "it is for the overlay backend, and the backend is '" + parts.defaultBackend + "'");
   }
-  if (parts.backends.count(parts.defaultBackend) == 0) {
+  if (!parts.defaultBackend.empty() && parts.backends.count(parts.defaultBackend) == 0) {
     return badFlag("image_provisioner_backend",
                    "backend '" + parts.defaultBackend + "' cannot run here (available: " + available + ")");
   }

@@ -355,16 +355,46 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
                                     const std::shared_ptr<const store::ImageInfo>& pulled) {
     pullMs_[provider] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     if (pulled->fetched) pullDurations_.observe(pulled->imageBytes, pullMs_[provider] / 1000.0);
-    return assembling_.run<ProvisionInfo>([this, id, pulled] { return makeRootfs(id, pulled); }, priority);
+    return assembling_.run<ProvisionInfo>(
+        [this, id, pulled]() -> Future<ProvisionInfo> {
+          if (!parts_.defaultBackend.empty()) return makeRootfs(id, pulled, parts_.defaultBackend);
+          return defaultBackend().then(actors::defer(
+              self(), [this, id, pulled](const std::string& name) { return makeRootfs(id, pulled, name); }));
+        },
+        priority);
   }
 
-  Future<ProvisionInfo> makeRootfs(const std::string& id, const std::shared_ptr<const store::ImageInfo>& pulled) {
+  // The backend chosen for this host (Parts::defaultBackend left empty),
+  // once: the probe runs on the blocking pool, and every provision that
+  // comes meanwhile waits for the one answer. A failure is not kept: the
+  // next provision asks again.
+  Future<std::string> defaultBackend() {
+    if (!choosingBackend_ || choosingBackend_->isFailed() || choosingBackend_->isDiscarded()) {
+      choosingBackend_ = actors::undiscardable(
+          actors::async(runtime_, [dir = root_] {
+            return backend::defaultBackend(dir);
+          }).then(actors::defer(self(), [this](const std::string& name) -> Future<std::string> {
+            if (parts_.backends.count(name) == 0) {
+              std::string available;
+              for (const auto& [each, b] : parts_.backends) available += (available.empty() ? "" : ", ") + each;
+              return Error(ErrorKind::Unsupported, "The backend this machine suits, '" + name +
+                                                       "', cannot run here (available: " + available +
+                                                       "); name one with --image_provisioner_backend");
+            }
+            parts_.defaultBackend = name;
+            return name;
+          })));
+    }
+    return *choosingBackend_;
+  }
+
+  Future<ProvisionInfo> makeRootfs(const std::string& id, const std::shared_ptr<const store::ImageInfo>& pulled,
+                                   const std::string& backendName) {
     auto info = infos_[id];
     if (!info) info = infos_[id] = std::make_shared<Info>();
     if (info->destroying) {
       return Error(ErrorKind::Unavailable, "Failed to provision container '" + id + "': it is being destroyed");
     }
-    const std::string backendName = parts_.defaultBackend;
     // Shared by the steps below, not copied into each.
     auto made = std::make_shared<ContainerRootfs>();
     ContainerRootfs& rootfs = *made;
@@ -384,7 +414,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     // backend's rootfses directory in the same job (one hop less).
     return createRecord(dir, record, paths::rootfses(dir, backendName))
         .then(actors::defer(self(), &Self::assemble, backendName, pulled, path, backendDir))
-        .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), path, pulled))
+        .then(actors::defer(self(), &Self::assembled, id, rootfs.id(), backendName, path, pulled))
         .recover(actors::defer(self(), &Self::abandonRootfs, id, std::shared_ptr<const ContainerRootfs>(made), path,
                                backendDir));
   }
@@ -396,8 +426,8 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   }
 
   // The rootfs is whole: so says the record, before anyone gets it.
-  Future<ProvisionInfo> assembled(const std::string& id, const std::string& rootfsId, const std::string& path,
-                                  const std::shared_ptr<const store::ImageInfo>& pulled,
+  Future<ProvisionInfo> assembled(const std::string& id, const std::string& rootfsId, const std::string& backendName,
+                                  const std::string& path, const std::shared_ptr<const store::ImageInfo>& pulled,
                                   const backend::RootfsInfo& made) {
     auto it = infos_.find(id);
     if (it == infos_.end()) return Error(ErrorKind::Unavailable, "Container '" + id + "' was forgotten meanwhile");
@@ -407,7 +437,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     ContainerRecord record;
     for (const auto& r : it->second->rootfses) *record.add_rootfses() = r;
     auto info = std::make_shared<const ProvisionInfo>(
-        ProvisionInfo{path, parts_.defaultBackend, std::shared_ptr<const messages::StoredImage>(pulled, &pulled->image),
+        ProvisionInfo{path, backendName, std::shared_ptr<const messages::StoredImage>(pulled, &pulled->image),
                       made.ephemeralVolumes});
     return writeRecord(paths::container(root_, id), record).then([info] { return actors::readyShared(info); });
   }
@@ -1258,6 +1288,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   actors::Slots assembling_;  // rootfses being made (makeRootfs to the record saying so)
   std::map<std::string, std::shared_ptr<Info>> infos_;
+  std::optional<Future<std::string>> choosingBackend_;  // defaultBackend(), when Parts left it empty
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed
   std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed
@@ -1270,7 +1301,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
 
 Try<std::unique_ptr<Provisioner>> Provisioner::create(Parts parts, actors::Runtime& runtime) {
   if (parts.workDir.empty()) return Error(ErrorKind::InvalidArgument, "The provisioner needs a work dir");
-  if (parts.backends.count(parts.defaultBackend) == 0) {
+  if (!parts.defaultBackend.empty() && parts.backends.count(parts.defaultBackend) == 0) {
     return Error(ErrorKind::InvalidArgument, "The default backend '" + parts.defaultBackend + "' is not available");
   }
   // Private to root (a wider one narrowed): the rootfses below hold image

@@ -218,6 +218,9 @@ class Provisioner {
     // provider without a store is off.
     std::map<std::string, std::unique_ptr<store::Store>> stores;
     std::map<std::string, std::unique_ptr<backend::Backend>> backends;
+    // The backend of new rootfses; empty: the one this host suits
+    // (backend::defaultBackend of the work dir), chosen at the first
+    // provision.
     std::string defaultBackend;
     std::optional<ImageGcConfig> imageGc;
     DiskSpaceOf diskSpace;                     // empty: statvfs

@@ -228,6 +228,47 @@ TEST_F(ProvisionerTest, ProvisionAndDestroy) {
   AWAIT_ASSERT_EQ(false, provisioner_->destroy("c1"));
 }
 
+// Parts without a default backend (the command line without
+// --image_provisioner_backend): the first provisions choose the one the host
+// suits, once, and each says which it used.
+TEST_F(ProvisionerTest, WithoutADefaultBackendProvisionsUseTheOneTheHostSuits) {
+  start({}, "");
+  const std::string suited = backend::defaultBackend((workDir_ / "provisioner").string());
+  auto first = provisioner_->provision("c1", dockerImage("alpine"));
+  auto second = provisioner_->provision("c2", dockerImage("debian"));
+  AWAIT_READY(first);
+  AWAIT_READY(second);
+  EXPECT_EQ(suited, first->backend);
+  EXPECT_EQ(suited, second->backend);
+  EXPECT_EQ("alpine", testing::readFile(fs::path(first->rootfs) / "etc/os"));
+  EXPECT_EQ((containerDir("c2") / "backends" / suited / "rootfses").string(), fs::path(second->rootfs).parent_path());
+  // Recorded with its backend: a new provisioner destroys it.
+  start({"c1", "c2"}, "");
+  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+  EXPECT_FALSE(fs::exists(containerDir("c1")));
+}
+
+// The backend the host suits is not among the provisioner's: the start and
+// a pull are fine; a provision fails naming it and what there is, and
+// makes no rootfs.
+TEST_F(ProvisionerTest, ASuitedBackendThatIsMissingFailsTheProvisionNotTheStart) {
+  provisioner_.reset();
+  auto parts = makeParts("");
+  ASSERT_TRUE(parts.isSome()) << parts.error().message;
+  const std::string suited = backend::defaultBackend((workDir_ / "provisioner").string());
+  parts->backends.erase(suited);
+  fixture::start(runtime_, std::move(*parts), {}, provisioner_);
+  AWAIT_READY(provisioner_->pullImage(dockerImage("alpine")));
+  auto failed = provisioner_->provision("c1", dockerImage("alpine"));
+  AWAIT_FAILED(failed);
+  EXPECT_EQ(ErrorKind::Unsupported, failed.failure().kind);
+  EXPECT_NE(std::string::npos, failed.failure().message.find("'" + suited + "', cannot run here"))
+      << failed.failure().message;
+  EXPECT_FALSE(fs::exists(containerDir("c1") / "backends"));
+  EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
+  AWAIT_READY(provisioner_->destroy("c1"));
+}
+
 // The container's directory cannot be removed (a mount inside it that is
 // not the provisioner's): destroy fails naming the cause, instead of never
 // returning, and keeps the container; once the mount is gone, a second
