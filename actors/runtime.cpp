@@ -147,8 +147,19 @@ Runtime::Runtime() : Runtime(Options{}) {}
 Runtime::Runtime(Options options) : impl_(std::make_shared<Impl>(resolve(options))) {
   impl_->clock = std::make_unique<Clock>(*this);
   impl_->guard.emplace(impl_->io.get_executor());
-  std::lock_guard lock(impl_->workersMutex);
-  impl_->startWorkers(impl_->options.startedWorkerThreads);
+  std::unique_lock lock(impl_->workersMutex);
+  try {
+    impl_->startWorkers(impl_->options.startedWorkerThreads);
+  } catch (...) {
+    // The ones started are joined before the runtime is given up on.
+    std::vector<std::thread> started;
+    started.swap(impl_->workers);
+    lock.unlock();
+    impl_->guard.reset();
+    impl_->io.stop();
+    for (auto& worker : started) worker.join();
+    throw;
+  }
 }
 
 void Runtime::Impl::startWorkers(std::size_t count) {
@@ -176,11 +187,16 @@ void Runtime::startAllWorkers() {
   if (impl_->allWorkers.load()) return;  // started meanwhile, or shutdown() has begun
   try {
     impl_->startWorkers(impl_->options.workerThreads);
-  } catch (const std::system_error& e) {
+  } catch (const std::exception& e) {
     // No thread to be had (a pids limit): the workers running carry on.
     std::fprintf(stderr, "runtime: a worker thread could not be started: %s\n", e.what());
     impl_->allWorkers.store(true);
   }
+}
+
+std::size_t Runtime::startedWorkers() const {
+  std::lock_guard lock(impl_->workersMutex);
+  return impl_->workers.size();
 }
 
 Runtime::~Runtime() {
@@ -206,6 +222,10 @@ static void joinOffloaded(Runtime::Impl& impl) {
 void Runtime::shutdown() {
   if (impl_->stopped.load()) return;
   assert(!onRuntimeThread() && "Runtime::shutdown() on one of its own threads");
+  {
+    std::lock_guard lock(impl_->workersMutex);
+    impl_->allWorkers.store(true);  // no held-back worker starts from here on
+  }
   // Teardowns handed over by offload() first: they need the runtime running.
   joinOffloaded(*impl_);
   {
@@ -235,7 +255,6 @@ void Runtime::shutdown() {
   std::vector<std::thread> workers;
   {
     std::lock_guard lock(impl_->workersMutex);
-    impl_->allWorkers.store(true);  // none starts after this
     workers.swap(impl_->workers);
   }
   for (auto& worker : workers) worker.join();

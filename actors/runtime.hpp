@@ -38,15 +38,15 @@ class Clock;
 class Runtime {
  public:
   struct Options {
-    std::size_t workerThreads = 0;  // 0: one per core
+    std::size_t workerThreads = 0;                      // 0: one per core
+    std::size_t blockingThreads = 0;                    // 0: max(4, 2 * cores)
+    std::size_t waitingThreads = 0;                     // 0: 32
+    std::chrono::milliseconds waitingKeepAlive{10000};  // zero: never (at most a day)
     // How many of the workers start with the runtime (0: all); the rest
     // start at startAllWorkers(). A command that may move little data
     // starts with one: a second worker costs its start and the hand-offs
     // between the two, which a tiny pull feels (issue #18).
     std::size_t startedWorkerThreads = 0;
-    std::size_t blockingThreads = 0;                    // 0: max(4, 2 * cores)
-    std::size_t waitingThreads = 0;                     // 0: 32
-    std::chrono::milliseconds waitingKeepAlive{10000};  // zero: never (at most a day)
   };
 
   Runtime();
@@ -66,9 +66,13 @@ class Runtime {
   std::size_t workerThreads() const;
   // Starts the workers Options::startedWorkerThreads held back, once; from
   // any thread. Whoever is about to move bulk data calls it (the HTTP
-  // client, at a blob body's first megabytes). Nothing once shutdown()
-  // has begun.
+  // client, once the blob bodies it has begun add up to 8 MiB). A worker
+  // the system refuses to start is reported on stderr, and the others
+  // carry on. Nothing once shutdown() has begun.
   void startAllWorkers();
+  // The workers running now (workerThreads() once all have started; none
+  // after shutdown()).
+  std::size_t startedWorkers() const;
   std::size_t blockingThreads() const;
   std::size_t waitingThreads() const;
 

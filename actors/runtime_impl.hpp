@@ -76,7 +76,7 @@ struct Runtime::Impl {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
   // Starts workers until `count` run (under workersMutex).
   void startWorkers(std::size_t count);
-  std::mutex workersMutex;
+  mutable std::mutex workersMutex;
   std::vector<std::thread> workers;     // under workersMutex
   std::atomic<bool> allWorkers{false};  // every worker started, or shutdown() began
   std::mutex offloadMutex;

@@ -327,9 +327,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   Impl(actors::Runtime& r, HttpOptions o) : runtime(r), options(std::move(o)), plainOrigins(options.plainOrigins) {}
 
   // A blob's body (to a sink) of `length` bytes (none: chunked, unknown)
-  // starts. Once the blobs add up to bulk, the runtime's held-back workers
-  // start (Runtime::Options::startedWorkerThreads): reading sockets and
-  // hashing then has a thread per core, while a small pull stays on one.
+  // starts. Once the lengths of this client's blob bodies (retries
+  // included) add up to bulk, the runtime's held-back workers start
+  // (Runtime::Options::startedWorkerThreads): reading sockets and hashing
+  // then has a thread per core, while a small pull stays on one.
   void bodyStarting(std::optional<std::uint64_t> length) {
     constexpr std::uint64_t kBulkBytes = 8 << 20;
     if (!length || sinkBytes.fetch_add(*length) + *length >= kBulkBytes) runtime.startAllWorkers();

@@ -358,34 +358,36 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return assembling_.run<ProvisionInfo>(
         [this, id, pulled]() -> Future<ProvisionInfo> {
           if (!parts_.defaultBackend.empty()) return makeRootfs(id, pulled, parts_.defaultBackend);
-          return defaultBackend().then(actors::defer(
+          return defaultBackend(id).then(actors::defer(
               self(), [this, id, pulled](const std::string& name) { return makeRootfs(id, pulled, name); }));
         },
         priority);
   }
 
-  // The backend chosen for this host (Parts::defaultBackend left empty),
-  // once: the probe runs on the blocking pool, and every provision that
-  // comes meanwhile waits for the one answer. A failure is not kept: the
-  // next provision asks again.
-  Future<std::string> defaultBackend() {
-    if (!choosingBackend_ || choosingBackend_->isFailed() || choosingBackend_->isDiscarded()) {
-      choosingBackend_ = actors::undiscardable(
-          actors::async(runtime_, [dir = root_] {
-            return backend::defaultBackend(dir);
-          }).then(actors::defer(self(), [this](const std::string& name) -> Future<std::string> {
-            if (parts_.backends.count(name) == 0) {
-              std::string available;
-              for (const auto& [each, b] : parts_.backends) available += (available.empty() ? "" : ", ") + each;
-              return Error(ErrorKind::Unsupported, "The backend this machine suits, '" + name +
-                                                       "', cannot run here (available: " + available +
-                                                       "); name one with --image_provisioner_backend");
-            }
-            parts_.defaultBackend = name;
-            return name;
-          })));
+  // The backend chosen for this host (Parts::defaultBackend left empty)
+  // for provision `id`. The host is probed once, on the blocking pool, and
+  // every provision that comes meanwhile waits for the one answer; a probe
+  // that failed (the runtime stopping) is not kept. The answer not among
+  // the provisioner's backends fails each provision that needs it.
+  Future<std::string> defaultBackend(const std::string& id) {
+    if (!suitedBackend_ || suitedBackend_->isFailed() || suitedBackend_->isDiscarded() ||
+        suitedBackend_->isAbandoned()) {
+      suitedBackend_ = actors::undiscardable(
+          actors::async(runtime_, [dir = root_] { return backend::defaultBackend(dir); }));
     }
-    return *choosingBackend_;
+    return actors::undiscardable(*suitedBackend_)
+        .then(actors::defer(self(), [this, id](const std::string& name) -> Future<std::string> {
+          if (parts_.backends.count(name) == 0) {
+            std::string available;
+            for (const auto& [each, b] : parts_.backends) available += (available.empty() ? "" : ", ") + each;
+            return Error(ErrorKind::Unsupported,
+                         "Failed to provision container '" + id + "': the backend this machine suits, '" + name +
+                             "', is not among the provisioner's (" + (available.empty() ? "none" : available) +
+                             "); name one (--image_provisioner_backend, Parts::defaultBackend)");
+          }
+          parts_.defaultBackend = name;
+          return name;
+        }));
   }
 
   Future<ProvisionInfo> makeRootfs(const std::string& id, const std::shared_ptr<const store::ImageInfo>& pulled,
@@ -1288,7 +1290,7 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
   actors::ReadWriteLock lock_;
   actors::Slots assembling_;  // rootfses being made (makeRootfs to the record saying so)
   std::map<std::string, std::shared_ptr<Info>> infos_;
-  std::optional<Future<std::string>> choosingBackend_;  // defaultBackend(), when Parts left it empty
+  std::optional<Future<std::string>> suitedBackend_;  // the host's probed, when Parts left defaultBackend empty
   std::uint64_t removeContainerErrors_ = 0, provisions_ = 0, destroys_ = 0, prunes_ = 0, gcChecks_ = 0;
   std::uint64_t gcPrunes_ = 0, gcFailures_ = 0;  // automatic prunes or removals started, and checks failed
   std::uint64_t gcRemoved_ = 0;                  // images automatic GC removed

@@ -14,7 +14,6 @@
 #include <gtest/gtest.h>
 
 #include "actors/actors.hpp"
-#include "actors/runtime_impl.hpp"  // the worker count
 #include "fetcher/digest.hpp"
 #include "fetcher/puller.hpp"
 #include "fetcher/reference.hpp"
@@ -257,10 +256,6 @@ TEST_F(RegistryTest, HeldBackWorkersStartOnceBlobsAddUpToBulk) {
   const std::string big(7 << 20, 'b');
   Published image = publish(registry, "test/app", "v1", {small, big});
   actors::Runtime runtime(actors::Runtime::Options{.workerThreads = 2, .startedWorkerThreads = 1});
-  auto workers = [&runtime] {
-    std::lock_guard lock(runtime.impl().workersMutex);
-    return runtime.impl().workers.size();
-  };
   {
     auto created = RegistryClient::create(runtime, options());
     ASSERT_TRUE(created.isSome());
@@ -270,11 +265,11 @@ TEST_F(RegistryTest, HeldBackWorkersStartOnceBlobsAddUpToBulk) {
     auto sink = std::make_shared<StringSink>();
     AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[0], small.size()), sink));
     EXPECT_EQ(small.size(), sink->data().size());
-    EXPECT_EQ(1u, workers());
+    EXPECT_EQ(1u, runtime.startedWorkers());
     sink = std::make_shared<StringSink>();
     AWAIT_READY(c->streamBlob(repo(registry), blobOf(image.layerDigests[1], big.size()), sink));
     EXPECT_EQ(big, sink->data());
-    EXPECT_EQ(2u, workers());
+    EXPECT_EQ(2u, runtime.startedWorkers());
   }
   runtime.shutdown();
 }

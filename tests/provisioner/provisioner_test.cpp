@@ -229,8 +229,8 @@ TEST_F(ProvisionerTest, ProvisionAndDestroy) {
 }
 
 // Parts without a default backend (the command line without
-// --image_provisioner_backend): the first provisions choose the one the host
-// suits, once, and each says which it used.
+// --image_provisioner_backend): the provisions use the one the host suits,
+// and each says which it used.
 TEST_F(ProvisionerTest, WithoutADefaultBackendProvisionsUseTheOneTheHostSuits) {
   start({}, "");
   const std::string suited = backend::defaultBackend((workDir_ / "provisioner").string());
@@ -262,7 +262,8 @@ TEST_F(ProvisionerTest, ASuitedBackendThatIsMissingFailsTheProvisionNotTheStart)
   auto failed = provisioner_->provision("c1", dockerImage("alpine"));
   AWAIT_FAILED(failed);
   EXPECT_EQ(ErrorKind::Unsupported, failed.failure().kind);
-  EXPECT_NE(std::string::npos, failed.failure().message.find("'" + suited + "', cannot run here"))
+  EXPECT_NE(std::string::npos, failed.failure().message.find("container 'c1': the backend this machine suits, '" +
+                                                             suited + "', is not among the provisioner's ("))
       << failed.failure().message;
   EXPECT_FALSE(fs::exists(containerDir("c1") / "backends"));
   EXPECT_EQ(std::vector<std::string>{}, testing::mountsUnder(workDir_));
