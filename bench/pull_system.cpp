@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kPackages = {"containerd", "umoci", "skopeo", "docker-registry", "e2fsprogs", "pigz"};
+const std::vector<std::string> kPackages = {"containerd", "umoci",       "skopeo", "docker-registry",
+                                            "e2fsprogs",  "nginx-light", "pigz"};
 const char* kPolicy = "/usr/sbin/policy-rc.d";
 
 bool installed(const std::string& package) {

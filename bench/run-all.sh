@@ -104,6 +104,8 @@ row("the same into a store that exists (image pruned)", cli.get("tiny_cold_known
 row("warm re-pull, whole command", cli.get("warm_repull_ms"), "ms", cli.get("warm_repull_skopeo_ms"), "skopeo")
 row("3-layer cold pull (busybox + 2 small), whole command", cli.get("three_cold_ms"), "ms",
     cli.get("three_cold_skopeo_umoci_ms"), "skopeo+umoci")
+row("tiny cold pull from a registry serving files as they are (nginx)", cli.get("tiny_cold_static_ms"), "ms",
+    cli.get("tiny_cold_static_skopeo_umoci_ms"), "skopeo+umoci")
 row("tiny cold pull, registry 10 ms away", far.get("tiny_cold_ms"), "ms", far.get("tiny_cold_skopeo_umoci_ms"),
     "skopeo+umoci")
 row("3-layer cold pull, registry 10 ms away", far.get("three_cold_ms"), "ms", far.get("three_cold_skopeo_umoci_ms"),
