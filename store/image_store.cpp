@@ -518,6 +518,9 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
       sizes_.forget(rootfs);
       doomed.push_back(layer);
     }
+    // Nothing damaged (as after most boots): no trip to the blocking pool
+    // on recover's path, and no second sweep of gc/ right after recover's.
+    if (doomed.empty()) return Nothing{};
     return gc_.collect(Nothing{}, doomed)
         .recover(actors::defer(self(), &Self::pruneFailed, doomed, std::set<std::string>{}));
   }
