@@ -7,7 +7,7 @@
 #
 # Builds the drivers first (RelWithDebInfo, Ninja, ccache) in --build-dir.
 # Needs root; the drivers install their peers' Debian packages when missing
-# (skopeo, umoci, containerd, docker-registry, curl). --quick: fewer runs and
+# (skopeo, umoci, containerd, docker-registry, nginx-light, curl). --quick: fewer runs and
 # smaller workloads (a few minutes instead of about forty; noisier).
 # Exits non-zero when a driver failed (its row says so).
 set -uo pipefail
