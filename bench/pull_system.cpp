@@ -22,8 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kPackages = {"containerd", "umoci",       "skopeo", "docker-registry",
-                                            "e2fsprogs",  "nginx-light", "pigz"};
+const std::vector<std::string> kPackages = {"containerd", "umoci", "skopeo", "docker-registry", "e2fsprogs", "pigz"};
 const char* kPolicy = "/usr/sbin/policy-rc.d";
 
 bool installed(const std::string& package) {
@@ -72,9 +71,12 @@ std::vector<std::string> loopsOf(const fs::path& image) {
 
 }  // namespace
 
-void ensurePackages() {
+void ensurePackages(const std::vector<std::string>& extra) {
   std::vector<std::string> missing;
   for (const auto& p : kPackages) {
+    if (!installed(p)) missing.push_back(p);
+  }
+  for (const auto& p : extra) {
     if (!installed(p)) missing.push_back(p);
   }
   if (missing.empty()) return;
@@ -100,9 +102,11 @@ void ensurePackages() {
   if (createdPolicy) fs::remove(kPolicy);
 }
 
-std::string packageVersions() {
+std::string packageVersions(const std::vector<std::string>& extra) {
+  std::vector<std::string> packages = kPackages;
+  packages.insert(packages.end(), extra.begin(), extra.end());
   std::string out;
-  for (const auto& p : kPackages) {
+  for (const auto& p : packages) {
     std::string version;
     if (tryRun({"dpkg-query", "-W", "-f=${Version}", p}, version) != 0) version = "missing";
     out += (out.empty() ? "" : ", ") + p + " " + version;

@@ -6,18 +6,19 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace prov::bench::pull {
 
 // Installs, with apt-get, whichever of containerd, umoci, skopeo,
-// docker-registry, e2fsprogs and pigz is missing (prints nothing when none
-// is). A policy-rc.d that forbids starting services is in place during the
-// install (containerd's package would start the system daemon; the
-// benchmark never uses it). Throws when apt-get fails.
-void ensurePackages();
+// docker-registry, e2fsprogs, pigz and `extra` is missing (prints nothing
+// when none is). A policy-rc.d that forbids starting services is in place
+// during the install (containerd's and nginx's packages would start their
+// system daemons; the benchmarks never use them). Throws when apt-get fails.
+void ensurePackages(const std::vector<std::string>& extra = {});
 
-// "containerd 1.6.20~ds1-1+deb12u3, ..." from dpkg-query.
-std::string packageVersions();
+// "containerd 1.6.20~ds1-1+deb12u3, ..." from dpkg-query, `extra` too.
+std::string packageVersions(const std::vector<std::string>& extra = {});
 
 // A journaled ext4 on a loop device (direct I/O) over <dir>/scratch.img
 // (allocated up front, so the host file system allocates nothing during a

@@ -7,8 +7,9 @@
 #
 # Builds the drivers first (RelWithDebInfo, Ninja, ccache) in --build-dir.
 # Needs root; the drivers install their peers' Debian packages when missing
-# (skopeo, umoci, containerd, docker-registry, nginx-light, curl). --quick: fewer runs and
-# smaller workloads (a few minutes instead of about forty; noisier).
+# (skopeo, umoci, containerd, docker-registry, nginx-light, curl). --quick:
+# fewer runs and smaller workloads (a few minutes instead of about forty;
+# noisier).
 # Exits non-zero when a driver failed (its row says so).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --build-dir=*) build=${arg#*=} ;;
     --dir=*) dir=${arg#*=} ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
