@@ -252,6 +252,12 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return actors::collect(orphans).then(actors::defer(self(), &Self::recoverStores));
   }
 
+  // An image GC check in flight first: it may remove (and so sweep).
+  Future<Nothing> quiesce() {
+    return checking_.then(
+        actors::defer(self(), [this] { return forEachStore([](store::Store& store) { return store.quiesce(); }); }));
+  }
+
   Future<Nothing> recoverStores() {
     actors::log(actors::LogLevel::Info, "recover.containers", {{"kept", std::to_string(infos_.size())}});
     return forEachStore([](store::Store& store) { return store.recover(); }).onAny(actors::defer(self(), [this] {
@@ -1359,6 +1365,8 @@ Future<messages::StoredImage> Provisioner::pullImage(const messages::Image& imag
 Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& excluded) {
   return owned_->process.dispatch(&ProvisionerProcess::pruneImages, excluded);
 }
+
+Future<Nothing> Provisioner::quiesce() { return owned_->process.dispatch(&ProvisionerProcess::quiesce); }
 
 Future<std::vector<ContainerInfo>> Provisioner::containers() {
   return owned_->process.dispatch(&ProvisionerProcess::containers);

@@ -244,6 +244,13 @@ class Provisioner {
   // Fetches an image into its store without provisioning anything.
   Future<messages::StoredImage> pullImage(const messages::Image& image);
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excludedImages);
+  // READY once the work the provisioner runs in the background has ended:
+  // an image GC check, the stores' gc/ sweeps and index writes (the last
+  // uses of images), each as asked for before the call. What the calls
+  // before it did is then on disk: a host that exits without destroying
+  // the provisioner (the command line does, to spare stopping each actor)
+  // waits for it first. Destroying it waits for the same.
+  Future<Nothing> quiesce();
 
   Future<std::vector<ContainerInfo>> containers();
   Future<std::vector<messages::StoredImage>> images();

@@ -272,6 +272,7 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
     return metadata_.put(stored);
   }
 
+  Future<Nothing> swept() { return gc_.quiesce(); }
   Future<Nothing> quiesce() { return gc_.quiesce(); }
 
   std::vector<StoredImage> images() {

@@ -489,7 +489,11 @@ class ImageStoreProcess : public actors::Process<ImageStoreProcess> {
   }
 
   // READY once no prune and no background sweep runs.
-  Future<Nothing> quiesce() { return gc_.quiesce(); }
+  Future<Nothing> swept() { return gc_.quiesce(); }
+  // The sweeps, then the index's writes (a sweep's end writes none).
+  Future<Nothing> quiesce() {
+    return gc_.quiesce().then(actors::defer(self(), [this] { return metadata_.quiesce(); }));
+  }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;

@@ -180,4 +180,6 @@ Future<std::string> MetadataManager::recoveryWarning() {
   return process_.dispatch(&MetadataManagerProcess::recoveryWarning);
 }
 
+Future<Nothing> MetadataManager::quiesce() { return process_.dispatch(&MetadataManagerProcess::quiesce); }
+
 }  // namespace prov::store

@@ -54,6 +54,8 @@ class MetadataManager {
   actors::Future<std::vector<messages::StoredImage>> list();
   // Why recover() started empty, if it had to ("" otherwise).
   actors::Future<std::string> recoveryWarning();
+  // READY once the writes asked for before it are done (or failed).
+  actors::Future<actors::Nothing> quiesce();
 
  private:
   actors::ProcessOwner<MetadataManagerProcess> process_;

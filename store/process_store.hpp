@@ -3,8 +3,8 @@
 // The facade both image stores use (as backend::ProcessBackend is the
 // backends'): owns a store process P (actors::ProcessOwner, which drains
 // P::quiesce() before it stops P) and turns each Store call into one
-// dispatch. P provides recover(), get(image), prune(excluded, activePaths)
-// and images() with the signatures of Store.
+// dispatch. P provides recover(), get(image), prune(excluded, activePaths),
+// images() and the rest of Store's calls with their signatures.
 //
 // P is incomplete where a facade is declared, so the calls are defined in
 // store/process_store_impl.hpp, which only the facade's .cpp includes, and
@@ -34,6 +34,7 @@ class ProcessStore : public Store {
   Future<Nothing> remove(const std::vector<std::string>& keys, const std::set<std::string>& activePaths) override;
   Future<Nothing> touch(const std::vector<std::string>& keys) override;
   Future<Nothing> swept() override;
+  Future<Nothing> quiesce() override;
   Future<StoreCheck> verify(const std::vector<std::string>& keys) override;
   Future<Nothing> discard(const std::vector<std::string>& contentDirs) override;
   Future<Nothing> retire(const std::vector<std::string>& contentDirs) override;

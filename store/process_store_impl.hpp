@@ -46,6 +46,11 @@ Future<Nothing> ProcessStore<P>::touch(const std::vector<std::string>& keys) {
 
 template <typename P>
 Future<Nothing> ProcessStore<P>::swept() {
+  return process_.dispatch(&P::swept);
+}
+
+template <typename P>
+Future<Nothing> ProcessStore<P>::quiesce() {
   return process_.dispatch(&P::quiesce);
 }
 

@@ -31,6 +31,10 @@
 //   container made from them went): their last use moves (unknown keys are
 //   ignored).
 // swept(): READY once what prune() and remove() moved into gc/ is deleted.
+// quiesce(): READY once the work the store runs in the background has
+//   ended: gc/ sweeps (swept()), and writes of its index (the last uses
+//   touch() moved) asked for before the call. What it has done is then on
+//   disk: a host that exits without stopping the store waits for it first.
 // discard(contentDirs): these content directories (damaged ones, found by
 //   verify) go to gc/ and leave the store; the images made of them stay
 //   in the index, and the next get of each fetches what is missing again.
@@ -137,6 +141,7 @@ class Store {
   virtual actors::Try<std::string> keyOf(const messages::Image& image) const = 0;
   virtual Future<Nothing> touch(const std::vector<std::string>& keys) = 0;
   virtual Future<Nothing> swept() = 0;
+  virtual Future<Nothing> quiesce() = 0;
   virtual Future<StoreCheck> verify(const std::vector<std::string>& keys) = 0;
   virtual Future<Nothing> discard(const std::vector<std::string>& contentDirs) = 0;
   virtual Future<Nothing> retire(const std::vector<std::string>& contentDirs) = 0;

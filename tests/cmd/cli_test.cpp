@@ -304,6 +304,9 @@ TEST_F(CliTest, RepairFetchesDamagedLayersAgainUnlessInUseOrTheSourceIsGone) {
   ASSERT_EQ(0, run({"destroy", "c1"}).status);
   ASSERT_EQ(0, run({"prune"}).status);
   EXPECT_FALSE(fs::exists(layer));
+  // The command exits without stopping its actors, once their background
+  // work has ended (Provisioner::quiesce): the sweep of gc/ too.
+  EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/gc")) << "the prune's sweep was cut short";
   ASSERT_EQ(0, run({"destroy", "c2"}).status);
   layer = layerWith("etc/data");
   ASSERT_FALSE(layer.empty());

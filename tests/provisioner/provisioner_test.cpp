@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -1088,6 +1090,73 @@ TEST_F(ProvisionerTest, AnEntryFromBeforeLastUseIsRankedByItsPull) {
   AWAIT_READY(removed);
   EXPECT_EQ((std::vector<std::string>{dockerKey("debian"), dockerKey("alpine")}), removed.get())
       << "debian, used 5000 s ago, before alpine, pulled 4000 s ago";
+}
+
+// A disk that holds the first rename onto a path ending in `suffix` until
+// release(): a write of the index (store/atomic_file.cpp) caught half way.
+class HoldRenameOnto : public testing::FaultyDisk {
+ public:
+  explicit HoldRenameOnto(std::string suffix) : suffix_(std::move(suffix)) {}
+  int before(actors::fs::DiskCall call, const char* path) override {
+    const std::string_view to(path);
+    if (call == actors::fs::DiskCall::Rename && to.ends_with(suffix_) && !held_.exchange(true)) {
+      std::unique_lock lock(mutex_);
+      reached_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return open_; });
+    }
+    return FaultyDisk::before(call, path);
+  }
+  bool waitReached() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, testing::kDefaultAwait, [this] { return reached_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  const std::string suffix_;
+  std::atomic<bool> held_{false};
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool reached_ = false, open_ = false;
+};
+
+// quiesce() is READY only once the work the calls before it left running
+// has ended: the write of the index that a destroy's last use started (a
+// destroy does not wait for it) and the sweep of gc/ after a prune. The
+// command line exits on it without a teardown.
+TEST_F(ProvisionerTest, QuiesceWaitsForTheIndexWriteAndTheSweepLeftRunning) {
+  AWAIT_READY(provisioner_->provision("c1", dockerImage("alpine")));
+  provisioner_.reset();
+  ageImages(workDir_, {{dockerKey("alpine"), 7200}});
+  start({"c1"});
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  auto lastUseOnDisk = [&] {
+    messages::StoredImages index;
+    EXPECT_TRUE(index.ParseFromString(testing::readFile(workDir_ / "store/docker/images")));
+    return index.images_size() == 1 ? index.images(0).last_used_at() : -1;
+  };
+  ASSERT_LT(lastUseOnDisk(), now - 3600);
+  {
+    HoldRenameOnto disk("/store/docker/images");  // outlives the write it holds
+    AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
+    ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
+    auto quiet = provisioner_->quiesce();
+    EXPECT_FALSE(quiet.waitFor(std::chrono::milliseconds(200))) << "READY while the index write was held";
+    EXPECT_LT(lastUseOnDisk(), now - 3600);
+    disk.release();
+    AWAIT_READY(quiet);
+    EXPECT_GE(lastUseOnDisk(), now) << "on disk once quiesce() is READY";
+  }
+
+  AWAIT_READY(provisioner_->pruneImages({}));
+  AWAIT_READY(provisioner_->quiesce());
+  EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/gc")) << "swept before quiesce() was READY";
+  EXPECT_TRUE(fs::is_empty(workDir_ / "store/docker/layers"));
 }
 
 // A get that hands out a stored image moves its last use, and so does the
