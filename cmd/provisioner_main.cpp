@@ -374,6 +374,12 @@ int finished(int code) {
 #endif
 #endif
 
+#ifdef PROV_FULL_TEARDOWN
+constexpr bool kFullTeardown = true;
+#else
+constexpr bool kFullTeardown = false;
+#endif
+
 int exitWithoutRuntimeTeardown(int code) {
 #ifdef PROV_FULL_TEARDOWN
   return code;
@@ -441,12 +447,12 @@ int main(int argc, char** argv) {
   // sweep cut short is finished by the next start); the work dir's lock
   // goes at exit.
   if (!p.quiesce().waitFor(std::chrono::minutes(5))) {
-    std::cerr << "warning: work in the background (a gc/ sweep) was still running after 5 minutes; the next "
-                 "start finishes it\n";
+    std::cerr << "warning: work in the background (a gc/ sweep, an index write) was still running after 5 "
+                 "minutes; the next start finishes it\n";
   }
-#ifdef PROV_FULL_TEARDOWN
-  created->reset();
-#endif
+  // A signature policy's keyrings are temporary directories that only
+  // their destructors remove.
+  if (kFullTeardown || !in.flags.signaturePolicy.empty()) created->reset();
   if (progress) progress->finish();
   return exitWithoutRuntimeTeardown(code);
 }

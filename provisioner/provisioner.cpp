@@ -252,8 +252,11 @@ class ProvisionerProcess : public actors::Process<ProvisionerProcess> {
     return actors::collect(orphans).then(actors::defer(self(), &Self::recoverStores));
   }
 
-  // An image GC check in flight first: it may remove (and so sweep).
-  Future<Nothing> quiesce() {
+  // Provisioner::quiesce. An image GC check in flight first: it may remove
+  // (and so sweep). Not named quiesce(): ProcessOwner would wait for it
+  // before stopping the actor, where the actor is to stop at once (calls
+  // queued fail with Unavailable).
+  Future<Nothing> idle() {
     return checking_.then(
         actors::defer(self(), [this] { return forEachStore([](store::Store& store) { return store.quiesce(); }); }));
   }
@@ -1366,7 +1369,7 @@ Future<Nothing> Provisioner::pruneImages(const std::vector<messages::Image>& exc
   return owned_->process.dispatch(&ProvisionerProcess::pruneImages, excluded);
 }
 
-Future<Nothing> Provisioner::quiesce() { return owned_->process.dispatch(&ProvisionerProcess::quiesce); }
+Future<Nothing> Provisioner::quiesce() { return owned_->process.dispatch(&ProvisionerProcess::idle); }
 
 Future<std::vector<ContainerInfo>> Provisioner::containers() {
   return owned_->process.dispatch(&ProvisionerProcess::containers);

@@ -249,7 +249,8 @@ class Provisioner {
   // uses of images), each as asked for before the call. What the calls
   // before it did is then on disk: a host that exits without destroying
   // the provisioner (the command line does, to spare stopping each actor)
-  // waits for it first. Destroying it waits for the same.
+  // waits for it first. Destroying it waits for the stores' part of it
+  // (docs/embedding.md, Destruction).
   Future<Nothing> quiesce();
 
   Future<std::vector<ContainerInfo>> containers();

@@ -273,7 +273,11 @@ class AppcStoreProcess : public actors::Process<AppcStoreProcess> {
   }
 
   Future<Nothing> swept() { return gc_.quiesce(); }
-  Future<Nothing> quiesce() { return gc_.quiesce(); }
+  // The sweeps, then the index's writes (a get or a touch moves a last use
+  // and does not wait for its write).
+  Future<Nothing> quiesce() {
+    return gc_.quiesce().then(actors::defer(self(), [this] { return metadata_.quiesce(); }));
+  }
 
   std::vector<StoredImage> images() {
     std::vector<StoredImage> all;

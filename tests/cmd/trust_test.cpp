@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include <signal.h>
@@ -127,9 +129,18 @@ TEST_F(TrustTest, AnImageSignedByAPolicyKeyIsPulledProvisionedAndShownAsVerified
   ASSERT_TRUE(fs::exists(signatureOf("app", digest))) << "skopeo wrote no signature";
   const std::string trusted = policy(signedBy(*alice_));
 
+  // The keyring the check makes (a temporary directory) is gone when the
+  // command exits: with a policy it tears its provisioner down in full.
+  const fs::path tmp = sandbox() / "tmp";
+  fs::create_directories(tmp);
+  const char* before = std::getenv("TMPDIR");
+  const std::optional<std::string> saved = before ? std::optional<std::string>(before) : std::nullopt;
+  ::setenv("TMPDIR", tmp.c_str(), 1);
   auto pulled = withPolicy(trusted, {"pull", image("app:v1")});
+  saved ? ::setenv("TMPDIR", saved->c_str(), 1) : ::unsetenv("TMPDIR");
   ASSERT_EQ(0, pulled.status) << pulled.err;
   EXPECT_EQ("docker://" + image("app:v1") + " " + digest + "\n", pulled.out);
+  EXPECT_TRUE(fs::is_empty(tmp)) << "a keyring's directory was left in " << tmp;
   auto doc = listed();
   ASSERT_TRUE(doc.IsArray() && doc.Size() == 1);
   const auto& verified = doc[0]["verified"];

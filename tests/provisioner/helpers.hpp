@@ -3,15 +3,20 @@
 // What the provisioner's test fixtures share: where a container lives on
 // disk, and a TearDown that destroys what a test left.
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include <gtest/gtest.h>
 
 #include "provisioner/provisioner.hpp"
 #include "tests/support/await.hpp"
+#include "tests/support/faulty_disk.hpp"
 
 namespace prov::provisioner::fixture {
 
@@ -53,5 +58,40 @@ inline void destroyAll(Provisioner& provisioner) {
     if (c.id.find('/') == std::string::npos) provisioner.destroy(c.id).waitFor(std::chrono::seconds(15));
   }
 }
+
+// A disk (actors/disk.hpp) that holds the first rename onto a path ending
+// in `suffix` until release() (or its end): a write of an index
+// (store/atomic_file.cpp) caught half way.
+class HoldRenameOnto : public testing::FaultyDisk {
+ public:
+  explicit HoldRenameOnto(std::string suffix) : suffix_(std::move(suffix)) {}
+  ~HoldRenameOnto() override { release(); }
+  int before(actors::fs::DiskCall call, const char* path) override {
+    const std::string_view to(path);
+    if (call == actors::fs::DiskCall::Rename && to.ends_with(suffix_) && !held_.exchange(true)) {
+      std::unique_lock lock(mutex_);
+      reached_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return open_; });
+    }
+    return FaultyDisk::before(call, path);
+  }
+  bool waitReached() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, testing::kDefaultAwait, [this] { return reached_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  const std::string suffix_;
+  std::atomic<bool> held_{false};
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool reached_ = false, open_ = false;
+};
 
 }  // namespace prov::provisioner::fixture

@@ -1092,39 +1092,6 @@ TEST_F(ProvisionerTest, AnEntryFromBeforeLastUseIsRankedByItsPull) {
       << "debian, used 5000 s ago, before alpine, pulled 4000 s ago";
 }
 
-// A disk that holds the first rename onto a path ending in `suffix` until
-// release(): a write of the index (store/atomic_file.cpp) caught half way.
-class HoldRenameOnto : public testing::FaultyDisk {
- public:
-  explicit HoldRenameOnto(std::string suffix) : suffix_(std::move(suffix)) {}
-  int before(actors::fs::DiskCall call, const char* path) override {
-    const std::string_view to(path);
-    if (call == actors::fs::DiskCall::Rename && to.ends_with(suffix_) && !held_.exchange(true)) {
-      std::unique_lock lock(mutex_);
-      reached_ = true;
-      changed_.notify_all();
-      changed_.wait(lock, [this] { return open_; });
-    }
-    return FaultyDisk::before(call, path);
-  }
-  bool waitReached() {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, testing::kDefaultAwait, [this] { return reached_; });
-  }
-  void release() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  const std::string suffix_;
-  std::atomic<bool> held_{false};
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool reached_ = false, open_ = false;
-};
-
 // quiesce() is READY only once the work the calls before it left running
 // has ended: the write of the index that a destroy's last use started (a
 // destroy does not wait for it) and the sweep of gc/ after a prune. The
@@ -1142,10 +1109,12 @@ TEST_F(ProvisionerTest, QuiesceWaitsForTheIndexWriteAndTheSweepLeftRunning) {
   };
   ASSERT_LT(lastUseOnDisk(), now - 3600);
   {
-    HoldRenameOnto disk("/store/docker/images");  // outlives the write it holds
+    fixture::HoldRenameOnto disk("/store/docker/images");  // outlives the write it holds
     AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
-    ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
+    // As the command line asks: once the destroy is done, whether its
+    // write has reached the disk or not.
     auto quiet = provisioner_->quiesce();
+    ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
     EXPECT_FALSE(quiet.waitFor(std::chrono::milliseconds(200))) << "READY while the index write was held";
     EXPECT_LT(lastUseOnDisk(), now - 3600);
     disk.release();
