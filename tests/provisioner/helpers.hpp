@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
@@ -15,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "provisioner/provisioner.hpp"
+#include "testkit/files.hpp"
 #include "tests/support/await.hpp"
 #include "tests/support/faulty_disk.hpp"
 
@@ -93,5 +96,30 @@ class HoldRenameOnto : public testing::FaultyDisk {
   std::condition_variable changed_;
   bool reached_ = false, open_ = false;
 };
+
+// Destroys container `id`, whose image's last use the index file `index`
+// says is over an hour old, with the write of its new last use held on the
+// disk; quiesce(), asked right after the destroy as the command line asks
+// it, must stay pending until the write is let through, and then the file
+// has the new last use.
+inline void expectQuiesceWaitsForTheLastUseWrite(Provisioner& provisioner, const std::string& id,
+                                                 const std::filesystem::path& index) {
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  auto lastUseOnDisk = [&] {
+    messages::StoredImages images;
+    EXPECT_TRUE(images.ParseFromString(testing::readFile(index)));
+    return images.images_size() == 1 ? images.images(0).last_used_at() : -1;
+  };
+  ASSERT_LT(lastUseOnDisk(), now - 3600);
+  HoldRenameOnto disk("/" + index.filename().string());
+  AWAIT_ASSERT_EQ(true, provisioner.destroy(id));
+  auto quiet = provisioner.quiesce();
+  ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
+  EXPECT_FALSE(quiet.waitFor(std::chrono::milliseconds(200))) << "READY while the index write was held";
+  EXPECT_LT(lastUseOnDisk(), now - 3600);
+  disk.release();
+  AWAIT_READY(quiet);
+  EXPECT_GE(lastUseOnDisk(), now) << "on disk once quiesce() is READY";
+}
 
 }  // namespace prov::provisioner::fixture

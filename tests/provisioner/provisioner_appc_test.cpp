@@ -115,31 +115,17 @@ TEST_F(ProvisionerAppcTest, QuiesceWaitsForTheIndexWriteADestroyStarted) {
   AWAIT_READY(provisioner_->provision("c1", appcImage("example.com/test")));
   provisioner_.reset();
   const fs::path file = workDir_ / "store/appc/index/images";
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  auto lastUseOnDisk = [&] {
-    messages::StoredImages index;
-    EXPECT_TRUE(index.ParseFromString(testing::readFile(file)));
-    return index.images_size() == 1 ? index.images(0).last_used_at() : -1;
-  };
   {  // two hours ago, as if the container had run that long
     messages::StoredImages index;
     ASSERT_TRUE(index.ParseFromString(testing::readFile(file)));
     ASSERT_EQ(1, index.images_size());
-    index.mutable_images(0)->set_last_used_at(now - 7200);
+    index.mutable_images(0)->set_last_used_at(static_cast<std::int64_t>(std::time(nullptr)) - 7200);
     std::string bytes;
     index.SerializeToString(&bytes);
     testing::writeFile(file, bytes);
   }
   start({"c1"}, backend::kCopy);
-  fixture::HoldRenameOnto disk("/store/appc/index/images");
-  AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
-  auto quiet = provisioner_->quiesce();
-  ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
-  EXPECT_FALSE(quiet.waitFor(std::chrono::milliseconds(200))) << "READY while the index write was held";
-  EXPECT_LT(lastUseOnDisk(), now - 3600);
-  disk.release();
-  AWAIT_READY(quiet);
-  EXPECT_GE(lastUseOnDisk(), now) << "on disk once quiesce() is READY";
+  fixture::expectQuiesceWaitsForTheLastUseWrite(*provisioner_, "c1", file);
 }
 
 // Mesos ProvisionerAppcTest.ROOT_ProvisionNestedContainer.

@@ -1101,26 +1101,7 @@ TEST_F(ProvisionerTest, QuiesceWaitsForTheIndexWriteAndTheSweepLeftRunning) {
   provisioner_.reset();
   ageImages(workDir_, {{dockerKey("alpine"), 7200}});
   start({"c1"});
-  const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  auto lastUseOnDisk = [&] {
-    messages::StoredImages index;
-    EXPECT_TRUE(index.ParseFromString(testing::readFile(workDir_ / "store/docker/images")));
-    return index.images_size() == 1 ? index.images(0).last_used_at() : -1;
-  };
-  ASSERT_LT(lastUseOnDisk(), now - 3600);
-  {
-    fixture::HoldRenameOnto disk("/store/docker/images");  // outlives the write it holds
-    AWAIT_ASSERT_EQ(true, provisioner_->destroy("c1"));
-    // As the command line asks: once the destroy is done, whether its
-    // write has reached the disk or not.
-    auto quiet = provisioner_->quiesce();
-    ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";
-    EXPECT_FALSE(quiet.waitFor(std::chrono::milliseconds(200))) << "READY while the index write was held";
-    EXPECT_LT(lastUseOnDisk(), now - 3600);
-    disk.release();
-    AWAIT_READY(quiet);
-    EXPECT_GE(lastUseOnDisk(), now) << "on disk once quiesce() is READY";
-  }
+  fixture::expectQuiesceWaitsForTheLastUseWrite(*provisioner_, "c1", workDir_ / "store/docker/images");
 
   AWAIT_READY(provisioner_->pruneImages({}));
   AWAIT_READY(provisioner_->quiesce());
