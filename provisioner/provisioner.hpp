@@ -246,11 +246,11 @@ class Provisioner {
   Future<Nothing> pruneImages(const std::vector<messages::Image>& excludedImages);
   // READY once the work the provisioner runs in the background has ended:
   // an image GC check, the stores' gc/ sweeps and index writes (the last
-  // uses of images), each as asked for before the call. What the calls
-  // before it did is then on disk: a host that exits without destroying
-  // the provisioner (the command line does, to spare stopping each actor)
-  // waits for it first. Destroying it waits for the stores' part of it
-  // (docs/embedding.md, Destruction).
+  // uses of images), as started by the calls whose futures were READY
+  // before it. What those calls did is then on disk: a host that exits
+  // without destroying the provisioner (the command line does, to spare
+  // stopping each actor) waits for it first. Destroying it waits for the
+  // stores' part of it (docs/embedding.md, Destruction).
   Future<Nothing> quiesce();
 
   Future<std::vector<ContainerInfo>> containers();

@@ -108,10 +108,11 @@ inline void expectQuiesceWaitsForTheLastUseWrite(Provisioner& provisioner, const
   auto lastUseOnDisk = [&] {
     messages::StoredImages images;
     EXPECT_TRUE(images.ParseFromString(testing::readFile(index)));
+    EXPECT_EQ(1, images.images_size()) << index;
     return images.images_size() == 1 ? images.images(0).last_used_at() : -1;
   };
   ASSERT_LT(lastUseOnDisk(), now - 3600);
-  HoldRenameOnto disk("/" + index.filename().string());
+  HoldRenameOnto disk("/" + index.parent_path().filename().string() + "/" + index.filename().string());
   AWAIT_ASSERT_EQ(true, provisioner.destroy(id));
   auto quiet = provisioner.quiesce();
   ASSERT_TRUE(disk.waitReached()) << "the destroy moved the image's last use";

@@ -1101,7 +1101,8 @@ TEST_F(ProvisionerTest, QuiesceWaitsForTheIndexWriteAndTheSweepLeftRunning) {
   provisioner_.reset();
   ageImages(workDir_, {{dockerKey("alpine"), 7200}});
   start({"c1"});
-  fixture::expectQuiesceWaitsForTheLastUseWrite(*provisioner_, "c1", workDir_ / "store/docker/images");
+  ASSERT_NO_FATAL_FAILURE(
+      fixture::expectQuiesceWaitsForTheLastUseWrite(*provisioner_, "c1", workDir_ / "store/docker/images"));
 
   AWAIT_READY(provisioner_->pruneImages({}));
   AWAIT_READY(provisioner_->quiesce());
