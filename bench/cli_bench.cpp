@@ -55,6 +55,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -184,18 +185,25 @@ int main(int argc, char** argv) {
       };
       // Trading places from run to run: neither always goes first.
       const bool oursFirst = run % 2 == 0;
+      // Our pull of `from` into `workDir` and the peer's command, timed into
+      // `name` and `peerName`, in this run's order.
+      auto timePair = [&](const std::string& name, const fs::path& workDir, const std::string& from,
+                          const std::string& peerName, const std::function<double()>& peer) {
+        for (int turn = 0; turn < 2; ++turn) {
+          if ((turn == 0) == oursFirst) {
+            series[name].ms.push_back(ours(workDir, {"pull", from}));
+          } else {
+            series[peerName].ms.push_back(peer());
+          }
+        }
+      };
       // The pulls from the static registry come first in odd runs and last
       // in even ones: their difference from tiny_cold is then not where in
       // a run they come.
       const fs::path workStatic = root / ("static" + std::to_string(run));
       auto fromStaticRegistry = [&] {
-        for (int turn = 0; turn < 2; ++turn) {
-          if ((turn == 0) == oursFirst) {
-            series["tiny_cold_static"].ms.push_back(ours(workStatic, {"pull", staticImage}));
-          } else {
-            series["tiny_cold_static_skopeo_umoci"].ms.push_back(skopeoCopy(staticImage) + umociUnpack());
-          }
-        }
+        timePair("tiny_cold_static", workStatic, staticImage, "tiny_cold_static_skopeo_umoci",
+                 [&] { return skopeoCopy(staticImage) + umociUnpack(); });
         if (!fs::is_directory(bundle / "rootfs/bin")) throw std::runtime_error("umoci unpacked no rootfs/bin");
         if (!fs::is_regular_file(workStatic / "store/docker/images")) {
           throw std::runtime_error("ours stored no image from the static registry");
@@ -205,33 +213,16 @@ int main(int argc, char** argv) {
       if (!oursFirst) fromStaticRegistry();
       series["images_empty"].ms.push_back(ours(empty, {"images"}));
       series["containers_empty"].ms.push_back(ours(empty, {"containers"}));
-      for (int turn = 0; turn < 2; ++turn) {
-        if ((turn == 0) == oursFirst) {
-          series["tiny_cold"].ms.push_back(ours(work, {"pull", image}));
-        } else {
-          series["tiny_cold_skopeo_umoci"].ms.push_back(skopeoCopy() + umociUnpack());
-        }
-      }
-      for (int turn = 0; turn < 2; ++turn) {
-        if ((turn == 0) == oursFirst) {
-          series["warm_repull"].ms.push_back(ours(work, {"pull", image}));
-        } else {
-          series["warm_repull_skopeo"].ms.push_back(skopeoCopy());
-        }
-      }
+      timePair("tiny_cold", work, image, "tiny_cold_skopeo_umoci", [&] { return skopeoCopy() + umociUnpack(); });
+      timePair("warm_repull", work, image, "warm_repull_skopeo", [&] { return skopeoCopy(); });
       (void)ours(work, {"prune"});
       if (!fs::is_empty(work / "store/docker/layers")) throw std::runtime_error("prune left the image's layer");
       series["tiny_cold_known_store"].ms.push_back(ours(work, {"pull", image}));
       if (!fs::is_directory(bundle / "rootfs/bin")) throw std::runtime_error("umoci unpacked no rootfs/bin");
       for (const auto& path : {layout, bundle}) fs::remove_all(path);
       const fs::path work3 = root / ("three" + std::to_string(run));
-      for (int turn = 0; turn < 2; ++turn) {
-        if ((turn == 0) == oursFirst) {
-          series["three_cold"].ms.push_back(ours(work3, {"pull", three}));
-        } else {
-          series["three_cold_skopeo_umoci"].ms.push_back(skopeoCopy(three) + umociUnpack());
-        }
-      }
+      timePair("three_cold", work3, three, "three_cold_skopeo_umoci",
+               [&] { return skopeoCopy(three) + umociUnpack(); });
       if (!fs::exists(bundle / "rootfs/app/run")) throw std::runtime_error("umoci unpacked no rootfs/app/run");
       for (const auto& path : {layout, bundle}) fs::remove_all(path);
       if (oursFirst) fromStaticRegistry();
